@@ -1,0 +1,63 @@
+"""Build script: the optional Cython kernels.
+
+Everything else lives in pyproject.toml. The native extensions are optional: when
+Cython or a C compiler is missing, or a build fails, the install still succeeds and
+the package runs on its pure-Python backend (``vsm_phoenix.crdt.BACKEND == "pure"``).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import sys
+import warnings
+
+from setuptools import setup
+from setuptools.command.build_ext import build_ext
+
+
+class OptionalBuildExt(build_ext):
+    """A build_ext that downgrades compiler failures to a warning."""
+
+    def run(self) -> None:
+        try:
+            super().run()
+        except Exception as exc:  # noqa: BLE001 - any build failure means "pure backend"
+            self._warn(exc)
+
+    def build_extension(self, ext):  # type: ignore[no-untyped-def]
+        try:
+            super().build_extension(ext)
+        except Exception as exc:  # noqa: BLE001
+            self._warn(exc)
+
+    @staticmethod
+    def _warn(exc: BaseException) -> None:
+        msg = (
+            f"vsm-phoenix: native kernels not built ({exc}); "
+            "falling back to the pure-Python backend"
+        )
+        warnings.warn(msg, stacklevel=1)
+        print("WARNING: " + msg, file=sys.stderr)
+
+
+def native_extensions() -> list:  # type: ignore[type-arg]
+    if os.environ.get("VSM_PHOENIX_PURE") == "1":
+        return []
+    sources = sorted(glob.glob("vsm_phoenix/**/*.pyx", recursive=True))
+    if not sources:
+        return []
+    try:
+        from Cython.Build import cythonize
+    except ImportError:
+        warnings.warn("vsm-phoenix: Cython missing; pure-Python backend only", stacklevel=1)
+        return []
+    return cythonize(
+        sources,
+        language_level=3,
+        compiler_directives={"boundscheck": False, "wraparound": False},
+        quiet=True,
+    )
+
+
+setup(ext_modules=native_extensions(), cmdclass={"build_ext": OptionalBuildExt})

@@ -1,0 +1,62 @@
+"""The errors vsm-phoenix raises.
+
+Every error the library raises on purpose derives from :class:`VsmPhoenixError`, so a
+caller can catch "anything vsm-phoenix refused" in one clause. Errors that mirror a
+builtin (``TypeError``, ``ValueError``) derive from both, so code that expects the
+builtin keeps working.
+
+The rule behind all of them (DESIGN.md, principle 5): after an error the object that
+raised it is unchanged.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AuthenticationError",
+    "CapacityError",
+    "DecodeError",
+    "InvalidArgument",
+    "KeyExpiredError",
+    "KeyNotFoundError",
+    "ReplayError",
+    "TypeMismatch",
+    "VsmPhoenixError",
+]
+
+
+class VsmPhoenixError(Exception):
+    """Base class of every error raised by vsm-phoenix."""
+
+
+class DecodeError(VsmPhoenixError, ValueError):
+    """Bytes that are malformed, truncated, oversized, non-canonical or semantically
+    invalid (e.g. a negative count, a dot outside its causal context)."""
+
+
+class AuthenticationError(VsmPhoenixError):
+    """Data that fails authentication: tampered, truncated or forged."""
+
+
+class ReplayError(VsmPhoenixError):
+    """A message seen before, or too old to be judged (outside the replay window or
+    the freshness bound)."""
+
+
+class KeyNotFoundError(VsmPhoenixError, KeyError):
+    """No enabled key with the requested id."""
+
+
+class KeyExpiredError(VsmPhoenixError):
+    """The key exists but is past its expiry."""
+
+
+class CapacityError(VsmPhoenixError):
+    """A bounded resource is exhausted (e.g. a key's safe invocation limit)."""
+
+
+class InvalidArgument(VsmPhoenixError, ValueError):
+    """An argument has the right type but a value outside its domain."""
+
+
+class TypeMismatch(VsmPhoenixError, TypeError):
+    """An argument of the wrong type, including joining two different CRDT types."""
