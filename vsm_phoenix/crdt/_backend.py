@@ -1,0 +1,49 @@
+"""Selects the kernel backend: native (Cython) when built, else pure Python.
+
+``VSM_PHOENIX_PURE=1`` in the environment at import time forces the pure backend.
+``BACKEND`` names the active one (``"native"`` or ``"pure"``).
+"""
+
+from __future__ import annotations
+
+import os
+from types import ModuleType
+
+from vsm_phoenix.crdt import _pure
+
+
+def _select() -> tuple[ModuleType, str]:
+    if os.environ.get("VSM_PHOENIX_PURE") == "1":
+        return _pure, "pure"
+    try:
+        from vsm_phoenix.crdt import _native  # type: ignore[attr-defined]
+    except ImportError:
+        return _pure, "pure"
+    return _native, "native"
+
+
+kernels, BACKEND = _select()
+
+vc_join_into = kernels.vc_join_into
+vc_leq = kernels.vc_leq
+vc_compare = kernels.vc_compare
+ctx_contains = kernels.ctx_contains
+ctx_compact = kernels.ctx_compact
+ctx_join_into = kernels.ctx_join_into
+ctx_leq = kernels.ctx_leq
+dotstore_join = kernels.dotstore_join
+dotfun_join = kernels.dotfun_join
+
+__all__ = [
+    "BACKEND",
+    "ctx_compact",
+    "ctx_contains",
+    "ctx_join_into",
+    "ctx_leq",
+    "dotfun_join",
+    "dotstore_join",
+    "kernels",
+    "vc_compare",
+    "vc_join_into",
+    "vc_leq",
+]

@@ -1,0 +1,91 @@
+"""Argument domains shared by all CRDTs: replica ids, elements, counts.
+
+*Elements* (set members, map keys, register values) are **atoms**: ``None``, ``int``,
+``str``, ``bytes``, and tuples of atoms. ``bool`` and ``float`` are refused with
+``TypeError``: ``True == 1`` and ``-0.0 == 0.0`` / ``nan != nan`` would make two
+different encodings compare equal (or one encoding unequal to itself), breaking
+"equal states give equal bytes". Unhashable values (lists, dicts, sets) are refused with
+``TypeError`` too. On the wire a tuple is a CBOR array and decodes back to a tuple.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeAlias
+
+from vsm_phoenix.crdt.codec import dumps
+from vsm_phoenix.errors import DecodeError, InvalidArgument, TypeMismatch
+
+Atom: TypeAlias = "int | str | bytes | tuple[Atom, ...] | None"
+
+#: Deepest tuple nesting accepted in an element.
+MAX_ATOM_DEPTH = 32
+
+
+def check_replica(replica: object) -> str:
+    """A replica id is a non-empty ``str``."""
+    if not isinstance(replica, str):
+        raise TypeMismatch(f"replica id must be str, got {type(replica).__name__}")
+    if not replica:
+        raise InvalidArgument("replica id must be non-empty")
+    return replica
+
+
+def check_count(n: object, what: str = "count") -> int:
+    """A count is a non-negative ``int`` (not ``bool``)."""
+    if type(n) is not int:
+        raise TypeMismatch(f"{what} must be int, got {type(n).__name__}")
+    if n < 0:
+        raise InvalidArgument(f"{what} must be >= 0, got {n}")
+    return n
+
+
+def check_atom(x: object, _depth: int = 0) -> Atom:
+    """Validate an element; raise ``TypeError`` when it is not an atom."""
+    if x is None or type(x) in (int, str, bytes):
+        return x  # type: ignore[return-value]
+    if type(x) is tuple:
+        if _depth >= MAX_ATOM_DEPTH:
+            raise TypeMismatch("element nested too deeply")
+        for item in x:
+            check_atom(item, _depth + 1)
+        return x
+    raise TypeMismatch(
+        f"elements must be None, int, str, bytes or tuples of those; got {type(x).__name__}"
+    )
+
+
+def atom_from_wire(x: Any, _depth: int = 0) -> Atom:
+    """Turn a decoded CBOR item back into an atom (arrays become tuples)."""
+    if x is None or type(x) in (int, str, bytes):
+        return x  # type: ignore[no-any-return]
+    if type(x) is list:
+        if _depth >= MAX_ATOM_DEPTH:
+            raise DecodeError("element nested too deeply")
+        return tuple(atom_from_wire(item, _depth + 1) for item in x)
+    raise DecodeError(f"not a valid element: {type(x).__name__}")
+
+
+def atom_to_wire(x: Atom) -> Any:
+    """The CBOR-able layout of an atom (tuples become lists, as CBOR decodes them)."""
+    if type(x) is tuple:
+        return [atom_to_wire(item) for item in x]
+    return x
+
+
+def atom_key(x: Atom) -> bytes:
+    """Sort key giving the canonical order of elements: their canonical bytes."""
+    return dumps(x)
+
+
+def wire_count(x: Any, what: str = "count", positive: bool = False) -> int:
+    """Validate a decoded count."""
+    if type(x) is not int or x < (1 if positive else 0):
+        raise DecodeError(f"invalid {what}: {x!r}")
+    return x
+
+
+def wire_replica(x: Any) -> str:
+    """Validate a decoded replica id."""
+    if not isinstance(x, str) or not x:
+        raise DecodeError(f"invalid replica id: {x!r}")
+    return x

@@ -1,0 +1,147 @@
+"""Causal contexts: the set of dots a replica has seen, kept compact.
+
+A :class:`CausalContext` is a set of :class:`~vsm_phoenix.crdt.clocks.Dot` stored as a
+version vector (every dot ``(r, 1..vv[r])``) plus a *dot cloud* of the dots that are not
+contiguous with it. It is always kept compact -- no cloud dot is covered by or adjacent
+to the vector -- so equal sets have equal state and equal bytes. It is a lattice (the
+join is set union) and the causal half of every dotted CRDT (ORSet, ORMap, MVRegister).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any, Self
+
+from vsm_phoenix.crdt import _backend as K
+from vsm_phoenix.crdt._base import CRDT
+from vsm_phoenix.crdt._domain import check_count, check_replica, wire_count, wire_replica
+from vsm_phoenix.crdt.clocks import Dot, VectorClock
+from vsm_phoenix.errors import InvalidArgument, TypeMismatch
+
+__all__ = ["CausalContext"]
+
+
+class CausalContext(CRDT):
+    """A compact set of dots: version vector + dot cloud."""
+
+    TAG = "cctx"
+    __slots__ = ("cloud", "vv")
+
+    vv: dict[str, int]
+    cloud: set[tuple[str, int]]
+
+    def __init__(self, dots: Iterable[Dot | tuple[str, int]] = ()) -> None:
+        cloud: set[tuple[str, int]] = set()
+        for d in dots:
+            cloud.add(_check_dot(d))
+        self.vv = {}
+        self.cloud = cloud
+        K.ctx_compact(self.vv, self.cloud)
+
+    @classmethod
+    def _raw(cls, vv: dict[str, int], cloud: set[tuple[str, int]]) -> Self:
+        obj = cls.__new__(cls)
+        obj.vv = vv
+        obj.cloud = cloud
+        return obj
+
+    @classmethod
+    def from_vector(cls, clock: VectorClock) -> CausalContext:
+        """The context holding every dot ``(r, 1..clock[r])``."""
+        if not isinstance(clock, VectorClock):
+            raise TypeMismatch(f"expected VectorClock, got {type(clock).__name__}")
+        return cls._raw(clock.value, set())
+
+    def contains(self, dot: Dot | tuple[str, int]) -> bool:
+        """Whether ``dot`` has been seen."""
+        r, c = _check_dot(dot)
+        return bool(K.ctx_contains(self.vv, self.cloud, r, c))
+
+    __contains__ = contains
+
+    def max_counter(self, replica: str) -> int:
+        """The highest counter of ``replica`` in the context (0 if none)."""
+        check_replica(replica)
+        top = self.vv.get(replica, 0)
+        for r, c in self.cloud:
+            if r == replica and c > top:
+                top = c
+        return top
+
+    def next_dot(self, replica: str) -> Dot:
+        """The next fresh dot of ``replica`` (not yet in the context; not added)."""
+        return Dot(replica, self.max_counter(replica) + 1)
+
+    def add(self, dot: Dot | tuple[str, int]) -> None:
+        """Insert one dot, keeping the context compact."""
+        r, c = _check_dot(dot)
+        if c <= self.vv.get(r, 0):
+            return
+        self.cloud.add((r, c))
+        K.ctx_compact(self.vv, self.cloud)
+
+    def compact(self) -> None:
+        """Restore compactness (every public operation already does this)."""
+        K.ctx_compact(self.vv, self.cloud)
+
+    def dots(self) -> Iterator[Dot]:
+        """Every dot in the context (expands the version vector: may be large)."""
+        for r, n in sorted(self.vv.items()):
+            for c in range(1, n + 1):
+                yield Dot(r, c)
+        for r, c in sorted(self.cloud):
+            yield Dot(r, c)
+
+    @property
+    def value(self) -> tuple[dict[str, int], frozenset[Dot]]:
+        """The compact form: ``(version vector, dot cloud)``."""
+        return dict(self.vv), frozenset(Dot(r, c) for r, c in self.cloud)
+
+    def __len__(self) -> int:
+        return sum(self.vv.values()) + len(self.cloud)
+
+    # -- CRDT plumbing ---------------------------------------------------------------
+
+    def _join_into(self, other: Self) -> None:
+        K.ctx_join_into(self.vv, self.cloud, other.vv, other.cloud)
+
+    def _leq(self, other: Self) -> bool:
+        return bool(K.ctx_leq(self.vv, self.cloud, other.vv, other.cloud))
+
+    def _eq_state(self, other: Self) -> bool:
+        return self.vv == other.vv and self.cloud == other.cloud
+
+    def copy(self) -> Self:
+        return self._raw(dict(self.vv), set(self.cloud))
+
+    def _encode_state(self) -> Any:
+        return [dict(self.vv), [[r, c] for r, c in sorted(self.cloud)]]
+
+    @classmethod
+    def _from_state(cls, state: Any) -> Self:
+        if not (isinstance(state, list) and len(state) == 2):
+            raise ValueError("expected [vv, cloud]")
+        vv_raw, cloud_raw = state
+        if not isinstance(vv_raw, dict) or not isinstance(cloud_raw, list):
+            raise ValueError("expected [map, array]")
+        vv = {wire_replica(r): wire_count(n, "counter", positive=True) for r, n in vv_raw.items()}
+        cloud: set[tuple[str, int]] = set()
+        for item in cloud_raw:
+            if not (isinstance(item, list) and len(item) == 2):
+                raise ValueError("a dot is [replica, counter]")
+            cloud.add((wire_replica(item[0]), wire_count(item[1], "counter", positive=True)))
+        # Non-compact layouts are refused by the canonical-layout check in CRDT.
+        obj = cls._raw(vv, cloud)
+        obj.compact()
+        return obj
+
+
+def _check_dot(d: object) -> tuple[str, int]:
+    if not (isinstance(d, tuple) and len(d) == 2):
+        raise TypeMismatch(f"a dot is (replica, counter), got {d!r}")
+    r, c = d
+    check_replica(r)
+    check_count(c, "dot counter")
+    if c == 0:
+        raise InvalidArgument("dot counters start at 1")
+    return (r, c)

@@ -1,0 +1,220 @@
+"""OR-Map: keys mapped to nested CRDTs, observed-remove keys, ever-merging values."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Self, TypeVar
+
+from vsm_phoenix.crdt import _backend as K
+from vsm_phoenix.crdt import codec
+from vsm_phoenix.crdt._base import CRDT
+from vsm_phoenix.crdt._domain import (
+    Atom,
+    atom_from_wire,
+    atom_key,
+    atom_to_wire,
+    check_atom,
+    check_replica,
+)
+from vsm_phoenix.crdt.causal import CausalContext
+from vsm_phoenix.crdt.sets import _decode_dotstore, _encode_dotstore
+from vsm_phoenix.errors import TypeMismatch
+
+__all__ = ["ORMap"]
+
+C = TypeVar("C", bound=CRDT)
+
+
+class ORMap(CRDT):
+    """A map from atom keys to nested CRDTs of any type.
+
+    *Presence* is an add-wins observed-remove set of keys (dotted, as in :class:`ORSet`):
+    every ``update`` mints a dot for its key; ``remove(key)`` cancels the dots it has
+    observed, so an update concurrent with a remove keeps the key (add-wins).
+
+    *Values* always merge: each key's nested CRDT is joined with every state it meets,
+    whether or not the key is present. ``remove`` hides a key; it does not reset the
+    nested value, so a later ``update`` of that key revives the accumulated value
+    joined with the new changes. (Riak-style reset-remove would need per-dot nested
+    state; this map keeps the simpler, always-convergent rule.)
+
+    A key holds one CRDT type for its whole life: updating or joining a key with a
+    different type raises ``TypeError`` and changes nothing.
+
+    ``value`` is ``{key: nested.value}`` over the present keys.
+    """
+
+    TAG = "ormap"
+    __slots__ = ("_ctx", "_keys", "_values")
+
+    def __init__(self) -> None:
+        self._keys: dict[Atom, set[tuple[str, int]]] = {}
+        self._ctx = CausalContext()
+        self._values: dict[Atom, CRDT] = {}
+
+    @classmethod
+    def _raw(
+        cls,
+        keys: dict[Atom, set[tuple[str, int]]],
+        ctx: CausalContext,
+        values: dict[Atom, CRDT],
+    ) -> Self:
+        obj = cls.__new__(cls)
+        obj._keys, obj._ctx, obj._values = keys, ctx, values
+        return obj
+
+    def update(
+        self,
+        replica: str,
+        key: Atom,
+        kind: type[C],
+        mutate: Callable[[C], C],
+    ) -> ORMap:
+        """Apply ``mutate`` to the value under ``key`` (a ``kind()`` if new) and mark
+        the key present with a fresh dot of ``replica``; returns the delta.
+
+        ``mutate`` receives a working copy of the nested CRDT and must return the delta
+        of the mutation it applied (what the nested mutator returned), e.g.
+        ``m.update("r1", "likes", GCounter, lambda c: c.increment("r1"))``. If
+        ``mutate`` raises, the map is unchanged and the exception propagates.
+        """
+        check_replica(replica)
+        check_atom(key)
+        if not (isinstance(kind, type) and issubclass(kind, CRDT)):
+            raise TypeMismatch(f"kind must be a CRDT class, got {kind!r}")
+        current = self._values.get(key)
+        if current is not None and type(current) is not kind:
+            raise TypeMismatch(
+                f"key {key!r} holds a {type(current).__name__}, not a {kind.__name__}"
+            )
+        work: C = current.copy() if current is not None else kind()
+        child_delta = mutate(work)
+        if type(child_delta) is not kind:
+            raise TypeMismatch(
+                f"mutate must return the {kind.__name__} delta, got {type(child_delta).__name__}"
+            )
+        # Commit: nothing below can fail.
+        dot = self._ctx.next_dot(replica)
+        d = (dot.replica, dot.counter)
+        old = self._keys.get(key, set())
+        ctx = CausalContext._raw({}, set(old) | {d})
+        ctx.compact()
+        self._keys[key] = {d}
+        self._ctx.add(d)
+        self._values[key] = work
+        return ORMap._raw({key: {d}}, ctx, {key: child_delta})
+
+    def remove(self, key: Atom) -> ORMap:
+        """Hide ``key`` as observed here; returns the delta (bottom if absent)."""
+        check_atom(key)
+        old = self._keys.pop(key, None)
+        if old is None:
+            return ORMap()
+        ctx = CausalContext._raw({}, set(old))
+        ctx.compact()
+        return ORMap._raw({}, ctx, {})
+
+    def get(self, key: Atom) -> CRDT | None:
+        """A copy of the nested CRDT under a present ``key`` (``None`` if absent)."""
+        if key not in self._keys:
+            return None
+        return self._values[key].copy()
+
+    def __contains__(self, key: object) -> bool:
+        try:
+            return key in self._keys
+        except TypeError:
+            return False
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def keys(self) -> frozenset[Atom]:
+        """The present keys."""
+        return frozenset(self._keys)
+
+    @property
+    def value(self) -> dict[Atom, Any]:
+        return {k: self._values[k].value for k in self._keys}
+
+    # -- CRDT plumbing ---------------------------------------------------------------
+
+    def _check_compatible(self, other: Self) -> None:
+        for k, v in other._values.items():
+            mine = self._values.get(k)
+            if mine is None:
+                continue
+            if type(mine) is not type(v):
+                raise TypeMismatch(
+                    f"key {k!r}: cannot join {type(mine).__name__} with {type(v).__name__}"
+                )
+            mine._check_compatible(v)
+
+    def _join_into(self, other: Self) -> None:
+        a, b = self._ctx, other._ctx
+        self._keys = K.dotstore_join(self._keys, a.vv, a.cloud, other._keys, b.vv, b.cloud)
+        a._join_into(b)
+        for k, v in other._values.items():
+            mine = self._values.get(k)
+            if mine is None:
+                self._values[k] = v.copy()
+            else:
+                mine._join_into(v)
+
+    def _leq(self, other: Self) -> bool:
+        if not self._ctx._leq(other._ctx):
+            return False
+        a, b = self._ctx, other._ctx
+        joined = K.dotstore_join(self._keys, a.vv, a.cloud, other._keys, b.vv, b.cloud)
+        if joined != other._keys:
+            return False
+        for k, v in self._values.items():
+            theirs = other._values.get(k)
+            if theirs is None or not v._leq(theirs):
+                return False
+        return True
+
+    def _eq_state(self, other: Self) -> bool:
+        return (
+            self._keys == other._keys
+            and self._ctx._eq_state(other._ctx)
+            and self._values.keys() == other._values.keys()
+            and all(v._eq_state(other._values[k]) for k, v in self._values.items())
+        )
+
+    def copy(self) -> Self:
+        return self._raw(
+            {k: set(ds) for k, ds in self._keys.items()},
+            self._ctx.copy(),
+            {k: v.copy() for k, v in self._values.items()},
+        )
+
+    def _encode_state(self) -> Any:
+        values = [
+            [atom_to_wire(k), [v.TAG, v.VERSION, v._encode_state()]]
+            for k, v in sorted(self._values.items(), key=lambda kv: atom_key(kv[0]))
+        ]
+        return [_encode_dotstore(self._keys), self._ctx._encode_state(), values]
+
+    @classmethod
+    def _from_state(cls, state: Any) -> Self:
+        if not (isinstance(state, list) and len(state) == 3 and isinstance(state[2], list)):
+            raise ValueError("expected [keys, context, values]")
+        ctx = CausalContext._from_state(state[1])
+        keys = _decode_dotstore(state[0], ctx)
+        values: dict[Atom, CRDT] = {}
+        for item in state[2]:
+            if not (isinstance(item, list) and len(item) == 2):
+                raise ValueError("expected [key, nested]")
+            k = atom_from_wire(item[0])
+            nested = item[1]
+            if not (isinstance(nested, list) and len(nested) == 3):
+                raise ValueError("nested value must be [tag, version, state]")
+            tag, version, inner = nested
+            if not isinstance(tag, str) or type(version) is not int:
+                raise ValueError("bad nested tag or version")
+            values[k] = codec.class_for(tag)._decode_state(version, inner)
+        missing = [k for k in keys if k not in values]
+        if missing:
+            raise ValueError(f"present keys without a value: {missing[:3]!r}")
+        return cls._raw(keys, ctx, values)
