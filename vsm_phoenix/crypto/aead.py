@@ -1,0 +1,214 @@
+"""AES-256-GCM over a keyset, in Tink's wire format, with a counted nonce budget.
+
+Ciphertext layout (identical to Tink's AES-GCM with the TINK output prefix, so Tink opens
+what we seal and the reverse)::
+
+    0x01 || key_id (4 bytes, big-endian) || nonce (12) || ciphertext || tag (16)
+
+Opening reads the key id from the prefix and uses that key if it is enabled and not
+expired; the associated data is authenticated but not included.
+
+Nonce scheme
+------------
+Nonces are 96 random bits from ``os.urandom`` (NIST SP 800-38D §8.2.2, "RBG-based
+construction"). Random nonces need no coordination between threads, processes or
+machines that share a key, but §8.3 caps the number of invocations of the encryption
+function under one key at 2**32, which keeps the probability of any nonce collision
+below 2**-32. We count invocations per key:
+
+* The count lives in :class:`~vsm_phoenix.crypto.storage.Storage` under
+  ``aead/usage/<key id>``. To avoid a write per message the sealer *leases* blocks
+  (``lease``, default 4096): before using invocation ``n`` it makes sure the persisted
+  value is ``> n``, writing ``n + lease`` when it is not. After a restart counting
+  resumes from the persisted value, so invocations are never under-counted (at most one
+  unused lease per restart is over-counted).
+* When the next invocation would reach ``soft_limit`` (default 2**30) the sealer
+  rotates the keyset (:meth:`Keyset.rotate`) and seals under the new primary; the hook
+  ``on_rotate`` tells the owner to persist and distribute the new keyset.
+  ``hard_limit`` (2**32) is never crossed: a key that reached it raises
+  :class:`~vsm_phoenix.errors.CapacityError` instead of sealing (only possible when the
+  primary is not ours to rotate, i.e. ``auto_rotate=False``).
+* All counting happens under one lock; the encryption itself runs outside it. Several
+  sealers sharing one key each count only their own invocations: give each its own
+  budget (``soft_limit <= 2**32 / number of sealers``) or share one storage.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+
+from cryptography.exceptions import InvalidTag
+
+from vsm_phoenix.crypto.keyset import (
+    TINK_PREFIX_SIZE,
+    TINK_START_BYTE,
+    Key,
+    KeyKind,
+    Keyset,
+)
+from vsm_phoenix.crypto.storage import MemoryStorage, Storage
+from vsm_phoenix.errors import (
+    AuthenticationError,
+    CapacityError,
+    DecodeError,
+    InvalidArgument,
+    TypeMismatch,
+)
+
+__all__ = [
+    "DEFAULT_SOFT_LIMIT",
+    "NIST_INVOCATION_LIMIT",
+    "NONCE_SIZE",
+    "OVERHEAD",
+    "TAG_SIZE",
+    "KeysetAead",
+]
+
+NONCE_SIZE = 12
+TAG_SIZE = 16
+OVERHEAD = TINK_PREFIX_SIZE + NONCE_SIZE + TAG_SIZE
+NIST_INVOCATION_LIMIT = 2**32
+DEFAULT_SOFT_LIMIT = 2**30
+_USAGE_KEY = "aead/usage/{:08x}"
+
+
+class KeysetAead:
+    """Seal and open with the keyset's AES-256-GCM keys (see module doc for the nonce
+    budget). Thread-safe."""
+
+    __slots__ = (
+        "_auto_rotate",
+        "_clock",
+        "_hard",
+        "_lease",
+        "_lock",
+        "_next",
+        "_on_rotate",
+        "_reserved",
+        "_soft",
+        "_storage",
+        "keyset",
+    )
+
+    def __init__(
+        self,
+        keyset: Keyset,
+        storage: Storage | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+        soft_limit: int = DEFAULT_SOFT_LIMIT,
+        hard_limit: int = NIST_INVOCATION_LIMIT,
+        lease: int = 4096,
+        auto_rotate: bool = True,
+        on_rotate: Callable[[Keyset, int], None] | None = None,
+    ) -> None:
+        if not isinstance(keyset, Keyset):
+            raise TypeMismatch("keyset must be a Keyset")
+        if keyset.kind is not KeyKind.AES256_GCM:
+            raise InvalidArgument("KeysetAead needs an AES256_GCM keyset")
+        if not 0 < soft_limit <= hard_limit <= NIST_INVOCATION_LIMIT:
+            raise InvalidArgument("need 0 < soft_limit <= hard_limit <= 2**32")
+        if lease < 1:
+            raise InvalidArgument("lease must be positive")
+        self.keyset = keyset
+        self._storage: Storage = MemoryStorage() if storage is None else storage
+        self._clock = clock
+        self._soft = soft_limit
+        self._hard = hard_limit
+        self._lease = lease
+        self._auto_rotate = auto_rotate
+        self._on_rotate = on_rotate
+        self._lock = threading.Lock()
+        self._next: dict[int, int] = {}
+        self._reserved: dict[int, int] = {}
+
+    # ------------------------------------------------------------------ nonce budget
+
+    def _persisted(self, key_id: int) -> int:
+        raw = self._storage.get(_USAGE_KEY.format(key_id))
+        if raw is None:
+            return 0
+        if len(raw) != 8:
+            raise DecodeError(f"corrupt usage counter for key {key_id:#010x}")
+        return int.from_bytes(raw, "big")
+
+    def _charge(self, key_id: int) -> int:
+        """Count one invocation under ``key_id`` (lock held); return the count before."""
+        n = self._next.get(key_id)
+        if n is None:
+            n = self._reserved[key_id] = self._persisted(key_id)
+        if n >= self._hard:
+            raise CapacityError(f"key {key_id:#010x} reached its invocation limit")
+        if n >= self._reserved[key_id]:
+            reserved = min(n + self._lease, self._hard)
+            self._storage.put(_USAGE_KEY.format(key_id), reserved.to_bytes(8, "big"))
+            self._reserved[key_id] = reserved
+        self._next[key_id] = n + 1
+        return n
+
+    def _sealing_key(self) -> Key:
+        with self._lock:
+            now = self._clock()
+            key = self.keyset.primary_for_sealing(now)
+            if self._auto_rotate and self._count(key.key_id) >= self._soft:
+                new_id = self.keyset.rotate(now=now, expires_at=key.expires_at)
+                if self._on_rotate is not None:
+                    self._on_rotate(self.keyset, new_id)
+                key = self.keyset.primary_for_sealing(now)
+            self._charge(key.key_id)
+            return key
+
+    def _count(self, key_id: int) -> int:
+        n = self._next.get(key_id)
+        return self._persisted(key_id) if n is None else n
+
+    def usage(self, key_id: int) -> int:
+        """Invocations charged to ``key_id`` so far (including leased-but-unused ones
+        from earlier incarnations)."""
+        with self._lock:
+            return self._count(key_id)
+
+    # ------------------------------------------------------------------ AEAD
+
+    def encrypt(self, plaintext: bytes, associated_data: bytes = b"") -> bytes:
+        """Seal under the primary key: ``prefix || nonce || ciphertext || tag``."""
+        return self._encrypt_under(self._sealing_key(), plaintext, associated_data)
+
+    def _encrypt_under(self, key: Key, plaintext: bytes, associated_data: bytes) -> bytes:
+        """Seal under ``key``, which ``_sealing_key`` already charged for one use."""
+        nonce = os.urandom(NONCE_SIZE)
+        body = self.keyset._aesgcm(key).encrypt(nonce, plaintext, associated_data)
+        return key.prefix + nonce + body
+
+    def decrypt(self, ciphertext: bytes, associated_data: bytes = b"") -> bytes:
+        """Open what any enabled, unexpired key of the keyset sealed.
+
+        Truncated, tampered or forged -> ``AuthenticationError`` (``UnknownKeyError``
+        when the prefix names a key we cannot use); expired key -> ``KeyExpiredError``.
+        """
+        if not isinstance(ciphertext, bytes):
+            if not isinstance(ciphertext, bytearray | memoryview):
+                raise TypeMismatch("ciphertext must be bytes")
+            ciphertext = bytes(ciphertext)
+        if len(ciphertext) < OVERHEAD:
+            raise AuthenticationError("ciphertext truncated")
+        if ciphertext[0] != TINK_START_BYTE:
+            raise AuthenticationError("ciphertext has an unknown output prefix")
+        key = self.keyset.usable(int.from_bytes(ciphertext[1:5], "big"), self._clock())
+        try:
+            return self.keyset._aesgcm(key).decrypt(
+                ciphertext[5:17], ciphertext[17:], associated_data
+            )
+        except InvalidTag:
+            raise AuthenticationError("ciphertext failed authentication") from None
+
+    @staticmethod
+    def key_id_of(ciphertext: bytes) -> int:
+        """The key id in a ciphertext's prefix (unauthenticated; ``DecodeError`` when the
+        bytes do not start with a TINK prefix)."""
+        if len(ciphertext) < TINK_PREFIX_SIZE or ciphertext[0] != TINK_START_BYTE:
+            raise DecodeError("no TINK output prefix")
+        return int.from_bytes(ciphertext[1:5], "big")

@@ -1,0 +1,218 @@
+"""Replay protection: an RFC 6479 sliding-window bitmap per sender, persisted.
+
+Theory of operation
+-------------------
+Each sender numbers its messages ``0, 1, 2, ...`` (gaps allowed). The receiver keeps, per
+sender, the highest sequence number accepted so far and a bitmap of which of the last
+``size`` numbers it has accepted:
+
+* ``seq > highest``: new -- accepted; the window slides forward.
+* ``highest - size < seq <= highest``: accepted iff its bit is clear (out-of-order
+  delivery inside the window is accepted exactly once).
+* ``seq <= highest - size``: too old to judge -- rejected.
+
+The bitmap is RFC 6479's ring of 64-bit blocks: ``size / 64 + 1`` blocks, the block of
+``seq`` is ``(seq >> 6) mod blocks``; sliding forward clears only the blocks skipped
+over, so the cost of an update does not grow with the window.
+
+**Check, then authenticate, then record.** :meth:`ReplayWindow.check` never changes
+state; :meth:`ReplayWindow.record` is called only for a message that authenticated.
+Recording first would let a forged copy with a valid-looking sequence number burn the
+real message (the seed system had this bug).
+
+:class:`ReplayGuard` keeps one window per sender and writes a window through its
+:class:`~vsm_phoenix.crypto.storage.Storage` *before* the in-memory copy changes, so a
+restart (a new guard over the same storage) rejects everything the old one accepted.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import cbor2
+
+from vsm_phoenix.crypto.storage import Storage
+from vsm_phoenix.errors import DecodeError, InvalidArgument, ReplayError, TypeMismatch
+
+__all__ = ["DEFAULT_WINDOW", "ReplayGuard", "ReplayWindow"]
+
+DEFAULT_WINDOW = 1024
+_FORMAT = 1
+_MAX_WINDOW = 1 << 16
+_MAX_SEQ = (1 << 64) - 1
+_MASK = (1 << 64) - 1
+
+
+def _check_seq(seq: int) -> None:
+    if type(seq) is not int:
+        raise TypeMismatch("sequence number must be an int")
+    if not 0 <= seq <= _MAX_SEQ:
+        raise InvalidArgument("sequence number must be in 0..2**64-1")
+
+
+class ReplayWindow:
+    """One sender's sliding window (see module doc). Not thread-safe by itself."""
+
+    __slots__ = ("_blocks", "highest", "size")
+
+    def __init__(self, size: int = DEFAULT_WINDOW) -> None:
+        if type(size) is not int or size < 64 or size % 64 or size > _MAX_WINDOW:
+            raise InvalidArgument("window size must be a multiple of 64 in 64..65536")
+        self.size = size
+        self.highest = -1  # nothing accepted yet
+        self._blocks = [0] * (size // 64 + 1)
+
+    def _seen(self, seq: int) -> bool:
+        word = self._blocks[(seq >> 6) % len(self._blocks)]
+        return bool(word >> (seq & 63) & 1)
+
+    def check(self, seq: int) -> None:
+        """Raise ``ReplayError`` if ``seq`` was accepted before or is too old; never
+        changes state."""
+        _check_seq(seq)
+        if seq > self.highest:
+            return
+        if seq <= self.highest - self.size:
+            raise ReplayError(f"sequence {seq} is older than the window (highest {self.highest})")
+        if self._seen(seq):
+            raise ReplayError(f"sequence {seq} replayed")
+
+    def record(self, seq: int) -> None:
+        """Mark ``seq`` accepted (call only after the message authenticated). Raises
+        ``ReplayError`` -- and changes nothing -- if ``check`` would."""
+        self.check(seq)
+        n = len(self._blocks)
+        if seq > self.highest:
+            current = self.highest >> 6 if self.highest >= 0 else -1
+            target = seq >> 6
+            for i in range(1, min(target - current, n) + 1):
+                self._blocks[(current + i) % n] = 0
+            self.highest = seq
+        self._blocks[(seq >> 6) % n] |= 1 << (seq & 63)
+
+    def accept(self, seq: int) -> None:
+        """``check`` and ``record`` in one step."""
+        self.record(seq)
+
+    def copy(self) -> ReplayWindow:
+        new = ReplayWindow(self.size)
+        new.highest = self.highest
+        new._blocks = list(self._blocks)
+        return new
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ReplayWindow):
+            return NotImplemented
+        return self.to_bytes() == other.to_bytes()
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"ReplayWindow(size={self.size}, highest={self.highest})"
+
+    # ------------------------------------------------------------------ codec
+
+    def to_bytes(self) -> bytes:
+        """Canonical CBOR ``[1, size, highest, bitmap]``; the bitmap is the ring of
+        blocks, 8 bytes big-endian each, with stale blocks cleared so that equal windows
+        encode to equal bytes."""
+        words = self._normalized()
+        bitmap = b"".join(w.to_bytes(8, "big") for w in words)
+        return bytes(cbor2.dumps([_FORMAT, self.size, self.highest, bitmap], canonical=True))
+
+    def _normalized(self) -> list[int]:
+        """Blocks with every bit outside ``(highest - size, highest]`` cleared."""
+        n = len(self._blocks)
+        out = [0] * n
+        if self.highest < 0:
+            return out
+        low = max(0, self.highest - self.size + 1)
+        for block in range(low >> 6, (self.highest >> 6) + 1):
+            word = self._blocks[block % n]
+            lo_bit = low - (block << 6)
+            hi_bit = self.highest - (block << 6)
+            if lo_bit > 0:
+                word &= ~((1 << lo_bit) - 1) & _MASK
+            if hi_bit < 63:
+                word &= (1 << (hi_bit + 1)) - 1
+            out[block % n] = word
+        return out
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> ReplayWindow:
+        """Inverse of :meth:`to_bytes`; anything else raises ``DecodeError``."""
+        if not isinstance(data, bytes):
+            raise DecodeError("replay window must be bytes")
+        try:
+            doc = cbor2.loads(data)
+        except Exception as exc:  # cbor2 raises many types on bad input
+            raise DecodeError(f"replay window: {exc}") from None
+        if not (isinstance(doc, list) and len(doc) == 4 and doc[0] == _FORMAT):
+            raise DecodeError("replay window: unsupported format")
+        _, size, highest, bitmap = doc
+        if type(size) is not int or type(highest) is not int or not isinstance(bitmap, bytes):
+            raise DecodeError("replay window: malformed")
+        try:
+            window = cls(size)
+        except InvalidArgument:
+            raise DecodeError("replay window: bad size") from None
+        if not -1 <= highest <= _MAX_SEQ or len(bitmap) != 8 * len(window._blocks):
+            raise DecodeError("replay window: malformed")
+        window.highest = highest
+        window._blocks = [
+            int.from_bytes(bitmap[i : i + 8], "big") for i in range(0, len(bitmap), 8)
+        ]
+        if window._normalized() != window._blocks:
+            raise DecodeError("replay window: bits outside the window")
+        if highest >= 0 and not window._seen(highest):
+            raise DecodeError("replay window: highest sequence not marked")
+        if cbor2.dumps(doc, canonical=True) != data:
+            raise DecodeError("replay window: non-canonical encoding")
+        return window
+
+
+class ReplayGuard:
+    """Per-sender replay windows persisted through ``storage`` under
+    ``<namespace>/<sender>``. Thread-safe: concurrent ``accept`` of one sequence
+    number succeeds exactly once."""
+
+    __slots__ = ("_lock", "_namespace", "_size", "_storage", "_windows")
+
+    def __init__(
+        self, storage: Storage, *, size: int = DEFAULT_WINDOW, namespace: str = "replay"
+    ) -> None:
+        ReplayWindow(size)  # validate
+        self._storage = storage
+        self._size = size
+        self._namespace = namespace
+        self._lock = threading.Lock()
+        self._windows: dict[str, ReplayWindow] = {}
+
+    def _window(self, sender: str) -> ReplayWindow:
+        if not isinstance(sender, str):
+            raise TypeMismatch("sender must be a str")
+        window = self._windows.get(sender)
+        if window is None:
+            raw = self._storage.get(f"{self._namespace}/{sender}")
+            window = ReplayWindow(self._size) if raw is None else ReplayWindow.from_bytes(raw)
+            self._windows[sender] = window
+        return window
+
+    def check(self, sender: str, seq: int) -> None:
+        """``ReplayError`` if ``seq`` from ``sender`` would be rejected; no state change."""
+        with self._lock:
+            self._window(sender).check(seq)
+
+    def accept(self, sender: str, seq: int) -> None:
+        """Record an *authenticated* message: persist first, then update memory."""
+        with self._lock:
+            window = self._window(sender)
+            updated = window.copy()
+            updated.record(seq)
+            self._storage.put(f"{self._namespace}/{sender}", updated.to_bytes())
+            self._windows[sender] = updated
+
+    def highest(self, sender: str) -> int:
+        """Highest sequence accepted from ``sender`` (-1 when none)."""
+        with self._lock:
+            return self._window(sender).highest
