@@ -1,6 +1,92 @@
 """Verification tools used by the tests and the proofs.
 
-Will hold a linearizability checker (Wing-Gong/Lowe search with P-compositional
-partitioning and memoization, Porcupine-style) and a model checker that explores every
-interleaving of message deliveries and timer firings over the real sans-IO nodes.
+Linearizability checker (here now): Wing-Gong/Lowe search with P-compositional
+partitioning (partitions checked smallest first, stopping at the first violation) and
+memoization of (linearized set, model state), Porcupine-style; bounded by a time budget
+and a memo-size cap, either of which yields ``Verdict.UNKNOWN`` instead of running for
+ever. Models: :class:`RegisterModel` (read/write/cas) and :class:`KVModel`
+(get/put/append/cas/delete, partitioned by key). Histories come from
+:class:`HistoryRecorder` (what the simulator records into), our JSON Lines format, or
+Porcupine's KV and Jepsen etcd logs (:func:`load_history`). A violation renders as a
+self-contained HTML timeline (:meth:`CheckResult.html`).
+
+    >>> from vsm_phoenix.verify import HistoryRecorder, RegisterModel, RegisterWrite, \\
+    ...     RegisterRead, check_history
+    >>> rec = HistoryRecorder(RegisterModel())
+    >>> rec.invoke(0, RegisterWrite(1), 0); rec.ok(0, None, 1)
+    >>> rec.invoke(1, RegisterRead(), 2); rec.ok(1, None, 3)
+    >>> check_history(rec.history()).verdict
+    <Verdict.ILLEGAL: 'illegal'>
+
+The model checker (exhaustive exploration of message deliveries and timer firings over
+the real sans-IO nodes) will also live in this package.
 """
+
+from vsm_phoenix.verify.history import (
+    UNKNOWN,
+    History,
+    HistoryRecorder,
+    Operation,
+    history_from_jsonl,
+)
+from vsm_phoenix.verify.linearizability import (
+    DEFAULT_MAX_CACHE_ENTRIES,
+    FORMATS,
+    CheckResult,
+    PartitionResult,
+    Verdict,
+    check,
+    check_history,
+    detect_format,
+    load_history,
+    main_check,
+)
+from vsm_phoenix.verify.models import (
+    KVAppend,
+    KVCas,
+    KVDelete,
+    KVGet,
+    KVModel,
+    KVPut,
+    Model,
+    RegisterCas,
+    RegisterModel,
+    RegisterRead,
+    RegisterWrite,
+    model_from_name,
+)
+from vsm_phoenix.verify.porcupine_formats import parse_jepsen_etcd, parse_porcupine_kv
+from vsm_phoenix.verify.render import render_html
+
+__all__ = [
+    "DEFAULT_MAX_CACHE_ENTRIES",
+    "FORMATS",
+    "UNKNOWN",
+    "CheckResult",
+    "History",
+    "HistoryRecorder",
+    "KVAppend",
+    "KVCas",
+    "KVDelete",
+    "KVGet",
+    "KVModel",
+    "KVPut",
+    "Model",
+    "Operation",
+    "PartitionResult",
+    "RegisterCas",
+    "RegisterModel",
+    "RegisterRead",
+    "RegisterWrite",
+    "Verdict",
+    "check",
+    "check_history",
+    "detect_format",
+    "history_from_jsonl",
+    "load_history",
+    "main_check",
+    "model_from_name",
+    "parse_jepsen_etcd",
+    "parse_porcupine_kv",
+    "render_html",
+]

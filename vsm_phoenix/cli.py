@@ -1,0 +1,40 @@
+"""The ``vsm-phoenix`` command line.
+
+Sub-commands:
+
+* ``demo`` -- the in-process scenarios behind ``make demo``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+__all__ = ["main"]
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from vsm_phoenix.crdt import demo
+
+    return 0 if demo.run(seed=args.seed) else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vsm-phoenix",
+        description="CRDTs, sans-IO distributed protocols and sealed messaging.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("demo", help="run the in-process convergence scenario")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.set_defaults(func=_cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(list(argv) if argv is not None else sys.argv[1:])
+    code: int = args.func(args)
+    return code

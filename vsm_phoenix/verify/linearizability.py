@@ -1,0 +1,456 @@
+"""Linearizability checking: Wing-Gong/Lowe search with P-compositionality and memoization.
+
+Theory of operation
+-------------------
+A history is *linearizable* against a sequential model when every operation can be
+given an instant between its call and its return such that, taken in the order of
+those instants, the operations are a legal run of the model (Herlihy & Wing 1990).
+
+1. **Partition** (P-compositionality, Horn & Kroening 2015). The model splits the
+   history into independent sub-histories (the KV model: one per key). The history is
+   linearizable iff every partition is, so partitions are checked one at a time,
+   **smallest first**, and checking stops at the first one that is not: on Porcupine's
+   ``c50-bad`` some single keys are intractable while a small one fails quickly.
+2. **Entries.** Each operation becomes a call entry and a return entry, sorted by time
+   (calls before returns at equal times: touching intervals are concurrent; pending
+   operations return after everything). They form a doubly linked list.
+3. **Search** (Wing & Gong 1993, Lowe 2017). Walk the list from its head. At a call
+   entry, try to linearize that operation next: if the model accepts it *and* the pair
+   (set of linearized operations, model state) has not been seen before, push it, lift
+   the call and its return out of the list and restart from the head. At a return
+   entry, some operation that had to take effect before this return has not: pop the
+   last choice, put its entries back (unlift) and try the entry after it. An empty list
+   means every operation is linearized (OK); a return entry with an empty stack means
+   no order works (ILLEGAL).
+4. **Memoization.** The pair (linearized bitset, state) determines the rest of the
+   search, so a pair seen once never needs exploring again. States must be hashable.
+
+Bounds: the search is exponential in the worst case. A wall-clock ``timeout`` (shared by
+all partitions, checked every 1024 steps) and ``max_cache_entries`` (per partition)
+turn an intractable search into ``Verdict.UNKNOWN`` with a reason, never an endless
+run or an out-of-memory kill. An ILLEGAL found in one partition is definitive even
+when another ran out of budget.
+
+For a violation the result carries the failing partition and the longest partial
+linearization the search reached in it (with the model state after each step), which
+:func:`vsm_phoenix.verify.render.render_html` draws as a timeline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import enum
+import math
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any, Final
+
+import attrs
+
+from vsm_phoenix.errors import DecodeError, InvalidArgument, TypeMismatch
+from vsm_phoenix.verify.history import History, Operation, history_from_jsonl
+from vsm_phoenix.verify.models import Model
+
+__all__ = [
+    "DEFAULT_MAX_CACHE_ENTRIES",
+    "FORMATS",
+    "CheckResult",
+    "PartitionResult",
+    "Verdict",
+    "check",
+    "check_history",
+    "detect_format",
+    "load_history",
+    "main_check",
+]
+
+#: Default bound on memoized (bitset, state) pairs per partition; roughly 0.2-1 GB of
+#: Python objects for partitions of a few thousand operations.
+DEFAULT_MAX_CACHE_ENTRIES: Final = 2_000_000
+
+#: Every ``format`` accepted by :func:`load_history`.
+FORMATS: Final = ("auto", "json", "porcupine-kv", "jepsen-etcd")
+
+_CLOCK_EVERY: Final = 1024  # search steps between deadline checks
+
+
+class Verdict(enum.Enum):
+    """The checker's answer. UNKNOWN means the budget ran out before an answer."""
+
+    OK = "ok"
+    ILLEGAL = "illegal"
+    UNKNOWN = "unknown"
+
+
+@attrs.frozen
+class PartitionResult:
+    """The outcome for one partition.
+
+    ``linearization`` lists indices into ``operations``: for OK a complete linearization,
+    otherwise the longest partial one the search reached; ``states[k]`` is the model
+    state after ``operations[linearization[k]]``.
+    """
+
+    verdict: Verdict
+    operations: tuple[Operation[Any, Any], ...]
+    linearization: tuple[int, ...]
+    states: tuple[Any, ...]
+    reason: str = ""
+    elapsed: float = 0.0
+    cache_entries: int = 0
+    steps: int = 0
+
+
+@attrs.frozen
+class CheckResult:
+    """The verdict for a whole history.
+
+    ``partitions`` are the partition results in the order they were checked (smallest
+    first; later ones are absent when the check stopped early), ``failing`` the first
+    ILLEGAL one. ``reason`` explains an UNKNOWN ("timeout", "cache limit").
+    """
+
+    verdict: Verdict
+    model: Model[Any, Any, Any]
+    partitions: tuple[PartitionResult, ...]
+    partitions_total: int
+    failing: PartitionResult | None = None
+    reason: str = ""
+    elapsed: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.verdict is Verdict.OK
+
+    def html(self, title: str = "vsm-phoenix linearizability check") -> str:
+        """A self-contained HTML timeline of the failing (or largest) partition."""
+        from vsm_phoenix.verify.render import render_html
+
+        return render_html(self, title=title)
+
+    def summary(self) -> str:
+        checked = len(self.partitions)
+        ops = sum(len(p.operations) for p in self.partitions)
+        text = (
+            f"{self.verdict.value.upper()}: {checked}/{self.partitions_total} partitions, "
+            f"{ops} operations checked in {self.elapsed:.3f} s"
+        )
+        if self.reason:
+            text += f" ({self.reason})"
+        if self.failing is not None:
+            f = self.failing
+            text += (
+                f"; failing partition has {len(f.operations)} operations, longest "
+                f"linearizable prefix {len(f.linearization)}"
+            )
+        return text
+
+
+def _check_partition(
+    model: Model[Any, Any, Any],
+    ops: Sequence[Operation[Any, Any]],
+    deadline: float | None,
+    max_cache_entries: int,
+) -> PartitionResult:
+    started = time.monotonic()
+    n = len(ops)
+    # Entries 1..2n in time order; 0 is the head sentinel, 2n+1 the tail sentinel.
+    events = []
+    for i, op in enumerate(ops):
+        events.append((op.call, 0, i))
+        events.append((math.inf if op.ret is None else op.ret, 1, i))
+    events.sort()
+    size = 2 * n + 2
+    tail = size - 1
+    nxt = list(range(1, size + 1))
+    prv = list(range(-1, size - 1))
+    is_call = [False] * size
+    op_of = [0] * size
+    match = [0] * size
+    call_at = [0] * n
+    for pos, (_, kind, i) in enumerate(events, start=1):
+        op_of[pos] = i
+        if kind == 0:
+            is_call[pos] = True
+            call_at[i] = pos
+        else:
+            match[call_at[i]] = pos
+    inputs = [op.input for op in ops]
+    outputs = [op.output for op in ops]
+
+    step = model.step
+    state = model.init()
+    linearized = 0
+    cache: set[tuple[int, Any]] = set()
+    # Stack of (call entry, state before, state after) for the current partial order.
+    stack: list[tuple[int, Any, Any]] = []
+    best: list[tuple[int, Any, Any]] = []
+    agree = 0  # stack[:agree] == best[:agree]
+    entry = nxt[0]
+    steps = 0
+    verdict = Verdict.OK
+    reason = ""
+    clock = time.monotonic
+    while nxt[0] != tail:
+        steps += 1
+        if steps % _CLOCK_EVERY == 0 and deadline is not None and clock() > deadline:
+            verdict, reason = Verdict.UNKNOWN, "timeout"
+            break
+        if is_call[entry]:
+            i = op_of[entry]
+            ok, new_state = step(state, inputs[i], outputs[i])
+            if ok:
+                new_linearized = linearized | (1 << i)
+                key = (new_linearized, new_state)
+                if key not in cache:
+                    if len(cache) >= max_cache_entries:
+                        verdict, reason = Verdict.UNKNOWN, "cache limit"
+                        break
+                    cache.add(key)
+                    stack.append((entry, state, new_state))
+                    if len(stack) > len(best):
+                        best[agree:] = stack[agree:]
+                        agree = len(stack)
+                    state = new_state
+                    linearized = new_linearized
+                    # lift the call and its return out of the list
+                    p, q = prv[entry], nxt[entry]
+                    nxt[p] = q
+                    prv[q] = p
+                    m = match[entry]
+                    p, q = prv[m], nxt[m]
+                    nxt[p] = q
+                    prv[q] = p
+                    entry = nxt[0]
+                    continue
+            entry = nxt[entry]
+        else:
+            if not stack:
+                verdict = Verdict.ILLEGAL
+                break
+            entry, state, _ = stack.pop()
+            if agree > len(stack):
+                agree = len(stack)
+            linearized ^= 1 << op_of[entry]
+            # unlift: put the return back, then the call
+            m = match[entry]
+            nxt[prv[m]] = m
+            prv[nxt[m]] = m
+            nxt[prv[entry]] = entry
+            prv[nxt[entry]] = entry
+            entry = nxt[entry]
+    chosen = stack if verdict is Verdict.OK else best
+    return PartitionResult(
+        verdict=verdict,
+        operations=tuple(ops),
+        linearization=tuple(op_of[e] for e, _, _ in chosen),
+        states=tuple(after for _, _, after in chosen),
+        reason=reason,
+        elapsed=time.monotonic() - started,
+        cache_entries=len(cache),
+        steps=steps,
+    )
+
+
+def check(
+    model: Model[Any, Any, Any],
+    operations: Iterable[Operation[Any, Any]],
+    *,
+    timeout: float | None = None,
+    max_cache_entries: int = DEFAULT_MAX_CACHE_ENTRIES,
+) -> CheckResult:
+    """Check ``operations`` against ``model``.
+
+    ``timeout`` (seconds of wall clock, ``None`` = unbounded) and ``max_cache_entries``
+    (memo entries per partition) bound the search; exceeding either gives UNKNOWN
+    unless some partition is already known to be ILLEGAL.
+    """
+    started = time.monotonic()
+    if not isinstance(model, Model):
+        raise TypeMismatch(f"model must be a Model, not {type(model).__name__}")
+    if timeout is not None:
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+            raise TypeMismatch("timeout must be a number of seconds or None")
+        if not timeout >= 0:
+            raise InvalidArgument(f"timeout must be >= 0, got {timeout!r}")
+    if isinstance(max_cache_entries, bool) or not isinstance(max_cache_entries, int):
+        raise TypeMismatch("max_cache_entries must be an int")
+    if max_cache_entries < 1:
+        raise InvalidArgument("max_cache_entries must be >= 1")
+    ops = list(operations)
+    for op in ops:
+        if not isinstance(op, Operation):
+            raise TypeMismatch(f"expected Operation, got {type(op).__name__}")
+    deadline = None if timeout is None or math.isinf(timeout) else started + timeout
+    parts = sorted(model.partition(ops), key=len)
+    done: list[PartitionResult] = []
+    unknown_reason = ""
+    failing: PartitionResult | None = None
+    for part in parts:
+        if deadline is not None and time.monotonic() > deadline:
+            unknown_reason = unknown_reason or "timeout"
+            break
+        result = _check_partition(model, part, deadline, max_cache_entries)
+        done.append(result)
+        if result.verdict is Verdict.ILLEGAL:
+            failing = result
+            break
+        if result.verdict is Verdict.UNKNOWN:
+            unknown_reason = unknown_reason or result.reason
+            if result.reason == "timeout":
+                break
+    if failing is not None:
+        verdict, reason = Verdict.ILLEGAL, ""
+    elif unknown_reason:
+        verdict, reason = Verdict.UNKNOWN, unknown_reason
+    else:
+        verdict, reason = Verdict.OK, ""
+    return CheckResult(
+        verdict=verdict,
+        model=model,
+        partitions=tuple(done),
+        partitions_total=len(parts),
+        failing=failing,
+        reason=reason,
+        elapsed=time.monotonic() - started,
+    )
+
+
+def check_history(
+    history: History,
+    *,
+    timeout: float | None = None,
+    max_cache_entries: int = DEFAULT_MAX_CACHE_ENTRIES,
+) -> CheckResult:
+    """:func:`check` a :class:`History` against its own model."""
+    if not isinstance(history, History):
+        raise TypeMismatch(f"expected History, got {type(history).__name__}")
+    return check(
+        history.model, history.operations, timeout=timeout, max_cache_entries=max_cache_entries
+    )
+
+
+# ----------------------------------------------------------------------------------
+# Loading histories in any supported format.
+
+
+def detect_format(data: bytes | str) -> str:
+    """Guess the format from the first non-blank line (``DecodeError`` if none fits)."""
+    if isinstance(data, bytes | bytearray | memoryview):
+        head = bytes(data[:4096]).decode("utf-8", errors="replace")
+    elif isinstance(data, str):
+        head = data[:4096]
+    else:
+        raise TypeMismatch(f"history data must be bytes or str, not {type(data).__name__}")
+    head = head.lstrip("\ufeff")
+    for lineno, line in enumerate(head.splitlines(), start=1):
+        stripped = line.strip()
+        if not stripped:
+            continue
+        if stripped.startswith('{"') or stripped.startswith("{ "):
+            return "json"
+        if stripped.startswith("{:"):
+            return "porcupine-kv"
+        if stripped.startswith("INFO"):
+            return "jepsen-etcd"
+        raise DecodeError(f"line {lineno}: cannot tell the history format from this line")
+    raise DecodeError("line 1: empty history")
+
+
+def load_history(data: bytes | str, format: str = "auto") -> History:
+    """Decode a history in one of :data:`FORMATS`; malformed data raises DecodeError.
+
+    ``json`` is our ``vsm-phoenix-history`` JSON Lines format; ``porcupine-kv`` gives a
+    :class:`KVModel` with ``missing=""``; ``jepsen-etcd`` a :class:`RegisterModel`.
+    """
+    if format not in FORMATS:
+        raise InvalidArgument(f"unknown format {format!r}; expected one of {FORMATS}")
+    if format == "auto":
+        format = detect_format(data)
+    from vsm_phoenix.verify import porcupine_formats
+
+    if format == "json":
+        return history_from_jsonl(data)
+    if format == "porcupine-kv":
+        return porcupine_formats.parse_porcupine_kv(data)
+    return porcupine_formats.parse_jepsen_etcd(data)
+
+
+# ----------------------------------------------------------------------------------
+# Command line: `vsm-phoenix check HISTORY ...`
+
+EXIT_OK: Final = 0
+EXIT_ILLEGAL: Final = 1
+EXIT_USAGE: Final = 2
+EXIT_UNKNOWN: Final = 3
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vsm-phoenix check",
+        description="Check a history for linearizability. Exit status: 0 linearizable, "
+        "1 not linearizable, 2 bad usage or malformed history, 3 unknown (budget ran out).",
+    )
+    parser.add_argument("history", help="history file (use - for stdin)")
+    parser.add_argument(
+        "--model",
+        choices=("kv", "register"),
+        help="model to check against (default: the one the history format implies)",
+    )
+    parser.add_argument("--format", choices=FORMATS, default="auto", help="history format")
+    parser.add_argument(
+        "--timeout", type=float, default=60.0, help="wall-clock budget in seconds (default 60)"
+    )
+    parser.add_argument(
+        "--max-cache",
+        type=int,
+        default=DEFAULT_MAX_CACHE_ENTRIES,
+        help="memo entries per partition before giving up (default %(default)s)",
+    )
+    parser.add_argument("--html", metavar="OUT", help="write an HTML timeline to OUT")
+    return parser
+
+
+def main_check(argv: list[str]) -> int:
+    """Entry point of ``vsm-phoenix check``; returns the exit status (never exits)."""
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse reports and exits on bad usage or --help
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    try:
+        if args.history == "-":
+            data = sys.stdin.buffer.read()
+        else:
+            data = Path(args.history).read_bytes()
+    except OSError as exc:
+        print(f"vsm-phoenix check: cannot read {args.history}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        history = load_history(data, args.format)
+        if args.model is not None and args.model != history.model.name:
+            raise InvalidArgument(
+                f"this history is for the {history.model.name!r} model, not {args.model!r}"
+            )
+        result = check_history(
+            history,
+            timeout=None if args.timeout <= 0 else args.timeout,
+            max_cache_entries=args.max_cache,
+        )
+    except (DecodeError, ValueError, TypeError) as exc:
+        print(f"vsm-phoenix check: {args.history}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(result.summary())
+    if args.html:
+        try:
+            Path(args.html).write_text(result.html(title=f"check {args.history}"), "utf-8")
+        except OSError as exc:
+            print(f"vsm-phoenix check: cannot write {args.html}: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        print(f"timeline written to {args.html}")
+    return {Verdict.OK: EXIT_OK, Verdict.ILLEGAL: EXIT_ILLEGAL, Verdict.UNKNOWN: EXIT_UNKNOWN}[
+        result.verdict
+    ]
+
