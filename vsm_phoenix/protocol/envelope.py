@@ -46,6 +46,7 @@ from typing import Any, Final
 import attrs
 import cbor2
 
+from vsm_phoenix.crdt import Timestamp
 from vsm_phoenix.errors import DecodeError, InvalidArgument
 
 _zstd: Any
@@ -80,7 +81,8 @@ MAX_ID_BYTES: Final = 32
 MAX_NAME_CHARS: Final = 256
 
 HlcTuple = tuple[int, int, str]
-"""Wire form of a hybrid-logical-clock timestamp: (physical_ms, logical, replica)."""
+"""Wire form of a hybrid-logical-clock timestamp: (physical_ms, logical, replica);
+:class:`vsm_phoenix.crdt.Timestamp` is such a tuple."""
 
 _HEADER_KEYS: Final = frozenset({"v", "id", "t", "s", "r", "tp", "c", "ts", "h", "cc", "z", "n"})
 
@@ -142,13 +144,13 @@ def _check_uint(value: object, what: str, limit: int) -> int:
     return value
 
 
-def _check_ts(value: object) -> HlcTuple:
+def _check_ts(value: object) -> Timestamp:
     if not isinstance(value, list | tuple) or len(value) != 3:
         raise DecodeError("ts must be [physical_ms, logical, replica]")
     phys = _check_uint(value[0], "ts.physical", 2**63 - 1)
     logical = _check_uint(value[1], "ts.logical", 2**32 - 1)
     replica = _check_name(value[2], "ts.replica")
-    return (phys, logical, replica)
+    return Timestamp(phys, logical, replica)
 
 
 def _validate_envelope(inst: Envelope, _attr: object, _value: object) -> None:
@@ -175,12 +177,9 @@ def _validate_envelope(inst: Envelope, _attr: object, _value: object) -> None:
 
 
 def _ts_converter(value: Any) -> Any:
-    # Accept any (physical, logical, replica) triple, e.g. crdt.Timestamp, store a tuple.
+    # Accept any (physical_ms, logical, replica) triple; store a crdt Timestamp.
     if isinstance(value, tuple | list) and len(value) == 3:
-        return (value[0], value[1], value[2])
-    for names in (("physical", "logical", "replica"), ("wall", "logical", "replica")):
-        if all(hasattr(value, n) for n in names):
-            return tuple(getattr(value, n) for n in names)
+        return Timestamp(value[0], value[1], value[2])
     return value
 
 
@@ -199,7 +198,7 @@ class Envelope:
     recipient: str | None = None
     topic: str | None = None
     correlation_id: bytes | None = None
-    timestamp: HlcTuple = attrs.field(converter=_ts_converter)
+    timestamp: Timestamp = attrs.field(converter=_ts_converter)
     hop_limit: int = 8
     causal_context: bytes | None = None
     payload: bytes = attrs.field(default=b"", validator=_validate_envelope)

@@ -1,0 +1,682 @@
+"""SWIM membership and discovery with Lifeguard suspicion and capability matching.
+
+Theory of operation
+-------------------
+Each :class:`SwimNode` keeps a member table ``id -> (status, incarnation, metadata)``
+with status ``alive``, ``suspect``, ``dead`` or ``left`` (Das, Gupta, Motivala 2002;
+Dadgar et al., *Lifeguard*, 2018).
+
+* **Join.** On ``Start`` a node sends ``swim.join`` (carrying its whole member table)
+  to its seeds, retrying every ``join_retry_ms`` until it knows another alive member;
+  the receiver merges the table and answers ``swim.join-ack`` with its own (push-pull).
+  On ``Restart`` it also contacts the members it persisted, and it bumps its persisted
+  incarnation so its fresh ``alive`` overrides any ``dead`` others hold about it.
+* **Failure detection.** Every protocol period ``T`` the node pings the next member of
+  a shuffled round-robin order (reshuffled each pass, joiners inserted at a random
+  place). Without an ack after ``ping_timeout_ms`` it asks ``k = indirect_probes``
+  random members to ``swim.ping-req`` the target. Without any ack by the end of the
+  period the target becomes *suspect*.
+* **Suspicion (Lifeguard).** A suspect is declared dead when its suspicion timer
+  expires. The timeout starts at ``S_max = beta * S_min`` with
+  ``S_min = alpha * max(1, log10 n) * T`` and shrinks towards ``S_min`` as independent
+  suspicions arrive: ``max(S_min, S_max - (S_max - S_min) * log(C + 1) / log(K + 1))``
+  with ``C`` confirmations and ``K = indirect_probes``.
+* **Refutation.** A member that hears it is suspect or dead at incarnation ``i``
+  raises its incarnation above ``i`` and disseminates ``alive``. Precedence:
+  ``alive(j)`` beats ``alive/suspect(i)`` iff ``j > i`` and beats ``dead/left(i)`` iff
+  ``j > i``; ``suspect(j)`` beats ``alive(i)`` iff ``j >= i`` and ``suspect(i)`` iff
+  ``j > i``; ``dead(j)`` / ``left(j)`` beat ``alive/suspect(i)`` iff ``j >= i``.
+* **Dissemination.** Every state change is queued and piggybacked (at most
+  ``max_piggyback`` per message, least-sent first) on pings, acks and ping-reqs, each
+  update at most ``lambda * ceil(log10(n + 1))`` times (``lambda = retransmit_mult``).
+* **Healing.** Every ``reconnect_interval_ms`` the node sends ``swim.join`` to one
+  random *dead* (not left) member, so two sides of a healed partition find each other
+  again: each sees itself declared dead in the other's table and refutes.
+* **Leave.** ``ClientRequest(Leave())`` marks the node ``left`` at a higher
+  incarnation, sends that to every alive member and stops probing and answering.
+* **Metadata and capabilities.** Each member advertises :class:`Metadata`: a set of
+  capabilities as an :class:`~vsm_phoenix.crdt.ORSet` (so advertisements merge by
+  join) and a load figure. The owner changes it with ``UpdateMetadata``, which bumps
+  its incarnation; receivers join the capability sets and take the load of the
+  highest incarnation. :meth:`SwimNode.match` returns the alive members (self
+  included) that advertise every required capability, least loaded first.
+
+Detection-time bound
+--------------------
+With round-robin target selection each alive member probes every other member at
+least once in every ``2n - 2`` consecutive periods (the SWIM paper's time-bounded
+completeness: worst case, a member is first in one permutation and last in the next).
+A probe of a crashed member makes it suspect one period later, and the suspicion
+timer never exceeds ``S_max``. Hence, with ``n`` members and no joins during the
+window, **every alive member declares a member that crashed at time t dead by**::
+
+    t + (2n - 1) * T + S_max + T          (the last T absorbs network latency)
+      = t + (2n + beta * alpha * max(1, log10 n)) * T
+
+which is :meth:`SwimConfig.detection_bound_ms`. For the defaults (``T = 1000 ms``,
+``alpha = 4``, ``beta = 6``) and ``n = 5`` that is 34 s; gossip and confirmations make
+typical detection far faster (see ``tests/protocol/test_swim.py``).
+
+Persisted keys: ``swim/incarnation`` (CBOR int), ``swim/members`` (CBOR list of ids).
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import random
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import attrs
+
+from vsm_phoenix.crdt import ORSet, decode
+from vsm_phoenix.errors import DecodeError
+from vsm_phoenix.protocol.envelope import Envelope, decode_cbor, encode_cbor
+from vsm_phoenix.protocol.kit import Messenger, decode_payload
+from vsm_phoenix.protocol.node import (
+    CancelTimer,
+    ClientRequest,
+    Deliver,
+    Effect,
+    Event,
+    LocalProtocolError,
+    Persist,
+    Receive,
+    RemoteProtocolError,
+    Restart,
+    Send,
+    SetTimer,
+    Start,
+    TimerFired,
+)
+
+__all__ = [
+    "Leave",
+    "Match",
+    "MemberInfo",
+    "Metadata",
+    "Status",
+    "SwimConfig",
+    "SwimNode",
+    "UpdateMetadata",
+]
+
+T_PERIOD = "swim.period"
+T_PING = "swim.ping-timeout"
+T_JOIN = "swim.join"
+T_RECONNECT = "swim.reconnect"
+T_SUSPECT = "swim.suspect:"
+
+MAX_MEMBERS = 4096
+
+
+class Status(enum.Enum):
+    ALIVE = "alive"
+    SUSPECT = "suspect"
+    DEAD = "dead"
+    LEFT = "left"
+
+
+_LIVE = (Status.ALIVE, Status.SUSPECT)
+
+
+@attrs.frozen
+class SwimConfig:
+    """Protocol parameters (times in ms). See the module docstring for their roles."""
+
+    seeds: tuple[str, ...] = ()
+    period_ms: int = 1000
+    ping_timeout_ms: int = 200
+    indirect_probes: int = 3
+    suspicion_alpha: float = 4.0
+    suspicion_beta: float = 6.0
+    retransmit_mult: int = 4
+    max_piggyback: int = 8
+    join_retry_ms: int = 1000
+    reconnect_interval_ms: int = 10_000
+
+    def __attrs_post_init__(self) -> None:
+        if not 0 < self.ping_timeout_ms < self.period_ms:
+            raise LocalProtocolError("need 0 < ping_timeout_ms < period_ms")
+        if self.indirect_probes < 0 or self.retransmit_mult < 1 or self.max_piggyback < 1:
+            raise LocalProtocolError("indirect_probes >= 0, retransmit_mult/max_piggyback >= 1")
+        if self.suspicion_alpha <= 0 or self.suspicion_beta < 1:
+            raise LocalProtocolError("suspicion_alpha > 0 and suspicion_beta >= 1")
+
+    def suspicion_min_ms(self, n: int) -> float:
+        return self.suspicion_alpha * max(1.0, math.log10(max(n, 1))) * self.period_ms
+
+    def suspicion_timeout_ms(self, n: int, confirmations: int) -> int:
+        """Lifeguard's timeout for a suspicion with ``confirmations`` independent
+        confirmations in a group of ``n``."""
+        lo = self.suspicion_min_ms(n)
+        hi = self.suspicion_beta * lo
+        k = max(self.indirect_probes, 1)
+        frac = math.log(confirmations + 1) / math.log(k + 1)
+        return math.ceil(max(lo, hi - (hi - lo) * frac))
+
+    def retransmit_limit(self, n: int) -> int:
+        """How often one update is piggybacked: ``lambda * ceil(log10(n + 1))``."""
+        return self.retransmit_mult * max(1, math.ceil(math.log10(n + 1)))
+
+    def detection_bound_ms(self, n: int) -> int:
+        """Worst-case time from a crash until every alive member declares it dead."""
+        return (2 * n - 1) * self.period_ms + self.suspicion_timeout_ms(n, 0) + self.period_ms
+
+
+# -- application commands (ClientRequest payloads) --------------------------------------
+@attrs.frozen
+class Leave:
+    """Leave the group gracefully."""
+
+
+@attrs.frozen
+class UpdateMetadata:
+    """Change this node's advertisement: load and/or capabilities."""
+
+    load: float | None = None
+    add_capabilities: tuple[str, ...] = ()
+    remove_capabilities: tuple[str, ...] = ()
+
+
+@attrs.frozen
+class Match:
+    """Answer with :meth:`SwimNode.match` for ``required`` capabilities."""
+
+    required: tuple[str, ...] = ()
+
+
+@attrs.define
+class Metadata:
+    """A member's advertisement. ``capabilities`` is an ORSet of strings."""
+
+    capabilities: ORSet = attrs.field(factory=ORSet)
+    load: float = 0.0
+
+    def to_wire(self) -> list[Any]:
+        return [self.capabilities.to_bytes(), float(self.load)]
+
+    @classmethod
+    def from_wire(cls, raw: Any) -> Metadata:
+        if not (isinstance(raw, list) and len(raw) == 2 and isinstance(raw[0], bytes)):
+            raise RemoteProtocolError("metadata must be [capabilities, load]")
+        if type(raw[1]) not in (int, float) or not math.isfinite(raw[1]):
+            raise RemoteProtocolError("metadata load must be a finite number")
+        caps = decode(raw[0])
+        if not isinstance(caps, ORSet) or not all(isinstance(c, str) for c in caps.value):
+            raise RemoteProtocolError("capabilities must be an ORSet of strings")
+        return cls(caps, float(raw[1]))
+
+
+@attrs.frozen
+class MemberInfo:
+    """A read-only view of one member-table row."""
+
+    node_id: str
+    status: Status
+    incarnation: int
+    capabilities: frozenset[str]
+    load: float
+
+
+@attrs.define
+class _Member:
+    status: Status
+    incarnation: int
+    meta: Metadata
+    suspect_start: int = 0
+    suspecters: list[str] = attrs.field(factory=list)
+
+
+# An update on the wire: [kind, member, incarnation, extra]
+Update = list[Any]
+
+
+class SwimNode:
+    """A SWIM member (sans-IO; see the module docstring)."""
+
+    def __init__(
+        self,
+        node_id: str,
+        rng: random.Random,
+        config: SwimConfig | None = None,
+        *,
+        capabilities: Iterable[str] = (),
+        load: float = 0.0,
+    ) -> None:
+        self._id = node_id
+        self.rng = rng
+        self.config = config or SwimConfig()
+        self.msg = Messenger(node_id, rng)
+        meta = Metadata(ORSet(), float(load))
+        for cap in sorted(set(capabilities)):
+            meta.capabilities.add(node_id, cap)
+        self.members: dict[str, _Member] = {node_id: _Member(Status.ALIVE, 0, meta)}
+        self.started = False
+        self.left = False
+        self._order: list[str] = []
+        self._order_idx = 0
+        self._seq = 0
+        self._probe_target: str | None = None
+        self._probe_seq = -1
+        self._probe_acked = True
+        self._relays: dict[int, tuple[str, int]] = {}  # our seq -> (requester, their seq)
+        self._queue: dict[str, tuple[Update, int]] = {}  # member -> (update, times sent)
+        self._contacts: list[str] = []  # who to (re)join through
+        self._joined = False
+        self._now = 0
+
+    # -- public read-only API ----------------------------------------------------------
+    @property
+    def node_id(self) -> str:
+        return self._id
+
+    @property
+    def incarnation(self) -> int:
+        return self.members[self._id].incarnation
+
+    def member(self, node_id: str) -> MemberInfo | None:
+        m = self.members.get(node_id)
+        if m is None:
+            return None
+        return MemberInfo(node_id, m.status, m.incarnation,
+                          frozenset(str(c) for c in m.meta.capabilities.value), m.meta.load)
+
+    def view(self) -> list[MemberInfo]:
+        """Every member-table row, sorted by id."""
+        return [info for nid in sorted(self.members) if (info := self.member(nid))]
+
+    def alive_members(self, *, include_self: bool = True) -> list[str]:
+        """Ids of members currently alive or suspect (suspects are not yet dead)."""
+        return [
+            nid for nid in sorted(self.members)
+            if self.members[nid].status in _LIVE and (include_self or nid != self._id)
+        ]
+
+    def match(self, required: Iterable[str]) -> list[str]:
+        """Alive members (self included) advertising every capability in ``required``,
+        ranked by advertised load (ties broken by id)."""
+        need = frozenset(required)
+        hits = [
+            (m.meta.load, nid)
+            for nid, m in self.members.items()
+            if m.status is Status.ALIVE and need <= m.meta.capabilities.value
+        ]
+        return [nid for _, nid in sorted(hits)]
+
+    def group_size(self) -> int:
+        return sum(1 for m in self.members.values() if m.status in _LIVE)
+
+    # -- the state machine -------------------------------------------------------------
+    def step(self, event: Event) -> list[Effect]:
+        """Apply one event; see :class:`vsm_phoenix.protocol.node.Node`."""
+        if isinstance(event, Start | Restart):
+            if self.started:
+                raise LocalProtocolError("node already started")
+            return self._boot(event)
+        if not self.started:
+            raise LocalProtocolError(f"{type(event).__name__} before Start/Restart")
+        self._now = event.now
+        if isinstance(event, Receive):
+            return self._receive(event.now, event.envelope)
+        if isinstance(event, TimerFired):
+            return self._timer(event.now, event.name)
+        if isinstance(event, ClientRequest):
+            return self._client(event)
+        raise LocalProtocolError(f"unknown event {event!r}")  # pragma: no cover
+
+    # -- boot --------------------------------------------------------------------------
+    def _boot(self, event: Start | Restart) -> list[Effect]:
+        now = event.now
+        self._now = now
+        self.started = True
+        out: list[Effect] = []
+        contacts = [s for s in self.config.seeds if s != self._id]
+        if isinstance(event, Restart):
+            try:
+                inc = decode_cbor(event.persisted.get("swim/incarnation", encode_cbor(0)))
+                known = decode_cbor(event.persisted.get("swim/members", encode_cbor([])))
+            except DecodeError:
+                inc, known = 0, []
+            if type(inc) is int and inc >= 0:
+                self.members[self._id].incarnation = inc + 1
+            if isinstance(known, list):
+                contacts += [k for k in known if isinstance(k, str) and k != self._id]
+        self._contacts = sorted(set(contacts))
+        out.append(Persist("swim/incarnation", encode_cbor(self.incarnation)))
+        self._enqueue(self._alive_update(self._id))
+        if self._contacts:
+            out += self._send_joins(now, self._contacts)
+            out.append(SetTimer(T_JOIN, self.config.join_retry_ms))
+        else:
+            self._joined = True
+        out.append(SetTimer(T_PERIOD, self.rng.randint(1, self.config.period_ms)))
+        out.append(SetTimer(T_RECONNECT, self.config.reconnect_interval_ms))
+        return out
+
+    def _send_joins(self, now: int, targets: Sequence[str]) -> list[Effect]:
+        body = {"members": self._table_updates()}
+        return [self.msg.send(now, t, "swim.join", body) for t in targets]
+
+    # -- timers ------------------------------------------------------------------------
+    def _timer(self, now: int, name: str) -> list[Effect]:
+        if self.left:
+            return []
+        if name == T_PERIOD:
+            return self._period(now)
+        if name == T_PING:
+            return self._indirect(now)
+        if name == T_JOIN:
+            if self._joined:
+                return []
+            return [*self._send_joins(now, self._contacts),
+                    SetTimer(T_JOIN, self.config.join_retry_ms)]
+        if name == T_RECONNECT:
+            dead = [n for n in sorted(self.members) if self.members[n].status is Status.DEAD]
+            out: list[Effect] = [SetTimer(T_RECONNECT, self.config.reconnect_interval_ms)]
+            if dead:
+                out += self._send_joins(now, [self.rng.choice(dead)])
+            return out
+        if name.startswith(T_SUSPECT):
+            return self._suspicion_expired(now, name[len(T_SUSPECT):])
+        return []
+
+    def _period(self, now: int) -> list[Effect]:
+        out: list[Effect] = [SetTimer(T_PERIOD, self.config.period_ms)]
+        target = self._probe_target
+        if target is not None and not self._probe_acked:
+            m = self.members.get(target)
+            if m is not None and m.status in _LIVE:
+                out += self._apply(now, ["suspect", target, m.incarnation, self._id])
+        self._probe_target = None
+        self._probe_acked = True
+        nxt = self._next_target()
+        if nxt is None:
+            return out
+        self._seq += 1
+        self._probe_target, self._probe_seq, self._probe_acked = nxt, self._seq, False
+        out.append(self._ping(now, nxt, self._seq))
+        out.append(SetTimer(T_PING, self.config.ping_timeout_ms))
+        return out
+
+    def _next_target(self) -> str | None:
+        live = [n for n in self._order if n in self.members and self.members[n].status in _LIVE]
+        if len(live) != len(self._order):
+            # drop departed members, keeping the index on the same successor
+            before = sum(1 for n in self._order[: self._order_idx] if n in live)
+            self._order, self._order_idx = live, before
+        if not self._order:
+            return None
+        if self._order_idx >= len(self._order):
+            self._order = sorted(self._order)
+            self.rng.shuffle(self._order)
+            self._order_idx = 0
+        target = self._order[self._order_idx]
+        self._order_idx += 1
+        return target
+
+    def _insert_order(self, nid: str) -> None:
+        """Insert a (re)joined member at a random place of the round-robin order."""
+        if nid in self._order:
+            return
+        pos = self.rng.randint(0, len(self._order))
+        self._order.insert(pos, nid)
+        if pos < self._order_idx:
+            self._order_idx += 1
+
+    def _indirect(self, now: int) -> list[Effect]:
+        target = self._probe_target
+        if target is None or self._probe_acked:
+            return []
+        helpers = [n for n in self.alive_members(include_self=False) if n != target]
+        k = min(self.config.indirect_probes, len(helpers))
+        chosen = self.rng.sample(helpers, k) if k else []
+        return [
+            self.msg.send(now, h, "swim.ping-req",
+                          {"seq": self._probe_seq, "target": target, "g": self._piggyback()})
+            for h in chosen
+        ]
+
+    def _suspicion_expired(self, now: int, nid: str) -> list[Effect]:
+        m = self.members.get(nid)
+        if m is None or m.status is not Status.SUSPECT:
+            return []
+        return self._apply(now, ["dead", nid, m.incarnation, self._id])
+
+    # -- messages ----------------------------------------------------------------------
+    def _ping(self, now: int, to: str, seq: int) -> Send:
+        return self.msg.send(now, to, "swim.ping", {"seq": seq, "g": self._piggyback()})
+
+    def _receive(self, now: int, env: Envelope) -> list[Effect]:
+        if not env.type.startswith("swim."):
+            raise RemoteProtocolError(f"SWIM node got {env.type!r}")
+        body = decode_payload(env)
+        updates = self._validate_updates(body.get("g", []))
+        table = self._validate_updates(body.get("members", []))
+        seq = body.get("seq", 0)
+        if type(seq) is not int or seq < 0:
+            raise RemoteProtocolError("seq must be a non-negative int")
+        target = body.get("target")
+        if env.type == "swim.ping-req" and (not isinstance(target, str) or not target):
+            raise RemoteProtocolError("ping-req needs a target")
+        if env.type not in ("swim.ping", "swim.ack", "swim.ping-req", "swim.join",
+                            "swim.join-ack", "swim.gossip"):
+            raise RemoteProtocolError(f"unknown SWIM message {env.type!r}")
+        # -- validated: from here on we mutate --
+        self.msg.accept(now, env)
+        if self.left:
+            return []
+        out: list[Effect] = []
+        for u in [*table, *updates]:
+            out += self._apply(now, u)
+        if self.members.get(env.sender) is None and env.type in ("swim.ping", "swim.ping-req"):
+            # an unknown prober: ask it for its table
+            out += self._send_joins(now, [env.sender])
+        if env.type == "swim.ping":
+            out.append(self.msg.send(now, env.sender, "swim.ack",
+                                     {"seq": seq, "g": self._piggyback()},
+                                     correlation_id=env.message_id))
+        elif env.type == "swim.ack":
+            if seq in self._relays:
+                requester, their_seq = self._relays.pop(seq)
+                out.append(self.msg.send(now, requester, "swim.ack",
+                                         {"seq": their_seq, "g": self._piggyback()}))
+            elif seq == self._probe_seq:
+                self._probe_acked = True
+        elif env.type == "swim.ping-req":
+            assert isinstance(target, str)
+            self._seq += 1
+            self._relays[self._seq] = (env.sender, seq)
+            if len(self._relays) > 256:
+                self._relays.pop(min(self._relays))
+            out.append(self._ping(now, target, self._seq))
+        elif env.type == "swim.join":
+            out.append(self.msg.send(now, env.sender, "swim.join-ack",
+                                     {"members": self._table_updates()},
+                                     correlation_id=env.message_id))
+        if env.type in ("swim.join-ack", "swim.join") and not self._joined and (
+            self.alive_members(include_self=False)
+        ):
+            self._joined = True
+            out.append(CancelTimer(T_JOIN))
+        return out
+
+    def _validate_updates(self, raw: Any) -> list[Update]:
+        if not isinstance(raw, list) or len(raw) > MAX_MEMBERS:
+            raise RemoteProtocolError("updates must be a bounded list")
+        out: list[Update] = []
+        for u in raw:
+            if not (isinstance(u, list) and len(u) == 4):
+                raise RemoteProtocolError("update must be [kind, member, incarnation, extra]")
+            kind, nid, inc, extra = u
+            if kind not in ("alive", "suspect", "dead", "left"):
+                raise RemoteProtocolError(f"unknown update kind {kind!r}")
+            if not isinstance(nid, str) or not nid or len(nid) > 256:
+                raise RemoteProtocolError("member id must be a non-empty string")
+            if type(inc) is not int or not 0 <= inc < 2**63:
+                raise RemoteProtocolError("incarnation must be a non-negative int")
+            if kind == "alive":
+                extra = Metadata.from_wire(extra)
+            elif kind in ("suspect", "dead") and not isinstance(extra, str):
+                raise RemoteProtocolError("suspect/dead need the suspecting member")
+            out.append([kind, nid, inc, extra])
+        return out
+
+    # -- the member table --------------------------------------------------------------
+    def _apply(self, now: int, u: Update) -> list[Effect]:
+        """Merge one (validated) update; returns effects (refutation, timers, events)."""
+        kind, nid, inc, extra = u
+        out: list[Effect] = []
+        me = self.members[self._id]
+        if nid == self._id:
+            if kind in ("suspect", "dead") and inc >= me.incarnation and not self.left:
+                me.incarnation = inc + 1  # refute
+                self._enqueue(self._alive_update(self._id))
+                out.append(Persist("swim/incarnation", encode_cbor(me.incarnation)))
+            elif kind == "alive" and inc > me.incarnation and not self.left:
+                me.incarnation = inc + 1
+                self._enqueue(self._alive_update(self._id))
+                out.append(Persist("swim/incarnation", encode_cbor(me.incarnation)))
+            return out
+        m = self.members.get(nid)
+        if kind == "alive":
+            meta: Metadata = extra
+            if m is None:
+                if len(self.members) >= MAX_MEMBERS:
+                    return out
+                self.members[nid] = _Member(Status.ALIVE, inc, meta)
+                self._insert_order(nid)
+                self._enqueue(["alive", nid, inc, meta.to_wire()])
+                out.append(self._event(now, nid))
+                out.append(self._persist_members())
+                return out
+            if inc <= m.incarnation:
+                if inc == m.incarnation and m.status in _LIVE:
+                    m.meta.capabilities |= meta.capabilities
+                return out
+            was = m.status
+            m.status, m.incarnation = Status.ALIVE, inc
+            m.meta.capabilities |= meta.capabilities
+            m.meta.load = meta.load
+            m.suspecters = []
+            out.append(CancelTimer(T_SUSPECT + nid))
+            if was not in _LIVE:
+                self._insert_order(nid)
+            self._enqueue(["alive", nid, inc, m.meta.to_wire()])
+            if was is not Status.ALIVE:
+                out.append(self._event(now, nid))
+            return out
+        if m is None:
+            # unknown member reported suspect/dead/left: remember the verdict
+            if len(self.members) < MAX_MEMBERS and kind != "suspect":
+                self.members[nid] = _Member(Status(kind), inc, Metadata())
+                self._enqueue([kind, nid, inc, extra])
+            return out
+        if kind == "suspect":
+            n = self.group_size()
+            if (m.status is Status.ALIVE and inc >= m.incarnation) or (
+                m.status is Status.SUSPECT and inc > m.incarnation
+            ):
+                m.status, m.incarnation = Status.SUSPECT, inc
+                m.suspect_start, m.suspecters = now, [extra]
+                out.append(SetTimer(T_SUSPECT + nid, self.config.suspicion_timeout_ms(n, 0)))
+                self._enqueue(["suspect", nid, inc, extra])
+                out.append(self._event(now, nid))
+            elif (
+                m.status is Status.SUSPECT and inc == m.incarnation
+                and extra not in m.suspecters
+            ):
+                m.suspecters.append(extra)  # an independent confirmation
+                timeout = self.config.suspicion_timeout_ms(n, len(m.suspecters) - 1)
+                left = max(0, m.suspect_start + timeout - now)
+                out.append(SetTimer(T_SUSPECT + nid, left))
+                self._enqueue(["suspect", nid, inc, extra])
+            return out
+        # dead / left
+        if (m.status in _LIVE and inc >= m.incarnation) or (
+            m.status is Status.DEAD and kind == "left" and inc >= m.incarnation
+        ):
+            m.status, m.incarnation = Status(kind), inc
+            m.suspecters = []
+            out.append(CancelTimer(T_SUSPECT + nid))
+            self._enqueue([kind, nid, inc, extra])
+            out.append(self._event(now, nid))
+        return out
+
+    def _event(self, now: int, nid: str) -> Deliver:
+        m = self.members[nid]
+        return Deliver("swim.member", {"member": nid, "status": m.status.value,
+                                       "incarnation": m.incarnation, "at": now})
+
+    def _persist_members(self) -> Persist:
+        return Persist("swim/members", encode_cbor(sorted(self.members)))
+
+    def _alive_update(self, nid: str) -> Update:
+        m = self.members[nid]
+        return ["alive", nid, m.incarnation, m.meta.to_wire()]
+
+    def _table_updates(self) -> list[Update]:
+        rows: list[Update] = []
+        for nid in sorted(self.members):
+            m = self.members[nid]
+            if m.status in _LIVE:
+                rows.append(["alive", nid, m.incarnation, m.meta.to_wire()])
+                if m.status is Status.SUSPECT:
+                    rows.append(["suspect", nid, m.incarnation,
+                                 m.suspecters[0] if m.suspecters else self._id])
+            else:
+                rows.append([m.status.value, nid, m.incarnation, self._id])
+        return rows
+
+    def _enqueue(self, u: Update) -> None:
+        self._queue[u[1]] = (u, 0)
+
+    def _piggyback(self) -> list[Update]:
+        limit = self.config.retransmit_limit(self.group_size())
+        ranked = sorted(self._queue.items(), key=lambda kv: (kv[1][1], kv[0]))
+        chosen = ranked[: self.config.max_piggyback]
+        out: list[Update] = []
+        for nid, (u, sent) in chosen:
+            out.append(u)
+            if sent + 1 >= limit:
+                del self._queue[nid]
+            else:
+                self._queue[nid] = (u, sent + 1)
+        return out
+
+    # -- application commands ----------------------------------------------------------
+    def _client(self, req: ClientRequest) -> list[Effect]:
+        cmd, now = req.payload, req.now
+        if isinstance(cmd, Match):
+            return [Deliver("swim.match", self.match(cmd.required), req.request_id)]
+        if self.left:
+            raise LocalProtocolError("node has left the group")
+        me = self.members[self._id]
+        if isinstance(cmd, UpdateMetadata):
+            for cap in cmd.add_capabilities:
+                me.meta.capabilities.add(self._id, cap)
+            for cap in cmd.remove_capabilities:
+                me.meta.capabilities.remove(cap)
+            if cmd.load is not None:
+                if not math.isfinite(cmd.load):
+                    raise LocalProtocolError("load must be finite")
+                me.meta.load = float(cmd.load)
+            me.incarnation += 1
+            self._enqueue(self._alive_update(self._id))
+            return [Persist("swim/incarnation", encode_cbor(me.incarnation)),
+                    Deliver("swim.metadata", None, req.request_id)]
+        if isinstance(cmd, Leave):
+            me.incarnation += 1
+            me.status = Status.LEFT
+            self.left = True
+            update: Update = ["left", self._id, me.incarnation, None]
+            out: list[Effect] = [
+                self.msg.send(now, nid, "swim.gossip", {"g": [update]})
+                for nid in self.alive_members(include_self=False)
+            ]
+            out += [CancelTimer(T_PERIOD), CancelTimer(T_PING), CancelTimer(T_RECONNECT),
+                    Persist("swim/incarnation", encode_cbor(me.incarnation)),
+                    Deliver("swim.left", None, req.request_id)]
+            return out
+        raise LocalProtocolError(f"unknown SWIM command {cmd!r}")
