@@ -20,10 +20,12 @@ whose intervals merely touch (``a.ret == b.call``) are concurrent, so equal time
 from a discrete simulator clock never produce a false violation.
 
 On-disk format (``vsm-phoenix-history`` version 1, JSON Lines, UTF-8): the first line
-is a header object, each further non-blank line one operation::
+is a header object, each further non-blank line one operation (wrapped here, not
+in a file)::
 
     {"format": "vsm-phoenix-history", "version": 1, "model": "kv", "options": {}}
-    {"client": 0, "call": 0, "return": 3, "input": {"f": "put", "key": "a", "value": "1"}, "output": null}
+    {"client": 0, "call": 0, "return": 3, "output": null,
+     "input": {"f": "put", "key": "a", "value": "1"}}
     {"client": 1, "call": 1, "return": null, "input": {"f": "get", "key": "a"}}
 
 ``"return": null`` marks a pending operation, which then has no ``"output"`` key.
@@ -63,12 +65,12 @@ FORMAT_NAME: Final = "vsm-phoenix-history"
 FORMAT_VERSION: Final = 1
 
 JSONValue: TypeAlias = (
-    "None | bool | int | float | str | list[JSONValue] | dict[str, JSONValue]"
+    "bool | int | float | str | list[JSONValue] | dict[str, JSONValue] | None"
 )
 ClientId: TypeAlias = int | str
 
-I = TypeVar("I")
-O = TypeVar("O")
+InT = TypeVar("InT")
+OutT = TypeVar("OutT")
 
 
 class _Unknown(enum.Enum):
@@ -98,15 +100,15 @@ def _check_client(value: object) -> ClientId:
 
 
 @attrs.frozen
-class Operation(Generic[I, O]):
+class Operation(Generic[InT, OutT]):
     """One operation of a history: ``client`` called ``input`` at ``call`` and got
     ``output`` back at ``ret`` (``ret is None`` and ``output is UNKNOWN``: pending)."""
 
     client: ClientId
-    input: I
+    input: InT
     call: float
     ret: float | None
-    output: O | Unknown
+    output: OutT | Unknown
 
     def __attrs_post_init__(self) -> None:
         _check_client(self.client)
@@ -127,12 +129,20 @@ class Operation(Generic[I, O]):
         return self.ret is None
 
 
+def _ops_tuple(ops: Iterable[Operation[Any, Any]]) -> tuple[Operation[Any, Any], ...]:
+    result = tuple(ops)
+    for op in result:
+        if not isinstance(op, Operation):
+            raise TypeMismatch(f"expected Operation, got {type(op).__name__}")
+    return result
+
+
 @attrs.frozen
 class History:
     """A model together with the operations to check against it (in recording order)."""
 
     model: Model[Any, Any, Any]
-    operations: tuple[Operation[Any, Any], ...] = attrs.field(converter=tuple)
+    operations: tuple[Operation[Any, Any], ...] = attrs.field(converter=_ops_tuple)
 
     def __len__(self) -> int:
         return len(self.operations)
@@ -326,6 +336,6 @@ def _decode_op(model: Model[Any, Any, Any], obj: dict[str, Any]) -> Operation[An
     return Operation(obj["client"], inp, obj["call"], ret, out)
 
 
-def operations_sorted_by_call(ops: Sequence[Operation[I, O]]) -> list[Operation[I, O]]:
+def operations_sorted_by_call(ops: Sequence[Operation[InT, OutT]]) -> list[Operation[InT, OutT]]:
     """The operations ordered by call time (stable), as timelines draw them."""
     return sorted(ops, key=lambda op: op.call)

@@ -154,29 +154,52 @@ def _check_partition(
     deadline: float | None,
     max_cache_entries: int,
 ) -> PartitionResult:
+    """Lowe's search over one partition (see the module docstring).
+
+    Layout: entries are numbered 1..m in time order, so an entry's number is its
+    position. Completed operations put a call and a return entry in the *main* list
+    (head 0, tail m+1). Pending operations never return, so they only put a call entry
+    in a separate *pending* list (head m+2, tail m+3). Candidates at a node are the
+    calls before the first return entry of the main list: completed ones are tried
+    first, pending ones after (any order is complete; deferring pending operations
+    finds linearizations of OK histories without enumerating their subsets). Once the
+    main list is empty the remaining pending operations can all go last: OK.
+    """
     started = time.monotonic()
     n = len(ops)
-    # Entries 1..2n in time order; 0 is the head sentinel, 2n+1 the tail sentinel.
-    events = []
+    events: list[tuple[float, int, int]] = []
     for i, op in enumerate(ops):
         events.append((op.call, 0, i))
-        events.append((math.inf if op.ret is None else op.ret, 1, i))
+        if op.ret is not None:
+            events.append((op.ret, 1, i))
     events.sort()
-    size = 2 * n + 2
-    tail = size - 1
-    nxt = list(range(1, size + 1))
-    prv = list(range(-1, size - 1))
+    m = len(events)
+    head, tail, phead, ptail = 0, m + 1, m + 2, m + 3
+    size = m + 4
+    nxt = [0] * size
+    prv = [0] * size
     is_call = [False] * size
+    is_pending = [False] * size
     op_of = [0] * size
     match = [0] * size
     call_at = [0] * n
+    last_main, last_pending = head, phead
     for pos, (_, kind, i) in enumerate(events, start=1):
         op_of[pos] = i
         if kind == 0:
             is_call[pos] = True
             call_at[i] = pos
+            if ops[i].ret is None:
+                is_pending[pos] = True
+                nxt[last_pending], prv[pos] = pos, last_pending
+                last_pending = pos
+                continue
         else:
             match[call_at[i]] = pos
+        nxt[last_main], prv[pos] = pos, last_main
+        last_main = pos
+    nxt[last_main], prv[tail] = tail, last_main
+    nxt[last_pending], prv[ptail] = ptail, last_pending
     inputs = [op.input for op in ops]
     outputs = [op.output for op in ops]
 
@@ -184,21 +207,31 @@ def _check_partition(
     state = model.init()
     linearized = 0
     cache: set[tuple[int, Any]] = set()
-    # Stack of (call entry, state before, state after) for the current partial order.
-    stack: list[tuple[int, Any, Any]] = []
-    best: list[tuple[int, Any, Any]] = []
+    # The current partial linearization: (call entry, state before, state after, limit).
+    stack: list[tuple[int, Any, Any, int]] = []
+    best: list[tuple[int, Any, Any, int]] = []
     agree = 0  # stack[:agree] == best[:agree]
-    entry = nxt[0]
+    entry = nxt[head]
+    in_pending = False  # scanning the pending list for calls before `limit`
+    limit = 0
     steps = 0
     verdict = Verdict.OK
     reason = ""
     clock = time.monotonic
-    while nxt[0] != tail:
+    while nxt[head] != tail:
         steps += 1
         if steps % _CLOCK_EVERY == 0 and deadline is not None and clock() > deadline:
             verdict, reason = Verdict.UNKNOWN, "timeout"
             break
-        if is_call[entry]:
+        if in_pending:
+            if entry > limit:  # no candidate left at this node (ptail > every limit)
+                entry = -1
+        elif not is_call[entry]:  # first return of the main list: now the pending calls
+            in_pending = True
+            limit = entry
+            entry = nxt[phead]
+            continue
+        if entry >= 0:
             i = op_of[entry]
             ok, new_state = step(state, inputs[i], outputs[i])
             if ok:
@@ -209,44 +242,58 @@ def _check_partition(
                         verdict, reason = Verdict.UNKNOWN, "cache limit"
                         break
                     cache.add(key)
-                    stack.append((entry, state, new_state))
+                    stack.append((entry, state, new_state, limit))
                     if len(stack) > len(best):
                         best[agree:] = stack[agree:]
                         agree = len(stack)
                     state = new_state
                     linearized = new_linearized
-                    # lift the call and its return out of the list
+                    # lift the call (and a completed operation's return) out of its list
                     p, q = prv[entry], nxt[entry]
                     nxt[p] = q
                     prv[q] = p
-                    m = match[entry]
-                    p, q = prv[m], nxt[m]
-                    nxt[p] = q
-                    prv[q] = p
-                    entry = nxt[0]
+                    if not in_pending:
+                        r = match[entry]
+                        p, q = prv[r], nxt[r]
+                        nxt[p] = q
+                        prv[q] = p
+                    entry = nxt[head]
+                    in_pending = False
                     continue
             entry = nxt[entry]
-        else:
-            if not stack:
-                verdict = Verdict.ILLEGAL
-                break
-            entry, state, _ = stack.pop()
-            if agree > len(stack):
-                agree = len(stack)
-            linearized ^= 1 << op_of[entry]
-            # unlift: put the return back, then the call
-            m = match[entry]
-            nxt[prv[m]] = m
-            prv[nxt[m]] = m
-            nxt[prv[entry]] = entry
-            prv[nxt[entry]] = entry
-            entry = nxt[entry]
+            continue
+        # backtrack
+        if not stack:
+            verdict = Verdict.ILLEGAL
+            break
+        entry, state, _, limit = stack.pop()
+        if agree > len(stack):
+            agree = len(stack)
+        linearized ^= 1 << op_of[entry]
+        in_pending = is_pending[entry]
+        if not in_pending:  # unlift: the return first, then the call
+            r = match[entry]
+            nxt[prv[r]] = r
+            prv[nxt[r]] = r
+        nxt[prv[entry]] = entry
+        prv[nxt[entry]] = entry
+        entry = nxt[entry]
     chosen = stack if verdict is Verdict.OK else best
+    order = [op_of[e] for e, _, _, _ in chosen]
+    states = [after for _, _, after, _ in chosen]
+    if verdict is Verdict.OK:  # the pending operations left over go last
+        e = nxt[phead]
+        while e != ptail:
+            i = op_of[e]
+            state = step(state, inputs[i], outputs[i])[1]
+            order.append(i)
+            states.append(state)
+            e = nxt[e]
     return PartitionResult(
         verdict=verdict,
         operations=tuple(ops),
-        linearization=tuple(op_of[e] for e, _, _ in chosen),
-        states=tuple(after for _, _, after in chosen),
+        linearization=tuple(order),
+        states=tuple(states),
         reason=reason,
         elapsed=time.monotonic() - started,
         cache_entries=len(cache),
@@ -421,10 +468,8 @@ def main_check(argv: list[str]) -> int:
     except SystemExit as exc:  # argparse reports and exits on bad usage or --help
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     try:
-        if args.history == "-":
-            data = sys.stdin.buffer.read()
-        else:
-            data = Path(args.history).read_bytes()
+        source = sys.stdin.buffer if args.history == "-" else None
+        data = source.read() if source is not None else Path(args.history).read_bytes()
     except OSError as exc:
         print(f"vsm-phoenix check: cannot read {args.history}: {exc}", file=sys.stderr)
         return EXIT_USAGE

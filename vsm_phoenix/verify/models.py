@@ -50,45 +50,45 @@ __all__ = [
     "model_from_name",
 ]
 
-S = TypeVar("S")
-I = TypeVar("I")
-O = TypeVar("O")
+StateT = TypeVar("StateT")
+InT = TypeVar("InT")
+OutT = TypeVar("OutT")
 
 
-class Model(abc.ABC, Generic[S, I, O]):
+class Model(abc.ABC, Generic[StateT, InT, OutT]):
     """A sequential specification: see the module docstring for the invariants."""
 
     #: The name used by the history format and the CLI's ``--model``.
     name: ClassVar[str]
 
     @abc.abstractmethod
-    def init(self) -> S:
+    def init(self) -> StateT:
         """The initial state."""
 
     @abc.abstractmethod
-    def step(self, state: S, input: I, output: O | Unknown) -> tuple[bool, S]:
+    def step(self, state: StateT, input: InT, output: OutT | Unknown) -> tuple[bool, StateT]:
         """Whether ``output`` is legal for ``input`` applied in ``state``, and the next
         state (meaningful only when legal)."""
 
-    def partition(self, ops: Sequence[Operation[I, O]]) -> list[list[Operation[I, O]]]:
+    def partition(self, ops: Sequence[Operation[InT, OutT]]) -> list[list[Operation[InT, OutT]]]:
         """Independent sub-histories; by default the whole history is one."""
         return [list(ops)] if ops else []
 
     @abc.abstractmethod
-    def describe(self, input: I, output: O | Unknown) -> str:
+    def describe(self, input: InT, output: OutT | Unknown) -> str:
         """A short human-readable rendering such as ``put('k', 'v')``."""
 
-    def describe_state(self, state: S) -> str:
+    def describe_state(self, state: StateT) -> str:
         return repr(state)
 
     # -- validation and codec -------------------------------------------------------
 
     @abc.abstractmethod
-    def check_input(self, input: object) -> I:
+    def check_input(self, input: object) -> InT:
         """``input`` if it is a valid input of this model; else TypeMismatch/InvalidArgument."""
 
     @abc.abstractmethod
-    def check_output(self, input: I, output: object) -> O:
+    def check_output(self, input: InT, output: object) -> OutT:
         """``output`` if it is a possible (typed) output of ``input``; else an error."""
 
     def options(self) -> dict[str, JSONValue]:
@@ -96,16 +96,16 @@ class Model(abc.ABC, Generic[S, I, O]):
         return {}
 
     @abc.abstractmethod
-    def input_to_json(self, input: I) -> JSONValue: ...
+    def input_to_json(self, input: InT) -> JSONValue: ...
 
     @abc.abstractmethod
-    def input_from_json(self, obj: object) -> I:
+    def input_from_json(self, obj: object) -> InT:
         """Decode an input; ValueError/TypeError on malformed data."""
 
-    def output_to_json(self, input: I, output: O) -> JSONValue:
+    def output_to_json(self, input: InT, output: OutT) -> JSONValue:
         return output  # type: ignore[return-value]  # outputs are JSON scalars
 
-    def output_from_json(self, input: I, obj: object) -> O:
+    def output_from_json(self, input: InT, obj: object) -> OutT:
         return self.check_output(input, obj)
 
 
@@ -413,7 +413,9 @@ def _show(value: object) -> str:
 _MODELS: dict[str, type[Model[Any, Any, Any]]] = {"kv": KVModel, "register": RegisterModel}
 
 
-def model_from_name(name: object, options: Mapping[str, object] | None = None) -> Model[Any, Any, Any]:
+def model_from_name(
+    name: object, options: Mapping[str, object] | None = None
+) -> Model[Any, Any, Any]:
     """Build a model from its history-format name and options."""
     if not isinstance(name, str) or name not in _MODELS:
         raise InvalidArgument(f"unknown model {name!r}; expected one of {sorted(_MODELS)}")

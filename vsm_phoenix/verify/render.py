@@ -66,7 +66,9 @@ def render_partition(
         keep = set(part.linearization[-MAX_RENDERED_OPS // 2 :])
         keep.update(i for i in range(len(ops)) if i not in order)
         shown = sorted(keep)[:MAX_RENDERED_OPS]
-    times = sorted({ops[i].call for i in shown} | {ops[i].ret for i in shown if ops[i].ret is not None})
+    stamps = {ops[i].call for i in shown}
+    stamps.update(r for i in shown if (r := ops[i].ret) is not None)
+    times = sorted(stamps)
     rank = {t: r for r, t in enumerate(times)}
     end = len(times) + 1
     unit = max(8, min(48, 1800 // max(1, end)))
