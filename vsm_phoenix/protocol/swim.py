@@ -244,11 +244,12 @@ class SwimNode:
         *,
         capabilities: Iterable[str] = (),
         load: float = 0.0,
+        messenger: Messenger | None = None,
     ) -> None:
         self._id = node_id
         self.rng = rng
         self.config = config or SwimConfig()
-        self.msg = Messenger(node_id, rng)
+        self.msg = messenger or Messenger(node_id, rng)
         meta = Metadata(ORSet(), float(load))
         for cap in sorted(set(capabilities)):
             meta.capabilities.add(node_id, cap)
