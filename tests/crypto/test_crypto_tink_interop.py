@@ -21,7 +21,9 @@ def _to_tink(ks: Keyset) -> object:
 
 
 def _from_tink(handle: object) -> Keyset:
-    return Keyset.from_tink_json(json_proto_keyset_format.serialize(handle, secret_key_access.TOKEN))
+    return Keyset.from_tink_json(
+        json_proto_keyset_format.serialize(handle, secret_key_access.TOKEN)
+    )
 
 
 def _rotated(kind: KeyKind) -> Keyset:

@@ -68,10 +68,10 @@ class MemoryStorage:
         with self._lock:
             self._data[key] = value
 
-    def keys(self) -> list[str]:
-        """Every key present, sorted (for tests and debugging)."""
+    def snapshot(self) -> dict[str, bytes]:
+        """A copy of the whole content (for tests and debugging)."""
         with self._lock:
-            return sorted(self._data)
+            return dict(self._data)
 
     def __len__(self) -> int:
         with self._lock:
