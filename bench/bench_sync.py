@@ -1,0 +1,121 @@
+"""Bytes on the wire: delta anti-entropy vs full-state sync.
+
+Two :class:`~vsm_phoenix.protocol.sync.SyncNode` replicas ``a`` and ``b`` share a
+10 000-element :class:`~vsm_phoenix.crdt.ORSet`. Each round, ``a`` replaces 1 % of the
+elements (100 removes + 100 adds, each its own client request) and then one shipping
+interval (5 s) passes in the simulator. We count every ``sync.*`` byte that crosses the
+network in either direction (data and acks, after the envelope's compression) during
+the measured rounds, once with delta-interval anti-entropy and once with the same node
+in ``full_state_only`` mode. Target: delta/full <= 1/50.
+
+``run(quick)`` returns the figures; ``python bench/bench_sync.py`` prints them and writes
+``bench/results/bench_sync.json``; ``pytest bench/bench_sync.py`` runs it under
+pytest-benchmark. Nothing here asserts a time.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from vsm_phoenix.crdt import ORSet
+from vsm_phoenix.protocol.sim import Simulator
+from vsm_phoenix.protocol.sync import Mutate, SyncConfig, SyncNode
+
+ELEMENTS = 10_000
+CHURN = 0.01
+INTERVAL_MS = 5_000
+TARGET = 1 / 50
+
+
+def _initial_set(n: int) -> ORSet:
+    s = ORSet()
+    for i in range(n):
+        s.add("a", f"item-{i:06d}")
+    return s
+
+
+def _measure(full_state_only: bool, rounds: int, seed: int) -> dict[str, Any]:
+    base = _initial_set(ELEMENTS)
+    cfg = SyncConfig(interval_ms=INTERVAL_MS, peers=("a", "b"), full_state_only=full_state_only)
+    sim = Simulator(
+        lambda nid, rng: SyncNode(nid, rng, cfg, replicas={"set": base}),
+        ["a", "b"],
+        seed=seed,
+    )
+    sim.run_for(2 * INTERVAL_MS)  # warm-up: first contact ships full state both ways
+    rng = random.Random(seed)
+    live = sorted(base.value, key=str)
+    next_id = ELEMENTS
+    per_round: list[int] = []
+    churn = int(ELEMENTS * CHURN)
+    for _ in range(rounds):
+        before = sum(v for k, v in sim.bytes_by_type.items() if k.startswith("sync."))
+        for victim in rng.sample(range(len(live)), churn):
+            element = live[victim]
+            sim.client_request("a", Mutate("set", lambda s, e=element: s.remove(e)))
+            live[victim] = f"item-{next_id:06d}"
+            sim.client_request("a", Mutate("set", lambda s, e=live[victim]: s.add("a", e)))
+            next_id += 1
+        sim.run_for(INTERVAL_MS)
+        after = sum(v for k, v in sim.bytes_by_type.items() if k.startswith("sync."))
+        per_round.append(after - before)
+    sim.run_for(2 * INTERVAL_MS)
+    a, b = sim.node("a"), sim.node("b")
+    assert isinstance(a, SyncNode) and isinstance(b, SyncNode)
+    converged = a.replicas["set"] == b.replicas["set"] and len(a.replicas["set"]) == ELEMENTS
+    return {
+        "bytes_per_round": per_round,
+        "mean_bytes_per_round": sum(per_round) / len(per_round),
+        "full_state_bytes": len(a.replicas["set"].to_bytes()),
+        "converged": converged,
+    }
+
+
+def run(quick: bool = False) -> dict[str, Any]:
+    """Measure delta vs full-state bytes per round; ``quick`` uses fewer rounds."""
+    rounds = 3 if quick else 10
+    t0 = time.perf_counter()
+    delta = _measure(False, rounds, seed=1)
+    full = _measure(True, rounds, seed=1)
+    ratio = delta["mean_bytes_per_round"] / full["mean_bytes_per_round"]
+    return {
+        "benchmark": "sync_bytes_delta_vs_full",
+        "elements": ELEMENTS,
+        "churn_per_round": CHURN,
+        "rounds": rounds,
+        "interval_ms": INTERVAL_MS,
+        "delta_bytes_per_round": delta["mean_bytes_per_round"],
+        "full_bytes_per_round": full["mean_bytes_per_round"],
+        "uncompressed_state_bytes": delta["full_state_bytes"],
+        "ratio_delta_over_full": ratio,
+        "target_ratio": TARGET,
+        "meets_target": ratio <= TARGET,
+        "converged": delta["converged"] and full["converged"],
+        "seconds": round(time.perf_counter() - t0, 2),
+    }
+
+
+def test_sync_bytes(benchmark: Any) -> None:
+    """pytest-benchmark entry: one quick run, figures attached to the report."""
+    result = benchmark.pedantic(run, args=(True,), rounds=1, iterations=1)
+    benchmark.extra_info.update(result)
+    print(json.dumps(result, indent=2))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    result = run(quick="--quick" in args)
+    print(json.dumps(result, indent=2))
+    out = Path(__file__).resolve().parent / "results" / "bench_sync.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
