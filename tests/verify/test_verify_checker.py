@@ -27,7 +27,9 @@ from vsm_phoenix.verify import (
 )
 
 
-def op(client: int, inp: Any, call: float, ret: float | None, out: Any = None) -> Operation[Any, Any]:
+def op(
+    client: int, inp: Any, call: float, ret: float | None, out: Any = None
+) -> Operation[Any, Any]:
     return Operation(client, inp, call, ret, UNKNOWN if ret is None else out)
 
 
@@ -93,9 +95,11 @@ def test_pending_write_cannot_take_effect_before_its_call() -> None:
 def test_cas_semantics() -> None:
     m = RegisterModel()
     base = [op(0, W(1), 0, 1)]
-    assert verdict(m, [*base, op(0, RegisterCas(1, 2), 2, 3, True), op(1, R, 4, 5, 2)]) is Verdict.OK
+    swapped = [*base, op(0, RegisterCas(1, 2), 2, 3, True), op(1, R, 4, 5, 2)]
+    assert verdict(m, swapped) is Verdict.OK
     assert verdict(m, [*base, op(0, RegisterCas(1, 2), 2, 3, False)]) is Verdict.ILLEGAL
-    assert verdict(m, [*base, op(0, RegisterCas(3, 2), 2, 3, False), op(1, R, 4, 5, 1)]) is Verdict.OK
+    mismatched = [*base, op(0, RegisterCas(3, 2), 2, 3, False), op(1, R, 4, 5, 1)]
+    assert verdict(m, mismatched) is Verdict.OK
     assert verdict(m, [op(0, RegisterCas(None, 5), 0, 1, True), op(0, R, 2, 3, 5)]) is Verdict.OK
     # a pending cas takes effect if it matched when linearized, or never
     pend = [*base, op(2, RegisterCas(1, 9), 2, None), op(1, R, 5, 6, 9), op(1, R, 7, 8, 9)]
@@ -187,7 +191,11 @@ def test_kv_basic_ok_and_illegal() -> None:
 
 
 def test_kv_missing_option_for_porcupine_logs() -> None:
-    ops = [op(0, KVGet("k"), 0, 1, ""), op(0, KVAppend("k", "v"), 2, 3), op(0, KVGet("k"), 4, 5, "v")]
+    ops = [
+        op(0, KVGet("k"), 0, 1, ""),
+        op(0, KVAppend("k", "v"), 2, 3),
+        op(0, KVGet("k"), 4, 5, "v"),
+    ]
     assert verdict(KVModel(missing=""), ops) is Verdict.OK
     assert verdict(KVModel(), ops) is Verdict.ILLEGAL
 

@@ -163,7 +163,8 @@ def tiny_random_histories(draw: st.DrawFn) -> tuple[Any, list[Operation[Any, Any
             ops.append(Operation(draw(st.integers(0, 3)), inp, call, None, UNKNOWN))
         else:
             ret = call + draw(st.integers(0, 6))
-            ops.append(Operation(draw(st.integers(0, 3)), inp, call, ret, _random_output(draw, inp)))
+            out = _random_output(draw, inp)
+            ops.append(Operation(draw(st.integers(0, 3)), inp, call, ret, out))
     return model, ops
 
 

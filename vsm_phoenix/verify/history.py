@@ -88,8 +88,12 @@ Unknown: TypeAlias = Literal[_Unknown.UNKNOWN]
 def _check_time(name: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TypeMismatch(f"{name} must be a real number, not {type(value).__name__}")
-    if not math.isfinite(value):
-        raise InvalidArgument(f"{name} must be finite, got {value!r}")
+    try:
+        finite = math.isfinite(value)
+    except OverflowError:  # an int beyond float range
+        finite = False
+    if not finite:
+        raise InvalidArgument(f"{name} must be finite, got {value!r:.40}")
     return value
 
 
