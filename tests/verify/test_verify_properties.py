@@ -156,10 +156,11 @@ def _random_output(draw: st.DrawFn, inp: Any) -> Any:
 def tiny_random_histories(draw: st.DrawFn) -> tuple[Any, list[Operation[Any, Any]]]:
     model, inputs = draw(models_and_inputs)
     ops = []
+    pending_odds = draw(st.sampled_from([5, 2]))  # 1 in 5, or 1 in 2 (symmetry path)
     for _ in range(draw(st.integers(0, 6))):
         inp = draw(inputs)
         call = draw(st.integers(0, 12))
-        if draw(st.integers(0, 4)) == 0:
+        if draw(st.integers(0, pending_odds - 1)) == 0:
             ops.append(Operation(draw(st.integers(0, 3)), inp, call, None, UNKNOWN))
         else:
             ret = call + draw(st.integers(0, 6))

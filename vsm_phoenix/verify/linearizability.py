@@ -162,8 +162,10 @@ def _check_partition(
     in a separate *pending* list (head m+2, tail m+3). Candidates at a node are the
     calls before the first return entry of the main list: completed ones are tried
     first, pending ones after (any order is complete; deferring pending operations
-    finds linearizations of OK histories without enumerating their subsets). Once the
-    main list is empty the remaining pending operations can all go last: OK.
+    finds linearizations of OK histories without enumerating their subsets). Pending
+    operations with equal inputs are tried only in call order (once both are called,
+    either can stand for the other). Once the main list is empty the remaining pending
+    operations can all go last: OK.
     """
     started = time.monotonic()
     n = len(ops)
@@ -201,6 +203,19 @@ def _check_partition(
     nxt[last_main], prv[tail] = tail, last_main
     nxt[last_pending], prv[ptail] = ptail, last_pending
     inputs = [op.input for op in ops]
+    # twin[e]: the previous pending call entry with an equal input (0: none).
+    twin = [0] * size
+    lifted = [False] * size
+    last_twin: dict[Any, int] = {}
+    e = nxt[phead]
+    while e != ptail:
+        inp = inputs[op_of[e]]
+        try:
+            twin[e] = last_twin.get(inp, 0)
+            last_twin[inp] = e
+        except TypeError:  # unhashable input: no symmetry reduction for it
+            pass
+        e = nxt[e]
     outputs = [op.output for op in ops]
 
     step = model.step
@@ -226,6 +241,11 @@ def _check_partition(
         if in_pending:
             if entry > limit:  # no candidate left at this node (ptail > every limit)
                 entry = -1
+            elif twin[entry] and not lifted[twin[entry]]:
+                # Symmetry: pending operations with equal inputs are interchangeable
+                # once both are called, so they are linearized in call order only.
+                entry = nxt[entry]
+                continue
         elif not is_call[entry]:  # first return of the main list: now the pending calls
             in_pending = True
             limit = entry
@@ -252,7 +272,9 @@ def _check_partition(
                     p, q = prv[entry], nxt[entry]
                     nxt[p] = q
                     prv[q] = p
-                    if not in_pending:
+                    if in_pending:
+                        lifted[entry] = True
+                    else:
                         r = match[entry]
                         p, q = prv[r], nxt[r]
                         nxt[p] = q
@@ -271,7 +293,9 @@ def _check_partition(
             agree = len(stack)
         linearized ^= 1 << op_of[entry]
         in_pending = is_pending[entry]
-        if not in_pending:  # unlift: the return first, then the call
+        if in_pending:
+            lifted[entry] = False
+        else:  # unlift: the return first, then the call
             r = match[entry]
             nxt[prv[r]] = r
             prv[nxt[r]] = r

@@ -1,0 +1,197 @@
+"""Linearizability checker: time per history.
+
+``run(quick)`` checks the vendored Porcupine histories (tests/verify/data) and seeded
+synthetic histories shaped like Porcupine's ``c10``/``c50`` KV logs and its etcd logs
+(many clients, overlapping operations, some ``:info``), each in an OK and a corrupted
+(one read changed) variant, and returns the verdicts and seconds per history. Times
+are never asserted; the pytest-benchmark tests below only time the same calls.
+
+    python -c "from bench.bench_linearizability import run; import json; \\
+               print(json.dumps(run(quick=True), indent=1))"
+    pytest bench/bench_linearizability.py -p no:cacheprovider --benchmark-only
+"""
+
+from __future__ import annotations
+
+import platform
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+from vsm_phoenix.verify import (
+    UNKNOWN,
+    History,
+    KVAppend,
+    KVGet,
+    KVModel,
+    KVPut,
+    Operation,
+    RegisterCas,
+    RegisterModel,
+    RegisterRead,
+    RegisterWrite,
+    Verdict,
+    check_history,
+    load_history,
+)
+
+DATA = Path(__file__).resolve().parent.parent / "tests" / "verify" / "data"
+VENDORED = ("c01-ok.txt", "c01-bad.txt", "etcd_000.log", "etcd_002.log")
+
+
+def synthetic_history(
+    kind: str, clients: int, ops: int, *, keys: int = 10, info: float = 0.01, seed: int = 1
+) -> History:
+    """A linearizable history from a simulated atomic service: each client issues
+    operations back to back; each takes effect at a random instant inside its interval;
+    a fraction ``info`` time out (pending; half of those never take effect)."""
+    rng = random.Random(seed)
+    model: Any = KVModel(missing="") if kind == "kv" else RegisterModel()
+    planned: list[tuple[float, int, Any, float, float, bool]] = []  # point, client, ...
+    per_client = max(1, ops // clients)
+    for client in range(clients):
+        t = rng.uniform(0, 5)
+        for _ in range(per_client):
+            call = t
+            ret = call + rng.uniform(0.5, 10.0)
+            point = rng.uniform(call, ret)
+            if kind == "kv":
+                k = str(rng.randrange(keys))
+                r = rng.random()
+                inp: Any = (
+                    KVGet(k)
+                    if r < 0.5
+                    else KVAppend(k, f"x{client}.{len(planned)}y")
+                    if r < 0.9
+                    else KVPut(k, f"p{len(planned)}")
+                )
+            else:
+                r = rng.random()
+                v = rng.randrange(5)
+                inp = (
+                    RegisterRead()
+                    if r < 0.4
+                    else RegisterWrite(v)
+                    if r < 0.7
+                    else RegisterCas(rng.randrange(5), v)
+                )
+            pending = rng.random() < info
+            applied = not pending or rng.random() < 0.5
+            planned.append((point if applied else float("inf"), client, inp, call, ret, pending))
+            t = ret + rng.uniform(0.0, 2.0)
+    planned.sort(key=lambda p: p[0])
+    states: dict[Any, Any] = {}
+    out_ops: list[Operation[Any, Any]] = []
+    for point, client, inp, call, ret, pending in planned:
+        key: str | None = getattr(inp, "key", None)
+        state = states.get(key, model.init())
+        if isinstance(inp, KVGet):
+            out: Any = model.missing if state is None else state
+        elif isinstance(inp, RegisterRead):
+            out = state
+        elif isinstance(inp, RegisterCas):
+            out = state == inp.expected
+        else:
+            out = None
+        if point != float("inf"):
+            _, states[key] = model.step(state, inp, out)
+        if pending:
+            out_ops.append(Operation(client, inp, call, None, UNKNOWN))
+        else:
+            out_ops.append(Operation(client, inp, call, ret, out))
+    out_ops.sort(key=lambda o: o.call)
+    return History(model, out_ops)
+
+
+def corrupted(history: History, seed: int = 2) -> History:
+    """The same history with one completed read (in its middle third) made wrong."""
+    rng = random.Random(seed)
+    ops = list(history.operations)
+    reads = [
+        i
+        for i, o in enumerate(ops)
+        if isinstance(o.input, KVGet | RegisterRead) and not o.pending
+        and len(ops) // 3 <= i <= 2 * len(ops) // 3
+    ]
+    i = rng.choice(reads)
+    o = ops[i]
+    bad: Any = f"{o.output or ''}!" if isinstance(o.input, KVGet) else 1000
+    ops[i] = Operation(o.client, o.input, o.call, o.ret, bad)
+    return History(history.model, ops)
+
+
+def datasets(quick: bool) -> dict[str, tuple[History, Verdict]]:
+    """Name -> (history, expected verdict)."""
+    result: dict[str, tuple[History, Verdict]] = {}
+    for name in VENDORED:
+        expected = Verdict.ILLEGAL if ("bad" in name or name == "etcd_000.log") else Verdict.OK
+        result[name] = (load_history((DATA / name).read_bytes()), expected)
+    shapes = [("kv-c10-1000", "kv", 10, 1000), ("register-c5-300", "register", 5, 300)]
+    if not quick:
+        shapes += [("kv-c50-5000", "kv", 50, 5000), ("register-c8-1000", "register", 8, 1000)]
+    for name, kind, clients, n in shapes:
+        h = synthetic_history(kind, clients, n)
+        result[f"{name}-ok"] = (h, Verdict.OK)
+        result[f"{name}-bad"] = (corrupted(h), Verdict.ILLEGAL)
+    return result
+
+
+def run(quick: bool) -> dict[str, Any]:
+    """Check every dataset ``repeat`` times; report the median seconds per history."""
+    repeat = 3 if quick else 5
+    rows = []
+    for name, (history, expected) in datasets(quick).items():
+        times = []
+        result = None
+        for _ in range(repeat):
+            started = time.perf_counter()
+            result = check_history(history, timeout=120)
+            times.append(time.perf_counter() - started)
+        assert result is not None
+        times.sort()
+        rows.append(
+            {
+                "history": name,
+                "operations": len(history),
+                "pending": sum(o.pending for o in history),
+                "partitions": result.partitions_total,
+                "partitions_checked": len(result.partitions),
+                "verdict": result.verdict.value,
+                "expected": expected.value,
+                "median_s": times[len(times) // 2],
+                "search_steps": sum(p.steps for p in result.partitions),
+                "cache_entries": max((p.cache_entries for p in result.partitions), default=0),
+            }
+        )
+    return {
+        "benchmark": "linearizability",
+        "quick": quick,
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "repeat": repeat,
+        "histories": rows,
+    }
+
+
+# -- pytest-benchmark ------------------------------------------------------------------
+
+try:
+    import pytest
+
+    _QUICK = datasets(quick=True)
+
+    @pytest.mark.parametrize("name", sorted(_QUICK))
+    def test_check_time(benchmark: Any, name: str) -> None:
+        history, expected = _QUICK[name]
+        result = benchmark(check_history, history, timeout=120)
+        assert result.verdict is expected
+except ImportError:  # pragma: no cover - run() needs no pytest
+    pass
+
+
+if __name__ == "__main__":
+    import json
+    import sys
+
+    print(json.dumps(run(quick="--full" not in sys.argv), indent=1))
