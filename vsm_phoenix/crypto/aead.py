@@ -41,6 +41,7 @@ import time
 from collections.abc import Callable
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from vsm_phoenix.crypto.keyset import (
     TINK_PREFIX_SIZE,
@@ -55,6 +56,7 @@ from vsm_phoenix.errors import (
     CapacityError,
     DecodeError,
     InvalidArgument,
+    KeyExpiredError,
     TypeMismatch,
 )
 
@@ -83,6 +85,11 @@ class KeysetAead:
         "_auto_rotate",
         "_clock",
         "_hard",
+        "_hot_cipher",
+        "_hot_id",
+        "_hot_limit",
+        "_hot_next",
+        "_hot_prefix",
         "_lease",
         "_lock",
         "_next",
@@ -124,6 +131,13 @@ class KeysetAead:
         self._lock = threading.Lock()
         self._next: dict[int, int] = {}
         self._reserved: dict[int, int] = {}
+        # Fast path (see ``encrypt``): the primary's id, prefix and cipher, and the count
+        # below which sealing under it needs no storage write, rotation or expiry check.
+        self._hot_id = -1
+        self._hot_next = 0
+        self._hot_limit = 0
+        self._hot_prefix = b""
+        self._hot_cipher: AESGCM | None = None
 
     # ------------------------------------------------------------------ nonce budget
 
@@ -150,16 +164,27 @@ class KeysetAead:
         return n
 
     def _sealing_key(self) -> Key:
+        """Choose the sealing key (rotating if due) and charge one invocation to it."""
         with self._lock:
-            now = self._clock()
+            return self._sealing_key_locked()
+
+    def _flush_hot(self) -> None:
+        """Write the fast path's counter back to ``_next`` and leave the fast path."""
+        if self._hot_id != -1:
+            self._next[self._hot_id] = self._hot_next
+            self._hot_id = -1
+
+    def _sealing_key_locked(self) -> Key:
+        self._flush_hot()
+        now = self._clock()
+        key = self.keyset.primary_for_sealing(now)
+        if self._auto_rotate and self._count(key.key_id) >= self._soft:
+            new_id = self.keyset.rotate(now=now, expires_at=key.expires_at)
+            if self._on_rotate is not None:
+                self._on_rotate(self.keyset, new_id)
             key = self.keyset.primary_for_sealing(now)
-            if self._auto_rotate and self._count(key.key_id) >= self._soft:
-                new_id = self.keyset.rotate(now=now, expires_at=key.expires_at)
-                if self._on_rotate is not None:
-                    self._on_rotate(self.keyset, new_id)
-                key = self.keyset.primary_for_sealing(now)
-            self._charge(key.key_id)
-            return key
+        self._charge(key.key_id)
+        return key
 
     def _count(self, key_id: int) -> int:
         n = self._next.get(key_id)
@@ -169,13 +194,30 @@ class KeysetAead:
         """Invocations charged to ``key_id`` so far (including leased-but-unused ones
         from earlier incarnations)."""
         with self._lock:
+            self._flush_hot()
             return self._count(key_id)
 
     # ------------------------------------------------------------------ AEAD
 
     def encrypt(self, plaintext: bytes, associated_data: bytes = b"") -> bytes:
         """Seal under the primary key: ``prefix || nonce || ciphertext || tag``."""
-        return self._encrypt_under(self._sealing_key(), plaintext, associated_data)
+        with self._lock:
+            if self._hot_id == self.keyset._primary and self._hot_next < self._hot_limit:
+                # Fast path: same primary, no expiry, inside the persisted lease and
+                # below the rotation threshold -- counting is one increment.
+                self._hot_next += 1
+                prefix, cipher = self._hot_prefix, self._hot_cipher
+            else:
+                key = self._sealing_key_locked()
+                prefix, cipher = key.prefix, self.keyset._aesgcm(key)
+                if key.expires_at is None:
+                    limit = self._soft if self._auto_rotate else self._hard
+                    self._hot_id, self._hot_next = key.key_id, self._next[key.key_id]
+                    self._hot_limit = min(self._reserved[key.key_id], limit)
+                    self._hot_prefix, self._hot_cipher = prefix, cipher
+        assert cipher is not None
+        nonce = os.urandom(NONCE_SIZE)
+        return b"".join((prefix, nonce, cipher.encrypt(nonce, plaintext, associated_data)))
 
     def _encrypt_under(self, key: Key, plaintext: bytes, associated_data: bytes) -> bytes:
         """Seal under ``key``, which ``_sealing_key`` already charged for one use."""
@@ -195,13 +237,18 @@ class KeysetAead:
             ciphertext = bytes(ciphertext)
         if len(ciphertext) < OVERHEAD:
             raise AuthenticationError("ciphertext truncated")
-        if ciphertext[0] != TINK_START_BYTE:
-            raise AuthenticationError("ciphertext has an unknown output prefix")
-        key = self.keyset.usable(int.from_bytes(ciphertext[1:5], "big"), self._clock())
+        hot = self.keyset._openers.get(ciphertext[:TINK_PREFIX_SIZE])
+        if hot is None:
+            if ciphertext[0] != TINK_START_BYTE:
+                raise AuthenticationError("ciphertext has an unknown output prefix")
+            key_id = int.from_bytes(ciphertext[1:5], "big")
+            cipher = self.keyset._aesgcm(self.keyset.usable(key_id, self._clock()))
+        else:
+            cipher, expires_at = hot
+            if expires_at is not None and self._clock() >= expires_at:
+                raise KeyExpiredError(f"key {ciphertext[1:5].hex()} expired")
         try:
-            return self.keyset._aesgcm(key).decrypt(
-                ciphertext[5:17], ciphertext[17:], associated_data
-            )
+            return cipher.decrypt(ciphertext[5:17], ciphertext[17:], associated_data)
         except InvalidTag:
             raise AuthenticationError("ciphertext failed authentication") from None
 

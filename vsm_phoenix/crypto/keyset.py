@@ -147,7 +147,7 @@ class Key:
 class Keyset:
     """A mutable, thread-safe set of keys of one kind with one primary (see module doc)."""
 
-    __slots__ = ("_ciphers", "_keys", "_lock", "_primary", "kind")
+    __slots__ = ("_keys", "_lock", "_openers", "_primary", "kind")
 
     def __init__(self, kind: KeyKind, keys: Iterable[Key], primary_id: int) -> None:
         if not isinstance(kind, KeyKind):
@@ -155,7 +155,9 @@ class Keyset:
         self.kind = kind
         self._lock = threading.RLock()
         self._keys: dict[int, Key] = {}
-        self._ciphers: dict[int, AESGCM] = {}
+        # Hot path for opening: ``Tink prefix -> (cipher, expires_at)`` for ENABLED keys
+        # only; entries are dropped (under the lock) whenever a key leaves ENABLED.
+        self._openers: dict[bytes, tuple[AESGCM, float | None]] = {}
         for key in keys:
             if key.kind is not kind:
                 raise InvalidArgument(f"key {key.key_id} is {key.kind.value}, not {kind.value}")
@@ -237,7 +239,7 @@ class Keyset:
                 return
             material = None if status is KeyStatus.DESTROYED else key.material
             self._keys[key_id] = attrs.evolve(key, status=status, material=material)
-            self._ciphers.pop(key_id, None)
+            self._openers.pop(key.prefix, None)
 
     # ------------------------------------------------------------------ queries
 
@@ -285,12 +287,19 @@ class Keyset:
         return key
 
     def _aesgcm(self, key: Key) -> AESGCM:
-        cipher = self._ciphers.get(key.key_id)
-        if cipher is None:
-            assert key.material is not None
-            cipher = AESGCM(key.material)
-            self._ciphers[key.key_id] = cipher
-        return cipher
+        """The cached AES-GCM object of an ENABLED key (checked again under the lock, so
+        a concurrent ``disable`` cannot leave a stale entry behind)."""
+        hot = self._openers.get(key.prefix)
+        if hot is not None:
+            return hot[0]
+        with self._lock:
+            current = self._keys.get(key.key_id)
+            if current is None or current.status is not KeyStatus.ENABLED:
+                raise UnknownKeyError(f"no enabled key with id {key.key_id:#010x}")
+            assert current.material is not None
+            cipher = AESGCM(current.material)
+            self._openers[key.prefix] = (cipher, current.expires_at)
+            return cipher
 
     def __repr__(self) -> str:
         return (
