@@ -38,6 +38,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any, Generic, TypeVar, cast
 
 from hypothesis import strategies as st
@@ -134,22 +135,30 @@ def atoms(max_leaves: int = 6) -> SearchStrategy[Atom]:
     )
 
 
+@cache
 def elements() -> SearchStrategy[Atom]:
     """Elements from a small fixed pool (so that operations collide), now and then any
     atom."""
     return st.one_of(st.sampled_from(_ELEMENT_POOL), st.sampled_from(_ELEMENT_POOL), atoms(3))
 
 
-def timestamps(
-    replicas: Sequence[str] = REPLICAS, max_physical_ms: int = 3, max_logical: int = 2
+@cache
+def _timestamps(
+    replicas: tuple[str, ...], max_physical_ms: int, max_logical: int
 ) -> SearchStrategy[Timestamp]:
-    """HLC timestamps over a small space, so that equal timestamps (ties) occur."""
     return st.builds(
         Timestamp,
         st.integers(0, max_physical_ms),
         st.integers(0, max_logical),
-        st.sampled_from(tuple(replicas)),
+        st.sampled_from(replicas),
     )
+
+
+def timestamps(
+    replicas: Sequence[str] = REPLICAS, max_physical_ms: int = 3, max_logical: int = 2
+) -> SearchStrategy[Timestamp]:
+    """HLC timestamps over a small space, so that equal timestamps (ties) occur."""
+    return _timestamps(tuple(replicas), max_physical_ms, max_logical)
 
 
 def dots(replicas: Sequence[str] = REPLICAS, max_counter: int = 8) -> SearchStrategy[Dot]:
@@ -200,6 +209,7 @@ _REPLICA_SCOPED: frozenset[tuple[type[CRDT], str]] = frozenset(
 )
 
 
+@cache
 def _ops_for(cls: type[CRDT], replica: str, map_depth: int) -> SearchStrategy[Op]:
     """Ops of ``cls`` issued by ``replica``."""
     r = replica
@@ -221,10 +231,10 @@ def _ops_for(cls: type[CRDT], replica: str, map_depth: int) -> SearchStrategy[Op
             lambda name, e, ts: Op(name, r, (e, ts)),
             st.sampled_from(["add", "remove"]),
             elements(),
-            timestamps([r]),
+            timestamps((r,)),
         )
     if cls is LWWRegister:
-        return st.builds(lambda v, ts: Op("assign", r, (v, ts)), elements(), timestamps([r]))
+        return st.builds(lambda v, ts: Op("assign", r, (v, ts)), elements(), timestamps((r,)))
     if cls is MVRegister:
         return st.builds(lambda v: Op("assign", r, (v,)), elements())
     if cls is VectorClock:
@@ -249,7 +259,14 @@ def ops(cls: type[CRDT], replicas: Sequence[str] = REPLICAS) -> SearchStrategy[O
     Apply an op only to the current state of the replica that issues it: dotted types
     mint the issuer's next dot, which must be fresh.
     """
-    return st.sampled_from(tuple(replicas)).flatmap(lambda r: _ops_for(cls, r, 1))
+    return _ops(cls, tuple(replicas))
+
+
+@cache
+def _ops(cls: type[CRDT], replicas: tuple[str, ...]) -> SearchStrategy[Op]:
+    if len(replicas) == 1:
+        return _ops_for(cls, replicas[0], 1)
+    return st.sampled_from(replicas).flatmap(lambda r: _ops_for(cls, r, 1))
 
 
 # -- executions ----------------------------------------------------------------------
@@ -287,13 +304,13 @@ def _executions(draw: st.DrawFn, cls: type[C], n_replicas: int, max_steps: int) 
         else tuple(f"r{i + 1}" for i in range(n_replicas))
     )
     # LWWElementSet: one bias per run (sets with different biases do not join).
-    bias = draw(st.sampled_from(["add", "remove"])) if cls is LWWElementSet else "add"
+    bias = draw(_BIASES) if cls is LWWElementSet else "add"
     ex: Execution[C] = Execution(cls, ids, [_bottom(cls, bias) for _ in ids])
     ex.snapshots.append(_bottom(cls, bias))
-    n_steps = draw(st.integers(0, max_steps))
+    n_steps = draw(_small_ints(0, max_steps))
     for _ in range(n_steps):
-        i = draw(st.integers(0, n_replicas - 1))
-        kind = draw(st.sampled_from(["op", "op", "op", "join", "delta"]))
+        i = draw(_small_ints(0, n_replicas - 1))
+        kind = draw(_STEP_KINDS)
         target = ex.replicas[i]
         if kind == "op":
             op = draw(_ops_for(cls, ids[i], 1))
@@ -302,17 +319,26 @@ def _executions(draw: st.DrawFn, cls: type[C], n_replicas: int, max_steps: int) 
             ex.snapshots.append(delta.copy())
             ex.steps.append(f"{ids[i]}: {op}")
         elif kind == "join":
-            j = draw(st.integers(0, n_replicas - 1))
+            j = draw(_small_ints(0, n_replicas - 1))
             target |= ex.replicas[j]
             ex.steps.append(f"{ids[i]} |= state of {ids[j]}")
         else:
             if not ex.deltas:
                 continue
-            k = draw(st.integers(0, len(ex.deltas) - 1))
+            k = draw(_small_ints(0, len(ex.deltas) - 1))
             target |= ex.deltas[k]
             ex.steps.append(f"{ids[i]} |= delta #{k}")
         ex.snapshots.append(target.copy())
     return ex
+
+
+@cache
+def _small_ints(lo: int, hi: int) -> SearchStrategy[int]:
+    return st.integers(lo, hi)
+
+
+_STEP_KINDS = st.sampled_from(["op", "op", "op", "join", "delta"])
+_BIASES = st.sampled_from(["add", "remove"])
 
 
 def executions(
@@ -323,12 +349,24 @@ def executions(
     into a replica."""
     if n_replicas < 1:
         raise ValueError("n_replicas must be >= 1")
+    return cast(SearchStrategy[Execution[C]], _cached_executions(cls, n_replicas, max_steps))
+
+
+@cache
+def _cached_executions(
+    cls: type[CRDT], n_replicas: int, max_steps: int
+) -> SearchStrategy[Execution[CRDT]]:
     return _executions(cls, n_replicas, max_steps)
 
 
 def states(cls: type[C], n_replicas: int = 3, max_steps: int = 10) -> SearchStrategy[C]:
     """One reachable state of ``cls`` (a fresh object: mutate it freely)."""
-    return related_states(cls, 1, n_replicas, max_steps).map(lambda t: t[0])
+    return cast(SearchStrategy[C], _cached_states(cls, n_replicas, max_steps))
+
+
+@cache
+def _cached_states(cls: type[CRDT], n_replicas: int, max_steps: int) -> SearchStrategy[CRDT]:
+    return _cached_related(cls, 1, n_replicas, max_steps).map(lambda t: t[0])
 
 
 def related_states(
@@ -336,14 +374,24 @@ def related_states(
 ) -> SearchStrategy[tuple[C, ...]]:
     """``k`` reachable states of ``cls`` taken from one run (mutually consistent, so
     they may be joined), as fresh objects."""
+    return cast(SearchStrategy[tuple[C, ...]], _cached_related(cls, k, n_replicas, max_steps))
 
-    @st.composite
-    def pick(draw: st.DrawFn) -> tuple[C, ...]:
-        ex = draw(executions(cls, n_replicas, max_steps))
-        chosen = draw(st.lists(st.sampled_from(ex.snapshots), min_size=k, max_size=k))
-        return tuple(s.copy() for s in chosen)
 
-    return pick()
+@st.composite
+def _pick_related(
+    draw: st.DrawFn, cls: type[CRDT], k: int, n_replicas: int, max_steps: int
+) -> tuple[CRDT, ...]:
+    ex = draw(executions(cls, n_replicas, max_steps))
+    n = len(ex.snapshots)
+    chosen = [ex.snapshots[draw(_small_ints(0, n - 1))] for _ in range(k)]
+    return tuple(s.copy() for s in chosen)
+
+
+@cache
+def _cached_related(
+    cls: type[CRDT], k: int, n_replicas: int, max_steps: int
+) -> SearchStrategy[tuple[CRDT, ...]]:
+    return _pick_related(cls, k, n_replicas, max_steps)
 
 
 # -- hostile bytes -------------------------------------------------------------------
