@@ -158,6 +158,10 @@ class SyncNode:
             del self.acked[gone]
         self.peers = new
 
+    def pending_peers(self) -> list[str]:
+        """Peers that have not acknowledged everything this node has (sorted)."""
+        return [p for p in self.peers if self.acked.get(p, -1) < self.counter]
+
     def value(self, name: str) -> Any:
         return self.replicas[name].value
 
