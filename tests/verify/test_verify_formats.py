@@ -243,7 +243,11 @@ def test_jsonl_roundtrip_from_recorder() -> None:
 
 # -- fuzzing: only DecodeError may escape ------------------------------------------------
 
-FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(
+    max_examples=4 * settings.default.max_examples,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 SEEDS = [(DATA / n).read_bytes()[:1500] for n in sorted(VENDORED)] + [
     HistoryRecorder(KVModel()).to_jsonl().encode()
     + b'{"client": 0, "call": 0, "return": 1, "input": {"f": "put", "key": "a", "value": "1"}, '

@@ -28,7 +28,11 @@ from vsm_phoenix.verify import (
 )
 from vsm_phoenix.verify.history import History
 
-SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# Scaled from the active profile (tests/conftest.py): dev 50 -> 150, ci 200 -> 600.
+BASE = settings.default.max_examples
+SETTINGS = settings(
+    max_examples=3 * BASE, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 
 register_inputs = st.one_of(
     st.just(RegisterRead()),
@@ -169,7 +173,7 @@ def tiny_random_histories(draw: st.DrawFn) -> tuple[Any, list[Operation[Any, Any
     return model, ops
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=8 * BASE, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(tiny_random_histories())
 def test_fast_checker_agrees_with_brute_force(case: tuple[Any, list[Operation[Any, Any]]]) -> None:
     model, ops = case

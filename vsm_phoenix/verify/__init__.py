@@ -19,7 +19,7 @@ self-contained HTML timeline (:meth:`CheckResult.html`).
     <Verdict.ILLEGAL: 'illegal'>
 
 The model checker (exhaustive exploration of message deliveries and timer firings over
-the real sans-IO nodes) will also live in this package.
+the real sans-IO nodes) lives in this package too: :mod:`vsm_phoenix.verify.model_checker`.
 """
 
 from vsm_phoenix.verify.history import (
