@@ -38,6 +38,7 @@ h1{font-size:18px} .verdict-ok{color:#1b7a3a} .verdict-illegal{color:#b3261e}
 .bad{background:#f4c2c2;border-color:#b3261e}
 .rest{background:#e4e4e4;border-color:#999}
 .pending{border-style:dashed}
+.block{border-width:3px;font-weight:700}
 .ord{font-weight:700;margin-right:3px}
 table{border-collapse:collapse;margin-top:12px} td,th{border:1px solid #ccc;padding:2px 6px;
  text-align:left;font-family:ui-monospace,monospace;font-size:12px}
@@ -60,6 +61,13 @@ def render_partition(
     """The HTML fragment (timeline and table) for one partition."""
     ops = part.operations
     order = {op_index: k for k, op_index in enumerate(part.linearization)}
+    # The operation whose return the search could not get past: the earliest-returning
+    # completed operation left out of the longest prefix.
+    blocking = min(
+        (i for i, o in enumerate(ops) if i not in order and o.ret is not None),
+        key=lambda i: (ops[i].ret, i),
+        default=None,
+    )
     truncated = len(ops) > MAX_RENDERED_OPS
     shown = list(range(len(ops)))
     if truncated:
@@ -111,6 +119,9 @@ def render_partition(
             cls = "bad" if part.verdict.value == "illegal" else "rest"
             text = html.escape(desc)
             tip = f"{desc}\ncall {_fmt_time(op.call)}, return {_fmt_time(op.ret)}\nnot linearized"
+            if i == blocking and part.verdict.value == "illegal":
+                cls += " block"
+                tip += " (no legal order reaches past this return)"
         if op.ret is None:
             cls += " pending"
         rows.setdefault((client, lane), []).append(
@@ -156,8 +167,10 @@ def render_html(result: CheckResult, *, title: str = "linearizability check") ->
         part = max(parts, key=lambda p: len(p.operations))
     header = (
         f"<h1>{html.escape(title)}</h1>"
-        f'<p class="verdict-{verdict}"><b>{verdict.upper()}</b> — '
-        f"{html.escape(result.summary())}</p>"
+        f'<p class="verdict-{verdict}">{html.escape(result.summary())}</p>'
+        "<p>Green: the longest linearizable prefix found, numbered in order. "
+        "Red: left out (thick border: the return no legal order gets past). "
+        "Dashed: pending (never returned). Hover a bar for details.</p>"
     )
     if part is None:
         content = "<p>No operations.</p>"
