@@ -235,3 +235,14 @@ def test_constructor_validation() -> None:
         AEAD.decrypt("text")  # type: ignore[arg-type]
     with pytest.raises(DecodeError):
         KeysetAead.key_id_of(b"\x00\x00")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=80), st.booleans())
+def test_hostile_ciphertexts_only_raise_authentication_error(data: bytes, keyed: bool) -> None:
+    # with ``keyed`` the bytes carry the prefix of a key we hold, so they reach AES-GCM
+    ct = KEYSET.primary.prefix + data if keyed else data
+    before = AEAD.usage(KEYSET.primary_id)
+    with pytest.raises(AuthenticationError):
+        AEAD.decrypt(ct)
+    assert AEAD.usage(KEYSET.primary_id) == before

@@ -53,7 +53,7 @@ def _pair(
 
 
 def _snapshot(storage: MemoryStorage) -> dict[str, bytes]:
-    return storage.snapshot()
+    return dict(storage.items())
 
 
 MODES = [ChannelMode.AEAD, ChannelMode.MAC]
@@ -347,3 +347,66 @@ def test_authentic_but_malformed_header_is_decode_error() -> None:
     with pytest.raises(AuthenticationError, match="different key"):
         bob.open(aad + aead.encrypt(b"", aad))
     assert _snapshot(storage) == {}
+
+
+@pytest.mark.parametrize("backend", ["memory", "sqlite"])
+def test_callers_rolled_back_transaction_undoes_the_record(backend: str, tmp_path: Path) -> None:
+    storage = MemoryStorage() if backend == "memory" else SQLiteStorage(tmp_path / "t.db")
+    alice = SecureChannel(AEAD_KS, MemoryStorage(), identity="alice")
+    bob = SecureChannel(AEAD_KS, storage, identity="bob")
+    frame = alice.seal({"recipient": "bob"}, b"x")
+
+    class StepFailed(Exception):
+        pass
+
+    with pytest.raises(StepFailed), storage.transaction():
+        bob.open(frame)
+        raise StepFailed  # the application failed to apply the message
+    assert bob.open(frame)[1] == b"x"  # not burnt: redelivery is accepted once
+    with pytest.raises(ReplayError):
+        bob.open(frame)
+
+
+def test_rolled_back_sequence_lease_is_rewritten() -> None:
+    storage = MemoryStorage()
+    alice = SecureChannel(AEAD_KS, storage, identity="alice", sequence_lease=2)
+    bob = SecureChannel(AEAD_KS, MemoryStorage(), identity="bob")
+    seqs = []
+    with pytest.raises(RuntimeError), storage.transaction():
+        seqs += [bob.open(alice.seal({"recipient": "bob"}, b""))[0]["sequence"] for _ in range(3)]
+        raise RuntimeError
+    seqs.append(bob.open(alice.seal({"recipient": "bob"}, b""))[0]["sequence"])
+    reborn = SecureChannel(AEAD_KS, storage, identity="alice", sequence_lease=2)
+    seqs.append(bob.open(reborn.seal({"recipient": "bob"}, b""))[0]["sequence"])
+    assert seqs == sorted(set(seqs))  # never reused, even after the rollback and restart
+
+
+def test_threads_opening_inside_transactions_do_not_deadlock(tmp_path: Path) -> None:
+    storage = SQLiteStorage(tmp_path / "d.db", synchronous="NORMAL")
+    alice = SecureChannel(AEAD_KS, MemoryStorage(), identity="alice")
+    bob = SecureChannel(AEAD_KS, storage, identity="bob")
+    frames = [alice.seal({"recipient": "bob"}, b"") for _ in range(60)]
+    wins: list[int] = []
+    lock = threading.Lock()
+
+    def work(use_txn: bool) -> None:
+        for f in frames:
+            try:
+                if use_txn:
+                    with storage.transaction():
+                        header, _ = bob.open(f)
+                else:
+                    header, _ = bob.open(f)
+            except ReplayError:
+                continue
+            with lock:
+                wins.append(header["sequence"])
+
+    threads = [threading.Thread(target=work, args=(i % 2 == 0,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert not any(t.is_alive() for t in threads)
+    assert sorted(wins) == list(range(1, 61))
+    storage.close()

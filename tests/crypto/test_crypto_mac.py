@@ -61,3 +61,10 @@ def test_validation() -> None:
         KeysetMac(None)  # type: ignore[arg-type]
     with pytest.raises(TypeMismatch):
         MAC.verify("tag", b"")  # type: ignore[arg-type]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=60), st.booleans(), st.binary(max_size=20))
+def test_hostile_tags_only_raise_authentication_error(tag: bytes, keyed: bool, data: bytes) -> None:
+    with pytest.raises(AuthenticationError):
+        MAC.verify(KEYSET.primary.prefix + tag if keyed else tag, data)

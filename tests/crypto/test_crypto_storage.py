@@ -64,4 +64,4 @@ def test_memory_helpers() -> None:
     m = MemoryStorage()
     m.put("b", b"")
     m.put("a", b"")
-    assert m.snapshot() == {"a": b"", "b": b""} and len(m) == 2
+    assert dict(m.items()) == {"a": b"", "b": b""} and len(m) == 2

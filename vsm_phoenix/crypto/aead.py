@@ -50,7 +50,7 @@ from vsm_phoenix.crypto.keyset import (
     KeyKind,
     Keyset,
 )
-from vsm_phoenix.crypto.storage import MemoryStorage, Storage
+from vsm_phoenix.crypto.storage import MemoryStorage, Storage, atomic
 from vsm_phoenix.errors import (
     AuthenticationError,
     CapacityError,
@@ -86,6 +86,7 @@ class KeysetAead:
         "_clock",
         "_hard",
         "_hot_cipher",
+        "_hot_expires",
         "_hot_id",
         "_hot_limit",
         "_hot_next",
@@ -134,6 +135,7 @@ class KeysetAead:
         # Fast path (see ``encrypt``): the primary's id, prefix and cipher, and the count
         # below which sealing under it needs no storage write, rotation or expiry check.
         self._hot_id = -1
+        self._hot_expires: float | None = None
         self._hot_next = 0
         self._hot_limit = 0
         self._hot_prefix = b""
@@ -165,7 +167,7 @@ class KeysetAead:
 
     def _sealing_key(self) -> Key:
         """Choose the sealing key (rotating if due) and charge one invocation to it."""
-        with self._lock:
+        with atomic(self._storage), self._lock:
             return self._sealing_key_locked()
 
     def _flush_hot(self) -> None:
@@ -193,7 +195,7 @@ class KeysetAead:
     def usage(self, key_id: int) -> int:
         """Invocations charged to ``key_id`` so far (including leased-but-unused ones
         from earlier incarnations)."""
-        with self._lock:
+        with atomic(self._storage), self._lock:
             self._flush_hot()
             return self._count(key_id)
 
@@ -202,20 +204,27 @@ class KeysetAead:
     def encrypt(self, plaintext: bytes, associated_data: bytes = b"") -> bytes:
         """Seal under the primary key: ``prefix || nonce || ciphertext || tag``."""
         with self._lock:
-            if self._hot_id == self.keyset._primary and self._hot_next < self._hot_limit:
-                # Fast path: same primary, no expiry, inside the persisted lease and
-                # below the rotation threshold -- counting is one increment.
+            if (
+                self._hot_id == self.keyset._primary
+                and self._hot_next < self._hot_limit
+                and (self._hot_expires is None or self._clock() < self._hot_expires)
+            ):
+                # Fast path: same primary, not expired, inside the persisted lease and
+                # below the rotation threshold -- counting is one increment, no storage.
                 self._hot_next += 1
                 prefix, cipher = self._hot_prefix, self._hot_cipher
             else:
+                cipher = None
+        if cipher is None:
+            # Slow path: may write storage, so take its transaction before our lock.
+            with atomic(self._storage), self._lock:
                 key = self._sealing_key_locked()
                 prefix, cipher = key.prefix, self.keyset._aesgcm(key)
-                if key.expires_at is None:
-                    limit = self._soft if self._auto_rotate else self._hard
-                    self._hot_id, self._hot_next = key.key_id, self._next[key.key_id]
-                    self._hot_limit = min(self._reserved[key.key_id], limit)
-                    self._hot_prefix, self._hot_cipher = prefix, cipher
-        assert cipher is not None
+                limit = self._soft if self._auto_rotate else self._hard
+                self._hot_id, self._hot_next = key.key_id, self._next[key.key_id]
+                self._hot_limit = min(self._reserved[key.key_id], limit)
+                self._hot_prefix, self._hot_cipher = prefix, cipher
+                self._hot_expires = key.expires_at
         nonce = os.urandom(NONCE_SIZE)
         return b"".join((prefix, nonce, cipher.encrypt(nonce, plaintext, associated_data)))
 

@@ -58,7 +58,7 @@ from vsm_phoenix.crypto.aead import KeysetAead
 from vsm_phoenix.crypto.keyset import TINK_PREFIX_SIZE, TINK_START_BYTE, KeyKind, Keyset
 from vsm_phoenix.crypto.mac import KeysetMac, _digest
 from vsm_phoenix.crypto.replay import DEFAULT_WINDOW, ReplayGuard
-from vsm_phoenix.crypto.storage import Storage
+from vsm_phoenix.crypto.storage import Storage, atomic
 from vsm_phoenix.errors import (
     AuthenticationError,
     DecodeError,
@@ -163,14 +163,17 @@ class SecureChannel:
 
     def _take_sequence(self) -> int:
         """Next sequence number of this sender, leased from storage in blocks so that a
-        restart never reuses one (it may skip up to ``sequence_lease``)."""
-        with self._lock:
-            if self._next_seq is None:
-                raw = self._storage.get(_skey(self.identity, "seq"))
-                if raw is not None and len(raw) != 8:
-                    raise DecodeError("corrupt sequence counter")
-                start = 1 if raw is None else int.from_bytes(raw, "big")
-                self._next_seq = self._reserved_seq = start
+        restart never reuses one (it may skip up to ``sequence_lease``). The persisted
+        lease is re-read every time: if the caller's transaction rolled our last lease
+        write back, the next call writes a new one above every number handed out."""
+        with atomic(self._storage), self._lock:
+            raw = self._storage.get(_skey(self.identity, "seq"))
+            if raw is not None and len(raw) != 8:
+                raise DecodeError("corrupt sequence counter")
+            persisted = 1 if raw is None else int.from_bytes(raw, "big")
+            if self._next_seq is None or persisted != self._reserved_seq:
+                self._next_seq = max(self._next_seq or 1, persisted)
+                self._reserved_seq = persisted
             seq = self._next_seq
             if seq > _MAX_SEQ:
                 raise ReplayError("sequence numbers exhausted")

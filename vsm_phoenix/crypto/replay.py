@@ -31,7 +31,7 @@ import threading
 
 import cbor2
 
-from vsm_phoenix.crypto.storage import Storage
+from vsm_phoenix.crypto.storage import Storage, atomic
 from vsm_phoenix.errors import DecodeError, InvalidArgument, ReplayError, TypeMismatch
 
 __all__ = ["DEFAULT_WINDOW", "ReplayGuard", "ReplayWindow"]
@@ -174,9 +174,16 @@ class ReplayWindow:
 class ReplayGuard:
     """Per-sender replay windows persisted through ``storage`` under
     ``<namespace>/<sender>``. Thread-safe: concurrent ``accept`` of one sequence
-    number succeeds exactly once."""
+    number succeeds exactly once.
 
-    __slots__ = ("_lock", "_namespace", "_size", "_storage", "_windows")
+    The storage is the source of truth: each call re-reads the sender's window (a cheap
+    byte comparison with the cached copy decides whether to decode it again), so a write
+    undone by the caller's rolled-back transaction, or made by another guard over the same
+    storage, is never masked by a stale cache. ``accept`` runs inside
+    ``storage.transaction()`` when there is one.
+    """
+
+    __slots__ = ("_cache", "_lock", "_namespace", "_size", "_storage")
 
     def __init__(
         self, storage: Storage, *, size: int = DEFAULT_WINDOW, namespace: str = "replay"
@@ -186,16 +193,19 @@ class ReplayGuard:
         self._size = size
         self._namespace = namespace
         self._lock = threading.Lock()
-        self._windows: dict[str, ReplayWindow] = {}
+        self._cache: dict[str, tuple[bytes | None, ReplayWindow]] = {}
 
     def _window(self, sender: str) -> ReplayWindow:
+        """The sender's current window (lock held); a new one for an unknown sender. A
+        stored window keeps its own size even when the guard's differs."""
         if not isinstance(sender, str):
             raise TypeMismatch("sender must be a str")
-        window = self._windows.get(sender)
-        if window is None:
-            raw = self._storage.get(f"{self._namespace}/{sender}")
-            window = ReplayWindow(self._size) if raw is None else ReplayWindow.from_bytes(raw)
-            self._windows[sender] = window
+        raw = self._storage.get(f"{self._namespace}/{sender}")
+        cached = self._cache.get(sender)
+        if cached is not None and cached[0] == raw:
+            return cached[1]
+        window = ReplayWindow(self._size) if raw is None else ReplayWindow.from_bytes(raw)
+        self._cache[sender] = (raw, window)
         return window
 
     def check(self, sender: str, seq: int) -> None:
@@ -204,13 +214,14 @@ class ReplayGuard:
             self._window(sender).check(seq)
 
     def accept(self, sender: str, seq: int) -> None:
-        """Record an *authenticated* message: persist first, then update memory."""
-        with self._lock:
-            window = self._window(sender)
-            updated = window.copy()
+        """Record an *authenticated* message: persist first, then update the cache.
+        ``ReplayError`` (and no change) for a replayed or too old ``seq``."""
+        with atomic(self._storage), self._lock:
+            updated = self._window(sender).copy()
             updated.record(seq)
-            self._storage.put(f"{self._namespace}/{sender}", updated.to_bytes())
-            self._windows[sender] = updated
+            raw = updated.to_bytes()
+            self._storage.put(f"{self._namespace}/{sender}", raw)
+            self._cache[sender] = (raw, updated)
 
     def highest(self, sender: str) -> int:
         """Highest sequence accepted from ``sender`` (-1 when none)."""
