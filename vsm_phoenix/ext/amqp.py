@@ -54,8 +54,9 @@ Reliability
   does not consume in time is discarded by the broker (protocols tolerate loss).
 * **Dead letters**: a body that is not a batch, a frame that fails to decode or
   authenticate, and an envelope the node rejects (``DecodeError``) are republished to
-  ``vsm.C.dlx`` with the reason in the ``x-vsm-reason`` / ``x-vsm-error`` headers and
-  logged; the node keeps running. Replays and stale frames are duplicates: dropped and
+  ``vsm.C.dlx`` with the reason (``decode``, ``authentication``, ``protocol``,
+  ``node-error``) in the ``x-vsm-reason`` / ``x-vsm-error`` headers and logged; the
+  node keeps running. Replays and stale frames are duplicates: dropped and
   counted, not dead-lettered.
 
 Restart: on start the adapter gives the node ``Restart(persisted)`` (every
@@ -573,6 +574,10 @@ def _classify(exc: BaseException) -> str:
     return "error"
 
 
+class _Rejected(Exception):
+    """The node refused an authentic envelope (its ``DecodeError``)."""
+
+
 @attrs.define
 class _Incoming:
     """The outcome of processing one AMQP message inside the group transaction."""
@@ -845,6 +850,8 @@ class AmqpNode:
             self.stats["frames_received"] += 1
             try:
                 self._handle_frame(m, frame, res)
+            except _Rejected as exc:
+                res.dead.append((frame, "protocol", str(exc)))
             except ReplayError as exc:
                 self.stats["duplicates"] += 1
                 log.debug("%s: dropped a duplicate or stale frame: %s", self.node_id, exc)
@@ -874,7 +881,10 @@ class AmqpNode:
             env = Envelope.from_wire_parts(envh, payload)
             if env.sender == self.node_id:
                 return  # our own topic broadcast
-            res.effects += self._step_persist(Receive(self.now(), env))
+            try:
+                res.effects += self._step_persist(Receive(self.now(), env))
+            except DecodeError as exc:
+                raise _Rejected(f"{type(exc).__name__}: {exc}") from None
         elif ctype == CTL_REQUEST:
             rid = header.get("rid")
             if not isinstance(rid, str):

@@ -223,17 +223,23 @@ def load_role(spec: str) -> Role:
     if spec in _BUILTIN_ROLES:
         return _BUILTIN_ROLES[spec]()
     if spec == "kv":
-        from vsm_phoenix.ext.kvrole import KvRole  # type: ignore[import-not-found]
-
-        role: Role = KvRole()
-        return role
+        return _kv_role()
     if ":" not in spec:
         raise InvalidArgument(f"unknown role {spec!r} (crdt, swim, kv or module:attribute)")
     module, _, attr = spec.partition(":")
     obj = getattr(importlib.import_module(module), attr)
     if callable(obj) and not hasattr(obj, "build"):
         obj = obj()
-    return obj
+    role: Role = obj
+    return role
+
+
+def _kv_role() -> Role:
+    raise InvalidArgument("the kv role needs vsm_phoenix.protocol.kv (Raft KV), not present yet")
+
+
+async def _simulate_kv(args: argparse.Namespace) -> int:
+    raise InvalidArgument("the kv scenario needs vsm_phoenix.protocol.kv, not present yet")
 
 
 # -- one node process -----------------------------------------------------------------------
@@ -569,10 +575,7 @@ async def _simulate(args: argparse.Namespace) -> int:
         print(reason, file=sys.stderr)
         return 2
     if args.scenario != "crdt":
-        from vsm_phoenix.ext.kvrole import simulate_kv  # type: ignore[import-not-found]
-
-        code: int = await simulate_kv(args)
-        return code
+        return await _simulate_kv(args)
     cluster_name = args.cluster or f"sim-{uuid.uuid4().hex[:8]}"
     tmp = Path(args.data_dir) if args.data_dir else Path(tempfile.mkdtemp(prefix="vsm-amqp-"))
     tmp.mkdir(parents=True, exist_ok=True)

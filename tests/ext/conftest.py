@@ -1,0 +1,63 @@
+"""Fixtures for the AMQP tests: the broker gate, unique clusters, cleanup, keysets.
+
+Tests marked ``amqp`` need RabbitMQ at ``$AMQP_URL`` (default
+``amqp://guest:guest@127.0.0.1:5672/``). Without a broker they are skipped with the
+reason -- unless ``VSM_PHOENIX_REQUIRE_AMQP=1`` (set by ``.ci/run``), where they fail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from vsm_phoenix.crypto import KeyKind, Keyset
+from vsm_phoenix.ext.amqp import Topology, amqp_url, broker_available, delete_topology
+
+REQUIRED = os.environ.get("VSM_PHOENIX_REQUIRE_AMQP") == "1"
+
+
+@pytest.fixture(scope="session")
+def broker_url() -> str:
+    url = amqp_url()
+    reason = asyncio.run(broker_available(url))
+    if reason is not None:
+        if REQUIRED:
+            pytest.fail(f"VSM_PHOENIX_REQUIRE_AMQP=1 but {reason}")
+        pytest.skip(reason)
+    return url
+
+
+@pytest.fixture(autouse=True)
+def _amqp_gate(request: pytest.FixtureRequest) -> None:
+    if request.node.get_closest_marker("amqp") is not None:
+        request.getfixturevalue("broker_url")
+
+
+class Clusters:
+    """Hands out unique cluster names and deletes their topology afterwards."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.made: list[tuple[str, tuple[str, ...]]] = []
+
+    def new(self, *node_ids: str) -> str:
+        name = f"test-{uuid.uuid4().hex[:10]}"
+        self.made.append((name, node_ids))
+        return name
+
+
+@pytest.fixture
+def clusters(broker_url: str) -> Iterator[Clusters]:
+    c = Clusters(broker_url)
+    yield c
+    for name, nodes in c.made:
+        asyncio.run(delete_topology(Topology(name), nodes, broker_url))
+
+
+@pytest.fixture
+def keyset() -> Keyset:
+    return Keyset.generate(KeyKind.AES256_GCM)

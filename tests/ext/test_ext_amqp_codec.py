@@ -1,0 +1,105 @@
+"""Broker-free parts of the adapter: names, batches, configuration, keyset loading."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from vsm_phoenix.crypto import KeyKind, Keyset
+from vsm_phoenix.errors import DecodeError, InvalidArgument
+from vsm_phoenix.ext.amqp import (
+    DEFAULT_AMQP_URL,
+    AmqpConfig,
+    Topology,
+    amqp_url,
+    broker_available,
+    decode_batch,
+    encode_batch,
+    load_keyset,
+)
+from vsm_phoenix.ext.runner import main as runner_main
+from vsm_phoenix.ext.runner import node_parser, simulate_parser
+
+
+def test_topology_names_and_escaped_routing_keys() -> None:
+    t = Topology("demo")
+    assert (t.exchange, t.dlx, t.dlq) == ("vsm.demo", "vsm.demo.dlx", "vsm.demo.dlq")
+    assert t.node_queue("n1") == "vsm.demo.node.n1"
+    assert t.direct_key("n1", "swim.ping") == "to.n1.swim%2Eping"
+    assert t.direct_key("a.b#*", "x") == "to.a%2Eb%23%2A.x"
+    assert t.topic_key("news", "t") == "tp.news.t"
+    assert t.bindings("a.b") == ("to.a%2Eb.#", "tp.#")
+    with pytest.raises(InvalidArgument):
+        Topology("")
+
+
+@given(st.lists(st.binary(max_size=64), min_size=1, max_size=20))
+def test_batches_round_trip(frames: list[bytes]) -> None:
+    assert decode_batch(encode_batch(frames)) == frames
+
+
+@pytest.mark.parametrize("body", [b"", b"\xff", b"\x80", b"\x81\x01", b"\xa0", b"garbage"])
+def test_bad_batches_are_decode_errors(body: bytes) -> None:
+    with pytest.raises(DecodeError):
+        decode_batch(body)
+
+
+@given(st.binary(max_size=200))
+def test_decode_batch_is_total(body: bytes) -> None:
+    try:
+        frames = decode_batch(body)
+    except DecodeError:
+        return
+    assert frames and all(isinstance(f, bytes) for f in frames)
+
+
+def test_config_defaults_and_validation(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AMQP_URL", raising=False)
+    assert amqp_url() == DEFAULT_AMQP_URL == AmqpConfig().url
+    monkeypatch.setenv("AMQP_URL", "amqp://u:p@h:1/")
+    assert AmqpConfig().url == "amqp://u:p@h:1/"
+    for bad in ({"window": 0}, {"batch_max_messages": 0}, {"message_ttl_ms": 0},
+                {"linger_ms": -1}):
+        with pytest.raises(InvalidArgument):
+            AmqpConfig(**bad)  # type: ignore[arg-type]
+
+
+def test_keyset_from_file_and_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ks = Keyset.generate(KeyKind.AES256_GCM)
+    path = tmp_path / "ks.json"
+    path.write_text(ks.to_tink_json())
+    assert load_keyset(str(path)).primary_id == ks.primary_id
+    monkeypatch.delenv("VSM_PHOENIX_KEYSET_FILE", raising=False)
+    monkeypatch.setenv("VSM_PHOENIX_KEYSET", ks.to_tink_json())
+    assert load_keyset().primary_id == ks.primary_id
+    monkeypatch.delenv("VSM_PHOENIX_KEYSET")
+    monkeypatch.setenv("VSM_PHOENIX_KEYSET_FILE", str(path))
+    assert load_keyset().primary_id == ks.primary_id
+    monkeypatch.delenv("VSM_PHOENIX_KEYSET_FILE")
+    with pytest.raises(InvalidArgument):
+        load_keyset()
+
+
+def test_no_broker_is_reported_not_raised() -> None:
+    reason = asyncio.run(broker_available("amqp://guest:guest@127.0.0.1:1/", timeout=2))
+    assert reason is not None and "no AMQP broker" in reason
+
+
+def test_cli_parsers() -> None:
+    a = node_parser().parse_args(["--id", "n1", "--cluster", "c", "--peers", "n1,n2"])
+    assert (a.id, a.cluster, a.role, a.batch_max, a.sync) == ("n1", "c", "crdt", 256, "normal")
+    s = simulate_parser().parse_args(["--nodes", "5", "--kill", "--close-connections"])
+    assert (s.nodes, s.kill, s.close_connections, s.scenario) == (5, True, True, "crdt")
+    assert runner_main(["simulate", "--transport", "inproc"]) == 2
+    assert runner_main([]) == 2
+
+
+def test_simulate_without_broker_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    code = runner_main(["simulate", "--transport", "amqp", "--amqp-url",
+                        "amqp://guest:guest@127.0.0.1:1/", "--no-progress"])
+    assert code == 2
+    assert "no AMQP broker" in capsys.readouterr().err
