@@ -179,7 +179,10 @@ class ORMap(CRDT):
             self._keys == other._keys
             and self._ctx._eq_state(other._ctx)
             and self._values.keys() == other._values.keys()
-            and all(v._eq_state(other._values[k]) for k, v in self._values.items())
+            and all(
+                type(v) is type(other._values[k]) and v._eq_state(other._values[k])
+                for k, v in self._values.items()
+            )
         )
 
     def copy(self) -> Self:
