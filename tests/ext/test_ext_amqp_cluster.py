@@ -22,7 +22,13 @@ from vsm_phoenix.ext.amqp import (
     Topology,
     encode_batch,
 )
-from vsm_phoenix.ext.runner import ProcessCluster, main_simulate_amqp, wait_ready, write_keyset
+from vsm_phoenix.ext.runner import (
+    ProcessCluster,
+    close_connections,
+    main_simulate_amqp,
+    wait_ready,
+    write_keyset,
+)
 from vsm_phoenix.storage import MemoryStorage
 
 pytestmark = pytest.mark.amqp
@@ -44,7 +50,8 @@ def test_crdt_replicas_converge_through_kill_and_connection_close(
     result = json.loads(out.read_text())
     assert code == 0, result
     assert result["converged"] and result["acked"] == 400 and result["lost"] == []
-    assert result["faults"] == ["killed n3", "restarted n3", "closed all broker connections"]
+    # 3 nodes + the orchestrating client, each with one connection
+    assert result["faults"] == ["killed n3", "restarted n3", "closed 4 broker connections"]
     statuses = result["statuses"]
     assert statuses["n3"]["boot"] == "restart" and statuses["n1"]["boot"] == "start"
     assert len({s["digest"] for s in statuses.values()}) == 1
@@ -132,3 +139,56 @@ async def _dlq_reasons(url: str, topo: Topology, expect: int) -> list[str]:
     finally:
         await conn.close()
     return reasons
+
+
+def test_raft_kv_elects_a_leader_and_stays_linearizable_through_faults(
+    clusters: Any, broker_url: str, tmp_path: Path
+) -> None:
+    ids = ("n1", "n2", "n3")
+    cluster = clusters.new(*ids)
+    out = tmp_path / "result.json"
+    code = main_simulate_amqp([
+        "--scenario", "kv", "--nodes", "3", "--ops", "240", "--concurrency", "3",
+        "--cluster", cluster, "--kill", "--close-connections", "--no-progress",
+        "--json", str(out), "--data-dir", str(tmp_path / "data"), "--timeout", "60",
+        "--amqp-url", broker_url,
+    ])
+    result = json.loads(out.read_text())
+    assert code == 0, result
+    assert result["linearizable"] == "ok" and result["operations"] == 240
+    assert result["completed"] >= 200
+    assert result["leader"] in ids
+    killed = result["faults"][0].removeprefix("killed ")
+    assert result["faults"] == [f"killed {killed}", f"restarted {killed}",
+                                "closed 4 broker connections"]
+    statuses = result["statuses"]
+    assert statuses[killed]["boot"] == "restart"
+    assert len({s["digest"] for s in statuses.values()}) == 1
+    assert len({s["applied"] for s in statuses.values()}) == 1
+    assert (tmp_path / "data" / "history.jsonl").exists()
+
+
+def test_close_connections_hits_only_the_named_cluster(
+    clusters: Any, broker_url: str, tmp_path: Path
+) -> None:
+    a, b = clusters.new(), clusters.new()
+    keyset = write_keyset(tmp_path / "ks.json")
+
+    async def main() -> None:
+        ca = AmqpClient(cluster=a, keyset=keyset, config=AmqpConfig(url=broker_url))
+        cb = AmqpClient(cluster=b, keyset=keyset, config=AmqpConfig(url=broker_url))
+        await ca.start()
+        await cb.start()
+        try:
+            await asyncio.sleep(0.3)  # let the broker list them
+            assert await asyncio.to_thread(close_connections, a) == 1
+            deadline = time.monotonic() + 10
+            while ca._ep.stats["reconnects"] == 0:  # robust: it comes back
+                assert time.monotonic() < deadline, "no reconnection"
+                await asyncio.sleep(0.05)
+            assert cb._ep.stats["reconnects"] == 0
+        finally:
+            await ca.close()
+            await cb.close()
+
+    asyncio.run(main())

@@ -463,7 +463,9 @@ class _Endpoint:
         self.connection = await aio_pika.connect_robust(
             self.config.url,
             reconnect_interval=self.config.reconnect_interval,
-            client_properties={"connection_name": f"vsm-phoenix {self.identity}"},
+            client_properties={
+                "connection_name": f"vsm-phoenix {self.topology.cluster} {self.identity}"
+            },
         )
         self.connection.reconnect_callbacks.add(self._on_reconnect)
         self._pub = await self.connection.channel(publisher_confirms=True)

@@ -18,7 +18,8 @@ it: ``crdt`` (SWIM discovery + delta anti-entropy of an ORSet, the
 fresh cluster keyset, declares the topology, starts ``--nodes`` processes, drives a
 client workload through the control plane with a live progress line, optionally kills
 and restarts a node (``--kill``) and closes every broker connection
-(``--close-connections``, via ``rabbitmqctl``) mid-run, then checks the outcome --
+(``--close-connections``: every connection of the cluster, via
+``rabbitmqctl close_connection``) mid-run, then checks the outcome --
 replicas converge and hold every acknowledged update (``crdt``), or the recorded
 history is linearizable (``kv``) -- and exits ``0`` on success, ``1`` on divergence or a
 violation, ``2`` when no broker answers.
@@ -65,6 +66,7 @@ from vsm_phoenix.storage import SQLiteStorage
 
 __all__ = [
     "CrdtRole",
+    "KvRole",
     "ProcessCluster",
     "Role",
     "SwimRole",
@@ -235,11 +237,222 @@ def load_role(spec: str) -> Role:
 
 
 def _kv_role() -> Role:
-    raise InvalidArgument("the kv role needs vsm_phoenix.protocol.kv (Raft KV), not present yet")
+    return KvRole()
 
 
-async def _simulate_kv(args: argparse.Namespace) -> int:
-    raise InvalidArgument("the kv scenario needs vsm_phoenix.protocol.kv, not present yet")
+class KvRole:
+    """Raft + the replicated KV (:mod:`vsm_phoenix.protocol.kv`).
+
+    Requests (maps): ``{"op": "put"|"append", "c": client, "s": seq, "k": key, "v":
+    value}``, ``{"op": "cas", "c", "s", "k", "e": expected-or-null, "v"}``,
+    ``{"op": "delete", "c", "s", "k"}``, ``{"op": "get", "k": key}``. Reply kinds are
+    Raft's (``raft.ok``, ``raft.not-leader`` with the leader hint, ``raft.unknown``,
+    ``raft.failed``). Status: role, term, leader, commit/applied indexes and a digest
+    of the applied data."""
+
+    name = "kv"
+
+    def __init__(self, election_timeout_ms: int = 1000, heartbeat_ms: int = 100) -> None:
+        self.election_timeout_ms = election_timeout_ms
+        self.heartbeat_ms = heartbeat_ms
+
+    def build(self, node_id: str, rng: random.Random, peers: Sequence[str]) -> Node:
+        from vsm_phoenix.protocol.kv import KVStateMachine
+        from vsm_phoenix.protocol.raft import RaftConfig, RaftNode
+
+        config = RaftConfig(peers=tuple(sorted({*peers, node_id})),
+                            election_timeout_ms=self.election_timeout_ms,
+                            heartbeat_ms=self.heartbeat_ms, batch_delay_ms=2)
+        return RaftNode(node_id, rng, config, KVStateMachine())
+
+    def decode_request(self, node: Node, raw: Any) -> Any:
+        from vsm_phoenix.protocol import kv
+
+        op, req = _request_op(raw)
+        try:
+            if op == "get":
+                return kv.get(req["k"])
+            client, seq, key = req["c"], req["s"], req["k"]
+            if op == "put":
+                return kv.put(client, seq, key, req["v"])
+            if op == "append":
+                return kv.append(client, seq, key, req["v"])
+            if op == "cas":
+                return kv.cas(client, seq, key, req["e"], req["v"])
+            if op == "delete":
+                return kv.delete(client, seq, key)
+        except KeyError as exc:
+            raise InvalidArgument(f"{op} request lacks {exc}") from None
+        raise InvalidArgument(f"unknown kv op {op!r}")
+
+    def encode_reply(self, deliver: Deliver) -> Any:
+        from vsm_phoenix.protocol.kv import STALE, KVError
+
+        value = deliver.payload
+        if isinstance(value, KVError):
+            return {"error": value.reason}
+        if value is STALE:
+            return {"error": "stale"}
+        return plain(value)
+
+    def status(self, node: Node) -> dict[str, Any]:
+        from vsm_phoenix.protocol.kv import KVStateMachine
+        from vsm_phoenix.protocol.raft import RaftNode
+
+        assert isinstance(node, RaftNode)
+        sm = node.state_machine
+        data = dict(sm.data) if isinstance(sm, KVStateMachine) else {}
+        digest = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+        return {
+            "role": node.role.value, "term": node.term, "leader": node.leader_id,
+            "commit": node.commit_index, "applied": node.last_applied, "digest": digest,
+            "summary": f"{node.role.value[:1]}/t{node.term}/a{node.last_applied}",
+        }
+
+
+class _KvWorkload:
+    """Sequential clients issuing random KV operations to the leader, recording a
+    history (wall-clock seconds) for the linearizability checker."""
+
+    def __init__(self, client: AmqpClient, node_ids: Sequence[str], procs: ProcessCluster,
+                 ops: int, seed: int, out_dir: Path) -> None:
+        from vsm_phoenix.verify import HistoryRecorder, KVModel
+
+        self.client = client
+        self.node_ids = list(node_ids)
+        self.procs = procs
+        self.ops = ops
+        self.out_dir = out_dir
+        self.rng = random.Random(f"{seed}/kv-amqp")
+        self.recorder = HistoryRecorder(KVModel())
+        self.started = 0
+        self.done = 0
+        self.abandoned = 0
+        self.retries = 0
+        self.leader: str | None = None
+        self.leaders_seen: set[str] = set()
+        self.run_id = uuid.uuid4().hex[:6]
+        self.keys = ("a", "b", "c")
+        self.last_values: dict[str, list[str]] = {k: [] for k in self.keys}
+
+    def progress(self) -> str:
+        return (f"ops {self.done}/{self.ops} pending {self.abandoned} retries {self.retries} "
+                f"leader {self.leader or '?'}")
+
+    async def victim(self) -> str:
+        """The node to kill: the current leader (the interesting case)."""
+        return self.leader or self.node_ids[-1]
+
+    def _random_op(self, cid: str, seq: int) -> tuple[Any, dict[str, Any]]:
+        from vsm_phoenix.verify import KVAppend, KVCas, KVDelete, KVGet, KVPut
+
+        key = self.rng.choice(self.keys)
+        value = f"{cid}.{seq}"
+        r = self.rng.random()
+        if r < 0.4:
+            return KVGet(key), {"op": "get", "k": key}
+        if r < 0.65:
+            return KVPut(key, value), {"op": "put", "k": key, "v": value}
+        if r < 0.8:
+            return KVAppend(key, value + ";"), {"op": "append", "k": key, "v": value + ";"}
+        if r < 0.95:
+            seen = self.last_values[key]
+            expected = self.rng.choice(seen) if seen and self.rng.random() < 0.8 else None
+            return KVCas(key, expected, value), {"op": "cas", "k": key, "e": expected,
+                                                  "v": value}
+        return KVDelete(key), {"op": "delete", "k": key}
+
+    async def client_loop(self, index: int) -> None:
+        cid = f"c{index}-{self.run_id}"
+        seq = 0
+        while self.started < self.ops:
+            self.started += 1
+            seq += 1
+            op, req = self._random_op(cid, seq)
+            if req["op"] != "get":
+                req.update(c=cid, s=seq)
+            self.recorder.invoke(cid, op, time.monotonic())
+            result = await self._attempt(req)
+            if result is _PENDING:
+                self.recorder.info(cid)
+                self.abandoned += 1
+                continue
+            self.recorder.ok(cid, result, time.monotonic())
+            self.done += 1
+            if isinstance(result, str):
+                self._remember(req["k"], result)
+            elif result is True or (req["op"] == "put" and result is None):
+                self._remember(req["k"], req["v"])
+
+    def _remember(self, key: str, value: str) -> None:
+        seen = self.last_values[key]
+        seen.append(value)
+        del seen[:-4]
+
+    async def _attempt(self, req: dict[str, Any], budget: float = 8.0) -> Any:
+        deadline = time.monotonic() + budget
+        target = self.leader or self.rng.choice(self.node_ids)
+        while time.monotonic() < deadline:
+            if not self.procs.alive(target):
+                target = self.rng.choice(self.node_ids)
+                await asyncio.sleep(0.05)
+                continue
+            try:
+                kind, payload = await self.client.request(target, req, timeout=1.5)
+            except (TimeoutError, ControlError):
+                self.retries += 1
+                target = self.rng.choice([n for n in self.node_ids if n != target])
+                continue
+            if kind == "raft.ok":
+                if isinstance(payload, dict) and "error" in payload:
+                    raise RuntimeError(f"KV answered {payload!r} to {req!r}")
+                self.leader = target
+                self.leaders_seen.add(target)
+                return payload
+            self.retries += 1
+            hint = payload if isinstance(payload, str) and payload in self.node_ids else None
+            if hint is not None and hint != target:
+                target = hint
+            else:
+                await asyncio.sleep(0.1)
+                target = self.rng.choice(self.node_ids)
+            self.leader = hint
+        return _PENDING
+
+    async def check(self, st: dict[str, dict[str, Any]]) -> tuple[bool, dict[str, Any]]:
+        """A leader exists, every node applied the same data, the history is
+        linearizable."""
+        from vsm_phoenix.verify import check_history
+
+        leaders = [n for n, s in st.items() if s.get("role") == "leader"]
+        applied = {s.get("applied") for s in st.values()}
+        digests = {s.get("digest") for s in st.values()}
+        if len(st) != len(self.node_ids) or len(leaders) != 1 or len(digests) != 1 or len(
+            applied
+        ) != 1:
+            return False, {}
+        history = self.recorder.history()
+        verdict = check_history(history, timeout=60.0)
+        (self.out_dir / "history.jsonl").write_text(history.to_jsonl())
+        info: dict[str, Any] = {
+            "leader": leaders[0], "leaders_seen": sorted(self.leaders_seen),
+            "linearizable": verdict.verdict.value, "operations": len(history),
+            "completed": self.done, "pending": self.abandoned, "retries": self.retries,
+        }
+        if not verdict.ok:
+            page = self.out_dir / "violation.html"
+            page.write_text(verdict.html())
+            info["timeline"] = str(page)
+        return verdict.ok, info
+
+    def summary(self, ok: bool, info: dict[str, Any]) -> str:
+        lin = info.get("linearizable", "not checked")
+        return (f"{'OK' if ok else 'FAILED'}: leader {info.get('leader', '?')}, "
+                f"{self.done}/{self.ops} operations completed, {self.abandoned} pending, "
+                f"history {lin}")
+
+
+_PENDING: Any = object()
 
 
 # -- one node process -----------------------------------------------------------------------
@@ -412,14 +625,33 @@ def write_keyset(path: Path) -> Keyset:
     return ks
 
 
-def close_all_connections(reason: str = "vsm-phoenix fault injection") -> str:
-    """Close every client connection of the broker (``rabbitmqctl``); returns its output."""
+def _rabbitmqctl(*args: str) -> str:
     exe = shutil.which("rabbitmqctl") or "/usr/sbin/rabbitmqctl"
-    out = subprocess.run([exe, "close_all_connections", reason], capture_output=True,
-                         text=True, timeout=60, check=False)
+    out = subprocess.run([exe, *args], capture_output=True, text=True, timeout=60, check=False)
     if out.returncode != 0:
-        raise RuntimeError(f"rabbitmqctl failed: {out.stderr.strip() or out.stdout.strip()}")
+        raise RuntimeError(f"rabbitmqctl {args[0]} failed: "
+                           f"{out.stderr.strip() or out.stdout.strip()}")
     return out.stdout
+
+
+def close_connections(cluster: str | None = None,
+                      reason: str = "vsm-phoenix fault injection") -> int:
+    """Close broker connections with ``rabbitmqctl``: those of ``cluster`` (by the
+    ``connection_name`` the adapter sets), or every connection when ``None``
+    (``close_all_connections``). Returns how many were closed (-1: all)."""
+    if cluster is None:
+        _rabbitmqctl("close_all_connections", reason)
+        return -1
+    listing = _rabbitmqctl("list_connections", "--no-table-headers", "pid", "client_properties")
+    tag = f'{{"connection_name","vsm-phoenix {cluster} '
+    closed = 0
+    for line in listing.splitlines():
+        pid, _, props = line.partition("\t")
+        if pid.startswith("<") and tag in props:
+            with contextlib.suppress(RuntimeError):  # it may have gone meanwhile
+                _rabbitmqctl("close_connection", pid, reason)
+                closed += 1
+    return closed
 
 
 async def wait_ready(client: AmqpClient, node_ids: Sequence[str], timeout: float) -> dict[
@@ -496,7 +728,7 @@ def simulate_parser() -> argparse.ArgumentParser:
     p.add_argument("--kill", action="store_true",
                    help="SIGKILL one node mid-run and restart it from its SQLite store")
     p.add_argument("--close-connections", action="store_true",
-                   help="close every broker connection mid-run (rabbitmqctl)")
+                   help="close the cluster's broker connections mid-run (rabbitmqctl)")
     p.add_argument("--timeout", type=float, default=90.0,
                    help="seconds to wait for convergence (default 90)")
     p.add_argument("--keep", action="store_true",
@@ -508,24 +740,29 @@ def simulate_parser() -> argparse.ArgumentParser:
     return p
 
 
-class _Workload:
-    """Client operations with retries; what was acknowledged, and by whom."""
+class _CrdtWorkload:
+    """ORSet adds with retries on other nodes; what was acknowledged, and by whom."""
 
-    def __init__(self, client: AmqpClient, node_ids: Sequence[str], cluster: ProcessCluster):
+    def __init__(self, client: AmqpClient, node_ids: Sequence[str], procs: ProcessCluster,
+                 ops: int) -> None:
         self.client = client
         self.node_ids = list(node_ids)
-        self.cluster = cluster
+        self.procs = procs
+        self.ops = ops
         self.acked: dict[str, str] = {}  # element -> node that acknowledged it
         self.failed: list[str] = []
         self.retries = 0
         self.started = 0
 
-    async def add(self, i: int) -> None:
+    def progress(self) -> str:
+        return f"acked {len(self.acked)}/{self.ops} retries {self.retries}"
+
+    async def one(self, i: int) -> None:
         elem = f"e{i:05d}"
         self.started += 1
         for attempt in range(12):
             nid = self.node_ids[(i + attempt) % len(self.node_ids)]
-            if not self.cluster.alive(nid):
+            if not self.procs.alive(nid):
                 continue
             try:
                 await self.client.request(nid, {"op": "add", "elem": elem}, timeout=3.0)
@@ -536,6 +773,27 @@ class _Workload:
             self.acked[elem] = nid
             return
         self.failed.append(elem)
+
+    async def check(self, st: dict[str, dict[str, Any]]) -> tuple[bool, dict[str, Any]]:
+        """Converged: every node answers, equal digests, every acked update present."""
+        digests = {s.get("digest") for s in st.values()}
+        if len(st) != len(self.node_ids) or len(digests) != 1:
+            return False, {}
+        reads: dict[str, list[Any]] = {}
+        for nid in self.node_ids:
+            with contextlib.suppress(TimeoutError, ControlError):
+                reads[nid] = (await self.client.request(nid, {"op": "read"}, 3.0))[1]
+        if len(reads) != len(self.node_ids):
+            return False, {}
+        lost = sorted(set(self.acked) - set.intersection(*(set(r) for r in reads.values())))
+        info = {"acked": len(self.acked), "failed": len(self.failed), "lost": lost[:20],
+                "retries": self.retries}
+        return not lost, info
+
+    def summary(self, ok: bool, info: dict[str, Any]) -> str:
+        verdict = "CONVERGED" if ok else "DIVERGED"
+        return (f"{verdict}: {len(self.acked)}/{self.ops} updates acknowledged, "
+                f"{len(info.get('lost', []))} lost")
 
 
 async def _statuses(client: AmqpClient, node_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
@@ -549,20 +807,17 @@ async def _statuses(client: AmqpClient, node_ids: Sequence[str]) -> dict[str, di
     return {nid: st for nid, st in pairs if st is not None}
 
 
-def _line(phase: str, t0: float, work: _Workload | None, total: int,
-          st: dict[str, dict[str, Any]], cluster: ProcessCluster) -> str:
-    parts = [f"[{time.monotonic() - t0:5.1f}s] {phase}"]
-    if work is not None:
-        parts.append(f"acked {len(work.acked)}/{total} retries {work.retries}")
-    for nid in cluster.node_ids:
+def _line(phase: str, t0: float, work: _CrdtWorkload | _KvWorkload,
+          st: dict[str, dict[str, Any]], procs: ProcessCluster) -> str:
+    parts = [f"[{time.monotonic() - t0:5.1f}s] {phase}", work.progress()]
+    for nid in procs.node_ids:
         s = st.get(nid)
-        if not cluster.alive(nid):
+        if not procs.alive(nid):
             parts.append(f"{nid}:DOWN")
         elif s is None:
             parts.append(f"{nid}:?")
         else:
-            extra = s.get("size", s.get("role_state", ""))
-            parts.append(f"{nid}:{extra}")
+            parts.append(f"{nid}:{s.get('size', s.get('summary', 'up'))}")
     dead = sum(int(s.get("stats", {}).get("dead_lettered", 0)) for s in st.values())
     parts.append(f"dlq {dead}")
     return "  ".join(parts)
@@ -574,8 +829,6 @@ async def _simulate(args: argparse.Namespace) -> int:
     if reason is not None:
         print(reason, file=sys.stderr)
         return 2
-    if args.scenario != "crdt":
-        return await _simulate_kv(args)
     cluster_name = args.cluster or f"sim-{uuid.uuid4().hex[:8]}"
     tmp = Path(args.data_dir) if args.data_dir else Path(tempfile.mkdtemp(prefix="vsm-amqp-"))
     tmp.mkdir(parents=True, exist_ok=True)
@@ -585,12 +838,13 @@ async def _simulate(args: argparse.Namespace) -> int:
     node_args = ["--batch-max", str(args.batch_max), "--linger-ms", str(args.linger_ms),
                  "--window", str(args.window), "--ttl-ms", str(args.ttl_ms),
                  "--sync", args.sync, "--amqp-url", url, "--log-level", "WARNING"]
-    procs = ProcessCluster(cluster=cluster_name, node_ids=node_ids, role="crdt", data_dir=tmp,
-                           keyset_path=keyset_path, node_args=node_args)
+    procs = ProcessCluster(cluster=cluster_name, node_ids=node_ids, role=args.scenario,
+                           data_dir=tmp, keyset_path=keyset_path, node_args=node_args)
     topology = Topology(cluster_name)
     progress = Progress(enabled=not args.no_progress)
     config = AmqpConfig(url=url, linger_ms=0.5)
-    result: dict[str, Any] = {"cluster": cluster_name, "nodes": node_ids, "ops": args.ops}
+    result: dict[str, Any] = {"cluster": cluster_name, "scenario": args.scenario,
+                              "nodes": node_ids, "ops": args.ops}
     t0 = time.monotonic()
     ok = False
     client = AmqpClient(cluster=cluster_name, keyset=keyset, config=config, name="sim")
@@ -599,73 +853,68 @@ async def _simulate(args: argparse.Namespace) -> int:
         procs.start_all()
         await wait_ready(client, node_ids, timeout=30.0)
         progress.show(f"[{time.monotonic() - t0:5.1f}s] {args.nodes} nodes up", force=True)
-        work = _Workload(client, node_ids, procs)
-        sem = asyncio.Semaphore(args.concurrency)
+        work: _CrdtWorkload | _KvWorkload
+        if args.scenario == "kv":
+            work = _KvWorkload(client, node_ids, procs, args.ops, args.seed, tmp)
+            jobs = [work.client_loop(c) for c in range(args.concurrency)]
+        else:
+            crdt = _CrdtWorkload(client, node_ids, procs, args.ops)
+            sem = asyncio.Semaphore(args.concurrency)
+
+            async def one(i: int) -> None:
+                async with sem:
+                    await crdt.one(i)
+
+            work = crdt
+            jobs = [one(i) for i in range(args.ops)]
         faults: list[str] = []
 
-        async def one(i: int) -> None:
-            async with sem:
-                await work.add(i)
-
         async def inject() -> None:
-            victim = node_ids[-1]
-            while args.kill and work.started < args.ops // 3:
-                await asyncio.sleep(0.05)
             if args.kill:
+                while work.started < args.ops // 3:
+                    await asyncio.sleep(0.05)
+                victim = await work.victim() if isinstance(work, _KvWorkload) else node_ids[-1]
                 procs.kill(victim)
                 faults.append(f"killed {victim}")
                 await asyncio.sleep(1.0)
                 procs.start(victim)
                 faults.append(f"restarted {victim}")
-            while args.close_connections and work.started < 2 * args.ops // 3:
-                await asyncio.sleep(0.05)
             if args.close_connections:
-                await asyncio.to_thread(close_all_connections)
-                faults.append("closed all broker connections")
+                while work.started < 2 * args.ops // 3:
+                    await asyncio.sleep(0.05)
+                n = await asyncio.to_thread(close_connections, cluster_name)
+                faults.append(f"closed {n} broker connections")
 
         async def display() -> None:
             while True:
                 st = await _statuses(client, node_ids)
-                progress.show(_line("running", t0, work, args.ops, st, procs))
+                progress.show(_line("running", t0, work, st, procs))
                 await asyncio.sleep(0.5)
 
         shower = asyncio.create_task(display())
         try:
-            await asyncio.gather(inject(), *(one(i) for i in range(args.ops)))
+            await asyncio.gather(inject(), *jobs)
         finally:
             shower.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await shower
         deadline = time.monotonic() + args.timeout
         st: dict[str, dict[str, Any]] = {}
-        reads: dict[str, list[Any]] = {}
+        info: dict[str, Any] = {}
         while time.monotonic() < deadline:
             st = await _statuses(client, node_ids)
-            progress.show(_line("converging", t0, work, args.ops, st, procs))
-            digests = {s.get("digest") for s in st.values()}
-            if len(st) == len(node_ids) and len(digests) == 1:
-                reads = {}
-                for nid in node_ids:
-                    with contextlib.suppress(TimeoutError, ControlError):
-                        reads[nid] = (await client.request(nid, {"op": "read"}, 3.0))[1]
-                if len(reads) == len(node_ids) and all(
-                    set(work.acked) <= set(r) for r in reads.values()
-                ):
-                    ok = True
-                    break
+            progress.show(_line("checking", t0, work, st, procs))
+            ok, info = await work.check(st)
+            if ok:
+                break
             await asyncio.sleep(0.5)
-        lost = sorted(set(work.acked) - set(next(iter(reads.values()), [])))
         result.update(
-            converged=ok, acked=len(work.acked), failed=len(work.failed),
-            retries=work.retries, faults=faults, lost=lost[:20],
-            seconds=round(time.monotonic() - t0, 2),
+            ok=ok, converged=ok, faults=faults, seconds=round(time.monotonic() - t0, 2),
             statuses={n: {k: v for k, v in s.items() if k != "members"} for n, s in st.items()},
+            **info,
         )
-        verdict = "CONVERGED" if ok else "DIVERGED"
-        progress.done(
-            f"[{time.monotonic() - t0:5.1f}s] {verdict}: {len(work.acked)}/{args.ops} updates "
-            f"acknowledged, {len(lost)} lost, faults: {', '.join(faults) or 'none'}"
-        )
+        progress.done(f"[{time.monotonic() - t0:5.1f}s] {work.summary(ok, info)}; "
+                      f"faults: {', '.join(faults) or 'none'}")
     finally:
         procs.stop_all()
         await client.close()
