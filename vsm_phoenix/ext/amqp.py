@@ -45,8 +45,9 @@ Reliability
 * **Ack after persist**: incoming messages are processed in arrival order, several at
   a time in one storage transaction (group commit): authenticate (which records the
   sender's sequence number), step the node, write its ``Persist`` effects, commit --
-  and only then carry out the other effects and ack. A crash before the commit loses
-  nothing: the broker redelivers and the replay record was rolled back with the state.
+  and only then carry out the other effects and ack the group (one cumulative ack).
+  A crash before the commit loses nothing: the broker redelivers, and the replay
+  record was rolled back with the state.
 * **Reconnection**: ``aio_pika.connect_robust`` re-opens channels and re-declares
   queues, bindings and consumers; acks for deliveries of a dead channel are dropped
   (the broker redelivers those, and the replay window filters them).
@@ -435,6 +436,8 @@ class _Endpoint:
         self.topology = topology
         self.config = config
         self.storage = storage
+        # (a runtime Protocol check is slow: decide once)
+        self._transactional = isinstance(storage, TransactionalStorage)
         self.keyset = keyset
         self.clock = clock
         self.channel = SecureChannel(
@@ -455,8 +458,8 @@ class _Endpoint:
         self._closing = False
 
     def txn(self) -> contextlib.AbstractContextManager[None]:
-        if isinstance(self.storage, TransactionalStorage):
-            return self.storage.transaction()
+        if self._transactional:
+            return self.storage.transaction()  # type: ignore[attr-defined, no-any-return]
         return contextlib.nullcontext()
 
     async def connect(self) -> None:
@@ -492,9 +495,7 @@ class _Endpoint:
                 app_id="vsm-phoenix",
             )
             try:
-                result = await self._exchange.publish(
-                    message, routing_key, mandatory=False, timeout=10.0
-                )
+                result = await self._exchange.publish(message, routing_key, mandatory=False)
                 if isinstance(result, aiormq.spec.Basic.Ack):
                     self.stats["publishes"] += 1
                     return
@@ -834,8 +835,14 @@ class AmqpNode:
         for res in results:
             for body, reason, error in res.dead:
                 await self._ep.dead_letter(body, reason, error, res.message.routing_key or "")
+        # Every message of the group is done: one cumulative ack per channel (messages
+        # are processed in delivery order, so no earlier delivery is still open).
+        last: dict[int, aio_pika.abc.AbstractIncomingMessage] = {}
+        for m in batch:
+            last[id(m.channel)] = m
+        for m in last.values():
             try:
-                await res.message.ack()
+                await m.ack(multiple=True)
             except Exception:
                 self.stats["acks_lost"] += 1  # a channel that died: the broker redelivers
 
