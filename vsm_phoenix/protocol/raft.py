@@ -1305,6 +1305,7 @@ class RaftMonitor:
         self.leaders: dict[int, str] = {}
         self.committed: dict[int, Entry] = {}
         self.violations: list[str] = []
+        self._checked: dict[str, tuple[int, int]] = {}  # node -> (object id, index)
 
     def observe(self, nodes: Iterable[RaftNode]) -> list[str]:
         live = list(nodes)
@@ -1314,16 +1315,22 @@ class RaftMonitor:
                 prev = self.leaders.setdefault(n.term, n.node_id)
                 if prev != n.node_id:
                     found.append(f"election safety: {prev} and {n.node_id} led term {n.term}")
-            for idx in range(max(n.snap_index + 1, 1), n.commit_index + 1):
+            # Committed entries never change, so each node object is checked once per index.
+            ident, done = self._checked.get(n.node_id, (0, 0))
+            if ident != id(n) or done > n.commit_index:
+                done = 0
+            for idx in range(max(n.snap_index, done) + 1, n.commit_index + 1):
                 e = n.entry(idx)
                 if e is None:
                     break
                 seen = self.committed.setdefault(idx, e)
-                if seen != e:
+                if seen.term != e.term or seen.data != e.data:
                     found.append(
                         f"state-machine safety: {n.node_id} committed term {e.term} at {idx}, "
                         f"earlier term {seen.term} was committed there"
                     )
+                done = idx
+            self._checked[n.node_id] = (id(n), done)
         for text in found:
             if text not in self.violations:
                 self.violations.append(text)
