@@ -248,6 +248,7 @@ def test_illegal_report_has_a_valid_longest_prefix_and_html() -> None:
     assert "<script>" not in page and "&lt;script&gt;" in page
     assert "ILLEGAL" in page and "t&lt;1&gt;" in page
     assert "Longest linearizable prefix: 3 of 4" in page
+    assert page.count('class="op bad block"') == 1  # the get -> '1' nothing can explain
 
 
 def test_ok_result_has_complete_linearization() -> None:
