@@ -32,6 +32,8 @@ ctx_compact = kernels.ctx_compact
 ctx_join_into = kernels.ctx_join_into
 ctx_leq = kernels.ctx_leq
 dotstore_join = kernels.dotstore_join
+dotstore_join_into = kernels.dotstore_join_into
+dotstore_copy = kernels.dotstore_copy
 dotfun_join = kernels.dotfun_join
 
 __all__ = [
@@ -41,7 +43,9 @@ __all__ = [
     "ctx_join_into",
     "ctx_leq",
     "dotfun_join",
+    "dotstore_copy",
     "dotstore_join",
+    "dotstore_join_into",
     "kernels",
     "vc_compare",
     "vc_join_into",

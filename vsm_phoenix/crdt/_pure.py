@@ -158,6 +158,29 @@ def dotstore_join(
     return out
 
 
+def dotstore_join_into(
+    a: dict[K, set[Dot]],
+    a_vv: dict[str, int],
+    a_cloud: set[Dot],
+    b: dict[K, set[Dot]],
+    b_vv: dict[str, int],
+    b_cloud: set[Dot],
+) -> None:
+    """``a := dotstore_join(a, a_vv, a_cloud, b, b_vv, b_cloud)``, in place.
+
+    The sets of ``b`` are never shared with ``a``; a set of ``a`` may be replaced by a
+    new one (callers own the sets of their store). On an exception ``a`` is unchanged.
+    """
+    joined = dotstore_join(a, a_vv, a_cloud, b, b_vv, b_cloud)
+    a.clear()
+    a.update(joined)
+
+
+def dotstore_copy(entries: dict[K, set[Dot]]) -> dict[K, set[Dot]]:
+    """An independent copy of a dot store: a new mapping of new sets."""
+    return {key: set(dots) for key, dots in entries.items()}
+
+
 def dotfun_join(
     a: dict[Dot, V],
     a_vv: dict[str, int],

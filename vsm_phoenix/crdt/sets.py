@@ -373,9 +373,7 @@ class ORSet(CRDT):
 
     def _join_into(self, other: Self) -> None:
         a, b = self._ctx, other._ctx
-        self._entries = K.dotstore_join(
-            self._entries, a.vv, a.cloud, other._entries, b.vv, b.cloud
-        )
+        K.dotstore_join_into(self._entries, a.vv, a.cloud, other._entries, b.vv, b.cloud)
         a._join_into(b)
 
     def _leq(self, other: Self) -> bool:
@@ -392,7 +390,7 @@ class ORSet(CRDT):
         return self._entries == other._entries and self._ctx._eq_state(other._ctx)
 
     def copy(self) -> Self:
-        return self._raw({e: set(ds) for e, ds in self._entries.items()}, self._ctx.copy())
+        return self._raw(K.dotstore_copy(self._entries), self._ctx.copy())
 
     def _encode_state(self) -> Any:
         return [_encode_dotstore(self._entries), self._ctx._encode_state()]

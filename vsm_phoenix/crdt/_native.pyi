@@ -1,0 +1,51 @@
+"""Type stub of the Cython kernels: the same signatures as :mod:`vsm_phoenix.crdt._pure`."""
+
+from collections.abc import Hashable
+from typing import TypeVar
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+Dot = tuple[str, int]
+
+EQUAL: int
+BEFORE: int
+AFTER: int
+CONCURRENT: int
+
+def vc_join_into(a: dict[str, int], b: dict[str, int]) -> None: ...
+def vc_leq(a: dict[str, int], b: dict[str, int]) -> bool: ...
+def vc_compare(a: dict[str, int], b: dict[str, int]) -> int: ...
+def ctx_contains(vv: dict[str, int], cloud: set[Dot], r: str, c: int) -> bool: ...
+def ctx_compact(vv: dict[str, int], cloud: set[Dot]) -> None: ...
+def ctx_join_into(
+    vv: dict[str, int], cloud: set[Dot], o_vv: dict[str, int], o_cloud: set[Dot]
+) -> None: ...
+def ctx_leq(
+    vv: dict[str, int], cloud: set[Dot], o_vv: dict[str, int], o_cloud: set[Dot]
+) -> bool: ...
+def dotstore_join(
+    a: dict[K, set[Dot]],
+    a_vv: dict[str, int],
+    a_cloud: set[Dot],
+    b: dict[K, set[Dot]],
+    b_vv: dict[str, int],
+    b_cloud: set[Dot],
+) -> dict[K, set[Dot]]: ...
+def dotstore_join_into(
+    a: dict[K, set[Dot]],
+    a_vv: dict[str, int],
+    a_cloud: set[Dot],
+    b: dict[K, set[Dot]],
+    b_vv: dict[str, int],
+    b_cloud: set[Dot],
+) -> None: ...
+def dotstore_copy(entries: dict[K, set[Dot]]) -> dict[K, set[Dot]]: ...
+def dotfun_join(
+    a: dict[Dot, V],
+    a_vv: dict[str, int],
+    a_cloud: set[Dot],
+    b: dict[Dot, V],
+    b_vv: dict[str, int],
+    b_cloud: set[Dot],
+) -> dict[Dot, V]: ...

@@ -1,0 +1,591 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+# cython: infer_types=False, embedsignature=True
+"""Cython twin of :mod:`vsm_phoenix.crdt._pure`: the same functions, signatures,
+results and exceptions, on the same ``dict`` / ``set`` representations.
+
+How the twin stays identical:
+
+* every function first checks that its containers have the *exact* builtin types the
+  representations promise (``dict``, ``set``, 2-``tuple`` dots, ``str`` replicas,
+  ``int`` counters that fit in 64 bits); anything else -- subclasses, hostile or
+  malformed input -- is handed to the pure function, which therefore defines the
+  result and the exception for it;
+* a function that changes its arguments in place either mirrors the pure loop step
+  for step with Python comparison semantics (``vc_join_into``: an exception leaves
+  the same partial state), or validates everything before it changes anything and
+  delegates to the pure function when validation fails (``ctx_compact``,
+  ``dotstore_join_into``);
+* a function that only reads its arguments may abandon its fast path at any point and
+  rerun the pure function from scratch.
+
+The fast paths iterate dicts with ``PyDict_Next`` (no item tuples), compare counters
+as C integers and allocate a dot set only when the result needs one.
+"""
+
+from cpython.object cimport PyObject, Py_EQ, Py_GT, PyObject_RichCompareBool
+from cpython.set cimport PySet_Add, PySet_Contains, PySet_Discard, PySet_New
+from cpython.list cimport PyList_Append, PyList_GET_SIZE, PyList_GET_ITEM
+from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
+
+from vsm_phoenix.crdt import _pure
+
+cdef extern from "Python.h":
+    bint PyDict_Next(object p, Py_ssize_t *ppos, PyObject **pkey, PyObject **pvalue)
+    PyObject* PyDict_GetItemWithError(object p, object key) except? NULL
+    int PyDict_SetItem(object p, object key, object val) except -1
+    int PyDict_DelItem(object p, object key) except -1
+    object PyDict_Copy(object p)
+    Py_ssize_t PyDict_GET_SIZE(object p)
+    Py_ssize_t PySet_GET_SIZE(object p)
+    int PyGC_Enable()
+    int PyGC_Disable()
+    long long PyLong_AsLongLongAndOverflow(object o, int *overflow)
+    bint PyLong_CheckExact(PyObject *o)
+    bint PyUnicode_CheckExact(PyObject *o)
+    bint PyTuple_CheckExact(PyObject *o)
+
+EQUAL = 0
+BEFORE = -1
+AFTER = 1
+CONCURRENT = 2
+
+cdef enum:
+    # Sentinel result of the helpers below: not the representation the fast path
+    # handles, so the caller hands the whole call to the pure twin.
+    UNCLEAN = 2
+
+
+cdef inline int _as_count(PyObject *o, long long *out) noexcept:
+    """1 and ``*out`` when ``o`` is an exact int that fits in 64 bits, else 0."""
+    cdef int overflow = 0
+    if not PyLong_CheckExact(o):
+        return 0
+    out[0] = PyLong_AsLongLongAndOverflow(<object>o, &overflow)
+    return overflow == 0
+
+
+cdef inline int _vv_get(dict vv, object r, long long *out) except -1:
+    """``vv.get(r, 0)`` as a C integer: 1 when clean, UNCLEAN otherwise."""
+    cdef PyObject *v = PyDict_GetItemWithError(vv, r)
+    if v == NULL:
+        out[0] = 0
+        return 1
+    if _as_count(v, out):
+        return 1
+    return UNCLEAN
+
+
+cdef inline int _seen(object d, dict vv, set cloud) except -1:
+    """``d[1] <= vv.get(d[0], 0) or d in cloud`` for a clean dot ``d``: 1 or 0, or
+    UNCLEAN when ``d`` or the counter it meets is not the clean representation."""
+    cdef long long c, have
+    if not PyTuple_CheckExact(<PyObject *>d) or PyTuple_GET_SIZE(d) != 2:
+        return UNCLEAN
+    if not _as_count(PyTuple_GET_ITEM(d, 1), &c):
+        return UNCLEAN
+    if _vv_get(vv, <object>PyTuple_GET_ITEM(d, 0), &have) != 1:
+        return UNCLEAN
+    if c <= have:
+        return 1
+    if PySet_GET_SIZE(cloud) == 0:
+        return 0
+    return 1 if PySet_Contains(cloud, d) else 0
+
+
+cdef inline bint _gt(object x, object y) except -1:
+    """``x > y`` with Python semantics, C-speed for small ints."""
+    cdef long long a, b
+    if _as_count(<PyObject *>x, &a) and _as_count(<PyObject *>y, &b):
+        return a > b
+    return PyObject_RichCompareBool(x, y, Py_GT)
+
+
+# -- version vectors ---------------------------------------------------------------
+
+
+def vc_join_into(a, b):
+    """``a := a ⊔ b`` (pointwise maximum), in place."""
+    if type(a) is not dict or type(b) is not dict:
+        return _pure.vc_join_into(a, b)
+    cdef Py_ssize_t pos = 0
+    cdef PyObject *k
+    cdef PyObject *v
+    cdef PyObject *cur
+    cdef object n, r
+    # Mirrors the pure loop exactly (same comparisons in the same order), so even an
+    # exception from an exotic counter leaves ``a`` in the same partial state.
+    while PyDict_Next(b, &pos, &k, &v):
+        r = <object>k
+        n = <object>v
+        cur = PyDict_GetItemWithError(a, r)
+        if _gt(n, <object>cur if cur != NULL else 0):
+            PyDict_SetItem(a, r, n)
+    return None
+
+
+def vc_leq(a, b):
+    """``a ⊑ b``: every counter of ``a`` is at most the one in ``b``."""
+    if type(a) is not dict or type(b) is not dict:
+        return _pure.vc_leq(a, b)
+    if PyDict_GET_SIZE(a) > PyDict_GET_SIZE(b):
+        return False
+    cdef Py_ssize_t pos = 0
+    cdef PyObject *k
+    cdef PyObject *v
+    cdef long long n, m
+    while PyDict_Next(a, &pos, &k, &v):
+        if not _as_count(v, &n) or _vv_get(b, <object>k, &m) != 1:
+            return _pure.vc_leq(a, b)
+        if n > m:
+            return False
+    return True
+
+
+def vc_compare(a, b):
+    """Causal order of two version vectors: EQUAL, BEFORE, AFTER or CONCURRENT."""
+    if type(a) is not dict or type(b) is not dict:
+        return _pure.vc_compare(a, b)
+    cdef bint a_bigger = False, b_bigger = False
+    cdef Py_ssize_t pos = 0
+    cdef PyObject *k
+    cdef PyObject *v
+    cdef long long n, m
+    while PyDict_Next(a, &pos, &k, &v):
+        if not _as_count(v, &n) or _vv_get(b, <object>k, &m) != 1:
+            return _pure.vc_compare(a, b)
+        if n > m:
+            a_bigger = True
+        elif n < m:
+            b_bigger = True
+        if a_bigger and b_bigger:
+            return CONCURRENT
+    pos = 0
+    while PyDict_Next(b, &pos, &k, &v):
+        if PyDict_GetItemWithError(a, <object>k) != NULL:
+            continue
+        if not _as_count(v, &m):
+            return _pure.vc_compare(a, b)
+        if m > 0:
+            b_bigger = True
+            break
+    if a_bigger:
+        return CONCURRENT if b_bigger else AFTER
+    return BEFORE if b_bigger else EQUAL
+
+
+# -- causal contexts -----------------------------------------------------------------
+
+
+def ctx_contains(vv, cloud, r, c):
+    """Whether the dot ``(r, c)`` is in the causal context ``(vv, cloud)``."""
+    cdef long long cc, have
+    if (
+        type(vv) is not dict
+        or type(cloud) is not set
+        or not _as_count(<PyObject *>c, &cc)
+    ):
+        return _pure.ctx_contains(vv, cloud, r, c)
+    if _vv_get(vv, r, &have) != 1:
+        return _pure.ctx_contains(vv, cloud, r, c)
+    if cc <= have:
+        return True
+    return PySet_Contains(cloud, (r, c))
+
+
+def ctx_compact(vv, cloud):
+    """Fold every cloud dot that extends the version vector contiguously into it, and
+    drop cloud dots the vector already covers. In place; restores compactness."""
+    if type(cloud) is set and PySet_GET_SIZE(cloud) == 0:
+        return None
+    if type(vv) is not dict or type(cloud) is not set:
+        return _pure.ctx_compact(vv, cloud)
+    cdef list drop = []
+    cdef list pending = []
+    cdef long long c = 0, have = 0
+    cdef PyObject *r
+    cdef object dot
+    # Phase 1: validate every dot and sort it into "covered" and "maybe contiguous";
+    # nothing changes until every dot has proved clean.
+    for dot in <set>cloud:
+        if not PyTuple_CheckExact(<PyObject *>dot) or PyTuple_GET_SIZE(dot) != 2:
+            return _pure.ctx_compact(vv, cloud)
+        r = PyTuple_GET_ITEM(dot, 0)
+        if not PyUnicode_CheckExact(r) or not _as_count(PyTuple_GET_ITEM(dot, 1), &c):
+            return _pure.ctx_compact(vv, cloud)
+        if _vv_get(<dict>vv, <object>r, &have) != 1:
+            return _pure.ctx_compact(vv, cloud)
+        if c <= have:
+            PyList_Append(drop, dot)
+        else:
+            PyList_Append(pending, dot)
+    # Phase 2: apply. Same end state as the pure sorted sweep: per replica, the run of
+    # counters contiguous with the vector is folded in, covered dots are dropped.
+    for dot in drop:
+        PySet_Discard(cloud, dot)
+    if not pending:
+        return None
+    pending.sort()
+    cdef Py_ssize_t i, npend = PyList_GET_SIZE(pending)
+    for i in range(npend):
+        dot = <object>PyList_GET_ITEM(pending, i)
+        r = PyTuple_GET_ITEM(dot, 0)
+        _as_count(PyTuple_GET_ITEM(dot, 1), &c)
+        _vv_get(<dict>vv, <object>r, &have)
+        if c == have + 1:
+            PyDict_SetItem(vv, <object>r, <object>PyTuple_GET_ITEM(dot, 1))
+            PySet_Discard(cloud, dot)
+    return None
+
+
+def ctx_join_into(vv, cloud, o_vv, o_cloud):
+    """``(vv, cloud) := (vv, cloud) ∪ (o_vv, o_cloud)``, compact, in place."""
+    vc_join_into(vv, o_vv)
+    cloud.update(o_cloud)
+    ctx_compact(vv, cloud)
+    return None
+
+
+def ctx_leq(vv, cloud, o_vv, o_cloud):
+    """Set inclusion of causal contexts (both compact)."""
+    if (
+        type(vv) is not dict
+        or type(cloud) is not set
+        or type(o_vv) is not dict
+        or type(o_cloud) is not set
+    ):
+        return _pure.ctx_leq(vv, cloud, o_vv, o_cloud)
+    cdef Py_ssize_t pos = 0
+    cdef PyObject *k
+    cdef PyObject *v
+    cdef long long n, have, c, ncloud = PySet_GET_SIZE(o_cloud)
+    cdef object r, dot
+    cdef bint leq = PyDict_GET_SIZE(vv) <= PyDict_GET_SIZE(o_vv)
+    if leq:
+        while PyDict_Next(vv, &pos, &k, &v):
+            if not _as_count(v, &n) or _vv_get(o_vv, <object>k, &have) != 1:
+                return _pure.ctx_leq(vv, cloud, o_vv, o_cloud)
+            if n > have:
+                leq = False
+                break
+    if not leq:
+        pos = 0
+        while PyDict_Next(vv, &pos, &k, &v):
+            if not _as_count(v, &n) or _vv_get(o_vv, <object>k, &have) != 1:
+                return _pure.ctx_leq(vv, cloud, o_vv, o_cloud)
+            if n - have > ncloud:
+                return False
+            r = <object>k
+            c = have + 1
+            while c <= n:
+                if not PySet_Contains(o_cloud, (r, c)):
+                    return False
+                c += 1
+    for dot in <set>cloud:
+        if not PyTuple_CheckExact(<PyObject *>dot) or PyTuple_GET_SIZE(dot) != 2:
+            return _pure.ctx_leq(vv, cloud, o_vv, o_cloud)
+        if not _as_count(PyTuple_GET_ITEM(dot, 1), &c):
+            return _pure.ctx_leq(vv, cloud, o_vv, o_cloud)
+        if _vv_get(o_vv, <object>PyTuple_GET_ITEM(dot, 0), &have) != 1:
+            return _pure.ctx_leq(vv, cloud, o_vv, o_cloud)
+        if not (c <= have or PySet_Contains(o_cloud, dot)):
+            return False
+    return True
+
+
+# -- dot stores ----------------------------------------------------------------------
+
+
+cdef inline bint _args_clean(a, a_vv, a_cloud, b, b_vv, b_cloud):
+    return (
+        type(a) is dict
+        and type(b) is dict
+        and type(a_vv) is dict
+        and type(b_vv) is dict
+        and type(a_cloud) is set
+        and type(b_cloud) is set
+    )
+
+
+cdef object _unseen(set dots, dict vv, set cloud):
+    """The dots of ``dots`` not seen by ``(vv, cloud)``, as a new set (None when there
+    is none); False when a dot is not clean. Copies the set (which reuses the stored
+    hashes) and drops the seen dots, so the common all-unseen case hashes nothing."""
+    cdef object kept = PySet_New(dots)
+    cdef object d
+    cdef int s
+    for d in dots:
+        s = _seen(d, vv, cloud)
+        if s == UNCLEAN:
+            return False
+        if s == 1:
+            PySet_Discard(kept, d)
+    return kept if PySet_GET_SIZE(kept) else None
+
+
+cdef object _join_key(set dots, set other, dict a_vv, set a_cloud, dict b_vv, set b_cloud):
+    """The pure per-key rule when both sides hold the key, as a new set (None when
+    empty); False when a dot is not clean.
+
+    Same result as ``(dots & other) | {unseen-by-b in dots - other} | {unseen-by-a in
+    other - dots}``: start from a copy of ``dots``, drop the dots b has seen and does
+    not hold, add the dots of ``other`` a has not seen (a no-op for dots already in
+    both)."""
+    if PyObject_RichCompareBool(dots, other, Py_EQ):
+        return PySet_New(dots)
+    cdef object kept = PySet_New(dots)
+    cdef object d
+    cdef int s
+    for d in dots:
+        s = _seen(d, b_vv, b_cloud)
+        if s == UNCLEAN:
+            return False
+        if s == 1 and not PySet_Contains(other, d):
+            PySet_Discard(kept, d)
+    for d in other:
+        s = _seen(d, a_vv, a_cloud)
+        if s == UNCLEAN:
+            return False
+        if s == 0:
+            PySet_Add(kept, d)
+    return kept if PySet_GET_SIZE(kept) else None
+
+
+cdef object _FALLBACK = object()   # an impl's answer: "hand the call to the pure twin"
+
+
+cdef object _dotstore_join(dict a, dict a_vv, set a_cloud, dict b, dict b_vv, set b_cloud):
+    cdef dict out = {}
+    cdef Py_ssize_t pos = 0
+    cdef PyObject *k
+    cdef PyObject *v
+    cdef PyObject *o
+    cdef object kept
+    while PyDict_Next(a, &pos, &k, &v):
+        if type(<object>v) is not set:
+            return _FALLBACK
+        o = PyDict_GetItemWithError(b, <object>k)
+        if o == NULL:
+            kept = _unseen(<set>v, b_vv, b_cloud)
+        elif type(<object>o) is not set:
+            return _FALLBACK
+        else:
+            kept = _join_key(<set>v, <set>o, a_vv, a_cloud, b_vv, b_cloud)
+        if kept is False:
+            return _FALLBACK
+        if kept is not None:
+            PyDict_SetItem(out, <object>k, kept)
+    pos = 0
+    while PyDict_Next(b, &pos, &k, &v):
+        if PyDict_GetItemWithError(a, <object>k) != NULL:
+            continue
+        if type(<object>v) is not set:
+            return _FALLBACK
+        kept = _unseen(<set>v, a_vv, a_cloud)
+        if kept is False:
+            return _FALLBACK
+        if kept is not None:
+            PyDict_SetItem(out, <object>k, kept)
+    return out
+
+
+def dotstore_join(a, a_vv, a_cloud, b, b_vv, b_cloud):
+    """Join of two dot stores under their causal contexts (add-wins).
+
+    For each key, a dot survives when both sides have it, or when one side has it and
+    the other side has never seen it (it is not in the other's context). Keys left with
+    no dot are dropped. Returns a new mapping; the inputs are not modified.
+    """
+    cdef object out = _FALLBACK
+    cdef int gc_was_on
+    if _args_clean(a, a_vv, a_cloud, b, b_vv, b_cloud):
+        # The result is acyclic (sets of dot tuples): pause the cyclic GC, which would
+        # otherwise rescan the growing heap of new sets several times per call.
+        gc_was_on = PyGC_Disable()
+        try:
+            out = _dotstore_join(a, a_vv, a_cloud, b, b_vv, b_cloud)
+        finally:
+            if gc_was_on:
+                PyGC_Enable()
+    if out is _FALLBACK:
+        return _pure.dotstore_join(a, a_vv, a_cloud, b, b_vv, b_cloud)
+    return out
+
+
+cdef int _key_unchanged(
+    set dots, set other, dict a_vv, set a_cloud, dict b_vv, set b_cloud
+) except -1:
+    """Whether the per-key join leaves ``dots`` exactly as it is: 1, 0 or UNCLEAN.
+    It does iff no dot of ``dots`` is seen by b without being held by ``other``, and
+    every dot only ``other`` holds was seen by a. Allocates nothing. (An empty
+    ``dots`` is never "unchanged": the join drops keys left without dots.)"""
+    if PySet_GET_SIZE(dots) == 0:
+        return 0
+    if PyObject_RichCompareBool(dots, other, Py_EQ):
+        return 1
+    cdef object d
+    cdef int s
+    for d in dots:
+        s = _seen(d, b_vv, b_cloud)
+        if s == UNCLEAN:
+            return UNCLEAN
+        if s == 1 and not PySet_Contains(other, d):
+            return 0
+    for d in other:
+        s = _seen(d, a_vv, a_cloud)
+        if s == UNCLEAN:
+            return UNCLEAN
+        if s == 0 and not PySet_Contains(dots, d):
+            return 0
+    return 1
+
+
+cdef object _unseen_or_same(set dots, dict vv, set cloud):
+    """For a key only ``a`` holds: True when every dot is unseen by ``(vv, cloud)`` (the
+    set stays as it is), else the new set of unseen dots (None if empty); False when
+    a dot is not clean."""
+    cdef object d
+    cdef int s
+    if PySet_GET_SIZE(dots) == 0:
+        return None
+    for d in dots:
+        s = _seen(d, vv, cloud)
+        if s == UNCLEAN:
+            return False
+        if s == 1:
+            return _unseen(dots, vv, cloud)
+    return True
+
+
+cdef object _dotstore_join_into(
+    dict a, dict a_vv, set a_cloud, dict b, dict b_vv, set b_cloud
+):
+    # Phase 1 (reads only): which keys change, and to what. Keys whose dots survive
+    # unchanged -- the common case between replicas that have synced -- cost no
+    # allocation at all.
+    cdef list changes = []
+    cdef Py_ssize_t pos = 0, i, nchanges
+    cdef PyObject *k
+    cdef PyObject *v
+    cdef PyObject *o
+    cdef object kept
+    cdef int same
+    while PyDict_Next(a, &pos, &k, &v):
+        if type(<object>v) is not set:
+            return _FALLBACK
+        o = PyDict_GetItemWithError(b, <object>k)
+        if o == NULL:
+            kept = _unseen_or_same(<set>v, b_vv, b_cloud)
+            if kept is True:
+                continue
+        elif type(<object>o) is not set:
+            return _FALLBACK
+        else:
+            same = _key_unchanged(<set>v, <set>o, a_vv, a_cloud, b_vv, b_cloud)
+            if same == UNCLEAN:
+                return _FALLBACK
+            if same == 1:
+                continue
+            kept = _join_key(<set>v, <set>o, a_vv, a_cloud, b_vv, b_cloud)
+        if kept is False:
+            return _FALLBACK
+        PyList_Append(changes, <object>k)
+        PyList_Append(changes, kept)
+    pos = 0
+    while PyDict_Next(b, &pos, &k, &v):
+        if PyDict_GetItemWithError(a, <object>k) != NULL:
+            continue
+        if type(<object>v) is not set:
+            return _FALLBACK
+        kept = _unseen(<set>v, a_vv, a_cloud)
+        if kept is False:
+            return _FALLBACK
+        if kept is not None:
+            PyList_Append(changes, <object>k)
+            PyList_Append(changes, kept)
+    # Phase 2: apply (cannot fail short of MemoryError).
+    nchanges = PyList_GET_SIZE(changes)
+    i = 0
+    while i < nchanges:
+        kept = <object>PyList_GET_ITEM(changes, i + 1)
+        if kept is None:
+            PyDict_DelItem(a, <object>PyList_GET_ITEM(changes, i))
+        else:
+            PyDict_SetItem(a, <object>PyList_GET_ITEM(changes, i), kept)
+        i += 2
+    return None
+
+
+def dotstore_join_into(a, a_vv, a_cloud, b, b_vv, b_cloud):
+    """``a := dotstore_join(a, a_vv, a_cloud, b, b_vv, b_cloud)``, in place.
+
+    The sets of ``b`` are never shared with ``a``; a set of ``a`` may be replaced by a
+    new one (callers own the sets of their store). On an exception ``a`` is unchanged.
+    """
+    cdef object out = _FALLBACK
+    cdef int gc_was_on
+    if _args_clean(a, a_vv, a_cloud, b, b_vv, b_cloud):
+        gc_was_on = PyGC_Disable()
+        try:
+            out = _dotstore_join_into(a, a_vv, a_cloud, b, b_vv, b_cloud)
+        finally:
+            if gc_was_on:
+                PyGC_Enable()
+    if out is _FALLBACK:
+        return _pure.dotstore_join_into(a, a_vv, a_cloud, b, b_vv, b_cloud)
+    return None
+
+
+def dotstore_copy(entries):
+    """An independent copy of a dot store: a new mapping of new sets."""
+    if type(entries) is not dict:
+        return _pure.dotstore_copy(entries)
+    cdef int gc_was_on = PyGC_Disable()
+    cdef object out
+    cdef Py_ssize_t pos = 0
+    cdef PyObject *k
+    cdef PyObject *v
+    try:
+        # PyDict_Copy clones the hash table; then each value is swapped for a copy of
+        # its set (PySet_New(set) reuses the stored hashes). Replacing the value of an
+        # existing key does not resize the dict, so writing while iterating is safe.
+        out = PyDict_Copy(entries)
+        while PyDict_Next(out, &pos, &k, &v):
+            PyDict_SetItem(out, <object>k, PySet_New(<object>v))
+    finally:
+        if gc_was_on:
+            PyGC_Enable()
+    return out
+
+
+def dotfun_join(a, a_vv, a_cloud, b, b_vv, b_cloud):
+    """Join of two dot functions (dot → value) under their causal contexts.
+
+    A dot survives when both sides hold it (the value is the same: a dot is written
+    once), or when one side holds it and the other has not seen it.
+    """
+    if not _args_clean(a, a_vv, a_cloud, b, b_vv, b_cloud):
+        return _pure.dotfun_join(a, a_vv, a_cloud, b, b_vv, b_cloud)
+    cdef dict out = {}
+    cdef Py_ssize_t pos = 0
+    cdef PyObject *k
+    cdef PyObject *v
+    cdef int s
+    while PyDict_Next(a, &pos, &k, &v):
+        if PyDict_GetItemWithError(b, <object>k) != NULL:
+            PyDict_SetItem(out, <object>k, <object>v)
+            continue
+        s = _seen(<object>k, <dict>b_vv, <set>b_cloud)
+        if s == UNCLEAN:
+            return _pure.dotfun_join(a, a_vv, a_cloud, b, b_vv, b_cloud)
+        if s == 0:
+            PyDict_SetItem(out, <object>k, <object>v)
+    pos = 0
+    while PyDict_Next(b, &pos, &k, &v):
+        if PyDict_GetItemWithError(a, <object>k) != NULL:
+            continue
+        s = _seen(<object>k, <dict>a_vv, <set>a_cloud)
+        if s == UNCLEAN:
+            return _pure.dotfun_join(a, a_vv, a_cloud, b, b_vv, b_cloud)
+        if s == 0:
+            PyDict_SetItem(out, <object>k, <object>v)
+    return out
