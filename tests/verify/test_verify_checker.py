@@ -327,6 +327,15 @@ def test_bad_arguments(kwargs: dict[str, Any], error: type[Exception]) -> None:
         check(RegisterModel(), [], **kwargs)
 
 
+def test_bad_model_options() -> None:
+    with pytest.raises(TypeMismatch):
+        KVModel(missing=5)  # type: ignore[arg-type]
+    with pytest.raises(TypeMismatch):
+        RegisterModel(initial=True)
+    with pytest.raises(TypeMismatch):
+        RegisterModel(initial=1.5)  # type: ignore[arg-type]
+
+
 def test_bad_operations_and_model() -> None:
     with pytest.raises(TypeMismatch):
         check(RegisterModel(), [("not", "an", "op")])  # type: ignore[list-item]

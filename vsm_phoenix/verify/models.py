@@ -160,6 +160,9 @@ class RegisterModel(Model[RegisterValue, RegisterInput, RegisterOutput]):
     name: ClassVar[str] = "register"
     initial: RegisterValue = None
 
+    def __attrs_post_init__(self) -> None:
+        _check_value(self.initial, allow_none=True, what="initial")
+
     def init(self) -> RegisterValue:
         return self.initial
 
@@ -297,6 +300,10 @@ class KVModel(Model["str | None", KVInput, KVOutput]):
 
     name: ClassVar[str] = "kv"
     missing: str | None = None
+
+    def __attrs_post_init__(self) -> None:
+        if self.missing is not None and not isinstance(self.missing, str):
+            raise TypeMismatch("missing must be a str or None")
 
     def init(self) -> str | None:
         return None
