@@ -29,6 +29,8 @@ Dadgar et al., *Lifeguard*, 2018).
 * **Dissemination.** Every state change is queued and piggybacked (at most
   ``max_piggyback`` per message, least-sent first) on pings, acks and ping-reqs, each
   update at most ``lambda * ceil(log10(n + 1))`` times (``lambda = retransmit_mult``).
+  A message to a member we suspect always carries that suspicion as well, so the
+  member can refute it at once instead of waiting for gossip to reach it.
 * **Healing.** Every ``reconnect_interval_ms`` the node sends ``swim.join`` to one
   random *dead* (not left) member, so two sides of a healed partition find each other
   again: each sees itself declared dead in the other's table and refutes.
@@ -267,6 +269,8 @@ class SwimNode:
         self._contacts: list[str] = []  # who to (re)join through
         self._joined = False
         self._now = 0
+        self.probes_sent = 0  # metrics: direct probes started
+        self.suspicions_raised = 0  # metrics: probes that ended in a suspicion
 
     # -- public read-only API ----------------------------------------------------------
     @property
@@ -389,6 +393,7 @@ class SwimNode:
         if target is not None and not self._probe_acked:
             m = self.members.get(target)
             if m is not None and m.status in _LIVE:
+                self.suspicions_raised += 1
                 out += self._apply(now, ["suspect", target, m.incarnation, self._id])
         self._probe_target = None
         self._probe_acked = True
@@ -397,6 +402,7 @@ class SwimNode:
             return out
         self._seq += 1
         self._probe_target, self._probe_seq, self._probe_acked = nxt, self._seq, False
+        self.probes_sent += 1
         out.append(self._ping(now, nxt, self._seq))
         out.append(SetTimer(T_PING, self.config.ping_timeout_ms))
         return out
@@ -435,7 +441,7 @@ class SwimNode:
         chosen = self.rng.sample(helpers, k) if k else []
         return [
             self.msg.send(now, h, "swim.ping-req",
-                          {"seq": self._probe_seq, "target": target, "g": self._piggyback()})
+                          {"seq": self._probe_seq, "target": target, "g": self._piggyback(h)})
             for h in chosen
         ]
 
@@ -447,7 +453,7 @@ class SwimNode:
 
     # -- messages ----------------------------------------------------------------------
     def _ping(self, now: int, to: str, seq: int) -> Send:
-        return self.msg.send(now, to, "swim.ping", {"seq": seq, "g": self._piggyback()})
+        return self.msg.send(now, to, "swim.ping", {"seq": seq, "g": self._piggyback(to)})
 
     def _receive(self, now: int, env: Envelope) -> list[Effect]:
         if not env.type.startswith("swim."):
@@ -476,13 +482,13 @@ class SwimNode:
             out += self._send_joins(now, [env.sender])
         if env.type == "swim.ping":
             out.append(self.msg.send(now, env.sender, "swim.ack",
-                                     {"seq": seq, "g": self._piggyback()},
+                                     {"seq": seq, "g": self._piggyback(env.sender)},
                                      correlation_id=env.message_id))
         elif env.type == "swim.ack":
             if seq in self._relays:
                 requester, their_seq = self._relays.pop(seq)
                 out.append(self.msg.send(now, requester, "swim.ack",
-                                         {"seq": their_seq, "g": self._piggyback()}))
+                                         {"seq": their_seq, "g": self._piggyback(requester)}))
             elif seq == self._probe_seq:
                 self._probe_acked = True
         elif env.type == "swim.ping-req":
@@ -535,6 +541,10 @@ class SwimNode:
                 me.incarnation = inc + 1  # refute
                 self._enqueue(self._alive_update(self._id))
                 out.append(Persist("swim/incarnation", encode_cbor(me.incarnation)))
+            elif kind in ("suspect", "dead") and not self.left:
+                # a stale rumour about us: re-announce our current incarnation so the
+                # member still holding it (who may be about to time out) hears it
+                self._enqueue(self._alive_update(self._id))
             elif kind == "alive" and inc > me.incarnation and not self.left:
                 me.incarnation = inc + 1
                 self._enqueue(self._alive_update(self._id))
@@ -633,11 +643,18 @@ class SwimNode:
     def _enqueue(self, u: Update) -> None:
         self._queue[u[1]] = (u, 0)
 
-    def _piggyback(self) -> list[Update]:
+    def _piggyback(self, to: str) -> list[Update]:
+        """Updates to attach to a message for ``to``: least-sent first, each at most
+        ``retransmit_limit`` times — plus, always, our suspicion of ``to`` itself, so a
+        suspected member learns of it from the first message it gets and can refute."""
         limit = self.config.retransmit_limit(self.group_size())
         ranked = sorted(self._queue.items(), key=lambda kv: (kv[1][1], kv[0]))
         chosen = ranked[: self.config.max_piggyback]
         out: list[Update] = []
+        m = self.members.get(to)
+        if m is not None and m.status is Status.SUSPECT and all(nid != to for nid, _ in chosen):
+            out.append(["suspect", to, m.incarnation,
+                        m.suspecters[0] if m.suspecters else self._id])
         for nid, (u, sent) in chosen:
             out.append(u)
             if sent + 1 >= limit:
