@@ -165,11 +165,6 @@ class KeysetAead:
         self._next[key_id] = n + 1
         return n
 
-    def _sealing_key(self) -> Key:
-        """Choose the sealing key (rotating if due) and charge one invocation to it."""
-        with atomic(self._storage), self._lock:
-            return self._sealing_key_locked()
-
     def _flush_hot(self) -> None:
         """Write the fast path's counter back to ``_next`` and leave the fast path."""
         if self._hot_id != -1:
@@ -177,6 +172,7 @@ class KeysetAead:
             self._hot_id = -1
 
     def _sealing_key_locked(self) -> Key:
+        """Choose the sealing key (rotating if due) and charge one invocation to it."""
         self._flush_hot()
         now = self._clock()
         key = self.keyset.primary_for_sealing(now)
@@ -203,6 +199,12 @@ class KeysetAead:
 
     def encrypt(self, plaintext: bytes, associated_data: bytes = b"") -> bytes:
         """Seal under the primary key: ``prefix || nonce || ciphertext || tag``."""
+        prefix, cipher = self._reserve()
+        nonce = os.urandom(NONCE_SIZE)
+        return b"".join((prefix, nonce, cipher.encrypt(nonce, plaintext, associated_data)))
+
+    def _reserve(self) -> tuple[bytes, AESGCM]:
+        """Charge one invocation to the sealing key; return its prefix and cipher."""
         with self._lock:
             if (
                 self._hot_id == self.keyset._primary
@@ -212,27 +214,18 @@ class KeysetAead:
                 # Fast path: same primary, not expired, inside the persisted lease and
                 # below the rotation threshold -- counting is one increment, no storage.
                 self._hot_next += 1
-                prefix, cipher = self._hot_prefix, self._hot_cipher
-            else:
-                cipher = None
-        if cipher is None:
-            # Slow path: may write storage, so take its transaction before our lock.
-            with atomic(self._storage), self._lock:
-                key = self._sealing_key_locked()
-                prefix, cipher = key.prefix, self.keyset._aesgcm(key)
-                limit = self._soft if self._auto_rotate else self._hard
-                self._hot_id, self._hot_next = key.key_id, self._next[key.key_id]
-                self._hot_limit = min(self._reserved[key.key_id], limit)
-                self._hot_prefix, self._hot_cipher = prefix, cipher
-                self._hot_expires = key.expires_at
-        nonce = os.urandom(NONCE_SIZE)
-        return b"".join((prefix, nonce, cipher.encrypt(nonce, plaintext, associated_data)))
-
-    def _encrypt_under(self, key: Key, plaintext: bytes, associated_data: bytes) -> bytes:
-        """Seal under ``key``, which ``_sealing_key`` already charged for one use."""
-        nonce = os.urandom(NONCE_SIZE)
-        body = self.keyset._aesgcm(key).encrypt(nonce, plaintext, associated_data)
-        return key.prefix + nonce + body
+                assert self._hot_cipher is not None
+                return self._hot_prefix, self._hot_cipher
+        # Slow path: may write storage, so take its transaction before our lock.
+        with atomic(self._storage), self._lock:
+            key = self._sealing_key_locked()
+            prefix, cipher = key.prefix, self.keyset._aesgcm(key)
+            limit = self._soft if self._auto_rotate else self._hard
+            self._hot_id, self._hot_next = key.key_id, self._next[key.key_id]
+            self._hot_limit = min(self._reserved[key.key_id], limit)
+            self._hot_prefix, self._hot_cipher = prefix, cipher
+            self._hot_expires = key.expires_at
+            return prefix, cipher
 
     def decrypt(self, ciphertext: bytes, associated_data: bytes = b"") -> bytes:
         """Open what any enabled, unexpired key of the keyset sealed.
