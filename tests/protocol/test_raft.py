@@ -4,6 +4,7 @@ snapshots, leadership transfer, ReadIndex, batching, hostile input."""
 from __future__ import annotations
 
 import random
+from functools import partial
 from typing import Any
 
 import pytest
@@ -119,18 +120,21 @@ def test_one_leader_per_term_under_faults(seed: int) -> None:
     rng = random.Random(seed)
     for t in range(200, 3_000, 300):
         victim = rng.choice(IDS5)
-        sim.schedule(t, lambda s, v=victim: s.crash(v))
-        sim.schedule(t + rng.randint(20, 250), lambda s, v=victim: s.restart(v))
+        sim.schedule(t, partial(Simulator.crash, node_id=victim))
+        sim.schedule(t + rng.randint(20, 250), partial(Simulator.restart, node_id=victim))
         if rng.random() < 0.5:
-            groups = rng.sample(IDS5, 2)
-            sim.schedule(t + 50, lambda s, g=groups: s.partition(g))
-            sim.schedule(t + 250, lambda s: s.heal())
+            sim.schedule(t + 50, partial(_cut_off, rng.sample(IDS5, 2)))
+            sim.schedule(t + 250, Simulator.heal)
     sim.run_until(3_500)
     sim.heal()
     sim.set_network(drop_rate=0.0)
     wait_leader(sim)
     assert monitor.violations == []
     assert len(monitor.leaders) >= 2  # several terms had a leader, never two
+
+
+def _cut_off(group: list[str], sim: Simulator) -> None:
+    sim.partition(group)
 
 
 def test_election_and_leader_notification() -> None:
@@ -220,8 +224,8 @@ def test_persist_precedes_dependent_sends() -> None:
 def test_crash_restart_recovers_persisted_state() -> None:
     sim, _ = cluster(IDS3, seed=4, snapshot_threshold=10_000)
     lead = wait_leader(sim)
-    for i in range(20):
-        sim.client_request(lead, Propose(b"v%d" % i))
+    for k in range(20):
+        sim.client_request(lead, Propose(b"v%d" % k))
     sim.run_for(500)
     before = {i: (raft(sim, i).term, raft(sim, i).voted_for, list(raft(sim, i).log))
               for i in IDS3}
@@ -235,7 +239,7 @@ def test_crash_restart_recovers_persisted_state() -> None:
     lead2 = wait_leader(sim)
     sim.run_for(300)
     assert raft(sim, lead2).term > before[lead][0]
-    expected = [b"v%d" % i for i in range(20)]
+    expected = [b"v%d" % k for k in range(20)]
     for i in IDS3:
         assert applied(sim, i) == expected  # re-applied from the persisted log
     rid = sim.client_request(lead2, Propose(b"after"))

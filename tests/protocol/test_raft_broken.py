@@ -119,7 +119,7 @@ def figure8(unsafe: bool) -> Net:
     net.deliver(None, "s5", M_VOTE_RESP)
     net.drop()
     assert s5.role is Role.LEADER and s5.term == 2 and s5.term_at(2) == 2
-    assert s1.role is Role.FOLLOWER and s1.term == 2
+    assert net.nodes["s1"].role is Role.FOLLOWER and s1.term == 2
     # Term 3: s1 is elected by s2, s3, s4; it appends its no-op at index 3 and, probing,
     # replicates index 2 (term 1) to s3 and s4 — but not yet its index 3.
     net.fire("s1")

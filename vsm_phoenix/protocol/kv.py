@@ -350,6 +350,7 @@ class KVWorkload:
         self._owner: dict[str, tuple[_Client, int]] = {}
         self._cursor: dict[str, int] = {n: len(sim.delivered[n]) for n in self.nodes}
         self._running_until = -1
+        self._ticking = False
         self._last_values: dict[str, list[str]] = {k: [] for k in self.keys}
 
     # -- scripting ------------------------------------------------------------------------
@@ -363,9 +364,10 @@ class KVWorkload:
 
     def run_until(self, t_ms: int) -> None:
         """Drive clients (and the simulator) up to virtual time ``t_ms``."""
-        if self._running_until < self.sim.now:
-            self.sim.schedule(self.sim.now, self._tick)
         self._running_until = t_ms
+        if not self._ticking:
+            self._ticking = True
+            self.sim.schedule(self.sim.now, self._tick)
         self.sim.run_until(t_ms)
 
     def history(self) -> History:
@@ -386,6 +388,10 @@ class KVWorkload:
                 if d.request_id is not None and d.request_id in self._owner:
                     self._on_reply(node, d, now)
         for c in self.clients:
+            if c.op is not None and now - c.op_started >= self.op_timeout_ms:
+                self.recorder.info(c.client_id)
+                self.stats["abandoned"] += 1
+                self._finish(c, now)
             if c.op is None:
                 self._maybe_start(c, now)
             elif c.retry_at is not None and now >= c.retry_at:
@@ -394,6 +400,8 @@ class KVWorkload:
                 self._on_timeout(c, now)
         if now + self.poll_ms <= self._running_until:
             sim.schedule(now + self.poll_ms, self._tick)
+        else:
+            self._ticking = False
 
     def _random_op(self, c: _Client) -> KVOp:
         key = self.rng.choice(self.keys)
@@ -447,11 +455,6 @@ class KVWorkload:
         c.next_op_at = now + self.rng.randint(lo, hi)
 
     def _on_timeout(self, c: _Client, now: int) -> None:
-        if now - c.op_started >= self.op_timeout_ms:
-            self.recorder.info(c.client_id)
-            self.stats["abandoned"] += 1
-            self._finish(c, now)
-            return
         c.target = self.rng.choice(self.nodes)
         self._send(c, now)
 
