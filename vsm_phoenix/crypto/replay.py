@@ -121,21 +121,19 @@ class ReplayWindow:
         return bytes(cbor2.dumps([_FORMAT, self.size, self.highest, bitmap], canonical=True))
 
     def _normalized(self) -> list[int]:
-        """Blocks with every bit outside ``(highest - size, highest]`` cleared."""
+        """Blocks with every bit outside ``(highest - size, highest]`` cleared. Only the
+        edges can hold such bits: ring slots of blocks wholly below the window, the low
+        bits of the oldest block and the high bits of the newest one."""
         n = len(self._blocks)
-        out = [0] * n
         if self.highest < 0:
-            return out
+            return [0] * n
+        out = list(self._blocks)
         low = max(0, self.highest - self.size + 1)
-        for block in range(low >> 6, (self.highest >> 6) + 1):
-            word = self._blocks[block % n]
-            lo_bit = low - (block << 6)
-            hi_bit = self.highest - (block << 6)
-            if lo_bit > 0:
-                word &= ~((1 << lo_bit) - 1) & _MASK
-            if hi_bit < 63:
-                word &= (1 << (hi_bit + 1)) - 1
-            out[block % n] = word
+        top = self.highest >> 6
+        for block in range(top - n + 1, low >> 6):
+            out[block % n] = 0
+        out[(low >> 6) % n] &= ~((1 << (low & 63)) - 1) & _MASK
+        out[top % n] &= (1 << ((self.highest & 63) + 1)) - 1
         return out
 
     @classmethod
