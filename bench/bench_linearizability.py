@@ -6,8 +6,8 @@ synthetic histories shaped like Porcupine's ``c10``/``c50`` KV logs and its etcd
 (one read changed) variant, and returns the verdicts and seconds per history. Times
 are never asserted; the pytest-benchmark tests below only time the same calls.
 
-    python -c "from bench.bench_linearizability import run; import json; \\
-               print(json.dumps(run(quick=True), indent=1))"
+    python bench/bench_linearizability.py [--full]   # also writes bench/results/...json
+    python -m bench --only linearizability [--quick]
     pytest bench/bench_linearizability.py -p no:cacheprovider --benchmark-only
 """
 
@@ -129,7 +129,13 @@ def datasets(quick: bool) -> dict[str, tuple[History, Verdict]]:
         result[name] = (load_history((DATA / name).read_bytes()), expected)
     shapes = [("kv-c10-1000", "kv", 10, 1000), ("register-c5-300", "register", 5, 300)]
     if not quick:
-        shapes += [("kv-c50-5000", "kv", 50, 5000), ("register-c8-1000", "register", 8, 1000)]
+        # kv-c50-5000 has ~5 concurrent operations per key for its whole length; some
+        # keys exceed the budget in pure Python and are reported as "unknown".
+        shapes += [
+            ("kv-c20-5000", "kv", 20, 5000),
+            ("kv-c50-5000", "kv", 50, 5000),
+            ("register-c8-1000", "register", 8, 1000),
+        ]
     for name, kind, clients, n in shapes:
         h = synthetic_history(kind, clients, n)
         result[f"{name}-ok"] = (h, Verdict.OK)
@@ -138,15 +144,17 @@ def datasets(quick: bool) -> dict[str, tuple[History, Verdict]]:
 
 
 def run(quick: bool) -> dict[str, Any]:
-    """Check every dataset ``repeat`` times; report the median seconds per history."""
+    """Check every dataset ``repeat`` times (once when a check takes over 2 s) with a
+    ``budget_s`` time budget; report the median seconds per history."""
     repeat = 3 if quick else 5
-    rows = []
+    budget = 10.0 if quick else 30.0
+    rows: list[dict[str, Any]] = []
     for name, (history, expected) in datasets(quick).items():
-        times = []
+        times: list[float] = []
         result = None
-        for _ in range(repeat):
+        while len(times) < repeat and (not times or times[0] < 2.0):
             started = time.perf_counter()
-            result = check_history(history, timeout=120)
+            result = check_history(history, timeout=budget)
             times.append(time.perf_counter() - started)
         assert result is not None
         times.sort()
@@ -160,16 +168,24 @@ def run(quick: bool) -> dict[str, Any]:
                 "verdict": result.verdict.value,
                 "expected": expected.value,
                 "median_s": times[len(times) // 2],
+                "runs": len(times),
                 "search_steps": sum(p.steps for p in result.partitions),
                 "cache_entries": max((p.cache_entries for p in result.partitions), default=0),
             }
         )
     return {
         "benchmark": "linearizability",
+        # "unknown" (budget exhausted) is reported, not counted as a wrong verdict
+        "meets_expected_verdicts": all(
+            r["verdict"] in (r["expected"], "unknown") for r in rows
+        ),
+        "unknown_verdicts": sum(r["verdict"] == "unknown" for r in rows),
+        "seconds_per_history": {r["history"]: round(r["median_s"], 6) for r in rows},
         "quick": quick,
         "python": platform.python_version(),
         "implementation": platform.python_implementation(),
         "repeat": repeat,
+        "budget_s": budget,
         "histories": rows,
     }
 
@@ -190,8 +206,20 @@ except ImportError:  # pragma: no cover - run() needs no pytest
     pass
 
 
-if __name__ == "__main__":
+def main(argv: list[str] | None = None) -> int:
+    """``python bench/bench_linearizability.py [--full]``: print the report and write
+    ``bench/results/bench_linearizability.json``."""
     import json
     import sys
 
-    print(json.dumps(run(quick="--full" not in sys.argv), indent=1))
+    args = sys.argv[1:] if argv is None else argv
+    result = run(quick="--full" not in args)
+    print(json.dumps(result, indent=1))
+    out = Path(__file__).resolve().parent / "results" / "bench_linearizability.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
