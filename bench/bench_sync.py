@@ -19,10 +19,11 @@ import json
 import random
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from vsm_phoenix.crdt import ORSet
+from vsm_phoenix.crdt import CRDT, ORSet
 from vsm_phoenix.protocol.sim import Simulator
 from vsm_phoenix.protocol.sync import Mutate, SyncConfig, SyncNode
 
@@ -39,6 +40,14 @@ def _initial_set(n: int) -> ORSet:
     return s
 
 
+def _add(element: str) -> Callable[[Any], CRDT]:
+    return lambda s: s.add("a", element)
+
+
+def _remove(element: str) -> Callable[[Any], CRDT]:
+    return lambda s: s.remove(element)
+
+
 def _measure(full_state_only: bool, rounds: int, seed: int) -> dict[str, Any]:
     base = _initial_set(ELEMENTS)
     cfg = SyncConfig(interval_ms=INTERVAL_MS, peers=("a", "b"), full_state_only=full_state_only)
@@ -49,7 +58,7 @@ def _measure(full_state_only: bool, rounds: int, seed: int) -> dict[str, Any]:
     )
     sim.run_for(2 * INTERVAL_MS)  # warm-up: first contact ships full state both ways
     rng = random.Random(seed)
-    live = sorted(base.value, key=str)
+    live = [f"item-{i:06d}" for i in range(ELEMENTS)]
     next_id = ELEMENTS
     per_round: list[int] = []
     churn = int(ELEMENTS * CHURN)
@@ -57,9 +66,9 @@ def _measure(full_state_only: bool, rounds: int, seed: int) -> dict[str, Any]:
         before = sum(v for k, v in sim.bytes_by_type.items() if k.startswith("sync."))
         for victim in rng.sample(range(len(live)), churn):
             element = live[victim]
-            sim.client_request("a", Mutate("set", lambda s, e=element: s.remove(e)))
+            sim.client_request("a", Mutate("set", _remove(element)))
             live[victim] = f"item-{next_id:06d}"
-            sim.client_request("a", Mutate("set", lambda s, e=live[victim]: s.add("a", e)))
+            sim.client_request("a", Mutate("set", _add(live[victim])))
             next_id += 1
         sim.run_for(INTERVAL_MS)
         after = sum(v for k, v in sim.bytes_by_type.items() if k.startswith("sync."))
@@ -67,7 +76,7 @@ def _measure(full_state_only: bool, rounds: int, seed: int) -> dict[str, Any]:
     sim.run_for(2 * INTERVAL_MS)
     a, b = sim.node("a"), sim.node("b")
     assert isinstance(a, SyncNode) and isinstance(b, SyncNode)
-    converged = a.replicas["set"] == b.replicas["set"] and len(a.replicas["set"]) == ELEMENTS
+    converged = a.replicas["set"] == b.replicas["set"] and len(a.value("set")) == ELEMENTS
     return {
         "bytes_per_round": per_round,
         "mean_bytes_per_round": sum(per_round) / len(per_round),

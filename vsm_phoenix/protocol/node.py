@@ -200,6 +200,6 @@ class Node(Protocol):
 class NodeFactory(Protocol):
     """Builds a fresh node (empty memory) — at first start and at every restart."""
 
-    def __call__(self, node_id: str, rng: random.Random) -> Node: ...
+    def __call__(self, node_id: str, rng: random.Random, /) -> Node: ...
 
 
