@@ -472,7 +472,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--format", choices=FORMATS, default="auto", help="history format")
     parser.add_argument(
-        "--timeout", type=float, default=60.0, help="wall-clock budget in seconds (default 60)"
+        "--timeout",
+        type=float,
+        default=60.0,
+        help="wall-clock budget in seconds (default 60; 0 = no limit)",
     )
     parser.add_argument(
         "--max-cache",
