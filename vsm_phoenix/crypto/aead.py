@@ -28,9 +28,13 @@ below 2**-32. We count invocations per key:
   ``hard_limit`` (2**32) is never crossed: a key that reached it raises
   :class:`~vsm_phoenix.errors.CapacityError` instead of sealing (only possible when the
   primary is not ours to rotate, i.e. ``auto_rotate=False``).
-* All counting happens under one lock; the encryption itself runs outside it. Several
-  sealers sharing one key each count only their own invocations: give each its own
-  budget (``soft_limit <= 2**32 / number of sealers``) or share one storage.
+* All counting happens under one lock; the encryption itself runs outside it. A lease
+  write happens inside ``storage.transaction()`` when the storage has one, taken before
+  our lock. If a *caller's* enclosing transaction rolls that write back and the process
+  then crashes, up to one lease of invocations goes uncounted -- a bounded error against
+  a limit we already keep a factor of 4 below (2**30 of 2**32).
+* Several sealers sharing one key each count only their own invocations: give each its
+  own budget (``soft_limit <= 2**32 / number of sealers``).
 """
 
 from __future__ import annotations
