@@ -1,0 +1,656 @@
+"""CRDT kernel and type benchmarks: native vs pure, ours vs the Python peers.
+
+Everything is measured side by side in one process and one run; figures are CPU time
+per operation (``time.process_time``: robust to other load on the machine), the best of
+several repetitions, and the report is ratios -- nothing here asserts a time.
+
+* **Kernels** (``vsm_phoenix.crdt._pure`` vs ``_native``) on the same inputs.
+* **Types** (join, in-place join, mutators, codec) with the kernels ``_backend`` hands
+  to the types swapped in process, so both backends run the very same type code.
+* **Targets** of issue 3: vector-clock join and compare at 1,000 replicas, ORSet join
+  at 10,000 elements (native/pure, vs the best pure-Python peer, vs pycrdt).
+* **Peers**: ``python3-crdt`` (``py3crdt``), ``crdts`` and ``pycrdt`` (Yjs/yrs), each on
+  the equivalent work; a peer that is not installed is reported as skipped.
+* **Memory** per element of a 100,000-element ORSet (tracemalloc).
+
+``run(quick)`` returns the report (``python -m bench`` prints and saves it);
+``pytest bench/bench_crdt.py`` runs the pytest-benchmark suites (sizes 10, 1k, 100k).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import gc
+import importlib
+import operator
+import random
+import time
+import tracemalloc
+from collections.abc import Callable, Iterator
+from types import ModuleType
+from typing import Any
+
+from vsm_phoenix.crdt import (
+    CausalContext,
+    GCounter,
+    MVRegister,
+    ORMap,
+    ORSet,
+    VectorClock,
+    _backend,
+    _pure,
+)
+
+SIZES = (10, 1_000, 100_000)
+
+KERNELS = [
+    name
+    for name in _backend.__all__
+    if name not in ("BACKEND", "kernels") and callable(getattr(_pure, name, None))
+]
+
+
+def native_kernels() -> ModuleType | None:
+    """The Cython kernels, or None when the extension is not built."""
+    try:
+        return importlib.import_module("vsm_phoenix.crdt._native")
+    except ImportError:
+        return None
+
+
+@contextlib.contextmanager
+def use_kernels(kernels: ModuleType) -> Iterator[None]:
+    """Run the CRDT types on ``kernels`` (the types look kernels up in ``_backend`` at
+    call time, so swapping its attributes switches the backend in process)."""
+    saved = {name: getattr(_backend, name) for name in KERNELS}
+    try:
+        for name in KERNELS:
+            setattr(_backend, name, getattr(kernels, name))
+        yield
+    finally:
+        for name, fn in saved.items():
+            setattr(_backend, name, fn)
+
+
+# -- timing ----------------------------------------------------------------------------
+
+
+def per_call(
+    fn: Callable[..., Any],
+    make_args: Callable[[], tuple[Any, ...]],
+    budget: float = 0.1,
+    repeat: int = 5,
+) -> float:
+    """Best CPU seconds per ``fn(*make_args())``, excluding ``make_args``.
+
+    Arguments for a batch are made before the batch is timed, so in-place operations
+    get fresh inputs without their copies being counted.
+    """
+    args = make_args()
+    t0 = time.process_time()
+    fn(*args)
+    one = max(time.process_time() - t0, 1e-7)
+    n = max(1, min(20_000, int(budget / repeat / one)))
+    best = float("inf")
+    for _ in range(repeat):
+        batch = [make_args() for _ in range(n)]
+        gc.collect()
+        t0 = time.process_time()
+        for a in batch:
+            fn(*a)
+        best = min(best, (time.process_time() - t0) / n)
+        del batch
+    return best
+
+
+def _same(*args: Any) -> Callable[[], tuple[Any, ...]]:
+    return lambda: args
+
+
+# -- inputs ----------------------------------------------------------------------------
+
+
+def vv_pair(n: int, seed: int = 1) -> tuple[dict[str, int], dict[str, int]]:
+    """Two clocks over the same ``n`` replicas, ``a`` strictly before ``b`` (so join,
+    leq and compare all scan every entry: the worst case)."""
+    rnd = random.Random(seed)
+    a = {f"replica-{i}": rnd.randint(1, 10_000) for i in range(n)}
+    b = {r: c + (1 if rnd.random() < 0.5 else 0) for r, c in a.items()}
+    b[f"replica-{n // 2}"] = a[f"replica-{n // 2}"] + 1
+    return a, b
+
+
+def ctx_pair(
+    n: int, seed: int = 2
+) -> tuple[dict[str, int], set[tuple[str, int]], dict[str, int], set[tuple[str, int]]]:
+    """Two contexts over 8 replicas with ``n`` cloud dots between them (half of them
+    contiguous with the other side's vector, so compaction has work to do)."""
+    rnd = random.Random(seed)
+    reps = [f"replica-{i}" for i in range(8)]
+    vv = {r: rnd.randint(1, 50) for r in reps}
+    o_vv = {r: c + rnd.randint(0, 3) for r, c in vv.items()}
+    cloud = {(rnd.choice(reps), rnd.randint(60, 60 + n)) for _ in range(n // 2)}
+    o_cloud = {(r, c) for r in reps for c in range(o_vv[r] + 1, o_vv[r] + 1 + n // 16)}
+    _pure.ctx_compact(vv, cloud)
+    _pure.ctx_compact(o_vv, o_cloud)
+    return vv, cloud, o_vv, o_cloud
+
+
+@functools.lru_cache(maxsize=16)
+def orset_pair(n: int) -> tuple[ORSet, ORSet]:
+    """Two replicas that each added ``n`` elements (half of them the same elements,
+    added concurrently) and removed a tenth of what they saw -- built on the pure
+    kernels so every benchmark starts from identical states."""
+    with use_kernels(_pure):
+        a, b = ORSet(), ORSet()
+        for x in range(n):
+            a.add("replica-a", x)
+            b.add("replica-b", x + n // 2)
+        for x in range(0, n, 10):
+            a.remove(x)
+            b.remove(x + n // 2 + 5)
+    return a, b
+
+
+@functools.lru_cache(maxsize=8)
+def ormap_pair(n: int) -> tuple[ORMap, ORMap]:
+    with use_kernels(_pure):
+        a, b = ORMap(), ORMap()
+        for x in range(n):
+            a.update("replica-a", x, GCounter, functools.partial(_bump, "replica-a"))
+            b.update("replica-b", x + n // 2, GCounter, functools.partial(_bump, "replica-b"))
+    return a, b
+
+
+def _bump(replica: str, c: GCounter) -> GCounter:
+    return c.increment(replica)
+
+
+@functools.lru_cache(maxsize=8)
+def mvreg_pair(n: int) -> tuple[MVRegister, MVRegister]:
+    """Two registers with ``n`` concurrent values between them (n writers)."""
+    with use_kernels(_pure):
+        regs = []
+        for side in range(2):
+            r = MVRegister()
+            for i in range(n // 2 + 1):
+                w = MVRegister()
+                w.assign(f"writer-{side}-{i}", i)
+                r |= w
+            regs.append(r)
+    return regs[0], regs[1]
+
+
+def kernel_cases(n: int) -> dict[str, tuple[Callable[[], tuple[Any, ...]], str]]:
+    """For each kernel: a maker of fresh arguments at size ``n``, and what it is."""
+    a, b = vv_pair(n)
+    vv, cloud, o_vv, o_cloud = ctx_pair(n)
+    sa, sb = orset_pair(n)
+    e_a, c_a, e_b, c_b = sa._entries, sa._ctx, sb._entries, sb._ctx
+    store_args = (e_a, c_a.vv, c_a.cloud, e_b, c_b.vv, c_b.cloud)
+    ra, rb = mvreg_pair(n)
+    fun_args = (ra._writes, ra._ctx.vv, ra._ctx.cloud, rb._writes, rb._ctx.vv, rb._ctx.cloud)
+    probe = next(iter(cloud)) if cloud else ("replica-0", 1)
+    return {
+        "vc_join_into": (lambda: (dict(a), b), f"{n} replicas"),
+        "vc_leq": (_same(a, b), f"{n} replicas"),
+        "vc_compare": (_same(a, b), f"{n} replicas"),
+        "ctx_contains": (_same(vv, cloud, probe[0], probe[1]), f"{n}-dot cloud"),
+        "ctx_compact": (
+            lambda: ({**vv, **o_vv}, cloud | o_cloud),
+            f"{len(cloud) + len(o_cloud)}-dot cloud",
+        ),
+        "ctx_join_into": (lambda: (dict(vv), set(cloud), o_vv, o_cloud), f"{n}-dot clouds"),
+        "ctx_leq": (_same(vv, cloud, *_joined_ctx(vv, cloud, o_vv, o_cloud)), f"{n}-dot clouds"),
+        "dotstore_join": (_same(*store_args), f"ORSet {n} elements"),
+        "dotstore_join_into": (
+            lambda: (_pure.dotstore_copy(e_a), *store_args[1:]),
+            f"ORSet {n} elements",
+        ),
+        "dotstore_copy": (_same(e_a), f"ORSet {n} elements"),
+        "dotfun_join": (_same(*fun_args), f"MVRegister {len(ra._writes)} values"),
+    }
+
+
+def _joined_ctx(
+    vv: dict[str, int], cloud: set[Any], o_vv: dict[str, int], o_cloud: set[Any]
+) -> tuple[dict[str, int], set[Any]]:
+    j_vv, j_cloud = dict(vv), set(cloud)
+    _pure.ctx_join_into(j_vv, j_cloud, o_vv, o_cloud)
+    return j_vv, j_cloud
+
+
+def type_cases(n: int) -> dict[str, Callable[[], tuple[Callable[..., Any], Callable[[], Any]]]]:
+    """For each type operation at size ``n``: ``() -> (fn, make_args)`` (lazy: the
+    states are built only for the cases that run)."""
+
+    def vc() -> tuple[VectorClock, VectorClock]:
+        a, b = vv_pair(n)
+        return VectorClock(a), VectorClock(b)
+
+    def orset_codec() -> tuple[ORSet, bytes]:
+        a, _ = orset_pair(n)
+        return a, a.to_bytes()
+
+    def add_case() -> tuple[Callable[..., Any], Callable[[], tuple[Any, ...]]]:
+        # Adds fresh elements to one private replica (it grows by a few thousand
+        # elements at most: the state stays about size n).
+        target = orset_pair(n)[0].copy()
+        counter = iter(range(1, 10**12))
+        return ORSet.add, lambda: (target, "replica-a", -next(counter))
+
+    def remove_case() -> tuple[Callable[..., Any], Callable[[], tuple[Any, ...]]]:
+        target = orset_pair(n)[0].copy()
+        present = iter(sorted(target.value, key=repr))
+        return ORSet.remove, lambda: (target, next(present, "absent"))
+
+    return {
+        "VectorClock a | b": lambda: (operator.or_, _same(*vc())),
+        "VectorClock.compare": lambda: (VectorClock.compare, _same(*vc())),
+        "VectorClock a <= b": lambda: (operator.le, _same(*vc())),
+        "GCounter a | b": lambda: (
+            operator.or_,
+            _same(*(GCounter._raw(x) for x in vv_pair(n))),
+        ),
+        "CausalContext a | b": lambda: (
+            operator.or_,
+            _same(*(CausalContext._raw(v, c) for v, c in _ctx_pairs(n))),
+        ),
+        "ORSet a | b": lambda: (operator.or_, _same(*orset_pair(n))),
+        "ORSet a |= b": lambda: (
+            operator.ior,
+            lambda: (orset_pair(n)[0].copy(), orset_pair(n)[1]),
+        ),
+        "ORSet a <= a | b": lambda: (operator.le, _same(orset_pair(n)[0], _joined(n))),
+        "ORSet.add": add_case,
+        "ORSet.remove": remove_case,
+        "ORSet.copy": lambda: (ORSet.copy, _same(orset_pair(n)[0])),
+        "ORSet.to_bytes": lambda: (ORSet.to_bytes, _same(orset_codec()[0])),
+        "ORSet.from_bytes": lambda: (ORSet.from_bytes, _same(orset_codec()[1])),
+        "ORMap a | b": lambda: (operator.or_, _same(*ormap_pair(min(n, 10_000)))),
+        "MVRegister a | b": lambda: (operator.or_, _same(*mvreg_pair(min(n, 1_000)))),
+    }
+
+
+def _ctx_pairs(n: int) -> list[tuple[dict[str, int], set[Any]]]:
+    vv, cloud, o_vv, o_cloud = ctx_pair(n)
+    return [(vv, cloud), (o_vv, o_cloud)]
+
+
+@functools.lru_cache(maxsize=4)
+def _joined(n: int) -> ORSet:
+    a, b = orset_pair(n)
+    with use_kernels(_pure):
+        return a | b
+
+
+# -- peers -----------------------------------------------------------------------------
+
+
+def _optional(name: str) -> Any:
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        return None
+
+
+def peer_py3crdt(n: int, budget: float) -> dict[str, Any]:
+    """python3-crdt: ``ORSetFunctions.merge`` of the two add-tag payloads (its join).
+    The same two replicas: ``n`` elements each, half shared, one unique tag per add."""
+    mod = _optional("py3crdt.orset")
+    if mod is None:
+        return {"skipped": "python3-crdt not installed"}
+    a = [{"elem": x, "tags": [f"a{x}"]} for x in range(n)]
+    b = [{"elem": x, "tags": [f"b{x}"]} for x in range(n // 2, n // 2 + n)]
+
+    def fresh() -> tuple[Any, ...]:
+        return ([{"elem": i["elem"], "tags": list(i["tags"])} for i in a], b)
+
+    # Its merge is quadratic (a linear scan of payload1 per element of payload2): one
+    # run at n is enough, and can take seconds.
+    t = per_call(mod.ORSetFunctions.merge, fresh, budget=budget, repeat=1)
+    return {"seconds": t, "work": "ORSetFunctions.merge(A, R-less payloads)", "n": n}
+
+
+def peer_crdts(n: int, budget: float) -> dict[str, Any]:
+    """crdts (ORSet with ScalarClock): state sync is ``b.history()`` replayed into ``a``
+    with ``a.update(u)`` -- its documented resynchronisation path."""
+    mod = _optional("crdts")
+    if mod is None:
+        return {"skipped": "crdts not installed"}
+    a = mod.ORSet()
+    b = mod.ORSet(clock=mod.ScalarClock(uuid=a.clock.uuid))
+    for x in range(n):
+        a.observe(x)
+        b.observe(x + n // 2)
+    for x in range(0, n, 10):
+        a.remove(x)
+        b.remove(x + n // 2 + 5)
+    packed = a.pack()
+
+    def sync(target: Any, source: Any) -> Any:
+        for u in source.history():
+            target.update(u)
+        return target
+
+    t = per_call(sync, lambda: (mod.ORSet.unpack(packed), b), budget=budget, repeat=3)
+    return {"seconds": t, "work": "for u in b.history(): a.update(u)", "n": n}
+
+
+def peer_pycrdt(n: int, budget: float) -> dict[str, Any]:
+    """pycrdt (yrs): apply the update of an ``n``-entry map into a fresh doc, and merge
+    two diverged docs (``n`` keys each, half shared) -- the equivalent of joining a
+    replica's state into an empty replica, and of ``a | b``."""
+    mod = _optional("pycrdt")
+    if mod is None:
+        return {"skipped": "pycrdt not installed"}
+
+    def doc_with(keys: range, client: int) -> Any:
+        d = mod.Doc(client_id=client)
+        m = d.get("m", type=mod.Map)
+        with d.transaction():
+            for x in keys:
+                m[str(x)] = True
+            for x in list(keys)[::10]:
+                del m[str(x)]
+        return d
+
+    da = doc_with(range(n), 1)
+    db = doc_with(range(n // 2, n // 2 + n), 2)
+    up_a, up_b = da.get_update(), db.get_update()
+
+    def apply(doc: Any, update: bytes) -> Any:
+        doc.apply_update(update)
+        return doc
+
+    def fresh_a() -> tuple[Any, ...]:
+        d = mod.Doc()
+        d.apply_update(up_a)
+        return (d, up_b)
+
+    fresh = per_call(apply, lambda: (mod.Doc(), up_b), budget=budget, repeat=5)
+    merge = per_call(apply, fresh_a, budget=budget, repeat=5)
+    return {
+        "fresh_apply_seconds": fresh,
+        "merge_seconds": merge,
+        "update_bytes": len(up_b),
+        "n": n,
+        "version": getattr(mod, "__version__", "?"),
+    }
+
+
+# -- memory ----------------------------------------------------------------------------
+
+
+def bytes_per_element(build: Callable[[], Any], n: int) -> float:
+    """Traced bytes retained by ``build()`` per element (tracemalloc)."""
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        keep = build()
+        gc.collect()
+        after = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    del keep
+    return (after - before) / n
+
+
+def memory(n: int) -> dict[str, Any]:
+    def ours() -> ORSet:
+        s = ORSet()
+        for x in range(n):
+            s.add("replica-a", x)
+        return s
+
+    out: dict[str, Any] = {"n": n, "vsm_phoenix.ORSet": round(bytes_per_element(ours, n), 1)}
+    crdts = _optional("crdts")
+    if crdts is not None:
+
+        def theirs() -> Any:
+            s = crdts.ORSet()
+            for x in range(n):
+                s.observe(x)
+            return s
+
+        out["crdts.ORSet"] = round(bytes_per_element(theirs, n), 1)
+    py3 = _optional("py3crdt.orset")
+    if py3 is not None:
+
+        def py3_build() -> Any:
+            s = py3.ORSet("a")
+            s.A = [{"elem": x, "tags": [f"a{x}"]} for x in range(n)]
+            return s
+
+        out["py3crdt.ORSet"] = round(bytes_per_element(py3_build, n), 1)
+    out["pycrdt.Map"] = "n/a (state lives in the Rust heap, invisible to tracemalloc)"
+    return out
+
+
+# -- the report ------------------------------------------------------------------------
+
+
+def _progress(total: int, desc: str) -> Any:
+    try:
+        from tqdm import tqdm
+
+        return tqdm(total=total, desc=desc, leave=False, unit="case")
+    except ImportError:  # pragma: no cover - tqdm is in the bench extra
+        return contextlib.nullcontext(None)
+
+
+def run(quick: bool = False) -> dict[str, Any]:
+    """Measure everything; return rows (pure and native per case) and ratios."""
+    started = time.perf_counter()
+    nat = native_kernels()
+    budget = 0.04 if quick else 0.15
+    sizes = (10, 1_000) if quick else SIZES
+    report: dict[str, Any] = {
+        "benchmark": "crdt",
+        "quick": quick,
+        "native_built": nat is not None,
+        "active_backend": _backend.BACKEND,
+        "clock": "process CPU time, best of repetitions",
+    }
+    backends: list[tuple[str, ModuleType]] = [("pure", _pure)]
+    if nat is not None:
+        backends.append(("native", nat))
+
+    rows: list[dict[str, Any]] = []
+    jobs: list[tuple[str, int, str]] = [("kernel", n, k) for n in sizes for k in KERNELS]
+    jobs += [("type", n, t) for n in sizes for t in type_cases(n)]
+    with _progress(len(jobs) + 6, "crdt") as bar:
+        for kind, n, name in jobs:
+            row: dict[str, Any] = {"kind": kind, "case": name, "size": n}
+            for label, kernels in backends:
+                if kind == "kernel":
+                    make, what = kernel_cases(n)[name]
+                    row["input"] = what
+                    t = per_call(getattr(kernels, name), make, budget)
+                else:
+                    fn, make_t = type_cases(n)[name]()
+                    with use_kernels(kernels):
+                        t = per_call(fn, make_t, budget)
+                row[f"{label}_us"] = round(t * 1e6, 3)
+            if nat is not None:
+                row["native_speedup"] = round(row["pure_us"] / max(row["native_us"], 1e-9), 2)
+            rows.append(row)
+            if bar is not None:
+                bar.update(1)
+        report["rows"] = rows
+        report["targets"] = _targets(backends, budget, quick, bar)
+    report["seconds"] = round(time.perf_counter() - started, 1)
+    return report
+
+
+def _targets(
+    backends: list[tuple[str, ModuleType]], budget: float, quick: bool, bar: Any
+) -> dict[str, Any]:
+    """The issue's targets, side by side (reported, never asserted)."""
+    out: dict[str, Any] = {}
+    times: dict[str, dict[str, float]] = {}
+
+    def tick() -> None:
+        if bar is not None:
+            bar.update(1)
+
+    va, vb = vv_pair(1_000)
+    a10, b10 = orset_pair(10_000)
+    data_b = b10.to_bytes()
+
+    def fresh_join(src: ORSet) -> ORSet:
+        dst = ORSet()
+        dst |= src
+        return dst
+
+    def decode_join(blob: bytes) -> ORSet:
+        dst = ORSet()
+        dst |= ORSet.from_bytes(blob)
+        return dst
+
+    for label, kernels in backends:
+        t: dict[str, float] = {}
+        t["vc_join_into 1k (kernel)"] = per_call(
+            kernels.vc_join_into, lambda: (dict(va), vb), budget
+        )
+        t["vc_compare 1k (kernel)"] = per_call(kernels.vc_compare, _same(va, vb), budget)
+        with use_kernels(kernels):
+            ca, cb = VectorClock(va), VectorClock(vb)
+            t["VectorClock a | b 1k"] = per_call(operator.or_, _same(ca, cb), budget)
+            t["VectorClock.compare 1k"] = per_call(VectorClock.compare, _same(ca, cb), budget)
+            t["ORSet a | b 10k"] = per_call(operator.or_, _same(a10, b10), budget * 2)
+            t["ORSet a |= b 10k"] = per_call(operator.ior, lambda: (a10.copy(), b10), budget * 2)
+            t["ORSet empty |= b 10k"] = per_call(fresh_join, _same(b10), budget * 2)
+            t["ORSet empty |= decode(b) 10k"] = per_call(decode_join, _same(data_b), budget)
+        times[label] = t
+        tick()
+    out["seconds"] = {label: {k: round(v, 7) for k, v in t.items()} for label, t in times.items()}
+    if "native" in times:
+        out["native_over_pure"] = {
+            k: round(times["pure"][k] / times["native"][k], 2) for k in times["native"]
+        }
+    ours = times.get("native", times["pure"])
+
+    peers = {
+        "python3-crdt": peer_py3crdt(10_000, budget),
+        "crdts": peer_crdts(10_000, budget),
+    }
+    tick()
+    pycrdt = peer_pycrdt(10_000, budget)
+    tick()
+    out["peers"] = {**peers, "pycrdt": pycrdt}
+    timed = {k: v["seconds"] for k, v in peers.items() if "seconds" in v}
+    if timed:
+        best = min(timed, key=lambda k: timed[k])
+        out["best_pure_python_peer"] = best
+        out["orset_join_10k_speedup_vs_best_pure_peer"] = round(
+            timed[best] / ours["ORSet a | b 10k"], 1
+        )
+        out["orset_join_10k_speedup_vs_each_peer"] = {
+            k: round(v / ours["ORSet a | b 10k"], 1) for k, v in timed.items()
+        }
+    if "fresh_apply_seconds" in pycrdt:
+        out["pycrdt"] = {
+            "ours_empty_join_over_pycrdt_fresh_apply": round(
+                ours["ORSet empty |= b 10k"] / pycrdt["fresh_apply_seconds"], 2
+            ),
+            "ours_decode_join_over_pycrdt_fresh_apply": round(
+                ours["ORSet empty |= decode(b) 10k"] / pycrdt["fresh_apply_seconds"], 2
+            ),
+            "ours_a_or_b_over_pycrdt_merge": round(
+                ours["ORSet a | b 10k"] / pycrdt["merge_seconds"], 2
+            ),
+            "note": "time ratio ours/pycrdt: 1.0 = as fast, target <= 3",
+        }
+    out["memory_bytes_per_element"] = memory(20_000 if quick else 100_000)
+    tick()
+    out["goals"] = {
+        "vc join/compare 1k native/pure >= 20": "see native_over_pure",
+        "orset join 10k native/pure >= 10": "see native_over_pure['ORSet a | b 10k']",
+        "orset join 10k vs best pure-Python peer >= 50": "see speedup_vs_best_pure_peer",
+        "orset sync vs pycrdt within 3x": "see pycrdt",
+    }
+    return out
+
+
+def summary(report: dict[str, Any]) -> list[tuple[str, str]]:
+    """(label, value) lines for the ratio table of ``python -m bench``."""
+    lines: list[tuple[str, str]] = []
+    for row in report.get("rows", []):
+        if "native_speedup" in row:
+            lines.append(
+                (
+                    f"{row['kind']} {row['case']} @{row['size']}",
+                    f"native/pure {row['native_speedup']:>7.2f}x  "
+                    f"(pure {row['pure_us']:.1f} us, native {row['native_us']:.1f} us)",
+                )
+            )
+    t = report.get("targets", {})
+    for k, v in t.get("native_over_pure", {}).items():
+        lines.append((f"TARGET {k}", f"native/pure {v:.2f}x"))
+    if "orset_join_10k_speedup_vs_best_pure_peer" in t:
+        lines.append(
+            (
+                f"TARGET ORSet a | b 10k vs best pure peer ({t['best_pure_python_peer']})",
+                f"{t['orset_join_10k_speedup_vs_best_pure_peer']:.1f}x faster "
+                f"(each: {t['orset_join_10k_speedup_vs_each_peer']})",
+            )
+        )
+    for k, v in t.get("pycrdt", {}).items():
+        if k != "note":
+            lines.append((f"TARGET pycrdt {k}", f"{v:.2f} (ours/pycrdt time)"))
+    for k, v in t.get("memory_bytes_per_element", {}).items():
+        if k != "n":
+            lines.append((f"memory/element {k}", str(v)))
+    return lines
+
+
+# -- pytest-benchmark suites (``pytest bench/bench_crdt.py``) ----------------------------
+
+try:
+    import pytest
+except ImportError:  # pragma: no cover - run() needs no pytest
+    pytest = None  # type: ignore[assignment]
+
+if pytest is not None:
+    _BACKENDS = ["pure", "native"]
+
+    def _kernels_for(label: str) -> ModuleType:
+        if label == "pure":
+            return _pure
+        nat = native_kernels()
+        if nat is None:
+            pytest.skip("vsm_phoenix.crdt._native is not built")
+        return nat
+
+    @pytest.mark.parametrize("size", SIZES)
+    @pytest.mark.parametrize("backend", _BACKENDS)
+    @pytest.mark.parametrize("kernel", KERNELS)
+    def test_kernel(benchmark: Any, kernel: str, backend: str, size: int) -> None:
+        kernels = _kernels_for(backend)
+        make, _ = kernel_cases(size)[kernel]
+        fn = getattr(kernels, kernel)
+        benchmark.group = f"kernel {kernel} @{size}"
+        benchmark.pedantic(fn, setup=lambda: (make(), {}), rounds=20, warmup_rounds=1)
+
+    @pytest.mark.parametrize("size", SIZES)
+    @pytest.mark.parametrize("backend", _BACKENDS)
+    @pytest.mark.parametrize("case", list(type_cases(10)))
+    def test_type(benchmark: Any, case: str, backend: str, size: int) -> None:
+        kernels = _kernels_for(backend)
+        fn, make = type_cases(size)[case]()
+        benchmark.group = f"type {case} @{size}"
+        with use_kernels(kernels):
+            benchmark.pedantic(fn, setup=lambda: (make(), {}), rounds=10, warmup_rounds=1)
+
+    def test_fixtures_are_not_mutated() -> None:
+        """Sanity: the fixtures the suites share are never mutated by a case."""
+        a, b = orset_pair(10)
+        before = (a.to_bytes(), b.to_bytes())
+        for make_case in type_cases(10).values():
+            fn, make = make_case()
+            with use_kernels(_pure):
+                fn(*make())
+        assert (a.to_bytes(), b.to_bytes()) == before
