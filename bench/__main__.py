@@ -46,8 +46,7 @@ def _load(name: str) -> Callable[[bool], dict[str, Any]] | None:
 
 def _progress(items: list[str]) -> Any:
     try:
-        from tqdm import tqdm
-
+        tqdm = importlib.import_module("tqdm").tqdm
         return tqdm(items, desc="bench", unit="suite", file=sys.stderr)
     except ImportError:  # pragma: no cover - tqdm is in the bench extra
         return items
