@@ -137,6 +137,7 @@ CTL_REQUEST: Final = "vsm/ctl-request"
 CTL_REPLY: Final = "vsm/ctl-reply"
 MAX_BATCH_FRAMES: Final = 65_536
 MAX_BODY_BYTES: Final = 64 * 1024 * 1024
+MAX_PENDING_CONTROL: Final = 10_000
 _NODE_PREFIX: Final = "node/"
 _BOOT_KEY: Final = "runner/boots"
 
@@ -923,6 +924,8 @@ class AmqpNode:
         local_rid = f"{client}/{rid}"
         try:
             payload = self.codec.decode_request(self.node, raw)
+            if len(self._ctl_pending) >= MAX_PENDING_CONTROL:  # never answered: forget
+                del self._ctl_pending[next(iter(self._ctl_pending))]
             self._ctl_pending[local_rid] = (client, rid)
             res.effects += self._step_persist(ClientRequest(self.now(), local_rid, payload))
         except VsmPhoenixError as exc:

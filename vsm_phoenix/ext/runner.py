@@ -625,8 +625,18 @@ def write_keyset(path: Path) -> Keyset:
     return ks
 
 
+def rabbitmqctl_path() -> str | None:
+    """Where ``rabbitmqctl`` is (``$PATH`` or ``/usr/sbin``), or ``None``."""
+    found = shutil.which("rabbitmqctl")
+    if found is None and os.access("/usr/sbin/rabbitmqctl", os.X_OK):
+        found = "/usr/sbin/rabbitmqctl"
+    return found
+
+
 def _rabbitmqctl(*args: str) -> str:
-    exe = shutil.which("rabbitmqctl") or "/usr/sbin/rabbitmqctl"
+    exe = rabbitmqctl_path()
+    if exe is None:
+        raise RuntimeError("rabbitmqctl not found: --close-connections needs it on PATH")
     out = subprocess.run([exe, *args], capture_output=True, text=True, timeout=60, check=False)
     if out.returncode != 0:
         raise RuntimeError(f"rabbitmqctl {args[0]} failed: "
@@ -699,9 +709,8 @@ class Progress:
             self._last = now
 
     def done(self, text: str) -> None:
-        if not self.enabled:
-            return
-        if self.tty:
+        """The final line (printed even when the live display is off)."""
+        if self.tty and self.enabled:
             self.show(text)
             self.stream.write("\n")
         else:
@@ -807,6 +816,22 @@ async def _statuses(client: AmqpClient, node_ids: Sequence[str]) -> dict[str, di
     return {nid: st for nid, st in pairs if st is not None}
 
 
+async def _until_reconnected(client: AmqpClient, node_ids: Sequence[str],
+                             before: dict[str, dict[str, Any]], timeout: float) -> None:
+    """Wait until every node reports one more reconnection than in ``before``."""
+    def count(s: dict[str, Any] | None) -> int:
+        return int((s or {}).get("stats", {}).get("reconnects", 0))
+
+    deadline = time.monotonic() + timeout
+    while True:
+        now = await _statuses(client, node_ids)
+        if all(count(now.get(n)) > count(before.get(n)) for n in node_ids):
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError("nodes did not report a reconnection")
+        await asyncio.sleep(0.2)
+
+
 def _line(phase: str, t0: float, work: _CrdtWorkload | _KvWorkload,
           st: dict[str, dict[str, Any]], procs: ProcessCluster) -> str:
     parts = [f"[{time.monotonic() - t0:5.1f}s] {phase}", work.progress()]
@@ -879,11 +904,15 @@ async def _simulate(args: argparse.Namespace) -> int:
                 await asyncio.sleep(1.0)
                 procs.start(victim)
                 faults.append(f"restarted {victim}")
+                await wait_ready(client, (victim,), timeout=60.0)
             if args.close_connections:
                 while work.started < 2 * args.ops // 3:
                     await asyncio.sleep(0.05)
+                before = await _statuses(client, node_ids)
                 n = await asyncio.to_thread(close_connections, cluster_name)
                 faults.append(f"closed {n} broker connections")
+                await _until_reconnected(client, node_ids, before, timeout=30.0)
+                faults.append("every node reconnected")
 
         async def display() -> None:
             while True:
@@ -941,6 +970,9 @@ def main_simulate_amqp(argv: list[str]) -> int:
         return asyncio.run(_simulate(args))
     except KeyboardInterrupt:
         return 130
+    except (TimeoutError, RuntimeError, OSError) as exc:
+        print(f"simulate failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
