@@ -26,9 +26,10 @@ leaves as effects. Roles and transitions::
 * **Replication.** The leader keeps per follower ``match`` (highest index known
   replicated) and ``next`` (next index to send). A follower *probing* (after a
   rejection, or right after the election) gets one ``raft.append`` at a time; a
-  follower *replicating* gets pipelined batches of at most ``max_batch`` entries, and
-  ``next`` advances optimistically. A heartbeat round without progress rewinds ``next``
-  to ``match + 1`` (retransmission after loss). Rejections carry a hint (the
+  follower *replicating* gets, with every append, all entries it has not acknowledged
+  (at most ``max_batch``: the window), sent when new entries arrive and on every
+  heartbeat — so a lost or reordered message never leaves a gap that needs a round
+  trip to discover, and a heartbeat retransmits whatever was lost. Rejections carry a hint (the
   conflicting term and the first index the follower holds of it, or its log length),
   so the leader skips a whole term per round trip (fast back-off, thesis §5.3).
 * **Commit.** The leader commits index ``N`` once a majority holds it *and* the entry
@@ -456,12 +457,12 @@ class _Progress:
     next: int = 1
     probing: bool = True
     probe_sent: bool = False
-    progressed: bool = False  # a success since the last heartbeat
+    sent_to: int = 0  # replicating: highest index shipped so far
     active: bool = False  # heard from in the current check-quorum window
     acked_seq: int = 0
 
     def key(self) -> list[Any]:
-        return [self.match, self.next, self.probing, self.probe_sent, self.progressed,
+        return [self.match, self.next, self.probing, self.probe_sent, self.sent_to,
                 self.active, self.acked_seq]
 
 
@@ -832,7 +833,13 @@ class RaftNode:
         return index
 
     def _send_append(self, peer: str, heartbeat: bool) -> None:
+        """Ship entries to ``peer``: one probe at a time while probing; while
+        replicating, everything not yet acknowledged (at most ``max_batch`` entries,
+        which bounds the window), but only when it holds something never shipped —
+        or on a heartbeat, which thereby retransmits whatever was lost."""
         pr = self._progress[peer]
+        if not pr.probing:
+            pr.next = pr.match + 1
         if pr.next <= self.snap_index:
             if heartbeat or not pr.probe_sent:
                 self._send(peer, _Snap(self.term, self.snap_index, self.snap_term,
@@ -843,7 +850,7 @@ class RaftNode:
             return
         prev = pr.next - 1
         hi = min(self.last_index, prev + self.config.max_batch)
-        if hi == prev and not heartbeat:
+        if not heartbeat and (hi == prev or (not pr.probing and hi <= pr.sent_to)):
             return
         entries = tuple(self.log[prev - self.snap_index : hi - self.snap_index])
         prev_term = self.term_at(prev)
@@ -853,7 +860,7 @@ class RaftNode:
         if pr.probing:
             pr.probe_sent = True
         else:
-            pr.next = hi + 1
+            pr.sent_to = max(pr.sent_to, hi)
 
     def _replicate(self) -> None:
         """Ship new entries now, or at the next flush when batching."""
@@ -980,11 +987,7 @@ class RaftNode:
             if self.role is not Role.LEADER:
                 return
             for p in self._others:
-                pr = self._progress[p]
-                if not pr.probing and not pr.progressed and pr.next > pr.match + 1:
-                    pr.next = pr.match + 1  # nothing acknowledged lately: retransmit
-                pr.progressed = False
-                pr.probe_sent = False
+                self._progress[p].probe_sent = False
             self._round_pending = False
             self._broadcast_round()
             self._timer(T_HEARTBEAT, self.config.heartbeat_ms)
@@ -1199,14 +1202,17 @@ class RaftNode:
                 pr.match = m.match
             pr.next = max(pr.next, m.match + 1)
             pr.probing = pr.probe_sent = False
-            pr.progressed = True
             self._maybe_commit()
             if (self._transfer is not None and self._transfer[0] == sender
                     and pr.match == self.last_index):
                 self._send(sender, _TimeoutNow(self.term))
             if pr.next <= self.last_index:
                 self._send_append(sender, heartbeat=False)
-        elif isinstance(m, _AppendResp) and m.reject >= pr.match:
+        elif isinstance(m, _AppendResp) and m.reject >= pr.match and (
+            pr.probing or m.hint_term is not None
+        ):
+            # (While replicating, every append starts at ``match``; a "log too short"
+            # answer then is a stale reply to an earlier probe: ignore it.)
             if m.hint_term is not None:
                 index = min(m.reject, self.last_index)
                 while index > self.snap_index and (self.term_at(index) or 0) > m.hint_term:
@@ -1215,7 +1221,7 @@ class RaftNode:
             else:
                 nxt = m.hint_index
             pr.next = max(pr.match + 1, min(nxt, self.last_index + 1))
-            pr.probing, pr.probe_sent = True, False
+            pr.probing, pr.probe_sent, pr.sent_to = True, False, pr.match
             self._send_append(sender, heartbeat=False)
         self._confirm_reads()
 
