@@ -98,6 +98,13 @@ def test_cli_parsers() -> None:
     assert runner_main([]) == 2
 
 
+def test_node_without_broker_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    code = runner_main(["node", "--id", "n1", "--cluster", "c", "--amqp-url",
+                        "amqp://guest:guest@127.0.0.1:1/"])
+    assert code == 2
+    assert "no AMQP broker" in capsys.readouterr().err
+
+
 def test_simulate_without_broker_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     code = runner_main(["simulate", "--transport", "amqp", "--amqp-url",
                         "amqp://guest:guest@127.0.0.1:1/", "--no-progress"])

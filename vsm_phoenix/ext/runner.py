@@ -460,7 +460,8 @@ def _add_transport_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--amqp-url", default=None,
                    help="broker URL (default $AMQP_URL or amqp://guest:guest@127.0.0.1:5672/)")
     p.add_argument("--keyset", default=None,
-                   help="cluster keyset, Tink JSON (default $VSM_PHOENIX_KEYSET(_FILE))")
+                   help="cluster keyset, Tink JSON (node default: $VSM_PHOENIX_KEYSET(_FILE); "
+                        "simulate default: a fresh one)")
     p.add_argument("--batch-max", type=int, default=256,
                    help="frames per publish; 1 disables batching (default 256)")
     p.add_argument("--linger-ms", type=float, default=2.0,
@@ -503,6 +504,10 @@ def _config_from(args: argparse.Namespace) -> AmqpConfig:
 
 async def _run_node(args: argparse.Namespace) -> int:
     role = load_role(args.role)
+    reason = await broker_available(args.amqp_url or amqp_url())
+    if reason is not None:
+        print(reason, file=sys.stderr)
+        return 2
     peers = [p for p in args.peers.split(",") if p and p != args.id]
     data = Path(args.data_dir)
     data.mkdir(parents=True, exist_ok=True)
@@ -857,8 +862,12 @@ async def _simulate(args: argparse.Namespace) -> int:
     cluster_name = args.cluster or f"sim-{uuid.uuid4().hex[:8]}"
     tmp = Path(args.data_dir) if args.data_dir else Path(tempfile.mkdtemp(prefix="vsm-amqp-"))
     tmp.mkdir(parents=True, exist_ok=True)
-    keyset_path = tmp / "keyset.json"
-    keyset = write_keyset(keyset_path)
+    if args.keyset:
+        keyset_path = Path(args.keyset).resolve()
+        keyset = load_keyset(str(keyset_path))
+    else:
+        keyset_path = tmp / "keyset.json"
+        keyset = write_keyset(keyset_path)
     node_ids = [f"n{i + 1}" for i in range(args.nodes)]
     node_args = ["--batch-max", str(args.batch_max), "--linger-ms", str(args.linger_ms),
                  "--window", str(args.window), "--ttl-ms", str(args.ttl_ms),
