@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
 
@@ -22,6 +23,8 @@ def test_demo_converges_and_writes_diagram(seed: int, tmp_path: Path,
     assert "CONVERGED" in printed
     html = (tmp_path / "spacetime.html").read_text(encoding="utf-8")
     assert "<svg" in html and "swim.ping" in html and "sync.delta" in html
+    svg = html[html.index("<svg"): html.index("</svg>") + len("</svg>")]
+    ElementTree.fromstring(svg)  # well-formed SVG
     assert (tmp_path / "trace.json").stat().st_size > 0
 
 

@@ -18,7 +18,9 @@ from vsm_phoenix.protocol.node import (
     ClientRequest,
     Deliver,
     LocalProtocolError,
+    Persist,
     Receive,
+    Restart,
     Send,
     Start,
     TimerFired,
@@ -258,3 +260,26 @@ def test_client_commands_and_misuse() -> None:
     fresh = SyncNode("z", random.Random(0))
     with pytest.raises(LocalProtocolError):
         fresh.step(TimerFired(0, "sync.ship"))
+
+
+def test_restart_recovers_snapshot_and_log_and_rejects_corruption() -> None:
+    node, _ = node_with_state()
+    effects = node.step(TimerFired(5000, "sync.ship"))  # folds the log into a snapshot
+    store: dict[str, bytes] = {}
+    for e in [*effects, *node.step(ClientRequest(5001, "r4",
+                                                 Mutate("s", lambda s: s.add("me", "y"))))]:
+        if isinstance(e, Persist):
+            if e.value is None:
+                store.pop(e.key, None)
+            else:
+                store[e.key] = e.value
+    assert "sync/snapshot" in store and any(k.startswith("sync/log/") for k in store)
+    again = SyncNode("me", random.Random(9), SyncConfig(peers=("peer",)),
+                     replicas={"s": ORSet(), "g": GCounter()})
+    again.step(Restart(6000, store))
+    assert again.value("s") == frozenset({"x", "y"}) and again.value("g") == 3
+    assert again.counter == node.counter
+    broken = SyncNode("me", random.Random(9), SyncConfig(), replicas={"s": ORSet()})
+    with pytest.raises(DecodeError):
+        broken.step(Restart(0, {"sync/snapshot": b"\x00junk"}))
+    assert not broken.started and broken.value("s") == frozenset()

@@ -170,9 +170,9 @@ class SyncNode:
         if isinstance(event, Start | Restart):
             if self.started:
                 raise LocalProtocolError("node already started")
-            self.started = True
             if isinstance(event, Restart):
-                self._recover(event.persisted)
+                self._recover(event.persisted)  # DecodeError on corrupt storage
+            self.started = True
             jitter = self.rng.randint(1, self.config.interval_ms)
             return [SetTimer(T_SHIP, jitter)]
         if not self.started:
@@ -295,7 +295,10 @@ class SyncNode:
         return out
 
     def _recover(self, persisted: Mapping[str, bytes]) -> None:
-        """Rebuild X and c from snapshot + write-ahead log (join-only, order-free)."""
+        """Rebuild X and c from snapshot + write-ahead log (join-only, order-free).
+        On corrupt storage raises ``DecodeError`` and leaves the node as constructed."""
+        saved = ({n: r.copy() for n, r in self.replicas.items()}, self.counter,
+                 self._log_seq, list(self._log_keys))
         try:
             if "sync/snapshot" in persisted:
                 snap = decode_cbor(persisted["sync/snapshot"])
@@ -310,6 +313,7 @@ class SyncNode:
             if "sync/counter" in persisted:
                 self.counter = max(self.counter, int(decode_cbor(persisted["sync/counter"])))
         except (DecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+            self.replicas, self.counter, self._log_seq, self._log_keys = saved
             raise DecodeError(f"corrupt persisted sync state: {exc}") from None
 
     def _adopt(self, name: str, state: CRDT) -> None:
