@@ -3,6 +3,7 @@
 Sub-commands:
 
 * ``demo`` -- the in-process scenarios behind ``make demo``.
+* ``check`` -- check a history for linearizability (:mod:`vsm_phoenix.verify`).
 """
 
 from __future__ import annotations
@@ -29,12 +30,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="run the in-process convergence scenario")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.set_defaults(func=_cmd_demo)
+    # Listed for --help only: main() hands `check ...` to main_check before parsing.
+    sub.add_parser("check", help="check a history for linearizability", add_help=False)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
+    args_list = list(argv) if argv is not None else sys.argv[1:]
+    if args_list[:1] == ["check"]:
+        from vsm_phoenix.verify.linearizability import main_check
+
+        return main_check(args_list[1:])
     parser = build_parser()
-    args = parser.parse_args(list(argv) if argv is not None else sys.argv[1:])
+    args = parser.parse_args(args_list)
     code: int = args.func(args)
     return code
