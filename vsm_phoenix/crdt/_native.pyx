@@ -42,6 +42,8 @@ cdef extern from "Python.h":
     long long PyLong_AsLongLongAndOverflow(object o, int *overflow)
     bint PyLong_CheckExact(PyObject *o)
     bint PyUnicode_CheckExact(PyObject *o)
+    Py_ssize_t PyUnicode_GET_LENGTH(object o)
+    int PyUnicode_Compare(object a, object b) except? -1
     bint PyTuple_CheckExact(PyObject *o)
 
 EQUAL = 0
@@ -55,13 +57,64 @@ cdef enum:
     UNCLEAN = 2
 
 
+cdef extern from *:
+    """
+    /* An exact int as a C long long: 1 on success, 0 when it does not fit. Reads the
+       digits of a compact int directly (one or zero 30-bit digits). */
+    static inline int vsm_small_int(PyObject *o, long long *out) {
+    #if PY_VERSION_HEX >= 0x030C0000
+        if (PyUnstable_Long_IsCompact((PyLongObject *)o)) {
+            *out = (long long)PyUnstable_Long_CompactValue((PyLongObject *)o);
+            return 1;
+        }
+    #else
+        Py_ssize_t size = Py_SIZE(o);
+        if (size == 0) { *out = 0; return 1; }
+        if (size == 1) { *out = (long long)((PyLongObject *)o)->ob_digit[0]; return 1; }
+        if (size == -1) { *out = -(long long)((PyLongObject *)o)->ob_digit[0]; return 1; }
+    #endif
+        {
+            int overflow = 0;
+            long long v = PyLong_AsLongLongAndOverflow(o, &overflow);
+            if (overflow) return 0;
+            *out = v;
+            return 1;
+        }
+    }
+    """
+    int vsm_small_int(PyObject *o, long long *out) noexcept
+
+
 cdef inline int _as_count(PyObject *o, long long *out) noexcept:
     """1 and ``*out`` when ``o`` is an exact int that fits in 64 bits, else 0."""
-    cdef int overflow = 0
     if not PyLong_CheckExact(o):
         return 0
-    out[0] = PyLong_AsLongLongAndOverflow(<object>o, &overflow)
-    return overflow == 0
+    return vsm_small_int(o, out)
+
+
+cdef inline int _probe(dict d, PyObject *k, Py_ssize_t *cursor, PyObject **val) except -1:
+    """Find key ``k`` in ``d``: 1 and ``*val`` (borrowed) when present, else 0.
+
+    Tries the entry under ``cursor`` first (advancing it): clocks with the same
+    replica ids in the same insertion order -- copies, joins of copies, clocks decoded
+    from canonical bytes (sorted keys) -- are then walked in lockstep with no hashing
+    (an identical object, or an exact ``str`` of equal text). Any mismatch falls back
+    to a lookup."""
+    cdef PyObject *k2
+    cdef PyObject *v2
+    if PyDict_Next(d, cursor, &k2, &v2) and (
+        k2 == k
+        or (
+            PyUnicode_CheckExact(k2)
+            and PyUnicode_CheckExact(k)
+            and PyUnicode_GET_LENGTH(<object>k2) == PyUnicode_GET_LENGTH(<object>k)
+            and PyUnicode_Compare(<object>k2, <object>k) == 0
+        )
+    ):
+        val[0] = v2
+        return 1
+    val[0] = PyDict_GetItemWithError(d, <object>k)
+    return 1 if val[0] != NULL else 0
 
 
 cdef inline int _vv_get(dict vv, object r, long long *out) except -1:
@@ -92,14 +145,6 @@ cdef inline int _seen(object d, dict vv, set cloud) except -1:
     return 1 if PySet_Contains(cloud, d) else 0
 
 
-cdef inline bint _gt(object x, object y) except -1:
-    """``x > y`` with Python semantics, C-speed for small ints."""
-    cdef long long a, b
-    if _as_count(<PyObject *>x, &a) and _as_count(<PyObject *>y, &b):
-        return a > b
-    return PyObject_RichCompareBool(x, y, Py_GT)
-
-
 # -- version vectors ---------------------------------------------------------------
 
 
@@ -107,19 +152,23 @@ def vc_join_into(a, b):
     """``a := a ⊔ b`` (pointwise maximum), in place."""
     if type(a) is not dict or type(b) is not dict:
         return _pure.vc_join_into(a, b)
-    cdef Py_ssize_t pos = 0
+    cdef Py_ssize_t pos = 0, cursor = 0
     cdef PyObject *k
     cdef PyObject *v
     cdef PyObject *cur
-    cdef object n, r
+    cdef long long n, m
     # Mirrors the pure loop exactly (same comparisons in the same order), so even an
     # exception from an exotic counter leaves ``a`` in the same partial state.
     while PyDict_Next(b, &pos, &k, &v):
-        r = <object>k
-        n = <object>v
-        cur = PyDict_GetItemWithError(a, r)
-        if _gt(n, <object>cur if cur != NULL else 0):
-            PyDict_SetItem(a, r, n)
+        if not _probe(a, k, &cursor, &cur):
+            cur = NULL
+        if _as_count(v, &n) and (cur == NULL or _as_count(cur, &m)):
+            if cur == NULL:
+                m = 0
+            if n > m:
+                PyDict_SetItem(a, <object>k, <object>v)
+        elif PyObject_RichCompareBool(<object>v, <object>cur if cur != NULL else 0, Py_GT):
+            PyDict_SetItem(a, <object>k, <object>v)
     return None
 
 
@@ -129,12 +178,17 @@ def vc_leq(a, b):
         return _pure.vc_leq(a, b)
     if PyDict_GET_SIZE(a) > PyDict_GET_SIZE(b):
         return False
-    cdef Py_ssize_t pos = 0
+    cdef Py_ssize_t pos = 0, cursor = 0
     cdef PyObject *k
     cdef PyObject *v
+    cdef PyObject *w
     cdef long long n, m
     while PyDict_Next(a, &pos, &k, &v):
-        if not _as_count(v, &n) or _vv_get(b, <object>k, &m) != 1:
+        if not _probe(b, k, &cursor, &w):
+            m = 0
+        elif not _as_count(w, &m):
+            return _pure.vc_leq(a, b)
+        if not _as_count(v, &n):
             return _pure.vc_leq(a, b)
         if n > m:
             return False
@@ -146,12 +200,19 @@ def vc_compare(a, b):
     if type(a) is not dict or type(b) is not dict:
         return _pure.vc_compare(a, b)
     cdef bint a_bigger = False, b_bigger = False
-    cdef Py_ssize_t pos = 0
+    cdef Py_ssize_t pos = 0, cursor = 0, found = 0
     cdef PyObject *k
     cdef PyObject *v
+    cdef PyObject *w
     cdef long long n, m
     while PyDict_Next(a, &pos, &k, &v):
-        if not _as_count(v, &n) or _vv_get(b, <object>k, &m) != 1:
+        if not _probe(b, k, &cursor, &w):
+            m = 0
+        elif not _as_count(w, &m):
+            return _pure.vc_compare(a, b)
+        else:
+            found += 1
+        if not _as_count(v, &n):
             return _pure.vc_compare(a, b)
         if n > m:
             a_bigger = True
@@ -159,15 +220,18 @@ def vc_compare(a, b):
             b_bigger = True
         if a_bigger and b_bigger:
             return CONCURRENT
-    pos = 0
-    while PyDict_Next(b, &pos, &k, &v):
-        if PyDict_GetItemWithError(a, <object>k) != NULL:
-            continue
-        if not _as_count(v, &m):
-            return _pure.vc_compare(a, b)
-        if m > 0:
-            b_bigger = True
-            break
+    if found < PyDict_GET_SIZE(b):
+        # Some replica of b is absent from a (when every key of b was met above, there
+        # is none and this scan is skipped).
+        pos = 0
+        while PyDict_Next(b, &pos, &k, &v):
+            if PyDict_GetItemWithError(a, <object>k) != NULL:
+                continue
+            if not _as_count(v, &m):
+                return _pure.vc_compare(a, b)
+            if m > 0:
+                b_bigger = True
+                break
     if a_bigger:
         return CONCURRENT if b_bigger else AFTER
     return BEFORE if b_bigger else EQUAL
