@@ -562,23 +562,34 @@ class RaftNode:
     def is_leader(self) -> bool:
         return self.role is Role.LEADER
 
-    def state_key(self) -> bytes:
-        """A 32-byte digest of the whole protocol state: persistent state, volatile
-        state, leader bookkeeping and the state machine's snapshot. Excludes what does
-        not influence the protocol's correctness: the injected generator, the HLC and
-        the last-contact time (which only gates pre-vote/vote stickiness)."""
-        progress = [[p, self._progress[p].key()] for p in sorted(self._progress)]
-        doc = [
+    def state_key(self) -> tuple[Any, ...]:
+        """A hashable snapshot of the whole protocol state, for model checkers: the
+        persistent state, volatile state, leader bookkeeping, the state machine's
+        snapshot and whether this node is inside a leader lease (judged at the last
+        event's time). Node ids appear only as whole ``str`` values, so a checker may
+        rename them (symmetry reduction). Left out, as labels that never drive a
+        decision under abstract time: the injected generator (timer delays, message
+        ids) and the HLC. Equal keys, equal future behaviour."""
+        return (
             self.role.value, self.term, self.voted_for, self.leader_id,
             self.commit_index, self.last_applied, self.snap_index, self.snap_term,
-            self.snap_data, [[e.term, e.data] for e in self.log],
-            self.state_machine.snapshot(), sorted(self._votes), progress, self._seq,
-            [[r.request_id, r.index, r.seq] for r in self._reads_waiting + self._reads
-             + self._reads_ready],
-            sorted([i, rid, t] for i, (rid, t) in self._proposals.items()),
-            list(self._transfer) if self._transfer else None,
-            self._flush_pending, self._round_pending, self._started,
-        ]
+            self.snap_data, tuple((e.term, e.data) for e in self.log),
+            self.state_machine.snapshot(), frozenset(self._votes),
+            tuple((p, tuple(self._progress[p].key())) for p in sorted(self._progress)),
+            self._seq,
+            tuple((r.request_id, r.index, r.seq) for r in self._reads_waiting),
+            tuple((r.request_id, r.index, r.seq) for r in self._reads),
+            tuple((r.request_id, r.index, r.seq) for r in self._reads_ready),
+            tuple(sorted((i, rid, t) for i, (rid, t) in self._proposals.items())),
+            self._transfer, self._flush_pending, self._round_pending, self._started,
+            self._in_lease(),
+        )
+
+    def state_digest(self) -> bytes:
+        """A 32-byte BLAKE2b digest of :meth:`state_key` (canonical CBOR), for storing
+        many states compactly."""
+        key = self.state_key()
+        doc = [list(key[:11]), sorted(key[11]), list(key[12:])]
         return hashlib.blake2b(encode_cbor(doc), digest_size=32).digest()
 
     # -- the entry point ----------------------------------------------------------------
