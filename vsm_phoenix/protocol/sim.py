@@ -512,9 +512,11 @@ def render_spacetime_html(
             x0, x1 = col[src], col[dst]
             tip = f"{html.escape(mtype)} {e['id']} {src}→{dst} @{t0}..{t}ms"
             if k == "recv":
+                y1 = max(y(t), y(t0) + 3)  # a minimum slope keeps the direction visible
                 parts.append(
-                    f'<line x1="{x0}" y1="{y(t0):.1f}" x2="{x1}" y2="{y(t):.1f}" '
-                    f'stroke="{colour(mtype)}" class="msg"><title>{tip}</title></line>'
+                    f'<line x1="{x0}" y1="{y(t0):.1f}" x2="{x1}" y2="{y1:.1f}" '
+                    f'stroke="{colour(mtype)}" class="msg" marker-end="url(#arrow)">'
+                    f"<title>{tip}</title></line>"
                 )
             else:
                 mx, my = x0 + (x1 - x0) * 0.4, y(t0) + 6
@@ -548,11 +550,11 @@ def render_spacetime_html(
         f'<span style="color:{c}">■ {html.escape(m)}</span> ' for m, c in sorted(types.items())
     )
     style = """
-body{font-family:system-ui,sans-serif;margin:1em}
+text{font-family:system-ui,sans-serif}
 .life{stroke:#444;stroke-width:1.5}
 .name{text-anchor:middle;font-weight:bold;font-size:14px}
 .tick{font-size:10px;fill:#888}
-.msg{stroke-width:1;opacity:.75;marker-end:url(#arrow)}
+.msg{stroke-width:1;opacity:.75}
 .msg:hover{stroke-width:3;opacity:1}
 .lost{stroke:#d62728;stroke-dasharray:3 2;stroke-width:1}
 .x{fill:#d62728;font-size:12px;text-anchor:middle}
@@ -565,11 +567,14 @@ body{font-family:system-ui,sans-serif;margin:1em}
     head = html.escape(title) + (f" — seed {seed}" if seed is not None else "")
     return (
         "<!DOCTYPE html>\n<html><head><meta charset='utf-8'>"
-        f"<title>{head}</title><style>{style}</style></head><body>"
+        f"<title>{head}</title><style>body{{font-family:system-ui,sans-serif;margin:1em}}"
+        "</style></head><body>"
         f"<h2>{head}</h2><p>time flows down; {drawn} messages drawn "
         f"({start_ms}-{stop} ms). {legend}<span style='color:#d62728'>&#10005; lost</span></p>"
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}">'
         '<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="5" '
         'markerHeight="5" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" '
-        'fill="#555"/></marker></defs>' + "".join(parts) + "</svg></body></html>\n"
+        f'fill="#555"/></marker></defs><style>{style}</style>'
+        '<rect width="100%" height="100%" fill="white"/>'
+        + "".join(parts) + "</svg></body></html>\n"
     )
