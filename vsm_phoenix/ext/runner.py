@@ -398,7 +398,7 @@ class _KvWorkload:
                 await asyncio.sleep(0.05)
                 continue
             try:
-                kind, payload = await self.client.request(target, req, timeout=1.5)
+                kind, payload = await self.client.request(target, req, timeout=2.0)
             except (TimeoutError, ControlError):
                 self.retries += 1
                 target = self.rng.choice([n for n in self.node_ids if n != target])
@@ -680,7 +680,7 @@ async def wait_ready(client: AmqpClient, node_ids: Sequence[str], timeout: float
             if nid in got:
                 continue
             with contextlib.suppress(TimeoutError, ControlError):
-                got[nid] = await client.status(nid, timeout=1.0)
+                got[nid] = await client.status(nid, timeout=3.0)
         if len(got) == len(node_ids):
             return got
         if time.monotonic() > deadline:
@@ -779,7 +779,7 @@ class _CrdtWorkload:
             if not self.procs.alive(nid):
                 continue
             try:
-                await self.client.request(nid, {"op": "add", "elem": elem}, timeout=3.0)
+                await self.client.request(nid, {"op": "add", "elem": elem}, timeout=5.0)
             except (TimeoutError, ControlError):
                 self.retries += 1
                 await asyncio.sleep(0.2)
@@ -813,7 +813,7 @@ class _CrdtWorkload:
 async def _statuses(client: AmqpClient, node_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
     async def one(nid: str) -> tuple[str, dict[str, Any] | None]:
         try:
-            return nid, await client.status(nid, timeout=2.0)
+            return nid, await client.status(nid, timeout=5.0)
         except (TimeoutError, ControlError):
             return nid, None
 
@@ -885,7 +885,7 @@ async def _simulate(args: argparse.Namespace) -> int:
     try:
         await client.start(tuple(node_ids))
         procs.start_all()
-        await wait_ready(client, node_ids, timeout=30.0)
+        await wait_ready(client, node_ids, timeout=60.0)
         progress.show(f"[{time.monotonic() - t0:5.1f}s] {args.nodes} nodes up", force=True)
         work: _CrdtWorkload | _KvWorkload
         if args.scenario == "kv":
@@ -920,7 +920,7 @@ async def _simulate(args: argparse.Namespace) -> int:
                 before = await _statuses(client, node_ids)
                 n = await asyncio.to_thread(close_connections, cluster_name)
                 faults.append(f"closed {n} broker connections")
-                await _until_reconnected(client, node_ids, before, timeout=30.0)
+                await _until_reconnected(client, node_ids, before, timeout=60.0)
                 faults.append("every node reconnected")
 
         async def display() -> None:
