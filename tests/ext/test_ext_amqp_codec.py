@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -110,3 +111,57 @@ def test_simulate_without_broker_exits_2(capsys: pytest.CaptureFixture[str]) -> 
                         "amqp://guest:guest@127.0.0.1:1/", "--no-progress"])
     assert code == 2
     assert "no AMQP broker" in capsys.readouterr().err
+
+
+def _outbox_run(config: AmqpConfig, frames: int, delay: float = 0.005) -> dict[str, Any]:
+    from vsm_phoenix.ext.amqp import _Outbox
+
+    seen: dict[str, Any] = {"in_flight": 0, "max_in_flight": 0, "bodies": []}
+
+    async def publish(key: str, body: bytes, count: int) -> None:
+        seen["in_flight"] += 1
+        seen["max_in_flight"] = max(seen["max_in_flight"], seen["in_flight"])
+        await asyncio.sleep(delay)
+        seen["in_flight"] -= 1
+        seen["bodies"].append((key, decode_batch(body)))
+
+    async def main() -> None:
+        stats = {"frames_confirmed": 0}
+        box = _Outbox(config, publish, stats)
+        for i in range(frames):
+            box.add(f"k{i % 2}", b"f%d" % i)
+        seen["room_after_add"] = box._room.is_set()
+        assert await box.drain(timeout=10)
+        seen["confirmed"] = stats["frames_confirmed"]
+        seen["pending"] = box.pending
+
+    asyncio.run(main())
+    return seen
+
+
+def test_outbox_bounds_the_in_flight_window() -> None:
+    seen = _outbox_run(AmqpConfig(batch_max_messages=1, window=3), 40)
+    assert seen["max_in_flight"] == 3
+    assert len(seen["bodies"]) == 40 and seen["confirmed"] == 40 and seen["pending"] == 0
+
+
+def test_outbox_batches_by_count_and_lingers_for_the_rest() -> None:
+    seen = _outbox_run(AmqpConfig(batch_max_messages=8, linger_ms=1), 21)
+    sizes = sorted(len(frames) for _key, frames in seen["bodies"])
+    # two routing keys: 11 + 10 frames -> 8 + 3 and 8 + 2 (the remainders by linger)
+    assert sizes == [2, 3, 8, 8]
+    for key, frames in seen["bodies"]:  # a batch never mixes routing keys, order kept
+        assert all(int(f[1:]) % 2 == int(key[1:]) for f in frames)
+        assert frames == sorted(frames, key=lambda f: int(f[1:]))
+
+
+def test_outbox_batches_by_bytes() -> None:
+    seen = _outbox_run(AmqpConfig(batch_max_messages=1000, batch_max_bytes=10), 12)
+    assert all(sum(map(len, frames)) >= 10 or len(frames) < 5
+               for _k, frames in seen["bodies"])
+    assert sum(len(f) for _k, f in seen["bodies"]) == 12
+
+
+def test_outbox_applies_backpressure() -> None:
+    seen = _outbox_run(AmqpConfig(batch_max_messages=1, max_outbox=5), 10)
+    assert seen["room_after_add"] is False and seen["pending"] == 0
