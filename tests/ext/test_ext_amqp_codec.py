@@ -95,7 +95,9 @@ def test_cli_parsers() -> None:
     assert (a.id, a.cluster, a.role, a.batch_max, a.sync) == ("n1", "c", "crdt", 256, "normal")
     s = simulate_parser().parse_args(["--nodes", "5", "--kill", "--close-connections"])
     assert (s.nodes, s.kill, s.close_connections, s.scenario) == (5, True, True, "crdt")
-    assert runner_main(["simulate", "--transport", "inproc"]) == 2
+    assert runner_main(["simulate", "--transport", "inproc"]) == 2  # usage error
+    assert simulate_parser().parse_args(["--transport=amqp"]).transport == "amqp"
+    assert runner_main(["node", "--help"]) == 0
     assert runner_main([]) == 2
 
 

@@ -530,7 +530,10 @@ async def _run_node(args: argparse.Namespace) -> int:
 
 def main_node(argv: list[str]) -> int:
     """``vsm-phoenix node ...``: run one node until SIGTERM; returns the exit status."""
-    args = node_parser().parse_args(argv)
+    try:
+        args = node_parser().parse_args(argv)
+    except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
+        return int(exc.code or 0)
     logging.basicConfig(level=args.log_level.upper(),
                         format=f"%(asctime)s {args.id} %(levelname)s %(name)s: %(message)s")
     try:
@@ -730,6 +733,8 @@ def simulate_parser() -> argparse.ArgumentParser:
         prog="vsm-phoenix simulate --transport amqp",
         description="run the scenario as separate node processes over RabbitMQ",
     )
+    p.add_argument("--transport", choices=("amqp",), default="amqp",
+                   help="accepted so that `simulate` argv can be passed through as is")
     p.add_argument("--nodes", type=int, default=3, help="number of node processes (default 3)")
     p.add_argument("--scenario", choices=("crdt", "kv"), default="crdt",
                    help="crdt: ORSet replicas converge; kv: Raft KV is linearizable")
@@ -969,8 +974,12 @@ async def _simulate(args: argparse.Namespace) -> int:
 
 
 def main_simulate_amqp(argv: list[str]) -> int:
-    """``vsm-phoenix simulate --transport amqp ...``; returns the exit status."""
-    args = simulate_parser().parse_args(argv)
+    """``vsm-phoenix simulate --transport amqp ...``; returns the exit status (argv may
+    include ``--transport amqp``)."""
+    try:
+        args = simulate_parser().parse_args(argv)
+    except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
+        return int(exc.code or 0)
     logging.basicConfig(level=logging.ERROR)
     # Reconnections are expected here (--close-connections); keep the display clean.
     for name in ("aiormq", "aio_pika"):
@@ -990,14 +999,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args and args[0] == "node":
         return main_node(args[1:])
     if args and args[0] == "simulate":
-        rest = args[1:]
-        if "--transport" in rest:
-            i = rest.index("--transport")
-            if rest[i + 1 : i + 2] != ["amqp"]:
-                print("only --transport amqp runs here", file=sys.stderr)
-                return 2
-            del rest[i : i + 2]
-        return main_simulate_amqp(rest)
+        return main_simulate_amqp(args[1:])
     print("usage: python -m vsm_phoenix.ext.runner node|simulate [options]", file=sys.stderr)
     return 2
 
