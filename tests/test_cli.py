@@ -1,8 +1,9 @@
-"""The command line: ``vsm-phoenix demo`` converges and reports it."""
+"""The command line: ``vsm-phoenix demo`` converges and reports it; ``check`` is wired."""
 
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import pytest
 
@@ -28,12 +29,21 @@ def test_demo_replicas_really_exchanged_updates() -> None:
         assert replicas[0] != kind()
 
 
-def test_cli_demo_exit_code(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["demo", "--seed", "3"]) == 0
-    assert "all replicas converged" in capsys.readouterr().out
+def test_cli_demo_exit_code(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    assert main(["demo", "--seed", "3", "--quiet", "--out-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "all replicas converged" in out and "CONVERGED" in out
+    assert (tmp_path / "spacetime.html").stat().st_size > 0
 
 
 def test_cli_rejects_unknown_command(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
         main(["frobnicate"])
     assert exc.value.code == 2
+
+
+def test_cli_check_dispatches_to_the_checker(capsys: pytest.CaptureFixture[str]) -> None:
+    data = Path(__file__).parent / "verify" / "data"
+    assert main(["check", str(data / "c01-ok.txt")]) == 0
+    assert main(["check", str(data / "etcd_000.log")]) == 1
+    assert "ILLEGAL" in capsys.readouterr().out

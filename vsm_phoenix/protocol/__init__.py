@@ -23,10 +23,17 @@ Modules (one concept each):
   with capability matching.
 * :mod:`~vsm_phoenix.protocol.cluster` — :class:`ClusterNode`: SWIM and sync together.
 * :mod:`~vsm_phoenix.protocol.scenario` — the demo (``run_demo``).
+* :mod:`~vsm_phoenix.protocol.raft` — :class:`RaftNode`: Raft with pre-vote,
+  check-quorum, snapshots, leadership transfer and ReadIndex reads.
+* :mod:`~vsm_phoenix.protocol.kv` — :class:`KVStateMachine`: the linearizable KV on
+  Raft, with exactly-once client sessions, and :func:`simulate_kv`.
 
 Errors name the culprit: :class:`RemoteProtocolError` (a ``DecodeError``: distrust the
 peer) and :class:`LocalProtocolError` (an ``InvalidArgument``: fix the caller); either
 way the node's state is unchanged.
+
+Two modules have a ``Read`` command: ``Read`` here is sync's (read a replica);
+Raft's linearizable read is exported as ``RaftRead``.
 """
 
 from __future__ import annotations
@@ -34,6 +41,16 @@ from __future__ import annotations
 from vsm_phoenix.protocol.cluster import ClusterNode
 from vsm_phoenix.protocol.envelope import Envelope, decode_cbor, encode_cbor
 from vsm_phoenix.protocol.kit import Messenger, decode_payload, encode_payload
+from vsm_phoenix.protocol.kv import (
+    STALE,
+    KVClientError,
+    KVError,
+    KVRun,
+    KVStateMachine,
+    KVWorkload,
+    kv_node_factory,
+    simulate_kv,
+)
 from vsm_phoenix.protocol.node import (
     CancelTimer,
     ClientRequest,
@@ -52,6 +69,19 @@ from vsm_phoenix.protocol.node import (
     Start,
     TimerFired,
 )
+from vsm_phoenix.protocol.raft import (
+    Entry,
+    Propose,
+    RaftConfig,
+    RaftMonitor,
+    RaftNode,
+    RecordingStateMachine,
+    Role,
+    StateMachine,
+    TransferLeadership,
+    check_invariants,
+)
+from vsm_phoenix.protocol.raft import Read as RaftRead
 from vsm_phoenix.protocol.sim import (
     NetworkConfig,
     SimulationError,
@@ -71,6 +101,25 @@ from vsm_phoenix.protocol.swim import (
 from vsm_phoenix.protocol.sync import Merge, Mutate, Read, SyncConfig, SyncNode
 
 __all__ = [
+    "STALE",
+    "Entry",
+    "KVClientError",
+    "KVError",
+    "KVRun",
+    "KVStateMachine",
+    "KVWorkload",
+    "Propose",
+    "RaftConfig",
+    "RaftMonitor",
+    "RaftNode",
+    "RaftRead",
+    "RecordingStateMachine",
+    "Role",
+    "StateMachine",
+    "TransferLeadership",
+    "check_invariants",
+    "kv_node_factory",
+    "simulate_kv",
     "CancelTimer",
     "ClientRequest",
     "ClusterNode",
