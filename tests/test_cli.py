@@ -47,3 +47,20 @@ def test_cli_check_dispatches_to_the_checker(capsys: pytest.CaptureFixture[str])
     assert main(["check", str(data / "c01-ok.txt")]) == 0
     assert main(["check", str(data / "etcd_000.log")]) == 1
     assert "ILLEGAL" in capsys.readouterr().out
+
+
+def test_cli_simulate_kv_runs_and_checks_linearizability(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    assert main(["simulate", "--scenario", "kv", "--runs", "2", "--seed", "11",
+                 "--out-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "seed 11:" in out and "OK" in out
+    assert "2/2 runs linearizable" in out
+
+
+def test_cli_simulate_crdt_on_the_simulator(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    assert main(["simulate", "--quiet", "--out-dir", str(tmp_path)]) == 0
+    assert "CONVERGED" in capsys.readouterr().out
