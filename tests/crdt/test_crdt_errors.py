@@ -277,3 +277,29 @@ def test_ormaps_with_different_nested_types_compare_unequal() -> None:
     assert a != b
     with pytest.raises(TypeError):
         a | b
+
+
+def test_membership_of_unhashable_is_false_for_every_set() -> None:
+    from vsm_phoenix.crdt import GSet, LWWElementSet, ORMap, ORSet, TwoPSet
+
+    for s in (GSet(), TwoPSet(), LWWElementSet(), ORSet(), ORMap()):
+        assert [1] not in s  # type: ignore[operator]
+
+
+def test_ormap_refuses_the_abstract_base_as_kind() -> None:
+    from vsm_phoenix.crdt import CRDT, ORMap
+    from vsm_phoenix.errors import TypeMismatch
+
+    m = ORMap()
+    with pytest.raises(TypeMismatch):
+        m.update("r", "k", CRDT, lambda c: c)
+    assert m == ORMap()
+
+
+def test_ormap_delta_never_aliases_state_when_mutate_returns_the_working_copy() -> None:
+    from vsm_phoenix.crdt import GCounter, ORMap
+
+    m = ORMap()
+    delta = m.update("r", "k", GCounter, lambda c: (c.increment("r"), c)[1])
+    m.update("r", "k", GCounter, lambda c: c.increment("r", 5))
+    assert delta.value == {"k": 1} and m.value == {"k": 6}

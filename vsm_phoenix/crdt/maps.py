@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any, Self, TypeVar
 
@@ -80,8 +81,8 @@ class ORMap(CRDT):
         """
         check_replica(replica)
         check_atom(key)
-        if not (isinstance(kind, type) and issubclass(kind, CRDT)):
-            raise TypeMismatch(f"kind must be a CRDT class, got {kind!r}")
+        if not (isinstance(kind, type) and issubclass(kind, CRDT)) or inspect.isabstract(kind):
+            raise TypeMismatch(f"kind must be a concrete CRDT class, got {kind!r}")
         current = self._values.get(key)
         if current is not None and type(current) is not kind:
             raise TypeMismatch(
@@ -93,6 +94,10 @@ class ORMap(CRDT):
             raise TypeMismatch(
                 f"mutate must return the {kind.__name__} delta, got {type(child_delta).__name__}"
             )
+        if child_delta is work:
+            # mutate returned its working copy rather than a delta: ship a snapshot so the
+            # delta never aliases the stored state.
+            child_delta = work.copy()
         # Commit: nothing below can fail.
         dot = self._ctx.next_dot(replica)
         d = (dot.replica, dot.counter)

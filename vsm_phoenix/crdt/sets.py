@@ -68,7 +68,10 @@ class GSet(CRDT):
         return GSet._raw({element})
 
     def __contains__(self, element: object) -> bool:
-        return element in self._items
+        try:
+            return element in self._items
+        except TypeError:  # unhashable: never an element
+            return False
 
     def __len__(self) -> int:
         return len(self._items)
@@ -131,7 +134,10 @@ class TwoPSet(CRDT):
         return TwoPSet._raw(set(), {element})
 
     def __contains__(self, element: object) -> bool:
-        return element in self._adds and element not in self._removes
+        try:
+            return element in self._adds and element not in self._removes
+        except TypeError:  # unhashable: never an element
+            return False
 
     @property
     def value(self) -> frozenset[Atom]:
