@@ -58,9 +58,10 @@ them as labels, not for decisions.
 Copying nodes
 -------------
 Stored states are never mutated. Before stepping, the node is copied with
-``copy_node`` — by default ``copy.deepcopy``, which also copies the node's injected
-``random.Random`` (so the copy continues the same random sequence); a node can be
-faster to copy through a method of its own (pass ``copy_node=lambda n: n.snapshot()``).
+``copy_node`` — by default :func:`deepcopy_node`, a ``copy.deepcopy`` that also copies the
+node's injected ``random.Random`` (so the copy continues the same random sequence;
+generators are copied by state, which is much faster than deepcopy's walk); a node can
+be faster to copy through a method of its own (``copy_node=lambda n: n.snapshot()``).
 
 Symmetry reduction
 ------------------
@@ -117,6 +118,7 @@ __all__ = [
     "Request",
     "Step",
     "check_model",
+    "deepcopy_node",
     "default_message_key",
     "freeze",
 ]
@@ -317,6 +319,52 @@ def _node_state_key(node: Node) -> Hashable:
     return method()  # type: ignore[no-any-return]
 
 
+def _attributes(obj: Any) -> Iterator[tuple[str, Any]]:
+    d = getattr(obj, "__dict__", None)
+    if isinstance(d, dict):
+        yield from d.items()
+    for cls in type(obj).__mro__:
+        for name in getattr(cls, "__slots__", ()):
+            if isinstance(name, str) and hasattr(obj, name):
+                yield name, getattr(obj, name)
+
+
+_PLAIN = (type, str, bytes, int, float, tuple, list, dict, set, frozenset, type(None))
+_RNG_PATHS: dict[type, list[tuple[str, ...]]] = {}
+
+
+def _rng_paths(node: Any) -> list[tuple[str, ...]]:
+    """Attribute paths (depth ≤ 2) at which ``node`` holds ``random.Random`` objects;
+    found once per node class."""
+    paths = _RNG_PATHS.get(type(node))
+    if paths is None:
+        paths = []
+        for name, value in _attributes(node):
+            if isinstance(value, random.Random):
+                paths.append((name,))
+            elif not isinstance(value, _PLAIN):
+                for inner, v in _attributes(value):
+                    if isinstance(v, random.Random):
+                        paths.append((name, inner))
+        _RNG_PATHS[type(node)] = paths
+    return paths
+
+
+def deepcopy_node(node: Node) -> Node:
+    """``copy.deepcopy`` of a node, with its ``random.Random`` generators (attributes of
+    the node or of its attributes) copied by state first: a plain deepcopy walks the
+    generator's 625-word state one integer at a time, which is most of the cost of
+    copying a small node."""
+    memo: dict[int, Any] = {}
+    for path in _rng_paths(node):
+        value: Any = node
+        for name in path:
+            value = getattr(value, name, None)
+        if isinstance(value, random.Random) and id(value) not in memo:
+            memo[id(value)] = copy.copy(value)  # shares the immutable state tuple
+    return copy.deepcopy(node, memo)
+
+
 def _describe_payload(envelope: Envelope, limit: int = 160) -> str:
     try:
         text = repr(decode_cbor(envelope.payload))
@@ -395,6 +443,9 @@ class ModelChecker:
     and ``max_states`` the number of distinct states (either makes ``exhausted``
     false when it cuts the search). ``progress`` (``True`` for stderr, or a stream)
     prints states/s, depth and frontier every ``progress_interval_s`` seconds.
+    ``prefix`` scripts the first actions as ``(kind, node, text)`` triples (see
+    :meth:`_follow_prefix`); the search, its depth bound and its budgets start after
+    it (the prefix's own faults are not charged).
     """
 
     def __init__(
@@ -418,6 +469,7 @@ class ModelChecker:
         seed: int = 0,
         progress: bool | TextIO = False,
         progress_interval_s: float = 1.0,
+        prefix: Sequence[tuple[str, str, str]] = (),
     ) -> None:
         if not callable(factory):
             raise TypeError("factory must be callable(node_id, rng) -> Node")
@@ -459,7 +511,7 @@ class ModelChecker:
                 raise TypeError(f"{name} must be callable")
         self._node_key = node_key or _node_state_key
         self._message_key = message_key or default_message_key
-        self._copy: Callable[[Node], Node] = copy_node or copy.deepcopy
+        self._copy: Callable[[Node], Node] = copy_node or deepcopy_node
         if isinstance(now, bool) or not (isinstance(now, int) or callable(now)):
             raise TypeError("now must be an int or callable(depth) -> int")
         if isinstance(now, int) and now < 0:
@@ -480,6 +532,13 @@ class ModelChecker:
         if not isinstance(progress_interval_s, int | float) or progress_interval_s <= 0:
             raise ValueError("progress_interval_s must be a positive number")
         self.progress_interval_s = float(progress_interval_s)
+        if isinstance(prefix, str) or not isinstance(prefix, Sequence):
+            raise TypeError("prefix must be a sequence of (kind, node, text) triples")
+        for item in prefix:
+            if not (isinstance(item, tuple) and len(item) == 3
+                    and all(isinstance(x, str) for x in item)):
+                raise TypeError(f"prefix step {item!r} is not a (kind, node, text) triple")
+        self.prefix = tuple(prefix)
         self._index = {nid: i for i, nid in enumerate(ids)}
         self._perms: list[tuple[int, ...]] = (
             list(itertools.permutations(range(len(ids)))) if symmetry else []
@@ -713,7 +772,12 @@ class ModelChecker:
             self.node_ids, s.nodes, s.node_keys, s.timers, strict=True
         ):
             describe = getattr(node, "describe", None)
-            text = describe() if callable(describe) else repr(key)
+            if callable(describe):
+                text = str(describe())
+            elif type(node).__repr__ is not object.__repr__:
+                text = repr(node)
+            else:
+                text = repr(key)
             if len(text) > 300:
                 text = text[:299] + "…"
             out.append(f"{nid}: {text}  timers={sorted(timers)}")
@@ -761,6 +825,10 @@ class ModelChecker:
             init, _notes = self.initial_state()
         except _NodeRaised as exc:
             raise exc.exc from None
+        try:
+            init, prefix_steps = self._follow_prefix(init)
+        except _NodeRaised as exc:
+            raise exc.exc from None
         seen: dict[Hashable, int] = {self._key(init): 0}
         parents: list[tuple[int, Step | None]] = [(-1, None)]
         transitions = 0
@@ -783,11 +851,13 @@ class ModelChecker:
                 assert step is not None
                 steps.append(step)
                 idx = parent
-            return tuple(reversed(steps))
+            return prefix_steps + tuple(reversed(steps))
 
         bad = self._violation(init)
         if bad is not None:
-            return result(Counterexample(bad[0], bad[1], (), self._final_state(init)), False)
+            return result(
+                Counterexample(bad[0], bad[1], prefix_steps, self._final_state(init)), False
+            )
         while frontier:
             idx, s = frontier.popleft()
             if s.depth > depth:
@@ -836,6 +906,32 @@ class ModelChecker:
                         flush=True,
                     )
         return result(None, not cut)
+
+    def _follow_prefix(self, s: _State) -> tuple[_State, tuple[Step, ...]]:
+        """Replay the scripted ``prefix``: at each item take the first action whose kind
+        and node match and whose description contains the text. The search starts from
+        the state reached (depth 0 again): *guided* model checking, for bugs deeper
+        than an exhaustive search from the initial state can reach."""
+        steps: list[Step] = []
+        budgets = (self.max_drops, self.max_duplicates, self.max_timer_fires)
+        self.max_drops = self.max_duplicates = len(self.prefix)  # prefix faults are free
+        self.max_timer_fires = None
+        try:
+            for n, (kind, node, text) in enumerate(self.prefix, 1):
+                for succ, step in self._successors(s):
+                    if step.kind == kind and step.node == node and text in step.detail:
+                        steps.append(step)
+                        s = succ
+                        break
+                else:
+                    raise ValueError(
+                        f"prefix step {n} {(kind, node, text)!r} matches no enabled action"
+                    )
+        finally:
+            self.max_drops, self.max_duplicates, self.max_timer_fires = budgets
+        s.depth = 0
+        s.budget = (0, 0, 0)
+        return s, tuple(steps)
 
     def _has_successor(self, s: _State) -> bool:
         if s.net or s.pending:
