@@ -204,7 +204,7 @@ def kernel_cases(n: int) -> dict[str, tuple[Callable[[], tuple[Any, ...]], str]]
     sa, sb = orset_pair(n)
     e_a, c_a, e_b, c_b = sa._entries, sa._ctx, sb._entries, sb._ctx
     store_args = (e_a, c_a.vv, c_a.cloud, e_b, c_b.vv, c_b.cloud)
-    ra, rb = mvreg_pair(n)
+    ra, rb = mvreg_pair(min(n, 1_000))  # n concurrent writers: built in O(n^2)
     fun_args = (ra._writes, ra._ctx.vv, ra._ctx.cloud, rb._writes, rb._ctx.vv, rb._ctx.cloud)
     probe = next(iter(cloud)) if cloud else ("replica-0", 1)
     return {

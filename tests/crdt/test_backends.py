@@ -171,6 +171,15 @@ def _outcome(fn: Callable[..., Any], args: tuple[Any, ...]) -> tuple[str, Any, t
     return ("returned", result, args)
 
 
+def _order(x: Any) -> Any:
+    """The key order of every dict in ``x`` (tuples and lists walked)."""
+    if type(x) is dict:
+        return [(k, _order(v)) for k, v in x.items()]
+    if type(x) in (tuple, list):
+        return [_order(v) for v in x]
+    return None
+
+
 def check_same(name: str, *args: Any) -> Any:
     """Run kernel ``name`` from both backends on deep copies of ``args``; assert equal
     outcomes (result and type, or exception type) and equal argument states after."""
@@ -185,6 +194,10 @@ def check_same(name: str, *args: Any) -> Any:
         assert type(p[1]) is type(n[1]), f"{name}: result types {type(p[1])} vs {type(n[1])}"
         assert p[1] == n[1], f"{name}: results differ"
     assert p_args == n_args, f"{name}: in-place arguments left in different states"
+    # Same insertion order too: a dict's order is observable (repr, iteration, value).
+    assert _order(p_args) == _order(n_args), f"{name}: dict order differs"
+    if p[0] == "returned":
+        assert _order(p[1]) == _order(n[1]), f"{name}: result dict order differs"
     return n[1] if n[0] == "returned" else None
 
 

@@ -264,12 +264,13 @@ def ctx_compact(vv, cloud):
     if type(vv) is not dict or type(cloud) is not set:
         return _pure.ctx_compact(vv, cloud)
     cdef list drop = []
-    cdef list pending = []
+    cdef dict starts = {}
     cdef long long c = 0, have = 0
     cdef PyObject *r
-    cdef object dot
-    # Phase 1: validate every dot and sort it into "covered" and "maybe contiguous";
-    # nothing changes until every dot has proved clean.
+    cdef object dot, rep
+    # Phase 1: validate every dot, note the covered ones and the replicas whose run
+    # can grow (a dot right after the vector's entry); nothing changes until every
+    # dot has proved clean.
     for dot in <set>cloud:
         if not PyTuple_CheckExact(<PyObject *>dot) or PyTuple_GET_SIZE(dot) != 2:
             return _pure.ctx_compact(vv, cloud)
@@ -280,24 +281,23 @@ def ctx_compact(vv, cloud):
             return _pure.ctx_compact(vv, cloud)
         if c <= have:
             PyList_Append(drop, dot)
-        else:
-            PyList_Append(pending, dot)
-    # Phase 2: apply. Same end state as the pure sorted sweep: per replica, the run of
-    # counters contiguous with the vector is folded in, covered dots are dropped.
+        elif c == have + 1:  # no overflow: have < c <= LLONG_MAX
+            PyDict_SetItem(starts, <object>r, <object>PyTuple_GET_ITEM(dot, 1))
+    # Phase 2: apply. Same end state as the pure sorted sweep -- per replica the run
+    # of counters contiguous with the vector is folded in, covered dots are dropped --
+    # without sorting: each run is followed by membership tests from its first dot.
     for dot in drop:
         PySet_Discard(cloud, dot)
-    if not pending:
-        return None
-    pending.sort()
-    cdef Py_ssize_t i, npend = PyList_GET_SIZE(pending)
-    for i in range(npend):
-        dot = <object>PyList_GET_ITEM(pending, i)
-        r = PyTuple_GET_ITEM(dot, 0)
-        _as_count(PyTuple_GET_ITEM(dot, 1), &c)
-        _vv_get(<dict>vv, <object>r, &have)
-        if c == have + 1:
-            PyDict_SetItem(vv, <object>r, <object>PyTuple_GET_ITEM(dot, 1))
-            PySet_Discard(cloud, dot)
+    # Sorted, as the pure sweep goes: replicas new to ``vv`` are inserted in the same
+    # order on both backends.
+    for rep in (sorted(starts) if len(starts) > 1 else starts):
+        _as_count(PyDict_GetItemWithError(starts, rep), &c)
+        while True:
+            PySet_Discard(cloud, (rep, c))
+            if c == 9223372036854775807 or not PySet_Contains(cloud, (rep, c + 1)):
+                break
+            c += 1
+        PyDict_SetItem(vv, rep, c)
     return None
 
 
