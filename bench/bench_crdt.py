@@ -42,6 +42,7 @@ from vsm_phoenix.crdt import (
     _backend,
     _pure,
 )
+from vsm_phoenix.crdt.sets import _encode_dotstore
 
 SIZES = (10, 1_000, 100_000)
 
@@ -225,6 +226,10 @@ def kernel_cases(n: int) -> dict[str, tuple[Callable[[], tuple[Any, ...]], str]]
         ),
         "dotstore_copy": (_same(e_a), f"ORSet {n} elements"),
         "dotfun_join": (_same(*fun_args), f"MVRegister {len(ra._writes)} values"),
+        "dotstore_decode": (
+            _same(_encode_dotstore(e_a), c_a.vv, c_a.cloud),
+            f"ORSet {n} elements (wire layout)",
+        ),
     }
 
 

@@ -28,7 +28,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from vsm_phoenix.crdt import _backend, _pure
+from vsm_phoenix.crdt import CausalContext, _backend, _pure
 
 _native_mod: ModuleType | None
 try:
@@ -301,6 +301,46 @@ def test_dotstore_kernels_on_replica_states(args: tuple[Any, ...]) -> None:
     check_same("ctx_join_into", a_vv, a_cloud, b_vv, b_cloud)
 
 
+@st.composite
+def wire_stores(draw: st.DrawFn) -> tuple[Any, dict[str, int], set[tuple[str, int]]]:
+    """A dot store's wire layout with the context it is checked against: a real
+    replica's encoding, or one damaged in a random place."""
+    from vsm_phoenix.crdt import ORSet
+    from vsm_phoenix.crdt.sets import _encode_dotstore
+
+    args = draw(replica_states())
+    a = ORSet._raw(args[0], CausalContext._raw(args[1], args[2]))
+    wire = _encode_dotstore(a._entries)
+    vv, cloud = dict(a._ctx.vv), set(a._ctx.cloud)
+    damage = draw(st.sampled_from(["none", "none", "item", "dot", "key", "ctx", "dup"]))
+    if wire and damage != "none":
+        i = draw(st.integers(0, len(wire) - 1))
+        junk = draw(anything)
+        if damage == "item":
+            wire[i] = junk
+        elif damage == "dot":
+            wire[i][1][0] = junk
+        elif damage == "key":
+            wire[i][0] = draw(anything | st.lists(st.integers(), max_size=2))
+        elif damage == "ctx":
+            vv.clear()
+            cloud.clear()
+        else:
+            wire.append([draw(st.integers(-5, 5)), list(wire[i][1])])
+    return wire, vv, cloud
+
+
+@SLOW
+@given(wire_stores())
+def test_dotstore_decode(args: tuple[Any, dict[str, int], set[Any]]) -> None:
+    check_same("dotstore_decode", *args)
+
+
+@given(anything, hostile_vvs, hostile_clouds)
+def test_dotstore_decode_hostile(state: Any, vv: Any, cloud: Any) -> None:
+    check_same("dotstore_decode", state, vv, cloud)
+
+
 # -- fast paths against the plain join ---------------------------------------------------
 
 
@@ -413,6 +453,16 @@ class _SetSub(set):  # type: ignore[type-arg]
         ("dotstore_copy", (_DictSub({1: {("a", 1)}}),)),
         ("dotfun_join", ({("a", 1): "x", "junk": 1}, {}, set(), {}, {"a": 1}, set())),
         ("dotfun_join", ({("a", 1): "x"}, {}, set(), {}, {"a": [1]}, set())),
+        ("dotstore_decode", ([[1, [["a", 1]]], [2, [["a", 1]]]], {"a": 1}, set())),
+        ("dotstore_decode", ([[1, [["a", 2]]]], {"a": 1}, set())),
+        ("dotstore_decode", ([[1, [["a", 2]]]], {"a": 1}, {("a", 2)})),
+        ("dotstore_decode", ([[1, [["", 1]]]], {"": 1}, set())),
+        ("dotstore_decode", ([[1, [["a", True]]]], {"a": 1}, set())),
+        ("dotstore_decode", ([[1, []]], {}, set())),
+        ("dotstore_decode", ([[[1, [2]], [["a", 1]]]], {"a": 1}, set())),
+        ("dotstore_decode", ([[1.5, [["a", 1]]]], {"a": 1}, set())),
+        ("dotstore_decode", ([[1, [["a", 1]]], [1, [["a", 2]]]], {"a": 2}, set())),
+        ("dotstore_decode", ((1, [["a", 1]]), {"a": 1}, set())),
     ],
 )
 def test_hostile_examples(name: str, args: tuple[Any, ...]) -> None:

@@ -34,6 +34,7 @@ ctx_leq = kernels.ctx_leq
 dotstore_join = kernels.dotstore_join
 dotstore_join_into = kernels.dotstore_join_into
 dotstore_copy = kernels.dotstore_copy
+dotstore_decode = kernels.dotstore_decode
 dotfun_join = kernels.dotfun_join
 
 __all__ = [
@@ -44,6 +45,7 @@ __all__ = [
     "ctx_leq",
     "dotfun_join",
     "dotstore_copy",
+    "dotstore_decode",
     "dotstore_join",
     "dotstore_join_into",
     "kernels",

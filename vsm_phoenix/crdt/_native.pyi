@@ -1,7 +1,7 @@
 """Type stub of the Cython kernels: the same signatures as :mod:`vsm_phoenix.crdt._pure`."""
 
 from collections.abc import Hashable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -49,3 +49,6 @@ def dotfun_join(
     b_vv: dict[str, int],
     b_cloud: set[Dot],
 ) -> dict[Dot, V]: ...
+def dotstore_decode(
+    state: Any, vv: dict[str, int], cloud: set[Dot]
+) -> dict[Any, set[Dot]]: ...

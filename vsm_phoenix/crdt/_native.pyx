@@ -653,3 +653,80 @@ def dotfun_join(a, a_vv, a_cloud, b, b_vv, b_cloud):
         if s == 0:
             PyDict_SetItem(out, <object>k, <object>v)
     return out
+
+
+cdef object _decode_dots(
+    list raws, dict vv, set cloud, set seen
+):
+    """One element's dot list: the new set, or _FALLBACK at the first irregularity
+    (malformed, duplicate, outside the context: the pure twin then raises)."""
+    cdef set dots = set()
+    cdef object raw, d
+    cdef PyObject *r
+    cdef PyObject *c
+    cdef long long cc, have
+    for raw in raws:
+        if type(raw) is not list or PyList_GET_SIZE(raw) != 2:
+            return _FALLBACK
+        r = PyList_GET_ITEM(raw, 0)
+        c = PyList_GET_ITEM(raw, 1)
+        if not PyUnicode_CheckExact(r) or PyUnicode_GET_LENGTH(<object>r) == 0:
+            return _FALLBACK
+        if not _as_count(c, &cc) or cc < 1:
+            return _FALLBACK
+        d = (<object>r, <object>c)
+        if PySet_Contains(seen, d):
+            return _FALLBACK
+        if _vv_get(vv, <object>r, &have) != 1:
+            return _FALLBACK
+        if cc > have and not (PySet_GET_SIZE(cloud) and PySet_Contains(cloud, d)):
+            return _FALLBACK
+        PySet_Add(dots, d)
+        PySet_Add(seen, d)
+    return dots
+
+
+cdef object _dotstore_decode(list state, dict vv, set cloud):
+    cdef dict out = {}
+    cdef set seen = set()
+    cdef object item, key, raws, dots
+    cdef PyObject *k
+    for item in state:
+        if type(item) is not list or PyList_GET_SIZE(item) != 2:
+            return _FALLBACK
+        k = PyList_GET_ITEM(item, 0)
+        raws = <object>PyList_GET_ITEM(item, 1)
+        if type(raws) is not list or PyList_GET_SIZE(raws) == 0:
+            return _FALLBACK
+        if k == <PyObject *>None or PyLong_CheckExact(k) or PyUnicode_CheckExact(k) or (
+            type(<object>k) is bytes
+        ):
+            key = <object>k
+        else:
+            return _FALLBACK  # tuples and junk: the pure twin converts or raises
+        dots = _decode_dots(<list>raws, vv, cloud, seen)
+        if dots is _FALLBACK:
+            return _FALLBACK
+        PyDict_SetItem(out, key, dots)
+    return out
+
+
+def dotstore_decode(state, vv, cloud):
+    """Decode a dot store's wire layout ``[[element, [[replica, counter], ...]], ...]``
+    and check it against the causal context ``(vv, cloud)``.
+
+    Raises ``ValueError`` (or ``DecodeError``) for a malformed layout, an empty dot
+    list, a dot that appears twice or a dot outside the context.
+    """
+    cdef object out = _FALLBACK
+    cdef int gc_was_on
+    if type(state) is list and type(vv) is dict and type(cloud) is set:
+        gc_was_on = PyGC_Disable()
+        try:
+            out = _dotstore_decode(state, vv, cloud)
+        finally:
+            if gc_was_on:
+                PyGC_Enable()
+    if out is _FALLBACK:
+        return _pure.dotstore_decode(state, vv, cloud)
+    return out

@@ -21,7 +21,9 @@ leave a half-applied state behind.
 from __future__ import annotations
 
 from collections.abc import Hashable
-from typing import TypeVar
+from typing import Any, TypeVar
+
+from vsm_phoenix.crdt._domain import atom_from_wire, wire_count, wire_replica
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -201,4 +203,36 @@ def dotfun_join(
     for d, v in b.items():
         if d not in a and not (d[1] <= a_vv.get(d[0], 0) or d in a_cloud):
             out[d] = v
+    return out
+
+
+def dotstore_decode(state: Any, vv: dict[str, int], cloud: set[Dot]) -> dict[Any, set[Dot]]:
+    """Decode a dot store's wire layout ``[[element, [[replica, counter], ...]], ...]``
+    and check it against the causal context ``(vv, cloud)``.
+
+    Raises ``ValueError`` (or ``DecodeError``) for a malformed layout, an empty dot
+    list, a dot that appears twice or a dot outside the context.
+    """
+    if not isinstance(state, list):
+        raise ValueError("expected an array of [key, dots]")
+    out: dict[Any, set[Dot]] = {}
+    seen: set[Dot] = set()
+    for item in state:
+        if not (isinstance(item, list) and len(item) == 2 and isinstance(item[1], list)):
+            raise ValueError("expected [key, [dot, ...]]")
+        key = atom_from_wire(item[0])
+        if not item[1]:
+            raise ValueError("a present key needs at least one dot")
+        dots: set[Dot] = set()
+        for raw in item[1]:
+            if not (isinstance(raw, list) and len(raw) == 2):
+                raise ValueError("a dot is [replica, counter]")
+            d = (wire_replica(raw[0]), wire_count(raw[1], "dot counter", positive=True))
+            if d in seen or d in dots:
+                raise ValueError(f"dot {d} appears twice")
+            if not ctx_contains(vv, cloud, d[0], d[1]):
+                raise ValueError(f"dot {d} is outside the causal context")
+            dots.add(d)
+        seen |= dots
+        out[key] = dots
     return out

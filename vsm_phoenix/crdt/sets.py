@@ -26,8 +26,6 @@ from vsm_phoenix.crdt._domain import (
     atom_to_wire,
     check_atom,
     check_replica,
-    wire_count,
-    wire_replica,
 )
 from vsm_phoenix.crdt.causal import CausalContext
 from vsm_phoenix.crdt.clocks import Dot, Timestamp
@@ -419,26 +417,4 @@ def _encode_dotstore(entries: dict[Atom, set[tuple[str, int]]]) -> list[Any]:
 
 def _decode_dotstore(state: Any, ctx: CausalContext) -> dict[Atom, set[tuple[str, int]]]:
     """Decode ``[[element, [dot, ...]], ...]`` and check it against ``ctx``."""
-    if not isinstance(state, list):
-        raise ValueError("expected an array of [key, dots]")
-    out: dict[Atom, set[tuple[str, int]]] = {}
-    seen: set[tuple[str, int]] = set()
-    for item in state:
-        if not (isinstance(item, list) and len(item) == 2 and isinstance(item[1], list)):
-            raise ValueError("expected [key, [dot, ...]]")
-        key = atom_from_wire(item[0])
-        if not item[1]:
-            raise ValueError("a present key needs at least one dot")
-        dots: set[tuple[str, int]] = set()
-        for raw in item[1]:
-            if not (isinstance(raw, list) and len(raw) == 2):
-                raise ValueError("a dot is [replica, counter]")
-            d = (wire_replica(raw[0]), wire_count(raw[1], "dot counter", positive=True))
-            if d in seen or d in dots:
-                raise ValueError(f"dot {d} appears twice")
-            if not K.ctx_contains(ctx.vv, ctx.cloud, d[0], d[1]):
-                raise ValueError(f"dot {d} is outside the causal context")
-            dots.add(d)
-        seen |= dots
-        out[key] = dots
-    return out
+    return K.dotstore_decode(state, ctx.vv, ctx.cloud)
