@@ -16,7 +16,7 @@ def _select() -> tuple[ModuleType, str]:
     if os.environ.get("VSM_PHOENIX_PURE") == "1":
         return _pure, "pure"
     try:
-        from vsm_phoenix.crdt import _native  # type: ignore[attr-defined]
+        from vsm_phoenix.crdt import _native
     except ImportError:
         return _pure, "pure"
     return _native, "native"

@@ -417,4 +417,5 @@ def _encode_dotstore(entries: dict[Atom, set[tuple[str, int]]]) -> list[Any]:
 
 def _decode_dotstore(state: Any, ctx: CausalContext) -> dict[Atom, set[tuple[str, int]]]:
     """Decode ``[[element, [dot, ...]], ...]`` and check it against ``ctx``."""
-    return K.dotstore_decode(state, ctx.vv, ctx.cloud)
+    decoded: dict[Atom, set[tuple[str, int]]] = K.dotstore_decode(state, ctx.vv, ctx.cloud)
+    return decoded
