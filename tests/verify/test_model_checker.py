@@ -361,3 +361,44 @@ def test_factory_must_build_matching_nodes() -> None:
     with pytest.raises(TypeError):
         check_model(Keyless, ["a"])
     assert check_model(Keyless, ["a"], node_key=lambda n: n.seen).ok  # type: ignore[attr-defined]
+
+
+# -- guided search and node copies ----------------------------------------------------
+def test_a_prefix_scripts_the_first_actions() -> None:
+    prefix = [("timer", "n1", "elect"), ("deliver", "n2", "vote.request from n1")]
+    res = check_model(
+        vote_factory(True), IDS, invariants={"one-leader": one_leader}, max_depth=4,
+        prefix=prefix,
+    )
+    assert res.counterexample is not None
+    steps = res.counterexample.steps
+    # The prefix is part of the trace; the search after it is still shortest (4 more).
+    assert [(s.kind, s.node) for s in steps[:2]] == [("timer", "n1"), ("deliver", "n2")]
+    assert len(steps) == 6
+    # Budgets are not charged for the prefix: a timer budget of 1 still allows n2's.
+    res = check_model(
+        vote_factory(True), IDS, invariants={"one-leader": one_leader}, max_depth=10,
+        prefix=prefix, max_timer_fires=1,
+    )
+    assert not res.ok
+
+
+def test_a_prefix_that_matches_nothing_is_refused() -> None:
+    with pytest.raises(ValueError, match="prefix step 1"):
+        check_model(vote_factory(False), IDS, prefix=[("deliver", "n1", "nothing")])
+    with pytest.raises(TypeError):
+        ModelChecker(Echo, ["a"], prefix=[("deliver", "a")])  # type: ignore[list-item]
+    with pytest.raises(TypeError):
+        ModelChecker(Echo, ["a"], prefix="deliver")  # type: ignore[arg-type]
+
+
+def test_deepcopy_node_continues_the_random_sequence_independently() -> None:
+    from vsm_phoenix.verify.model_checker import deepcopy_node
+
+    node = VoteNode("n1", random.Random(7))
+    twin = deepcopy_node(node)
+    assert isinstance(twin, VoteNode)
+    assert twin.messenger.rng is not node.messenger.rng
+    assert twin.messenger.rng.random() == node.messenger.rng.random()
+    twin.votes.add("x")
+    assert node.votes == set()
