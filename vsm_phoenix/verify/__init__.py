@@ -41,6 +41,19 @@ from vsm_phoenix.verify.linearizability import (
     load_history,
     main_check,
 )
+from vsm_phoenix.verify.model_checker import (
+    ClusterView,
+    Counterexample,
+    Invariant,
+    ModelChecker,
+    ModelCheckResult,
+    Request,
+    Step,
+    check_model,
+    deepcopy_node,
+    default_message_key,
+    freeze,
+)
 from vsm_phoenix.verify.models import (
     KVAppend,
     KVCas,
@@ -59,6 +72,17 @@ from vsm_phoenix.verify.porcupine_formats import parse_jepsen_etcd, parse_porcup
 from vsm_phoenix.verify.render import render_html
 
 __all__ = [
+    "ClusterView",
+    "Counterexample",
+    "Invariant",
+    "ModelCheckResult",
+    "ModelChecker",
+    "Request",
+    "Step",
+    "check_model",
+    "deepcopy_node",
+    "default_message_key",
+    "freeze",
     "DEFAULT_MAX_CACHE_ENTRIES",
     "FORMATS",
     "UNKNOWN",
