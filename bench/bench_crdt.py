@@ -78,17 +78,22 @@ def use_kernels(kernels: ModuleType) -> Iterator[None]:
 # -- timing ----------------------------------------------------------------------------
 
 
+#: Repetitions per measurement (``run(quick=True)`` lowers it).
+REPEAT = 5
+
+
 def per_call(
     fn: Callable[..., Any],
     make_args: Callable[[], tuple[Any, ...]],
     budget: float = 0.1,
-    repeat: int = 5,
+    repeat: int = 0,
 ) -> float:
     """Best CPU seconds per ``fn(*make_args())``, excluding ``make_args``.
 
     Arguments for a batch are made before the batch is timed, so in-place operations
     get fresh inputs without their copies being counted.
     """
+    repeat = repeat or REPEAT
     args = make_args()
     t0 = time.process_time()
     fn(*args)
@@ -389,8 +394,8 @@ def peer_pycrdt(n: int, budget: float) -> dict[str, Any]:
         d.apply_update(up_a)
         return (d, up_b)
 
-    fresh = per_call(apply, lambda: (mod.Doc(), up_b), budget=budget, repeat=5)
-    merge = per_call(apply, fresh_a, budget=budget, repeat=5)
+    fresh = per_call(apply, lambda: (mod.Doc(), up_b), budget=budget)
+    merge = per_call(apply, fresh_a, budget=budget)
     return {
         "fresh_apply_seconds": fresh,
         "merge_seconds": merge,
@@ -462,9 +467,11 @@ def _progress(total: int, desc: str) -> Any:
 
 def run(quick: bool = False) -> dict[str, Any]:
     """Measure everything; return rows (pure and native per case) and ratios."""
+    global REPEAT
     started = time.perf_counter()
     nat = native_kernels()
-    budget = 0.04 if quick else 0.15
+    budget = 0.02 if quick else 0.15
+    REPEAT = 3 if quick else 5
     sizes = (10, 1_000) if quick else SIZES
     report: dict[str, Any] = {
         "benchmark": "crdt",

@@ -18,8 +18,15 @@ How the twin stays identical:
 * a function that only reads its arguments may abandon its fast path at any point and
   rerun the pure function from scratch.
 
-The fast paths iterate dicts with ``PyDict_Next`` (no item tuples), compare counters
-as C integers and allocate a dot set only when the result needs one.
+The fast paths iterate dicts with ``PyDict_Next`` (no item tuples), walk clocks with
+the same key order in lockstep, compare counters as C integers, copy dot sets with
+their stored hashes, allocate a dot set only when the result needs one, and pause the
+cyclic GC while building stores of (acyclic) dot sets.
+
+Profile of ``ORSet a | b`` at 10,000 elements (callgrind, native backend): about 9% of
+the instructions run in this module; the rest is CPython's own dict/set insertion,
+lookup, allocation, hashing and GC for one ``set`` per element -- the representation,
+not the loops, bounds what a kernel can gain there.
 """
 
 from cpython.object cimport PyObject, Py_EQ, Py_GT, PyObject_RichCompareBool
