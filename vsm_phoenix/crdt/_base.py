@@ -139,13 +139,30 @@ class CRDT(abc.ABC):
         Raises ``DecodeError`` for anything else (wrong tag, unknown version,
         malformed, non-canonical or invalid state) and ``TypeError`` for non-bytes.
         """
-        tag, version, state = codec.split_object(data, max_size)
+        raw, (tag, version, state) = codec.parse_object(data, max_size)
         if tag != cls.TAG:
             raise DecodeError(f"expected type tag {cls.TAG!r}, got {tag!r}")
-        return cls._decode_state(version, state)
+        return cls._decode_checked(raw, version, state)
+
+    @classmethod
+    def _decode_checked(cls, raw: bytes, version: int, state: Any) -> Self:
+        """Build from a parsed ``state`` and require that ``raw`` is exactly its
+        canonical encoding.
+
+        One comparison covers every canonicality rule at once -- deterministic CBOR,
+        no trailing bytes, sorted members, no redundant entries, compact contexts, in
+        nested values too -- because the encoder only ever writes the one canonical
+        form of a state.
+        """
+        obj = cls._decode_state(version, state)
+        if obj.to_bytes() != raw:
+            raise DecodeError(f"{cls.TAG}: not the canonical encoding of its state")
+        return obj
 
     @classmethod
     def _decode_state(cls, version: int, state: Any) -> Self:
+        """Build from a parsed layout, validating every invariant. The caller checks
+        canonical form (see :meth:`_decode_checked`)."""
         if version != cls.VERSION:
             raise DecodeError(f"unknown {cls.TAG} format version {version}")
         try:
@@ -154,10 +171,6 @@ class CRDT(abc.ABC):
             raise
         except (TypeError, ValueError, KeyError, IndexError, AttributeError) as exc:
             raise DecodeError(f"invalid {cls.TAG} state: {exc}") from exc
-        # One encoding per state: reject layouts that decode but are not the canonical
-        # one (unsorted members, redundant entries, ...).
-        if obj._encode_state() != state:
-            raise DecodeError(f"{cls.TAG} state is not in canonical layout")
         return obj
 
     def __repr__(self) -> str:

@@ -25,7 +25,14 @@ from vsm_phoenix.errors import DecodeError, TypeMismatch
 if TYPE_CHECKING:
     from vsm_phoenix.crdt._base import CRDT
 
-__all__ = ["MAX_DECODE_BYTES", "decode", "dumps", "encode_object", "loads_canonical"]
+__all__ = [
+    "MAX_DECODE_BYTES",
+    "decode",
+    "dumps",
+    "encode_object",
+    "loads_canonical",
+    "parse_object",
+]
 
 #: Inputs longer than this are refused before parsing.
 MAX_DECODE_BYTES = 64 * 1024 * 1024
@@ -56,15 +63,8 @@ def loads_canonical(data: object, max_size: int = MAX_DECODE_BYTES) -> Any:
     Raises ``TypeError`` when ``data`` is not bytes-like and ``DecodeError`` when it is
     too long, malformed, has trailing bytes or is not in canonical form.
     """
-    if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise TypeMismatch(f"expected bytes, got {type(data).__name__}")
-    raw = bytes(data)
-    if len(raw) > max_size:
-        raise DecodeError(f"input of {len(raw)} bytes exceeds the limit of {max_size}")
-    if not raw:
-        raise DecodeError("empty input")
+    raw, obj = _parse(data, max_size)
     try:
-        obj = cbor2.loads(raw)
         again = dumps(obj)
     except Exception as exc:  # cbor2 raises many types (and RecursionError) on junk
         raise DecodeError(f"malformed CBOR: {exc}") from exc
@@ -73,15 +73,41 @@ def loads_canonical(data: object, max_size: int = MAX_DECODE_BYTES) -> Any:
     return obj
 
 
-def split_object(data: object, max_size: int = MAX_DECODE_BYTES) -> tuple[str, int, Any]:
-    """Parse ``[tag, version, state]`` and return its three parts."""
-    obj = loads_canonical(data, max_size)
+def _parse(data: object, max_size: int) -> tuple[bytes, Any]:
+    """Bytes-check and parse one CBOR item, without the canonical-form check."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeMismatch(f"expected bytes, got {type(data).__name__}")
+    raw = bytes(data)
+    if len(raw) > max_size:
+        raise DecodeError(f"input of {len(raw)} bytes exceeds the limit of {max_size}")
+    if not raw:
+        raise DecodeError("empty input")
+    try:
+        return raw, cbor2.loads(raw, tag_hook=_reject_tag)
+    except Exception as exc:  # cbor2 raises many types (and RecursionError) on junk
+        raise DecodeError(f"malformed CBOR: {exc}") from exc
+
+
+def _reject_tag(_decoder: Any, tag: Any) -> Any:
+    """Unknown CBOR tags never occur in our encodings: refuse them while parsing."""
+    raise DecodeError(f"unexpected CBOR tag {getattr(tag, 'tag', '?')}")
+
+
+def parse_object(
+    data: object, max_size: int = MAX_DECODE_BYTES
+) -> tuple[bytes, tuple[str, int, Any]]:
+    """Parse ``[tag, version, state]``; returns the raw bytes and the three parts.
+
+    Canonical form is *not* checked here: the CRDT decoder checks it once, on the
+    whole object, by comparing ``raw`` with the re-encoding of the decoded state.
+    """
+    raw, obj = _parse(data, max_size)
     if not (isinstance(obj, list) and len(obj) == 3):
         raise DecodeError("expected the array [tag, version, state]")
     tag, version, state = obj
     if not isinstance(tag, str) or type(version) is not int:
         raise DecodeError("bad tag or version")
-    return tag, version, state
+    return raw, (tag, version, state)
 
 
 def class_for(tag: str) -> type[CRDT]:
@@ -94,9 +120,9 @@ def class_for(tag: str) -> type[CRDT]:
 
 def decode(data: object, max_size: int = MAX_DECODE_BYTES) -> CRDT:
     """Decode any registered CRDT from its canonical bytes."""
-    tag, version, state = split_object(data, max_size)
+    raw, (tag, version, state) = parse_object(data, max_size)
     cls = class_for(tag)
-    return cls._decode_state(version, state)
+    return cls._decode_checked(raw, version, state)
 
 
 def guard(what: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:

@@ -44,9 +44,8 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 import attrs
-import cbor2
 
-from vsm_phoenix.crdt import Timestamp
+from vsm_phoenix.crdt import Timestamp, codec
 from vsm_phoenix.errors import DecodeError, InvalidArgument
 
 _zstd: Any
@@ -94,7 +93,7 @@ def zstd_available() -> bool:
 
 def encode_cbor(value: Any) -> bytes:
     """Canonical CBOR (RFC 8949 §4.2) of ``value``; equal values give equal bytes."""
-    return cbor2.dumps(value, canonical=True)
+    return codec.dumps(value)
 
 
 def decode_cbor(data: bytes) -> Any:
@@ -102,26 +101,13 @@ def decode_cbor(data: bytes) -> Any:
 
     Rejects trailing bytes and non-canonical encodings (by re-encoding and comparing),
     so one value has exactly one accepted byte string — what hashing and signing need.
-    Tags are rejected too: protocol payloads are plain maps, arrays, strings, bytes,
-    integers, floats, booleans and null.
+    Unknown tags are rejected too. The one implementation is
+    :func:`vsm_phoenix.crdt.codec.loads_canonical`; here non-bytes input is a
+    ``DecodeError`` as well, since it comes off the wire.
     """
     if not isinstance(data, bytes | bytearray | memoryview):
         raise DecodeError(f"expected bytes, got {type(data).__name__}")
-    raw = bytes(data)
-    try:
-        value = cbor2.loads(raw, tag_hook=_reject_tag)
-        again = cbor2.dumps(value, canonical=True)
-    except DecodeError:
-        raise
-    except Exception as exc:  # cbor2 raises many types on hostile input
-        raise DecodeError(f"malformed CBOR: {exc}") from None
-    if again != raw:
-        raise DecodeError("non-canonical CBOR encoding or trailing bytes")
-    return value
-
-
-def _reject_tag(_decoder: Any, tag: Any) -> Any:
-    raise DecodeError(f"unexpected CBOR tag {getattr(tag, 'tag', '?')}")
+    return codec.loads_canonical(data)
 
 
 def _check_name(value: object, what: str) -> str:
