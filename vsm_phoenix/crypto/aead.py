@@ -253,8 +253,9 @@ class KeysetAead:
             cipher, expires_at = hot
             if expires_at is not None and self._clock() >= expires_at:
                 raise KeyExpiredError(f"key {ciphertext[1:5].hex()} expired")
+        view = memoryview(ciphertext)  # no copy of the body before the C call
         try:
-            return cipher.decrypt(ciphertext[5:17], ciphertext[17:], associated_data)
+            return cipher.decrypt(view[5:17], view[17:], associated_data)
         except InvalidTag:
             raise AuthenticationError("ciphertext failed authentication") from None
 
