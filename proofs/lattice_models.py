@@ -680,7 +680,7 @@ def ormap_model(values: str) -> Model:
             if not isinstance(g, GCounter):
                 raise TypeError("the concrete ORMap model holds GCounter values")
             vals = z3.Lambda([k, r], z3.If(k == elem(key), _counts_z3(g.counts)[r], vals[k, r]))
-        return entries_z3(o._keys), ctx_z3(o._ctx), vals
+        return entries_z3(o._presence._entries), ctx_z3(o._presence._ctx), vals
 
     return Model(
         f"ORMap[{values}]",

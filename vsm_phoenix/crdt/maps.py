@@ -6,7 +6,6 @@ import inspect
 from collections.abc import Callable
 from typing import Any, Self, TypeVar
 
-from vsm_phoenix.crdt import _backend as K
 from vsm_phoenix.crdt import codec
 from vsm_phoenix.crdt._base import CRDT
 from vsm_phoenix.crdt._domain import (
@@ -17,8 +16,7 @@ from vsm_phoenix.crdt._domain import (
     check_atom,
     check_replica,
 )
-from vsm_phoenix.crdt.causal import CausalContext
-from vsm_phoenix.crdt.sets import _decode_dotstore, _encode_dotstore
+from vsm_phoenix.crdt.sets import ORSet
 from vsm_phoenix.errors import TypeMismatch
 
 __all__ = ["ORMap"]
@@ -29,7 +27,7 @@ C = TypeVar("C", bound=CRDT)
 class ORMap(CRDT):
     """A map from atom keys to nested CRDTs of any type.
 
-    *Presence* is an add-wins observed-remove set of keys (dotted, as in :class:`ORSet`):
+    *Presence* is an add-wins observed-remove set of keys (an :class:`ORSet`):
     every ``update`` mints a dot for its key; ``remove(key)`` cancels the dots it has
     observed, so an update concurrent with a remove keeps the key (add-wins).
 
@@ -46,22 +44,16 @@ class ORMap(CRDT):
     """
 
     TAG = "ormap"
-    __slots__ = ("_ctx", "_keys", "_values")
+    __slots__ = ("_presence", "_values")
 
     def __init__(self) -> None:
-        self._keys: dict[Atom, set[tuple[str, int]]] = {}
-        self._ctx = CausalContext()
+        self._presence = ORSet()
         self._values: dict[Atom, CRDT] = {}
 
     @classmethod
-    def _raw(
-        cls,
-        keys: dict[Atom, set[tuple[str, int]]],
-        ctx: CausalContext,
-        values: dict[Atom, CRDT],
-    ) -> Self:
+    def _raw(cls, presence: ORSet, values: dict[Atom, CRDT]) -> Self:
         obj = cls.__new__(cls)
-        obj._keys, obj._ctx, obj._values = keys, ctx, values
+        obj._presence, obj._values = presence, values
         return obj
 
     def update(
@@ -98,49 +90,34 @@ class ORMap(CRDT):
             # mutate returned its working copy rather than a delta: ship a snapshot so the
             # delta never aliases the stored state.
             child_delta = work.copy()
-        # Commit: nothing below can fail.
-        dot = self._ctx.next_dot(replica)
-        d = (dot.replica, dot.counter)
-        old = self._keys.get(key, set())
-        ctx = CausalContext._raw({}, set(old) | {d})
-        ctx.compact()
-        self._keys[key] = {d}
-        self._ctx.add(d)
+        # Commit: nothing below can fail (the arguments were checked above).
+        presence_delta = self._presence.add(replica, key)
         self._values[key] = work
-        return ORMap._raw({key: {d}}, ctx, {key: child_delta})
+        return ORMap._raw(presence_delta, {key: child_delta})
 
     def remove(self, key: Atom) -> ORMap:
         """Hide ``key`` as observed here; returns the delta (bottom if absent)."""
-        check_atom(key)
-        old = self._keys.pop(key, None)
-        if old is None:
-            return ORMap()
-        ctx = CausalContext._raw({}, set(old))
-        ctx.compact()
-        return ORMap._raw({}, ctx, {})
+        return ORMap._raw(self._presence.remove(key), {})
 
     def get(self, key: Atom) -> CRDT | None:
         """A copy of the nested CRDT under a present ``key`` (``None`` if absent)."""
-        if key not in self._keys:
+        if key not in self._presence:
             return None
         return self._values[key].copy()
 
     def __contains__(self, key: object) -> bool:
-        try:
-            return key in self._keys
-        except TypeError:
-            return False
+        return key in self._presence
 
     def __len__(self) -> int:
-        return len(self._keys)
+        return len(self._presence)
 
     def keys(self) -> frozenset[Atom]:
         """The present keys."""
-        return frozenset(self._keys)
+        return self._presence.value
 
     @property
     def value(self) -> dict[Atom, Any]:
-        return {k: self._values[k].value for k in self._keys}
+        return {k: self._values[k].value for k in self._presence._entries}
 
     # -- CRDT plumbing ---------------------------------------------------------------
 
@@ -156,9 +133,7 @@ class ORMap(CRDT):
             mine._check_compatible(v)
 
     def _join_into(self, other: Self) -> None:
-        a, b = self._ctx, other._ctx
-        self._keys = K.dotstore_join(self._keys, a.vv, a.cloud, other._keys, b.vv, b.cloud)
-        a._join_into(b)
+        self._presence._join_into(other._presence)
         for k, v in other._values.items():
             mine = self._values.get(k)
             if mine is None:
@@ -167,11 +142,7 @@ class ORMap(CRDT):
                 mine._join_into(v)
 
     def _leq(self, other: Self) -> bool:
-        if not self._ctx._leq(other._ctx):
-            return False
-        a, b = self._ctx, other._ctx
-        joined = K.dotstore_join(self._keys, a.vv, a.cloud, other._keys, b.vv, b.cloud)
-        if joined != other._keys:
+        if not self._presence._leq(other._presence):
             return False
         for k, v in self._values.items():
             theirs = other._values.get(k)
@@ -181,8 +152,7 @@ class ORMap(CRDT):
 
     def _eq_state(self, other: Self) -> bool:
         return (
-            self._keys == other._keys
-            and self._ctx._eq_state(other._ctx)
+            self._presence._eq_state(other._presence)
             and self._values.keys() == other._values.keys()
             and all(
                 type(v) is type(other._values[k]) and v._eq_state(other._values[k])
@@ -191,25 +161,21 @@ class ORMap(CRDT):
         )
 
     def copy(self) -> Self:
-        return self._raw(
-            {k: set(ds) for k, ds in self._keys.items()},
-            self._ctx.copy(),
-            {k: v.copy() for k, v in self._values.items()},
-        )
+        return self._raw(self._presence.copy(), {k: v.copy() for k, v in self._values.items()})
 
     def _encode_state(self) -> Any:
+        # Layout (format 1): [presence dot store, presence context, values].
         values = [
             [atom_to_wire(k), [v.TAG, v.VERSION, v._encode_state()]]
             for k, v in sorted(self._values.items(), key=lambda kv: atom_key(kv[0]))
         ]
-        return [_encode_dotstore(self._keys), self._ctx._encode_state(), values]
+        return [*self._presence._encode_state(), values]
 
     @classmethod
     def _from_state(cls, state: Any) -> Self:
         if not (isinstance(state, list) and len(state) == 3 and isinstance(state[2], list)):
             raise ValueError("expected [keys, context, values]")
-        ctx = CausalContext._from_state(state[1])
-        keys = _decode_dotstore(state[0], ctx)
+        presence = ORSet._from_state(state[:2])
         values: dict[Atom, CRDT] = {}
         for item in state[2]:
             if not (isinstance(item, list) and len(item) == 2):
@@ -222,7 +188,7 @@ class ORMap(CRDT):
             if not isinstance(tag, str) or type(version) is not int:
                 raise ValueError("bad nested tag or version")
             values[k] = codec.class_for(tag)._decode_state(version, inner)
-        missing = [k for k in keys if k not in values]
+        missing = [k for k in presence._entries if k not in values]
         if missing:
             raise ValueError(f"present keys without a value: {missing[:3]!r}")
-        return cls._raw(keys, ctx, values)
+        return cls._raw(presence, values)
