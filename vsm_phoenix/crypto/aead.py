@@ -11,9 +11,13 @@ expired; the associated data is authenticated but not included.
 Nonce scheme
 ------------
 Nonces are 96 random bits from ``os.urandom`` (NIST SP 800-38D §8.2.2, "RBG-based
-construction"). Random nonces need no coordination between threads, processes or
-machines that share a key, but §8.3 caps the number of invocations of the encryption
-function under one key at 2**32, which keeps the probability of any nonce collision
+construction"). The OS generator is read 4 KiB at a time into a per-sealer buffer whose
+bytes are each handed out exactly once, under the lock that already counts invocations:
+this saves a system call and a lock per message. A forked child discards the buffer it
+inherited (``os.register_at_fork``), so parent and child never share a nonce. Random
+nonces need no coordination between threads, processes or machines that share a key,
+but §8.3 caps the number of invocations of the encryption function under one key at
+2**32, which keeps the probability of any nonce collision
 below 2**-32. We count invocations per key:
 
 * The count lives in :class:`~vsm_phoenix.crypto.storage.Storage` under
@@ -74,10 +78,23 @@ __all__ = [
 ]
 
 NONCE_SIZE = 12
+_POOL_BYTES = 4096
 TAG_SIZE = 16
 OVERHEAD = TINK_PREFIX_SIZE + NONCE_SIZE + TAG_SIZE
 NIST_INVOCATION_LIMIT = 2**32
 DEFAULT_SOFT_LIMIT = 2**30
+
+
+#: Bumped in a forked child: nonce buffers filled before the fork are thrown away.
+_fork_epoch = 0
+
+
+def _after_fork_in_child() -> None:
+    global _fork_epoch
+    _fork_epoch += 1
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 _USAGE_KEY = "aead/usage/{:08x}"
 
 
@@ -98,6 +115,9 @@ class KeysetAead:
         "_lease",
         "_lock",
         "_next",
+        "_nonce_buf",
+        "_nonce_epoch",
+        "_nonce_pos",
         "_on_rotate",
         "_reserved",
         "_soft",
@@ -134,6 +154,9 @@ class KeysetAead:
         self._auto_rotate = auto_rotate
         self._on_rotate = on_rotate
         self._lock = threading.Lock()
+        self._nonce_buf = b""
+        self._nonce_pos = 0
+        self._nonce_epoch = _fork_epoch
         self._next: dict[int, int] = {}
         self._reserved: dict[int, int] = {}
         # Fast path (see ``encrypt``): the primary's id, prefix and cipher, and the count
@@ -203,12 +226,20 @@ class KeysetAead:
 
     def encrypt(self, plaintext: bytes, associated_data: bytes = b"") -> bytes:
         """Seal under the primary key: ``prefix || nonce || ciphertext || tag``."""
-        prefix, cipher = self._reserve()
-        nonce = os.urandom(NONCE_SIZE)
-        return b"".join((prefix, nonce, cipher.encrypt(nonce, plaintext, associated_data)))
+        prefix, cipher, nonce = self._reserve()
+        return prefix + nonce + cipher.encrypt(nonce, plaintext, associated_data)
 
-    def _reserve(self) -> tuple[bytes, AESGCM]:
-        """Charge one invocation to the sealing key; return its prefix and cipher."""
+    def _nonce_locked(self) -> bytes:
+        """The next unused 12 bytes of the nonce buffer (caller holds ``_lock``)."""
+        pos = self._nonce_pos
+        if pos + NONCE_SIZE > len(self._nonce_buf) or self._nonce_epoch != _fork_epoch:
+            self._nonce_buf, self._nonce_epoch, pos = os.urandom(_POOL_BYTES), _fork_epoch, 0
+        self._nonce_pos = pos + NONCE_SIZE
+        return self._nonce_buf[pos : pos + NONCE_SIZE]
+
+    def _reserve(self) -> tuple[bytes, AESGCM, bytes]:
+        """Charge one invocation to the sealing key; return its prefix, its cipher and a
+        fresh nonce."""
         with self._lock:
             if (
                 self._hot_id == self.keyset._primary
@@ -219,7 +250,7 @@ class KeysetAead:
                 # below the rotation threshold -- counting is one increment, no storage.
                 self._hot_next += 1
                 assert self._hot_cipher is not None
-                return self._hot_prefix, self._hot_cipher
+                return self._hot_prefix, self._hot_cipher, self._nonce_locked()
         # Slow path: may write storage, so take its transaction before our lock.
         with atomic(self._storage), self._lock:
             key = self._sealing_key_locked()
@@ -229,7 +260,7 @@ class KeysetAead:
             self._hot_limit = min(self._reserved[key.key_id], limit)
             self._hot_prefix, self._hot_cipher = prefix, cipher
             self._hot_expires = key.expires_at
-            return prefix, cipher
+            return prefix, cipher, self._nonce_locked()
 
     def decrypt(self, ciphertext: bytes, associated_data: bytes = b"") -> bytes:
         """Open what any enabled, unexpired key of the keyset sealed.
@@ -253,9 +284,8 @@ class KeysetAead:
             cipher, expires_at = hot
             if expires_at is not None and self._clock() >= expires_at:
                 raise KeyExpiredError(f"key {ciphertext[1:5].hex()} expired")
-        view = memoryview(ciphertext)  # no copy of the body before the C call
-        try:
-            return cipher.decrypt(view[5:17], view[17:], associated_data)
+        try:  # (bytes slices: measured faster than memoryview slices here)
+            return cipher.decrypt(ciphertext[5:17], ciphertext[17:], associated_data)
         except InvalidTag:
             raise AuthenticationError("ciphertext failed authentication") from None
 

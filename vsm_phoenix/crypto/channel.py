@@ -47,7 +47,6 @@ Errors of ``open``, by cause (every single-bit flip yields one of the first two)
 from __future__ import annotations
 
 import enum
-import os
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -55,7 +54,7 @@ from typing import Any
 
 import cbor2
 
-from vsm_phoenix.crypto.aead import NONCE_SIZE, KeysetAead
+from vsm_phoenix.crypto.aead import KeysetAead
 from vsm_phoenix.crypto.keyset import TINK_PREFIX_SIZE, TINK_START_BYTE, KeyKind, Keyset
 from vsm_phoenix.crypto.mac import KeysetMac, _digest
 from vsm_phoenix.crypto.replay import DEFAULT_WINDOW, ReplayGuard
@@ -223,10 +222,9 @@ class SecureChannel:
             raise TypeMismatch("payload must be bytes")
         ts = int(self._clock() * 1000)
         if self._aead is not None:
-            prefix, cipher = self._aead._reserve()
+            prefix, cipher, nonce = self._aead._reserve()
             seq = self._take_sequence()
             aad = self._header(header, int.from_bytes(prefix[1:5], "big"), seq, ts)
-            nonce = os.urandom(NONCE_SIZE)
             return b"".join((aad, prefix, nonce, cipher.encrypt(nonce, payload, aad)))
         key = self.keyset.primary_for_sealing(self._clock())
         seq = self._take_sequence()
