@@ -169,7 +169,7 @@ class CRDT(abc.ABC):
             obj = cls._from_state(state)
         except DecodeError:
             raise
-        except (TypeError, ValueError, KeyError, IndexError, AttributeError) as exc:
+        except (TypeError, ValueError, KeyError, IndexError, AttributeError, RecursionError) as exc:
             raise DecodeError(f"invalid {cls.TAG} state: {exc}") from exc
         return obj
 

@@ -15,7 +15,6 @@ tagged with an unknown type or version, or semantically invalid raises
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import cbor2
@@ -123,21 +122,3 @@ def decode(data: object, max_size: int = MAX_DECODE_BYTES) -> CRDT:
     raw, (tag, version, state) = parse_object(data, max_size)
     cls = class_for(tag)
     return cls._decode_checked(raw, version, state)
-
-
-def guard(what: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Decorator for state validators: turns stray ``TypeError``/``ValueError``/
-    ``KeyError`` raised while walking an untrusted state into ``DecodeError``."""
-
-    def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
-        def inner(*args: Any, **kwargs: Any) -> Any:
-            try:
-                return fn(*args, **kwargs)
-            except DecodeError:
-                raise
-            except (TypeError, ValueError, KeyError, IndexError, RecursionError) as exc:
-                raise DecodeError(f"invalid {what} state: {exc}") from exc
-
-        return inner
-
-    return wrap
