@@ -54,3 +54,23 @@ def test_usage_and_decode_errors_exit_2(
     assert main_check([str(DATA / "c01-ok.txt"), "--format", "edn"]) == 2
     assert main_check([]) == 2
     assert main_check(["--help"]) == 0
+
+
+def test_progress_reports_every_partition_on_stderr(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main_check([str(DATA / "c01-ok.txt"), "--progress"]) == 0
+    err = capsys.readouterr().err
+    assert "partition 10/10" in err and "OK" in err
+    assert main_check([str(DATA / "c01-ok.txt"), "--no-progress"]) == 0
+    assert capsys.readouterr().err == ""
+
+
+def test_progress_callback_sees_each_partition_once() -> None:
+    from vsm_phoenix.verify import check_history, load_history
+
+    seen: list[tuple[int, int]] = []
+    history = load_history((DATA / "c01-ok.txt").read_bytes(), "auto")
+    result = check_history(history, progress=lambda d, t, _r: seen.append((d, t)))
+    assert seen == [(i, 10) for i in range(1, 11)]
+    assert result.verdict.name == "OK"
+    with pytest.raises(TypeError):
+        check_history(history, progress=42)  # type: ignore[arg-type]

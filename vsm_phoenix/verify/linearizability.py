@@ -43,7 +43,7 @@ import enum
 import math
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -331,12 +331,14 @@ def check(
     *,
     timeout: float | None = None,
     max_cache_entries: int = DEFAULT_MAX_CACHE_ENTRIES,
+    progress: Callable[[int, int, PartitionResult], None] | None = None,
 ) -> CheckResult:
     """Check ``operations`` against ``model``.
 
     ``timeout`` (seconds of wall clock, ``None`` = unbounded) and ``max_cache_entries``
     (memo entries per partition) bound the search; exceeding either gives UNKNOWN
-    unless some partition is already known to be ILLEGAL.
+    unless some partition is already known to be ILLEGAL. ``progress``, when given, is
+    called after each partition with (partitions done, partitions in all, its result).
     """
     started = time.monotonic()
     if not isinstance(model, Model):
@@ -350,6 +352,8 @@ def check(
         raise TypeMismatch("max_cache_entries must be an int")
     if max_cache_entries < 1:
         raise InvalidArgument("max_cache_entries must be >= 1")
+    if progress is not None and not callable(progress):
+        raise TypeMismatch("progress must be callable or None")
     ops = list(operations)
     for op in ops:
         if not isinstance(op, Operation):
@@ -365,6 +369,8 @@ def check(
             break
         result = _check_partition(model, part, deadline, max_cache_entries)
         done.append(result)
+        if progress is not None:
+            progress(len(done), len(parts), result)
         if result.verdict is Verdict.ILLEGAL:
             failing = result
             break
@@ -394,12 +400,17 @@ def check_history(
     *,
     timeout: float | None = None,
     max_cache_entries: int = DEFAULT_MAX_CACHE_ENTRIES,
+    progress: Callable[[int, int, PartitionResult], None] | None = None,
 ) -> CheckResult:
     """:func:`check` a :class:`History` against its own model."""
     if not isinstance(history, History):
         raise TypeMismatch(f"expected History, got {type(history).__name__}")
     return check(
-        history.model, history.operations, timeout=timeout, max_cache_entries=max_cache_entries
+        history.model,
+        history.operations,
+        timeout=timeout,
+        max_cache_entries=max_cache_entries,
+        progress=progress,
     )
 
 
@@ -484,7 +495,27 @@ def _parser() -> argparse.ArgumentParser:
         help="memo entries per partition before giving up (default %(default)s)",
     )
     parser.add_argument("--html", metavar="OUT", help="write an HTML timeline to OUT")
+    parser.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="report each checked partition on stderr (default: when stderr is a terminal)",
+    )
     return parser
+
+
+def _report_progress(started: float) -> Callable[[int, int, PartitionResult], None]:
+    def report(done: int, total: int, result: PartitionResult) -> None:
+        print(
+            f"\r  partition {done}/{total}: {len(result.operations)} ops, "
+            f"{result.verdict.name}, {result.steps} steps, "
+            f"{time.monotonic() - started:.1f}s elapsed",
+            end="\n" if done == total or result.verdict is not Verdict.OK else "",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    return report
 
 
 def main_check(argv: list[str]) -> int:
@@ -506,10 +537,12 @@ def main_check(argv: list[str]) -> int:
             raise InvalidArgument(
                 f"this history is for the {history.model.name!r} model, not {args.model!r}"
             )
+        show = sys.stderr.isatty() if args.progress is None else args.progress
         result = check_history(
             history,
             timeout=None if args.timeout <= 0 else args.timeout,
             max_cache_entries=args.max_cache,
+            progress=_report_progress(time.monotonic()) if show else None,
         )
     except (DecodeError, ValueError, TypeError) as exc:
         print(f"vsm-phoenix check: {args.history}: {exc}", file=sys.stderr)
