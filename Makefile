@@ -8,6 +8,7 @@ PIP    := $(PY) -m pip
 BUILD_INPUTS := pyproject.toml setup.py $(wildcard vsm_phoenix/*/*.pyx)
 STAMP  := $(VENV)/.installed-$(shell cat $(BUILD_INPUTS) | cksum | cut -d' ' -f1)
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
 .PHONY: venv test test-pure demo lint bench proofs soak clean
 
@@ -42,7 +43,7 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy --strict vsm_phoenix
 
 bench: $(STAMP)
-	$(PY) -m bench
+	$(PY) -m bench $(BENCH_ARGS)
 
 proofs: $(STAMP)
 	$(PY) -m pytest proofs -p no:cacheprovider
