@@ -19,8 +19,8 @@ receiver has processed the last. Targets: adapter (batched) / raw >= 0.8, batche
 unbatched >= 5. Measurements are interleaved and the best of ``repeats`` is kept (a
 shared 2-core machine varies by 30 % between identical runs).
 
-``run(quick)`` returns the figures; ``python bench/bench_amqp.py [--quick]`` prints them
-and writes ``bench/results/bench_amqp.json``. Nothing here asserts a time. Without a
+``run(quick)`` returns the figures; ``python -m bench --only amqp [--quick]`` prints
+them and writes the JSON report. Nothing here asserts a time. Without a
 broker, ``run`` returns ``{"skipped": reason}``.
 """
 
@@ -29,7 +29,6 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-import sys
 import tempfile
 import time
 import uuid
@@ -239,17 +238,3 @@ def test_amqp_throughput(benchmark: Any) -> None:
     result = benchmark.pedantic(run, args=(True,), rounds=1, iterations=1)
     benchmark.extra_info.update(result)
     print(json.dumps(result, indent=2))
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    result = run(quick="--quick" in args)
-    print(json.dumps(result, indent=2))
-    out = Path(__file__).resolve().parent / "results" / "bench_amqp.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

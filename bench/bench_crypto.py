@@ -13,8 +13,8 @@ For payloads of 64 B, 1 KiB and 64 KiB we time, side by side in one run and inte
 The figure of merit is ``ratio = raw time / ours time`` (1.0 = no overhead; the issue's
 target is >= 0.7 at 1 KiB). Each figure is the best of several interleaved repetitions.
 
-``run(quick)`` returns the figures; ``python bench/bench_crypto.py [--quick]`` prints them
-and writes ``bench/results/bench_crypto.json``; ``pytest bench/bench_crypto.py`` runs the
+``run(quick)`` returns the figures; ``python -m bench --only crypto [--quick]`` prints
+them and writes the JSON report; ``pytest bench/bench_crypto.py`` runs the
 pytest-benchmark suite. Nothing here asserts a time.
 """
 
@@ -22,10 +22,8 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -148,17 +146,3 @@ def test_ratios(benchmark: Any) -> None:
     result = benchmark.pedantic(run, args=(True,), rounds=1, iterations=1)
     benchmark.extra_info.update(result["ratios"])
     print(json.dumps(result, indent=2))
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    result = run(quick="--quick" in args)
-    print(json.dumps(result, indent=2))
-    out = Path(__file__).resolve().parent / "results" / "bench_crypto.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

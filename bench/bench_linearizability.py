@@ -6,8 +6,7 @@ synthetic histories shaped like Porcupine's ``c10``/``c50`` KV logs and its etcd
 (one read changed) variant, and returns the verdicts and seconds per history. Times
 are never asserted; the pytest-benchmark tests below only time the same calls.
 
-    python bench/bench_linearizability.py [--full]   # also writes bench/results/...json
-    python -m bench --only linearizability [--quick]
+    python -m bench --only linearizability [--quick]   # also writes the JSON report
     pytest bench/bench_linearizability.py -p no:cacheprovider --benchmark-only
 """
 
@@ -204,22 +203,3 @@ try:
         assert result.verdict is expected
 except ImportError:  # pragma: no cover - run() needs no pytest
     pass
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python bench/bench_linearizability.py [--full]``: print the report and write
-    ``bench/results/bench_linearizability.json``."""
-    import json
-    import sys
-
-    args = sys.argv[1:] if argv is None else argv
-    result = run(quick="--full" not in args)
-    print(json.dumps(result, indent=1))
-    out = Path(__file__).resolve().parent / "results" / "bench_linearizability.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1, sort_keys=True) + "\n", encoding="utf-8")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

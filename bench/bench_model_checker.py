@@ -11,8 +11,8 @@ Plus the cost of copying one Raft node, measured side by side: the checker's
 :func:`~vsm_phoenix.verify.model_checker.deepcopy_node` against plain
 ``copy.deepcopy`` (the ratio is what copying generators by state buys).
 
-``run(quick)`` returns the figures; ``python bench/bench_model_checker.py [--quick]``
-prints them and writes ``bench/results/bench_model_checker.json``; ``pytest
+``run(quick)`` returns the figures; ``python -m bench --only model_checker [--quick]``
+prints them and writes the JSON report; ``pytest
 bench/bench_model_checker.py`` runs the quick variant under pytest-benchmark. Nothing
 here asserts a time.
 """
@@ -20,11 +20,8 @@ here asserts a time.
 from __future__ import annotations
 
 import copy
-import json
 import random
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
 from vsm_phoenix.crdt import ORSet
@@ -127,18 +124,3 @@ def test_model_checker_throughput(benchmark: Any) -> None:
     result = benchmark.pedantic(run, args=(True,), rounds=1, iterations=1)
     benchmark.extra_info.update(result)
     assert result["raft_3_nodes"]["ok"] and result["sync_2_nodes"]["ok"]
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    result = run(quick="--quick" in args)
-    text = json.dumps(result, indent=2)
-    print(text)
-    out = Path(__file__).resolve().parent / "results" / "bench_model_checker.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(text + "\n")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -16,16 +16,14 @@ entry in flight per follower (``batch_delay_ms=0, max_batch=1``). *Batched*: pro
 are collected for 2 ms and shipped together, up to 64 entries per message. *Immediate*
 (for comparison): every proposal ships at once with all unacknowledged entries (up to
 64). ``run(quick)`` returns the figures;
-``python bench/bench_raft.py`` prints them and writes ``bench/results/bench_raft.json``;
+``python -m bench --only raft [--quick]`` prints them and writes the JSON report;
 ``pytest bench/bench_raft.py`` runs it under pytest-benchmark. Nothing asserts a time.
 """
 
 from __future__ import annotations
 
 import json
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
 from vsm_phoenix.protocol.kv import kv_node_factory, put
@@ -93,11 +91,3 @@ def run(quick: bool = False) -> dict[str, Any]:
 def test_raft_throughput(benchmark: Any) -> None:
     result = benchmark.pedantic(run, args=(True,), rounds=1, iterations=1)
     print(json.dumps(result, indent=2))
-
-
-if __name__ == "__main__":
-    figures = run(quick="--quick" in sys.argv)
-    print(json.dumps(figures, indent=2))
-    out = Path(__file__).resolve().parent / "results" / "bench_raft.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")

@@ -13,8 +13,8 @@ directions carry full state each round). Target: delta/full <= 1/50.
 A stricter figure is reported beside it: delta bytes per round over the size of *one*
 compressed full-state message (a lower bound for any full-state protocol).
 
-``run(quick)`` returns the figures; ``python bench/bench_sync.py`` prints them and writes
-``bench/results/bench_sync.json``; ``pytest bench/bench_sync.py`` runs it under
+``run(quick)`` returns the figures; ``python -m bench --only sync [--quick]`` prints them
+and writes the JSON report; ``pytest bench/bench_sync.py`` runs it under
 pytest-benchmark. Nothing here asserts a time.
 """
 
@@ -22,10 +22,8 @@ from __future__ import annotations
 
 import json
 import random
-import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from vsm_phoenix.crdt import CRDT, ORSet
@@ -130,17 +128,3 @@ def test_sync_bytes(benchmark: Any) -> None:
     result = benchmark.pedantic(run, args=(True,), rounds=1, iterations=1)
     benchmark.extra_info.update(result)
     print(json.dumps(result, indent=2))
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    result = run(quick="--quick" in args)
-    print(json.dumps(result, indent=2))
-    out = Path(__file__).resolve().parent / "results" / "bench_sync.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
