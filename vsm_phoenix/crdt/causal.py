@@ -46,6 +46,13 @@ class CausalContext(CRDT):
         return obj
 
     @classmethod
+    def _of_dots(cls, dots: set[tuple[str, int]]) -> Self:
+        """The compact context of already-validated dots (takes ownership of ``dots``)."""
+        obj = cls._raw({}, dots)
+        K.ctx_compact(obj.vv, obj.cloud)
+        return obj
+
+    @classmethod
     def from_vector(cls, clock: VectorClock) -> CausalContext:
         """The context holding every dot ``(r, 1..clock[r])``."""
         if not isinstance(clock, VectorClock):

@@ -127,9 +127,7 @@ class MVRegister(CRDT):
         check_atom(value)
         dot = self._ctx.next_dot(replica)
         d = (dot.replica, dot.counter)
-        ctx = CausalContext._raw({}, set(self._writes) | {d})
-        ctx.compact()
-        delta = MVRegister._raw({d: value}, ctx)
+        delta = MVRegister._raw({d: value}, CausalContext._of_dots(set(self._writes) | {d}))
         self._writes = {d: value}
         self._ctx.add(d)
         return delta

@@ -335,8 +335,7 @@ class ORSet(CRDT):
         dot = self._ctx.next_dot(replica)
         d = (dot.replica, dot.counter)
         old = self._entries.get(element, set())
-        delta = ORSet._raw({element: {d}}, CausalContext._raw({}, set(old) | {d}))
-        delta._ctx.compact()
+        delta = ORSet._raw({element: {d}}, CausalContext._of_dots(set(old) | {d}))
         self._entries[element] = {d}
         self._ctx.add(d)
         return delta
@@ -349,9 +348,7 @@ class ORSet(CRDT):
         old = self._entries.pop(element, None)
         if old is None:
             return ORSet()
-        ctx = CausalContext._raw({}, set(old))
-        ctx.compact()
-        return ORSet._raw({}, ctx)
+        return ORSet._raw({}, CausalContext._of_dots(old))
 
     def __contains__(self, element: object) -> bool:
         try:
