@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any, TypeAlias
 
+from vsm_phoenix.cbor import MAX_INT_BITS, int_fits
 from vsm_phoenix.crdt.codec import dumps
 from vsm_phoenix.errors import DecodeError, InvalidArgument, TypeMismatch
 
@@ -41,18 +42,28 @@ def _check_utf8(x: str) -> None:
 
 
 def check_count(n: object, what: str = "count") -> int:
-    """A count is a non-negative ``int`` (not ``bool``)."""
+    """A count is a non-negative ``int`` (not ``bool``) of at most ``MAX_INT_BITS``."""
     if type(n) is not int:
         raise TypeMismatch(f"{what} must be int, got {type(n).__name__}")
     if n < 0:
         raise InvalidArgument(f"{what} must be >= 0, got {n}")
+    check_int_width(n, what)
+    return n
+
+
+def check_int_width(n: int, what: str = "integer") -> int:
+    """Integers wider than the codec decodes are refused where they enter a state."""
+    if not int_fits(n):
+        raise InvalidArgument(f"{what} is wider than {MAX_INT_BITS} bits")
     return n
 
 
 def check_atom(x: object, _depth: int = 0) -> Atom:
     """Validate an element; raise ``TypeError`` when it is not an atom."""
-    if x is None or type(x) in (int, bytes):
+    if x is None or type(x) is bytes:
         return x  # type: ignore[return-value]
+    if type(x) is int:
+        return check_int_width(x, "element")
     if type(x) is str:
         _check_utf8(x)
         return x

@@ -17,9 +17,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import cbor2
-
-from vsm_phoenix.errors import DecodeError, TypeMismatch
+from vsm_phoenix import cbor
+from vsm_phoenix.errors import DecodeError
 
 if TYPE_CHECKING:
     from vsm_phoenix.crdt._base import CRDT
@@ -48,7 +47,7 @@ def register(tag: str, cls: type[CRDT]) -> None:
 
 def dumps(obj: Any) -> bytes:
     """Canonical CBOR bytes of a plain value."""
-    return cbor2.dumps(obj, canonical=True)
+    return cbor.dumps(obj)
 
 
 def encode_object(tag: str, version: int, state: Any) -> bytes:
@@ -60,36 +59,16 @@ def loads_canonical(data: object, max_size: int = MAX_DECODE_BYTES) -> Any:
     """Parse ``data`` as one canonical CBOR item, refusing anything else.
 
     Raises ``TypeError`` when ``data`` is not bytes-like and ``DecodeError`` when it is
-    too long, malformed, has trailing bytes or is not in canonical form.
+    too long, malformed, has trailing bytes, carries any CBOR tag or is not in
+    canonical form (the rules of :func:`vsm_phoenix.cbor.loads`).
     """
-    raw, obj = _parse(data, max_size)
-    try:
-        again = dumps(obj)
-    except Exception as exc:  # cbor2 raises many types (and RecursionError) on junk
-        raise DecodeError(f"malformed CBOR: {exc}") from exc
-    if again != raw:
-        raise DecodeError("not canonical CBOR (or trailing bytes)")
-    return obj
+    return cbor.loads(data, max_size=max_size, bignums=True)
 
 
 def _parse(data: object, max_size: int) -> tuple[bytes, Any]:
     """Bytes-check and parse one CBOR item, without the canonical-form check."""
-    if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise TypeMismatch(f"expected bytes, got {type(data).__name__}")
-    raw = bytes(data)
-    if len(raw) > max_size:
-        raise DecodeError(f"input of {len(raw)} bytes exceeds the limit of {max_size}")
-    if not raw:
-        raise DecodeError("empty input")
-    try:
-        return raw, cbor2.loads(raw, tag_hook=_reject_tag)
-    except Exception as exc:  # cbor2 raises many types (and RecursionError) on junk
-        raise DecodeError(f"malformed CBOR: {exc}") from exc
-
-
-def _reject_tag(_decoder: Any, tag: Any) -> Any:
-    """Unknown CBOR tags never occur in our encodings: refuse them while parsing."""
-    raise DecodeError(f"unexpected CBOR tag {getattr(tag, 'tag', '?')}")
+    raw = bytes(data) if isinstance(data, bytes | bytearray | memoryview) else data
+    return raw, cbor.loads(raw, max_size=max_size, canonical=False, bignums=True)  # type: ignore[return-value]
 
 
 def parse_object(

@@ -35,7 +35,7 @@ class GCounter(CRDT):
         check_count(n, "increment")
         if n == 0:
             return GCounter()
-        total = self._counts.get(replica, 0) + n
+        total = check_count(self._counts.get(replica, 0) + n, "count")
         self._counts[replica] = total
         return GCounter._raw({replica: total})
 

@@ -54,6 +54,7 @@ from typing import Any
 
 import cbor2
 
+from vsm_phoenix import cbor
 from vsm_phoenix.crypto.aead import KeysetAead
 from vsm_phoenix.crypto.keyset import TINK_PREFIX_SIZE, TINK_START_BYTE, KeyKind, Keyset
 from vsm_phoenix.crypto.mac import KeysetMac, _digest
@@ -285,8 +286,8 @@ class SecureChannel:
     @staticmethod
     def _decode_header(raw: bytes) -> dict[str, Any]:
         try:
-            header = cbor2.loads(raw)
-        except Exception as exc:  # cbor2 raises many types on bad input
+            header = cbor.loads(raw, wire=True)  # canonical, tag-free, bounded
+        except DecodeError as exc:
             raise DecodeError(f"header: {exc}") from None
         if not isinstance(header, dict) or not all(isinstance(k, str) for k in header):
             raise DecodeError("header must be a map with str keys")
@@ -297,10 +298,4 @@ class SecureChannel:
             value = header.get(name)
             if type(value) is not int or not 0 <= value <= hi:
                 raise DecodeError(f"header field {name!r} missing or out of range")
-        try:
-            canonical = cbor2.dumps(header, canonical=True)
-        except Exception:
-            raise DecodeError("header does not re-encode") from None
-        if canonical != raw:
-            raise DecodeError("header is not canonical CBOR")
         return header

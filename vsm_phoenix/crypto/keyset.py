@@ -52,6 +52,7 @@ import cbor2
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from vsm_phoenix import cbor
 from vsm_phoenix.crypto import _tinkproto
 from vsm_phoenix.errors import (
     AuthenticationError,
@@ -392,8 +393,8 @@ class Keyset:
     @classmethod
     def _from_cbor(cls, plain: bytes) -> Keyset:
         try:
-            doc = cbor2.loads(plain)
-        except Exception as exc:  # cbor2 raises many types on bad input
+            doc = cbor.loads(plain, wire=True)
+        except DecodeError as exc:
             raise DecodeError(f"keyset blob: {exc}") from None
         if not (isinstance(doc, list) and len(doc) == 4 and doc[0] == _BLOB_FORMAT):
             raise DecodeError("keyset blob: unsupported format")

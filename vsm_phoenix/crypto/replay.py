@@ -31,6 +31,7 @@ import threading
 
 import cbor2
 
+from vsm_phoenix import cbor
 from vsm_phoenix.crypto.storage import Storage, atomic
 from vsm_phoenix.errors import DecodeError, InvalidArgument, ReplayError, TypeMismatch
 
@@ -142,8 +143,8 @@ class ReplayWindow:
         if not isinstance(data, bytes):
             raise DecodeError("replay window must be bytes")
         try:
-            doc = cbor2.loads(data)
-        except Exception as exc:  # cbor2 raises many types on bad input
+            doc = cbor.loads(data, wire=True)
+        except DecodeError as exc:
             raise DecodeError(f"replay window: {exc}") from None
         if not (isinstance(doc, list) and len(doc) == 4 and doc[0] == _FORMAT):
             raise DecodeError("replay window: unsupported format")
@@ -164,8 +165,6 @@ class ReplayWindow:
             raise DecodeError("replay window: bits outside the window")
         if highest >= 0 and not window._seen(highest):
             raise DecodeError("replay window: highest sequence not marked")
-        if cbor2.dumps(doc, canonical=True) != data:
-            raise DecodeError("replay window: non-canonical encoding")
         return window
 
 
