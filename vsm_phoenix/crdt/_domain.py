@@ -61,7 +61,7 @@ def check_int_width(n: int, what: str = "integer") -> int:
 def check_atom(x: object, _depth: int = 0) -> Atom:
     """Validate an element; raise ``TypeError`` when it is not an atom."""
     if x is None or type(x) is bytes:
-        return x  # type: ignore[return-value]
+        return x
     if type(x) is int:
         return check_int_width(x, "element")
     if type(x) is str:
