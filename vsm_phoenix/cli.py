@@ -37,8 +37,8 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         return run_demo(seed=args.seed, out_dir=args.out_dir, progress=not args.quiet)
     from pathlib import Path
 
-    from vsm_phoenix.protocol.kv import simulate_kv
     from vsm_phoenix.verify import Verdict, check_history
+    from vsm_phoenix.verify.kv_workload import simulate_kv
 
     bad = 0
     for seed in range(args.seed, args.seed + args.runs):
