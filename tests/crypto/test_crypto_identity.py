@@ -48,7 +48,7 @@ def _encodings_of_small_order_points() -> list[bytes]:
 
 @pytest.mark.parametrize("raw", _encodings_of_small_order_points())
 def test_small_order_public_keys_are_refused(raw: bytes) -> None:
-    with pytest.raises(DecodeError, match="small order|canonical"):
+    with pytest.raises(DecodeError, match=r"small order|canonical"):
         VerifyKey.from_bytes(raw)
 
 
@@ -147,10 +147,9 @@ def test_a_tampered_roster_is_refused_before_its_body_is_read() -> None:
 @settings(max_examples=200)
 @given(st.binary(max_size=300))
 def test_roster_decoding_is_total(data: bytes) -> None:
-    try:
+    # random bytes never carry a valid signature: always one of the documented errors
+    with pytest.raises((DecodeError, AuthenticationError)):
         Roster.from_bytes(data)
-    except (DecodeError, AuthenticationError):
-        pass
 
 
 def test_roster_book_adopts_successors_only(tmp_path: Path) -> None:
@@ -212,10 +211,8 @@ def test_signed_batches_authenticate_the_whole_body() -> None:
 @given(st.binary(max_size=400))
 def test_open_batch_is_total(data: bytes) -> None:
     _, roster = _roster()
-    try:
+    with pytest.raises((DecodeError, AuthenticationError)):
         open_batch(data, roster)
-    except (DecodeError, AuthenticationError):
-        pass
 
 
 def test_open_batch_checks_the_signature_before_parsing_the_frames() -> None:
