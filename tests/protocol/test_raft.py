@@ -17,7 +17,6 @@ from vsm_phoenix.protocol.node import (
     ClientRequest,
     Deliver,
     LocalProtocolError,
-    Persist,
     Receive,
     Restart,
     Send,
@@ -197,27 +196,6 @@ def test_follower_answers_not_leader_with_hint() -> None:
     sim.run_for(10)
     assert reply(sim, follower, rid) == Deliver(K_NOT_LEADER, lead, rid)
     assert reply(sim, follower, rid2) == Deliver(K_NOT_LEADER, lead, rid2)
-
-
-def test_persist_precedes_dependent_sends() -> None:
-    cfg = RaftConfig(peers=tuple(IDS3))
-    node = RaftNode("n1", random.Random(0), cfg)
-    node.step(Start(0))
-    effects = node.step(TimerFired(1_000, T_ELECTION))  # pre-vote: nothing persisted
-    assert not any(isinstance(e, Persist) for e in effects)
-    other = RaftNode("n2", random.Random(1), cfg)
-    other.step(Start(0))
-    pre = [e.envelope for e in effects if isinstance(e, Send) and e.envelope.recipient == "n2"]
-    resp = other.step(Receive(1_000, pre[0]))
-    grant = [e.envelope for e in resp if isinstance(e, Send)]
-    effects = node.step(Receive(1_001, grant[0]))  # pre-vote quorum: campaign
-    kinds = [type(e).__name__ for e in effects]
-    assert "Persist" in kinds and "Send" in kinds
-    assert kinds.index("Send") > max(i for i, k in enumerate(kinds) if k == "Persist")
-    votes = [e.envelope for e in effects if isinstance(e, Send) and e.envelope.type == M_VOTE]
-    resp = other.step(Receive(1_002, votes[0]))  # the vote is persisted before the answer
-    assert isinstance(resp[0], Persist) and resp[0].key == KEY_STATE
-    assert any(isinstance(e, Send) and e.envelope.type == M_VOTE_RESP for e in resp)
 
 
 # -- crash and restart --------------------------------------------------------------------
