@@ -37,13 +37,13 @@ from typing import Any
 
 import aio_pika
 
+from vsm_phoenix.cli.base import amqp_url
 from vsm_phoenix.crypto import KeyKind, Keyset
 from vsm_phoenix.crypto.credentials import ClusterSecrets
 from vsm_phoenix.ext.amqp import (
     AmqpConfig,
     AmqpNode,
     Topology,
-    amqp_url,
     broker_available,
     delete_topology,
 )
@@ -186,7 +186,7 @@ def _frame_size() -> int:
 
 
 async def _run(quick: bool) -> dict[str, Any]:
-    url = amqp_url()
+    url = amqp_url()  # the command line's reading of $AMQP_URL
     reason = await broker_available(url)
     if reason is not None:
         return {"benchmark": "amqp_throughput", "skipped": reason}

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ext_echo import EchoNode, EchoRole
+from ext_echo import EchoKind, EchoNode
 
 from vsm_phoenix.crypto.credentials import ClusterSecrets
 from vsm_phoenix.ext.amqp import AmqpClient, AmqpConfig, AmqpNode, ControlError
@@ -46,7 +46,7 @@ async def start_nodes(secrets: ClusterSecrets, ids: list[str], url: str,
                       **cfg: Any) -> list[AmqpNode]:
     config = AmqpConfig(url=url, **cfg)
     nodes = [AmqpNode(echo(i), credentials=secrets.credentials(i), config=config,
-                      codec=EchoRole()) for i in ids]
+                      codec=EchoKind()) for i in ids]
     for n in nodes:
         await n.start()
     return nodes

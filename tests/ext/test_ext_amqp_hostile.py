@@ -18,7 +18,7 @@ from typing import Any
 
 import aio_pika
 import pytest
-from ext_echo import EchoNode, EchoRole
+from ext_echo import EchoKind, EchoNode
 
 from vsm_phoenix import cbor
 from vsm_phoenix.crypto import KeyKind, Keyset, SecureChannel
@@ -53,7 +53,7 @@ def echo(nid: str) -> EchoNode:
 
 async def start(secrets: ClusterSecrets, ids: list[str], url: str, **cfg: Any) -> list[AmqpNode]:
     nodes = [AmqpNode(echo(i), credentials=secrets.credentials(i),
-                      config=AmqpConfig(url=url, **cfg), codec=EchoRole()) for i in ids]
+                      config=AmqpConfig(url=url, **cfg), codec=EchoKind()) for i in ids]
     for n in nodes:
         await n.start()
     return nodes
@@ -312,7 +312,7 @@ def test_sealing_stops_with_an_alarm_at_the_key_usage_limit(
         store.put(f"aead/usage/{secrets.keyset.primary_id:08x}", (limit - 10).to_bytes(8, "big"))
         config = AmqpConfig(url=broker_url, key_usage_limit=limit, key_usage_warn=limit - 100)
         a = AmqpNode(echo("a"), credentials=secrets.credentials("a"), storage=store,
-                     config=config, codec=EchoRole())
+                     config=config, codec=EchoKind())
         (b,) = await start(secrets, ["b"], broker_url)
         await a.start()
         client = await ops_client(secrets, broker_url)
@@ -351,7 +351,7 @@ def test_a_second_process_for_the_same_node_is_fenced(clusters: Any, broker_url:
         (a,) = await start(secrets, ["a"], broker_url)
         try:
             twin = AmqpNode(echo("a"), credentials=secrets.credentials("a"),
-                            config=AmqpConfig(url=broker_url), codec=EchoRole())
+                            config=AmqpConfig(url=broker_url), codec=EchoKind())
             with pytest.raises(NodeFenced, match="already runs"):
                 await twin.start()
         finally:

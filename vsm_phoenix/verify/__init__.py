@@ -41,7 +41,6 @@ from vsm_phoenix.verify.linearizability import (
     check_history,
     detect_format,
     load_history,
-    main_check,
 )
 from vsm_phoenix.verify.model_checker import (
     ClusterView,
@@ -110,7 +109,6 @@ __all__ = [
     "detect_format",
     "history_from_jsonl",
     "load_history",
-    "main_check",
     "model_from_name",
     "parse_jepsen_etcd",
     "parse_porcupine_kv",

@@ -8,11 +8,21 @@ Modules, one concept each:
 * :mod:`~vsm_phoenix.ext.amqp.endpoint` -- :class:`AmqpConfig`, the connection, sealing
   and signing, the batching outbox with publisher confirms, dead-lettering.
 * :mod:`~vsm_phoenix.ext.amqp.node` -- :class:`AmqpNode`, the node runner: effects,
-  group commit, roles and the control operations, fencing.
+  group commit, role checks and the control operations, fencing.
+* :mod:`~vsm_phoenix.ext.amqp.control` -- the control plane: every operation, its
+  parameters and the roster role it needs, in one table.
 * :mod:`~vsm_phoenix.ext.amqp.client` -- :class:`AmqpClient`, the control-plane client.
-* :mod:`~vsm_phoenix.ext.amqp.roles` -- how to build each kind of node and talk to it.
+* :mod:`~vsm_phoenix.ext.amqp.kinds` -- node kinds (``crdt``, ``swim``, ``kv``): how to
+  build each kind of node and talk to it.
+* :mod:`~vsm_phoenix.ext.amqp.cluster` -- :class:`Cluster`, the library API: replicated
+  CRDTs and the KV across processes in a few lines of asyncio.
 * :mod:`~vsm_phoenix.ext.amqp.process` / :mod:`~vsm_phoenix.ext.amqp.simulate` --
   node processes and the multi-process ``simulate --transport amqp`` scenario.
+
+The errors this package raises are importable from it (``DecodeError``,
+``AuthenticationError``, ``ReplayError``, ``KeyExpiredError``, ``CapacityError``,
+``PermissionDenied``, ``InvalidArgument``, ``TypeMismatch``, ``NodeFenced``,
+``ControlError``; all derive from ``VsmPhoenixError``).
 
 Security, in one paragraph (README, "Threat model", has the whole story): every frame
 is sealed with the cluster keyset (AES-256-GCM, header authenticated) and every AMQP
@@ -25,50 +35,90 @@ check, one dead letter and (rate-limited) one log line.
 
 from __future__ import annotations
 
+from vsm_phoenix.errors import (
+    AuthenticationError,
+    CapacityError,
+    DecodeError,
+    InvalidArgument,
+    KeyExpiredError,
+    PermissionDenied,
+    ReplayError,
+    TypeMismatch,
+    VsmPhoenixError,
+)
 from vsm_phoenix.ext.amqp.client import AmqpClient, ControlError
-from vsm_phoenix.ext.amqp.endpoint import BATCH_CONTENT_TYPE, AmqpConfig
-from vsm_phoenix.ext.amqp.node import (
+from vsm_phoenix.ext.amqp.cluster import KV, Cluster, Replica, lock_data_dir, start_node
+from vsm_phoenix.ext.amqp.control import (
     ADMIN_OPS,
     CTL_REPLY,
     CTL_REQUEST,
-    ENVELOPE,
-    AmqpNode,
+    NODE_OPERATIONS,
     ControlCodec,
-    NodeFenced,
+    Operation,
+    Param,
+    build_request,
 )
-from vsm_phoenix.ext.amqp.roles import CrdtRole, KvRole, Role, SwimRole, load_role
+from vsm_phoenix.ext.amqp.endpoint import BATCH_CONTENT_TYPE, AmqpConfig
+from vsm_phoenix.ext.amqp.kinds import (
+    BUILTIN_KINDS,
+    CrdtKind,
+    KVKind,
+    NodeKind,
+    SwimKind,
+    load_kind,
+)
+from vsm_phoenix.ext.amqp.node import ENVELOPE, AmqpNode, NodeFenced
 from vsm_phoenix.ext.amqp.topology import (
     DEFAULT_AMQP_URL,
     Topology,
-    amqp_url,
     broker_available,
     declare_topology,
     delete_topology,
     redact,
+    wait_for_broker,
 )
 
 __all__ = [
     "ADMIN_OPS",
     "BATCH_CONTENT_TYPE",
+    "BUILTIN_KINDS",
     "CTL_REPLY",
     "CTL_REQUEST",
     "DEFAULT_AMQP_URL",
     "ENVELOPE",
+    "KV",
+    "NODE_OPERATIONS",
     "AmqpClient",
     "AmqpConfig",
     "AmqpNode",
+    "AuthenticationError",
+    "CapacityError",
+    "Cluster",
     "ControlCodec",
     "ControlError",
-    "CrdtRole",
-    "KvRole",
+    "CrdtKind",
+    "DecodeError",
+    "InvalidArgument",
+    "KVKind",
+    "KeyExpiredError",
     "NodeFenced",
-    "Role",
-    "SwimRole",
+    "NodeKind",
+    "Operation",
+    "Param",
+    "PermissionDenied",
+    "Replica",
+    "ReplayError",
+    "SwimKind",
     "Topology",
-    "amqp_url",
+    "TypeMismatch",
+    "VsmPhoenixError",
     "broker_available",
+    "build_request",
     "declare_topology",
     "delete_topology",
-    "load_role",
+    "load_kind",
+    "lock_data_dir",
     "redact",
+    "start_node",
+    "wait_for_broker",
 ]
