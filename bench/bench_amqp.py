@@ -37,6 +37,7 @@ from typing import Any
 
 import aio_pika
 
+from bench import progress
 from vsm_phoenix.cli.base import amqp_url
 from vsm_phoenix.crypto import KeyKind, Keyset
 from vsm_phoenix.crypto.credentials import ClusterSecrets
@@ -198,10 +199,14 @@ async def _run(quick: bool) -> dict[str, Any]:
     t_start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench-amqp-") as d:
         tmp = Path(d)
-        for _ in range(repeats):
+        progress.plan(3 * repeats)
+        for r in range(repeats):
+            progress.step(f"raw aio-pika, {n} messages (round {r + 1})")
             best["raw"] = max(best["raw"], await _raw(url, n, size))
+            progress.step(f"adapter batched (round {r + 1})")
             rate, stats["batched"] = await _adapter(url, n, True, tmp)
             best["batched"] = max(best["batched"], rate)
+            progress.step(f"adapter unbatched (round {r + 1})")
             rate, stats["unbatched"] = await _adapter(url, n, False, tmp)
             best["unbatched"] = max(best["unbatched"], rate)
     vs_raw = best["batched"] / best["raw"]

@@ -24,6 +24,11 @@ and so does the transcript harness (scenarios driven step by step with their exp
 effects kept in files): :mod:`vsm_phoenix.verify.transcript`.
 """
 
+from vsm_phoenix.errors import (  # the errors this package raises
+    DecodeError,
+    InvalidArgument,
+    VsmPhoenixError,
+)
 from vsm_phoenix.verify.history import (
     UNKNOWN,
     History,
@@ -73,6 +78,9 @@ from vsm_phoenix.verify.porcupine_formats import parse_jepsen_etcd, parse_porcup
 from vsm_phoenix.verify.render import render_html
 
 __all__ = [
+    "DecodeError",
+    "InvalidArgument",
+    "VsmPhoenixError",
     "ClusterView",
     "Counterexample",
     "Invariant",
