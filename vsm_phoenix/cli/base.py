@@ -27,7 +27,7 @@ import sys
 from collections.abc import Mapping
 from typing import IO, Final, NoReturn
 
-from vsm_phoenix.ext.amqp.topology import DEFAULT_AMQP_URL, redact
+from vsm_phoenix.ext.broker_url import DEFAULT_AMQP_URL, redact
 
 __all__ = [
     "EXIT_FAILED",
@@ -38,6 +38,8 @@ __all__ = [
     "amqp_url",
     "configure_logging",
     "keys_dir",
+    "require_amqp",
+    "usage_exit",
 ]
 
 EXIT_OK: Final = 0
@@ -106,6 +108,15 @@ class _Demote(logging.Filter):
         if record.levelno > logging.DEBUG:
             record.levelno, record.levelname = logging.DEBUG, "DEBUG"
         return logging.getLogger().isEnabledFor(logging.DEBUG)
+
+
+def require_amqp() -> None:
+    """``UsageError`` (one line) when the ``amqp`` extra (aio-pika) is not installed."""
+    try:
+        import aio_pika  # noqa: F401
+    except ImportError:
+        raise UsageError("this command needs the amqp extra: pip install 'vsm-phoenix[amqp]'"
+                         ) from None
 
 
 def parse_level(name: str) -> int:

@@ -32,6 +32,7 @@ from vsm_phoenix.cli.base import (
     UsageError,
     amqp_url,
     keys_dir,
+    require_amqp,
     usage_exit,
 )
 from vsm_phoenix.cli.node import add_key_options, load_credentials
@@ -63,8 +64,9 @@ def _common() -> argparse.ArgumentParser:
                    help="speak as this principal (default: the keys directory's only "
                         "non-node identity)")
     g.add_argument("--json", action="store_true", help="print the answer as JSON")
-    g.add_argument("--timeout-s", type=float, default=10.0,
-                   help="seconds to wait for each answer (default 10)")
+    g.add_argument("--timeout-s", type=float, default=None,
+                   help="seconds to wait for each answer (default 10; wait-converged: "
+                        "for convergence, default 60)")
     g.add_argument("--amqp-url", default=None,
                    help="broker URL (default $AMQP_URL or amqp://guest:guest@127.0.0.1:5672/)")
     add_key_options(p)
@@ -148,12 +150,15 @@ def _values(args: argparse.Namespace, op: Any) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     """``vsm-phoenix ctl ...``; returns the exit status."""
-    from vsm_phoenix.ext.amqp.cluster import roster_peers
-    from vsm_phoenix.ext.amqp.control import build_request, may_ask
-
     url = amqp_url(args.amqp_url)
-    table = all_operations()
     try:  # everything checked before the broker is contacted
+        require_amqp()
+        from vsm_phoenix.ext.amqp.cluster import roster_peers
+        from vsm_phoenix.ext.amqp.control import build_request, may_ask
+
+        table = all_operations()
+        if args.timeout_s is None:
+            args.timeout_s = 60.0 if args.op == WAIT_CONVERGED else 10.0
         if args.timeout_s <= 0:
             raise UsageError("--timeout-s must be positive")
         principal = _principal(args)

@@ -35,6 +35,7 @@ from vsm_phoenix.cli.base import (
     configure_logging,
     keys_dir,
     parse_level,
+    require_amqp,
     usage_exit,
 )
 from vsm_phoenix.crypto.credentials import KEYSET_FILE, ROSTER_FILE, Credentials, identity_file
@@ -151,10 +152,11 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """``vsm-phoenix node ...``; returns the exit status."""
-    from vsm_phoenix.ext.amqp.kinds import load_kind
-
     url = amqp_url(args.amqp_url)
     try:  # 1. every argument and file, before any side effect
+        require_amqp()
+        from vsm_phoenix.ext.amqp.kinds import load_kind
+
         level = parse_level(args.log_level)
         if args.broker_wait_s is not None and args.broker_wait_s < 0:
             raise UsageError("--broker-wait-s must be >= 0")

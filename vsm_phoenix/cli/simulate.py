@@ -16,6 +16,7 @@ from vsm_phoenix.cli.base import (
     UsageError,
     amqp_url,
     configure_logging,
+    require_amqp,
     usage_exit,
 )
 from vsm_phoenix.cli.node import add_transport_options, transport_argv
@@ -172,11 +173,11 @@ def _simulate_kv(first: int, runs: int, nodes: int, budget: float, out: Path,
 def _simulate_amqp(args: argparse.Namespace) -> int:
     prog = "vsm-phoenix simulate"
     url = amqp_url(args.amqp_url)
-    from vsm_phoenix.ext.amqp.process import BrokerAdmin
-    from vsm_phoenix.ext.amqp.simulate import SimulationSettings, run_simulation
-    from vsm_phoenix.ext.amqp.topology import redact
-
     try:
+        require_amqp()
+        from vsm_phoenix.ext.amqp.process import BrokerAdmin
+        from vsm_phoenix.ext.amqp.simulate import SimulationSettings, run_simulation
+
         settings = SimulationSettings(
             url=url, scenario=args.scenario, nodes=3 if args.nodes is None else args.nodes,
             ops=200 if args.ops is None else args.ops,
@@ -203,5 +204,7 @@ def _simulate_amqp(args: argparse.Namespace) -> int:
     except asyncio.CancelledError:  # SIGTERM
         return 143
     except (TimeoutError, RuntimeError, OSError) as exc:
+        from vsm_phoenix.ext.broker_url import redact
+
         print(redact(f"{prog} failed: {type(exc).__name__}: {exc}", url), file=sys.stderr)
         return EXIT_FAILED

@@ -252,7 +252,8 @@ class KV:
     """A client of the linearizable KV run by ``--kind kv`` nodes (obtained from
     :meth:`Cluster.kv`). Requests go to the leader (followers' hints are followed);
     a write is retried with the same session and sequence number until it is answered,
-    so it takes effect exactly once. One write at a time per :class:`KV`."""
+    so it takes effect exactly once. The session is the :class:`Cluster`'s: one write
+    at a time per cluster connection, whatever the number of :class:`KV` objects."""
 
     def __init__(self, cluster: Cluster, nodes: Sequence[str], first: str | None = None) -> None:
         if not nodes:
@@ -260,8 +261,6 @@ class KV:
         self.cluster = cluster
         self.nodes = list(nodes)
         self.leader: str | None = first
-        self._seq = 0
-        self._lock = asyncio.Lock()
         self._rng = random.Random()
 
     async def _call(self, request: dict[str, Any], timeout_s: float | None) -> Any:
@@ -298,10 +297,11 @@ class KV:
         """Send a KV write (a request :func:`~vsm_phoenix.ext.amqp.control.build_request`
         made from :attr:`KVKind.operations`) with this client's session id and next
         sequence number; the answer's value."""
-        self.cluster._require(ROLE_WRITE, f"KV {request.get('op')}")
-        async with self._lock:
-            self._seq += 1
-            full = {**request, "c": self.cluster._client().client_id, "s": self._seq}
+        cluster = self.cluster
+        cluster._require(ROLE_WRITE, f"KV {request.get('op')}")
+        async with cluster._kv_lock:  # one command at a time per session (exactly once)
+            cluster._kv_seq += 1
+            full = {**request, "c": cluster._client().client_id, "s": cluster._kv_seq}
             return await self._call(full, timeout_s)
 
     async def _write(self, op: str, timeout_s: float | None, **values: Any) -> Any:
@@ -386,6 +386,8 @@ class Cluster:
         self._ctl: AmqpClient | None = None
         self._storage: Storage | None = None
         self._lock: IO[str] | None = None
+        self._kv_seq = 0  # the KV session's sequence number (see KV.command)
+        self._kv_lock = asyncio.Lock()
 
     @classmethod
     def connect(

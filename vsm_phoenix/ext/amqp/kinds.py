@@ -166,7 +166,7 @@ class SwimKind:
         return {"members": node.alive_members()}
 
 
-_REPLICA = Param("replica", "NAME", f"the replica (default {DEFAULT_REPLICA!r})",
+_REPLICA = Param("replica", "REPLICA", f"the replica (default {DEFAULT_REPLICA!r})",
                  optional=True, default=DEFAULT_REPLICA)
 _ELEM = Param("elem", "ELEMENT", "the element (a string)")
 
@@ -263,7 +263,7 @@ class KVKind:
     """Raft + the replicated KV (:mod:`vsm_phoenix.protocol.kv`).
 
     Operations: ``get KEY`` (a linearizable ReadIndex read), ``put KEY VALUE``,
-    ``append KEY VALUE``, ``cas KEY VALUE [--expect OLD]`` (set when the current value
+    ``append KEY VALUE``, ``cas KEY VALUE [--old OLD]`` (set when the current value
     is OLD, or absent when no OLD is given; answers true or false), ``delete KEY``.
     Writes carry the client's session id ``c`` and sequence number ``s`` so a retried
     command is applied once. Reply kinds are Raft's (``raft.ok``, ``raft.not-leader``

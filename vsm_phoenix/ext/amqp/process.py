@@ -152,7 +152,7 @@ class BrokerAdmin:
     ``rabbitmqctl`` when the broker runs on this machine. Build one with
     :meth:`for_url`; it never talks to another broker than the URL's."""
 
-    url: str
+    url: str = attrs.field(repr=False)
     vhost: str
     api: str | None  # management API base URL, or None for rabbitmqctl
     user: str

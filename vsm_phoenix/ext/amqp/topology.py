@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 from collections.abc import Callable
 from typing import Final
 
@@ -27,6 +26,7 @@ import aiormq
 import attrs
 
 from vsm_phoenix.errors import InvalidArgument, PermissionDenied
+from vsm_phoenix.ext.broker_url import DEFAULT_AMQP_URL, redact
 
 __all__ = [
     "DEFAULT_AMQP_URL",
@@ -44,21 +44,8 @@ __all__ = [
 
 log = logging.getLogger("vsm_phoenix.ext.amqp")
 
-DEFAULT_AMQP_URL: Final = "amqp://guest:guest@127.0.0.1:5672/"
 DEFAULT_DLQ_MAX_LENGTH: Final = 10_000
 DEFAULT_DLQ_TTL_MS: Final = 7 * 24 * 3600 * 1000
-_USERINFO = re.compile(r"(?P<scheme>amqps?://)(?P<user>[^:@/\s]*):(?P<password>[^@\s]*)@")
-
-
-def redact(text: str, url: str | None = None) -> str:
-    """``text`` with every AMQP URL password replaced by ``***`` (and the password of
-    ``url`` wherever it appears alone): for anything printed or logged."""
-    out = _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:***@", text)
-    if url:
-        found = _USERINFO.search(url)
-        if found and len(found["password"]) >= 4:
-            out = out.replace(found["password"], "***")
-    return out
 
 
 async def _probe(url: str, timeout: float) -> BaseException | None:
