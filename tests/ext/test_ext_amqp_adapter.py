@@ -7,55 +7,18 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from ext_echo import EchoKind, EchoNode
+from amqp_helpers import client_for, echo, start_nodes, until
+from ext_echo import EchoNode
 
-from vsm_phoenix.crypto.credentials import ClusterSecrets
-from vsm_phoenix.ext.amqp import AmqpClient, AmqpConfig, AmqpNode, ControlError
+from vsm_phoenix.ext.amqp import AmqpConfig, AmqpNode, ControlError
 from vsm_phoenix.protocol.swim import SwimConfig, SwimNode
 from vsm_phoenix.storage import SQLiteStorage
 
 pytestmark = pytest.mark.amqp
-
-
-async def until(cond: Callable[[], bool], timeout: float = 10.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what or cond}")
-        await asyncio.sleep(0.02)
-
-
-async def until_async(cond: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not await cond():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out")
-        await asyncio.sleep(0.05)
-
-
-def echo(nid: str, seed: int = 0) -> EchoNode:
-    return EchoNode(nid, random.Random(f"{seed}/{nid}"))
-
-
-async def start_nodes(secrets: ClusterSecrets, ids: list[str], url: str,
-                      **cfg: Any) -> list[AmqpNode]:
-    config = AmqpConfig(url=url, **cfg)
-    nodes = [AmqpNode(echo(i), credentials=secrets.credentials(i), config=config,
-                      codec=EchoKind()) for i in ids]
-    for n in nodes:
-        await n.start()
-    return nodes
-
-
-async def client_for(secrets: ClusterSecrets, principal: str, url: str) -> AmqpClient:
-    client = AmqpClient(credentials=secrets.credentials(principal), config=AmqpConfig(url=url))
-    await client.start()
-    return client
 
 
 def test_ping_pong_batched_and_confirmed(clusters: Any, broker_url: str) -> None:

@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 import tracemalloc
-from collections.abc import Callable
 from typing import Any
 
 import aio_pika
 import pytest
-from ext_echo import EchoKind, EchoNode
+from amqp_helpers import client_for, drain_dlq, echo, until
+from amqp_helpers import start_nodes as start
+from ext_echo import EchoNode, EchoKind
 
 from vsm_phoenix import cbor
 from vsm_phoenix.crypto import KeyKind, Keyset, SecureChannel
@@ -28,7 +28,6 @@ from vsm_phoenix.crypto.identity import Identity
 from vsm_phoenix.ext.amqp import (
     CTL_REQUEST,
     ENVELOPE,
-    AmqpClient,
     AmqpConfig,
     AmqpNode,
     NodeFenced,
@@ -37,58 +36,6 @@ from vsm_phoenix.ext.amqp import (
 from vsm_phoenix.storage import MemoryStorage
 
 pytestmark = pytest.mark.amqp
-
-
-async def until(cond: Callable[[], bool], timeout: float = 10.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what or cond}")
-        await asyncio.sleep(0.02)
-
-
-def echo(nid: str) -> EchoNode:
-    return EchoNode(nid, random.Random(nid))
-
-
-async def start(secrets: ClusterSecrets, ids: list[str], url: str, **cfg: Any) -> list[AmqpNode]:
-    nodes = [AmqpNode(echo(i), credentials=secrets.credentials(i),
-                      config=AmqpConfig(url=url, **cfg), codec=EchoKind()) for i in ids]
-    for n in nodes:
-        await n.start()
-    return nodes
-
-
-async def ops_client(secrets: ClusterSecrets, url: str) -> AmqpClient:
-    client = AmqpClient(credentials=secrets.credentials("ops"), config=AmqpConfig(url=url))
-    await client.start()
-    return client
-
-
-async def drain_dlq(url: str, topo: Topology, expect: int, timeout: float = 10.0,
-                    settle: float = 0.5) -> list[aio_pika.abc.AbstractIncomingMessage]:
-    """Everything in the DLQ: at least ``expect`` messages, then ``settle`` seconds
-    more to catch any extra."""
-    got: list[aio_pika.abc.AbstractIncomingMessage] = []
-    conn = await aio_pika.connect(url)
-    try:
-        ch = await conn.channel()
-        q = await ch.declare_queue(topo.dlq, passive=True)
-        deadline = time.monotonic() + timeout
-        quiet_until: float | None = None
-        while time.monotonic() < deadline:
-            m = await q.get(no_ack=True, fail=False)
-            if m is not None:
-                got.append(m)
-                continue
-            if len(got) >= expect:
-                quiet_until = quiet_until or time.monotonic() + settle
-                if time.monotonic() > quiet_until:
-                    break
-            await asyncio.sleep(0.05)
-    finally:
-        await conn.close()
-    return got
 
 
 def reasons(dead: list[aio_pika.abc.AbstractIncomingMessage]) -> list[str]:
@@ -103,7 +50,7 @@ def test_garbage_and_forgeries_are_dead_lettered_once_each(clusters: Any,
 
     async def main() -> None:
         a, b = await start(secrets, ["a", "b"], broker_url)
-        client = await ops_client(secrets, broker_url)
+        client = await client_for(secrets, "ops", broker_url)
         try:
             key = topo.direct_key("b", "echo.ping")
             ops = secrets.identities["ops"]
@@ -211,7 +158,7 @@ def test_an_unauthenticated_body_costs_one_dead_letter(clusters: Any, broker_url
 
     async def main() -> None:
         (b,) = await start(secrets, ["b"], broker_url)
-        client = await ops_client(secrets, broker_url)
+        client = await client_for(secrets, "ops", broker_url)
         try:
             key = topo.direct_key("b", "x")
             outsider = seal_batch(Identity.generate("mallory"), secrets.roster.cluster, frames)
@@ -243,7 +190,7 @@ def test_garbage_on_many_routing_keys_leaves_nothing_behind(clusters: Any,
 
     async def main() -> None:
         (b,) = await start(secrets, ["b"], broker_url, log_interval_s=60.0)
-        client = await ops_client(secrets, broker_url)
+        client = await client_for(secrets, "ops", broker_url)
         try:
             async def burst(base: int, n: int) -> None:
                 for i in range(n):
@@ -274,7 +221,7 @@ def test_sequence_jumps_and_old_frames_are_dead_lettered(clusters: Any,
 
     async def main() -> None:
         (b,) = await start(secrets, ["b"], broker_url)
-        client = await ops_client(secrets, broker_url)
+        client = await client_for(secrets, "ops", broker_url)
         try:
             storage = MemoryStorage()
             ch = SecureChannel(secrets.keyset, storage, identity="ops#test")
@@ -315,7 +262,7 @@ def test_sealing_stops_with_an_alarm_at_the_key_usage_limit(
                      config=config, codec=EchoKind())
         (b,) = await start(secrets, ["b"], broker_url)
         await a.start()
-        client = await ops_client(secrets, broker_url)
+        client = await client_for(secrets, "ops", broker_url)
         try:
             with caplog.at_level(logging.ERROR, logger="vsm_phoenix.ext.amqp"):
                 await a.request({"op": "ping", "to": "b", "n": 30})

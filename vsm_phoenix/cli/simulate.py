@@ -136,7 +136,7 @@ def _simulate(args: argparse.Namespace) -> int:
 def _simulate_kv(first: int, runs: int, nodes: int, budget: float, out: Path,
                  quiet: bool) -> int:
     """The in-process simulator runs of the ``kv`` scenario."""
-    from vsm_phoenix.protocol.kv import simulate_kv
+    from vsm_phoenix.verify.kv_workload import simulate_kv
     from vsm_phoenix.verify import Verdict, check_history
 
     if not quiet:
