@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 import aio_pika
-from ext_echo import EchoNode, EchoKind
+from ext_echo import EchoKind, EchoNode
 
 from vsm_phoenix.crypto.credentials import ClusterSecrets
 from vsm_phoenix.ext.amqp import AmqpClient, AmqpConfig, AmqpNode, Topology

@@ -18,7 +18,7 @@ import aio_pika
 import pytest
 from amqp_helpers import client_for, drain_dlq, echo, until
 from amqp_helpers import start_nodes as start
-from ext_echo import EchoNode, EchoKind
+from ext_echo import EchoKind, EchoNode
 
 from vsm_phoenix import cbor
 from vsm_phoenix.crypto import KeyKind, Keyset, SecureChannel

@@ -136,8 +136,8 @@ def _simulate(args: argparse.Namespace) -> int:
 def _simulate_kv(first: int, runs: int, nodes: int, budget: float, out: Path,
                  quiet: bool) -> int:
     """The in-process simulator runs of the ``kv`` scenario."""
-    from vsm_phoenix.verify.kv_workload import simulate_kv
     from vsm_phoenix.verify import Verdict, check_history
+    from vsm_phoenix.verify.kv_workload import simulate_kv
 
     if not quiet:
         print(f"vsm-phoenix simulate: Raft KV, {nodes} nodes, seeds {first}..{first + runs - 1}, "
