@@ -665,13 +665,19 @@ def _restart_seeds(kind: str) -> list[bytes]:
     return seeds
 
 
+_KNOWN_RESTART = {
+    "sync": "SyncNode._recover turns persisted counters into ints with int(): a CBOR "
+            "float infinity (sync/counter = f97c00) raises OverflowError, which it does "
+            "not catch; reported to the owner of sync.py",
+}
+
 for _kind in _FACTORIES:
     register(Target(f"{_kind}.receive", functools.partial(lambda k: _traffic(k)[0], _kind),
                     functools.partial(_receive_subject, _kind), (DecodeError,),
                     reset_every=25))
     register(Target(f"{_kind}.restart", functools.partial(_restart_seeds, _kind),
                     functools.partial(_restart_subject, _kind), (DecodeError,),
-                    reset_every=1))
+                    reset_every=1, known=_KNOWN_RESTART.get(_kind, "")))
 
 
 # -- the KV state machine (commands come out of the replicated log) ------------------
