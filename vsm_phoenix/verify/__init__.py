@@ -19,7 +19,9 @@ self-contained HTML timeline (:meth:`CheckResult.html`).
     <Verdict.ILLEGAL: 'illegal'>
 
 The model checker (exhaustive exploration of message deliveries and timer firings over
-the real sans-IO nodes) lives in this package too: :mod:`vsm_phoenix.verify.model_checker`.
+the real sans-IO nodes) lives in this package too: :mod:`vsm_phoenix.verify.model_checker`,
+and so does the transcript harness (scenarios driven step by step with their expected
+effects kept in files): :mod:`vsm_phoenix.verify.transcript`.
 """
 
 from vsm_phoenix.verify.history import (
