@@ -54,17 +54,19 @@ from vsm_phoenix.crdt import (
 )
 from vsm_phoenix.crdt.causal import CausalContext
 from vsm_phoenix.crypto import _tinkproto
+from vsm_phoenix.crypto.batch import open_batch, seal_batch
 from vsm_phoenix.crypto.channel import ChannelMode, SecureChannel
+from vsm_phoenix.crypto.identity import Authority, Identity, Roster, RosterBook
 from vsm_phoenix.crypto.keyset import KeyKind, Keyset
 from vsm_phoenix.crypto.mac import _digest
 from vsm_phoenix.crypto.replay import ReplayWindow
+from vsm_phoenix.crypto.signature import SigningKey
 from vsm_phoenix.errors import (
     AuthenticationError,
     DecodeError,
     KeyExpiredError,
     ReplayError,
 )
-from vsm_phoenix.ext.amqp import decode_batch, encode_batch
 from vsm_phoenix.protocol import kv
 from vsm_phoenix.protocol.envelope import Envelope, decode_cbor, encode_cbor
 from vsm_phoenix.protocol.node import Node, Receive, Restart, Send, Start
@@ -484,11 +486,11 @@ register(Target("tinkproto.decode_hmac_key", _tink_key_seeds,
 def _window_seeds() -> list[bytes]:
     out = [ReplayWindow().to_bytes(), ReplayWindow(64).to_bytes()]
     w = ReplayWindow(128)
-    for seq in (0, 1, 5, 70, 130, 129, 2**40):
+    for seq in (0, 1, 5, 70, 130, 129, 2**39):
         w.record(seq)
         out.append(w.to_bytes())
     big = ReplayWindow(65536)
-    big.record(2**64 - 1)
+    big.record(2**40 - 1)
     out.append(big.to_bytes())
     return out
 
@@ -497,15 +499,103 @@ register(Target("replay.from_bytes", _window_seeds, lambda: Subject(ReplayWindow
                 (DecodeError,)))
 
 
-# -- AMQP batches ----------------------------------------------------------------------
+# -- identities, rosters and signed batches -------------------------------------------
+@functools.cache
+def _authority() -> Authority:
+    return Authority(SigningKey.from_bytes(bytes(range(1, 33))))
+
+
+@functools.cache
+def _identities() -> dict[str, Identity]:
+    return {p: Identity(p, SigningKey.from_bytes(bytes([i]) * 32))
+            for i, p in enumerate(("a", "b", "ops"), start=7)}
+
+
+@functools.cache
+def _roster() -> Roster:
+    ids = _identities()
+    return _authority().issue("hostile", {
+        "a": (ids["a"].verify_key, ["peer"]), "b": (ids["b"].verify_key, ["peer"]),
+        "ops": (ids["ops"].verify_key, ["read", "write", "admin"]),
+    }, serial=3, issued_ms=1_700_000_000_000)
+
+
+def _roster_seeds() -> list[bytes]:
+    ids = _identities()
+    other = _authority().issue("hostile", {"a": (ids["a"].verify_key, ["peer"])},
+                               serial=4, issued_ms=1, authorities=[
+                                   _authority().verify_key, ids["ops"].verify_key])
+    return [_roster().to_bytes(), other.to_bytes()]
+
+
+def _signed_roster(body: bytes) -> Roster:
+    """The authority signs arbitrary body bytes: the body parser behind the signature."""
+    auth = _authority()
+    return Roster.from_bytes(cbor.dumps([body, auth.verify_key.to_bytes(),
+                                         auth.signing_key.sign(body)]))
+
+
+def _roster_bodies() -> list[bytes]:
+    return [cbor.loads(raw, wire=True)[0] for raw in _roster_seeds()]
+
+
+class _BookHarness:
+    """A node's roster book (serial 3); adopting hostile rosters must not change it."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.book = RosterBook(_roster(), storage=MemoryStorage())
+
+    def fingerprint(self) -> object:
+        return self.book.roster.to_bytes()
+
+    def subject(self) -> Subject:
+        return Subject(lambda d: self.book.adopt(d), self.fingerprint, self.reset)
+
+
 @functools.cache
 def _batch_seeds() -> list[bytes]:
     frames = _frames(ChannelMode.AEAD)
-    return [encode_batch(frames[:1]), encode_batch(frames), encode_batch([b"\x00"])]
+    ids = _identities()
+    return [seal_batch(ids["a"], "hostile", frames[:1]),
+            seal_batch(ids["b"], "hostile", frames),
+            seal_batch(ids["ops"], "hostile", [b"\x00"])]
 
 
-register(Target("amqp.decode_batch", _batch_seeds, lambda: Subject(decode_batch),
-                (DecodeError,)))
+def _signed_batch(payload: bytes) -> object:
+    """Member ``a`` signs an arbitrary payload: the frames parser behind the signature."""
+    ident = _identities()["a"]
+    signed = cbor.dumps(["vsm-phoenix/batch", 1, "hostile", "a"]) + payload
+    body = cbor.dumps([1, "a", payload, ident.sign(signed)])
+    return open_batch(body, _roster())
+
+
+def _batch_payloads() -> list[bytes]:
+    return [cbor.loads(b, wire=True)[2] for b in _batch_seeds()]
+
+
+def _json_seeds(*docs: str) -> list[bytes]:
+    return [d.encode() for d in docs]
+
+
+_SIGNED_ERRORS = (DecodeError, AuthenticationError)
+register(Target("roster.from_bytes", _roster_seeds, lambda: Subject(Roster.from_bytes),
+                _SIGNED_ERRORS))
+register(Target("roster.from_bytes.authority-body", _roster_bodies,
+                lambda: Subject(_signed_roster), (DecodeError,)))
+register(Target("roster.book.adopt", _roster_seeds, lambda: _BookHarness().subject(),
+                _SIGNED_ERRORS, reset_every=20))
+register(Target("batch.open_batch", _batch_seeds,
+                lambda: Subject(lambda d: open_batch(d, _roster())), _SIGNED_ERRORS))
+register(Target("batch.open_batch.member-payload", _batch_payloads,
+                lambda: Subject(_signed_batch), (DecodeError,)))
+register(Target("identity.from_json",
+                lambda: _json_seeds(_identities()["a"].to_json(), _identities()["ops"].to_json()),
+                lambda: Subject(Identity.from_json), (DecodeError,), grammar="json"))
+register(Target("authority.from_json", lambda: _json_seeds(_authority().to_json()),
+                lambda: Subject(Authority.from_json), (DecodeError,), grammar="json"))
 
 
 # -- protocol nodes: received messages and persisted state ----------------------------

@@ -27,14 +27,14 @@ from hostile_inputs import (
     string_ref_bomb,
     text,
 )
-from hostile_targets import REGISTRY
+from hostile_targets import REGISTRY, _roster, _signed_batch
 
 from vsm_phoenix import cbor
 from vsm_phoenix.crdt import ORSet, codec, decode
+from vsm_phoenix.crypto.batch import open_batch
 from vsm_phoenix.crypto.keyset import KeyKind, Keyset
 from vsm_phoenix.crypto.replay import ReplayWindow
 from vsm_phoenix.errors import DecodeError
-from vsm_phoenix.ext.amqp import decode_batch
 from vsm_phoenix.protocol.envelope import Envelope, decode_cbor, encode_cbor
 from vsm_phoenix.verify import load_history
 
@@ -106,11 +106,19 @@ def test_157_byte_shared_reference_bomb_through_envelope_from_bytes() -> None:
     refused_within(Envelope.from_bytes, data)
 
 
-def test_1_kb_amqp_body_bomb_through_decode_batch() -> None:
+def decode_batch(body: bytes) -> object:
+    """What the AMQP adapter does with a body before anything else."""
+    return open_batch(body, _roster())
+
+
+def test_1_kb_amqp_body_bomb_through_the_batch_decoder() -> None:
     # 1 KB leaf, fan-out 4: a general decoder would re-encode 4**levels KB.
     body = array([largest_shared_ref_bomb(1159, leaf=b"\xaa" * 1000)])
     assert 1100 <= len(body) <= 1161
     exc = refused_within(decode_batch, body)
+    assert "tag 28" in str(exc)
+    # and from a member who signs it: the frames parser refuses it too
+    exc = refused_within(_signed_batch, body)
     assert "tag 28" in str(exc)
 
 
@@ -127,7 +135,8 @@ WIRE_DECODERS: dict[str, Callable[[bytes], object]] = {
     "ORSet.from_bytes": lambda d: ORSet.from_bytes(_crdt(d)),
     "Envelope.from_bytes": lambda d: Envelope.from_bytes(_frame(d)),
     "Envelope payload": lambda d: Envelope.from_bytes(_frame(head(5, 0), bstr(d))),
-    "decode_batch": lambda d: decode_batch(array([d])),
+    "open_batch": lambda d: decode_batch(array([d])),
+    "open_batch(signed payload)": lambda d: _signed_batch(array([d])),
     "ReplayWindow.from_bytes": lambda d: ReplayWindow.from_bytes(array([b"\x01", d])),
 }
 
@@ -140,7 +149,9 @@ def test_tagged_bombs_are_refused_at_parse_time(decoder: str, bomb: str) -> None
 
 @pytest.mark.parametrize("name", ["channel.open.aead.member-header",
                                   "channel.open.mac.member-header",
-                                  "keyset.from_encrypted.plaintext"])
+                                  "keyset.from_encrypted.plaintext",
+                                  "roster.from_bytes.authority-body",
+                                  "batch.open_batch.member-payload"])
 def test_bombs_behind_authentication_are_refused(name: str) -> None:
     """A member that holds the key cannot bomb the header or keyset parser either."""
     subject = REGISTRY[name].subject()
