@@ -9,8 +9,9 @@ BUILD_INPUTS := pyproject.toml setup.py $(wildcard vsm_phoenix/*/*.pyx)
 STAMP  := $(VENV)/.installed-$(shell cat $(BUILD_INPUTS) | cksum | cut -d' ' -f1)
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
+FUZZ_ARGS ?=
 
-.PHONY: venv test test-pure demo lint bench proofs soak clean
+.PHONY: venv test test-pure demo lint bench proofs soak fuzz clean
 
 $(STAMP): $(BUILD_INPUTS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,7 +23,7 @@ $(STAMP): $(BUILD_INPUTS)
 venv: $(STAMP)
 
 # The whole suite on the active backend (native when built), then the CRDT suite
-# again with the pure-Python kernels forced (DESIGN.md principle 4).
+# again with the pure-Python kernels forced (ARCHITECTURE.md, principle 4).
 test: $(STAMP)
 	$(PY) -c 'import vsm_phoenix.crdt as c; print("vsm-phoenix kernel backend:", c.BACKEND)'
 	$(PY) -m pytest -n 2 -p no:cacheprovider $(PYTEST_ARGS)
@@ -34,6 +35,12 @@ test-pure: $(STAMP)
 # Long randomized runs (sync seeds, SWIM, KV linearizability), excluded from make test.
 soak: $(STAMP)
 	$(PY) -m pytest -n 2 -p no:cacheprovider -m soak $(PYTEST_ARGS)
+
+# The mutation fuzzer over every decoder of outside bytes (tests/hostile/fuzz.py):
+# 100,000 hostile inputs per decoder, with per-input CPU and memory against the input
+# size; outside make test (about an hour). FUZZ_ARGS='--inputs 2000 --only envelope'.
+fuzz: $(STAMP)
+	$(PY) tests/hostile/fuzz.py $(FUZZ_ARGS)
 
 demo: $(STAMP)
 	$(PY) -m vsm_phoenix demo

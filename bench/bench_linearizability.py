@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench import progress
 from vsm_phoenix.verify import (
     UNKNOWN,
     History,
@@ -148,7 +149,10 @@ def run(quick: bool) -> dict[str, Any]:
     repeat = 3 if quick else 5
     budget = 10.0 if quick else 30.0
     rows: list[dict[str, Any]] = []
-    for name, (history, expected) in datasets(quick).items():
+    sets = datasets(quick)
+    progress.plan(len(sets))
+    for name, (history, expected) in sets.items():
+        progress.step(f"check {name}")
         times: list[float] = []
         result = None
         while len(times) < repeat and (not times or times[0] < 2.0):

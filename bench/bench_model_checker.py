@@ -24,6 +24,7 @@ import random
 import time
 from typing import Any
 
+from bench import progress
 from vsm_phoenix.crdt import ORSet
 from vsm_phoenix.protocol.raft import Propose, RaftConfig, RaftNode, check_invariants
 from vsm_phoenix.protocol.sync import Mutate, SyncConfig, SyncNode
@@ -108,8 +109,12 @@ def _copy_ratio(n: int) -> dict[str, Any]:
 def run(quick: bool = False) -> dict[str, Any]:
     """Explore both workloads; ``quick`` uses shallower bounds."""
     t0 = time.perf_counter()
+    progress.plan(3)
+    progress.step("raft, 3 nodes")
     raft = _raft(6 if quick else 8)
+    progress.step("delta sync, 2 nodes")
     sync = _sync(9 if quick else 11)
+    progress.step("node copy")
     return {
         "benchmark": "model_checker_states_per_s",
         "raft_3_nodes": raft,

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from vsm_phoenix.cli.check import main_check
 from vsm_phoenix.verify import HistoryRecorder, RegisterModel, RegisterRead, RegisterWrite
-from vsm_phoenix.verify.linearizability import main_check
 
 DATA = Path(__file__).parent / "data"
 

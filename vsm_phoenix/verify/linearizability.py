@@ -38,13 +38,10 @@ linearization the search reached in it (with the model state after each step), w
 
 from __future__ import annotations
 
-import argparse
 import enum
 import math
-import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
-from pathlib import Path
 from typing import Any, Final
 
 import attrs
@@ -63,7 +60,6 @@ __all__ = [
     "check_history",
     "detect_format",
     "load_history",
-    "main_check",
 ]
 
 #: Default bound on memoized (bitset, state) pairs per partition; roughly 0.2-1 GB of
@@ -458,104 +454,4 @@ def load_history(data: bytes | str, format: str = "auto") -> History:
     if format == "porcupine-kv":
         return porcupine_formats.parse_porcupine_kv(data)
     return porcupine_formats.parse_jepsen_etcd(data)
-
-
-# ----------------------------------------------------------------------------------
-# Command line: `vsm-phoenix check HISTORY ...`
-
-EXIT_OK: Final = 0
-EXIT_ILLEGAL: Final = 1
-EXIT_USAGE: Final = 2
-EXIT_UNKNOWN: Final = 3
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="vsm-phoenix check",
-        description="Check a history for linearizability. Exit status: 0 linearizable, "
-        "1 not linearizable, 2 bad usage or malformed history, 3 unknown (budget ran out).",
-    )
-    parser.add_argument("history", help="history file (use - for stdin)")
-    parser.add_argument(
-        "--model",
-        choices=("kv", "register"),
-        help="model to check against (default: the one the history format implies)",
-    )
-    parser.add_argument("--format", choices=FORMATS, default="auto", help="history format")
-    parser.add_argument(
-        "--timeout",
-        type=float,
-        default=60.0,
-        help="wall-clock budget in seconds (default 60; 0 = no limit)",
-    )
-    parser.add_argument(
-        "--max-cache",
-        type=int,
-        default=DEFAULT_MAX_CACHE_ENTRIES,
-        help="memo entries per partition before giving up (default %(default)s)",
-    )
-    parser.add_argument("--html", metavar="OUT", help="write an HTML timeline to OUT")
-    parser.add_argument(
-        "--progress",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="report each checked partition on stderr (default: when stderr is a terminal)",
-    )
-    return parser
-
-
-def _report_progress(started: float) -> Callable[[int, int, PartitionResult], None]:
-    def report(done: int, total: int, result: PartitionResult) -> None:
-        print(
-            f"\r  partition {done}/{total}: {len(result.operations)} ops, "
-            f"{result.verdict.name}, {result.steps} steps, "
-            f"{time.monotonic() - started:.1f}s elapsed",
-            end="\n" if done == total or result.verdict is not Verdict.OK else "",
-            file=sys.stderr,
-            flush=True,
-        )
-
-    return report
-
-
-def main_check(argv: list[str]) -> int:
-    """Entry point of ``vsm-phoenix check``; returns the exit status (never exits)."""
-    parser = _parser()
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:  # argparse reports and exits on bad usage or --help
-        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
-    try:
-        source = sys.stdin.buffer if args.history == "-" else None
-        data = source.read() if source is not None else Path(args.history).read_bytes()
-    except OSError as exc:
-        print(f"vsm-phoenix check: cannot read {args.history}: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    try:
-        history = load_history(data, args.format)
-        if args.model is not None and args.model != history.model.name:
-            raise InvalidArgument(
-                f"this history is for the {history.model.name!r} model, not {args.model!r}"
-            )
-        show = sys.stderr.isatty() if args.progress is None else args.progress
-        result = check_history(
-            history,
-            timeout=None if args.timeout <= 0 else args.timeout,
-            max_cache_entries=args.max_cache,
-            progress=_report_progress(time.monotonic()) if show else None,
-        )
-    except (DecodeError, ValueError, TypeError) as exc:
-        print(f"vsm-phoenix check: {args.history}: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    print(result.summary())
-    if args.html:
-        try:
-            Path(args.html).write_text(result.html(title=f"check {args.history}"), "utf-8")
-        except OSError as exc:
-            print(f"vsm-phoenix check: cannot write {args.html}: {exc}", file=sys.stderr)
-            return EXIT_USAGE
-        print(f"timeline written to {args.html}")
-    return {Verdict.OK: EXIT_OK, Verdict.ILLEGAL: EXIT_ILLEGAL, Verdict.UNKNOWN: EXIT_UNKNOWN}[
-        result.verdict
-    ]
 
