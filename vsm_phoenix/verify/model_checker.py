@@ -144,6 +144,8 @@ from vsm_phoenix.verify.copying import deepcopy_node
 from vsm_phoenix.verify.symmetry import Canonicalizer, freeze
 
 __all__ = [
+    "DEPTH_BOUND",
+    "STATE_BOUND",
     "ClusterView",
     "Counterexample",
     "Invariant",
@@ -302,10 +304,13 @@ class ClusterView(Mapping[str, Node]):
     """What an invariant sees: a read-only mapping ``node id -> node`` plus the network.
 
     ``in_flight`` lists ``(recipient, envelope, copies)``; ``timers`` maps each node id
-    to its pending timer names. Invariants must not modify the nodes.
+    to its pending timer names. Invariants must not modify the nodes. ``read_network``
+    tells whether ``in_flight``, ``timers`` or ``quiescent`` was read (the checker
+    reuses the verdict of an invariant that read only the nodes, see
+    :class:`ModelChecker`).
     """
 
-    __slots__ = ("_flight", "_in_flight", "_nodes", "_timers", "_timers_fn")
+    __slots__ = ("_flight", "_in_flight", "_nodes", "_timers", "_timers_fn", "read_network")
 
     def __init__(
         self,
@@ -318,6 +323,7 @@ class ClusterView(Mapping[str, Node]):
         self._in_flight = None if callable(in_flight) else in_flight
         self._timers_fn = timers if callable(timers) else None
         self._timers = None if callable(timers) else timers
+        self.read_network = False
 
     def __getitem__(self, key: str) -> Node:
         return self._nodes[key]
@@ -342,6 +348,7 @@ class ClusterView(Mapping[str, Node]):
 
     @property
     def in_flight(self) -> list[tuple[str, Envelope, int]]:
+        self.read_network = True
         if self._in_flight is None:
             assert self._flight is not None
             self._in_flight = self._flight()
@@ -349,6 +356,7 @@ class ClusterView(Mapping[str, Node]):
 
     @property
     def timers(self) -> dict[str, frozenset[str]]:
+        self.read_network = True
         if self._timers is None:
             assert self._timers_fn is not None
             self._timers = self._timers_fn()
@@ -546,6 +554,11 @@ class ModelChecker:
         self.quiescent_invariants = self._check_invariants(
             quiescent_invariants, "quiescent_invariants"
         )
+        # (name, invariant, verdicts by local-state ids for those that read only nodes)
+        self._checks: list[tuple[str, Invariant, dict[Any, Any]]] = [
+            (name, fn, {}) for name, fn in self.invariants.items()]
+        self._all_checks = self._checks + [
+            (name, fn, {}) for name, fn in self.quiescent_invariants.items()]
         self.requests = self._check_requests(requests)
         self.max_depth = _check_budget("max_depth", max_depth)
         self.max_states = _check_optional_budget("max_states", max_states)
@@ -623,6 +636,9 @@ class ModelChecker:
         self._timer_codes: dict[str, int] = {}
         self._timer_names: list[str] = []
         self._no_sends: Any = 0 if network == "set" else ()
+        self._bits: dict[int, list[int]] = {}  # set network: mask -> message ids
+        # Canonical keys by raw (locals, net): the same raw state recurs on many paths.
+        self._canon_of: dict[tuple[tuple[int, ...], Any], tuple[Hashable, ...]] = {}
         self._canon = (
             Canonicalizer(self.node_ids, [tuple(self._index[n] for n in g) for g in self.groups],
                           self._local_part, self._message_part)
@@ -841,11 +857,15 @@ class ModelChecker:
         """The message ids in flight, sorted, with repeats (a bit mask: each once)."""
         if isinstance(net, tuple):
             return list(net)
-        out = []
-        while net:
-            low = net & -net
-            out.append(low.bit_length() - 1)
-            net ^= low
+        out = self._bits.get(net)
+        if out is None:
+            out = []
+            rest = net
+            while rest:
+                low = rest & -rest
+                out.append(low.bit_length() - 1)
+                rest ^= low
+            self._bits[net] = out
         return out
 
     def _successors(self, s: _State, now: int) -> Iterator[tuple[_State, int, int, Any]]:
@@ -956,7 +976,11 @@ class ModelChecker:
         if self._canon is None:
             return s
         locals_, net, pending, budget = s
-        return (*self._canon.key(locals_, self._net_ids(net)), pending, budget)
+        raw = (locals_, net)
+        key = self._canon_of.get(raw)
+        if key is None:
+            key = self._canon_of[raw] = self._canon.key(locals_, self._net_ids(net))
+        return (*key, pending, budget)
 
     # -- invariants ------------------------------------------------------------------
     def _view(self, s: _State) -> ClusterView:
@@ -978,31 +1002,42 @@ class ModelChecker:
         return ClusterView(nodes, flight, timers)
 
     def _violation(self, s: _State) -> tuple[str, str] | None:
-        view = self._view(s)
-        checks = list(self.invariants.items())
-        if not s[1] and self.quiescent_invariants:
-            checks += list(self.quiescent_invariants.items())
-        for name, fn in checks:
-            try:
-                verdict = fn(view)
-            except AssertionError as exc:
-                return name, str(exc) or "assertion failed"
-            except Exception as exc:
-                return name, f"invariant raised {type(exc).__name__}: {exc}"
-            if verdict is None or verdict is True:
-                continue
-            if verdict is False:
-                return name, "returned False"
-            if isinstance(verdict, str):
-                if verdict:
-                    return name, verdict
-                continue
-            if isinstance(verdict, list | tuple):
-                if verdict:
-                    return name, "; ".join(map(str, verdict))
-                continue
-            return name, f"invariant returned {verdict!r} (expected None, bool, str or list)"
+        view: ClusterView | None = None
+        locals_ = s[0]
+        checks = self._checks if s[1] or not self.quiescent_invariants else self._all_checks
+        for name, fn, cache in checks:
+            found = cache.get(locals_, cache)
+            if found is not cache:
+                if found is None:
+                    continue
+                return found  # type: ignore[no-any-return]
+            if view is None:
+                view = self._view(s)
+            view.read_network = False
+            bad = self._judge(name, fn, view)
+            if not view.read_network:
+                cache[locals_] = bad
+            if bad is not None:
+                return bad
         return None
+
+    @staticmethod
+    def _judge(name: str, fn: Invariant, view: ClusterView) -> tuple[str, str] | None:
+        try:
+            verdict = fn(view)
+        except AssertionError as exc:
+            return name, str(exc) or "assertion failed"
+        except Exception as exc:
+            return name, f"invariant raised {type(exc).__name__}: {exc}"
+        if verdict is None or verdict is True:
+            return None
+        if verdict is False:
+            return name, "returned False"
+        if isinstance(verdict, str):
+            return (name, verdict) if verdict else None
+        if isinstance(verdict, list | tuple):
+            return (name, "; ".join(map(str, verdict))) if verdict else None
+        return name, f"invariant returned {verdict!r} (expected None, bool, str or list)"
 
     def _final_state(self, s: _State) -> tuple[str, ...]:
         out = []
@@ -1163,6 +1198,8 @@ class ModelChecker:
             try:
                 for succ, kind, i, arg in self._successors(s, now):
                     transitions += 1
+                    if succ is s:  # a self-loop (a set network's redundant delivery)
+                        continue
                     key = self._key(succ)
                     if key in seen:
                         continue
