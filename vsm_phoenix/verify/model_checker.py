@@ -103,44 +103,58 @@ be renamed).
 
 from __future__ import annotations
 
-import random
 import sys
 import time
 from collections import deque
 from collections.abc import (
     Callable,
     Hashable,
-    ItemsView,
     Iterator,
-    KeysView,
     Mapping,
     Sequence,
-    ValuesView,
 )
-from typing import Any, Final, Literal, TextIO
+from typing import Any, Final, TextIO
 
 import attrs
 
-from vsm_phoenix.errors import DecodeError, InvalidArgument, TypeMismatch, VsmPhoenixError
-from vsm_phoenix.protocol.envelope import Envelope, decode_cbor
+from vsm_phoenix.errors import InvalidArgument, TypeMismatch
+from vsm_phoenix.protocol.envelope import Envelope
 from vsm_phoenix.protocol.node import (
-    CancelTimer,
-    ClientRequest,
-    Deliver,
-    Effect,
-    Event,
     Node,
     NodeFactory,
-    Persist,
-    Receive,
-    Restart,
-    Send,
-    SetTimer,
     Start,
-    TimerFired,
 )
 from vsm_phoenix.verify.budget import Budget
 from vsm_phoenix.verify.copying import deepcopy_node
+from vsm_phoenix.verify.local_steps import (
+    _CRASH,
+    _DELIVER,
+    _DROP,
+    _DUP,
+    _REQUEST,
+    _TIMER,
+    LocalSteps,
+    Network,
+    _Action,
+    _Raised,
+    _Result,
+    _State,
+)
+from vsm_phoenix.verify.mc_replay import replay
+from vsm_phoenix.verify.mc_values import (
+    DEPTH_BOUND,
+    STATE_BOUND,
+    ClusterView,
+    Counterexample,
+    Invariant,
+    ModelCheckerError,
+    ModelCheckResult,
+    ReplayDivergedError,
+    Request,
+    Step,
+    default_message_key,
+    node_state_key,
+)
 from vsm_phoenix.verify.symmetry import Canonicalizer, freeze
 
 __all__ = [
@@ -161,307 +175,7 @@ __all__ = [
     "freeze",
 ]
 
-#: An invariant sees the cluster and returns ``None``/``True`` (holds), ``False`` or a
-#: non-empty message / list of messages (violated); raising ``AssertionError`` also
-#: reports a violation.
-Invariant = Callable[["ClusterView"], Any]
-
-Network = Literal["multiset", "set"]
-
-#: Reasons a search ends without exhausting the space.
-DEPTH_BOUND: Final = "depth bound"
-STATE_BOUND: Final = "state bound"
-
-# Action kinds (compact: one per stored state).
-_DELIVER, _DROP, _DUP, _TIMER, _REQUEST, _CRASH = range(6)
-_KIND_NAMES: Final = ("deliver", "drop", "duplicate", "timer", "request", "crash")
 _K: Final = 1 << 40  # memo key: local id * _K + event code
-
-
-class ModelCheckerError(VsmPhoenixError):
-    """The model checker cannot carry on (not a property violation)."""
-
-
-class ReplayDivergedError(ModelCheckerError):
-    """Replaying a trace on fresh nodes did not reach the explored states: a node key
-    leaves out state the node's behaviour depends on. ``step`` is the first step (1-based)
-    after which the replayed and explored local states differ."""
-
-    def __init__(self, step: int, detail: str) -> None:
-        super().__init__(f"replay diverged after step {step}: {detail}; node_key must "
-                         "cover everything that influences a node's future behaviour")
-        self.step = step
-
-
-# -- public value types --------------------------------------------------------------
-@attrs.frozen
-class Request:
-    """A scripted client request that may be submitted once, at any point.
-
-    ``targets`` restricts which nodes may receive it (``None``: any node). The request
-    id defaults to ``"req-<index>"``.
-    """
-
-    payload: Any
-    request_id: str | None = None
-    targets: tuple[str, ...] | None = attrs.field(
-        default=None, converter=attrs.converters.optional(tuple)
-    )
-
-
-@attrs.frozen
-class Step:
-    """One action of a trace and what it caused.
-
-    ``kind`` is ``"deliver"``, ``"drop"``, ``"duplicate"``, ``"timer"``, ``"request"``
-    or ``"crash"``; ``node`` is the node that acted (the recipient, for network actions).
-    """
-
-    kind: str
-    node: str
-    detail: str
-    effects: tuple[str, ...] = ()
-
-    def __str__(self) -> str:
-        head = f"{self.kind:<9} {self.node:<6} {self.detail}"
-        if not self.effects:
-            return head
-        return head + "".join(f"\n{'':16}→ {e}" for e in self.effects)
-
-
-@attrs.frozen
-class Counterexample:
-    """A shortest path from the initial state to a state violating ``invariant``."""
-
-    invariant: str
-    message: str
-    steps: tuple[Step, ...]
-    final_state: tuple[str, ...] = ()
-
-    def render(self) -> str:
-        """The trace as numbered lines, readable as a story of the run."""
-        lines = [
-            f"invariant {self.invariant!r} violated after {len(self.steps)} step(s): "
-            f"{self.message}"
-        ]
-        if not self.steps:
-            lines.append("  (in the initial state)")
-        width = len(str(len(self.steps)))
-        for i, step in enumerate(self.steps, 1):
-            lines.append(f"  {i:>{width}}. {step}")
-        if self.final_state:
-            lines.append("  final state:")
-            lines.extend(f"    {s}" for s in self.final_state)
-        return "\n".join(lines)
-
-    __str__ = render
-
-
-@attrs.frozen
-class ModelCheckResult:
-    """What a run found. ``exhausted`` means every reachable state (within the fault
-    budgets) was explored: the invariants hold in all of them, not just up to
-    ``max_depth``. Otherwise ``reason`` says what cut the search (``"depth bound"``,
-    ``"state bound"``, ``"timeout"``, ``"memory limit"``; empty after a violation) and
-    ``depth_complete`` up to which depth every reachable state was checked."""
-
-    counterexample: Counterexample | None
-    states: int
-    transitions: int
-    depth: int
-    exhausted: bool
-    elapsed_s: float
-    reason: str = ""
-    depth_complete: int = 0
-
-    @property
-    def ok(self) -> bool:
-        return self.counterexample is None
-
-    @property
-    def states_per_second(self) -> float:
-        return self.states / self.elapsed_s if self.elapsed_s > 0 else float(self.states)
-
-    def summary(self) -> str:
-        verdict = "ok" if self.ok else f"VIOLATION of {self.counterexample.invariant!r}"  # type: ignore[union-attr]
-        if self.exhausted:
-            scope = "exhausted"
-        else:
-            scope = f"{self.reason or 'stopped'} at depth {self.depth}, " \
-                    f"complete to depth {self.depth_complete}"
-        return (
-            f"{verdict}: {self.states} states, {self.transitions} transitions, {scope}, "
-            f"{self.elapsed_s:.2f} s ({self.states_per_second:,.0f} states/s)"
-        )
-
-    def __str__(self) -> str:
-        if self.counterexample is None:
-            return self.summary()
-        return self.summary() + "\n" + self.counterexample.render()
-
-
-class ClusterView(Mapping[str, Node]):
-    """What an invariant sees: a read-only mapping ``node id -> node`` plus the network.
-
-    ``in_flight`` lists ``(recipient, envelope, copies)``; ``timers`` maps each node id
-    to its pending timer names. Invariants must not modify the nodes. ``read_network``
-    tells whether ``in_flight``, ``timers`` or ``quiescent`` was read (the checker
-    reuses the verdict of an invariant that read only the nodes, see
-    :class:`ModelChecker`).
-    """
-
-    __slots__ = ("_flight", "_in_flight", "_nodes", "_timers", "_timers_fn", "read_network")
-
-    def __init__(
-        self,
-        nodes: dict[str, Node],
-        in_flight: list[tuple[str, Envelope, int]] | Callable[[], list[tuple[str, Envelope, int]]],
-        timers: dict[str, frozenset[str]] | Callable[[], dict[str, frozenset[str]]],
-    ) -> None:
-        self._nodes = nodes
-        self._flight = in_flight if callable(in_flight) else None
-        self._in_flight = None if callable(in_flight) else in_flight
-        self._timers_fn = timers if callable(timers) else None
-        self._timers = None if callable(timers) else timers
-        self.read_network = False
-
-    def __getitem__(self, key: str) -> Node:
-        return self._nodes[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._nodes)
-
-    def __len__(self) -> int:
-        return len(self._nodes)
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._nodes
-
-    def keys(self) -> KeysView[str]:
-        return self._nodes.keys()
-
-    def values(self) -> ValuesView[Node]:
-        return self._nodes.values()
-
-    def items(self) -> ItemsView[str, Node]:
-        return self._nodes.items()
-
-    @property
-    def in_flight(self) -> list[tuple[str, Envelope, int]]:
-        self.read_network = True
-        if self._in_flight is None:
-            assert self._flight is not None
-            self._in_flight = self._flight()
-        return self._in_flight
-
-    @property
-    def timers(self) -> dict[str, frozenset[str]]:
-        self.read_network = True
-        if self._timers is None:
-            assert self._timers_fn is not None
-            self._timers = self._timers_fn()
-        return self._timers
-
-    @property
-    def quiescent(self) -> bool:
-        """No message in flight."""
-        return not self.in_flight
-
-
-# -- keys and copies -------------------------------------------------------------------
-def default_message_key(envelope: Envelope) -> Hashable:
-    """Everything of an envelope except its message id, correlation id and timestamp;
-    the payload decoded from CBOR (so node ids in it can be renamed) when possible."""
-    try:
-        body: Hashable = freeze(decode_cbor(envelope.payload))
-    except (DecodeError, TypeError):
-        body = envelope.payload
-    return (
-        envelope.type,
-        envelope.sender,
-        envelope.recipient,
-        envelope.topic,
-        envelope.hop_limit,
-        envelope.causal_context,
-        body,
-    )
-
-
-def _node_state_key(node: Node) -> Hashable:
-    method = getattr(node, "state_key", None)
-    if method is None or not callable(method):
-        raise TypeMismatch(
-            f"{type(node).__name__} has no state_key() method; pass node_key=... to say "
-            "what of a node's state matters"
-        )
-    return method()  # type: ignore[no-any-return]
-
-
-def _describe_payload(envelope: Envelope, limit: int = 160) -> str:
-    try:
-        text = repr(decode_cbor(envelope.payload))
-    except DecodeError:
-        text = envelope.payload.hex()
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _describe_effect(effect: Effect) -> str | None:
-    if isinstance(effect, Send):
-        env = effect.envelope
-        to = env.recipient if env.recipient is not None else f"topic {env.topic}"
-        return f"send {env.type} to {to} {_describe_payload(env)}"
-    if isinstance(effect, Deliver):
-        rid = f" [{effect.request_id}]" if effect.request_id is not None else ""
-        text = repr(effect.payload)
-        if len(text) > 160:
-            text = text[:159] + "…"
-        return f"deliver {effect.kind}{rid} {text}"
-    return None  # timers and persistence are shown in the state, not in the story
-
-
-# -- interned parts ---------------------------------------------------------------------
-class _Local:
-    """One distinct local state: node position, key, pending timers, store (or
-    ``None`` when crashes are not modelled) and the node object standing for it."""
-
-    __slots__ = ("index", "key", "node", "store", "timers")
-
-    def __init__(self, index: int, key: Hashable, node: Node, timers: frozenset[str],
-                 store: frozenset[tuple[str, bytes]] | None) -> None:
-        self.index = index
-        self.key = key
-        self.node = node
-        self.timers = timers
-        self.store = store
-
-
-class _Msg:
-    __slots__ = ("dst", "env", "key")
-
-    def __init__(self, dst: int, key: Hashable, env: Envelope) -> None:
-        self.dst = dst
-        self.key = key
-        self.env = env
-
-
-class _Raised:
-    """A local step that raised (memoized like any other result)."""
-
-    __slots__ = ("exc",)
-
-    def __init__(self, exc: BaseException) -> None:
-        self.exc = exc
-
-
-# A memoized local step: (new local id, messages sent) or _Raised.
-_Result = tuple[int, Any] | _Raised
-# A cluster state: (local ids, messages in flight — a sorted tuple of message ids, or a
-# bit mask on a set network —, unsent request mask, budgets used (drops, duplicates,
-# timer firings, crashes)).
-_State = tuple[tuple[int, ...], Any, int, tuple[int, int, int, int]]
-# An action: (kind, node position, argument) — argument: message id, timer name,
-# request index or None.
-_Action = tuple[int, int, Any]
 
 
 class _StopSearch(Exception):
@@ -484,7 +198,7 @@ def _check_optional_budget(name: str, value: object) -> int | None:
     return None if value is None else _check_budget(name, value)
 
 
-class ModelChecker:
+class ModelChecker(LocalSteps):
     """Breadth-first exploration of a cluster of ``factory``-built nodes.
 
     ``node_ids`` name the nodes (each built with ``random.Random(f"{seed}/{id}")`` and
@@ -572,16 +286,12 @@ class ModelChecker:
             raise InvalidArgument(f"network must be 'multiset' or 'set', got {network!r}")
         if network == "set" and self.max_duplicates:
             raise InvalidArgument("a set network duplicates every message already")
-        self.network: Network = network
         self.groups = self._check_symmetry(symmetry)
         self.symmetry = bool(self.groups)
         for name, fn in (("node_key", node_key), ("message_key", message_key),
                          ("copy_node", copy_node)):
             if fn is not None and not callable(fn):
                 raise TypeMismatch(f"{name} must be callable")
-        self._node_key = node_key or _node_state_key
-        self._message_key = message_key or default_message_key
-        self._copy: Callable[[Node], Node] = copy_node or deepcopy_node
         if isinstance(now, bool) or not (isinstance(now, int) or callable(now)):
             raise TypeMismatch("now must be an int or callable(depth) -> int")
         if isinstance(now, int) and now < 0:
@@ -589,7 +299,6 @@ class ModelChecker:
         self._now = now
         if type(seed) is not int:
             raise TypeMismatch("seed must be an int")
-        self.seed = seed
         if timeout_s is not None and (isinstance(timeout_s, bool)
                                       or not isinstance(timeout_s, int | float)):
             raise TypeMismatch("timeout_s must be a number of seconds or None")
@@ -602,7 +311,6 @@ class ModelChecker:
         if not isinstance(memoize, bool):
             raise TypeMismatch("memoize must be a bool")
         self.memoize = memoize
-        self.factory = factory
         if progress is True:
             self._progress: TextIO | None = sys.stderr
         elif progress is False:
@@ -622,21 +330,19 @@ class ModelChecker:
                     and all(isinstance(x, str) for x in item)):
                 raise TypeMismatch(f"prefix step {item!r} is not a (kind, node, text) triple")
         self.prefix = tuple(prefix)
-        self._track_store = self.max_crashes > 0
-        self._root_prefix: list[_Action] = []
-        if self.symmetry and self._track_store:
+        track_store = self.max_crashes > 0
+        if self.symmetry and track_store:
             raise InvalidArgument("symmetry reduction cannot be combined with crashes")
-        # Interned parts and the memo of local steps.
-        self._locals: list[_Local] = []
-        self._local_ids: dict[Hashable, int] = {}
-        self._msgs: list[_Msg] = []
-        self._msg_ids: dict[Hashable, int] = {}
+        LocalSteps.__init__(
+            self, factory, self.node_ids, self.requests,
+            node_key=node_key or node_state_key,
+            message_key=message_key or default_message_key,
+            copy_node=copy_node or deepcopy_node,
+            network=network, seed=seed, symmetry=self.symmetry, track_store=track_store,
+        )
+        self._root_prefix: list[_Action] = []
         self._memo: dict[int, _Result] = {}
         self._memo_now: int | None = None
-        self._timer_codes: dict[str, int] = {}
-        self._timer_names: list[str] = []
-        self._no_sends: Any = 0 if network == "set" else ()
-        self._bits: dict[int, list[int]] = {}  # set network: mask -> message ids
         # Canonical keys by raw (locals, net): the same raw state recurs on many paths.
         self._canon_of: dict[tuple[tuple[int, ...], Any], tuple[Hashable, ...]] = {}
         self._canon = (
@@ -716,157 +422,9 @@ class ModelChecker:
                     )
         return groups
 
-    # -- interning -------------------------------------------------------------------
-    def _nkey(self, node: Node) -> Hashable:
-        key = self._node_key(node)
-        return freeze(key) if self.symmetry else key
-
-    def _intern_local(self, index: int, key: Hashable, node: Node, timers: frozenset[str],
-                      store: frozenset[tuple[str, bytes]] | None) -> int:
-        item = (index, key, timers, store)
-        lid = self._local_ids.get(item)
-        if lid is None:
-            lid = len(self._locals)
-            self._local_ids[item] = lid
-            self._locals.append(_Local(index, key, node, timers, store))
-        return lid
-
-    def _intern_msg(self, dst: int, env: Envelope) -> int:
-        key = self._message_key(env)
-        if self.symmetry:
-            key = freeze(key)
-        item = (dst, key)
-        mid = self._msg_ids.get(item)
-        if mid is None:
-            mid = len(self._msgs)
-            self._msg_ids[item] = mid
-            self._msgs.append(_Msg(dst, key, env))
-        return mid
-
-    def _local_part(self, lid: int) -> tuple[int, Hashable, Hashable]:
-        loc = self._locals[lid]
-        return loc.index, loc.key, (loc.timers, loc.store)
-
-    def _message_part(self, mid: int) -> tuple[int, Hashable]:
-        msg = self._msgs[mid]
-        return msg.dst, msg.key
-
-    def _build(self, i: int, incarnation: int = 0) -> Node:
-        nid = self.node_ids[i]
-        rng = random.Random(f"{self.seed}/{nid}" + (f"/{incarnation}" if incarnation else ""))
-        node = self.factory(nid, rng)
-        if not isinstance(node, Node):
-            raise TypeMismatch(f"factory returned {type(node).__name__}, not a Node")
-        if node.node_id != nid:
-            raise InvalidArgument(f"factory built node {node.node_id!r} for id {nid!r}")
-        return node
-
-    # -- local steps -----------------------------------------------------------------
-    # An event is coded as an int: 4 * message id (deliver), 4 * timer code + 1 (fire),
-    # 4 * request index + 2 (submit), 4 * crashes so far + 3 (crash and restart).
-    def _timer_code(self, name: str) -> int:
-        code = self._timer_codes.get(name)
-        if code is None:
-            code = self._timer_codes[name] = 4 * len(self._timer_names) + 1
-            self._timer_names.append(name)
-        return code
-
-    def _event(self, code: int, now: int, loc: _Local) -> tuple[Node, Event, set[str]]:
-        """The node to step (a copy, or a fresh one for a crash), the event, and the
-        timers it starts from."""
-        kind, arg = code & 3, code >> 2
-        if kind == 3:
-            store = dict(loc.store or ())
-            return self._build(loc.index, arg + 1), Restart(now, store), set()
-        node = self._copy(loc.node)
-        timers = set(loc.timers)
-        if kind == 0:
-            return node, Receive(now, self._msgs[arg].env), timers
-        if kind == 1:
-            name = self._timer_names[arg]
-            timers.discard(name)
-            return node, TimerFired(now, name), timers
-        req = self.requests[arg]
-        assert req.request_id is not None
-        return node, ClientRequest(now, req.request_id, req.payload), timers
-
-    def _carry_out(self, i: int, effects: Sequence[Effect], timers: set[str],
-                   store: dict[str, bytes] | None) -> list[tuple[int, Envelope]]:
-        """Apply ``effects`` of node ``i`` to its timers and store; the sends, as
-        (recipient position, envelope). Raises TypeMismatch on an unknown effect."""
-        sends: list[tuple[int, Envelope]] = []
-        for effect in effects:
-            if isinstance(effect, Send):
-                env = effect.envelope
-                if env.recipient is not None:
-                    j = self._index.get(env.recipient)
-                    if j is not None:
-                        sends.append((j, env))
-                else:
-                    sends.extend((j, env) for j in range(len(self.node_ids)) if j != i)
-            elif isinstance(effect, SetTimer):
-                timers.add(effect.name)
-            elif isinstance(effect, CancelTimer):
-                timers.discard(effect.name)
-            elif isinstance(effect, Persist):
-                if store is not None:
-                    if effect.value is None:
-                        store.pop(effect.key, None)
-                    else:
-                        store[effect.key] = effect.value
-            elif not isinstance(effect, Deliver):
-                raise TypeMismatch(f"unknown effect {effect!r}")
-        return sends
-
-    def _local_step(self, lid: int, code: int, now: int) -> _Result:
-        """Compute one local step: (new local id, messages sent) or _Raised. The sends
-        are a sorted tuple of message ids, or a bit mask on a set network."""
-        loc = self._locals[lid]
-        i = loc.index
-        node, event, timers = self._event(code, now, loc)
-        store = dict(loc.store) if loc.store is not None else None
-        try:
-            effects = node.step(event)
-        except DecodeError:
-            if code & 3 == 3:
-                return _Raised(DecodeError("cannot restart from its own persisted state"))
-            # Rejected input: the node is unchanged (a fired timer is no longer pending).
-            return (self._intern_local(i, loc.key, loc.node, frozenset(timers), loc.store),
-                    self._no_sends)
-        except Exception as exc:
-            return _Raised(exc)
-        try:
-            sends = self._carry_out(i, effects, timers, store)
-        except TypeMismatch as exc:
-            return _Raised(exc)
-        frozen_store = frozenset(store.items()) if store is not None else None
-        new = self._intern_local(i, self._nkey(node), node, frozenset(timers), frozen_store)
-        mids = [self._intern_msg(j, env) for j, env in sends]
-        if self.network == "set":
-            mask = 0
-            for m in mids:
-                mask |= 1 << m
-            return new, mask
-        return new, tuple(sorted(mids))
-
     # -- transitions -----------------------------------------------------------------
     def _time(self, depth: int) -> int:
         return self._now(depth) if callable(self._now) else self._now
-
-    def _net_ids(self, net: Any) -> list[int]:
-        """The message ids in flight, sorted, with repeats (a bit mask: each once)."""
-        if isinstance(net, tuple):
-            return list(net)
-        out = self._bits.get(net)
-        if out is None:
-            out = []
-            rest = net
-            while rest:
-                low = rest & -rest
-                out.append(low.bit_length() - 1)
-                rest ^= low
-            self._bits[net] = out
-        return out
 
     def _successors(self, s: _State, now: int) -> Iterator[tuple[_State, int, int, Any]]:
         """Every action enabled in ``s``: (next state, kind, node position, argument).
@@ -958,11 +516,6 @@ class ModelChecker:
                 new_lid, sends = res
                 yield ((*locals_[:i], new_lid, *locals_[i + 1:]), self._join(net, sends),
                        pending, crashed), _CRASH, i, None
-
-    def _join(self, net: Any, sends: Any) -> Any:
-        if self.network == "set":
-            return net | sends
-        return tuple(sorted(net + sends)) if sends else net
 
     def _has_successor(self, s: _State) -> bool:
         locals_, net, pending, budget = s
@@ -1090,18 +643,6 @@ class ModelChecker:
                 net = tuple(sorted(net + tuple(mids)))
         return (tuple(locals_), net, (1 << len(self.requests)) - 1, (0, 0, 0, 0))
 
-    def _label(self, action: _Action) -> tuple[str, str, str]:
-        kind, i, arg = action
-        nid = self.node_ids[i]
-        if kind in (_DELIVER, _DROP, _DUP):
-            env = self._msgs[arg].env
-            return _KIND_NAMES[kind], nid, f"{env.type} from {env.sender} {_describe_payload(env)}"
-        if kind == _TIMER:
-            return "timer", nid, str(arg)
-        if kind == _REQUEST:
-            req = self.requests[arg]
-            return "request", nid, f"{req.request_id} {req.payload!r}"
-        return "crash", nid, "restart from its persisted state"
 
     def _follow_prefix(self, s: _State) -> tuple[_State, list[_Action]]:
         """Replay the scripted ``prefix``: at each item take the first action whose kind
@@ -1118,7 +659,7 @@ class ModelChecker:
             for n, (kind, node, text) in enumerate(self.prefix, 1):
                 for succ, *act in self._successors(s, self._time(n - 1)):
                     action = (act[0], act[1], act[2])
-                    k, nid, detail = self._label(action)
+                    k, nid, detail = self.describe_action(action)
                     if k == kind and nid == node and text in detail:
                         actions.append(action)
                         s = succ
@@ -1240,115 +781,10 @@ class ModelChecker:
     # -- traces ------------------------------------------------------------------------
     def _counterexample(self, bad: tuple[str, str], path: list[_Action], final: _State,
                         raised: bool = False) -> Counterexample:
-        steps = _Replay(self).run(path, final, raised)
+        prefix = len(self._root_prefix)
+        times = [self._time(n if n < prefix else n - prefix) for n in range(len(path))]
+        steps = replay(self, path, final, raised, self._time(0), times)
         return Counterexample(bad[0], bad[1], tuple(steps), self._final_state(final))
-
-
-class _Replay:
-    """Re-executes a path of actions on fresh nodes (no memo, no interning), describing
-    each step, and checks that it reaches the explored local states."""
-
-    def __init__(self, mc: ModelChecker) -> None:
-        self.mc = mc
-        n = len(mc.node_ids)
-        now = mc._time(0)
-        self.nodes: list[Node] = []
-        self.timers: list[set[str]] = []
-        self.stores: list[dict[str, bytes] | None] = []
-        self.crashes = 0
-        self.net: list[tuple[int, Hashable, Envelope]] = []  # (dst, key, env), send order
-        for i in range(n):
-            node = mc._build(i)
-            timers: set[str] = set()
-            store: dict[str, bytes] | None = {} if mc._track_store else None
-            sends = mc._carry_out(i, node.step(Start(now)), timers, store)
-            self.nodes.append(node)
-            self.timers.append(timers)
-            self.stores.append(store)
-            self._send(sends)
-
-    def _send(self, sends: list[tuple[int, Envelope]]) -> None:
-        mc = self.mc
-        for j, env in sends:
-            key = mc._message_key(env)
-            key = freeze(key) if mc.symmetry else key
-            if mc.network == "set" and any(d == j and k == key for d, k, _ in self.net):
-                continue
-            self.net.append((j, key, env))
-
-    def _take(self, m: int, remove: bool) -> Envelope:
-        msg = self.mc._msgs[m]
-        for at, (d, k, env) in enumerate(self.net):
-            if d == msg.dst and k == msg.key:
-                if remove:
-                    del self.net[at]
-                return env
-        raise ReplayDivergedError(0, f"message {msg.env.type} to {msg.dst} not in flight")
-
-    def run(self, path: list[_Action], final: _State, raised: bool) -> list[Step]:
-        mc = self.mc
-        steps: list[Step] = []
-        for n, action in enumerate(path):
-            kind, i, arg = action
-            depth = n - len(mc._root_prefix) if n >= len(mc._root_prefix) else n
-            now = mc._time(max(depth, 0))
-            label = mc._label(action)
-            if kind in (_DROP, _DUP):
-                env = self._take(arg, remove=kind == _DROP)
-                if kind == _DUP:
-                    msg = mc._msgs[arg]
-                    self.net.append((msg.dst, msg.key, env))
-                steps.append(Step(*label))
-                continue
-            node = self.nodes[i]
-            timers = self.timers[i]
-            store = self.stores[i]
-            if kind == _DELIVER:
-                env = self._take(arg, remove=mc.network != "set")
-                event: Event = Receive(now, env)
-            elif kind == _TIMER:
-                timers.discard(arg)
-                event = TimerFired(now, arg)
-            elif kind == _REQUEST:
-                req = mc.requests[arg]
-                assert req.request_id is not None
-                event = ClientRequest(now, req.request_id, req.payload)
-            else:
-                self.crashes += 1
-                node = mc._build(i, self.crashes)
-                timers.clear()
-                event = Restart(now, dict(store or {}))
-            try:
-                effects = node.step(event)
-            except DecodeError as exc:
-                steps.append(Step(*label, effects=(f"rejected: {exc}",)))
-                continue
-            except Exception as exc:
-                if raised and n == len(path) - 1:
-                    steps.append(Step(*label, effects=(f"raised {type(exc).__name__}: {exc}",)))
-                    return steps
-                raise ReplayDivergedError(n + 1, f"{label[1]} raised {exc!r}") from exc
-            self.nodes[i] = node
-            sends = mc._carry_out(i, effects, timers, store)
-            self._send(sends)
-            described = tuple(t for t in map(_describe_effect, effects) if t is not None)
-            steps.append(Step(*label, effects=described))
-        if not raised:
-            self._compare(final, len(path))
-        return steps
-
-    def _compare(self, final: _State, n: int) -> None:
-        mc = self.mc
-        for i, lid in enumerate(final[0]):
-            loc = mc._locals[lid]
-            key = mc._nkey(self.nodes[i])
-            if key != loc.key or frozenset(self.timers[i]) != loc.timers:
-                raise ReplayDivergedError(n, f"node {mc.node_ids[i]} replays to another state")
-        replayed = sorted((d, repr(k)) for d, k, _ in self.net)
-        explored = sorted((mc._msgs[m].dst, repr(mc._msgs[m].key))
-                          for m in mc._net_ids(final[1]))
-        if replayed != explored:
-            raise ReplayDivergedError(n, "the messages in flight differ")
 
 
 def check_model(factory: NodeFactory, node_ids: Sequence[str], **options: Any) -> ModelCheckResult:
