@@ -38,7 +38,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from vsm_phoenix.protocol.kv import simulate_kv
-    from vsm_phoenix.verify import Verdict, check_history
+    from vsm_phoenix.verify import Verdict, check_history, render_html
 
     bad = 0
     for seed in range(args.seed, args.seed + args.runs):
@@ -59,7 +59,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
             run.sim.write_html(out / f"kv-seed{seed}-spacetime.html")
             if result.verdict is Verdict.ILLEGAL:
                 (out / f"kv-seed{seed}-history.html").write_text(
-                    result.html(f"KV seed {seed}"), encoding="utf-8"
+                    render_html(result, title=f"KV seed {seed}"), encoding="utf-8"
                 )
             print(f"  replay with: vsm-phoenix simulate --scenario kv --seed {seed}; "
                   f"diagrams in {out}")
@@ -122,7 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
     args_list = list(argv) if argv is not None else sys.argv[1:]
     if args_list[:1] == ["check"]:
-        from vsm_phoenix.verify.linearizability import main_check
+        from vsm_phoenix.verify.check_cli import main_check
 
         return main_check(args_list[1:])
     if args_list[:1] == ["bench"]:

@@ -122,15 +122,16 @@ class Budget:
     exceeds ``max_memory`` bytes; either may be ``None`` (unbounded).
 
     ``tick()`` returns ``None`` while the search may go on and the reason once it
-    must stop (and from then on). ``check_now()`` measures at once.
+    must stop (and from then on). ``check_now()`` measures at once; a hot loop may
+    instead count ``interval`` steps itself between calls of ``check_now()``.
     """
 
     __slots__ = (
-        "_every",
         "_last_rss",
         "_last_t",
         "_left",
         "deadline",
+        "interval",
         "max_memory",
         "peak_rss",
         "reason",
@@ -146,7 +147,7 @@ class Budget:
         self.reason: str | None = None
         self.start = time.monotonic()
         self.steps = 0
-        self._every = 1  # steps between measurements
+        self.interval = 1  # steps between measurements
         self._left = 1
         self._last_t = self.start
         self._last_rss = rss_bytes() if max_memory is not None else 0
@@ -169,7 +170,7 @@ class Budget:
         return self.check_now()
 
     def check_now(self) -> str | None:
-        steps = self._every
+        steps = self.interval
         self.steps += steps
         if self.reason is not None:
             self._left = 1
@@ -198,7 +199,7 @@ class Budget:
                 limits.append(headroom * 0.02 / growth)
             self._last_rss = rss
         self._last_t = now
-        grown = self._every * 2
-        self._every = max(1, min(grown, 4096, *(int(x) for x in limits)))
-        self._left = self._every
+        grown = self.interval * 2
+        self.interval = max(1, min(grown, 4096, *(int(x) for x in limits)))
+        self._left = self.interval
         return None

@@ -124,7 +124,7 @@ from vsm_phoenix.protocol.node import (
     NodeFactory,
     Start,
 )
-from vsm_phoenix.verify.budget import Budget
+from vsm_phoenix.verify.budget import MEMORY, Budget
 from vsm_phoenix.verify.copying import deepcopy_node
 from vsm_phoenix.verify.local_steps import (
     _CRASH,
@@ -763,6 +763,11 @@ class ModelChecker(LocalSteps):
                 message = f"{type(exc.exc).__name__}: {exc.exc}"
                 return result(self._counterexample(("node-raised", message), path, s,
                                                    raised=True), "")
+            except MemoryError:  # the budget was set too high, or none: still no verdict
+                self._memo.clear()
+                frontier.clear()
+                cut = MEMORY
+                break
             states[idx] = None  # expanded: only its key (in seen) stays
             if self._progress is not None:
                 t = time.perf_counter()
