@@ -38,6 +38,7 @@ from typing import Any
 import aio_pika
 
 from vsm_phoenix.crypto import KeyKind, Keyset
+from vsm_phoenix.crypto.credentials import ClusterSecrets
 from vsm_phoenix.ext.amqp import (
     AmqpConfig,
     AmqpNode,
@@ -101,13 +102,13 @@ class BlastNode:
 
 async def _adapter(url: str, n: int, batched: bool, tmp: Path) -> tuple[float, dict[str, int]]:
     cluster = f"bench-{uuid.uuid4().hex[:8]}"
-    keyset = Keyset.generate(KeyKind.AES256_GCM)
+    secrets = ClusterSecrets.create(cluster, nodes=["a", "b"])
     config = AmqpConfig(url=url, batch_max_messages=256 if batched else 1)
     na, nb = BlastNode("a", "b"), BlastNode("b", "a")
     nb.expect = n
-    a = AmqpNode(na, cluster=cluster, keyset=keyset, config=config,
+    a = AmqpNode(na, credentials=secrets.credentials("a"), config=config,
                  storage=SQLiteStorage(tmp / f"{cluster}-a.sqlite", synchronous="NORMAL"))
-    b = AmqpNode(nb, cluster=cluster, keyset=keyset, config=config,
+    b = AmqpNode(nb, credentials=secrets.credentials("b"), config=config,
                  storage=SQLiteStorage(tmp / f"{cluster}-b.sqlite", synchronous="NORMAL"))
     await a.start()
     await b.start()

@@ -18,6 +18,7 @@ __all__ = [
     "InvalidArgument",
     "KeyExpiredError",
     "KeyNotFoundError",
+    "PermissionDenied",
     "ReplayError",
     "TypeMismatch",
     "VsmPhoenixError",
@@ -37,9 +38,23 @@ class AuthenticationError(VsmPhoenixError):
     """Data that fails authentication: tampered, truncated or forged."""
 
 
+class PermissionDenied(VsmPhoenixError):
+    """An authenticated principal asked for something its roles do not allow (e.g. a
+    client with the ``write`` role asking a node to stop)."""
+
+
 class ReplayError(VsmPhoenixError):
     """A message seen before, or too old to be judged (outside the replay window or
-    the freshness bound)."""
+    the freshness bound), or too far ahead of the sender's last sequence number.
+
+    ``reason`` says which: ``"duplicate"`` (seen before: an at-least-once redelivery,
+    safe to drop quietly), ``"too-old"`` (below the window), ``"stale"`` / ``"future"``
+    (timestamp outside the freshness bound), ``"jump"`` (sequence too far ahead),
+    ``"exhausted"`` (no sequence numbers left)."""
+
+    def __init__(self, message: str, reason: str = "duplicate") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class KeyNotFoundError(VsmPhoenixError, KeyError):

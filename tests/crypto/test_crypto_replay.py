@@ -12,17 +12,26 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vsm_phoenix.crypto import MemoryStorage, ReplayGuard, ReplayWindow, SQLiteStorage
+from vsm_phoenix.crypto.replay import MAX_JUMP
 from vsm_phoenix.errors import DecodeError, InvalidArgument, ReplayError, TypeMismatch
 
 
 def _oracle_accepts(seen: set[int], highest: int, size: int, seq: int) -> bool:
-    return seq > highest or (seq > highest - size and seq not in seen)
+    if seq > highest:
+        return seq - highest <= MAX_JUMP
+    return seq > highest - size and seq not in seen
 
 
 @settings(max_examples=150, deadline=None)
 @given(
     st.sampled_from([64, 128, 1024]),
-    st.lists(st.integers(0, 3000) | st.integers(0, 2**64 - 1), max_size=120),
+    st.lists(
+        st.integers(0, 3000)
+        | st.integers(0, 2**64 - 1)
+        | st.integers(MAX_JUMP - 3, MAX_JUMP + 3)
+        | st.integers(2 * MAX_JUMP - 3000, 2 * MAX_JUMP + 3),
+        max_size=120,
+    ),
 )
 def test_window_matches_oracle(size: int, seqs: list[int]) -> None:
     window = ReplayWindow(size)

@@ -1,4 +1,5 @@
-"""Fixtures for the AMQP tests: the broker gate, unique clusters, cleanup, keysets.
+"""Fixtures for the AMQP tests: the broker gate, unique clusters with their secrets,
+cleanup.
 
 Tests marked ``amqp`` need RabbitMQ at ``$AMQP_URL`` (default
 ``amqp://guest:guest@127.0.0.1:5672/``). Without a broker they are skipped with the
@@ -15,7 +16,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from vsm_phoenix.crypto import KeyKind, Keyset
+from vsm_phoenix.crypto.credentials import ClusterSecrets
 
 REQUIRED = os.environ.get("VSM_PHOENIX_REQUIRE_AMQP") == "1"
 
@@ -46,8 +47,13 @@ def _amqp_gate(request: pytest.FixtureRequest) -> None:
         request.getfixturevalue("broker_url")
 
 
+#: The control clients every test cluster's roster lists, with their roles.
+CLIENTS = {"ops": ["admin"], "writer": ["write"], "reader": ["read"]}
+
+
 class Clusters:
-    """Hands out unique cluster names and deletes their topology afterwards."""
+    """Hands out unique clusters (names and secrets) and deletes their topology
+    afterwards."""
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -58,6 +64,10 @@ class Clusters:
         self.made.append((name, node_ids))
         return name
 
+    def secrets(self, *node_ids: str) -> ClusterSecrets:
+        """A fresh cluster: every node a ``peer``, plus the clients of :data:`CLIENTS`."""
+        return ClusterSecrets.create(self.new(*node_ids), nodes=node_ids, clients=CLIENTS)
+
 
 @pytest.fixture
 def clusters(broker_url: str) -> Iterator[Clusters]:
@@ -67,8 +77,3 @@ def clusters(broker_url: str) -> Iterator[Clusters]:
 
     for name, nodes in c.made:
         asyncio.run(delete_topology(Topology(name), nodes, broker_url))
-
-
-@pytest.fixture
-def keyset() -> Keyset:
-    return Keyset.generate(KeyKind.AES256_GCM)

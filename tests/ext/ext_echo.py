@@ -121,6 +121,7 @@ class EchoNode:
 
 class EchoRole:
     name = "echo"
+    read_ops = frozenset({"count"})
 
     def build(self, node_id: str, rng: random.Random, peers: Sequence[str]) -> Node:
         return EchoNode(node_id, rng)

@@ -1,70 +1,31 @@
 """The AMQP adapter in one process against a real broker: effects, batching, topics,
-timers, restart from SQLite, SWIM membership, and the dead-letter queue."""
+timers, restart from SQLite, SWIM membership, the control plane and its roles.
+(Hostile peers and hostile bodies: test_ext_amqp_hostile.py.)"""
 
 from __future__ import annotations
 
 import asyncio
 import random
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import aio_pika
 import pytest
-from ext_echo import EchoNode, EchoRole
+from amqp_helpers import client_for, echo, start_nodes, until
+from ext_echo import EchoNode
 
-from vsm_phoenix.crypto import KeyKind, Keyset, SecureChannel
-from vsm_phoenix.ext.amqp import (
-    CTL_REQUEST,
-    ENVELOPE,
-    AmqpClient,
-    AmqpConfig,
-    AmqpNode,
-    Topology,
-    encode_batch,
-)
+from vsm_phoenix.ext.amqp import AmqpConfig, AmqpNode, ControlError
 from vsm_phoenix.protocol.swim import SwimConfig, SwimNode
-from vsm_phoenix.storage import MemoryStorage, SQLiteStorage
+from vsm_phoenix.storage import SQLiteStorage
 
 pytestmark = pytest.mark.amqp
 
 
-async def until(cond: Callable[[], bool], timeout: float = 10.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what or cond}")
-        await asyncio.sleep(0.02)
-
-
-async def until_async(cond: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not await cond():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out")
-        await asyncio.sleep(0.05)
-
-
-def echo(nid: str, seed: int = 0) -> EchoNode:
-    return EchoNode(nid, random.Random(f"{seed}/{nid}"))
-
-
-async def start_nodes(cluster: str, keyset: Keyset, ids: list[str], url: str,
-                      **cfg: Any) -> list[AmqpNode]:
-    config = AmqpConfig(url=url, **cfg)
-    nodes = [AmqpNode(echo(i), cluster=cluster, keyset=keyset, config=config,
-                      codec=EchoRole()) for i in ids]
-    for n in nodes:
-        await n.start()
-    return nodes
-
-
-def test_ping_pong_batched_and_confirmed(clusters: Any, keyset: Keyset, broker_url: str) -> None:
-    cluster = clusters.new("a", "b")
+def test_ping_pong_batched_and_confirmed(clusters: Any, broker_url: str) -> None:
+    secrets = clusters.secrets("a", "b")
 
     async def main() -> None:
-        a, b = await start_nodes(cluster, keyset, ["a", "b"], broker_url)
+        a, b = await start_nodes(secrets, ["a", "b"], broker_url)
         try:
             reply = await a.request({"op": "ping", "to": "b", "n": 300})
             assert (reply.kind, reply.payload) == ("echo.sent", 300)
@@ -84,12 +45,12 @@ def test_ping_pong_batched_and_confirmed(clusters: Any, keyset: Keyset, broker_u
     asyncio.run(main())
 
 
-def test_unbatched_publishes_one_frame_each(clusters: Any, keyset: Keyset,
+def test_unbatched_publishes_one_frame_each(clusters: Any,
                                             broker_url: str) -> None:
-    cluster = clusters.new("a", "b")
+    secrets = clusters.secrets("a", "b")
 
     async def main() -> None:
-        a, b = await start_nodes(cluster, keyset, ["a", "b"], broker_url, batch_max_messages=1)
+        a, b = await start_nodes(secrets, ["a", "b"], broker_url, batch_max_messages=1)
         try:
             await a.request({"op": "ping", "to": "b", "n": 40})
             na = a.node
@@ -103,12 +64,12 @@ def test_unbatched_publishes_one_frame_each(clusters: Any, keyset: Keyset,
     asyncio.run(main())
 
 
-def test_topic_broadcast_reaches_everyone_else(clusters: Any, keyset: Keyset,
+def test_topic_broadcast_reaches_everyone_else(clusters: Any,
                                                broker_url: str) -> None:
-    cluster = clusters.new("a", "b", "c")
+    secrets = clusters.secrets("a", "b", "c")
 
     async def main() -> None:
-        nodes = await start_nodes(cluster, keyset, ["a", "b", "c"], broker_url)
+        nodes = await start_nodes(secrets, ["a", "b", "c"], broker_url)
         try:
             await nodes[0].request({"op": "broadcast", "topic": "news.today"})
             counts = [n.node.counts for n in nodes]  # type: ignore[attr-defined]
@@ -122,11 +83,11 @@ def test_topic_broadcast_reaches_everyone_else(clusters: Any, keyset: Keyset,
     asyncio.run(main())
 
 
-def test_timers_fire_and_cancel(clusters: Any, keyset: Keyset, broker_url: str) -> None:
-    cluster = clusters.new("a")
+def test_timers_fire_and_cancel(clusters: Any, broker_url: str) -> None:
+    secrets = clusters.secrets("a")
 
     async def main() -> None:
-        (a,) = await start_nodes(cluster, keyset, ["a"], broker_url)
+        (a,) = await start_nodes(secrets, ["a"], broker_url)
         try:
             t0 = time.monotonic()
             reply = await a.request({"op": "timer", "name": "t1", "ms": 150})
@@ -144,15 +105,15 @@ def test_timers_fire_and_cancel(clusters: Any, keyset: Keyset, broker_url: str) 
     asyncio.run(main())
 
 
-def test_restart_recovers_persisted_state_from_sqlite(clusters: Any, keyset: Keyset,
+def test_restart_recovers_persisted_state_from_sqlite(clusters: Any,
                                                       broker_url: str, tmp_path: Path) -> None:
-    cluster = clusters.new("a", "b")
+    secrets = clusters.secrets("a", "b")
     db = tmp_path / "b.sqlite"
 
     async def main() -> None:
         config = AmqpConfig(url=broker_url)
-        a = AmqpNode(echo("a"), cluster=cluster, keyset=keyset, config=config)
-        b = AmqpNode(echo("b"), cluster=cluster, keyset=keyset, config=config,
+        a = AmqpNode(echo("a"), credentials=secrets.credentials("a"), config=config)
+        b = AmqpNode(echo("b"), credentials=secrets.credentials("b"), config=config,
                      storage=SQLiteStorage(db))
         await a.start()
         await b.start()
@@ -164,7 +125,7 @@ def test_restart_recovers_persisted_state_from_sqlite(clusters: Any, keyset: Key
         await b.stop()
         # b is down: these wait in its durable queue
         await a.request({"op": "ping", "to": "b", "n": 5})
-        b2 = AmqpNode(echo("b", seed=1), cluster=cluster, keyset=keyset, config=config,
+        b2 = AmqpNode(echo("b", seed=1), credentials=secrets.credentials("b"), config=config,
                       storage=SQLiteStorage(db))
         await b2.start()
         try:
@@ -180,14 +141,14 @@ def test_restart_recovers_persisted_state_from_sqlite(clusters: Any, keyset: Key
     asyncio.run(main())
 
 
-def test_swim_nodes_find_each_other(clusters: Any, keyset: Keyset, broker_url: str) -> None:
+def test_swim_nodes_find_each_other(clusters: Any, broker_url: str) -> None:
     ids = ["s1", "s2", "s3"]
-    cluster = clusters.new(*ids)
+    secrets = clusters.secrets(*ids)
 
     async def main() -> None:
         cfg = SwimConfig(seeds=("s1",), period_ms=200, ping_timeout_ms=60, join_retry_ms=200)
         config = AmqpConfig(url=broker_url)
-        nodes = [AmqpNode(SwimNode(i, random.Random(i), cfg), cluster=cluster, keyset=keyset,
+        nodes = [AmqpNode(SwimNode(i, random.Random(i), cfg), credentials=secrets.credentials(i),
                           config=config) for i in ids]
         for n in nodes:
             await n.start()
@@ -205,100 +166,92 @@ def test_swim_nodes_find_each_other(clusters: Any, keyset: Keyset, broker_url: s
     asyncio.run(main())
 
 
-async def drain_dlq(url: str, topo: Topology, expect: int, timeout: float = 10.0) -> list[
-    aio_pika.abc.AbstractIncomingMessage
-]:
-    got: list[aio_pika.abc.AbstractIncomingMessage] = []
-    conn = await aio_pika.connect(url)
-    try:
-        ch = await conn.channel()
-        q = await ch.declare_queue(topo.dlq, durable=True)
-        deadline = time.monotonic() + timeout
-        while len(got) < expect and time.monotonic() < deadline:
-            m = await q.get(no_ack=True, fail=False)
-            if m is None:
-                await asyncio.sleep(0.05)
-            else:
-                got.append(m)
-    finally:
-        await conn.close()
-    return got
-
-
-def test_garbage_and_forgeries_go_to_the_dead_letter_queue(
-    clusters: Any, keyset: Keyset, broker_url: str
-) -> None:
-    cluster = clusters.new("a", "b")
-    topo = Topology(cluster)
-
-    async def main() -> None:
-        a, b = await start_nodes(cluster, keyset, ["a", "b"], broker_url)
-        client = AmqpClient(cluster=cluster, keyset=keyset, config=AmqpConfig(url=broker_url))
-        await client.start()
-        try:
-            key = topo.direct_key("b", "echo.ping")
-            # 1. not CBOR at all
-            await client.publish_raw(key, b"\xff\x00garbage")
-            # 2. a batch whose frame is garbage (its header length points past the end:
-            #    the channel calls that a truncated, i.e. unauthentic, frame)
-            await client.publish_raw(key, encode_batch([b"\xa5\x00\x01junk"]))
-            # 3. a forged frame: sealed under a key the cluster does not hold
-            forger = SecureChannel(Keyset.generate(KeyKind.AES256_GCM), MemoryStorage(),
-                                   identity="a")
-            env = a.node.msg.envelope(a.now(), "echo.ping", b"x", recipient="b")  # type: ignore[attr-defined]
-            h, p = env.wire_parts()
-            forged = forger.seal({"recipient": "b", "content_type": ENVELOPE, "env": h}, p)
-            await client.publish_raw(key, encode_batch([forged]))
-            # 4. a genuine frame with one bit flipped
-            good = client.seal_raw("b", {"content_type": CTL_REQUEST, "rid": "x"}, b"\xa0")
-            tampered = bytearray(good)
-            tampered[-3] ^= 0x01
-            await client.publish_raw(key, encode_batch([bytes(tampered)]))
-            # 5. an authentic envelope the node rejects as a protocol error
-            await a.request({"op": "bad", "to": "b"})
-            # 6. an authentic envelope whose inner sender lies about who sealed it
-            h2 = dict(h, s="c")
-            liar = client.seal_raw("b", {"content_type": ENVELOPE, "env": h2}, p)
-            await client.publish_raw(key, encode_batch([liar]))
-            dead = await drain_dlq(broker_url, topo, 6)
-            reasons = sorted(str(m.headers["x-vsm-reason"]) for m in dead)
-            assert reasons == ["authentication"] * 4 + ["decode", "protocol"], reasons
-            for m in dead:
-                assert m.headers["x-vsm-node"] == "b" and m.headers["x-vsm-error"]
-            # the node is still alive and serving
-            await a.request({"op": "ping", "to": "b", "n": 3})
-            na = a.node
-            assert isinstance(na, EchoNode)
-            await until(lambda: na.counts["pongs"] == 3)
-            kind, status = await client.request("b", {"op": "status"})
-            assert kind == "status" and status["stats"]["dead_lettered"] == 6
-        finally:
-            await client.close()
-            await a.stop()
-            await b.stop()
-
-    asyncio.run(main())
-
-
-def test_control_plane_requests_and_errors(clusters: Any, keyset: Keyset,
+def test_control_plane_requests_and_errors(clusters: Any,
                                            broker_url: str) -> None:
-    cluster = clusters.new("a")
+    secrets = clusters.secrets("a")
 
     async def main() -> None:
-        (a,) = await start_nodes(cluster, keyset, ["a"], broker_url)
-        client = AmqpClient(cluster=cluster, keyset=keyset, config=AmqpConfig(url=broker_url))
-        await client.start()
+        (a,) = await start_nodes(secrets, ["a"], broker_url)
+        client = await client_for(secrets, "ops", broker_url)
         try:
             kind, counts = await client.request("a", {"op": "count"})
             assert kind == "echo.count" and counts == {"pings": 0, "pongs": 0, "bcasts": 0}
-            from vsm_phoenix.ext.amqp import ControlError
-
             with pytest.raises(ControlError, match="unknown echo op"):
                 await client.request("a", {"op": "nope"})
             status = await client.status("a")
             assert status["node"] == "a" and status["boot"] == "start"
+            assert status["roster"] == 1 and status["sealing"] == "ok"
+            assert client.client_id.startswith("ops#")  # a session of the ops principal
         finally:
             await client.close()
             await a.stop()
+
+    asyncio.run(main())
+
+
+def test_roles_decide_what_a_client_may_ask(clusters: Any, broker_url: str) -> None:
+    """read: status and the role's read ops; write: also state changes; admin: also
+    stop / reset-replay / roster. A writer cannot stop a node."""
+    secrets = clusters.secrets("a")
+
+    async def main() -> None:
+        (a,) = await start_nodes(secrets, ["a"], broker_url)
+        reader = await client_for(secrets, "reader", broker_url)
+        writer = await client_for(secrets, "writer", broker_url)
+        try:
+            assert (await reader.status("a"))["node"] == "a"
+            kind, _ = await reader.request("a", {"op": "count"})  # a read op of the role
+            assert kind == "echo.count"
+            with pytest.raises(ControlError, match=r"PermissionDenied.*'write'"):
+                await reader.request("a", {"op": "timer", "name": "t", "ms": 1})
+            kind, _ = await writer.request("a", {"op": "timer", "name": "t", "ms": 1})
+            assert kind == "echo.timer"
+            for op in ({"op": "stop"}, {"op": "reset-replay", "sender": "b"},
+                       {"op": "roster", "roster": secrets.roster.to_bytes()}):
+                with pytest.raises(ControlError, match=r"PermissionDenied.*'admin'"):
+                    await writer.request("a", op)
+            await asyncio.sleep(0.5)
+            status = await reader.status("a")  # still running: the stops were refused
+            assert status["stats"]["refused"] == 4
+        finally:
+            await reader.close()
+            await writer.close()
+            await a.stop()
+
+    asyncio.run(main())
+
+
+def test_admin_installs_a_new_roster_and_resets_a_window(clusters: Any,
+                                                         broker_url: str) -> None:
+    secrets = clusters.secrets("a", "b")
+
+    async def main() -> None:
+        a, b = await start_nodes(secrets, ["a", "b"], broker_url)
+        ops = await client_for(secrets, "ops", broker_url)
+        try:
+            await a.request({"op": "ping", "to": "b", "n": 3})
+            assert isinstance(a.node, EchoNode)
+            await until(lambda: a.node.counts["pongs"] == 3)  # type: ignore[attr-defined]
+            kind, info = await ops.request("b", {"op": "reset-replay", "sender": "a"})
+            assert kind == "ok" and info["sender"] == "a" and info["was"] >= 1
+            # a new roster (serial 2) that adds a principal, installed by the admin
+            roster2 = secrets.reissue(add={"auditor": ["read"]})
+            for nid in ("a", "b"):
+                kind, info = await ops.request(nid, {"op": "roster", "roster": roster2.to_bytes()})
+                assert info == {"serial": 2, "adopted": True}
+            assert a.roster_serial == b.roster_serial == 2
+            auditor = await client_for(secrets, "auditor", broker_url)
+            try:
+                assert (await auditor.status("b"))["roster"] == 2
+            finally:
+                await auditor.close()
+            # the old roster cannot come back
+            stale = secrets.authority.issue(secrets.roster.cluster, {}, serial=1)
+            with pytest.raises(ControlError, match="older"):
+                await ops.request("a", {"op": "roster", "roster": stale.to_bytes()})
+        finally:
+            await ops.close()
+            await a.stop()
+            await b.stop()
 
     asyncio.run(main())

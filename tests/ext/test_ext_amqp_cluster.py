@@ -14,21 +14,15 @@ from typing import Any
 import aio_pika
 import pytest
 
+from vsm_phoenix.cli.simulate import main_simulate_amqp
 from vsm_phoenix.crypto import KeyKind, Keyset, SecureChannel
-from vsm_phoenix.ext.amqp import (
-    CTL_REQUEST,
-    AmqpClient,
-    AmqpConfig,
-    Topology,
-    encode_batch,
-)
-from vsm_phoenix.ext.runner import (
+from vsm_phoenix.crypto.credentials import ClusterSecrets
+from vsm_phoenix.ext.amqp import CTL_REQUEST, AmqpClient, AmqpConfig, Topology
+from vsm_phoenix.ext.amqp.process import (
     ProcessCluster,
     close_connections,
-    main_simulate_amqp,
     rabbitmqctl_path,
     wait_ready,
-    write_keyset,
 )
 from vsm_phoenix.storage import MemoryStorage
 
@@ -67,7 +61,7 @@ def test_crdt_replicas_converge_through_kill_and_connection_close(
 
 
 def _forged(recipient: str) -> bytes:
-    ch = SecureChannel(Keyset.generate(KeyKind.AES256_GCM), MemoryStorage(), identity="n1")
+    ch = SecureChannel(Keyset.generate(KeyKind.AES256_GCM), MemoryStorage(), identity="ops")
     return ch.seal({"recipient": recipient, "content_type": CTL_REQUEST, "rid": "f"}, b"\xa0")
 
 
@@ -75,18 +69,17 @@ def test_processes_dead_letter_garbage_and_recover_state_after_sigkill(
     clusters: Any, broker_url: str, tmp_path: Path
 ) -> None:
     ids = ("n1", "n2", "n3")
-    cluster = clusters.new(*ids)
-    topo = Topology(cluster)
-    keyset_path = tmp_path / "keyset.json"
-    keyset = write_keyset(keyset_path)
+    secrets = clusters.secrets(*ids)
+    topo = Topology(secrets.roster.cluster)
+    keys = secrets.write(tmp_path / "keys")
     env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(HERE),
                                                        os.environ.get("PYTHONPATH")]))}
-    procs = ProcessCluster(cluster=cluster, node_ids=ids, role="ext_echo:ROLE",
-                           data_dir=tmp_path, keyset_path=keyset_path,
-                           node_args=["--amqp-url", broker_url], env=env)
+    procs = ProcessCluster(node_ids=ids, role="ext_echo:ROLE", data_dir=tmp_path,
+                           keys_dir=keys, node_args=["--amqp-url", broker_url], env=env)
 
     async def main() -> None:
-        client = AmqpClient(cluster=cluster, keyset=keyset, config=AmqpConfig(url=broker_url))
+        client = AmqpClient(credentials=secrets.credentials("ops"),
+                            config=AmqpConfig(url=broker_url))
         await client.start(ids)
         procs.start_all()
         try:
@@ -95,7 +88,7 @@ def test_processes_dead_letter_garbage_and_recover_state_after_sigkill(
             for nid in ids:
                 key = topo.direct_key(nid, "echo.ping")
                 await client.publish_raw(key, b"\x00not a batch")
-                await client.publish_raw(key, encode_batch([_forged(nid)]))
+                await client.publish_raw(key, client.sign_raw([_forged(nid)]))
             # real traffic: n1 pings n2 100 times
             await client.request("n1", {"op": "ping", "to": "n2", "n": 100})
             deadline = time.monotonic() + 20
@@ -135,7 +128,7 @@ async def _dlq_reasons(url: str, topo: Topology, expect: int) -> list[str]:
     conn = await aio_pika.connect(url)
     try:
         ch = await conn.channel()
-        q = await ch.declare_queue(topo.dlq, durable=True)
+        q = await ch.declare_queue(topo.dlq, passive=True)
         deadline = time.monotonic() + 15
         while len(reasons) < expect and time.monotonic() < deadline:
             m = await q.get(no_ack=True, fail=False)
@@ -180,12 +173,12 @@ def test_raft_kv_elects_a_leader_and_stays_linearizable_through_faults(
 def test_close_connections_hits_only_the_named_cluster(
     clusters: Any, broker_url: str, tmp_path: Path
 ) -> None:
-    a, b = clusters.new(), clusters.new()
-    keyset = write_keyset(tmp_path / "ks.json")
+    sa, sb = clusters.secrets(), clusters.secrets()
+    a = sa.roster.cluster
 
     async def main() -> None:
-        ca = AmqpClient(cluster=a, keyset=keyset, config=AmqpConfig(url=broker_url))
-        cb = AmqpClient(cluster=b, keyset=keyset, config=AmqpConfig(url=broker_url))
+        ca = AmqpClient(credentials=sa.credentials("ops"), config=AmqpConfig(url=broker_url))
+        cb = AmqpClient(credentials=sb.credentials("ops"), config=AmqpConfig(url=broker_url))
         await ca.start()
         await cb.start()
         try:
@@ -201,3 +194,75 @@ def test_close_connections_hits_only_the_named_cluster(
             await cb.close()
 
     asyncio.run(main())
+
+
+def test_node_command_refuses_bad_input_before_side_effects_and_fences_twins(
+    clusters: Any, broker_url: str, tmp_path: Path
+) -> None:
+    """`vsm-phoenix node`: a missing or forged file is a one-line error (exit 2) with no
+    data dir created; a second process on the same node id and data dir exits 2; a
+    broker password never reaches the output."""
+    import subprocess
+    import sys
+
+    secrets = clusters.secrets("n1")
+    keys = secrets.write(tmp_path / "keys")
+    data = tmp_path / "data"
+
+    def node(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "vsm_phoenix", "node", "--id", "n1",
+                               "--data-dir", str(data), *args],
+                              capture_output=True, text=True, timeout=timeout, check=False)
+
+    missing = node("--keys", str(tmp_path / "nope"), "--amqp-url", broker_url)
+    assert missing.returncode == 2 and "No such file" in missing.stderr
+    assert len(missing.stderr.strip().splitlines()) == 1 and not data.exists()
+    other = ClusterSecrets.create("elsewhere", nodes=["n1"])
+    forged = tmp_path / "forged"
+    other.write(forged)
+    (forged / "keyset.json").write_text((keys / "keyset.json").read_text())
+    (forged / "n1.identity.json").write_text((keys / "n1.identity.json").read_text())
+    bad = node("--keys", str(forged), "--amqp-url", broker_url)
+    assert bad.returncode == 2 and "another public key" in bad.stderr and not data.exists()
+    wrong_role = node("--keys", str(keys), "--role", "nope", "--amqp-url", broker_url)
+    assert wrong_role.returncode == 2 and "unknown role" in wrong_role.stderr
+    secret_url = "amqp://guest:s3cret-pw@127.0.0.1:5679/"
+    leak = node("--keys", str(keys), "--amqp-url", secret_url)
+    assert leak.returncode == 2 and "s3cret-pw" not in leak.stderr + leak.stdout
+    assert "***" in leak.stderr
+    # the real one, then its twin on the same data dir
+    first = subprocess.Popen([sys.executable, "-m", "vsm_phoenix", "node", "--id", "n1",
+                              "--data-dir", str(data), "--keys", str(keys), "--amqp-url",
+                              broker_url], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+    try:
+        assert first.stdout is not None
+        assert first.stdout.readline().startswith("READY n1")
+        twin = node("--keys", str(keys), "--amqp-url", broker_url)
+        assert twin.returncode == 2 and "already runs on data dir" in twin.stderr
+        # on another data dir it still cannot take the queue: the consumer is exclusive
+        other_dir = node("--keys", str(keys), "--amqp-url", broker_url, "--data-dir",
+                         str(tmp_path / "data2"))
+        assert other_dir.returncode == 2 and "already runs elsewhere" in other_dir.stderr
+    finally:
+        first.terminate()
+        first.wait(20)
+
+
+def test_simulate_leaves_no_secrets_behind_when_it_fails(
+    clusters: Any, broker_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tempfile
+
+    from vsm_phoenix.ext.amqp import process
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+
+    def boom(self: Any) -> None:
+        raise RuntimeError("a node failed to start")
+
+    monkeypatch.setattr(process.ProcessCluster, "start_all", boom)
+    code = main_simulate_amqp(["--nodes", "2", "--ops", "1", "--no-progress",
+                               "--amqp-url", broker_url, "--cluster", clusters.new("n1", "n2")])
+    assert code == 1
+    assert list(tmp_path.iterdir()) == []  # neither the keys nor the data dir remain

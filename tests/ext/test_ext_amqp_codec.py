@@ -1,4 +1,5 @@
-"""Broker-free parts of the adapter: names, batches, configuration, keyset loading."""
+"""Broker-free parts of the adapter: names, redaction, configuration, the outbox, the
+command line."""
 
 from __future__ import annotations
 
@@ -7,23 +8,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
-from vsm_phoenix.crypto import KeyKind, Keyset
-from vsm_phoenix.errors import DecodeError, InvalidArgument
+from vsm_phoenix import cbor
+from vsm_phoenix.cli import main as cli_main
+from vsm_phoenix.cli.node import node_parser
+from vsm_phoenix.cli.simulate import simulate_parser
+from vsm_phoenix.errors import InvalidArgument
 from vsm_phoenix.ext.amqp import (
     DEFAULT_AMQP_URL,
     AmqpConfig,
     Topology,
     amqp_url,
     broker_available,
-    decode_batch,
-    encode_batch,
-    load_keyset,
+    redact,
 )
-from vsm_phoenix.ext.runner import main as runner_main
-from vsm_phoenix.ext.runner import node_parser, simulate_parser
+from vsm_phoenix.ext.amqp.endpoint import LogLimiter, Outbox
 
 
 def test_topology_names_and_escaped_routing_keys() -> None:
@@ -38,24 +37,27 @@ def test_topology_names_and_escaped_routing_keys() -> None:
         Topology("")
 
 
-@given(st.lists(st.binary(max_size=64), min_size=1, max_size=20))
-def test_batches_round_trip(frames: list[bytes]) -> None:
-    assert decode_batch(encode_batch(frames)) == frames
+def test_redact_hides_passwords_everywhere() -> None:
+    url = "amqp://alice:pa55word@broker:5672/vh"
+    text = f"cannot connect to {url}: ConnectionRefusedError; retry amqps://bob:x@h/"
+    out = redact(text, url)
+    assert "pa55word" not in out and ":x@" not in out
+    assert "amqp://alice:***@broker:5672/vh" in out and "amqps://bob:***@h/" in out
+    assert redact("the password pa55word alone", url) == "the password *** alone"
+    assert redact("nothing here") == "nothing here"
 
 
-@pytest.mark.parametrize("body", [b"", b"\xff", b"\x80", b"\x81\x01", b"\xa0", b"garbage"])
-def test_bad_batches_are_decode_errors(body: bytes) -> None:
-    with pytest.raises(DecodeError):
-        decode_batch(body)
-
-
-@given(st.binary(max_size=200))
-def test_decode_batch_is_total(body: bytes) -> None:
-    try:
-        frames = decode_batch(body)
-    except DecodeError:
-        return
-    assert frames and all(isinstance(f, bytes) for f in frames)
+def test_log_limiter_keeps_one_line_per_reason(caplog: pytest.LogCaptureFixture) -> None:
+    now = [0.0]
+    limiter = LogLimiter(10.0, clock=lambda: now[0])
+    with caplog.at_level("WARNING", logger="vsm_phoenix.ext.amqp"):
+        for _ in range(1000):
+            limiter.log(30, "decode", "bad body")
+        limiter.log(30, "authentication", "forged")
+        now[0] = 11.0
+        limiter.log(30, "decode", "bad body")
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines == ["bad body", "forged", "bad body (999 similar suppressed)"]
 
 
 def test_config_defaults_and_validation(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -64,30 +66,15 @@ def test_config_defaults_and_validation(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setenv("AMQP_URL", "amqp://u:p@h:1/")
     assert AmqpConfig().url == "amqp://u:p@h:1/"
     for bad in ({"window": 0}, {"batch_max_messages": 0}, {"message_ttl_ms": 0},
-                {"linger_ms": -1}):
+                {"linger_ms": -1}, {"dlq_max_length": 0}, {"key_usage_limit": 2**33},
+                {"key_usage_warn": 2**31}):
         with pytest.raises(InvalidArgument):
             AmqpConfig(**bad)  # type: ignore[arg-type]
 
 
-def test_keyset_from_file_and_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    ks = Keyset.generate(KeyKind.AES256_GCM)
-    path = tmp_path / "ks.json"
-    path.write_text(ks.to_tink_json())
-    assert load_keyset(str(path)).primary_id == ks.primary_id
-    monkeypatch.delenv("VSM_PHOENIX_KEYSET_FILE", raising=False)
-    monkeypatch.setenv("VSM_PHOENIX_KEYSET", ks.to_tink_json())
-    assert load_keyset().primary_id == ks.primary_id
-    monkeypatch.delenv("VSM_PHOENIX_KEYSET")
-    monkeypatch.setenv("VSM_PHOENIX_KEYSET_FILE", str(path))
-    assert load_keyset().primary_id == ks.primary_id
-    monkeypatch.delenv("VSM_PHOENIX_KEYSET_FILE")
-    with pytest.raises(InvalidArgument):
-        load_keyset()
-
-
 def test_no_broker_is_reported_not_raised() -> None:
-    reason = asyncio.run(broker_available("amqp://guest:guest@127.0.0.1:1/", timeout=2))
-    assert reason is not None and "no AMQP broker" in reason
+    reason = asyncio.run(broker_available("amqp://guest:hunter22@127.0.0.1:1/", timeout=2))
+    assert reason is not None and "no AMQP broker" in reason and "hunter22" not in reason
 
 
 def test_cli_parsers() -> None:
@@ -95,29 +82,30 @@ def test_cli_parsers() -> None:
     assert (a.id, a.cluster, a.role, a.batch_max, a.sync) == ("n1", "c", "crdt", 256, "normal")
     s = simulate_parser().parse_args(["--nodes", "5", "--kill", "--close-connections"])
     assert (s.nodes, s.kill, s.close_connections, s.scenario) == (5, True, True, "crdt")
-    assert runner_main(["simulate", "--transport", "inproc"]) == 2  # usage error
     assert simulate_parser().parse_args(["--transport=amqp"]).transport == "amqp"
-    assert runner_main(["node", "--help"]) == 0
-    assert runner_main([]) == 2
+    assert cli_main(["node", "--help"]) == 0
+    assert cli_main(["simulate", "--transport", "amqp", "--nodes", "0"]) == 2
 
 
-def test_node_without_broker_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
-    code = runner_main(["node", "--id", "n1", "--cluster", "c", "--amqp-url",
-                        "amqp://guest:guest@127.0.0.1:1/"])
-    assert code == 2
-    assert "no AMQP broker" in capsys.readouterr().err
+def test_node_without_broker_exits_2(tmp_path: Path,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    from vsm_phoenix.crypto.credentials import ClusterSecrets
+
+    keys = ClusterSecrets.create("c", nodes=["n1"]).write(tmp_path / "keys")
+    code = cli_main(["node", "--id", "n1", "--keys", str(keys), "--data-dir",
+                     str(tmp_path / "d"), "--amqp-url", "amqp://guest:pw1234@127.0.0.1:1/"])
+    err = capsys.readouterr().err
+    assert code == 2 and "no AMQP broker" in err and "pw1234" not in err
 
 
 def test_simulate_without_broker_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
-    code = runner_main(["simulate", "--transport", "amqp", "--amqp-url",
-                        "amqp://guest:guest@127.0.0.1:1/", "--no-progress"])
+    code = cli_main(["simulate", "--transport", "amqp", "--amqp-url",
+                     "amqp://guest:guest@127.0.0.1:1/", "--no-progress"])
     assert code == 2
     assert "no AMQP broker" in capsys.readouterr().err
 
 
 def _outbox_run(config: AmqpConfig, frames: int, delay: float = 0.005) -> dict[str, Any]:
-    from vsm_phoenix.ext.amqp import _Outbox
-
     seen: dict[str, Any] = {"in_flight": 0, "max_in_flight": 0, "bodies": []}
 
     async def publish(key: str, body: bytes, count: int) -> None:
@@ -125,11 +113,11 @@ def _outbox_run(config: AmqpConfig, frames: int, delay: float = 0.005) -> dict[s
         seen["max_in_flight"] = max(seen["max_in_flight"], seen["in_flight"])
         await asyncio.sleep(delay)
         seen["in_flight"] -= 1
-        seen["bodies"].append((key, decode_batch(body)))
+        seen["bodies"].append((key, cbor.loads(body)))
 
     async def main() -> None:
         stats = {"frames_confirmed": 0}
-        box = _Outbox(config, publish, stats)
+        box = Outbox(config, publish, cbor.dumps, stats)
         for i in range(frames):
             box.add(f"k{i % 2}", b"f%d" % i)
         seen["room_after_add"] = box._room.is_set()

@@ -17,14 +17,12 @@ from vsm_phoenix.protocol.kv import (
     STALE,
     KVError,
     KVStateMachine,
-    KVWorkload,
     append,
     cas,
     delete,
     get,
     kv_node_factory,
     put,
-    simulate_kv,
 )
 from vsm_phoenix.protocol.node import ClientRequest, Deliver, LocalProtocolError, Start
 from vsm_phoenix.protocol.raft import K_OK, Propose, RaftConfig, RaftNode
@@ -39,6 +37,7 @@ from vsm_phoenix.verify import (
     check,
     check_history,
 )
+from vsm_phoenix.verify.kv_workload import KVWorkload, simulate_kv
 
 SEEDS = int(os.environ.get("VSM_PHOENIX_KV_SEEDS", "200"))
 CHUNK = 20
@@ -278,3 +277,16 @@ def test_kv_soak(first: int) -> None:
                           duration_ms=6_000)
         result = check_history(run.history, timeout=120)
         assert not run.violations and result.verdict is Verdict.OK, (seed, result.summary())
+
+
+def test_protocol_never_imports_verify() -> None:
+    """Imports point down (DESIGN.md): the KV workload lives in ``verify``."""
+    import subprocess
+    import sys
+
+    code = ("import sys, vsm_phoenix.protocol, vsm_phoenix.protocol.kv, "
+            "vsm_phoenix.protocol.raft; "
+            "print(sorted(m for m in sys.modules if m.startswith('vsm_phoenix.verify')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "[]"

@@ -18,6 +18,7 @@ from vsm_phoenix.protocol.node import (
     Deliver,
     LocalProtocolError,
     Receive,
+    RemoteProtocolError,
     Restart,
     Send,
     Start,
@@ -37,15 +38,26 @@ from vsm_phoenix.protocol.raft import (
     M_VOTE,
     M_VOTE_RESP,
     T_ELECTION,
+    WIRE,
+    AppendEntries,
+    AppendResponse,
+    Entry,
+    InstallSnapshot,
     Propose,
     RaftConfig,
     RaftMonitor,
     RaftNode,
     Read,
     RecordingStateMachine,
+    RequestVote,
     Role,
+    SnapshotResponse,
+    TimeoutNow,
     TransferLeadership,
+    VoteResponse,
     check_invariants,
+    decode_message,
+    encode_message,
 )
 from vsm_phoenix.protocol.sim import NetworkConfig, Simulator
 
@@ -598,3 +610,54 @@ def test_state_key_tracks_protocol_state() -> None:
     assert _leader().state_digest() != a.state_digest()
     # Node ids appear as whole strings (renamable by a symmetry-reducing checker).
     assert "n1" in _leader().state_key()
+
+
+# -- the wire codec -----------------------------------------------------------------------
+u63 = st.integers(0, 2**63 - 1)
+messages = st.one_of(
+    st.builds(AppendEntries, term=st.integers(5, 9), prev_index=st.integers(1, 9),
+              prev_term=st.integers(1, 5),
+              entries=st.lists(st.builds(Entry, st.just(5), st.binary(max_size=4)),
+                               max_size=3).map(tuple),
+              commit=u63, seq=u63),
+    st.builds(AppendResponse, term=u63, ok=st.booleans(), match=u63, reject=u63,
+              hint_index=st.integers(1, 2**63 - 1), hint_term=st.none() | u63, seq=u63),
+    st.builds(RequestVote, term=st.integers(3, 9), last_index=u63, last_term=st.integers(0, 3),
+              pre=st.booleans(), force=st.booleans()),
+    st.builds(VoteResponse, term=u63, granted=st.booleans(), pre=st.booleans()),
+    st.builds(InstallSnapshot, term=st.integers(3, 9), index=st.integers(1, 99),
+              snap_term=st.integers(1, 3), data=st.binary(max_size=8), seq=u63),
+    st.builds(SnapshotResponse, term=u63, match=u63, seq=u63),
+    st.builds(TimeoutNow, term=u63),
+)
+
+
+@given(messages)
+def test_messages_round_trip_through_the_wire_table(msg: Any) -> None:
+    mtype, body = encode_message(msg)
+    assert mtype == WIRE[type(msg)][0]
+    assert decode_message(mtype, encode_cbor(body)) == msg
+
+
+def test_messages_are_keyword_only() -> None:
+    with pytest.raises(TypeError):
+        TimeoutNow(3)  # type: ignore[misc]
+    assert TimeoutNow(term=3).term == 3
+
+
+def test_decode_errors_name_the_field() -> None:
+    good = {"t": 2, "pi": 1, "pt": 1, "e": [[2, b"x"]], "c": 0, "s": 0}
+    cases = [
+        ({**good, "pi": -1}, r"prev_index \('pi'\)"),
+        ({**good, "c": "0"}, r"commit \('c'\)"),
+        ({**good, "e": [[3, b"x"]]}, "entries: terms"),
+        ({**good, "pt": 0}, "prev_term"),
+    ]
+    for body, pattern in cases:
+        with pytest.raises(RemoteProtocolError, match=pattern):
+            decode_message(M_APPEND, encode_cbor(body))
+    with pytest.raises(RemoteProtocolError, match=r"missing \['s'\]"):
+        decode_message(M_APPEND, encode_cbor({k: v for k, v in good.items() if k != "s"}))
+    with pytest.raises(RemoteProtocolError, match=r"hint_term \('ht'\)"):
+        decode_message(M_APPEND_RESP, encode_cbor({"t": 1, "ok": False, "m": 0, "ri": 1,
+                                                   "hi": 1, "ht": "x", "s": 0}))

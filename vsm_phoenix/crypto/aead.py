@@ -31,7 +31,13 @@ below 2**-32. We count invocations per key:
   ``on_rotate`` tells the owner to persist and distribute the new keyset.
   ``hard_limit`` (2**32) is never crossed: a key that reached it raises
   :class:`~vsm_phoenix.errors.CapacityError` instead of sealing (only possible when the
-  primary is not ours to rotate, i.e. ``auto_rotate=False``).
+  primary is not ours to rotate, i.e. ``auto_rotate=False``). A sealer whose keys are
+  shared by a cluster must not rotate on its own -- a key only it holds would make every
+  peer refuse what it seals -- so it runs with ``auto_rotate=False`` and a
+  ``hard_limit`` of its budget: it stops sealing with ``CapacityError`` at the limit,
+  and ``on_warn(key_id, used, limit)`` (called once per key, when a lease first
+  reaches ``warn_at``) is the alarm that tells the operator to rotate the cluster's
+  keyset before that happens.
 * All counting happens under one lock; the encryption itself runs outside it. A lease
   write happens inside ``storage.transaction()`` when the storage has one, taken before
   our lock. If a *caller's* enclosing transaction rolls that write back and the process
@@ -119,9 +125,12 @@ class KeysetAead:
         "_nonce_epoch",
         "_nonce_pos",
         "_on_rotate",
+        "_on_warn",
         "_reserved",
         "_soft",
         "_storage",
+        "_warn_at",
+        "_warned",
         "keyset",
     )
 
@@ -136,6 +145,8 @@ class KeysetAead:
         lease: int = 4096,
         auto_rotate: bool = True,
         on_rotate: Callable[[Keyset, int], None] | None = None,
+        warn_at: int | None = None,
+        on_warn: Callable[[int, int, int], None] | None = None,
     ) -> None:
         if not isinstance(keyset, Keyset):
             raise TypeMismatch("keyset must be a Keyset")
@@ -145,6 +156,8 @@ class KeysetAead:
             raise InvalidArgument("need 0 < soft_limit <= hard_limit <= 2**32")
         if lease < 1:
             raise InvalidArgument("lease must be positive")
+        if warn_at is not None and not 0 < warn_at <= hard_limit:
+            raise InvalidArgument("need 0 < warn_at <= hard_limit")
         self.keyset = keyset
         self._storage: Storage = MemoryStorage() if storage is None else storage
         self._clock = clock
@@ -153,6 +166,9 @@ class KeysetAead:
         self._lease = lease
         self._auto_rotate = auto_rotate
         self._on_rotate = on_rotate
+        self._warn_at = warn_at
+        self._on_warn = on_warn
+        self._warned: set[int] = set()
         self._lock = threading.Lock()
         self._nonce_buf = b""
         self._nonce_pos = 0
@@ -189,6 +205,14 @@ class KeysetAead:
             reserved = min(n + self._lease, self._hard)
             self._storage.put(_USAGE_KEY.format(key_id), reserved.to_bytes(8, "big"))
             self._reserved[key_id] = reserved
+            if (
+                self._warn_at is not None
+                and reserved >= self._warn_at
+                and key_id not in self._warned
+            ):
+                self._warned.add(key_id)
+                if self._on_warn is not None:
+                    self._on_warn(key_id, n, self._hard)
         self._next[key_id] = n + 1
         return n
 

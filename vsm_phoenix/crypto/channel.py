@@ -160,6 +160,12 @@ class SecureChannel:
         self._next_seq: int | None = None
         self._reserved_seq = 0
 
+    @property
+    def replay_guard(self) -> ReplayGuard:
+        """The per-sender replay windows of frames opened by this channel (e.g. for an
+        operator's :meth:`ReplayGuard.reset`)."""
+        return self._guard
+
     # ------------------------------------------------------------------ sequence
 
     def _take_sequence(self) -> int:
@@ -177,7 +183,7 @@ class SecureChannel:
                 self._reserved_seq = persisted
             seq = self._next_seq
             if seq > _MAX_SEQ:
-                raise ReplayError("sequence numbers exhausted")
+                raise ReplayError("sequence numbers exhausted", "exhausted")
             if seq >= self._reserved_seq:
                 reserved = seq + self._seq_lease
                 self._storage.put(_skey(self.identity, "seq"), reserved.to_bytes(8, "big"))
@@ -234,9 +240,22 @@ class SecureChannel:
 
     # ------------------------------------------------------------------ open
 
-    def open(self, data: bytes) -> tuple[dict[str, Any], bytes]:
+    def open(
+        self,
+        data: bytes,
+        *,
+        sender: str | None = None,
+        recipient: str | None = None,
+    ) -> tuple[dict[str, Any], bytes]:
         """Authenticate, check and record a frame; return ``(header, payload)``.
-        See the module doc for the errors; after any error nothing has changed."""
+        See the module doc for the errors; after any error nothing has changed.
+
+        ``sender``: the principal that is known, by other means, to have sent the frame
+        (e.g. the signer of the batch it came in); a frame whose sealed sender is
+        neither ``sender`` nor one of its sessions (``sender#...``) is an
+        ``AuthenticationError`` -- checked *before* the replay window records anything,
+        so a member cannot burn another's sequence numbers. ``recipient``: the address
+        the frame must carry (default: this channel's identity), e.g. ``topic:x``."""
         if not isinstance(data, bytes):
             if not isinstance(data, bytearray | memoryview):
                 raise DecodeError(f"frame must be bytes, not {type(data).__name__}")
@@ -257,8 +276,12 @@ class SecureChannel:
         header = self._decode_header(aad[3:])
         if header["key_id"] != key_id:
             raise AuthenticationError("header names a different key than the one used")
-        if header["recipient"] != self.identity:
+        if header["recipient"] != (self.identity if recipient is None else recipient):
             raise AuthenticationError(f"message addressed to {header['recipient']!r}")
+        if sender is not None and header["sender"].partition("#")[0] != sender:
+            raise AuthenticationError(
+                f"frame claims sender {header['sender']!r} but was sent by {sender!r}"
+            )
         self._check_fresh(header["timestamp"])
         self._guard.accept(header["sender"], header["sequence"])
         return header, payload
@@ -279,9 +302,9 @@ class SecureChannel:
     def _check_fresh(self, ts: int) -> None:
         now_ms = int(self._clock() * 1000)
         if self._max_age_ms is not None and now_ms - ts > self._max_age_ms:
-            raise ReplayError(f"message is stale ({now_ms - ts} ms old)")
+            raise ReplayError(f"message is stale ({now_ms - ts} ms old)", "stale")
         if self._max_skew_ms is not None and ts - now_ms > self._max_skew_ms:
-            raise ReplayError(f"message is from the future ({ts - now_ms} ms ahead)")
+            raise ReplayError(f"message is from the future ({ts - now_ms} ms ahead)", "future")
 
     @staticmethod
     def _decode_header(raw: bytes) -> dict[str, Any]:

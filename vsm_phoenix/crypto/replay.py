@@ -10,6 +10,11 @@ sender, the highest sequence number accepted so far and a bitmap of which of the
 * ``highest - size < seq <= highest``: accepted iff its bit is clear (out-of-order
   delivery inside the window is accepted exactly once).
 * ``seq <= highest - size``: too old to judge -- rejected.
+* ``seq > highest + MAX_JUMP``: too far ahead -- rejected. One accepted frame with a
+  sequence number near 2**64 would otherwise make every later frame of that sender a
+  "replay"; the cap (2**40, more than a sender produces in a decade at a million
+  messages a second) keeps the number space from being burnt in one step. It applies
+  to the first frame of a sender too (``highest`` starts at -1).
 
 The bitmap is RFC 6479's ring of 64-bit blocks: ``size / 64 + 1`` blocks, the block of
 ``seq`` is ``(seq >> 6) mod blocks``; sliding forward clears only the blocks skipped
@@ -35,13 +40,15 @@ from vsm_phoenix import cbor
 from vsm_phoenix.crypto.storage import Storage, atomic
 from vsm_phoenix.errors import DecodeError, InvalidArgument, ReplayError, TypeMismatch
 
-__all__ = ["DEFAULT_WINDOW", "ReplayGuard", "ReplayWindow"]
+__all__ = ["DEFAULT_WINDOW", "MAX_JUMP", "ReplayGuard", "ReplayWindow"]
 
 DEFAULT_WINDOW = 1024
 _FORMAT = 1
 _MAX_WINDOW = 1 << 16
 _MAX_SEQ = (1 << 64) - 1
 _MASK = (1 << 64) - 1
+#: Largest accepted step above the highest sequence number seen (see module doc).
+MAX_JUMP = 1 << 40
 
 
 def _check_seq(seq: int) -> None:
@@ -72,11 +79,17 @@ class ReplayWindow:
         changes state."""
         _check_seq(seq)
         if seq > self.highest:
+            if seq - self.highest > MAX_JUMP:
+                raise ReplayError(
+                    f"sequence {seq} jumps more than 2**40 past {self.highest}", "jump"
+                )
             return
         if seq <= self.highest - self.size:
-            raise ReplayError(f"sequence {seq} is older than the window (highest {self.highest})")
+            raise ReplayError(
+                f"sequence {seq} is older than the window (highest {self.highest})", "too-old"
+            )
         if self._seen(seq):
-            raise ReplayError(f"sequence {seq} replayed")
+            raise ReplayError(f"sequence {seq} replayed", "duplicate")
 
     def record(self, seq: int) -> None:
         """Mark ``seq`` accepted (call only after the message authenticated). Raises
@@ -224,3 +237,19 @@ class ReplayGuard:
         """Highest sequence accepted from ``sender`` (-1 when none)."""
         with self._lock:
             return self._window(sender).highest
+
+    def reset(self, sender: str) -> None:
+        """Forget ``sender``'s window (an operator's repair after a sender lost its
+        sequence counter, or after a bad jump): its next frame starts a new window.
+        Frames accepted before can be replayed again until the freshness bound
+        (``max_age``) rejects them, so reset only a sender that is known to restart."""
+        if not isinstance(sender, str):
+            raise TypeMismatch("sender must be a str")
+        with atomic(self._storage), self._lock:
+            self._storage.delete(f"{self._namespace}/{sender}")
+            self._cache.pop(sender, None)
+
+    def senders(self) -> list[str]:
+        """Every sender with a stored window, sorted."""
+        prefix = f"{self._namespace}/"
+        return sorted(k[len(prefix):] for k, _ in self._storage.items(prefix))

@@ -4,6 +4,14 @@ Thin, typed wrappers over ``cryptography``'s Ed25519 that speak the project's er
 a bad signature -> :class:`~vsm_phoenix.errors.AuthenticationError`; key bytes of the
 wrong shape -> :class:`~vsm_phoenix.errors.DecodeError`. Keys serialize as the raw
 32-byte RFC 8032 encodings.
+
+Public keys are checked before use. OpenSSL accepts any point encoding, including the
+eight points of small order: under the identity point ``01 00…00`` the signature
+``R = identity, S = 0`` verifies for *every* message, so such a key in a roster would
+let anyone speak for its owner. :meth:`VerifyKey.from_bytes` refuses, with
+``DecodeError``, non-canonical encodings (``y >= p``) and every encoding whose ``y``
+belongs to a small-order point, with either sign bit (libsodium's blocklist, the same
+rule as ``crypto_sign_verify_detached``'s key check).
 """
 
 from __future__ import annotations
@@ -17,10 +25,36 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 
 from vsm_phoenix.errors import AuthenticationError, DecodeError, TypeMismatch
 
-__all__ = ["SIGNATURE_SIZE", "SigningKey", "VerifyKey"]
+__all__ = ["SIGNATURE_SIZE", "SigningKey", "VerifyKey", "check_public_key_bytes"]
 
 SIGNATURE_SIZE = 64
 _RAW = serialization.Encoding.Raw
+_P = 2**255 - 19
+#: ``y`` coordinates of the points of order 1, 2, 4 and 8 (the sign bit selects ``x``).
+_SMALL_ORDER_Y = frozenset(
+    {
+        0,  # order 4 (both x)
+        1,  # the identity, order 1 (x = 0: the sign-bit variant is non-canonical)
+        _P - 1,  # order 2
+        int.from_bytes(
+            bytes.fromhex("26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05"),
+            "little",
+        ),  # order 8
+        int.from_bytes(
+            bytes.fromhex("c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a"),
+            "little",
+        ),  # order 8
+    }
+)
+
+
+def check_public_key_bytes(data: bytes) -> None:
+    """Refuse (``DecodeError``) a non-canonical or small-order Ed25519 public key."""
+    y = int.from_bytes(data, "little") & ((1 << 255) - 1)
+    if y >= _P:
+        raise DecodeError("Ed25519 public key is not canonically encoded")
+    if y in _SMALL_ORDER_Y:
+        raise DecodeError("Ed25519 public key is a point of small order")
 
 
 def _as_bytes(data: object, what: str) -> bytes:
@@ -45,6 +79,7 @@ class VerifyKey:
         data = _as_bytes(data, "public key")
         if len(data) != 32:
             raise DecodeError("Ed25519 public key must be 32 bytes")
+        check_public_key_bytes(data)
         try:
             return cls(Ed25519PublicKey.from_public_bytes(data))
         except ValueError as exc:

@@ -26,7 +26,9 @@ Modules (one concept each):
 * :mod:`~vsm_phoenix.protocol.raft` — :class:`RaftNode`: Raft with pre-vote,
   check-quorum, snapshots, leadership transfer and ReadIndex reads.
 * :mod:`~vsm_phoenix.protocol.kv` — :class:`KVStateMachine`: the linearizable KV on
-  Raft, with exactly-once client sessions, and :func:`simulate_kv`.
+  Raft, with exactly-once client sessions. (Its simulated clients and randomized
+  runs, ``KVWorkload`` and ``simulate_kv``, are test tooling in
+  :mod:`vsm_phoenix.verify.kv_workload`: this package never imports ``verify``.)
 
 Errors name the culprit: :class:`RemoteProtocolError` (a ``DecodeError``: distrust the
 peer) and :class:`LocalProtocolError` (an ``InvalidArgument``: fix the caller); either
@@ -41,16 +43,7 @@ from __future__ import annotations
 from vsm_phoenix.protocol.cluster import ClusterNode
 from vsm_phoenix.protocol.envelope import Envelope, decode_cbor, encode_cbor
 from vsm_phoenix.protocol.kit import Messenger, decode_payload, encode_payload
-from vsm_phoenix.protocol.kv import (
-    STALE,
-    KVClientError,
-    KVError,
-    KVRun,
-    KVStateMachine,
-    KVWorkload,
-    kv_node_factory,
-    simulate_kv,
-)
+from vsm_phoenix.protocol.kv import STALE, KVError, KVStateMachine, kv_node_factory
 from vsm_phoenix.protocol.node import (
     CancelTimer,
     ClientRequest,
@@ -103,11 +96,8 @@ from vsm_phoenix.protocol.sync import Merge, Mutate, Read, SyncConfig, SyncNode
 __all__ = [
     "STALE",
     "Entry",
-    "KVClientError",
     "KVError",
-    "KVRun",
     "KVStateMachine",
-    "KVWorkload",
     "Propose",
     "RaftConfig",
     "RaftMonitor",
@@ -119,7 +109,6 @@ __all__ = [
     "TransferLeadership",
     "check_invariants",
     "kv_node_factory",
-    "simulate_kv",
     "CancelTimer",
     "ClientRequest",
     "ClusterNode",

@@ -6,7 +6,7 @@ Sub-commands:
 * ``check`` -- check a history for linearizability (:mod:`vsm_phoenix.verify`).
 * ``simulate`` -- run a scenario in-process on the deterministic simulator (default) or,
   with ``--transport amqp``, as separate node processes over RabbitMQ.
-* ``node`` -- run one node process against the broker (:mod:`vsm_phoenix.ext.runner`).
+* ``node`` -- run one node process against the broker (:mod:`vsm_phoenix.cli.node`).
 * ``bench`` -- the benchmark report (``make bench``).
 """
 
@@ -37,8 +37,8 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         return run_demo(seed=args.seed, out_dir=args.out_dir, progress=not args.quiet)
     from pathlib import Path
 
-    from vsm_phoenix.protocol.kv import simulate_kv
     from vsm_phoenix.verify import Verdict, check_history, render_html
+    from vsm_phoenix.verify.kv_workload import simulate_kv
 
     bad = 0
     for seed in range(args.seed, args.seed + args.runs):
@@ -118,6 +118,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _transport(argv: list[str]) -> str | None:
+    """The value of ``--transport`` in ``argv`` (``--transport X`` or ``--transport=X``)."""
+    for i, arg in enumerate(argv):
+        if arg == "--transport" and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith("--transport="):
+            return arg.partition("=")[2]
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
     args_list = list(argv) if argv is not None else sys.argv[1:]
@@ -128,13 +138,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args_list[:1] == ["bench"]:
         return _bench(args_list[1:])
     if args_list[:1] == ["node"]:
-        from vsm_phoenix.ext.runner import main_node
+        from vsm_phoenix.cli.node import main_node
 
         return main_node(args_list[1:])
-    if args_list[:1] == ["simulate"] and (
-        "amqp" in args_list[1:] or "--transport=amqp" in args_list[1:]
-    ):
-        from vsm_phoenix.ext.runner import main_simulate_amqp
+    if args_list[:1] == ["simulate"] and _transport(args_list[1:]) == "amqp":
+        from vsm_phoenix.cli.simulate import main_simulate_amqp
 
         return main_simulate_amqp(args_list[1:])
     parser = build_parser()

@@ -1,0 +1,410 @@
+"""What nodes and control clients share: configuration, the connection, sealing and
+signing, the batching outbox with publisher confirms, and dead-lettering.
+
+Outgoing: a frame is sealed by the endpoint's
+:class:`~vsm_phoenix.crypto.SecureChannel` (cluster keyset, AES-256-GCM, header as
+associated data) and appended to the :class:`Outbox`; frames to the same routing key
+share one publish, which is a batch signed by the endpoint's identity
+(:func:`~vsm_phoenix.crypto.batch.seal_batch`).
+
+Incoming: :meth:`Endpoint.open_body` authenticates a whole body against the roster
+(one parse, one signature check) before any frame is looked at; frames are then
+opened with ``sender=`` the batch's signer, so a member can no longer seal a frame in
+another member's name.
+
+The cluster keyset is never rotated by one endpoint on its own (a key only it knew
+would make every peer refuse what it seals): sealing stops with an alarm at
+``key_usage_limit`` invocations of a key, after a warning at ``key_usage_warn``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, Final
+
+import aio_pika
+import aiormq
+import attrs
+
+from vsm_phoenix.crypto import KeysetAead, SecureChannel
+from vsm_phoenix.crypto.batch import OpenedBatch, open_batch, seal_batch
+from vsm_phoenix.crypto.credentials import Credentials
+from vsm_phoenix.crypto.identity import RosterBook
+from vsm_phoenix.errors import (
+    AuthenticationError,
+    CapacityError,
+    DecodeError,
+    InvalidArgument,
+    KeyExpiredError,
+    PermissionDenied,
+    ReplayError,
+)
+from vsm_phoenix.ext.amqp.topology import (
+    DEFAULT_DLQ_MAX_LENGTH,
+    DEFAULT_DLQ_TTL_MS,
+    Topology,
+    amqp_url,
+    declare_topology,
+    redact,
+)
+from vsm_phoenix.storage import Storage, TransactionalStorage
+
+__all__ = ["BATCH_CONTENT_TYPE", "AmqpConfig", "Endpoint", "LogLimiter", "Outbox", "classify"]
+
+log = logging.getLogger("vsm_phoenix.ext.amqp")
+
+BATCH_CONTENT_TYPE: Final = "application/vnd.vsm-phoenix.batch+cbor"
+
+
+@attrs.frozen(kw_only=True)
+class AmqpConfig:
+    """Adapter knobs. ``batch_max_messages=1`` turns batching off."""
+
+    url: str = attrs.field(factory=amqp_url)
+    batch_max_messages: int = 256
+    batch_max_bytes: int = 128 * 1024
+    linger_ms: float = 2.0
+    window: int = 64
+    prefetch: int = 512
+    max_outbox: int = 20_000
+    message_ttl_ms: int = 60_000
+    reconnect_interval: float = 0.5
+    retry_delay: float = 0.25
+    max_age: float = 300.0
+    dlq_max_length: int = DEFAULT_DLQ_MAX_LENGTH
+    dlq_ttl_ms: int = DEFAULT_DLQ_TTL_MS
+    #: Invocations of one cluster key after which this endpoint stops sealing.
+    key_usage_limit: int = 2**30
+    #: Invocations after which the rotate-the-keyset alarm is logged (once per key).
+    key_usage_warn: int = 7 * 2**27
+    #: At most one log line per dead-letter reason in this many seconds.
+    log_interval_s: float = 10.0
+
+    def __attrs_post_init__(self) -> None:
+        if self.batch_max_messages < 1 or self.batch_max_bytes < 1 or self.linger_ms < 0:
+            raise InvalidArgument("batch limits must be positive and linger_ms >= 0")
+        if self.window < 1 or self.prefetch < 1 or self.max_outbox < 1:
+            raise InvalidArgument("window, prefetch and max_outbox must be positive")
+        if self.message_ttl_ms < 1 or self.dlq_max_length < 1 or self.dlq_ttl_ms < 1:
+            raise InvalidArgument("message_ttl_ms and the DLQ bounds must be positive")
+        if not 0 < self.key_usage_warn <= self.key_usage_limit <= 2**32:
+            raise InvalidArgument("need 0 < key_usage_warn <= key_usage_limit <= 2**32")
+
+
+class LogLimiter:
+    """At most one log line per key per ``interval`` seconds; the next line says how
+    many were suppressed. Bounded: an attacker choosing keys cannot grow it."""
+
+    def __init__(self, interval: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.interval = interval
+        self._clock = clock
+        self._last: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+
+    def log(self, level: int, key: str, msg: str, *args: Any) -> None:
+        now = self._clock()
+        last = self._last.get(key)
+        if last is not None and now - last < self.interval:
+            self._suppressed[key] = self._suppressed.get(key, 0) + 1
+            return
+        if len(self._last) >= 256:  # keys are reasons; never grow without bound
+            self._last.clear()
+            self._suppressed.clear()
+        self._last[key] = now
+        dropped = self._suppressed.pop(key, 0)
+        if dropped:
+            msg += f" ({dropped} similar suppressed)"
+        log.log(level, msg, *args)
+
+
+class Outbox:
+    """Per-routing-key batches, a linger timer, and a window of unconfirmed publishes."""
+
+    def __init__(
+        self,
+        config: AmqpConfig,
+        publish: Callable[[str, bytes, int], Any],
+        sign: Callable[[list[bytes]], bytes],
+        stats: dict[str, int],
+    ) -> None:
+        self._config = config
+        self._publish = publish
+        self._sign = sign
+        self._stats = stats
+        self._buffers: dict[str, list[bytes]] = {}
+        self._sizes: dict[str, int] = {}
+        self._linger: asyncio.TimerHandle | None = None
+        self._window = asyncio.Semaphore(config.window)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.pending = 0  # frames added and not yet confirmed
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._room = asyncio.Event()
+        self._room.set()
+
+    def add(self, routing_key: str, frame: bytes) -> None:
+        buf = self._buffers.setdefault(routing_key, [])
+        buf.append(frame)
+        self._sizes[routing_key] = self._sizes.get(routing_key, 0) + len(frame)
+        self.pending += 1
+        self._idle.clear()
+        if self.pending >= self._config.max_outbox:
+            self._room.clear()
+        cfg = self._config
+        if len(buf) >= cfg.batch_max_messages or self._sizes[routing_key] >= cfg.batch_max_bytes:
+            self._flush_key(routing_key)
+        elif self._linger is None:
+            loop = asyncio.get_running_loop()
+            self._linger = loop.call_later(cfg.linger_ms / 1000.0, self.flush)
+
+    def flush(self) -> None:
+        """Start publishing every buffered batch now."""
+        if self._linger is not None:
+            self._linger.cancel()
+            self._linger = None
+        for key in list(self._buffers):
+            self._flush_key(key)
+
+    def _flush_key(self, key: str) -> None:
+        frames = self._buffers.pop(key, None)
+        self._sizes.pop(key, None)
+        if not frames:
+            return
+        task = asyncio.get_running_loop().create_task(self._send(key, frames))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _send(self, key: str, frames: list[bytes]) -> None:
+        body = self._sign(frames)
+        async with self._window:
+            await self._publish(key, body, len(frames))
+        self.pending -= len(frames)
+        self._stats["frames_confirmed"] += len(frames)
+        if self.pending < self._config.max_outbox // 2:
+            self._room.set()
+        if self.pending == 0:
+            self._idle.set()
+
+    async def wait_room(self) -> None:
+        await self._room.wait()
+
+    async def drain(self, timeout: float | None = None) -> bool:
+        """Flush and wait until every frame is confirmed; ``False`` on timeout."""
+        self.flush()
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    def cancel(self) -> None:
+        if self._linger is not None:
+            self._linger.cancel()
+        for task in list(self._tasks):
+            task.cancel()
+
+
+def classify(exc: BaseException) -> str:
+    """The dead-letter reason for an error (the ``x-vsm-reason`` header)."""
+    if isinstance(exc, ReplayError):
+        return exc.reason
+    if isinstance(exc, PermissionDenied):
+        return "permission"
+    if isinstance(exc, AuthenticationError | KeyExpiredError):
+        return "authentication"
+    if isinstance(exc, DecodeError):
+        return "decode"
+    return "error"
+
+
+class Endpoint:
+    """A principal on the broker: a robust connection, a confirming publish channel, a
+    consuming channel, its sealing channel and identity, and the outbox.
+
+    ``session``: a client without durable storage speaks as ``<principal>#<session>``
+    so that its sequence numbers never collide with an earlier run's.
+    """
+
+    def __init__(
+        self,
+        credentials: Credentials,
+        *,
+        storage: Storage,
+        config: AmqpConfig,
+        clock: Callable[[], float],
+        session: str | None = None,
+    ) -> None:
+        self.credentials = credentials
+        self.identity = credentials.identity
+        self.name = credentials.principal + ("" if session is None else f"#{session}")
+        self.topology = Topology(credentials.cluster)
+        self.config = config
+        self.storage = storage
+        # (a runtime Protocol check is slow: decide once)
+        self._transactional = isinstance(storage, TransactionalStorage)
+        self.clock = clock
+        self.book = RosterBook(credentials.roster, storage=storage)
+        self.aead = KeysetAead(
+            credentials.keyset, storage, clock=clock, auto_rotate=False,
+            soft_limit=config.key_usage_limit, hard_limit=config.key_usage_limit,
+            warn_at=config.key_usage_warn,
+            on_warn=self._key_alarm,
+        )
+        self.channel = SecureChannel(credentials.keyset, storage, identity=self.name,
+                                     clock=clock, max_age=config.max_age, aead=self.aead)
+        self.sealing_error: str | None = None
+        self.logs = LogLimiter(config.log_interval_s)
+        self.stats: dict[str, int] = {
+            "frames_sent": 0, "frames_confirmed": 0, "publishes": 0, "publish_retries": 0,
+            "bodies_received": 0, "frames_received": 0, "dead_lettered": 0,
+            "duplicates": 0, "delivered": 0, "reconnects": 0, "acks_lost": 0,
+            "refused": 0, "unsealed": 0,
+        }
+        self.connection: aio_pika.abc.AbstractRobustConnection | None = None
+        self.pub: aio_pika.abc.AbstractChannel | None = None
+        self.sub: aio_pika.abc.AbstractChannel | None = None
+        self.exchange: aio_pika.abc.AbstractExchange | None = None
+        self._dlx: aio_pika.abc.AbstractExchange | None = None
+        self.outbox: Outbox | None = None
+        self._closing = False
+
+    # -- keys ----------------------------------------------------------------------------
+    def _key_alarm(self, key_id: int, used: int, limit: int) -> None:
+        log.error(
+            "%s: cluster key %#010x has sealed %d of the %d messages this node may seal "
+            "with it; rotate the cluster keyset now (sealing stops at the limit)",
+            self.name, key_id, used, limit,
+        )
+
+    def _sealing_stopped(self, exc: CapacityError) -> None:
+        if self.sealing_error is None:
+            log.critical("%s: sealing stopped: %s; rotate the cluster keyset and restart",
+                         self.name, exc)
+        self.sealing_error = str(exc)
+        self.stats["unsealed"] += 1
+
+    # -- connection ------------------------------------------------------------------------
+    def txn(self) -> contextlib.AbstractContextManager[None]:
+        if self._transactional:
+            return self.storage.transaction()  # type: ignore[attr-defined, no-any-return]
+        return contextlib.nullcontext()
+
+    async def connect(self) -> None:
+        self.connection = await aio_pika.connect_robust(
+            self.config.url,
+            reconnect_interval=self.config.reconnect_interval,
+            client_properties={
+                "connection_name": f"vsm-phoenix {self.topology.cluster} {self.name}"
+            },
+        )
+        self.connection.reconnect_callbacks.add(self._on_reconnect)
+        await declare_topology(self.connection, self.topology,
+                               dlq_max_length=self.config.dlq_max_length,
+                               dlq_ttl_ms=self.config.dlq_ttl_ms)
+        self.pub = await self.connection.channel(publisher_confirms=True)
+        self.sub = await self.connection.channel(publisher_confirms=True)
+        await self.sub.set_qos(prefetch_count=self.config.prefetch)
+        self.exchange = await self.pub.get_exchange(self.topology.exchange)
+        self._dlx = await self.pub.get_exchange(self.topology.dlx)
+        self.outbox = Outbox(self.config, self._publish, self.sign, self.stats)
+
+    def _on_reconnect(self, *_args: Any) -> None:
+        self.stats["reconnects"] += 1
+        log.warning("%s: reconnected to the broker", self.name)
+
+    async def _publish(self, routing_key: str, body: bytes, count: int) -> None:
+        """Publish one batch with confirms, retrying until the broker confirms it."""
+        while True:
+            assert self.exchange is not None
+            message = aio_pika.Message(
+                body,
+                content_type=BATCH_CONTENT_TYPE,
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                expiration=self.config.message_ttl_ms / 1000.0,
+                headers={"x-vsm-count": count},
+                app_id="vsm-phoenix",
+            )
+            try:
+                result = await self.exchange.publish(message, routing_key, mandatory=False)
+                if isinstance(result, aiormq.spec.Basic.Ack):
+                    self.stats["publishes"] += 1
+                    return
+                raise ConnectionError(f"publish not confirmed: {result!r}")
+            except asyncio.CancelledError:
+                raise
+            except BaseException as exc:
+                if self._closing:
+                    raise
+                self.stats["publish_retries"] += 1
+                log.info("%s: publish to %s failed (%s); retrying", self.name,
+                         routing_key, type(exc).__name__)
+                await asyncio.sleep(self.config.retry_delay)
+
+    # -- frames and batches ------------------------------------------------------------------
+    def sign(self, frames: list[bytes]) -> bytes:
+        """The body for ``frames``: a batch signed by this endpoint's identity."""
+        return seal_batch(self.identity, self.topology.cluster, frames)
+
+    def seal_to(self, recipient: str, routing_key: str, header: dict[str, Any],
+                payload: bytes) -> bool:
+        """Seal one frame for ``recipient`` and queue it on ``routing_key``; ``False``
+        (and an alarm) when sealing has stopped at the key's usage limit."""
+        assert self.outbox is not None
+        try:
+            frame = self.channel.seal({"recipient": recipient, **header}, payload)
+        except CapacityError as exc:
+            self._sealing_stopped(exc)
+            return False
+        self.stats["frames_sent"] += 1
+        self.outbox.add(routing_key, frame)
+        return True
+
+    def open_body(self, body: bytes) -> OpenedBatch:
+        """Authenticate a received body against the current roster (module doc)."""
+        return open_batch(body, self.book.roster)
+
+    async def dead_letter(self, body: bytes, reason: str, error: str, routing_key: str,
+                          failures: int = 1) -> None:
+        """Publish ``body`` to the DLQ with the reason in its headers (never raises).
+        One call per received body, whatever number of frames in it failed."""
+        self.stats["dead_lettered"] += 1
+        self.logs.log(logging.WARNING, reason, "%s: dead-lettered a message on %s: %s: %s",
+                      self.name, routing_key[:200], reason, redact(error[:300]))
+        assert self._dlx is not None
+        message = aio_pika.Message(
+            body,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            headers={
+                "x-vsm-reason": reason,
+                "x-vsm-error": error[:500],
+                "x-vsm-failures": failures,
+                "x-vsm-node": self.name,
+                "x-vsm-routing-key": routing_key[:255],
+                "x-vsm-time": int(self.clock() * 1000),
+            },
+            app_id="vsm-phoenix",
+        )
+        for _ in range(20):
+            try:
+                await self._dlx.publish(message, "", mandatory=False, timeout=10.0)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.info("%s: DLQ publish failed (%s); retrying", self.name, exc)
+                await asyncio.sleep(self.config.retry_delay)
+        log.error("%s: gave up dead-lettering a message: %s", self.name, reason)
+
+    async def close(self, drain_timeout: float = 5.0) -> None:
+        if self.outbox is not None:
+            await self.outbox.drain(drain_timeout)
+        self._closing = True
+        if self.outbox is not None:
+            self.outbox.cancel()
+        if self.connection is not None:
+            with contextlib.suppress(Exception):
+                await self.connection.close()

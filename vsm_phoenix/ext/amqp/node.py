@@ -1,0 +1,583 @@
+"""The node runner: any sans-IO node over RabbitMQ (asyncio, aio-pika).
+
+Theory of operation
+-------------------
+An :class:`AmqpNode` owns one protocol node (:class:`~vsm_phoenix.protocol.node.Node`)
+and carries out its effects against a broker, a SQLite store and the event loop:
+
+=================  ================================================================
+effect             carried out as
+=================  ================================================================
+``Persist``        a write to the node's :class:`~vsm_phoenix.storage.Storage` under
+                   ``node/<key>``, committed *before* any later effect runs
+``Send``           the envelope sealed by the endpoint's channel, appended to the
+                   outbox, published in a batch signed by the node's identity
+``SetTimer`` /     ``loop.call_later`` / its cancellation (one handle per name)
+``CancelTimer``
+``Deliver``        the reply of a pending request (in-process or over the control
+                   plane), otherwise the ``on_deliver`` callback
+=================  ================================================================
+
+Incoming bodies are processed in arrival order, several at a time in one storage
+transaction (group commit): authenticate the body (roster + signature), open each frame
+(sealed sender = the signer; this records the sender's sequence number), check the
+signer's role, step the node, write its ``Persist`` effects, commit -- and only then
+carry out the other effects and ack the group (one cumulative ack). A crash before the
+commit loses nothing: the broker redelivers, and the replay record was rolled back with
+the state.
+
+Roles (from the roster): protocol envelopes need ``peer``; control requests need
+``read`` (``status`` and the role's read operations), ``admin`` (``stop``,
+``reset-replay``, ``roster``) or ``write`` (everything else). A refused request is
+answered with a ``PermissionDenied`` error reply, not executed.
+
+Dead letters: a body that does not authenticate is dead-lettered once, whole, with its
+reason (``decode``, ``authentication``), whatever it claims to contain; a body whose
+frames fail is dead-lettered once with the first reason and the number of failed frames
+(``x-vsm-failures``). Reasons for frames: ``decode``, ``authentication``,
+``permission``, ``protocol`` (the node refused an authentic envelope), ``too-old``,
+``stale``, ``future``, ``jump`` (replay-window verdicts other than a duplicate),
+``node-error``. Exact duplicates -- at-least-once redeliveries -- are dropped and
+counted. Log lines for dead letters are rate-limited per reason.
+
+Fencing: one process per node id. The command line takes an exclusive lock on the
+node's data directory; the adapter consumes its queue as the *exclusive* consumer, so a
+second process for the same id (even on another machine) fails to start with
+:class:`NodeFenced` instead of splitting the node's traffic.
+
+Restart: on start the adapter gives the node ``Restart(persisted)`` (every
+``node/<key>`` it wrote) when its store says it booted before, else ``Start``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable
+from typing import Any, Final, Protocol
+
+import aio_pika
+import aiormq
+import attrs
+
+from vsm_phoenix.crypto.batch import OpenedBatch
+from vsm_phoenix.crypto.credentials import Credentials
+from vsm_phoenix.crypto.identity import ROLE_ADMIN, ROLE_PEER, ROLE_READ, ROLE_WRITE
+from vsm_phoenix.errors import (
+    AuthenticationError,
+    DecodeError,
+    InvalidArgument,
+    KeyExpiredError,
+    PermissionDenied,
+    ReplayError,
+    VsmPhoenixError,
+)
+from vsm_phoenix.ext.amqp.endpoint import AmqpConfig, Endpoint, classify
+from vsm_phoenix.ext.amqp.topology import unword
+from vsm_phoenix.protocol.envelope import Envelope, decode_cbor, encode_cbor
+from vsm_phoenix.protocol.node import (
+    CancelTimer,
+    ClientRequest,
+    Deliver,
+    Effect,
+    Event,
+    Node,
+    Persist,
+    Receive,
+    Restart,
+    Send,
+    SetTimer,
+    Start,
+    TimerFired,
+)
+from vsm_phoenix.storage import MemoryStorage, Storage
+
+__all__ = [
+    "ADMIN_OPS",
+    "CTL_REPLY",
+    "CTL_REQUEST",
+    "ENVELOPE",
+    "AmqpNode",
+    "ControlCodec",
+    "NodeFenced",
+]
+
+log = logging.getLogger("vsm_phoenix.ext.amqp")
+
+ENVELOPE: Final = "vsm/envelope"
+CTL_REQUEST: Final = "vsm/ctl-request"
+CTL_REPLY: Final = "vsm/ctl-reply"
+#: Control operations only an ``admin`` may ask for.
+ADMIN_OPS: Final = frozenset({"stop", "reset-replay", "roster"})
+MAX_PENDING_CONTROL: Final = 10_000
+_NODE_PREFIX: Final = "node/"
+_BOOT_KEY: Final = "runner/boots"
+
+
+class NodeFenced(VsmPhoenixError, RuntimeError):
+    """Another process already runs this node id (its queue has an exclusive consumer,
+    or its data directory is locked)."""
+
+
+class ControlCodec(Protocol):
+    """How the control plane talks to one kind of node (a *role*).
+
+    Control requests carry plain CBOR values; the codec turns them into the node's
+    ``ClientRequest`` payloads and turns ``Deliver`` payloads back into CBOR values.
+    ``read_ops`` names the operations a ``read`` principal may ask for (every other
+    operation of the codec needs ``write``).
+    """
+
+    read_ops: frozenset[str]
+
+    def decode_request(self, node: Node, raw: Any) -> Any:
+        """The ``ClientRequest`` payload for ``raw``; ``InvalidArgument`` if unknown."""
+        ...
+
+    def encode_reply(self, deliver: Deliver) -> Any:
+        """A CBOR-encodable rendering of ``deliver.payload``."""
+        ...
+
+    def status(self, node: Node) -> dict[str, Any]:
+        """A CBOR-encodable summary of the node's state (for ``{"op": "status"}``)."""
+        ...
+
+
+class _Rejected(Exception):
+    """The node refused an authentic envelope (its ``DecodeError``)."""
+
+
+@attrs.define
+class _Incoming:
+    """The outcome of processing one AMQP message inside the group transaction."""
+
+    message: aio_pika.abc.AbstractIncomingMessage
+    effects: list[Effect] = attrs.field(factory=list)
+    replies: list[tuple[str, str, str, Any, bool]] = attrs.field(factory=list)
+    dead: tuple[str, str, int] | None = None  # (reason, error, failed frames)
+
+
+class AmqpNode:
+    """Runs ``node`` against the broker (see the module docstring).
+
+    ``credentials`` are the node's keyset, identity (its principal must be the node id)
+    and roster. ``storage`` holds the node's persisted keys (``node/...``), the channel's
+    sequence counter, replay windows, key usage and the adopted roster; give it a
+    :class:`~vsm_phoenix.storage.SQLiteStorage` for crash-restart. ``codec`` enables
+    the control plane; ``on_deliver`` gets every ``Deliver`` that answers no request.
+    """
+
+    def __init__(
+        self,
+        node: Node,
+        *,
+        credentials: Credentials,
+        storage: Storage | None = None,
+        config: AmqpConfig | None = None,
+        codec: ControlCodec | None = None,
+        on_deliver: Callable[[Deliver], None] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if credentials.principal != node.node_id:
+            raise InvalidArgument(
+                f"identity {credentials.principal!r} does not match node id {node.node_id!r}"
+            )
+        if not credentials.roster.members[node.node_id].allows(ROLE_PEER):
+            raise InvalidArgument(f"the roster does not grant {node.node_id!r} the peer role")
+        self.node = node
+        self.node_id = node.node_id
+        self.config = config or AmqpConfig()
+        self.storage: Storage = storage if storage is not None else MemoryStorage()
+        self.codec = codec
+        self.on_deliver = on_deliver
+        self._clock = clock
+        self._ep = Endpoint(credentials, storage=self.storage, config=self.config, clock=clock)
+        self.topology = self._ep.topology
+        self.stats = self._ep.stats
+        self.recent: deque[Deliver] = deque(maxlen=1000)
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._inbox: asyncio.Queue[aio_pika.abc.AbstractIncomingMessage] = asyncio.Queue()
+        self._waiters: dict[str, asyncio.Future[Deliver]] = {}
+        self._ctl_pending: dict[str, tuple[str, str]] = {}  # request id -> (client, rid)
+        self._processor: asyncio.Task[None] | None = None
+        self._stopped = asyncio.Event()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.booted_with: str = ""
+        self.started = False
+
+    @property
+    def roster_serial(self) -> int:
+        return self._ep.book.roster.serial
+
+    @property
+    def sealing_error(self) -> str | None:
+        """Why sealing stopped (the key usage limit was reached), else ``None``."""
+        return self._ep.sealing_error
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def now(self) -> int:
+        return int(self._clock() * 1000)
+
+    async def start(self) -> None:
+        """Connect, declare the node's queue, boot the node, start consuming.
+        :class:`NodeFenced` when another process consumes this node's queue."""
+        ep = self._ep
+        await ep.connect()
+        assert ep.sub is not None and ep.connection is not None
+        exchange = await ep.sub.get_exchange(self.topology.exchange)
+        node_queue = await ep.sub.declare_queue(
+            self.topology.node_queue(self.node_id), durable=True
+        )
+        for key in self.topology.bindings(self.node_id):
+            await node_queue.bind(exchange, routing_key=key)
+        try:
+            await node_queue.consume(self._on_message, no_ack=False, exclusive=True)
+        except aiormq.exceptions.ChannelAccessRefused:
+            await ep.close(drain_timeout=0.5)
+            raise NodeFenced(
+                f"node {self.node_id!r} of cluster {self.topology.cluster!r} already runs "
+                "elsewhere (its queue has an exclusive consumer)"
+            ) from None
+        self._processor = asyncio.get_running_loop().create_task(self._process_loop())
+        self._boot()
+        self.started = True
+
+    def _boot(self) -> None:
+        boots_raw = self.storage.get(_BOOT_KEY)
+        boots = int.from_bytes(boots_raw, "big") if boots_raw else 0
+        persisted = {k[len(_NODE_PREFIX):]: v for k, v in self.storage.items(_NODE_PREFIX)}
+        event: Event
+        if boots:
+            event = Restart(self.now(), persisted)
+            self.booted_with = "restart"
+        else:
+            event = Start(self.now())
+            self.booted_with = "start"
+        log.info("%s: %s (boot %d, %d persisted keys)", self.node_id, self.booted_with,
+                 boots + 1, len(persisted))
+        with self._ep.txn():
+            self.storage.put(_BOOT_KEY, (boots + 1).to_bytes(8, "big"))
+            effects = self._step_persist(event)
+        self._carry_out(effects)
+
+    async def stop(self, drain_timeout: float = 5.0) -> None:
+        """Stop timers and consumption, flush the outbox, close the connection."""
+        for handle in self._timers.values():
+            handle.cancel()
+        self._timers.clear()
+        if self._processor is not None:
+            self._processor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._processor
+        await self._ep.close(drain_timeout)
+        self._stopped.set()
+
+    async def wait_stopped(self) -> None:
+        await self._stopped.wait()
+
+    def request_stop(self) -> None:
+        """Ask the node to stop (from a signal handler or a control request)."""
+        task = asyncio.get_running_loop().create_task(self.stop())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- stepping --------------------------------------------------------------------------
+    def step(self, event: Event) -> list[Effect]:
+        """Step the node with ``event`` in one storage transaction and carry out the
+        effects (persists inside the transaction, the rest after the commit)."""
+        with self._ep.txn():
+            effects = self._step_persist(event)
+        self._carry_out(effects)
+        return effects
+
+    def _step_persist(self, event: Event) -> list[Effect]:
+        """Step the node and write its ``Persist`` effects; return the other effects."""
+        effects = self.node.step(event)
+        rest: list[Effect] = []
+        for effect in effects:
+            if isinstance(effect, Persist):
+                key = _NODE_PREFIX + effect.key
+                if effect.value is None:
+                    self.storage.delete(key)
+                else:
+                    self.storage.put(key, effect.value)
+            else:
+                rest.append(effect)
+        return rest
+
+    def _carry_out(self, effects: list[Effect]) -> None:
+        for effect in effects:
+            if isinstance(effect, Send):
+                self._send(effect.envelope)
+            elif isinstance(effect, SetTimer):
+                old = self._timers.pop(effect.name, None)
+                if old is not None:
+                    old.cancel()
+                loop = asyncio.get_running_loop()
+                self._timers[effect.name] = loop.call_later(
+                    effect.delay_ms / 1000.0, self._fire, effect.name
+                )
+            elif isinstance(effect, CancelTimer):
+                old = self._timers.pop(effect.name, None)
+                if old is not None:
+                    old.cancel()
+            elif isinstance(effect, Deliver):
+                self._deliver(effect)
+
+    def _fire(self, name: str) -> None:
+        self._timers.pop(name, None)
+        try:
+            self.step(TimerFired(self.now(), name))
+        except DecodeError as exc:
+            log.warning("%s: timer %s rejected: %s", self.node_id, name, exc)
+        except Exception:
+            log.exception("%s: node failed on timer %s", self.node_id, name)
+
+    def _send(self, env: Envelope) -> None:
+        header, body = env.wire_parts()
+        topo = self.topology
+        if env.recipient is not None:
+            recipient = env.recipient
+            key = topo.direct_key(recipient, env.type)
+        else:
+            assert env.topic is not None
+            recipient = "topic:" + env.topic
+            key = topo.topic_key(env.topic, env.type)
+        self._ep.seal_to(recipient, key, {"content_type": ENVELOPE, "env": header}, body)
+
+    def _deliver(self, d: Deliver) -> None:
+        rid = d.request_id
+        if rid is not None and rid in self._waiters:
+            fut = self._waiters.pop(rid)
+            if not fut.done():
+                fut.set_result(d)
+            return
+        if rid is not None and rid in self._ctl_pending:
+            client, client_rid = self._ctl_pending.pop(rid)
+            payload = self.codec.encode_reply(d) if self.codec is not None else None
+            self._reply(client, client_rid, d.kind, payload, True)
+            return
+        self.stats["delivered"] += 1
+        self.recent.append(d)
+        if self.on_deliver is not None:
+            try:
+                self.on_deliver(d)
+            except Exception:
+                log.exception("%s: on_deliver callback failed", self.node_id)
+
+    def _reply(self, client: str, rid: str, kind: str, payload: Any, ok: bool) -> None:
+        try:
+            body = encode_cbor(payload)
+        except Exception as exc:
+            body, ok, kind = encode_cbor(f"unencodable reply: {exc}"), False, "error"
+        self._ep.seal_to(
+            client, self.topology.control_key(client),
+            {"content_type": CTL_REPLY, "rid": rid, "kind": kind, "ok": ok}, body,
+        )
+
+    async def request(self, payload: Any, timeout: float = 10.0) -> Deliver:
+        """Issue a ``ClientRequest`` in process and wait for its ``Deliver``."""
+        rid = f"local/{uuid.uuid4().hex}"
+        fut: asyncio.Future[Deliver] = asyncio.get_running_loop().create_future()
+        self._waiters[rid] = fut
+        try:
+            self.step(ClientRequest(self.now(), rid, payload))
+            return await asyncio.wait_for(fut, timeout)
+        finally:
+            self._waiters.pop(rid, None)
+
+    # -- consuming -------------------------------------------------------------------------
+    async def _on_message(self, message: aio_pika.abc.AbstractIncomingMessage) -> None:
+        self._inbox.put_nowait(message)
+
+    async def _process_loop(self) -> None:
+        limit = max(1, self.config.prefetch)
+        while True:
+            first = await self._inbox.get()
+            batch = [first]
+            while len(batch) < limit and not self._inbox.empty():
+                batch.append(self._inbox.get_nowait())
+            assert self._ep.outbox is not None
+            await self._ep.outbox.wait_room()
+            try:
+                await self._process(batch)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("%s: processing a batch failed; requeueing it", self.node_id)
+                for m in batch:
+                    with contextlib.suppress(Exception):
+                        await m.nack(requeue=True)
+                await asyncio.sleep(self.config.retry_delay)
+
+    async def _process(self, batch: list[aio_pika.abc.AbstractIncomingMessage]) -> None:
+        results: list[_Incoming] = []
+        with self._ep.txn():
+            for m in batch:
+                results.append(self._handle(m))
+        for res in results:
+            self._carry_out(res.effects)
+            for client, rid, kind, payload, ok in res.replies:
+                self._reply(client, rid, kind, payload, ok)
+        for res in results:
+            if res.dead is not None:
+                reason, error, failures = res.dead
+                await self._ep.dead_letter(res.message.body, reason, error,
+                                           res.message.routing_key or "", failures)
+        # Every message of the group is done: one cumulative ack per channel (messages
+        # are processed in delivery order, so no earlier delivery is still open).
+        last: dict[int, aio_pika.abc.AbstractIncomingMessage] = {}
+        for m in batch:
+            last[id(m.channel)] = m
+        for m in last.values():
+            try:
+                await m.ack(multiple=True)
+            except Exception:
+                self.stats["acks_lost"] += 1  # a channel that died: the broker redelivers
+
+    def _recipient(self, routing_key: str) -> str:
+        """Whom a frame that arrived under ``routing_key`` must be addressed to."""
+        if routing_key.startswith("tp."):
+            parts = routing_key.split(".")
+            return "topic:" + unword(parts[1]) if len(parts) >= 3 else ""
+        return self.node_id
+
+    def _handle(self, m: aio_pika.abc.AbstractIncomingMessage) -> _Incoming:
+        """Authenticate, decode and step one AMQP message (inside the transaction)."""
+        res = _Incoming(m)
+        self.stats["bodies_received"] += 1
+        try:
+            batch = self._ep.open_body(m.body)
+        except (DecodeError, AuthenticationError) as exc:
+            res.dead = (classify(exc), f"{type(exc).__name__}: {exc}", 1)
+            return res
+        recipient = self._recipient(m.routing_key or "")
+        failures: list[tuple[str, str]] = []
+        for frame in batch.frames:
+            self.stats["frames_received"] += 1
+            try:
+                self._handle_frame(batch, recipient, frame, res)
+            except _Rejected as exc:
+                failures.append(("protocol", str(exc)))
+            except ReplayError as exc:
+                if exc.reason == "duplicate":
+                    self.stats["duplicates"] += 1
+                else:
+                    failures.append((exc.reason, f"ReplayError: {exc}"))
+            except (DecodeError, AuthenticationError, KeyExpiredError, PermissionDenied) as exc:
+                failures.append((classify(exc), f"{type(exc).__name__}: {exc}"))
+            except Exception as exc:  # a node bug must not stop the node
+                self._ep.logs.log(logging.ERROR, "node-error", "%s: node failed on a message: %r",
+                                  self.node_id, exc)
+                failures.append(("node-error", f"{type(exc).__name__}: {exc}"))
+        if failures:
+            reason, error = failures[0]
+            res.dead = (reason, error, len(failures))
+        return res
+
+    def _handle_frame(self, batch: OpenedBatch, recipient: str, frame: bytes,
+                      res: _Incoming) -> None:
+        header, payload = self._ep.channel.open(frame, sender=batch.signer, recipient=recipient)
+        sender = header["sender"]
+        ctype = header["content_type"]
+        if ctype == ENVELOPE:
+            if not batch.member.allows(ROLE_PEER):
+                raise PermissionDenied(f"{batch.signer!r} may not send protocol messages")
+            envh = header.get("env")
+            if not isinstance(envh, dict) or envh.get("s") != sender:
+                raise AuthenticationError("envelope sender differs from the sealing sender")
+            env = Envelope.from_wire_parts(envh, payload)
+            if env.sender == self.node_id:
+                return  # our own topic broadcast
+            try:
+                res.effects += self._step_persist(Receive(self.now(), env))
+            except DecodeError as exc:
+                raise _Rejected(f"{type(exc).__name__}: {exc}") from None
+        elif ctype == CTL_REQUEST:
+            rid = header.get("rid")
+            if not isinstance(rid, str) or len(rid) > 128:
+                raise DecodeError("control request without a short str rid")
+            raw = decode_cbor(payload)
+            self._control(sender, batch, rid, raw, res)
+        else:
+            raise DecodeError(f"unexpected content type {str(ctype)[:64]!r}")
+
+    def _needed_role(self, op: object) -> str:
+        if op in ADMIN_OPS:
+            return ROLE_ADMIN
+        if op == "status" or (self.codec is not None and op in self.codec.read_ops):
+            return ROLE_READ
+        return ROLE_WRITE
+
+    def _control(self, client: str, batch: OpenedBatch, rid: str, raw: Any,
+                 res: _Incoming) -> None:
+        op = raw.get("op") if isinstance(raw, dict) else None
+        needed = self._needed_role(op)
+        if not batch.member.allows(needed):
+            self.stats["refused"] += 1
+            self._ep.logs.log(logging.WARNING, "refused", "%s: refused %r from %s (needs %s)",
+                              self.node_id, str(op)[:64], client, needed)
+            res.replies.append((client, rid, "error",
+                                f"PermissionDenied: {op!r} needs the {needed!r} role", False))
+            return
+        assert isinstance(raw, dict) or op is None
+        if op == "status":
+            res.replies.append((client, rid, "status", self._status(), True))
+        elif op == "stop":
+            res.replies.append((client, rid, "stop", None, True))
+            asyncio.get_running_loop().call_later(0.2, self.request_stop)
+        elif op == "reset-replay":
+            self._admin(client, rid, res, lambda: self._reset_replay(raw.get("sender")))
+        elif op == "roster":
+            self._admin(client, rid, res, lambda: self._adopt_roster(raw.get("roster")))
+        elif self.codec is None:
+            res.replies.append((client, rid, "error", "no control codec", False))
+        else:
+            local_rid = f"{client}/{rid}"
+            try:
+                payload = self.codec.decode_request(self.node, raw)
+                if len(self._ctl_pending) >= MAX_PENDING_CONTROL:  # never answered: forget
+                    del self._ctl_pending[next(iter(self._ctl_pending))]
+                self._ctl_pending[local_rid] = (client, rid)
+                res.effects += self._step_persist(ClientRequest(self.now(), local_rid, payload))
+            except VsmPhoenixError as exc:
+                self._ctl_pending.pop(local_rid, None)
+                res.replies.append((client, rid, "error", f"{type(exc).__name__}: {exc}",
+                                    False))
+
+    @staticmethod
+    def _admin(client: str, rid: str, res: _Incoming, action: Callable[[], Any]) -> None:
+        try:
+            res.replies.append((client, rid, "ok", action(), True))
+        except VsmPhoenixError as exc:
+            res.replies.append((client, rid, "error", f"{type(exc).__name__}: {exc}", False))
+
+    def _reset_replay(self, sender: object) -> dict[str, Any]:
+        if not isinstance(sender, str) or not sender:
+            raise InvalidArgument("reset-replay needs a str 'sender'")
+        guard = self._ep.channel.replay_guard
+        before = guard.highest(sender)
+        guard.reset(sender)
+        log.warning("%s: replay window of %s reset by an operator (was at %d)",
+                    self.node_id, sender, before)
+        return {"sender": sender, "was": before}
+
+    def _adopt_roster(self, raw: object) -> dict[str, Any]:
+        if not isinstance(raw, bytes):
+            raise InvalidArgument("roster needs the roster's bytes in 'roster'")
+        adopted = self._ep.book.adopt(raw)
+        return {"serial": self._ep.book.roster.serial, "adopted": adopted}
+
+    def _status(self) -> dict[str, Any]:
+        status: dict[str, Any] = {
+            "node": self.node_id, "boot": self.booted_with, "stats": dict(self.stats),
+            "roster": self._ep.book.roster.serial,
+            "sealing": self._ep.sealing_error or "ok",
+        }
+        if self.codec is not None:
+            status.update(self.codec.status(self.node))
+        return status

@@ -1,0 +1,113 @@
+"""Raft's names and knobs: roles, timer names, reply kinds, storage keys, limits and
+:class:`RaftConfig`.
+
+Every string another module or an application branches on is an exported constant
+here, so no caller repeats a literal: timers ``T_*``, reply kinds ``K_*`` (the
+``Deliver.kind`` of an answer), storage keys ``KEY_*`` and wire message types
+``M_*`` (those live in :mod:`.messages`).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable
+from typing import Final
+
+import attrs
+
+from vsm_phoenix.protocol.node import LocalProtocolError
+
+__all__ = [
+    "KEY_LOG_PREFIX",
+    "KEY_SNAPSHOT",
+    "KEY_STATE",
+    "K_FAILED",
+    "K_LEADER",
+    "K_NOT_LEADER",
+    "K_OK",
+    "K_UNKNOWN",
+    "MAX_ENTRIES_PER_MESSAGE",
+    "MAX_U63",
+    "T_ELECTION",
+    "T_FLUSH",
+    "T_HEARTBEAT",
+    "T_QUORUM",
+    "T_TRANSFER",
+    "RaftConfig",
+    "Role",
+    "log_key",
+]
+
+# Timer names.
+T_ELECTION: Final = "raft.election"
+T_HEARTBEAT: Final = "raft.heartbeat"
+T_QUORUM: Final = "raft.check-quorum"
+T_FLUSH: Final = "raft.flush"
+T_TRANSFER: Final = "raft.transfer"
+
+# Reply kinds.
+K_OK: Final = "raft.ok"
+K_NOT_LEADER: Final = "raft.not-leader"
+K_UNKNOWN: Final = "raft.unknown"
+K_FAILED: Final = "raft.failed"
+K_LEADER: Final = "raft.leader"
+
+# Storage keys.
+KEY_STATE: Final = "raft/state"
+KEY_SNAPSHOT: Final = "raft/snapshot"
+KEY_LOG_PREFIX: Final = "raft/log/"
+
+MAX_U63: Final = 2**63 - 1
+MAX_ENTRIES_PER_MESSAGE: Final = 65_536
+
+
+def log_key(index: int) -> str:
+    """The storage key of the log entry at ``index``."""
+    return f"{KEY_LOG_PREFIX}{index:020d}"
+
+
+def _peer_tuple(value: Iterable[str]) -> tuple[str, ...]:
+    return tuple(value)
+
+
+class Role(enum.Enum):
+    FOLLOWER = "follower"
+    PRE_CANDIDATE = "pre-candidate"
+    CANDIDATE = "candidate"
+    LEADER = "leader"
+
+
+@attrs.frozen
+class RaftConfig:
+    """Cluster membership and protocol parameters (times in ms of the node's clock).
+
+    ``batch_delay_ms = 0`` sends every proposal at once (one ``raft.append`` per
+    proposal per follower when the pipeline is idle); ``> 0`` collects proposals and
+    reads for that long and ships them together, at most ``max_batch`` entries per
+    message.
+    """
+
+    peers: tuple[str, ...] = attrs.field(converter=_peer_tuple)
+    election_timeout_ms: int = 300
+    heartbeat_ms: int = 50
+    pre_vote: bool = True
+    check_quorum: bool = True
+    max_batch: int = 64
+    batch_delay_ms: int = 0
+    snapshot_threshold: int = 512
+    unsafe_commit_old_terms: bool = False
+
+    def __attrs_post_init__(self) -> None:
+        if not self.peers or len(set(self.peers)) != len(self.peers):
+            raise LocalProtocolError("peers must be a non-empty tuple of distinct ids")
+        if any(not isinstance(p, str) or not p for p in self.peers):
+            raise LocalProtocolError("peer ids must be non-empty strings")
+        if not 0 < self.heartbeat_ms < self.election_timeout_ms:
+            raise LocalProtocolError("need 0 < heartbeat_ms < election_timeout_ms")
+        if self.max_batch < 1 or self.batch_delay_ms < 0 or self.snapshot_threshold < 1:
+            raise LocalProtocolError("max_batch >= 1, batch_delay_ms >= 0, snapshot_threshold >= 1")
+
+    @property
+    def quorum(self) -> int:
+        """The majority of the initial configuration ``peers``."""
+        return len(self.peers) // 2 + 1

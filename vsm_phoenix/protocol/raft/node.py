@@ -1,0 +1,781 @@
+"""The Raft member: :class:`RaftNode` (see the package docstring for the protocol)."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Mapping
+from typing import Any
+
+from vsm_phoenix.errors import DecodeError
+from vsm_phoenix.protocol.envelope import Envelope, decode_cbor, encode_cbor
+from vsm_phoenix.protocol.kit import Messenger
+from vsm_phoenix.protocol.node import (
+    CancelTimer,
+    ClientRequest,
+    Deliver,
+    Effect,
+    Event,
+    LocalProtocolError,
+    Persist,
+    Receive,
+    RemoteProtocolError,
+    Restart,
+    SetTimer,
+    Start,
+    TimerFired,
+)
+from vsm_phoenix.protocol.raft.config import (
+    K_FAILED,
+    K_LEADER,
+    K_NOT_LEADER,
+    K_OK,
+    K_UNKNOWN,
+    KEY_STATE,
+    T_ELECTION,
+    T_FLUSH,
+    T_HEARTBEAT,
+    T_QUORUM,
+    T_TRANSFER,
+    RaftConfig,
+    Role,
+)
+from vsm_phoenix.protocol.raft.log import Entry, RaftLog, load_log
+from vsm_phoenix.protocol.raft.messages import (
+    AppendEntries,
+    AppendResponse,
+    InstallSnapshot,
+    Message,
+    RequestVote,
+    SnapshotResponse,
+    TimeoutNow,
+    VoteResponse,
+    decode_message,
+    encode_message,
+)
+from vsm_phoenix.protocol.raft.progress import PendingRead, Progress
+from vsm_phoenix.protocol.raft.quorum import JointConfig, VoteResult
+from vsm_phoenix.protocol.raft.requests import Propose, Read, TransferLeadership
+from vsm_phoenix.protocol.raft.statemachine import RecordingStateMachine, StateMachine
+
+__all__ = ["RaftNode"]
+
+
+def _bad(mtype: str, why: str) -> RemoteProtocolError:
+    return RemoteProtocolError(f"{mtype}: {why}")
+
+
+class RaftNode:
+    """One Raft member (see the package docstring). Deterministic given its constructor
+    arguments and event sequence; :meth:`state_key` digests its full protocol state."""
+
+    def __init__(
+        self,
+        node_id: str,
+        rng: random.Random,
+        config: RaftConfig,
+        state_machine: StateMachine | None = None,
+    ) -> None:
+        if node_id not in config.peers:
+            raise LocalProtocolError(f"{node_id!r} is not in peers {config.peers!r}")
+        self._id = node_id
+        self._rng = rng
+        self.config = config
+        self._messenger = Messenger(node_id, rng)
+        self._others: tuple[str, ...] = tuple(sorted(p for p in config.peers if p != node_id))
+        self._quorum = JointConfig.of(config.peers)
+        self.state_machine: StateMachine = (
+            state_machine if state_machine is not None else RecordingStateMachine()
+        )
+        self._started = False
+        self._now = 0
+        # Persistent state.
+        self.term = 0
+        self.voted_for: str | None = None
+        self._log = RaftLog(self.state_machine.snapshot())
+        # Volatile state.
+        self.role = Role.FOLLOWER
+        self.leader_id: str | None = None
+        self.commit_index = 0
+        self.last_applied = 0
+        self._votes: dict[str, bool] = {}
+        self._contact_at: int | None = None
+        # Leader state.
+        self._progress: dict[str, Progress] = {}
+        self._seq = 0
+        self._reads_waiting: list[PendingRead] = []  # for a commit in the current term
+        self._reads: list[PendingRead] = []  # for a quorum of acks of their round
+        self._reads_ready: list[PendingRead] = []  # for last_applied >= index
+        self._proposals: dict[int, tuple[str, int]] = {}
+        self._transfer: tuple[str, str | None] | None = None
+        self._flush_pending = False
+        self._round_pending = False
+        # Effects of the current step.
+        self._hard_dirty = False
+        self._out: list[Effect] = []
+
+    # -- introspection -----------------------------------------------------------------
+    @property
+    def node_id(self) -> str:
+        return self._id
+
+    def __repr__(self) -> str:
+        return (f"RaftNode({self._id!r}, {self.role.value}, term={self.term}, "
+                f"last={self.last_index}, commit={self.commit_index})")
+
+    @property
+    def log(self) -> list[Entry]:
+        """The entries after the snapshot: ``log[k]`` is at ``snap_index + 1 + k``."""
+        return self._log.entries
+
+    @property
+    def snap_index(self) -> int:
+        return self._log.snap_index
+
+    @property
+    def snap_term(self) -> int:
+        return self._log.snap_term
+
+    @property
+    def snap_data(self) -> bytes:
+        return self._log.snap_data
+
+    @property
+    def last_index(self) -> int:
+        return self._log.last_index
+
+    @property
+    def last_term(self) -> int:
+        return self._log.last_term
+
+    def term_at(self, index: int) -> int | None:
+        """The term of the entry at ``index``; ``None`` when compacted away or absent."""
+        return self._log.term_at(index)
+
+    def entry(self, index: int) -> Entry | None:
+        return self._log.entry(index)
+
+    @property
+    def is_leader(self) -> bool:
+        return self.role is Role.LEADER
+
+    def state_key(self) -> tuple[Any, ...]:
+        """A hashable snapshot of the whole protocol state, for model checkers: the
+        persistent state, volatile state, leader bookkeeping, the state machine's
+        snapshot and whether this node is inside a leader lease (judged at the last
+        event's time). Node ids appear only as whole ``str`` values, so a checker may
+        rename them (symmetry reduction). Left out, as labels that never drive a
+        decision under abstract time: the injected generator (timer delays, message
+        ids) and the HLC. Equal keys, equal future behaviour."""
+        log = self._log
+        return (
+            self.role.value, self.term, self.voted_for, self.leader_id,
+            self.commit_index, self.last_applied, log.snap_index, log.snap_term,
+            log.snap_data, tuple((e.term, e.data) for e in log.entries),
+            self.state_machine.snapshot(),
+            frozenset(v for v, granted in self._votes.items() if granted),
+            tuple((p, self._progress[p].key()) for p in sorted(self._progress)),
+            self._seq,
+            tuple((r.request_id, r.index, r.seq) for r in self._reads_waiting),
+            tuple((r.request_id, r.index, r.seq) for r in self._reads),
+            tuple((r.request_id, r.index, r.seq) for r in self._reads_ready),
+            tuple(sorted((i, rid, t) for i, (rid, t) in self._proposals.items())),
+            self._transfer, self._flush_pending, self._round_pending, self._started,
+            self._in_lease(),
+        )
+
+    def state_digest(self) -> bytes:
+        """A 32-byte BLAKE2b digest of :meth:`state_key` (canonical CBOR), for storing
+        many states compactly."""
+        key = self.state_key()
+        doc = [list(key[:11]), sorted(key[11]), list(key[12:])]
+        return hashlib.blake2b(encode_cbor(doc), digest_size=32).digest()
+
+    # -- the entry point ----------------------------------------------------------------
+    def step(self, event: Event) -> list[Effect]:
+        """Apply one event; return the effects (all ``Persist`` effects first)."""
+        if isinstance(event, Start | Restart):
+            if self._started:
+                raise LocalProtocolError("node already started")
+            loaded = self._load(event.persisted) if isinstance(event, Restart) else None
+            self._begin(event.now)
+            self._started = True
+            if loaded is not None:
+                self._install_loaded(*loaded)
+            self._reset_election_timer()
+            return self._drain()
+        if not self._started:
+            raise LocalProtocolError("event before Start/Restart")
+        if isinstance(event, Receive):
+            env = event.envelope
+            msg = self._check_envelope(env)
+            self._messenger.accept(max(event.now, 0), env)  # validates before mutating
+            self._begin(event.now)
+            self._on_message(env.sender, msg)
+        elif isinstance(event, TimerFired):
+            self._begin(event.now)
+            self._on_timer(event.name)
+        elif isinstance(event, ClientRequest):
+            self._check_request(event.payload)
+            self._begin(event.now)
+            self._on_request(event.request_id, event.payload)
+        else:
+            raise LocalProtocolError(f"unknown event {type(event).__name__}")
+        return self._drain()
+
+    def _begin(self, now: int) -> None:
+        self._now = now
+        self._log.writes = {}
+        self._hard_dirty = False
+        self._out = []
+
+    def _drain(self) -> list[Effect]:
+        effects: list[Effect] = []
+        if self._hard_dirty:
+            effects.append(Persist(KEY_STATE, encode_cbor({"t": self.term, "v": self.voted_for})))
+        effects.extend(Persist(k, v) for k, v in self._log.writes.items())
+        effects.extend(self._out)
+        self._log.writes, self._out, self._hard_dirty = {}, [], False
+        return effects
+
+    # -- validation (no state changes) --------------------------------------------------
+    def _check_envelope(self, env: Envelope) -> Message:
+        if env.recipient != self._id:
+            raise RemoteProtocolError(f"{env.type}: not addressed to {self._id!r}")
+        if env.sender not in self._others:
+            raise RemoteProtocolError(f"{env.type}: sender {env.sender!r} is not a peer")
+        msg = decode_message(env.type, env.payload)
+        if isinstance(msg, InstallSnapshot):
+            try:
+                self.state_machine.check_snapshot(msg.data)
+            except DecodeError as exc:
+                raise _bad(env.type, f"bad snapshot: {exc}") from None
+        if (isinstance(msg, AppendEntries | InstallSnapshot) and self.role is Role.LEADER
+                and msg.term == self.term):
+            raise _bad(env.type, "a second leader in this node's term")
+        if isinstance(msg, AppendResponse | SnapshotResponse) and msg.term == self.term and (
+            self.role is Role.LEADER
+            and (msg.ok if isinstance(msg, AppendResponse) else True)
+            and msg.match > self.last_index
+        ):
+            raise _bad(env.type, "acknowledges entries this leader never had")
+        return msg
+
+    def _check_request(self, payload: Any) -> None:
+        if isinstance(payload, Propose):
+            if not isinstance(payload.command, bytes) or not payload.command:
+                raise LocalProtocolError("Propose.command must be non-empty bytes")
+        elif isinstance(payload, Read):
+            if not isinstance(payload.query, bytes):
+                raise LocalProtocolError("Read.query must be bytes")
+        elif isinstance(payload, TransferLeadership):
+            if payload.target not in self.config.peers:
+                raise LocalProtocolError(f"transfer target {payload.target!r} is not a peer")
+        else:
+            raise LocalProtocolError(f"unsupported request {type(payload).__name__}")
+
+    def _load(self, persisted: Mapping[str, bytes]) -> tuple[int, str | None, RaftLog]:
+        """Decode everything persisted, without touching the node."""
+        term, vote = 0, None
+        try:
+            if KEY_STATE in persisted:
+                hard = decode_cbor(persisted[KEY_STATE])
+                if not isinstance(hard, dict) or set(hard) != {"t", "v"}:
+                    raise DecodeError("raft/state must be {t, v}")
+                term, vote = hard["t"], hard["v"]
+                if type(term) is not int or term < 0 or not (vote is None or isinstance(vote, str)):
+                    raise DecodeError("raft/state has bad types")
+            log = load_log(persisted, self.state_machine.snapshot(),
+                           self.state_machine.check_snapshot)
+        except (DecodeError, ValueError) as exc:
+            raise DecodeError(f"corrupt persisted Raft state: {exc}") from None
+        return term, vote, log
+
+    def _install_loaded(self, term: int, vote: str | None, log: RaftLog) -> None:
+        self.term, self.voted_for = term, vote
+        self._log = log
+        self.state_machine.restore(log.snap_data)
+        self.commit_index = self.last_applied = log.snap_index
+
+    # -- effect helpers -------------------------------------------------------------------
+    def _send(self, to: str, msg: Message) -> None:
+        mtype, body = encode_message(msg)
+        self._out.append(self._messenger.send(max(self._now, 0), to, mtype, body))
+
+    def _deliver(self, kind: str, payload: Any, request_id: str | None) -> None:
+        self._out.append(Deliver(kind, payload, request_id))
+
+    def _timer(self, name: str, delay_ms: int) -> None:
+        self._out.append(SetTimer(name, delay_ms))
+
+    def _cancel(self, name: str) -> None:
+        self._out.append(CancelTimer(name))
+
+    def _reset_election_timer(self) -> None:
+        t = self.config.election_timeout_ms
+        self._timer(T_ELECTION, self._rng.randrange(t, 2 * t))
+
+    def _set_term(self, term: int) -> None:
+        if term != self.term:
+            self.term = term
+            self.voted_for = None
+            self._hard_dirty = True
+
+    def _in_lease(self) -> bool:
+        if not self.config.check_quorum:
+            return False
+        if self.role is Role.LEADER:
+            return True
+        return (
+            self.leader_id is not None
+            and self._contact_at is not None
+            and self._now - self._contact_at < self.config.election_timeout_ms
+        )
+
+    # -- role changes ---------------------------------------------------------------------
+    def _become_follower(self, term: int, leader: str | None) -> None:
+        was_leader = self.role is Role.LEADER
+        self._set_term(term)
+        self.role = Role.FOLLOWER
+        self.leader_id = leader
+        self._votes = {}
+        if was_leader:
+            self._drop_leader_state()
+        self._reset_election_timer()
+
+    def _drop_leader_state(self) -> None:
+        hint = self.leader_id
+        for index in sorted(self._proposals):
+            self._deliver(K_UNKNOWN, hint, self._proposals[index][0])
+        for read in self._reads_waiting + self._reads + self._reads_ready:
+            self._deliver(K_NOT_LEADER, hint, read.request_id)
+        if self._transfer is not None:
+            self._deliver(K_UNKNOWN, hint, self._transfer[1])
+        self._proposals = {}
+        self._reads_waiting, self._reads, self._reads_ready = [], [], []
+        self._transfer = None
+        self._progress = {}
+        self._flush_pending = self._round_pending = False
+        for name in (T_HEARTBEAT, T_QUORUM, T_FLUSH, T_TRANSFER):
+            self._cancel(name)
+
+    def _pre_campaign(self) -> None:
+        self.role = Role.PRE_CANDIDATE
+        self.leader_id = None
+        self._votes = {self._id: True}
+        self._reset_election_timer()
+        if self._quorum.vote_result(self._votes) is VoteResult.WON:
+            self._campaign(force=False)
+            return
+        vote = RequestVote(term=self.term + 1, last_index=self.last_index,
+                           last_term=self.last_term, pre=True, force=False)
+        for p in self._others:
+            self._send(p, vote)
+
+    def _campaign(self, force: bool) -> None:
+        self._set_term(self.term + 1)
+        self.voted_for = self._id
+        self._hard_dirty = True
+        self.role = Role.CANDIDATE
+        self.leader_id = None
+        self._votes = {self._id: True}
+        self._reset_election_timer()
+        if self._quorum.vote_result(self._votes) is VoteResult.WON:
+            self._become_leader()
+            return
+        vote = RequestVote(term=self.term, last_index=self.last_index,
+                           last_term=self.last_term, pre=False, force=force)
+        for p in self._others:
+            self._send(p, vote)
+
+    def _become_leader(self) -> None:
+        self.role = Role.LEADER
+        self.leader_id = self._id
+        self._votes = {}
+        self._cancel(T_ELECTION)
+        self._progress = {p: Progress(next=self.last_index + 1) for p in self._others}
+        self._seq = 0
+        self._transfer = None
+        self._log.append(Entry(self.term, b""))
+        for p in self._others:
+            self._send_append(p, heartbeat=True)
+        self._timer(T_HEARTBEAT, self.config.heartbeat_ms)
+        if self.config.check_quorum:
+            self._timer(T_QUORUM, self.config.election_timeout_ms)
+        self._deliver(K_LEADER, {"term": self.term}, None)
+        self._maybe_commit()
+
+    # -- leader: replication --------------------------------------------------------------
+    def _send_append(self, peer: str, heartbeat: bool) -> None:
+        """Ship entries to ``peer``: one probe at a time while probing; while
+        replicating, everything not yet acknowledged (at most ``max_batch`` entries,
+        which bounds the window), but only when it holds something never shipped —
+        or on a heartbeat, which thereby retransmits whatever was lost."""
+        pr = self._progress[peer]
+        log = self._log
+        if not pr.probing:
+            pr.next = pr.match + 1
+        if pr.next <= log.snap_index:
+            if heartbeat or not pr.probe_sent:
+                self._send(peer, InstallSnapshot(term=self.term, index=log.snap_index,
+                                                 snap_term=log.snap_term, data=log.snap_data,
+                                                 seq=self._seq))
+                pr.probing, pr.probe_sent = True, True
+            return
+        if pr.probing and pr.probe_sent and not heartbeat:
+            return
+        prev = pr.next - 1
+        hi = min(log.last_index, prev + self.config.max_batch)
+        if not heartbeat and (hi == prev or (not pr.probing and hi <= pr.sent_to)):
+            return
+        prev_term = log.term_at(prev)
+        assert prev_term is not None
+        self._send(peer, AppendEntries(term=self.term, prev_index=prev, prev_term=prev_term,
+                                       entries=log.between(prev, hi), commit=self.commit_index,
+                                       seq=self._seq))
+        if pr.probing:
+            pr.probe_sent = True
+        else:
+            pr.sent_to = max(pr.sent_to, hi)
+
+    def _replicate(self) -> None:
+        """Ship new entries now, or at the next flush when batching."""
+        if self.config.batch_delay_ms > 0:
+            self._schedule_flush()
+            return
+        for p in self._others:
+            self._send_append(p, heartbeat=False)
+
+    def _schedule_flush(self) -> None:
+        if not self._flush_pending:
+            self._flush_pending = True
+            self._timer(T_FLUSH, self.config.batch_delay_ms)
+
+    def _broadcast_round(self) -> None:
+        for p in self._others:
+            self._send_append(p, heartbeat=True)
+
+    def _maybe_commit(self) -> None:
+        acked = {p: pr.match for p, pr in self._progress.items()}
+        acked[self._id] = self.last_index
+        n = self._quorum.committed_index(acked)
+        if n <= self.commit_index:
+            return
+        if not self.config.unsafe_commit_old_terms and self.term_at(n) != self.term:
+            return
+        self._advance_commit(n)
+
+    def _advance_commit(self, index: int) -> None:
+        first_in_term = self.role is Role.LEADER and self.term_at(self.commit_index) != self.term
+        self.commit_index = index
+        if first_in_term and self.term_at(index) == self.term and self._reads_waiting:
+            waiting, self._reads_waiting = self._reads_waiting, []
+            self._start_reads(waiting)
+        self._apply()
+
+    def _apply(self) -> None:
+        while self.last_applied < self.commit_index:
+            index = self.last_applied + 1
+            entry = self._log.entry(index)
+            if entry is None:  # only possible under the broken variant's truncations
+                break
+            result = self.state_machine.apply(entry.data) if entry.data else None
+            self.last_applied = index
+            proposal = self._proposals.pop(index, None)
+            if proposal is not None:
+                rid, term = proposal
+                if term == entry.term:
+                    self._deliver(K_OK, result, rid)
+                else:
+                    self._deliver(K_UNKNOWN, self.leader_id, rid)
+        self._serve_reads()
+        self._maybe_compact()
+
+    def _maybe_compact(self) -> None:
+        if self.last_applied - self._log.snap_index < self.config.snapshot_threshold:
+            return
+        self._log.compact(self.last_applied, self.state_machine.snapshot())
+
+    # -- leader: reads --------------------------------------------------------------------
+    def _start_reads(self, reads: list[PendingRead]) -> None:
+        self._seq += 1
+        for r in reads:
+            r.index, r.seq = self.commit_index, self._seq
+        if self._quorum.recently_active((self._id,)):
+            self._reads_ready.extend(reads)
+            self._serve_reads()
+            return
+        self._reads.extend(reads)
+        if self.config.batch_delay_ms > 0:
+            self._round_pending = True
+            self._schedule_flush()
+        else:
+            self._broadcast_round()
+
+    def _confirm_reads(self) -> None:
+        while self._reads:
+            seq = self._reads[0].seq
+            acks = [p for p, pr in self._progress.items() if pr.acked_seq >= seq]
+            acks.append(self._id)
+            if not self._quorum.recently_active(acks):
+                break
+            while self._reads and self._reads[0].seq <= seq:
+                self._reads_ready.append(self._reads.pop(0))
+        self._serve_reads()
+
+    def _serve_reads(self) -> None:
+        if not self._reads_ready:
+            return
+        keep: list[PendingRead] = []
+        for r in self._reads_ready:
+            if r.index <= self.last_applied:
+                self._deliver(K_OK, self.state_machine.query(r.query), r.request_id)
+            else:
+                keep.append(r)
+        self._reads_ready = keep
+
+    # -- events ---------------------------------------------------------------------------
+    def _on_timer(self, name: str) -> None:
+        if name == T_ELECTION:
+            if self.role is Role.LEADER:
+                return
+            if self.config.pre_vote:
+                self._pre_campaign()
+            else:
+                self._campaign(force=False)
+        elif name == T_HEARTBEAT:
+            if self.role is not Role.LEADER:
+                return
+            for p in self._others:
+                self._progress[p].probe_sent = False
+            self._round_pending = False
+            self._broadcast_round()
+            self._timer(T_HEARTBEAT, self.config.heartbeat_ms)
+        elif name == T_QUORUM:
+            if self.role is not Role.LEADER:
+                return
+            active = [p for p, pr in self._progress.items() if pr.active]
+            active.append(self._id)
+            for pr in self._progress.values():
+                pr.active = False
+            if not self._quorum.recently_active(active):
+                self._become_follower(self.term, None)
+            else:
+                self._timer(T_QUORUM, self.config.election_timeout_ms)
+        elif name == T_FLUSH:
+            self._flush_pending = False
+            if self.role is not Role.LEADER:
+                return
+            if self._round_pending:
+                self._round_pending = False
+                self._broadcast_round()
+            else:
+                for p in self._others:
+                    self._send_append(p, heartbeat=False)
+        elif name == T_TRANSFER and self.role is Role.LEADER and self._transfer is not None:
+            self._deliver(K_FAILED, "leadership transfer timed out", self._transfer[1])
+            self._transfer = None
+        # Unknown timer names are stale timers of an earlier role: ignore them.
+
+    def _on_request(self, rid: str, payload: Any) -> None:
+        if self.role is not Role.LEADER:
+            self._deliver(K_NOT_LEADER, self.leader_id, rid)
+            return
+        if isinstance(payload, TransferLeadership):
+            self._on_transfer(rid, payload.target)
+            return
+        if self._transfer is not None:
+            self._deliver(K_NOT_LEADER, self._transfer[0], rid)
+            return
+        if isinstance(payload, Propose):
+            index = self._log.append(Entry(self.term, payload.command))
+            self._proposals[index] = (rid, self.term)
+            self._maybe_commit()
+            self._replicate()
+        else:
+            read = PendingRead(rid, payload.query)
+            if self.term_at(self.commit_index) != self.term:
+                self._reads_waiting.append(read)
+            else:
+                self._start_reads([read])
+
+    def _on_transfer(self, rid: str, target: str) -> None:
+        if target == self._id:
+            self._deliver(K_OK, target, rid)
+            return
+        if self._transfer is not None:
+            self._deliver(K_FAILED, "a leadership transfer is already in progress", rid)
+            return
+        self._transfer = (target, rid)
+        self._timer(T_TRANSFER, self.config.election_timeout_ms)
+        if self._progress[target].match == self.last_index:
+            self._send(target, TimeoutNow(term=self.term))
+        else:
+            self._send_append(target, heartbeat=True)
+
+    def _on_message(self, sender: str, msg: Message) -> None:
+        if isinstance(msg, RequestVote):
+            self._on_vote(sender, msg)
+            return
+        if isinstance(msg, VoteResponse):
+            self._on_vote_resp(sender, msg)
+            return
+        if msg.term > self.term:
+            from_leader = isinstance(msg, AppendEntries | InstallSnapshot | TimeoutNow)
+            leader = sender if from_leader else None
+            self._become_follower(msg.term, leader)
+        if isinstance(msg, AppendEntries):
+            self._on_append(sender, msg)
+        elif isinstance(msg, InstallSnapshot):
+            self._on_snapshot(sender, msg)
+        elif isinstance(msg, AppendResponse | SnapshotResponse):
+            self._on_append_resp(sender, msg)
+        elif msg.term == self.term and self.role is Role.FOLLOWER and self.leader_id == sender:
+            self._campaign(force=True)  # TimeoutNow from our leader
+
+    def _on_vote(self, sender: str, m: RequestVote) -> None:
+        lease = self._in_lease() and not m.force
+        up = self._log.up_to_date(m.last_index, m.last_term)
+        if m.pre:
+            grant = m.term > self.term and not lease and up
+            self._send(sender, VoteResponse(term=m.term if grant else self.term, granted=grant,
+                                            pre=True))
+            return
+        if m.term < self.term:
+            self._send(sender, VoteResponse(term=self.term, granted=False, pre=False))
+            return
+        if m.term > self.term:
+            if lease:
+                return  # leader stickiness: ignore, do not adopt the term
+            self._become_follower(m.term, None)
+        grant = self.voted_for in (None, sender) and up
+        if grant:
+            self.voted_for = sender
+            self._hard_dirty = True
+            self._reset_election_timer()
+        self._send(sender, VoteResponse(term=self.term, granted=grant, pre=False))
+
+    def _on_vote_resp(self, sender: str, m: VoteResponse) -> None:
+        if m.pre:
+            if self.role is Role.PRE_CANDIDATE and m.granted and m.term == self.term + 1:
+                self._votes[sender] = True
+                if self._quorum.vote_result(self._votes) is VoteResult.WON:
+                    self._campaign(force=False)
+            elif not m.granted and m.term > self.term:
+                self._become_follower(m.term, None)
+            return
+        if m.term > self.term:
+            self._become_follower(m.term, None)
+            return
+        if self.role is Role.CANDIDATE and m.term == self.term and m.granted:
+            self._votes[sender] = True
+            if self._quorum.vote_result(self._votes) is VoteResult.WON:
+                self._become_leader()
+
+    def _follow(self, sender: str) -> None:
+        """A valid message of the current term from ``sender``, the leader."""
+        if self.role is not Role.FOLLOWER:
+            self._become_follower(self.term, sender)
+        else:
+            self._reset_election_timer()
+        self.leader_id = sender
+        self._contact_at = self._now
+
+    def _reply_append(self, to: str, m: AppendEntries, ok: bool, match: int = 0,
+                      hint_index: int = 1, hint_term: int | None = None) -> None:
+        self._send(to, AppendResponse(term=self.term, ok=ok, match=match,
+                                      reject=0 if ok else m.prev_index, hint_index=hint_index,
+                                      hint_term=hint_term, seq=m.seq))
+
+    def _on_append(self, sender: str, m: AppendEntries) -> None:
+        if m.term < self.term:
+            self._reply_append(sender, m, False)
+            return
+        self._follow(sender)
+        log = self._log
+        prev, prev_term, entries = m.prev_index, m.prev_term, m.entries
+        if prev < log.snap_index:
+            # Entries up to snap_index are committed, hence identical to the leader's.
+            skip = log.snap_index - prev
+            if skip >= len(entries):
+                self._reply_append(sender, m, True, match=log.snap_index)
+                return
+            entries = entries[skip:]
+            prev, prev_term = log.snap_index, log.snap_term
+        elif prev > log.last_index:
+            self._reply_append(sender, m, False, hint_index=log.last_index + 1)
+            return
+        elif log.term_at(prev) != prev_term:
+            conflict = log.term_at(prev)
+            assert conflict is not None
+            first = prev
+            while first - 1 > log.snap_index and log.term_at(first - 1) == conflict:
+                first -= 1
+            self._reply_append(sender, m, False, hint_index=max(first, 1), hint_term=conflict)
+            return
+        for k, e in enumerate(entries):
+            index = prev + 1 + k
+            if index <= log.last_index:
+                if log.term_at(index) == e.term:
+                    continue
+                log.truncate_from(index)
+            for e2 in entries[k:]:
+                log.append(e2)
+            break
+        new_last = prev + len(entries)
+        if m.commit > self.commit_index:
+            target = min(m.commit, new_last)
+            if target > self.commit_index:
+                self._advance_commit(target)
+        self._reply_append(sender, m, True, match=new_last)
+
+    def _on_snapshot(self, sender: str, m: InstallSnapshot) -> None:
+        if m.term < self.term:
+            self._send(sender, SnapshotResponse(term=self.term, match=0, seq=m.seq))
+            return
+        self._follow(sender)
+        if m.index <= self.commit_index:
+            self._send(sender, SnapshotResponse(term=self.term, match=self.commit_index,
+                                                seq=m.seq))
+            return
+        self._log.install(m.index, m.snap_term, m.data)
+        self.state_machine.restore(m.data)
+        self.commit_index = self.last_applied = m.index
+        self._send(sender, SnapshotResponse(term=self.term, match=m.index, seq=m.seq))
+
+    def _on_append_resp(self, sender: str, m: AppendResponse | SnapshotResponse) -> None:
+        if self.role is not Role.LEADER or m.term != self.term:
+            return
+        pr = self._progress[sender]
+        pr.active = True
+        if m.seq > pr.acked_seq:
+            pr.acked_seq = m.seq
+        ok = m.ok if isinstance(m, AppendResponse) else m.match > 0
+        if ok:
+            if m.match > pr.match:
+                pr.match = m.match
+            pr.next = max(pr.next, m.match + 1)
+            pr.probing = pr.probe_sent = False
+            self._maybe_commit()
+            if (self._transfer is not None and self._transfer[0] == sender
+                    and pr.match == self.last_index):
+                self._send(sender, TimeoutNow(term=self.term))
+            if pr.next <= self.last_index:
+                self._send_append(sender, heartbeat=False)
+        elif isinstance(m, AppendResponse) and m.reject >= pr.match and (
+            pr.probing or m.hint_term is not None
+        ):
+            # (While replicating, every append starts at ``match``; a "log too short"
+            # answer then is a stale reply to an earlier probe: ignore it.)
+            log = self._log
+            if m.hint_term is not None:
+                index = min(m.reject, log.last_index)
+                while index > log.snap_index and (log.term_at(index) or 0) > m.hint_term:
+                    index -= 1
+                nxt = index + 1 if log.term_at(index) == m.hint_term else m.hint_index
+            else:
+                nxt = m.hint_index
+            pr.next = max(pr.match + 1, min(nxt, log.last_index + 1))
+            pr.probing, pr.probe_sent, pr.sent_to = True, False, pr.match
+            self._send_append(sender, heartbeat=False)
+        self._confirm_reads()

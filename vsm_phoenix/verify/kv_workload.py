@@ -1,0 +1,435 @@
+"""Test tooling for the replicated KV store: simulated clients, a fault scheduler and
+whole randomized runs, checked for linearizability.
+
+Theory of operation
+-------------------
+:class:`KVWorkload` drives simulated clients inside a
+:class:`~vsm_phoenix.protocol.sim.Simulator` running
+:class:`~vsm_phoenix.protocol.kv.KVStateMachine` Raft nodes: each client sends its
+operation to the node it believes leads, follows ``raft.not-leader`` hints, retries on
+timeouts and on ``raft.unknown`` with the same sequence number (the store's sessions
+make that exactly-once), and records every operation (call and return in virtual
+time) into a :class:`~vsm_phoenix.verify.history.HistoryRecorder`. The operation mix
+is :func:`random_kv_op`, shared with the AMQP runner's workload.
+
+:func:`simulate_kv` is a whole randomized run: a cluster, a workload and a nemesis
+(:func:`schedule_faults`) that partitions, cuts links one way, crashes and restarts
+nodes and changes the loss rate; then the network heals and outstanding operations
+finish. :class:`~vsm_phoenix.protocol.raft.RaftMonitor` checks Raft's safety
+properties throughout. The same seed gives the same run, byte for byte.
+
+This module sits in ``verify`` because it is test tooling above the protocol layer:
+``vsm_phoenix.protocol`` never imports ``vsm_phoenix.verify``.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Mapping, Sequence
+from functools import partial
+from typing import Any
+
+import attrs
+
+from vsm_phoenix.errors import VsmPhoenixError
+from vsm_phoenix.protocol.kv import (
+    STALE,
+    KVError,
+    append,
+    cas,
+    delete,
+    get,
+    kv_node_factory,
+    put,
+)
+from vsm_phoenix.protocol.node import Deliver, NodeFactory
+from vsm_phoenix.protocol.raft import (
+    K_FAILED,
+    K_NOT_LEADER,
+    K_OK,
+    K_UNKNOWN,
+    Propose,
+    RaftConfig,
+    RaftMonitor,
+    RaftNode,
+    Read,
+)
+from vsm_phoenix.protocol.sim import NetworkConfig, Simulator
+from vsm_phoenix.verify.history import History, HistoryRecorder
+from vsm_phoenix.verify.models import KVAppend, KVCas, KVDelete, KVGet, KVModel, KVPut
+
+__all__ = [
+    "KVClientError",
+    "KVOp",
+    "KVRun",
+    "KVWorkload",
+    "command_for",
+    "random_kv_op",
+    "schedule_faults",
+    "simulate_kv",
+]
+
+KVOp = KVGet | KVPut | KVAppend | KVCas | KVDelete
+
+
+class KVClientError(VsmPhoenixError):
+    """A client got an answer that no correct cluster gives (a bug, not a fault)."""
+
+
+def command_for(op: KVOp, client: str, seq: int) -> Propose | Read:
+    """The Raft request for a :mod:`vsm_phoenix.verify.models` KV model input."""
+    if isinstance(op, KVGet):
+        return get(op.key)
+    if isinstance(op, KVPut):
+        return put(client, seq, op.key, op.value)
+    if isinstance(op, KVAppend):
+        return append(client, seq, op.key, op.value)
+    if isinstance(op, KVCas):
+        return cas(client, seq, op.key, op.expected, op.new)
+    return delete(client, seq, op.key)
+
+
+def random_kv_op(rng: random.Random, keys: Sequence[str], value: str,
+                 seen: Mapping[str, Sequence[str]]) -> KVOp:
+    """One operation of the random mix: 40% get, 25% put, 15% append, 15% cas
+    (expecting, 80% of the time, one of the values ``seen`` recently for its key —
+    so that some succeed), 5% delete, on a key drawn from ``keys``; ``value`` is what
+    a write writes. Draws from ``rng`` only."""
+    key = rng.choice(keys)
+    r = rng.random()
+    if r < 0.4:
+        return KVGet(key)
+    if r < 0.65:
+        return KVPut(key, value)
+    if r < 0.8:
+        return KVAppend(key, value + ";")
+    if r < 0.95:
+        recent = seen.get(key, ())
+        expected = rng.choice(recent) if recent and rng.random() < 0.8 else None
+        return KVCas(key, expected, value)
+    return KVDelete(key)
+
+
+# -- simulated clients ----------------------------------------------------------------
+@attrs.define
+class _Client:
+    client_id: str
+    seq: int = 0
+    op: KVOp | None = None
+    request: Propose | Read | None = None
+    op_started: int = 0
+    attempt_deadline: int = 0
+    retry_at: int | None = None
+    target: str | None = None
+    next_op_at: int = 0
+    attempts: int = 0
+    op_no: int = 0
+    queue: list[KVOp] = attrs.field(factory=list)
+
+
+class KVWorkload:
+    """Clients of a simulated KV cluster, recording a history as they go.
+
+    Every ``poll_ms`` of virtual time a scheduled action reads the nodes' new
+    ``Deliver`` effects, routes replies to clients by request id and (re)sends what is
+    due. A reply is recorded at the poll after it was delivered, which only widens the
+    operation's interval (sound for linearizability). ``submit`` queues scripted
+    operations; ``random_ops`` makes clients issue random ones until ``stop_at``.
+    An operation unanswered for ``op_timeout_ms`` is abandoned as *pending* (it may
+    still take effect; the next one gets a new sequence number).
+    """
+
+    def __init__(
+        self,
+        sim: Simulator,
+        *,
+        clients: int = 3,
+        keys: Sequence[str] = ("a", "b"),
+        seed: int = 0,
+        recorder: HistoryRecorder | None = None,
+        poll_ms: int = 2,
+        attempt_timeout_ms: int = 250,
+        op_timeout_ms: int = 3_000,
+        think_ms: tuple[int, int] = (0, 20),
+        nodes: Sequence[str] | None = None,
+    ) -> None:
+        self.sim = sim
+        self.nodes = list(nodes if nodes is not None else sim.node_ids)
+        self.keys = list(keys)
+        self.rng = random.Random(f"{seed}/kv-workload")
+        self.recorder = recorder if recorder is not None else HistoryRecorder(KVModel())
+        self.poll_ms = poll_ms
+        self.attempt_timeout_ms = attempt_timeout_ms
+        self.op_timeout_ms = op_timeout_ms
+        self.think_ms = think_ms
+        self.clients = [_Client(f"c{i}") for i in range(clients)]
+        self.random_until: int | None = None
+        self.results: dict[str, list[tuple[KVOp, Any]]] = {c.client_id: [] for c in self.clients}
+        self.stats = {"ok": 0, "abandoned": 0, "retries": 0, "not_leader": 0, "unknown": 0}
+        self._owner: dict[str, tuple[_Client, int]] = {}
+        self._cursor: dict[str, int] = {n: len(sim.delivered[n]) for n in self.nodes}
+        self._running_until = -1
+        self._ticking = False
+        self._last_values: dict[str, list[str]] = {k: [] for k in self.keys}
+
+    # -- scripting ------------------------------------------------------------------------
+    def submit(self, client: int, op: KVOp) -> None:
+        """Queue ``op`` for client number ``client`` (issued after its earlier ones)."""
+        self.clients[client].queue.append(op)
+
+    def random_ops(self, stop_at: int) -> None:
+        """Issue random operations on ``keys`` until virtual time ``stop_at``."""
+        self.random_until = stop_at
+
+    def run_until(self, t_ms: int) -> None:
+        """Drive clients (and the simulator) up to virtual time ``t_ms``."""
+        self._running_until = t_ms
+        if not self._ticking:
+            self._ticking = True
+            self.sim.schedule(self.sim.now, self._tick)
+        self.sim.run_until(t_ms)
+
+    def history(self) -> History:
+        return self.recorder.history()
+
+    @property
+    def idle(self) -> bool:
+        return all(c.op is None and not c.queue for c in self.clients)
+
+    # -- the loop -------------------------------------------------------------------------
+    def _tick(self, sim: Simulator) -> None:
+        now = sim.now
+        for node in self.nodes:
+            out = sim.delivered[node]
+            start = self._cursor.get(node, 0)
+            self._cursor[node] = len(out)
+            for d in out[start:]:
+                if d.request_id is not None and d.request_id in self._owner:
+                    self._on_reply(node, d, now)
+        for c in self.clients:
+            if c.op is not None and now - c.op_started >= self.op_timeout_ms:
+                self.recorder.info(c.client_id)
+                self.stats["abandoned"] += 1
+                self._finish(c, now)
+            if c.op is None:
+                self._maybe_start(c, now)
+            elif c.retry_at is not None and now >= c.retry_at:
+                self._send(c, now)
+            elif c.retry_at is None and now >= c.attempt_deadline:
+                self._on_timeout(c, now)
+        if now + self.poll_ms <= self._running_until:
+            sim.schedule(now + self.poll_ms, self._tick)
+        else:
+            self._ticking = False
+
+    def _random_op(self, c: _Client) -> KVOp:
+        return random_kv_op(self.rng, self.keys, f"{c.client_id}.{c.seq + 1}",
+                            self._last_values)
+
+    def _maybe_start(self, c: _Client, now: int) -> None:
+        if now < c.next_op_at:
+            return
+        if c.queue:
+            op = c.queue.pop(0)
+        elif self.random_until is not None and now < self.random_until:
+            op = self._random_op(c)
+        else:
+            return
+        c.op = op
+        c.op_no += 1
+        c.attempts = 0
+        if not isinstance(op, KVGet):
+            c.seq += 1
+        c.request = command_for(op, c.client_id, max(c.seq, 1))
+        c.op_started = now
+        self.recorder.invoke(c.client_id, op, now)
+        self._send(c, now)
+
+    def _send(self, c: _Client, now: int) -> None:
+        if c.target is None or c.target not in self.nodes:
+            c.target = self.rng.choice(self.nodes)
+        c.attempts += 1
+        if c.attempts > 1:
+            self.stats["retries"] += 1
+        rid = self.sim.client_request(c.target, c.request)
+        self._owner[rid] = (c, c.op_no)
+        c.retry_at = None
+        c.attempt_deadline = now + self.attempt_timeout_ms
+
+    def _finish(self, c: _Client, now: int) -> None:
+        c.op, c.request, c.retry_at = None, None, None
+        lo, hi = self.think_ms
+        c.next_op_at = now + self.rng.randint(lo, hi)
+
+    def _on_timeout(self, c: _Client, now: int) -> None:
+        c.target = self.rng.choice(self.nodes)
+        self._send(c, now)
+
+    def _on_reply(self, node: str, d: Deliver, now: int) -> None:
+        assert d.request_id is not None
+        c, tag = self._owner.pop(d.request_id)
+        if c.op is None or tag != c.op_no:
+            return  # a reply to an earlier (abandoned) operation
+        if d.kind == K_OK:
+            result = d.payload
+            op = c.op
+            if isinstance(result, KVError) or result is STALE:
+                raise KVClientError(f"{c.client_id} got {result!r} for {op!r}")
+            if isinstance(op, KVCas):
+                if type(result) is not bool:
+                    raise KVClientError(f"cas answered {result!r}")
+                if result:
+                    self._remember(op.key, op.new)
+            elif isinstance(op, KVGet):
+                if result is not None and not isinstance(result, str):
+                    raise KVClientError(f"get answered {result!r}")
+                if isinstance(result, str):
+                    self._remember(op.key, result)
+            elif result is not None:
+                raise KVClientError(f"{op!r} answered {result!r}")
+            elif isinstance(op, KVPut):
+                self._remember(op.key, op.value)
+            self.recorder.ok(c.client_id, result, now)
+            self.results[c.client_id].append((op, result))
+            self.stats["ok"] += 1
+            c.target = node
+            self._finish(c, now)
+            return
+        if c.retry_at is not None:
+            return  # a retry is already scheduled
+        if d.kind == K_NOT_LEADER:
+            self.stats["not_leader"] += 1
+            hint = d.payload if isinstance(d.payload, str) else None
+            if hint is not None and hint != node:
+                c.target = hint
+                c.retry_at = now + 1
+            else:
+                c.target = self.rng.choice([n for n in self.nodes if n != node] or self.nodes)
+                c.retry_at = now + 20
+        elif d.kind in (K_UNKNOWN, K_FAILED):
+            self.stats["unknown"] += 1
+            c.target = None
+            c.retry_at = now + 20
+
+    def _remember(self, key: str, value: str) -> None:
+        seen = self._last_values.setdefault(key, [])
+        seen.append(value)
+        del seen[:-4]
+
+
+# -- a whole randomized run -----------------------------------------------------------
+@attrs.frozen
+class KVRun:
+    """What :func:`simulate_kv` produced."""
+
+    seed: int
+    history: History
+    sim: Simulator
+    workload: KVWorkload
+    violations: tuple[str, ...]
+
+
+def _partition(groups: tuple[list[str], list[str]], sim: Simulator) -> None:
+    sim.partition(*groups)
+
+
+def _block(a: str, b: str, sim: Simulator) -> None:
+    sim.block(a, b)
+
+
+def _crash(node: str, sim: Simulator) -> None:
+    sim.crash(node)
+
+
+def _restart(node: str, sim: Simulator) -> None:
+    sim.restart(node)
+
+
+def _heal(sim: Simulator) -> None:
+    sim.heal()
+
+
+def _drop(rate: float, sim: Simulator) -> None:
+    sim.set_network(drop_rate=rate)
+
+
+def schedule_faults(sim: Simulator, nodes: Sequence[str], rng: random.Random, until: int,
+                    crashes: bool = True) -> None:
+    """The nemesis: schedule random faults among ``nodes`` (partitions, one-way link
+    cuts, crashes with restarts, heals, loss-rate changes) every 150-600 ms of virtual
+    time up to ``until``, then heal everything. Draws from ``rng`` only."""
+    t = 0
+    back_at: dict[str, int] = {}
+    while True:
+        t += rng.randint(150, 600)
+        if t >= until:
+            break
+        r = rng.random()
+        if r < 0.3:
+            shuffled = list(nodes)
+            rng.shuffle(shuffled)
+            cut = rng.randint(1, len(nodes) - 1)
+            sim.schedule(t, partial(_partition, (shuffled[:cut], shuffled[cut:])))
+        elif r < 0.45:
+            a, b = rng.sample(list(nodes), 2)
+            sim.schedule(t, partial(_block, a, b))
+        elif r < 0.65 and crashes:
+            victim = rng.choice(list(nodes))
+            if back_at.get(victim, -1) < t:
+                back_at[victim] = t + rng.randint(50, 500)
+                sim.schedule(t, partial(_crash, victim))
+                sim.schedule(back_at[victim], partial(_restart, victim))
+        elif r < 0.8:
+            sim.schedule(t, _heal)
+        else:
+            sim.schedule(t, partial(_drop, rng.choice([0.0, 0.02, 0.1, 0.3])))
+    sim.schedule(until, _heal)
+    sim.schedule(until, partial(_drop, 0.0))
+
+
+def simulate_kv(
+    seed: int,
+    *,
+    nodes: int = 3,
+    clients: int = 3,
+    keys: Sequence[str] = ("a", "b"),
+    duration_ms: int = 3_000,
+    settle_ms: int = 2_000,
+    faults: bool = True,
+    crashes: bool = True,
+    config: RaftConfig | None = None,
+    network: NetworkConfig | None = None,
+    monitor_every_ms: int = 25,
+    factory: Callable[[RaftConfig], NodeFactory] = kv_node_factory,
+) -> KVRun:
+    """One randomized KV run: ``clients`` issue random operations for ``duration_ms``
+    while (with ``faults``) a nemesis partitions, blocks links, crashes and restarts
+    nodes and changes the loss rate; then the network heals and the run continues for
+    ``settle_ms`` so outstanding operations can finish. Safety invariants are checked
+    every ``monitor_every_ms`` by a :class:`RaftMonitor`. A pure function of its
+    arguments: the same seed gives the same history."""
+    ids: list[str] = [f"n{i + 1}" for i in range(nodes)]
+    cfg = config or RaftConfig(peers=tuple(ids), election_timeout_ms=150, heartbeat_ms=30,
+                               snapshot_threshold=64)
+    net = network or NetworkConfig(min_latency_ms=1, max_latency_ms=10, drop_rate=0.02,
+                                   duplicate_rate=0.05, reorder_rate=0.05,
+                                   reorder_extra_ms=60)
+    sim = Simulator(factory(cfg), ids, seed=seed, network=net)
+    rng = random.Random(f"{seed}/nemesis")
+    if faults:
+        schedule_faults(sim, ids, rng, duration_ms, crashes)
+    monitor = RaftMonitor()
+    end = duration_ms + settle_ms
+
+    def watch(s: Simulator) -> None:
+        live = [n for n in (s.node(i) for i in ids) if isinstance(n, RaftNode)]
+        monitor.observe(live)
+        if s.now + monitor_every_ms <= end:
+            s.schedule(s.now + monitor_every_ms, watch)
+
+    sim.schedule(0, watch)
+    workload = KVWorkload(sim, clients=clients, keys=keys, seed=seed,
+                          op_timeout_ms=max(1_000, settle_ms // 2))
+    workload.random_ops(duration_ms)
+    workload.run_until(end)
+    return KVRun(seed, workload.history(), sim, workload, tuple(monitor.violations))
