@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed-$(shell cat $(BUILD_INPUTS) | cksum | cut -d' ' -f1
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: venv test test-pure demo lint bench proofs soak clean
+.PHONY: mutate venv test test-pure demo lint bench proofs soak clean
 
 $(STAMP): $(BUILD_INPUTS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -35,11 +35,16 @@ test-pure: $(STAMP)
 soak: $(STAMP)
 	$(PY) -m pytest -n 2 -p no:cacheprovider -m soak $(PYTEST_ARGS)
 
+# Hand-written mutants (mutants/catalog.py) against each area's tests; kill rate per
+# area. Outside make test: it edits files in place, one at a time, and restores them.
+mutate: $(STAMP)
+	$(PY) -m mutants.run $(MUTATE_ARGS)
+
 demo: $(STAMP)
 	$(PY) -m vsm_phoenix demo
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check vsm_phoenix tests proofs bench
+	$(VENV)/bin/ruff check vsm_phoenix tests proofs bench mutants
 	$(VENV)/bin/mypy --strict vsm_phoenix
 
 bench: $(STAMP)
