@@ -21,15 +21,17 @@ $(STAMP): $(BUILD_INPUTS)
 
 venv: $(STAMP)
 
-# The whole suite on the active backend (native when built), then the CRDT suite
-# again with the pure-Python kernels forced (DESIGN.md principle 4).
+# The whole suite on the active backend (native when built), then the CRDT suite and
+# the proofs' tie to the code again with the pure-Python kernels forced (DESIGN.md
+# principle 4).
 test: $(STAMP)
 	$(PY) -c 'import vsm_phoenix.crdt as c; print("vsm-phoenix kernel backend:", c.BACKEND)'
 	$(PY) -m pytest -n 2 -p no:cacheprovider $(PYTEST_ARGS)
 	$(MAKE) --no-print-directory test-pure
 
 test-pure: $(STAMP)
-	VSM_PHOENIX_PURE=1 $(PY) -m pytest -n 2 -p no:cacheprovider tests/crdt $(PYTEST_ARGS)
+	VSM_PHOENIX_PURE=1 $(PY) -m pytest -n 2 -p no:cacheprovider tests/crdt \
+		proofs/test_lattice_models_match.py $(PYTEST_ARGS)
 
 # Long randomized runs (sync seeds, SWIM, KV linearizability), excluded from make test.
 soak: $(STAMP)
