@@ -9,8 +9,9 @@ BUILD_INPUTS := pyproject.toml setup.py $(wildcard vsm_phoenix/*/*.pyx)
 STAMP  := $(VENV)/.installed-$(shell cat $(BUILD_INPUTS) | cksum | cut -d' ' -f1)
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
+FUZZ_ARGS ?=
 
-.PHONY: mutate venv test test-pure demo lint bench proofs soak clean
+.PHONY: mutate venv test test-pure demo lint bench proofs soak fuzz clean
 
 $(STAMP): $(BUILD_INPUTS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -41,6 +42,12 @@ soak: $(STAMP)
 # area. Outside make test: it edits files in place, one at a time, and restores them.
 mutate: $(STAMP)
 	$(PY) -m mutants.run $(MUTATE_ARGS)
+
+# The mutation fuzzer over every decoder of outside bytes (tests/hostile/fuzz.py):
+# 100,000 hostile inputs per decoder, with per-input CPU and memory against the input
+# size; outside make test (about an hour). FUZZ_ARGS='--inputs 2000 --only envelope'.
+fuzz: $(STAMP)
+	$(PY) tests/hostile/fuzz.py $(FUZZ_ARGS)
 
 demo: $(STAMP)
 	$(PY) -m vsm_phoenix demo

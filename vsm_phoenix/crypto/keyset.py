@@ -474,6 +474,14 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def _short(value: object) -> str:
+    """An untrusted JSON value for an error message: short strings verbatim, anything
+    else by type (a deep or huge value must not cost more than the parse did)."""
+    if isinstance(value, str) and len(value) <= 100:
+        return repr(value)
+    return f"<{type(value).__name__}>"
+
+
 def _parse_tink_entry(entry: object) -> Key:
     if not isinstance(entry, dict):
         raise DecodeError("keyset JSON: key entry must be an object")
@@ -489,7 +497,7 @@ def _parse_tink_entry(entry: object) -> Key:
     try:
         st = KeyStatus(status)
     except ValueError:
-        raise DecodeError(f"keyset JSON: unknown status {status!r}") from None
+        raise DecodeError(f"keyset JSON: unknown status {_short(status)}") from None
     if st is KeyStatus.DESTROYED:
         raise DecodeError("keyset JSON: destroyed keys are not importable")
     value = data.get("value")
@@ -509,7 +517,7 @@ def _parse_tink_entry(entry: object) -> Key:
             raise DecodeError("keyset JSON: only HMAC with SHA256 is supported")
         kind = KeyKind.HMAC_SHA256
     else:
-        raise DecodeError(f"keyset JSON: unsupported typeUrl {url!r}")
+        raise DecodeError(f"keyset JSON: unsupported typeUrl {_short(url)}")
     _check_material(kind, material, tag_size)
     assert isinstance(key_id, int)
     return Key(key_id, kind, st, material, None, tag_size)

@@ -164,12 +164,13 @@ class ReplayWindow:
         _, size, highest, bitmap = doc
         if type(size) is not int or type(highest) is not int or not isinstance(bitmap, bytes):
             raise DecodeError("replay window: malformed")
-        try:
-            window = cls(size)
-        except InvalidArgument:
-            raise DecodeError("replay window: bad size") from None
-        if not -1 <= highest <= _MAX_SEQ or len(bitmap) != 8 * len(window._blocks):
+        # The bitmap must hold exactly the window's blocks; checking that before building
+        # the window means a decoded ``size`` never allocates more than the input carries.
+        if not 64 <= size <= _MAX_WINDOW or size % 64 or len(bitmap) != 8 * (size // 64 + 1):
+            raise DecodeError("replay window: bad size or bitmap length")
+        if not -1 <= highest <= _MAX_SEQ:
             raise DecodeError("replay window: malformed")
+        window = cls(size)
         window.highest = highest
         window._blocks = [
             int.from_bytes(bitmap[i : i + 8], "big") for i in range(0, len(bitmap), 8)

@@ -30,22 +30,32 @@ Invariants
   frames and payloads whose decompressed size differs from ``n`` or exceeds
   ``max_payload`` (decompression bombs) are all rejected; decompression output is
   bounded *before* it is produced, not checked after.
+* A compressed payload is exactly one stream: a zlib stream, or one zstd frame whose
+  header declares its content size (equal to ``n``). Trailing bytes, a second frame and
+  a zstd frame without a declared size are refused.
 * zstd frames are produced only when :mod:`zstandard` is importable; a zstd frame
   received where it is not importable is a ``DecodeError`` (the sender should not
   have chosen it; peers negotiate by leaving ``prefer_zstd`` off).
+* Protocol CBOR (:func:`decode_cbor`: frames and every message payload) carries no
+  tags at all: integers are CBOR's native ones (-2**64 .. 2**64-1), so no decoded
+  number is too large to format. CRDT bytes inside a payload are byte strings, decoded
+  by :mod:`vsm_phoenix.crdt.codec`, which also accepts bounded bignums.
+
+Bound: decoding costs time and memory linear in the frame (one parse, one canonical
+re-encoding), plus at most ``n <= max_payload`` bytes for the decompressed payload.
 """
 
 from __future__ import annotations
 
 import importlib
-import io
 import zlib
 from collections.abc import Mapping
 from typing import Any, Final
 
 import attrs
 
-from vsm_phoenix.crdt import Timestamp, codec
+from vsm_phoenix import cbor
+from vsm_phoenix.crdt import Timestamp
 from vsm_phoenix.errors import DecodeError, InvalidArgument
 
 _zstd: Any
@@ -93,7 +103,7 @@ def zstd_available() -> bool:
 
 def encode_cbor(value: Any) -> bytes:
     """Canonical CBOR (RFC 8949 §4.2) of ``value``; equal values give equal bytes."""
-    return codec.dumps(value)
+    return cbor.dumps(value)
 
 
 def decode_cbor(data: bytes) -> Any:
@@ -101,13 +111,24 @@ def decode_cbor(data: bytes) -> Any:
 
     Rejects trailing bytes and non-canonical encodings (by re-encoding and comparing),
     so one value has exactly one accepted byte string — what hashing and signing need.
-    Unknown tags are rejected too. The one implementation is
-    :func:`vsm_phoenix.crdt.codec.loads_canonical`; here non-bytes input is a
-    ``DecodeError`` as well, since it comes off the wire.
+    Every tag is rejected, bignums included: no protocol message carries an integer
+    outside CBOR's native range (-2**64 .. 2**64-1). Non-bytes input is a
+    ``DecodeError`` as well, since it comes off the wire. The parser is
+    :func:`vsm_phoenix.cbor.loads`.
     """
-    if not isinstance(data, bytes | bytearray | memoryview):
-        raise DecodeError(f"expected bytes, got {type(data).__name__}")
-    return codec.loads_canonical(data)
+    return cbor.loads(data, wire=True)
+
+
+def _describe(value: object) -> str:
+    """A short, always-formattable rendering of an untrusted value for an error
+    message (Python refuses to format ints over 4,300 digits; containers may be huge)."""
+    if isinstance(value, int) and not -(2**64) <= value < 2**64:
+        return f"<int of {value.bit_length()} bits>"
+    if isinstance(value, str | bytes) and len(value) <= 64:
+        return repr(value)
+    if isinstance(value, int | float | bool) or value is None:
+        return repr(value)
+    return f"<{type(value).__name__}>"
 
 
 def _check_name(value: object, what: str) -> str:
@@ -241,14 +262,15 @@ class Envelope:
             raise DecodeError("header must be a map")
         keys = set(header.keys())
         if not keys <= _HEADER_KEYS:
-            raise DecodeError(f"unknown header keys {sorted(map(str, keys - _HEADER_KEYS))}")
+            unknown = sorted(_describe(k) for k in keys - _HEADER_KEYS)
+            raise DecodeError(f"unknown header keys {unknown[:8]}")
         required = _HEADER_KEYS - {"r", "tp"}
         if not required <= keys:
             raise DecodeError(f"missing header keys {sorted(required - keys)}")
         if ("r" in keys) == ("tp" in keys):
             raise DecodeError("exactly one of r and tp must be present")
         if header["v"] != ENVELOPE_VERSION or type(header["v"]) is not int:
-            raise DecodeError(f"unsupported envelope version {header['v']!r}")
+            raise DecodeError(f"unsupported envelope version {_describe(header['v'])}")
         if not isinstance(wire_payload, bytes):
             raise DecodeError("payload must be bytes")
         size = _check_uint(header["n"], "n", max_payload)
@@ -333,11 +355,20 @@ def _decompress(method: int, body: bytes, size: int) -> bytes:
     elif method == COMPRESS_ZSTD:
         if _zstd is None:
             raise DecodeError("zstd-compressed payload but zstandard is not installed")
+        # One frame that declares its size (our encoder always writes it): the output
+        # buffer is then exactly ``size`` bytes, allocated before anything is produced,
+        # and anything after the frame (garbage, a second frame) is refused.
         try:
-            reader = _zstd.ZstdDecompressor().stream_reader(io.BytesIO(body))
-            out = reader.read(size + 1)
-        except DecodeError:
-            raise
+            declared = _zstd.frame_content_size(body)
+        except Exception:  # zstandard.ZstdError: not a frame header
+            raise DecodeError("bad zstd frame header") from None
+        if declared != size:  # -1: size not declared
+            raise DecodeError("zstd frame must declare its content size, equal to n")
+        try:
+            out = _zstd.ZstdDecompressor().decompress(
+                body, max_output_size=size + 1, read_across_frames=False,
+                allow_extra_data=False,
+            )
         except Exception as exc:  # zstandard.ZstdError and friends
             raise DecodeError(f"bad zstd stream: {exc}") from None
     else:  # pragma: no cover - excluded by _check_uint

@@ -383,19 +383,22 @@ def history_from_jsonl(data: bytes | str) -> History:
         if model is None:
             if obj.get("format") != FORMAT_NAME:
                 raise DecodeError(f"line {lineno}: header must have format {FORMAT_NAME!r}")
-            if obj.get("version") != FORMAT_VERSION:
-                raise DecodeError(f"line {lineno}: unsupported version {obj.get('version')!r}")
+            version = obj.get("version")
+            if version != FORMAT_VERSION:
+                shown = repr(version) if type(version) is int and abs(version) < 2**64 else (
+                    f"<{type(version).__name__}>")
+                raise DecodeError(f"line {lineno}: unsupported version {shown}")
             options = obj.get("options", {})
             if not isinstance(options, dict):
                 raise DecodeError(f"line {lineno}: options must be an object")
             try:
                 model = model_from_name(obj.get("model"), options)
-            except (ValueError, TypeError) as exc:
+            except (ValueError, TypeError, ArithmeticError, RecursionError) as exc:
                 raise DecodeError(f"line {lineno}: {exc}") from None
             continue
         try:
             ops.append(_decode_op(model, obj))
-        except (ValueError, TypeError, KeyError) as exc:
+        except (ValueError, TypeError, KeyError, ArithmeticError, RecursionError) as exc:
             raise DecodeError(f"line {lineno}: {exc}") from None
     if model is None:
         raise DecodeError("line 1: empty history (no header)")
