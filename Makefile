@@ -23,8 +23,8 @@ $(STAMP): $(BUILD_INPUTS)
 venv: $(STAMP)
 
 # The whole suite on the active backend (native when built), then the CRDT suite and
-# the proofs' tie to the code again with the pure-Python kernels forced (DESIGN.md
-# principle 4).
+# the proofs' tie to the code again with the pure-Python kernels forced
+# (ARCHITECTURE.md, principle 4).
 test: $(STAMP)
 	$(PY) -c 'import vsm_phoenix.crdt as c; print("vsm-phoenix kernel backend:", c.BACKEND)'
 	$(PY) -m pytest -n 2 -p no:cacheprovider $(PYTEST_ARGS)

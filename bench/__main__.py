@@ -1,11 +1,13 @@
-"""``python -m bench [--quick] [--only NAME ...] [--out DIR]``: run the benchmark suites.
+"""``python -m bench [--quick] [--only NAME ...] [--out DIR] [--no-progress]``: run the
+benchmark suites (``vsm-phoenix bench`` is the same, with the same options).
 
 Every ``bench/bench_*.py`` module exposing ``run(quick: bool) -> dict`` is a suite
 (``crdt``, ``crypto``, ``sync``, ``linearizability``, ...). The suites run one after the
-other in this process; the table printed at the end lists each suite's ratios and
-targets, and the full report goes to ``bench/results/<timestamp>.json``. A suite that
-fails is reported as such and does not stop the others. ``main(argv)`` is what
-``vsm-phoenix bench`` calls.
+other in this process, each showing its progress measurement by measurement
+(:mod:`bench.progress`: a bar on a terminal, a line per measurement otherwise); the
+table printed at the end lists each suite's ratios and targets, and the full report
+goes to ``bench/results/<timestamp>.json``. A suite that fails is reported as such and
+does not stop the others.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ import json
 import math
 import platform
 import sys
-import time
 import traceback
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
@@ -42,14 +43,6 @@ def _load(name: str) -> Callable[[bool], dict[str, Any]] | None:
     module = importlib.import_module(f"bench.bench_{name}")
     run = getattr(module, "run", None)
     return run if callable(run) else None
-
-
-def _progress(items: list[str]) -> Any:
-    try:
-        tqdm = importlib.import_module("tqdm").tqdm
-        return tqdm(items, desc="bench", unit="suite", file=sys.stderr)
-    except ImportError:  # pragma: no cover - tqdm is in the bench extra
-        return items
 
 
 def _flatten(prefix: str, value: Any) -> Iterable[tuple[str, Any]]:
@@ -96,39 +89,49 @@ def print_table(reports: dict[str, dict[str, Any]], out: Any = None) -> None:
         print(f"{suite:<{w0}}  {label:<{w1}}  {value}", file=out)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="a short pass (about a minute)")
-    parser.add_argument(
-        "--only",
-        action="append",
-        metavar="NAME",
-        help=f"run only this suite (repeatable); one of: {', '.join(discover())}",
-    )
-    parser.add_argument("--out", type=Path, default=RESULTS, help="where the JSON goes")
-    args = parser.parse_args(argv)
+def _mode(no_progress: bool) -> str:
+    if no_progress:
+        return "quiet"
+    return "bar" if sys.stderr.isatty() else "lines"
+
+
+def run_suites(args: argparse.Namespace) -> int:
+    """Run the suites the options ask for; print the table; write the JSON report."""
+    from bench import progress
 
     names = discover()
     if args.only:
         unknown = [n for n in args.only if n not in names]
         if unknown:
-            parser.error(f"unknown suite(s) {unknown}; have {names}")
+            print(f"bench: unknown suite(s) {', '.join(unknown)} (have: {', '.join(names)})",
+                  file=sys.stderr)
+            return 2
         names = [n for n in names if n in args.only]
 
     from vsm_phoenix.crdt import BACKEND
 
+    out_dir = args.out or RESULTS
     started = datetime.now(UTC)
     reports: dict[str, dict[str, Any]] = {}
-    for name in _progress(names):
-        t0 = time.perf_counter()
-        try:
-            run = _load(name)
-            if run is None:
-                continue
-            reports[name] = run(args.quick)
-        except Exception:  # one broken suite must not hide the others
-            reports[name] = {"error": traceback.format_exc()}
-        reports[name].setdefault("seconds", round(time.perf_counter() - t0, 1))
+    mode = _mode(args.no_progress)
+    if mode != "bar":
+        print(f"bench: {len(names)} suite(s): {', '.join(names)}"
+              f"{' (quick)' if args.quick else ''}", file=sys.stderr, flush=True)
+    for index, name in enumerate(names, 1):
+        reporter = progress.Reporter(f"[{index}/{len(names)}] {name}", mode)
+        failed = False
+        with progress.reporting(reporter):
+            try:
+                run = _load(name)
+                if run is None:
+                    reporter.close()
+                    continue
+                reports[name] = run(args.quick)
+            except Exception:  # one broken suite must not hide the others
+                reports[name] = {"error": traceback.format_exc()}
+                failed = True
+        seconds = reporter.close(failed)
+        reports[name].setdefault("seconds", round(seconds, 1))
 
     document = {
         "started": started.isoformat(),
@@ -138,12 +141,25 @@ def main(argv: list[str] | None = None) -> int:
         "crdt_backend": BACKEND,
         "suites": reports,
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"{started.strftime('%Y%m%dT%H%M%SZ')}.json"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{started.strftime('%Y%m%dT%H%M%SZ')}.json"
     path.write_text(json.dumps(document, indent=2, default=str) + "\n")
+    print()
     print_table(reports)
     print(f"\nfull report: {path}")
     return 1 if any("error" in r for r in reports.values()) else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m bench``: the options of ``vsm-phoenix bench`` (one parser)."""
+    if str(HERE.parent) not in sys.path:
+        sys.path.insert(0, str(HERE.parent))
+    from vsm_phoenix.cli.base import ArgumentParser
+    from vsm_phoenix.cli.bench import add_options
+
+    parser = ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
+    add_options(parser)
+    return run_suites(parser.parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -37,13 +37,14 @@ from typing import Any
 
 import aio_pika
 
+from bench import progress
+from vsm_phoenix.cli.base import amqp_url
 from vsm_phoenix.crypto import KeyKind, Keyset
 from vsm_phoenix.crypto.credentials import ClusterSecrets
 from vsm_phoenix.ext.amqp import (
     AmqpConfig,
     AmqpNode,
     Topology,
-    amqp_url,
     broker_available,
     delete_topology,
 )
@@ -186,7 +187,7 @@ def _frame_size() -> int:
 
 
 async def _run(quick: bool) -> dict[str, Any]:
-    url = amqp_url()
+    url = amqp_url()  # the command line's reading of $AMQP_URL
     reason = await broker_available(url)
     if reason is not None:
         return {"benchmark": "amqp_throughput", "skipped": reason}
@@ -198,10 +199,14 @@ async def _run(quick: bool) -> dict[str, Any]:
     t_start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench-amqp-") as d:
         tmp = Path(d)
-        for _ in range(repeats):
+        progress.plan(3 * repeats)
+        for r in range(repeats):
+            progress.step(f"raw aio-pika, {n} messages (round {r + 1})")
             best["raw"] = max(best["raw"], await _raw(url, n, size))
+            progress.step(f"adapter batched (round {r + 1})")
             rate, stats["batched"] = await _adapter(url, n, True, tmp)
             best["batched"] = max(best["batched"], rate)
+            progress.step(f"adapter unbatched (round {r + 1})")
             rate, stats["unbatched"] = await _adapter(url, n, False, tmp)
             best["unbatched"] = max(best["unbatched"], rate)
     vs_raw = best["batched"] / best["raw"]

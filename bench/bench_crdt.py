@@ -25,13 +25,13 @@ import gc
 import importlib
 import operator
 import random
-import sys
 import time
 import tracemalloc
 from collections.abc import Callable, Iterator
 from types import ModuleType
 from typing import Any
 
+from bench import progress
 from vsm_phoenix.crdt import (
     CausalContext,
     GCounter,
@@ -457,12 +457,23 @@ def memory(n: int) -> dict[str, Any]:
 # -- the report ------------------------------------------------------------------------
 
 
-def _progress(total: int, desc: str) -> Any:
-    try:
-        tqdm = importlib.import_module("tqdm").tqdm
-        return tqdm(total=total, desc=desc, leave=False, unit="case", file=sys.stderr)
-    except ImportError:  # pragma: no cover - tqdm is in the bench extra
-        return contextlib.nullcontext(None)
+class _Steps:
+    """Reports each measurement to :mod:`bench.progress` (``update`` = the next one)."""
+
+    def __init__(self, labels: list[str]) -> None:
+        self.labels = labels
+        self.done = 0
+        progress.plan(len(labels))
+        progress.step(labels[0])
+
+    def update(self, n: int) -> None:
+        self.done += n
+        if self.done < len(self.labels):
+            progress.step(self.labels[self.done])
+
+
+def _progress(labels: list[str]) -> contextlib.AbstractContextManager[_Steps]:
+    return contextlib.nullcontext(_Steps(labels))
 
 
 def run(quick: bool = False) -> dict[str, Any]:
@@ -487,7 +498,9 @@ def run(quick: bool = False) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
     jobs: list[tuple[str, int, str]] = [("kernel", n, k) for n in sizes for k in KERNELS]
     jobs += [("type", n, t) for n in sizes for t in type_cases(n)]
-    with _progress(len(jobs) + 6, "crdt") as bar:
+    targets = [f"targets: kernels and joins, {label}" for label, _ in backends]
+    targets += ["peers: python3-crdt, crdts", "peer: pycrdt", "memory per element"]
+    with _progress([f"{kind} {name} n={n}" for kind, n, name in jobs] + targets) as bar:
         for kind, n, name in jobs:
             row: dict[str, Any] = {"kind": kind, "case": name, "size": n}
             for label, kernels in backends:

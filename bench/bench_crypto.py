@@ -29,6 +29,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from bench import progress
 from vsm_phoenix.crypto import KeyKind, Keyset, KeysetAead, MemoryStorage, SecureChannel
 
 SIZES = {"64B": 64, "1KiB": 1024, "64KiB": 65536}
@@ -98,7 +99,9 @@ def run(quick: bool = False) -> dict[str, Any]:
     reps = 5 if quick else 15
     budget = 0.01 if quick else 0.04  # seconds per timed batch
     sizes: dict[str, Any] = {}
+    progress.plan(len(SIZES))
     for label, size in SIZES.items():
+        progress.step(f"seal+open {label}: raw, ours, channel")
         payload = os.urandom(size)
         for step in impls.values():
             assert step(payload) == payload

@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench import progress
 from vsm_phoenix.verify import (
     UNKNOWN,
     History,
@@ -154,7 +155,10 @@ def run(quick: bool) -> dict[str, Any]:
     repeat = 3 if quick else 5
     budget = 10.0 if quick else 30.0
     rows: list[dict[str, Any]] = []
-    for name, (history, expected) in datasets(quick).items():
+    sets = datasets(quick)
+    progress.plan(len(sets))
+    for name, (history, expected) in sets.items():
+        progress.step(f"check {name}")
         times: list[float] = []
         result = None
         while len(times) < repeat and (not times or times[0] < 2.0):
@@ -213,7 +217,7 @@ def append_bomb(clients: int = 10, size: int = 200_000) -> History:
 
 _CHILD = (
     "import resource, sys\n"
-    "from vsm_phoenix.verify.check_cli import main_check\n"
+    "from vsm_phoenix.cli.check import main_check\n"
     "code = main_check(sys.argv[1:])\n"
     "print('PEAK-KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
     "sys.exit(code)\n"

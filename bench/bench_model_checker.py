@@ -31,6 +31,7 @@ import random
 import time
 from typing import Any
 
+from bench import progress
 from vsm_phoenix.crdt import ORSet
 from vsm_phoenix.protocol.raft import Propose, RaftConfig, RaftNode, check_invariants
 from vsm_phoenix.protocol.sync import Mutate, SyncConfig, SyncNode
@@ -156,10 +157,14 @@ def _symmetry() -> dict[str, Any]:
 def run(quick: bool = False) -> dict[str, Any]:
     """Every workload; ``quick`` uses shallower Raft and sync bounds."""
     t0 = time.perf_counter()
+    progress.plan(4)
+    progress.step("raft, 3 nodes")
     raft_depth = 8 if quick else 10
     raft = _raft(raft_depth)
+    progress.step("raft, memoized against fresh copies")
     raft_fresh = _raft(8 if quick else 9, memoize=False)
     raft_memo_same = _raft(8 if quick else 9)
+    progress.step("two-phase commit, symmetry, delta sync, node copy")
     return {
         "benchmark": "model_checker_states_per_s",
         "two_phase_3": _two_phase_3(),

@@ -26,6 +26,7 @@ import json
 import time
 from typing import Any
 
+from bench import progress
 from vsm_phoenix.protocol.kv import kv_node_factory, put
 from vsm_phoenix.protocol.raft import K_OK, RaftConfig, RaftNode
 from vsm_phoenix.protocol.sim import NetworkConfig, Simulator
@@ -80,7 +81,9 @@ def run(quick: bool = False) -> dict[str, Any]:
     ops = 400 if quick else 4_000
     rate = 4  # proposals per virtual ms
     out: dict[str, Any] = {"cluster": len(IDS), "ops": ops, "rate_per_ms": rate}
+    progress.plan(len(MODES))
     for mode in MODES:
+        progress.step(f"{mode}, {ops} ops")
         out[mode] = _measure(mode, ops, rate, seed=1)
     out["batched_over_unbatched_wall"] = round(
         out["batched"]["ops_per_s_wall"] / out["unbatched"]["ops_per_s_wall"], 2

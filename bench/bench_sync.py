@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from bench import progress
 from vsm_phoenix.crdt import CRDT, ORSet
 from vsm_phoenix.protocol.sim import Simulator
 from vsm_phoenix.protocol.sync import Mutate, SyncConfig, SyncNode
@@ -98,7 +99,10 @@ def run(quick: bool = False) -> dict[str, Any]:
     """Measure delta vs full-state bytes per round; ``quick`` uses fewer rounds."""
     rounds = 3 if quick else 10
     t0 = time.perf_counter()
+    progress.plan(2)
+    progress.step(f"delta sync, {rounds} rounds")
     delta = _measure(False, rounds, seed=1)
+    progress.step(f"full-state sync, {rounds} rounds")
     full = _measure(True, rounds, seed=1)
     ratio = delta["mean_bytes_per_round"] / full["mean_bytes_per_round"]
     one_full_state = full["mean_largest_a_to_b_message"]

@@ -5,8 +5,9 @@ caller can catch "anything vsm-phoenix refused" in one clause. Errors that mirro
 builtin (``TypeError``, ``ValueError``) derive from both, so code that expects the
 builtin keeps working.
 
-The rule behind all of them (DESIGN.md, principle 5): after an error the object that
-raised it is unchanged.
+The rule behind all of them (ARCHITECTURE.md, principle 5 and "Error rules"): after
+an error the object that raised it is unchanged. Each package re-exports the errors it
+raises (``from vsm_phoenix.crypto import ReplayError``).
 """
 
 from __future__ import annotations

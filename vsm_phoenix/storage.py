@@ -1,7 +1,7 @@
 """The project-wide durable store: a small ``str -> bytes`` map that survives restarts.
 
 Whatever must survive a crash -- Raft term/vote/log, CRDT snapshots, replay high-water
-marks, sequence counters -- goes through :class:`Storage` (DESIGN.md principle 6). It
+marks, sequence counters -- goes through :class:`Storage` (ARCHITECTURE.md, principle 6). It
 is the interface of :mod:`vsm_phoenix.crypto.storage` (same class names, same ``get`` /
 ``put`` semantics) extended with ``delete`` and ``items``, so the crypto module can
 become a re-export of this one. Two implementations ship:

@@ -6,7 +6,7 @@ state, and raise the same exception type as the pure one. End to end, the same
 operations on the CRDT types must give identical values and bytes on both backends
 (in process, by swapping the kernels ``_backend`` hands to the types, and once in a
 subprocess with ``VSM_PHOENIX_PURE=1``). Every fast path is also checked against the
-plain join it replaces (DESIGN.md, "Merge optimisations break correctness").
+plain join it replaces (a lesson from riak_dt and Akka: merge optimisations break correctness).
 """
 
 from __future__ import annotations

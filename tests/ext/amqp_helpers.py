@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 import aio_pika
-from ext_echo import EchoNode, EchoRole
+from ext_echo import EchoKind, EchoNode
 
 from vsm_phoenix.crypto.credentials import ClusterSecrets
 from vsm_phoenix.ext.amqp import AmqpClient, AmqpConfig, AmqpNode, Topology
@@ -33,7 +33,7 @@ async def start_nodes(secrets: ClusterSecrets, ids: list[str], url: str,
     """Started echo nodes ``ids`` of the cluster ``secrets`` describes."""
     config = AmqpConfig(url=url, **cfg)
     nodes = [AmqpNode(echo(i), credentials=secrets.credentials(i), config=config,
-                      codec=EchoRole()) for i in ids]
+                      codec=EchoKind()) for i in ids]
     for n in nodes:
         await n.start()
     return nodes

@@ -30,7 +30,8 @@ except ImportError:
 
 @pytest.fixture(scope="session")
 def broker_url() -> str:
-    from vsm_phoenix.ext.amqp import amqp_url, broker_available
+    from vsm_phoenix.cli.base import amqp_url
+    from vsm_phoenix.ext.amqp import broker_available
 
     url = amqp_url()
     reason = asyncio.run(broker_available(url))

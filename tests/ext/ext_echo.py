@@ -1,18 +1,20 @@
-"""A tiny node for the AMQP adapter tests, and its control-plane role.
+"""A tiny node for the AMQP adapter tests, and its node kind (control-plane codec).
 
 ``EchoNode`` answers ``echo.ping`` with ``echo.pong`` and counts both (the counts are
 persisted, so a restart recovers them); it broadcasts on a topic, arms and cancels
 timers on request, and rejects ``echo.bad`` as a protocol error. Importable by node
-processes as ``ext_echo:ROLE`` with ``tests/ext`` on ``PYTHONPATH``.
+processes as ``ext_echo:KIND`` with ``tests/ext`` on ``PYTHONPATH``.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+from vsm_phoenix.crypto.identity import ROLE_READ, ROLE_WRITE
 from vsm_phoenix.errors import DecodeError
+from vsm_phoenix.ext.amqp.control import Operation
 from vsm_phoenix.protocol.envelope import decode_cbor, encode_cbor
 from vsm_phoenix.protocol.kit import Messenger
 from vsm_phoenix.protocol.node import (
@@ -119,9 +121,15 @@ class EchoNode:
         raise LocalProtocolError(f"unknown echo op {op!r}")
 
 
-class EchoRole:
+class EchoKind:
     name = "echo"
-    read_ops = frozenset({"count"})
+    operations: Mapping[str, Operation] = {
+        op.name: op for op in (
+            Operation("count", ROLE_READ, "the counters"),
+            *(Operation(name, ROLE_WRITE, f"echo {name}")
+              for name in ("ping", "bad", "broadcast", "timer", "cancel")),
+        )
+    }
 
     def build(self, node_id: str, rng: random.Random, peers: Sequence[str]) -> Node:
         return EchoNode(node_id, rng)
@@ -139,4 +147,4 @@ class EchoRole:
         return {"counts": dict(node.counts), "booted": node.booted}
 
 
-ROLE = EchoRole()
+KIND = EchoKind()

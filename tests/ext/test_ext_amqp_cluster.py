@@ -14,13 +14,13 @@ from typing import Any
 import aio_pika
 import pytest
 
-from vsm_phoenix.cli.simulate import main_simulate_amqp
+from vsm_phoenix.cli import main as cli_main
 from vsm_phoenix.crypto import KeyKind, Keyset, SecureChannel
 from vsm_phoenix.crypto.credentials import ClusterSecrets
 from vsm_phoenix.ext.amqp import CTL_REQUEST, AmqpClient, AmqpConfig, Topology
 from vsm_phoenix.ext.amqp.process import (
+    BrokerAdmin,
     ProcessCluster,
-    close_connections,
     rabbitmqctl_path,
     wait_ready,
 )
@@ -42,10 +42,12 @@ def test_crdt_replicas_converge_through_kill_and_connection_close(
     ids = ("n1", "n2", "n3")
     cluster = clusters.new(*ids)
     out = tmp_path / "result.json"
-    code = main_simulate_amqp([
-        "--nodes", "3", "--ops", "400", "--concurrency", "16", "--cluster", cluster,
+    code = cli_main([
+        "simulate", "--transport", "amqp", "--nodes", "3", "--ops", "400",
+        "--concurrency", "16", "--cluster", cluster,
         "--kill", "--close-connections", "--no-progress", "--json", str(out),
-        "--data-dir", str(tmp_path / "data"), "--timeout", "60", "--amqp-url", broker_url,
+        "--data-dir", str(tmp_path / "data"), "--converge-timeout-s", "60",
+        "--amqp-url", broker_url,
     ])
     result = json.loads(out.read_text())
     assert code == 0, result
@@ -74,7 +76,7 @@ def test_processes_dead_letter_garbage_and_recover_state_after_sigkill(
     keys = secrets.write(tmp_path / "keys")
     env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(HERE),
                                                        os.environ.get("PYTHONPATH")]))}
-    procs = ProcessCluster(node_ids=ids, role="ext_echo:ROLE", data_dir=tmp_path,
+    procs = ProcessCluster(node_ids=ids, kind="ext_echo:KIND", data_dir=tmp_path,
                            keys_dir=keys, node_args=["--amqp-url", broker_url], env=env)
 
     async def main() -> None:
@@ -148,11 +150,12 @@ def test_raft_kv_elects_a_leader_and_stays_linearizable_through_faults(
     ids = ("n1", "n2", "n3")
     cluster = clusters.new(*ids)
     out = tmp_path / "result.json"
-    code = main_simulate_amqp([
-        "--scenario", "kv", "--nodes", "3", "--ops", "240", "--concurrency", "3",
+    code = cli_main([
+        "simulate", "--transport", "amqp", "--scenario", "kv", "--nodes", "3",
+        "--ops", "240", "--concurrency", "3",
         "--cluster", cluster, "--kill", "--close-connections", "--no-progress",
-        "--json", str(out), "--data-dir", str(tmp_path / "data"), "--timeout", "60",
-        "--amqp-url", broker_url,
+        "--json", str(out), "--data-dir", str(tmp_path / "data"),
+        "--converge-timeout-s", "60", "--amqp-url", broker_url,
     ])
     result = json.loads(out.read_text())
     assert code == 0, result
@@ -183,7 +186,8 @@ def test_close_connections_hits_only_the_named_cluster(
         await cb.start()
         try:
             await asyncio.sleep(0.3)  # let the broker list them
-            assert await asyncio.to_thread(close_connections, a) == 1
+            admin = BrokerAdmin.for_url(broker_url)
+            assert await asyncio.to_thread(admin.close_connections, a) == 1
             deadline = time.monotonic() + 10
             while ca._ep.stats["reconnects"] == 0:  # robust: it comes back
                 assert time.monotonic() < deadline, "no reconnection"
@@ -224,11 +228,12 @@ def test_node_command_refuses_bad_input_before_side_effects_and_fences_twins(
     (forged / "n1.identity.json").write_text((keys / "n1.identity.json").read_text())
     bad = node("--keys", str(forged), "--amqp-url", broker_url)
     assert bad.returncode == 2 and "another public key" in bad.stderr and not data.exists()
-    wrong_role = node("--keys", str(keys), "--role", "nope", "--amqp-url", broker_url)
-    assert wrong_role.returncode == 2 and "unknown role" in wrong_role.stderr
+    wrong_kind = node("--keys", str(keys), "--kind", "nope", "--amqp-url", broker_url)
+    assert wrong_kind.returncode == 2 and "unknown node kind" in wrong_kind.stderr
+    assert len(wrong_kind.stderr.strip().splitlines()) == 1
     secret_url = "amqp://guest:s3cret-pw@127.0.0.1:5679/"
-    leak = node("--keys", str(keys), "--amqp-url", secret_url)
-    assert leak.returncode == 2 and "s3cret-pw" not in leak.stderr + leak.stdout
+    leak = node("--keys", str(keys), "--amqp-url", secret_url, "--broker-wait-s", "0")
+    assert leak.returncode == 1 and "s3cret-pw" not in leak.stderr + leak.stdout
     assert "***" in leak.stderr
     # the real one, then its twin on the same data dir
     first = subprocess.Popen([sys.executable, "-m", "vsm_phoenix", "node", "--id", "n1",
@@ -262,7 +267,8 @@ def test_simulate_leaves_no_secrets_behind_when_it_fails(
         raise RuntimeError("a node failed to start")
 
     monkeypatch.setattr(process.ProcessCluster, "start_all", boom)
-    code = main_simulate_amqp(["--nodes", "2", "--ops", "1", "--no-progress",
-                               "--amqp-url", broker_url, "--cluster", clusters.new("n1", "n2")])
+    code = cli_main(["simulate", "--transport", "amqp", "--nodes", "2", "--ops", "1",
+                     "--no-progress", "--amqp-url", broker_url,
+                     "--cluster", clusters.new("n1", "n2")])
     assert code == 1
     assert list(tmp_path.iterdir()) == []  # neither the keys nor the data dir remain

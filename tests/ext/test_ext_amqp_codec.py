@@ -10,15 +10,14 @@ from typing import Any
 import pytest
 
 from vsm_phoenix import cbor
+from vsm_phoenix.cli import build_parser
 from vsm_phoenix.cli import main as cli_main
-from vsm_phoenix.cli.node import node_parser
-from vsm_phoenix.cli.simulate import simulate_parser
+from vsm_phoenix.cli.base import amqp_url
 from vsm_phoenix.errors import InvalidArgument
 from vsm_phoenix.ext.amqp import (
     DEFAULT_AMQP_URL,
     AmqpConfig,
     Topology,
-    amqp_url,
     broker_available,
     redact,
 )
@@ -64,7 +63,9 @@ def test_config_defaults_and_validation(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.delenv("AMQP_URL", raising=False)
     assert amqp_url() == DEFAULT_AMQP_URL == AmqpConfig().url
     monkeypatch.setenv("AMQP_URL", "amqp://u:p@h:1/")
-    assert AmqpConfig().url == "amqp://u:p@h:1/"
+    # the command line reads the environment; the library takes parameters
+    assert amqp_url() == "amqp://u:p@h:1/" and AmqpConfig().url == DEFAULT_AMQP_URL
+    assert amqp_url("amqp://given/") == "amqp://given/"
     for bad in ({"window": 0}, {"batch_max_messages": 0}, {"message_ttl_ms": 0},
                 {"linger_ms": -1}, {"dlq_max_length": 0}, {"key_usage_limit": 2**33},
                 {"key_usage_warn": 2**31}):
@@ -77,25 +78,35 @@ def test_no_broker_is_reported_not_raised() -> None:
     assert reason is not None and "no AMQP broker" in reason and "hunter22" not in reason
 
 
-def test_cli_parsers() -> None:
-    a = node_parser().parse_args(["--id", "n1", "--cluster", "c", "--peers", "n1,n2"])
-    assert (a.id, a.cluster, a.role, a.batch_max, a.sync) == ("n1", "c", "crdt", 256, "normal")
-    s = simulate_parser().parse_args(["--nodes", "5", "--kill", "--close-connections"])
+def test_cli_parsers(capsys: pytest.CaptureFixture[str]) -> None:
+    parse = build_parser().parse_args
+    a = parse(["node", "--id", "n1", "--cluster", "c", "--peers", "n1,n2"])
+    assert (a.id, a.cluster, a.kind, a.batch_max, a.sync) == ("n1", "c", "crdt", 256, "normal")
+    s = parse(["simulate", "--transport", "amqp", "--nodes", "5", "--kill",
+               "--close-connections"])
     assert (s.nodes, s.kill, s.close_connections, s.scenario) == (5, True, True, "crdt")
-    assert simulate_parser().parse_args(["--transport=amqp"]).transport == "amqp"
-    assert cli_main(["node", "--help"]) == 0
+    assert parse(["simulate", "--transport=amqp"]).transport == "amqp"
+    with pytest.raises(SystemExit) as exc:
+        cli_main(["node", "--help"])
+    assert exc.value.code == 0
     assert cli_main(["simulate", "--transport", "amqp", "--nodes", "0"]) == 2
+    assert cli_main(["simulate", "--kill"]) == 2  # an amqp option on the simulator
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == "vsm-phoenix simulate: --kill only with --transport amqp"
 
 
-def test_node_without_broker_exits_2(tmp_path: Path,
-                                     capsys: pytest.CaptureFixture[str]) -> None:
+def test_node_without_broker_waits_then_gives_up_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from vsm_phoenix.crypto.credentials import ClusterSecrets
 
     keys = ClusterSecrets.create("c", nodes=["n1"]).write(tmp_path / "keys")
     code = cli_main(["node", "--id", "n1", "--keys", str(keys), "--data-dir",
-                     str(tmp_path / "d"), "--amqp-url", "amqp://guest:pw1234@127.0.0.1:1/"])
-    err = capsys.readouterr().err
-    assert code == 2 and "no AMQP broker" in err and "pw1234" not in err
+                     str(tmp_path / "d"), "--amqp-url", "amqp://guest:pw1234@127.0.0.1:1/",
+                     "--broker-wait-s", "1.2"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and "pw1234" not in "".join(err)
+    assert len(err) == 2 and "waiting for the broker" in err[0] and "giving up" in err[1]
 
 
 def test_simulate_without_broker_exits_2(capsys: pytest.CaptureFixture[str]) -> None:

@@ -18,7 +18,7 @@ import aio_pika
 import pytest
 from amqp_helpers import client_for, drain_dlq, echo, until
 from amqp_helpers import start_nodes as start
-from ext_echo import EchoNode, EchoRole
+from ext_echo import EchoKind, EchoNode
 
 from vsm_phoenix import cbor
 from vsm_phoenix.crypto import KeyKind, Keyset, SecureChannel
@@ -259,7 +259,7 @@ def test_sealing_stops_with_an_alarm_at_the_key_usage_limit(
         store.put(f"aead/usage/{secrets.keyset.primary_id:08x}", (limit - 10).to_bytes(8, "big"))
         config = AmqpConfig(url=broker_url, key_usage_limit=limit, key_usage_warn=limit - 100)
         a = AmqpNode(echo("a"), credentials=secrets.credentials("a"), storage=store,
-                     config=config, codec=EchoRole())
+                     config=config, codec=EchoKind())
         (b,) = await start(secrets, ["b"], broker_url)
         await a.start()
         client = await client_for(secrets, "ops", broker_url)
@@ -298,7 +298,7 @@ def test_a_second_process_for_the_same_node_is_fenced(clusters: Any, broker_url:
         (a,) = await start(secrets, ["a"], broker_url)
         try:
             twin = AmqpNode(echo("a"), credentials=secrets.credentials("a"),
-                            config=AmqpConfig(url=broker_url), codec=EchoRole())
+                            config=AmqpConfig(url=broker_url), codec=EchoKind())
             with pytest.raises(NodeFenced, match="already runs"):
                 await twin.start()
         finally:

@@ -84,6 +84,14 @@ def test_malformed_commands_are_results_not_errors() -> None:
     assert sm.snapshot() == before
 
 
+def test_an_operation_that_is_no_string_is_a_result_not_a_crash() -> None:
+    sm = KVStateMachine()
+    for op in ([], {}, 1, None, b"put"):
+        cmd = encode_cbor({"c": "c", "k": "k", "o": op, "s": 1})
+        assert isinstance(sm.apply(cmd), KVError)
+    assert sm.data == {} and sm.sessions == {}
+
+
 def test_command_builders_validate() -> None:
     with pytest.raises(LocalProtocolError):
         put("", 1, "k", "v")

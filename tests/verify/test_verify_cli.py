@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from vsm_phoenix.cli.check import main_check
 from vsm_phoenix.verify import HistoryRecorder, RegisterModel, RegisterRead, RegisterWrite
-from vsm_phoenix.verify.check_cli import main_check
 
 DATA = Path(__file__).parent / "data"
 
@@ -95,7 +95,7 @@ def append_bomb(clients: int = 10, size: int = 200_000) -> str:
 
 _CHILD = (
     "import resource, sys\n"
-    "from vsm_phoenix.verify.check_cli import main_check\n"
+    "from vsm_phoenix.cli.check import main_check\n"
     "code = main_check(sys.argv[1:])\n"
     "print('PEAK-KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
     "sys.exit(code)\n"

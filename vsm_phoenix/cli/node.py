@@ -1,185 +1,232 @@
-"""``vsm-phoenix node``: run one protocol node against RabbitMQ until SIGTERM.
+"""``vsm-phoenix node``: run one node process against RabbitMQ until SIGTERM (or a
+``stop`` control request).
 
-Every argument and file is checked before anything else happens (exit status 2 with a
-one-line error, no files created, the broker not contacted): the role, the keyset, the
-node's identity and the roster (the identity must be the node id, and the roster must
-list it with the ``peer`` role). Then the data directory is locked -- one process per
-node id -- and the broker is contacted. Passwords in broker URLs never reach the
-output.
+Order of events:
+
+1. Every argument and file is checked -- the node kind, the log level, the keyset,
+   the node's identity and the roster (the identity must be the node id, the roster
+   must list it with the ``peer`` role). A problem is one line on stderr and exit
+   status 2; no file has been created and the broker has not been contacted.
+2. The data directory is locked (``<data-dir>/<id>.lock``): one process per node id
+   (exit 2 when taken).
+3. The broker: while it does not answer, the node says so in one line and retries
+   with exponential backoff (0.5 s doubling to 10 s), for ever unless
+   ``--broker-wait-s`` limits it (then exit 1).
+4. The node starts (exit 2 if another process consumes its queue) and prints
+   ``READY <id> start|restart``. From then on, a lost broker connection is one WARNING
+   line when it comes back; tracebacks of the AMQP libraries show at ``--log-level
+   DEBUG`` only. Passwords in broker URLs never reach the output.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import fcntl
-import logging
-import os
-import random
 import signal
 import sys
 from pathlib import Path
-from typing import IO
+from typing import Any
 
-from vsm_phoenix.crypto.credentials import (
-    KEYSET_FILE,
-    ROSTER_FILE,
-    Credentials,
-    identity_file,
+from vsm_phoenix.cli.base import (
+    EXIT_FAILED,
+    EXIT_OK,
+    UsageError,
+    amqp_url,
+    configure_logging,
+    keys_dir,
+    parse_level,
+    require_amqp,
+    usage_exit,
 )
-from vsm_phoenix.errors import VsmPhoenixError
-from vsm_phoenix.ext.amqp.endpoint import AmqpConfig
-from vsm_phoenix.ext.amqp.topology import amqp_url, broker_available, redact
+from vsm_phoenix.crypto.credentials import KEYSET_FILE, ROSTER_FILE, Credentials, identity_file
+from vsm_phoenix.errors import PermissionDenied, VsmPhoenixError
 
-__all__ = ["add_transport_options", "config_from", "main_node", "node_parser"]
+__all__ = [
+    "add_key_options",
+    "add_transport_options",
+    "config_from",
+    "load_credentials",
+    "register",
+    "run",
+    "transport_argv",
+]
 
-EXIT_USAGE = 2
+PROG = "vsm-phoenix node"
 
 
 def add_transport_options(p: argparse.ArgumentParser) -> None:
     """Broker and batching options shared by ``node`` and ``simulate --transport amqp``."""
-    p.add_argument("--amqp-url", default=None,
+    g = p.add_argument_group("broker and batching")
+    g.add_argument("--amqp-url", default=None,
                    help="broker URL (default $AMQP_URL or amqp://guest:guest@127.0.0.1:5672/)")
-    p.add_argument("--batch-max", type=int, default=256,
+    g.add_argument("--batch-max", type=int, default=256,
                    help="frames per publish; 1 disables batching (default 256)")
-    p.add_argument("--linger-ms", type=float, default=2.0,
+    g.add_argument("--linger-ms", type=float, default=2.0,
                    help="how long a partial batch waits for company (default 2)")
-    p.add_argument("--window", type=int, default=64,
+    g.add_argument("--window", type=int, default=64,
                    help="unconfirmed publishes in flight (default 64)")
-    p.add_argument("--ttl-ms", type=int, default=60_000,
+    g.add_argument("--ttl-ms", type=int, default=60_000,
                    help="per-message TTL in the broker (default 60000)")
-    p.add_argument("--sync", choices=("full", "normal"), default="normal",
+    g.add_argument("--sync", choices=("full", "normal"), default="normal",
                    help="SQLite synchronous mode: full survives power loss, normal "
                         "survives process crashes (default normal)")
 
 
-def config_from(args: argparse.Namespace) -> AmqpConfig:
-    """The adapter configuration the transport options describe."""
-    return AmqpConfig(url=args.amqp_url, batch_max_messages=args.batch_max,
+def transport_argv(args: argparse.Namespace) -> list[str]:
+    """The transport options of ``args`` as ``node`` arguments (for child processes)."""
+    return ["--batch-max", str(args.batch_max), "--linger-ms", str(args.linger_ms),
+            "--window", str(args.window), "--ttl-ms", str(args.ttl_ms), "--sync", args.sync]
+
+
+def config_from(args: argparse.Namespace, url: str) -> Any:
+    """The adapter configuration the transport options describe (``InvalidArgument``
+    for values out of range)."""
+    from vsm_phoenix.ext.amqp.endpoint import AmqpConfig
+
+    return AmqpConfig(url=url, batch_max_messages=args.batch_max,
                       linger_ms=args.linger_ms, window=args.window,
                       message_ttl_ms=args.ttl_ms)
 
 
-def node_parser() -> argparse.ArgumentParser:
-    """The options of ``vsm-phoenix node``."""
-    p = argparse.ArgumentParser(prog="vsm-phoenix node",
-                                description="run one protocol node against RabbitMQ")
-    p.add_argument("--id", required=True, help="node id (its identity's principal)")
-    p.add_argument("--role", default="crdt",
-                   help="crdt (default), swim, kv, or module:attribute")
-    p.add_argument("--peers", default="", help="comma-separated ids of the other nodes")
-    p.add_argument("--data-dir", default="vsm-data",
-                   help="directory of the node's SQLite store (default ./vsm-data)")
-    p.add_argument("--keys", default=None,
-                   help="directory with keyset.json, roster.cbor and <id>.identity.json "
+def add_key_options(p: argparse.ArgumentParser) -> None:
+    """``--keys`` and the per-file overrides (``node`` and ``ctl``)."""
+    g = p.add_argument_group("keys (see `vsm-phoenix keys new`)")
+    g.add_argument("--keys", default=None, metavar="DIR",
+                   help="directory with keyset.json, roster.cbor and <principal>.identity.json "
                         "(default $VSM_PHOENIX_KEYS)")
-    p.add_argument("--keyset", default=None, help="cluster keyset file (overrides --keys)")
-    p.add_argument("--identity", default=None, help="node identity file (overrides --keys)")
-    p.add_argument("--roster", default=None, help="signed roster file (overrides --keys)")
-    p.add_argument("--cluster", default=None,
-                   help="cluster name; when given it must match the roster's")
-    p.add_argument("--seed", type=int, default=None, help="seed of the node's random source")
-    p.add_argument("--log-level", default="WARNING", help="logging level (default WARNING)")
-    add_transport_options(p)
-    return p
+    g.add_argument("--keyset", default=None, metavar="FILE",
+                   help="cluster keyset file (overrides --keys)")
+    g.add_argument("--identity", default=None, metavar="FILE",
+                   help="identity file (overrides --keys)")
+    g.add_argument("--roster", default=None, metavar="FILE",
+                   help="signed roster file (overrides --keys)")
 
 
-class _Redact(logging.Filter):
-    """Removes AMQP URL passwords from every log record."""
-
-    def __init__(self, url: str) -> None:
-        super().__init__()
-        self.url = url
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.msg = redact(record.getMessage(), self.url)
-        record.args = None
-        if record.exc_text:
-            record.exc_text = redact(record.exc_text, self.url)
-        return True
-
-
-def _credentials(args: argparse.Namespace) -> Credentials:
-    keys = args.keys or os.environ.get("VSM_PHOENIX_KEYS")
-    base = Path(keys) if keys else None
+def load_credentials(args: argparse.Namespace, principal: str) -> Credentials:
+    """``principal``'s credentials from ``--keys`` / ``$VSM_PHOENIX_KEYS`` and the
+    per-file overrides. ``OSError``, ``UsageError`` or a ``VsmPhoenixError``."""
+    directory = keys_dir(args.keys)
+    base = Path(directory) if directory else None
 
     def pick(given: str | None, name: str, what: str) -> Path:
         if given:
             return Path(given)
         if base is None:
-            raise ValueError(f"no {what}: pass --keys DIR or --{what}")
+            raise UsageError(f"no {what}: pass --keys DIR (or set $VSM_PHOENIX_KEYS) or --{what}")
         return base / name
 
     return Credentials.load(
         keyset=pick(args.keyset, KEYSET_FILE, "keyset"),
-        identity=pick(args.identity, identity_file(args.id), "identity"),
+        identity=pick(args.identity, identity_file(principal), "identity"),
         roster=pick(args.roster, ROSTER_FILE, "roster"),
     )
 
 
-def _lock(data: Path, node_id: str) -> IO[str]:
-    """An exclusive lock on ``<data>/<id>.lock`` held for the process's lifetime."""
-    fh = open(data / f"{node_id}.lock", "a+", encoding="utf-8")  # noqa: SIM115 - held open
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "node", help="run one node process against RabbitMQ",
+        description="Run one node process against RabbitMQ until SIGTERM or a `stop` "
+                    "control request. Exit status: 0 stopped, 1 no broker within "
+                    "--broker-wait-s, 2 bad argument or file, or the node runs elsewhere.",
+    )
+    p.add_argument("--id", required=True, help="node id (its identity's principal)")
+    p.add_argument("--kind", default="crdt",
+                   help="crdt (default: SWIM + delta-synced CRDT replicas), swim, kv "
+                        "(Raft KV), or module:attribute naming a NodeKind")
+    p.add_argument("--peers", default=None,
+                   help="comma-separated ids of the other nodes (default: every peer "
+                        "in the roster)")
+    p.add_argument("--data-dir", default="vsm-data",
+                   help="directory of the node's SQLite store and lock (default ./vsm-data)")
+    p.add_argument("--cluster", default=None,
+                   help="cluster name; when given it must match the roster's")
+    p.add_argument("--seed", type=int, default=None, help="seed of the node's random source")
+    p.add_argument("--log-level", default="WARNING", help="logging level (default WARNING)")
+    p.add_argument("--broker-wait-s", type=float, default=None,
+                   help="give up (exit 1) when the broker does not answer within this many "
+                        "seconds (default: wait for ever)")
+    add_key_options(p)
+    add_transport_options(p)
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """``vsm-phoenix node ...``; returns the exit status."""
+    url = amqp_url(args.amqp_url)
+    try:  # 1. every argument and file, before any side effect
+        require_amqp()
+        from vsm_phoenix.ext.amqp.kinds import load_kind
+
+        level = parse_level(args.log_level)
+        if args.broker_wait_s is not None and args.broker_wait_s < 0:
+            raise UsageError("--broker-wait-s must be >= 0")
+        kind = load_kind(args.kind)
+        credentials = load_credentials(args, args.id)
+        if credentials.principal != args.id:
+            raise UsageError(f"the identity is {credentials.principal!r}, not {args.id!r}")
+        if args.cluster is not None and args.cluster != credentials.cluster:
+            raise UsageError(f"the roster is for cluster {credentials.cluster!r}, "
+                             f"not {args.cluster!r}")
+        from vsm_phoenix.ext.amqp.cluster import roster_peers
+
+        if not credentials.roster.members[args.id].allows("peer"):
+            raise UsageError(f"the roster does not give {args.id!r} the peer role")
+        peers = (roster_peers(credentials) if args.peers is None
+                 else [p for p in args.peers.split(",") if p])
+        config = config_from(args, url)
+    except (UsageError, OSError, ValueError, TypeError, VsmPhoenixError) as exc:
+        return usage_exit(PROG, exc)
+    configure_logging(level, url,
+                      f"%(asctime)s {args.id} %(levelname)s %(name)s: %(message)s")
     try:
-        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        fh.seek(0)
-        holder = fh.read().strip() or "?"
-        fh.close()
-        raise VsmPhoenixError(
-            f"node {node_id!r} already runs on data dir {data} (pid {holder})"
-        ) from None
-    fh.seek(0)
-    fh.truncate()
-    fh.write(str(os.getpid()))
-    fh.flush()
-    return fh
+        return asyncio.run(_serve(args, kind, credentials, config, peers, url))
+    except KeyboardInterrupt:
+        return 130
 
 
-async def _run_node(args: argparse.Namespace) -> int:
-    from vsm_phoenix.ext.amqp.node import AmqpNode
-    from vsm_phoenix.ext.amqp.roles import load_role
+async def _serve(args: argparse.Namespace, kind: Any, credentials: Credentials, config: Any,
+                 peers: list[str], url: str) -> int:
+    from vsm_phoenix.ext.amqp.cluster import lock_data_dir, start_node
+    from vsm_phoenix.ext.amqp.node import NodeFenced
+    from vsm_phoenix.ext.amqp.topology import redact, wait_for_broker
     from vsm_phoenix.storage import SQLiteStorage
 
-    # 1. every argument and file, before any side effect
-    try:
-        role = load_role(args.role)
-        credentials = _credentials(args)
-        if credentials.principal != args.id:
-            raise ValueError(f"the identity is {credentials.principal!r}, not {args.id!r}")
-        if args.cluster is not None and args.cluster != credentials.cluster:
-            raise ValueError(f"the roster is for cluster {credentials.cluster!r}, "
-                             f"not {args.cluster!r}")
-        config = config_from(args)
-    except (OSError, ValueError, TypeError, VsmPhoenixError) as exc:
-        print(f"vsm-phoenix node: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    # 2. one process per node id
     data = Path(args.data_dir)
-    data.mkdir(parents=True, exist_ok=True)
+    try:  # 2. one process per node id
+        lock = lock_data_dir(data, args.id)
+    except (NodeFenced, OSError) as exc:
+        return usage_exit(PROG, exc)
+    said = False
+
+    def waiting(reason: str, delay_s: float) -> None:
+        nonlocal said
+        if not said:
+            print(f"{PROG} {args.id}: waiting for the broker ({reason}); retrying with "
+                  "backoff", file=sys.stderr, flush=True)
+            said = True
+
     try:
-        lock = _lock(data, args.id)
-    except VsmPhoenixError as exc:
-        print(f"vsm-phoenix node: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    try:
-        reason = await broker_available(args.amqp_url)
-        if reason is not None:
-            print(f"vsm-phoenix node: {reason}", file=sys.stderr)
-            return EXIT_USAGE
-        peers = [p for p in args.peers.split(",") if p and p != args.id]
+        # 3. the broker, with backoff
+        try:
+            await wait_for_broker(url, timeout_s=args.broker_wait_s, on_wait=waiting)
+        except TimeoutError as exc:
+            print(f"{PROG} {args.id}: giving up: {exc}", file=sys.stderr)
+            return EXIT_FAILED
+        except PermissionDenied as exc:
+            return usage_exit(PROG, exc)
+        if said:
+            print(f"{PROG} {args.id}: the broker answers", file=sys.stderr, flush=True)
         storage = SQLiteStorage(data / f"{args.id}.sqlite", synchronous=args.sync.upper())
         try:
-            boots = storage.get("runner/boots")
-            seed = args.seed if args.seed is not None else int.from_bytes(os.urandom(8), "big")
-            rng = random.Random(f"{seed}/{args.id}/{int.from_bytes(boots or b'', 'big')}")
-            runner = AmqpNode(role.build(args.id, rng, peers), credentials=credentials,
-                              storage=storage, config=config, codec=role)
-            try:
-                await runner.start()
-            except VsmPhoenixError as exc:
-                print(f"vsm-phoenix node: {exc}", file=sys.stderr)
-                return EXIT_USAGE
+            try:  # 4. the node
+                runner = await start_node(kind, credentials, storage=storage, config=config,
+                                          peers=peers, seed=args.seed)
+            except NodeFenced as exc:
+                return usage_exit(PROG, exc)
+            except OSError as exc:  # the broker went away while the node started
+                print(redact(f"{PROG} {args.id}: the broker failed while starting: "
+                             f"{type(exc).__name__}: {exc}", url), file=sys.stderr)
+                return EXIT_FAILED
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, runner.request_stop)
@@ -189,25 +236,5 @@ async def _run_node(args: argparse.Namespace) -> int:
             storage.close()
     finally:
         lock.close()
-    return 0
+    return EXIT_OK
 
-
-def main_node(argv: list[str]) -> int:
-    """``vsm-phoenix node ...``: run one node until SIGTERM; returns the exit status."""
-    try:
-        args = node_parser().parse_args(argv)
-    except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
-        return int(exc.code or 0)
-    args.amqp_url = args.amqp_url or amqp_url()
-    level = logging.getLevelName(args.log_level.upper())
-    if not isinstance(level, int):
-        print(f"vsm-phoenix node: unknown log level {args.log_level!r}", file=sys.stderr)
-        return EXIT_USAGE
-    logging.basicConfig(level=level,
-                        format=f"%(asctime)s {args.id} %(levelname)s %(name)s: %(message)s")
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(_Redact(args.amqp_url))
-    try:
-        return asyncio.run(_run_node(args))
-    except KeyboardInterrupt:
-        return 130

@@ -21,8 +21,18 @@ from vsm_phoenix.crdt.counters import GCounter, PNCounter
 from vsm_phoenix.crdt.maps import ORMap
 from vsm_phoenix.crdt.registers import LWWRegister, MVRegister
 from vsm_phoenix.crdt.sets import GSet, LWWElementSet, ORSet, TwoPSet
+from vsm_phoenix.errors import (  # the errors this package raises
+    DecodeError,
+    InvalidArgument,
+    TypeMismatch,
+    VsmPhoenixError,
+)
 
 __all__ = [
+    "DecodeError",
+    "InvalidArgument",
+    "TypeMismatch",
+    "VsmPhoenixError",
     "BACKEND",
     "CRDT",
     "HLC",

@@ -37,8 +37,30 @@ from vsm_phoenix.crypto.mac import KeysetMac
 from vsm_phoenix.crypto.replay import DEFAULT_WINDOW, ReplayGuard, ReplayWindow
 from vsm_phoenix.crypto.signature import SigningKey, VerifyKey
 from vsm_phoenix.crypto.storage import MemoryStorage, SQLiteStorage, Storage
+from vsm_phoenix.errors import (  # the errors this package raises
+    AuthenticationError,
+    CapacityError,
+    DecodeError,
+    InvalidArgument,
+    KeyExpiredError,
+    KeyNotFoundError,
+    PermissionDenied,
+    ReplayError,
+    TypeMismatch,
+    VsmPhoenixError,
+)
 
 __all__ = [
+    "AuthenticationError",
+    "CapacityError",
+    "DecodeError",
+    "InvalidArgument",
+    "KeyExpiredError",
+    "KeyNotFoundError",
+    "PermissionDenied",
+    "ReplayError",
+    "TypeMismatch",
+    "VsmPhoenixError",
     "DEFAULT_SOFT_LIMIT",
     "DEFAULT_WINDOW",
     "NIST_INVOCATION_LIMIT",

@@ -1,4 +1,7 @@
-"""Reference clients built on the core: the AMQP (RabbitMQ) runner, sagas with
-compensation, circuit breakers, distributed GEPA prompt evolution, a tamper-evident causal
-evidence graph and capability-aware agents. Nothing in the core imports from here.
+"""Reference clients built on the core (nothing in the core imports from here).
+
+* :mod:`vsm_phoenix.ext.amqp` -- the RabbitMQ runner: any sans-IO node as a process on
+  a broker, the control plane, and :class:`~vsm_phoenix.ext.amqp.Cluster`, the library
+  API for replicated CRDTs and the linearizable KV across processes (needs the
+  ``amqp`` extra: ``pip install 'vsm-phoenix[amqp]'``).
 """

@@ -1,6 +1,7 @@
 """Sans-IO protocol state machines: the node kit, the simulator, sync and membership.
 
-Every protocol node is a pure state machine (DESIGN.md principle 2): one entry point,
+Every protocol node is a pure state machine (ARCHITECTURE.md, principle 2 and "The node
+contract"): one entry point,
 ``node.step(event) -> list[effect]``. Events in: :class:`Start`, :class:`Restart`
 (with persisted state), :class:`Receive` (an :class:`Envelope`), :class:`TimerFired`,
 :class:`ClientRequest`; each carries ``now``, the node's local clock in ms. Effects out:
@@ -40,6 +41,11 @@ Raft's linearizable read is exported as ``RaftRead``.
 
 from __future__ import annotations
 
+from vsm_phoenix.errors import (  # the errors this package raises
+    DecodeError,
+    InvalidArgument,
+    VsmPhoenixError,
+)
 from vsm_phoenix.protocol.cluster import ClusterNode
 from vsm_phoenix.protocol.envelope import Envelope, decode_cbor, encode_cbor
 from vsm_phoenix.protocol.kit import Messenger, decode_payload, encode_payload
@@ -94,6 +100,9 @@ from vsm_phoenix.protocol.swim import (
 from vsm_phoenix.protocol.sync import Merge, Mutate, Read, SyncConfig, SyncNode
 
 __all__ = [
+    "DecodeError",
+    "InvalidArgument",
+    "VsmPhoenixError",
     "STALE",
     "Entry",
     "KVError",

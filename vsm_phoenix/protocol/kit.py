@@ -8,9 +8,24 @@ do not inherit from it.
 Invariants
 ----------
 * Every outgoing envelope carries an HLC timestamp strictly greater than every
-  timestamp this messenger stamped or accepted before.
+  timestamp this messenger stamped or merged before.
 * :meth:`Messenger.accept` validates *before* it touches the clock: a rejected
   envelope (clock too far ahead, wrong recipient) leaves the messenger unchanged.
+
+Clock drift
+-----------
+``max_drift_ms`` bounds how far a peer's stamp may run ahead of this node's wall clock
+before it is merged: merging it would drag this clock (and, through it, everyone's)
+into the future. What happens to such an envelope depends on the protocol:
+
+* ``refuse_drift=True`` (the default): :meth:`Messenger.accept` raises
+  :class:`RemoteProtocolError`. Right for protocols whose *data* carries the stamps
+  (CRDT sync orders writes by them).
+* ``refuse_drift=False``: the envelope is accepted, but its stamp is **not** merged —
+  the receive is stamped from this node's own clock and counted in
+  :attr:`Messenger.drift_ignored`. Right for protocols that need no wall clock
+  (Raft): a clock step on some nodes then costs nothing but the HLC's causality
+  across that gap, never an outage.
 """
 
 from __future__ import annotations
@@ -48,12 +63,16 @@ def decode_payload(envelope: Envelope, expected: type | tuple[type, ...] = dict)
 class Messenger:
     """Builds envelopes for one node and accepts incoming ones into its clock."""
 
-    __slots__ = ("clock", "node_id", "rng")
+    __slots__ = ("clock", "drift_ignored", "node_id", "refuse_drift", "rng")
 
-    def __init__(self, node_id: str, rng: random.Random, *, max_drift_ms: int = 60_000):
+    def __init__(self, node_id: str, rng: random.Random, *, max_drift_ms: int = 60_000,
+                 refuse_drift: bool = True) -> None:
         self.node_id = node_id
         self.rng = rng
         self.clock = HLC(node_id, max_drift_ms=max_drift_ms)
+        self.refuse_drift = refuse_drift
+        #: Envelopes accepted without merging their stamp (``refuse_drift=False``).
+        self.drift_ignored = 0
 
     def new_id(self) -> bytes:
         """A fresh 16-byte message id from the injected generator."""
@@ -92,15 +111,23 @@ class Messenger:
 
     def accept(self, now: int, envelope: Envelope) -> Timestamp:
         """Check that ``envelope`` is for this node and merge its timestamp into the
-        clock. Raises :class:`RemoteProtocolError` (clock unchanged) when it is not
-        addressed here or its clock runs further ahead than ``max_drift_ms``."""
+        clock; return the receive timestamp. Raises :class:`RemoteProtocolError`
+        (clock unchanged) when it is not addressed here, or when its clock runs
+        further ahead than ``max_drift_ms`` and ``refuse_drift`` is set (otherwise
+        such a stamp is left unmerged: see the module docstring)."""
         if envelope.recipient is not None and envelope.recipient != self.node_id:
             raise RemoteProtocolError(
                 f"envelope for {envelope.recipient!r} delivered to {self.node_id!r}"
             )
         if envelope.sender == self.node_id:
             raise RemoteProtocolError("envelope claims to come from this node")
+        wall = max(now, 0)
         try:
-            return self.clock.update(Timestamp(*envelope.timestamp), max(now, 0))
+            stamp = Timestamp(*envelope.timestamp)
+            if not self.refuse_drift and stamp.physical_ms > wall + self.clock.max_drift_ms:
+                Timestamp.check(stamp)
+                self.drift_ignored += 1
+                return self.clock.now(wall)
+            return self.clock.update(stamp, wall)
         except ValueError as exc:  # InvalidArgument: clock too far ahead or bad stamp
             raise RemoteProtocolError(str(exc)) from None

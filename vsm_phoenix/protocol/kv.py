@@ -135,7 +135,8 @@ def _decode_command(data: bytes) -> dict[str, Any]:
     obj = decode_cbor(data)
     if not isinstance(obj, dict):
         raise DecodeError("command must be a map")
-    fields = _OPS.get(obj.get("o"))  # type: ignore[arg-type]
+    op = obj.get("o")
+    fields = _OPS.get(op) if isinstance(op, str) else None
     if fields is None or set(obj) != fields:
         raise DecodeError("unknown operation or wrong fields")
     c, s, k = obj["c"], obj["s"], obj["k"]

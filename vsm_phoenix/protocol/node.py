@@ -2,7 +2,7 @@
 
 Theory of operation
 -------------------
-A protocol node is a pure state machine (DESIGN.md principle 2, after h11 and etcd's
+A protocol node is a pure state machine (ARCHITECTURE.md, principle 2, after h11 and etcd's
 raft). Its one entry point is :meth:`Node.step`, which takes an :data:`Event` and
 returns a list of :data:`Effect` for the caller to carry out, in order:
 
@@ -41,7 +41,7 @@ Errors say who is at fault (the h11 idea): :class:`RemoteProtocolError` (a
 :class:`~vsm_phoenix.errors.DecodeError`) means a peer sent something invalid — distrust
 the peer; :class:`LocalProtocolError` (an
 :class:`~vsm_phoenix.errors.InvalidArgument`) means the caller misused the node — fix
-the calling code. Either way the node's state is unchanged (DESIGN.md principle 5).
+the calling code. Either way the node's state is unchanged (ARCHITECTURE.md, principle 5).
 """
 
 from __future__ import annotations

@@ -149,9 +149,11 @@ def demo_trace_digest(seed: int = 0, until_ms: int = 90_000) -> str:
     return hashlib.sha256(sim.trace_json().encode()).hexdigest()
 
 
-def run_demo(seed: int = 0, out_dir: str = "demo-out", progress: bool = True) -> int:
+def run_demo(seed: int = 0, out_dir: str = "demo-out", progress: bool = True,
+             command: str = "demo") -> int:
     """Run the scenario, print what happens and whether it converged, write the
-    diagram and trace to ``out_dir``. Returns 0 on convergence, 1 otherwise."""
+    diagram and trace to ``out_dir``. Returns 0 on convergence, 1 otherwise.
+    ``command`` names the command in the header (``demo`` or ``simulate``)."""
     started = time.perf_counter()
 
     def say(msg: str) -> None:
@@ -159,7 +161,13 @@ def run_demo(seed: int = 0, out_dir: str = "demo-out", progress: bool = True) ->
             print(f"[{sim.now / 1000:7.1f}s] {msg}", flush=True)
 
     sim, increments = build_demo(seed)
-    print(f"vsm-phoenix demo: 5-node cluster, SWIM discovery + delta CRDT sync, seed {seed}")
+    print(f"vsm-phoenix {command}: 5-node cluster on the deterministic simulator (virtual "
+          f"time), SWIM discovery + delta CRDT sync, seed {seed}")
+    print("  replicated values: tasks (ORSet of task ids: add, remove), events (GCounter: one "
+          "per client event), balance (PNCounter: clients only withdraw 1-5, so it goes "
+          "negative)")
+    print("  timeline: [virtual time] fault or milestone, alive-views = how many members "
+          "each node sees alive")
     milestones = {
         5_000: "cluster formed",
         20_000: "partition {n0,n1} | {n2,n3,n4}",
@@ -200,6 +208,8 @@ def run_demo(seed: int = 0, out_dir: str = "demo-out", progress: bool = True) ->
         first = nodes[0]
         print(f"tasks   = {len(first.sync.value('tasks'))} elements on every node"
               if report["converged"] else "replicas differ:")
+        print("  per node: elements in tasks, the events counter, the balance, its SWIM "
+              "incarnation (raised to refute a suspicion) and the members it sees alive")
         for node in nodes:
             print(f"  {node.node_id}: tasks={len(node.sync.value('tasks')):3d} "
                   f"events={node.sync.value('events'):3d} "

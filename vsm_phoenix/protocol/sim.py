@@ -462,8 +462,16 @@ def render_spacetime_html(
     One vertical line per node, time flowing down. Each delivered message is an arrow
     from its send point to its receive point, coloured by message type; a lost message
     is a red dashed stub ending in a cross; crashes, restarts, partitions and heals
-    are marked. Hover any arrow for its type and id. At most ``max_messages`` arrows
-    are drawn (the first ones in the window), so long runs stay viewable.
+    are marked. Hover any arrow for its type, id and exact times. At most
+    ``max_messages`` arrows are drawn (the first ones in the window), so long runs stay
+    viewable.
+
+    The page opens with the whole run fitted to the window; the mouse wheel zooms the
+    time axis around the pointer, dragging pans, ``0`` or the *fit* button shows the
+    whole run again, and clicking a message type in the legend hides or shows it.
+    Every arrow keeps a slope of at least a few pixels at any zoom, so direction stays
+    readable even for messages much shorter than a pixel (the tooltip has the real
+    times). Without scripts the SVG shows at ``px_per_second``.
     """
     events = [e for e in trace if e["t"] >= start_ms and (end_ms is None or e["t"] <= end_ms)]
     last_t = max((e["t"] for e in events), default=start_ms)
@@ -473,6 +481,10 @@ def render_spacetime_html(
 
     def y(t: int) -> float:
         return top + (t - start_ms) * px_per_second / 1000.0
+
+    def at(t: int, dy: float = 0.0) -> str:
+        """The data attribute the page's script re-lays out from (time, offset)."""
+        return f"{t},{dy:g}"
 
     width = 120 + 160 * max(len(nodes), 1)
     height = int(y(stop)) + 60
@@ -486,13 +498,10 @@ def render_spacetime_html(
             types[mtype] = _PALETTE[len(types) % len(_PALETTE)]
         return types[mtype]
 
-    for n in nodes:
-        x = col[n]
-        parts.append(f'<line x1="{x}" y1="{top}" x2="{x}" y2="{height - 30}" class="life"/>')
-        parts.append(f'<text x="{x}" y="{top - 20}" class="name">{html.escape(n)}</text>')
-    for sec in range(start_ms // 1000, stop // 1000 + 1):
-        ty = y(sec * 1000)
-        parts.append(f'<text x="10" y="{ty + 4:.1f}" class="tick">{sec}s</text>')
+    def kind(mtype: str) -> int:
+        colour(mtype)
+        return list(types).index(mtype)
+
     for e in events:
         k, t = e["k"], e["t"]
         mtype = str(e.get("type", ""))
@@ -515,23 +524,27 @@ def render_spacetime_html(
                 y1 = max(y(t), y(t0) + 3)  # a minimum slope keeps the direction visible
                 parts.append(
                     f'<line x1="{x0}" y1="{y(t0):.1f}" x2="{x1}" y2="{y1:.1f}" '
-                    f'stroke="{colour(mtype)}" class="msg" marker-end="url(#arrow)">'
-                    f"<title>{tip}</title></line>"
+                    f'data-y1="{at(t0)}" data-y2="{at(t)}" data-from="{t0}" '
+                    f'stroke="{colour(mtype)}" class="msg k{kind(mtype)}" '
+                    f'marker-end="url(#arrow)"><title>{tip}</title></line>'
                 )
             else:
                 mx, my = x0 + (x1 - x0) * 0.4, y(t0) + 6
                 parts.append(
-                    f'<line x1="{x0}" y1="{y(t0):.1f}" x2="{mx:.1f}" y2="{my:.1f}" class="lost">'
+                    f'<g class="k{kind(mtype)}"><line x1="{x0}" y1="{y(t0):.1f}" x2="{mx:.1f}" '
+                    f'y2="{my:.1f}" data-y1="{at(t0)}" data-y2="{at(t0, 6)}" class="lost">'
                     f"<title>lost ({html.escape(str(e.get('why')))}): {tip}</title></line>"
-                    f'<text x="{mx:.1f}" y="{my + 4:.1f}" class="x">&#215;</text>'
+                    f'<text x="{mx:.1f}" y="{my + 4:.1f}" data-y="{at(t0, 10)}" '
+                    f'class="x">&#215;</text></g>'
                 )
             drawn += 1
         elif k in ("crash", "restart", "start") and e.get("n") in col:
             x = col[e["n"]]
             cls = "crash" if k == "crash" else "boot"
             parts.append(
-                f'<rect x="{x - 30}" y="{y(t) - 8:.1f}" width="60" height="16" class="{cls}"/>'
-                f'<text x="{x}" y="{y(t) + 4:.1f}" class="mark">{k}</text>'
+                f'<rect x="{x - 30}" y="{y(t) - 8:.1f}" data-y="{at(t, -8)}" width="60" '
+                f'height="16" class="{cls}"><title>{k} @{t}ms</title></rect>'
+                f'<text x="{x}" y="{y(t) + 4:.1f}" data-y="{at(t, 4)}" class="mark">{k}</text>'
             )
         elif k in ("partition", "heal", "block", "unblock", "network"):
             label = k
@@ -542,12 +555,27 @@ def render_spacetime_html(
             elif k == "network":
                 label += " " + ", ".join(f"{a}={e[a]}" for a in sorted(e) if a not in "tk")
             parts.append(
-                f'<line x1="60" y1="{y(t):.1f}" x2="{width - 20}" y2="{y(t):.1f}" class="fault"/>'
-                f'<text x="{width - 20}" y="{y(t) - 3:.1f}" class="faultlabel">'
-                f"{html.escape(label)}</text>"
+                f'<line x1="60" y1="{y(t):.1f}" x2="{width - 20}" y2="{y(t):.1f}" '
+                f'data-y1="{at(t)}" data-y2="{at(t)}" class="fault"/>'
+                f'<text x="{width - 20}" y="{y(t) - 3:.1f}" data-y="{at(t, -3)}" '
+                f'class="faultlabel">{html.escape(label)} @{t / 1000:g}s</text>'
             )
+    ticks = "".join(
+        f'<text x="10" y="{y(sec * 1000) + 4:.1f}" class="tick">{sec}s</text>'
+        for sec in range(start_ms // 1000, stop // 1000 + 1)
+    )
+    names = "".join(
+        f'<line x1="{x}" y1="{top - 12}" x2="{x}" y2="{top}" class="life"/>'
+        f'<text x="{x}" y="{top - 20}" class="name">{html.escape(n)}</text>'
+        for n, x in col.items()
+    )
+    lifelines = "".join(
+        f'<line x1="{x}" y1="{top}" x2="{x}" y2="100%" class="life"/>' for x in col.values()
+    )
     legend = "".join(
-        f'<span style="color:{c}">■ {html.escape(m)}</span> ' for m, c in sorted(types.items())
+        f'<span class="key" data-k="k{i}" style="color:{c}" title="click to hide or show">'
+        f"&#9632; {html.escape(m)}</span> "
+        for i, (m, c) in enumerate(types.items())
     )
     style = """
 text{font-family:system-ui,sans-serif}
@@ -563,18 +591,99 @@ text{font-family:system-ui,sans-serif}
 .mark{fill:white;font-size:10px;text-anchor:middle}
 .fault{stroke:#ff7f0e;stroke-dasharray:6 3}
 .faultlabel{fill:#ff7f0e;font-size:11px;text-anchor:end}
+.off{display:none}
 """
     head = html.escape(title) + (f" — seed {seed}" if seed is not None else "")
+    page_style = (
+        "body{font-family:system-ui,sans-serif;margin:.6em 1em}h2{margin:.2em 0}"
+        "#legend{margin:.3em 0;line-height:1.6}.key{cursor:pointer;margin-right:.6em;"
+        "user-select:none}.key.hidden{opacity:.35;text-decoration:line-through}"
+        "#st{border:1px solid #ddd;cursor:grab;touch-action:none;display:block}"
+        "button{font-size:12px}"
+    )
     return (
         "<!DOCTYPE html>\n<html><head><meta charset='utf-8'>"
-        f"<title>{head}</title><style>body{{font-family:system-ui,sans-serif;margin:1em}}"
-        "</style></head><body>"
-        f"<h2>{head}</h2><p>time flows down; {drawn} messages drawn "
-        f"({start_ms}-{stop} ms). {legend}<span style='color:#d62728'>&#10005; lost</span></p>"
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}">'
+        f"<title>{head}</title><style>{page_style}</style></head><body>"
+        f"<h2>{head}</h2>"
+        f"<div>time flows down, {start_ms}-{stop} ms; {drawn} messages drawn. "
+        "Wheel: zoom time around the pointer; drag: pan; <button id='fit'>fit</button> "
+        "(or 0) shows the whole run; hover an arrow for its times.</div>"
+        f"<div id='legend'>{legend}<span style='color:#d62728'>&#215; lost message</span>; "
+        "<span style='color:#d62728'>&#9632; crash</span>, "
+        "<span style='color:#2ca02c'>&#9632; start/restart</span>, "
+        "<span style='color:#ff7f0e'>- - partition, heal, link or network change</span>"
+        "</div>"
+        f'<svg id="st" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'data-start="{start_ms}" data-stop="{stop}" data-top="{top}" '
+        f'data-pps="{px_per_second:g}">'
         '<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="5" '
         'markerHeight="5" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" '
         f'fill="#555"/></marker></defs><style>{style}</style>'
         '<rect width="100%" height="100%" fill="white"/>'
-        + "".join(parts) + "</svg></body></html>\n"
+        f"{lifelines}<g id='ticks'>{ticks}</g><g id='events'>"
+        + "".join(parts)
+        + f'</g><rect x="0" y="0" width="100%" height="{top - 4}" fill="white"/>{names}'
+        + "</svg><script>" + _SPACETIME_SCRIPT + "</script></body></html>\n"
     )
+
+
+#: Fit, zoom and pan for :func:`render_spacetime_html` (no libraries, no network).
+_SPACETIME_SCRIPT = """
+(function(){
+const svg=document.getElementById('st');
+const T0=+svg.dataset.start, T1=Math.max(+svg.dataset.stop, T0+1), TOP=+svg.dataset.top;
+const MIN_SLOPE=4, NS=svg.namespaceURI;
+const els=[...svg.querySelectorAll('[data-y],[data-y1],[data-y2]')];
+let scale=0, offset=T0, dragging=null;
+function view(){ return Math.max(200, svg.clientHeight||+svg.getAttribute('height')); }
+function y(t){ return TOP+(t-offset)*scale; }
+function place(el, attr){
+  const spec=el.getAttribute('data-'+attr); if(spec===null) return;
+  const [t,dy]=spec.split(',').map(Number); el.setAttribute(attr,(y(t)+dy).toFixed(1));
+}
+function ticks(){
+  const g=document.getElementById('ticks'); g.replaceChildren();
+  const steps=[1,2,5,10,20,50,100,200,500,1000,2000,5000,10000,20000,60000,120000,300000];
+  const step=steps.find(s=>s*scale>=45)||steps[steps.length-1];
+  const first=Math.ceil(offset/step)*step, last=offset+(view()-TOP)/scale;
+  for(let t=first;t<=last;t+=step){
+    const e=document.createElementNS(NS,'text');
+    e.setAttribute('x',10); e.setAttribute('y',(y(t)+4).toFixed(1));
+    e.setAttribute('class','tick');
+    e.textContent=step>=1000?(t/1000)+'s':(t/1000).toFixed(3)+'s'; g.appendChild(e);
+  }
+}
+function layout(){
+  for(const el of els){ place(el,'y'); place(el,'y1'); place(el,'y2');
+    if(el.classList.contains('msg')){
+      const a=+el.getAttribute('y1'), b=+el.getAttribute('y2');
+      if(b<a+MIN_SLOPE) el.setAttribute('y2',(a+MIN_SLOPE).toFixed(1)); } }
+  ticks();
+}
+function fit(){
+  svg.setAttribute('height', Math.max(300, window.innerHeight-svg.getBoundingClientRect().top-12));
+  scale=(view()-TOP-30)/(T1-T0); offset=T0; layout();
+}
+function zoom(factor, atY){
+  const t=offset+(atY-TOP)/scale; scale=Math.min(50, Math.max(1e-6, scale*factor));
+  offset=t-(atY-TOP)/scale; layout();
+}
+svg.addEventListener('wheel',ev=>{ ev.preventDefault();
+  const r=svg.getBoundingClientRect(); zoom(ev.deltaY<0?1.25:0.8, ev.clientY-r.top); },
+  {passive:false});
+svg.addEventListener('pointerdown',ev=>{ dragging={y:ev.clientY,offset};
+  svg.setPointerCapture(ev.pointerId); svg.style.cursor='grabbing'; });
+svg.addEventListener('pointermove',ev=>{ if(!dragging) return;
+  offset=dragging.offset-(ev.clientY-dragging.y)/scale; layout(); });
+svg.addEventListener('pointerup',()=>{ dragging=null; svg.style.cursor='grab'; });
+svg.addEventListener('dblclick',fit);
+document.getElementById('fit').addEventListener('click',fit);
+document.addEventListener('keydown',ev=>{ if(ev.key==='0') fit();
+  if(ev.key==='+'||ev.key==='=') zoom(1.25,view()/2); if(ev.key==='-') zoom(0.8,view()/2); });
+for(const key of document.querySelectorAll('.key')) key.addEventListener('click',()=>{
+  key.classList.toggle('hidden');
+  for(const el of svg.querySelectorAll('.'+key.dataset.k)) el.classList.toggle('off'); });
+window.addEventListener('resize',fit);
+fit();
+})();
+"""

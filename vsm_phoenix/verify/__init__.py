@@ -24,7 +24,11 @@ and so does the transcript harness (scenarios driven step by step with their exp
 effects kept in files): :mod:`vsm_phoenix.verify.transcript`.
 """
 
-from vsm_phoenix.verify.check_cli import main_check
+from vsm_phoenix.errors import (  # the errors this package raises
+    DecodeError,
+    InvalidArgument,
+    VsmPhoenixError,
+)
 from vsm_phoenix.verify.history import (
     UNKNOWN,
     History,
@@ -74,6 +78,9 @@ from vsm_phoenix.verify.porcupine_formats import parse_jepsen_etcd, parse_porcup
 from vsm_phoenix.verify.render import render_html
 
 __all__ = [
+    "DecodeError",
+    "InvalidArgument",
+    "VsmPhoenixError",
     "ClusterView",
     "Counterexample",
     "Invariant",
@@ -110,7 +117,6 @@ __all__ = [
     "detect_format",
     "history_from_jsonl",
     "load_history",
-    "main_check",
     "model_from_name",
     "parse_jepsen_etcd",
     "parse_porcupine_kv",

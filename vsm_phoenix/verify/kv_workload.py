@@ -353,13 +353,26 @@ def _drop(rate: float, sim: Simulator) -> None:
     sim.set_network(drop_rate=rate)
 
 
+def _skew(group: Sequence[str], skew_ms: int, sim: Simulator) -> None:
+    for node in group:
+        sim.set_skew(node, skew_ms)
+
+
+#: Clock steps the nemesis makes (ms): NTP steps, a VM resumed after an hour or a day.
+CLOCK_STEPS_MS = (-3_600_000, -180_000, -90_000, 90_000, 180_000, 3_600_000, 86_400_000)
+
+
 def schedule_faults(sim: Simulator, nodes: Sequence[str], rng: random.Random, until: int,
-                    crashes: bool = True) -> None:
+                    crashes: bool = True, clock_steps: bool = True) -> None:
     """The nemesis: schedule random faults among ``nodes`` (partitions, one-way link
-    cuts, crashes with restarts, heals, loss-rate changes) every 150-600 ms of virtual
-    time up to ``until``, then heal everything. Draws from ``rng`` only."""
+    cuts, crashes with restarts, heals, loss-rate changes and, with ``clock_steps``,
+    clock steps forward or back on a random group — a majority two times in three —
+    corrected after 0.1-2 s or left until the end) every 150-600 ms of virtual time up
+    to ``until``; then heal everything and set every clock right. Draws from ``rng``
+    only."""
     t = 0
     back_at: dict[str, int] = {}
+    majority = len(nodes) // 2 + 1
     while True:
         t += rng.randint(150, 600)
         if t >= until:
@@ -381,10 +394,19 @@ def schedule_faults(sim: Simulator, nodes: Sequence[str], rng: random.Random, un
                 sim.schedule(back_at[victim], partial(_restart, victim))
         elif r < 0.8:
             sim.schedule(t, _heal)
+        elif r < 0.9 and clock_steps:
+            size = rng.randint(majority, len(nodes)) if rng.random() < 2 / 3 else rng.randint(
+                1, len(nodes))
+            group = tuple(rng.sample(list(nodes), size))
+            sim.schedule(t, partial(_skew, group, rng.choice(CLOCK_STEPS_MS)))
+            if rng.random() < 0.7:
+                sim.schedule(t + rng.randint(100, 2_000), partial(_skew, group, 0))
         else:
             sim.schedule(t, partial(_drop, rng.choice([0.0, 0.02, 0.1, 0.3])))
     sim.schedule(until, _heal)
     sim.schedule(until, partial(_drop, 0.0))
+    if clock_steps:
+        sim.schedule(until, partial(_skew, tuple(nodes), 0))
 
 
 def simulate_kv(
@@ -397,6 +419,7 @@ def simulate_kv(
     settle_ms: int = 2_000,
     faults: bool = True,
     crashes: bool = True,
+    clock_steps: bool = True,
     config: RaftConfig | None = None,
     network: NetworkConfig | None = None,
     monitor_every_ms: int = 25,
@@ -404,7 +427,8 @@ def simulate_kv(
 ) -> KVRun:
     """One randomized KV run: ``clients`` issue random operations for ``duration_ms``
     while (with ``faults``) a nemesis partitions, blocks links, crashes and restarts
-    nodes and changes the loss rate; then the network heals and the run continues for
+    nodes (``crashes``), steps clocks (``clock_steps``) and changes the loss rate (see
+    :func:`schedule_faults`); then the network heals and the run continues for
     ``settle_ms`` so outstanding operations can finish. Safety invariants are checked
     every ``monitor_every_ms`` by a :class:`RaftMonitor`. A pure function of its
     arguments: the same seed gives the same history."""
@@ -417,7 +441,7 @@ def simulate_kv(
     sim = Simulator(factory(cfg), ids, seed=seed, network=net)
     rng = random.Random(f"{seed}/nemesis")
     if faults:
-        schedule_faults(sim, ids, rng, duration_ms, crashes)
+        schedule_faults(sim, ids, rng, duration_ms, crashes, clock_steps)
     monitor = RaftMonitor()
     end = duration_ms + settle_ms
 

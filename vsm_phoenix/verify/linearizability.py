@@ -36,7 +36,7 @@ definitive even when another ran out of budget.
 The checker returns data. For a violation the result carries the failing partition
 and the longest partial linearization the search reached in it (with the model state
 after each step); :func:`vsm_phoenix.verify.render.render_html` draws it as a
-timeline, and :mod:`vsm_phoenix.verify.check_cli` is the command line.
+timeline, and :mod:`vsm_phoenix.cli.check` is the command line.
 """
 
 from __future__ import annotations

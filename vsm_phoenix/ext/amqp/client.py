@@ -21,8 +21,8 @@ import aio_pika
 from vsm_phoenix.crypto.credentials import Credentials
 from vsm_phoenix.crypto.identity import ROLE_PEER
 from vsm_phoenix.errors import VsmPhoenixError
+from vsm_phoenix.ext.amqp.control import CTL_REPLY, CTL_REQUEST
 from vsm_phoenix.ext.amqp.endpoint import BATCH_CONTENT_TYPE, AmqpConfig, Endpoint
-from vsm_phoenix.ext.amqp.node import CTL_REPLY, CTL_REQUEST
 from vsm_phoenix.ext.amqp.topology import declare_topology
 from vsm_phoenix.protocol.envelope import decode_cbor, encode_cbor
 from vsm_phoenix.storage import MemoryStorage
@@ -69,6 +69,14 @@ class AmqpClient:
         )
         await queue.bind(exchange, routing_key=self.topology.control_key(self.client_id))
         await queue.consume(self._on_reply, no_ack=True)
+
+    async def declare_nodes(self, node_ids: Sequence[str]) -> None:
+        """Declare the queues of ``node_ids`` (idempotent): requests to a node that has
+        not started yet then wait in its queue."""
+        assert self._ep.connection is not None, "start() first"
+        await declare_topology(self._ep.connection, self.topology, tuple(node_ids),
+                               dlq_max_length=self.config.dlq_max_length,
+                               dlq_ttl_ms=self.config.dlq_ttl_ms)
 
     async def close(self) -> None:
         for fut in self._futures.values():

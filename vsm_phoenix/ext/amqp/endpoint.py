@@ -44,10 +44,10 @@ from vsm_phoenix.errors import (
     ReplayError,
 )
 from vsm_phoenix.ext.amqp.topology import (
+    DEFAULT_AMQP_URL,
     DEFAULT_DLQ_MAX_LENGTH,
     DEFAULT_DLQ_TTL_MS,
     Topology,
-    amqp_url,
     declare_topology,
     redact,
 )
@@ -62,9 +62,11 @@ BATCH_CONTENT_TYPE: Final = "application/vnd.vsm-phoenix.batch+cbor"
 
 @attrs.frozen(kw_only=True)
 class AmqpConfig:
-    """Adapter knobs. ``batch_max_messages=1`` turns batching off."""
+    """Adapter knobs; every time setting names its unit (``_ms`` or ``_s``).
+    ``batch_max_messages=1`` turns batching off. ``url`` is a parameter: the library
+    never reads ``$AMQP_URL`` (the command line does)."""
 
-    url: str = attrs.field(factory=amqp_url)
+    url: str = DEFAULT_AMQP_URL
     batch_max_messages: int = 256
     batch_max_bytes: int = 128 * 1024
     linger_ms: float = 2.0
@@ -72,9 +74,9 @@ class AmqpConfig:
     prefetch: int = 512
     max_outbox: int = 20_000
     message_ttl_ms: int = 60_000
-    reconnect_interval: float = 0.5
-    retry_delay: float = 0.25
-    max_age: float = 300.0
+    reconnect_interval_s: float = 0.5
+    retry_delay_s: float = 0.25
+    max_age_s: float = 300.0
     dlq_max_length: int = DEFAULT_DLQ_MAX_LENGTH
     dlq_ttl_ms: int = DEFAULT_DLQ_TTL_MS
     #: Invocations of one cluster key after which this endpoint stops sealing.
@@ -255,7 +257,7 @@ class Endpoint:
             on_warn=self._key_alarm,
         )
         self.channel = SecureChannel(credentials.keyset, storage, identity=self.name,
-                                     clock=clock, max_age=config.max_age, aead=self.aead)
+                                     clock=clock, max_age=config.max_age_s, aead=self.aead)
         self.sealing_error: str | None = None
         self.logs = LogLimiter(config.log_interval_s)
         self.stats: dict[str, int] = {
@@ -296,7 +298,7 @@ class Endpoint:
     async def connect(self) -> None:
         self.connection = await aio_pika.connect_robust(
             self.config.url,
-            reconnect_interval=self.config.reconnect_interval,
+            reconnect_interval=self.config.reconnect_interval_s,
             client_properties={
                 "connection_name": f"vsm-phoenix {self.topology.cluster} {self.name}"
             },
@@ -342,7 +344,7 @@ class Endpoint:
                 self.stats["publish_retries"] += 1
                 log.info("%s: publish to %s failed (%s); retrying", self.name,
                          routing_key, type(exc).__name__)
-                await asyncio.sleep(self.config.retry_delay)
+                await asyncio.sleep(self.config.retry_delay_s)
 
     # -- frames and batches ------------------------------------------------------------------
     def sign(self, frames: list[bytes]) -> bytes:
@@ -396,7 +398,7 @@ class Endpoint:
                 raise
             except Exception as exc:
                 log.info("%s: DLQ publish failed (%s); retrying", self.name, exc)
-                await asyncio.sleep(self.config.retry_delay)
+                await asyncio.sleep(self.config.retry_delay_s)
         log.error("%s: gave up dead-lettering a message: %s", self.name, reason)
 
     async def close(self, drain_timeout: float = 5.0) -> None:

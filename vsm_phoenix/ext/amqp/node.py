@@ -26,9 +26,10 @@ carry out the other effects and ack the group (one cumulative ack). A crash befo
 commit loses nothing: the broker redelivers, and the replay record was rolled back with
 the state.
 
-Roles (from the roster): protocol envelopes need ``peer``; control requests need
-``read`` (``status`` and the role's read operations), ``admin`` (``stop``,
-``reset-replay``, ``roster``) or ``write`` (everything else). A refused request is
+Roles (from the roster): protocol envelopes need ``peer``; a control request needs the
+role its operation names in the control table (:mod:`vsm_phoenix.ext.amqp.control`:
+``read`` for queries, ``write`` for state changes, ``admin`` for ``stop``,
+``reset-replay`` and ``roster``; a ``peer`` may ask for queries). A refused request is
 answered with a ``PermissionDenied`` error reply, not executed.
 
 Dead letters: a body that does not authenticate is dead-lettered once, whole, with its
@@ -58,7 +59,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
 import aio_pika
 import aiormq
@@ -66,7 +67,7 @@ import attrs
 
 from vsm_phoenix.crypto.batch import OpenedBatch
 from vsm_phoenix.crypto.credentials import Credentials
-from vsm_phoenix.crypto.identity import ROLE_ADMIN, ROLE_PEER, ROLE_READ, ROLE_WRITE
+from vsm_phoenix.crypto.identity import ROLE_PEER
 from vsm_phoenix.errors import (
     AuthenticationError,
     DecodeError,
@@ -75,6 +76,13 @@ from vsm_phoenix.errors import (
     PermissionDenied,
     ReplayError,
     VsmPhoenixError,
+)
+from vsm_phoenix.ext.amqp.control import (
+    CTL_REPLY,
+    CTL_REQUEST,
+    ControlCodec,
+    may_ask,
+    needed_role,
 )
 from vsm_phoenix.ext.amqp.endpoint import AmqpConfig, Endpoint, classify
 from vsm_phoenix.ext.amqp.topology import unword
@@ -96,23 +104,11 @@ from vsm_phoenix.protocol.node import (
 )
 from vsm_phoenix.storage import MemoryStorage, Storage
 
-__all__ = [
-    "ADMIN_OPS",
-    "CTL_REPLY",
-    "CTL_REQUEST",
-    "ENVELOPE",
-    "AmqpNode",
-    "ControlCodec",
-    "NodeFenced",
-]
+__all__ = ["ENVELOPE", "AmqpNode", "NodeFenced"]
 
 log = logging.getLogger("vsm_phoenix.ext.amqp")
 
 ENVELOPE: Final = "vsm/envelope"
-CTL_REQUEST: Final = "vsm/ctl-request"
-CTL_REPLY: Final = "vsm/ctl-reply"
-#: Control operations only an ``admin`` may ask for.
-ADMIN_OPS: Final = frozenset({"stop", "reset-replay", "roster"})
 MAX_PENDING_CONTROL: Final = 10_000
 _NODE_PREFIX: Final = "node/"
 _BOOT_KEY: Final = "runner/boots"
@@ -121,30 +117,6 @@ _BOOT_KEY: Final = "runner/boots"
 class NodeFenced(VsmPhoenixError, RuntimeError):
     """Another process already runs this node id (its queue has an exclusive consumer,
     or its data directory is locked)."""
-
-
-class ControlCodec(Protocol):
-    """How the control plane talks to one kind of node (a *role*).
-
-    Control requests carry plain CBOR values; the codec turns them into the node's
-    ``ClientRequest`` payloads and turns ``Deliver`` payloads back into CBOR values.
-    ``read_ops`` names the operations a ``read`` principal may ask for (every other
-    operation of the codec needs ``write``).
-    """
-
-    read_ops: frozenset[str]
-
-    def decode_request(self, node: Node, raw: Any) -> Any:
-        """The ``ClientRequest`` payload for ``raw``; ``InvalidArgument`` if unknown."""
-        ...
-
-    def encode_reply(self, deliver: Deliver) -> Any:
-        """A CBOR-encodable rendering of ``deliver.payload``."""
-        ...
-
-    def status(self, node: Node) -> dict[str, Any]:
-        """A CBOR-encodable summary of the node's state (for ``{"op": "status"}``)."""
-        ...
 
 
 class _Rejected(Exception):
@@ -412,7 +384,7 @@ class AmqpNode:
                 for m in batch:
                     with contextlib.suppress(Exception):
                         await m.nack(requeue=True)
-                await asyncio.sleep(self.config.retry_delay)
+                await asyncio.sleep(self.config.retry_delay_s)
 
     async def _process(self, batch: list[aio_pika.abc.AbstractIncomingMessage]) -> None:
         results: list[_Incoming] = []
@@ -507,25 +479,24 @@ class AmqpNode:
             raise DecodeError(f"unexpected content type {str(ctype)[:64]!r}")
 
     def _needed_role(self, op: object) -> str:
-        if op in ADMIN_OPS:
-            return ROLE_ADMIN
-        if op == "status" or (self.codec is not None and op in self.codec.read_ops):
-            return ROLE_READ
-        return ROLE_WRITE
+        return needed_role(op, self.codec.operations if self.codec is not None else {})
 
     def _control(self, client: str, batch: OpenedBatch, rid: str, raw: Any,
                  res: _Incoming) -> None:
         op = raw.get("op") if isinstance(raw, dict) else None
         needed = self._needed_role(op)
-        if not batch.member.allows(needed):
+        if not may_ask(batch.member, needed):
             self.stats["refused"] += 1
             self._ep.logs.log(logging.WARNING, "refused", "%s: refused %r from %s (needs %s)",
                               self.node_id, str(op)[:64], client, needed)
             res.replies.append((client, rid, "error",
                                 f"PermissionDenied: {op!r} needs the {needed!r} role", False))
             return
-        assert isinstance(raw, dict) or op is None
-        if op == "status":
+        if not isinstance(raw, dict) or not isinstance(op, str):
+            res.replies.append((client, rid, "error",
+                                "InvalidArgument: a control request is a map with a str 'op'",
+                                False))
+        elif op == "status":
             res.replies.append((client, rid, "status", self._status(), True))
         elif op == "stop":
             res.replies.append((client, rid, "stop", None, True))
@@ -574,7 +545,8 @@ class AmqpNode:
 
     def _status(self) -> dict[str, Any]:
         status: dict[str, Any] = {
-            "node": self.node_id, "boot": self.booted_with, "stats": dict(self.stats),
+            "node": self.node_id, "kind": getattr(self.codec, "name", None),
+            "boot": self.booted_with, "stats": dict(self.stats),
             "roster": self._ep.book.roster.serial,
             "sealing": self._ep.sealing_error or "ok",
         }

@@ -2,29 +2,38 @@
 
 :class:`ProcessCluster` starts each node as ``python -m vsm_phoenix node ...`` with its
 own data directory entry and log file, and the cluster's secrets directory
-(:class:`~vsm_phoenix.crypto.credentials.ClusterSecrets`). :func:`close_connections`
-closes broker connections with ``rabbitmqctl`` to inject reconnections.
+(:class:`~vsm_phoenix.crypto.credentials.ClusterSecrets`). :class:`BrokerAdmin`
+closes a cluster's broker connections (management API or ``rabbitmqctl``) on the
+broker of a given AMQP URL, to inject reconnections.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
+import urllib.parse
+import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Final
+
+import attrs
 
 from vsm_phoenix.ext.amqp.client import AmqpClient, ControlError
+from vsm_phoenix.ext.amqp.topology import redact
 
 __all__ = [
-    "Progress",
+    "BrokerAdmin",
     "ProcessCluster",
-    "close_connections",
+    "Progress",
     "rabbitmqctl_path",
     "wait_ready",
 ]
@@ -41,14 +50,14 @@ class ProcessCluster:
         self,
         *,
         node_ids: Sequence[str],
-        role: str,
+        kind: str,
         data_dir: Path,
         keys_dir: Path,
         node_args: Sequence[str] = (),
         env: dict[str, str] | None = None,
     ) -> None:
         self.node_ids = tuple(node_ids)
-        self.role = role
+        self.kind = kind
         self.data_dir = data_dir
         self.keys_dir = keys_dir
         self.node_args = list(node_args)
@@ -59,7 +68,7 @@ class ProcessCluster:
     def command(self, nid: str) -> list[str]:
         return [
             sys.executable, "-m", "vsm_phoenix", "node",
-            "--id", nid, "--role", self.role,
+            "--id", nid, "--kind", self.kind,
             "--peers", ",".join(self.node_ids), "--data-dir", str(self.data_dir),
             "--keys", str(self.keys_dir), *self.node_args,
         ]
@@ -125,7 +134,7 @@ def rabbitmqctl_path() -> str | None:
 def _rabbitmqctl(*args: str) -> str:
     exe = rabbitmqctl_path()
     if exe is None:
-        raise RuntimeError("rabbitmqctl not found: --close-connections needs it on PATH")
+        raise RuntimeError("rabbitmqctl not found")
     out = subprocess.run([exe, *args], capture_output=True, text=True, timeout=60, check=False)
     if out.returncode != 0:
         raise RuntimeError(f"rabbitmqctl {args[0]} failed: "
@@ -133,24 +142,88 @@ def _rabbitmqctl(*args: str) -> str:
     return out.stdout
 
 
-def close_connections(cluster: str | None = None,
-                      reason: str = "vsm-phoenix fault injection") -> int:
-    """Close broker connections with ``rabbitmqctl``: those of ``cluster`` (by the
-    ``connection_name`` the adapter sets), or every connection when ``None``
-    (``close_all_connections``). Returns how many were closed (-1: all)."""
-    if cluster is None:
-        _rabbitmqctl("close_all_connections", reason)
-        return -1
-    listing = _rabbitmqctl("list_connections", "--no-table-headers", "pid", "client_properties")
-    tag = f'{{"connection_name","vsm-phoenix {cluster} '
-    closed = 0
-    for line in listing.splitlines():
-        pid, _, props = line.partition("\t")
-        if pid.startswith("<") and tag in props:
+_LOCAL_HOSTS: Final = frozenset({"localhost", "127.0.0.1", "::1", "", socket.gethostname()})
+
+
+@attrs.frozen
+class BrokerAdmin:
+    """How to close the connections of the broker at an AMQP URL: its management HTTP
+    API (``http://<host>:<port>/api``, the URL's credentials) when that answers, else
+    ``rabbitmqctl`` when the broker runs on this machine. Build one with
+    :meth:`for_url`; it never talks to another broker than the URL's."""
+
+    url: str = attrs.field(repr=False)
+    vhost: str
+    api: str | None  # management API base URL, or None for rabbitmqctl
+    user: str
+    password: str = attrs.field(repr=False)
+
+    @classmethod
+    def for_url(cls, url: str, management_port: int = 15672,
+                timeout_s: float = 3.0) -> BrokerAdmin:
+        """The admin route for ``url``; ``RuntimeError`` (password redacted) when
+        there is none."""
+        parts = urllib.parse.urlsplit(url)
+        host = parts.hostname or "localhost"
+        vhost = urllib.parse.unquote(parts.path[1:]) if len(parts.path) > 1 else "/"
+        user = urllib.parse.unquote(parts.username or "guest")
+        password = urllib.parse.unquote(parts.password or "guest")
+        api = f"http://{host if ':' not in host else f'[{host}]'}:{management_port}/api"
+        admin = cls(url, vhost, api, user, password)
+        try:
+            admin._http("GET", "/overview", timeout_s)
+            return admin
+        except (OSError, ValueError):
+            pass
+        if host in _LOCAL_HOSTS and rabbitmqctl_path() is not None:
+            return cls(url, vhost, None, user, password)
+        raise RuntimeError(redact(
+            f"cannot close connections on the broker at {url}: no management API at "
+            f"{api} and rabbitmqctl only reaches a broker on this machine", url))
+
+    def _http(self, method: str, path: str, timeout_s: float = 10.0,
+              headers: dict[str, str] | None = None) -> Any:
+        assert self.api is not None
+        request = urllib.request.Request(self.api + path, method=method,
+                                         headers=dict(headers or {}))
+        token = base64.b64encode(f"{self.user}:{self.password}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:
+            body = response.read()
+        return json.loads(body) if body else None
+
+    def close_connections(self, cluster: str | None,
+                          reason: str = "vsm-phoenix fault injection") -> int:
+        """Close the connections of ``cluster`` (by the ``connection_name`` the adapter
+        sets) in this URL's vhost, or every connection of the vhost when ``None``.
+        Returns how many were closed."""
+        tag = None if cluster is None else f"vsm-phoenix {cluster} "
+        closed = 0
+        if self.api is not None:
+            for conn in self._http("GET", "/connections") or []:
+                name = str((conn.get("client_properties") or {}).get("connection_name", ""))
+                if conn.get("vhost") != self.vhost or (tag and not name.startswith(tag)):
+                    continue
+                with contextlib.suppress(OSError, ValueError):  # it may have gone meanwhile
+                    self._http("DELETE", "/connections/" + urllib.parse.quote(conn["name"],
+                                                                             safe=""),
+                               headers={"X-Reason": reason})
+                    closed += 1
+            return closed
+        listing = _rabbitmqctl("list_connections", "--no-table-headers", "pid", "vhost",
+                               "client_properties")
+        quoted = None if tag is None else f'{{"connection_name","{tag}'
+        for line in listing.splitlines():
+            pid, _, rest = line.partition("\t")
+            vhost, _, props = rest.partition("\t")
+            if not pid.startswith("<") or vhost != self.vhost:
+                continue
+            if quoted is not None and quoted not in props:
+                continue
             with contextlib.suppress(RuntimeError):  # it may have gone meanwhile
                 _rabbitmqctl("close_connection", pid, reason)
                 closed += 1
-    return closed
+        return closed
 
 
 async def wait_ready(client: AmqpClient, node_ids: Sequence[str], timeout: float) -> dict[

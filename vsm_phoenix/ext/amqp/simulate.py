@@ -14,7 +14,6 @@ SIGTERM and Ctrl-C, unless ``--keep`` asks to keep everything.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import json
@@ -27,20 +26,62 @@ import time
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
+
+import attrs
 
 from vsm_phoenix.crypto.credentials import ClusterSecrets
+from vsm_phoenix.errors import InvalidArgument
 from vsm_phoenix.ext.amqp.client import AmqpClient, ControlError
 from vsm_phoenix.ext.amqp.endpoint import AmqpConfig
 from vsm_phoenix.ext.amqp.process import (
+    BrokerAdmin,
     ProcessCluster,
     Progress,
-    close_connections,
     wait_ready,
 )
 from vsm_phoenix.ext.amqp.topology import Topology, broker_available, delete_topology
 
-__all__ = ["run_simulation"]
+__all__ = ["LEGENDS", "SimulationSettings", "run_simulation"]
+
+#: What the per-node cells of the progress line mean, per scenario (printed first).
+LEGENDS: Final = {
+    "crdt": "cells: n1:42 = elements in n1's replica of the set, DOWN = process not running, "
+            "? = no answer; dlq = dead-lettered bodies",
+    "kv": "cells: n1:L/t3/a120 = n1 is Leader (F follower, C candidate, P pre-candidate) "
+          "in Raft term 3 and has applied log entry 120; DOWN = process not running, "
+          "? = no answer; dlq = dead-lettered bodies",
+}
+
+
+@attrs.frozen(kw_only=True)
+class SimulationSettings:
+    """What ``vsm-phoenix simulate --transport amqp`` runs (each field is the option of
+    the same name); time settings carry their unit."""
+
+    url: str
+    scenario: str = "crdt"
+    nodes: int = 3
+    ops: int = 200
+    concurrency: int = 8
+    seed: int = 0
+    cluster: str | None = None
+    data_dir: str | None = None
+    kill: bool = False
+    close_connections: bool = False
+    converge_timeout_s: float = 90.0
+    keep: bool = False
+    progress: bool = True
+    json: str | None = None
+    node_args: tuple[str, ...] = ()
+
+    def __attrs_post_init__(self) -> None:
+        if self.scenario not in LEGENDS:
+            raise InvalidArgument(f"unknown scenario {self.scenario!r}")
+        if self.nodes < 1 or self.concurrency < 1 or self.ops < 0:
+            raise InvalidArgument("nodes and concurrency must be positive, ops >= 0")
+        if self.converge_timeout_s <= 0:
+            raise InvalidArgument("the convergence timeout must be positive")
 
 
 class _KvWorkload:
@@ -271,6 +312,15 @@ async def _until_reconnected(client: AmqpClient, node_ids: Sequence[str],
         await asyncio.sleep(0.2)
 
 
+def _cell(status: dict[str, Any]) -> str:
+    """One node's progress cell (see :data:`LEGENDS`)."""
+    if status.get("kind") == "kv":
+        role = str(status.get("role", "?"))
+        letter = "P" if role == "pre-candidate" else role[:1].upper()
+        return f"{letter}/t{status.get('term', '?')}/a{status.get('applied', '?')}"
+    return str(status.get("size", "up"))
+
+
 def _line(phase: str, t0: float, work: _CrdtWorkload | _KvWorkload,
           st: dict[str, dict[str, Any]], procs: ProcessCluster) -> str:
     parts = [f"[{time.monotonic() - t0:5.1f}s] {phase}", work.progress()]
@@ -281,16 +331,18 @@ def _line(phase: str, t0: float, work: _CrdtWorkload | _KvWorkload,
         elif s is None:
             parts.append(f"{nid}:?")
         else:
-            parts.append(f"{nid}:{s.get('size', s.get('summary', 'up'))}")
+            parts.append(f"{nid}:{_cell(s)}")
     dead = sum(int(s.get("stats", {}).get("dead_lettered", 0)) for s in st.values())
     parts.append(f"dlq {dead}")
     return "  ".join(parts)
 
 
-async def run_simulation(args: argparse.Namespace) -> int:
-    """Run the scenario described by ``args`` (the options of
-    ``vsm-phoenix simulate --transport amqp``); returns the exit status."""
-    url = args.amqp_url
+async def run_simulation(args: SimulationSettings, admin: BrokerAdmin | None = None) -> int:
+    """Run the scenario ``args`` describes; returns the exit status. ``admin`` closes
+    the broker connections when ``args.close_connections`` (required then)."""
+    if args.close_connections and admin is None:
+        raise InvalidArgument("close_connections needs a BrokerAdmin")
+    url = args.url
     reason = await broker_available(url)
     if reason is not None:
         print(reason, file=sys.stderr)
@@ -301,7 +353,7 @@ async def run_simulation(args: argparse.Namespace) -> int:
         loop.add_signal_handler(signal.SIGTERM, main_task.cancel)
     keys = Path(tempfile.mkdtemp(prefix="vsm-keys-"))
     try:
-        return await _simulate(args, url, keys)
+        return await _simulate(args, url, keys, admin)
     finally:
         if args.keep:
             print(f"kept the cluster's secrets (cleartext keys) in {keys}", file=sys.stderr)
@@ -311,20 +363,19 @@ async def run_simulation(args: argparse.Namespace) -> int:
             loop.remove_signal_handler(signal.SIGTERM)
 
 
-async def _simulate(args: argparse.Namespace, url: str, keys: Path) -> int:
+async def _simulate(args: SimulationSettings, url: str, keys: Path,
+                    admin: BrokerAdmin | None) -> int:
     cluster_name = args.cluster or f"sim-{uuid.uuid4().hex[:8]}"
     tmp = Path(args.data_dir) if args.data_dir else Path(tempfile.mkdtemp(prefix="vsm-amqp-"))
     tmp.mkdir(parents=True, exist_ok=True)
     node_ids = [f"n{i + 1}" for i in range(args.nodes)]
     secrets = ClusterSecrets.create(cluster_name, nodes=node_ids, clients={"sim": ["admin"]})
     secrets.write(keys)
-    node_args = ["--batch-max", str(args.batch_max), "--linger-ms", str(args.linger_ms),
-                 "--window", str(args.window), "--ttl-ms", str(args.ttl_ms),
-                 "--sync", args.sync, "--amqp-url", url, "--log-level", "WARNING"]
-    procs = ProcessCluster(node_ids=node_ids, role=args.scenario, data_dir=tmp,
+    node_args = [*args.node_args, "--amqp-url", url, "--log-level", "WARNING"]
+    procs = ProcessCluster(node_ids=node_ids, kind=args.scenario, data_dir=tmp,
                            keys_dir=keys, node_args=node_args)
     topology = Topology(cluster_name)
-    progress = Progress(enabled=not args.no_progress)
+    progress = Progress(enabled=args.progress)
     config = AmqpConfig(url=url, linger_ms=0.5)
     result: dict[str, Any] = {"cluster": cluster_name, "scenario": args.scenario,
                               "nodes": node_ids, "ops": args.ops}
@@ -335,7 +386,8 @@ async def _simulate(args: argparse.Namespace, url: str, keys: Path) -> int:
         await client.start(tuple(node_ids))
         procs.start_all()
         await wait_ready(client, node_ids, timeout=60.0)
-        progress.show(f"[{time.monotonic() - t0:5.1f}s] {args.nodes} nodes up", force=True)
+        progress.done(f"[{time.monotonic() - t0:5.1f}s] {args.nodes} nodes up; "
+                      f"{LEGENDS[args.scenario]}")
         work: _CrdtWorkload | _KvWorkload
         if args.scenario == "kv":
             work = _KvWorkload(client, node_ids, procs, args.ops, args.seed, tmp)
@@ -367,7 +419,8 @@ async def _simulate(args: argparse.Namespace, url: str, keys: Path) -> int:
                 while work.started < 2 * args.ops // 3:
                     await asyncio.sleep(0.05)
                 before = await _statuses(client, node_ids)
-                n = await asyncio.to_thread(close_connections, cluster_name)
+                assert admin is not None
+                n = await asyncio.to_thread(admin.close_connections, cluster_name)
                 faults.append(f"closed {n} broker connections")
                 await _until_reconnected(client, node_ids, before, timeout=60.0)
                 faults.append("every node reconnected")
@@ -385,7 +438,7 @@ async def _simulate(args: argparse.Namespace, url: str, keys: Path) -> int:
             shower.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await shower
-        deadline = time.monotonic() + args.timeout
+        deadline = time.monotonic() + args.converge_timeout_s
         st: dict[str, dict[str, Any]] = {}
         info: dict[str, Any] = {}
         while time.monotonic() < deadline:

@@ -18,64 +18,88 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import re
+from collections.abc import Callable
 from typing import Final
 
 import aio_pika
 import aiormq
 import attrs
 
-from vsm_phoenix.errors import InvalidArgument
+from vsm_phoenix.errors import InvalidArgument, PermissionDenied
+from vsm_phoenix.ext.broker_url import DEFAULT_AMQP_URL, redact
 
 __all__ = [
     "DEFAULT_AMQP_URL",
     "DEFAULT_DLQ_MAX_LENGTH",
     "DEFAULT_DLQ_TTL_MS",
     "Topology",
-    "amqp_url",
     "broker_available",
     "declare_topology",
     "delete_topology",
     "redact",
     "unword",
+    "wait_for_broker",
     "word",
 ]
 
 log = logging.getLogger("vsm_phoenix.ext.amqp")
 
-DEFAULT_AMQP_URL: Final = "amqp://guest:guest@127.0.0.1:5672/"
 DEFAULT_DLQ_MAX_LENGTH: Final = 10_000
 DEFAULT_DLQ_TTL_MS: Final = 7 * 24 * 3600 * 1000
-_USERINFO = re.compile(r"(?P<scheme>amqps?://)(?P<user>[^:@/\s]*):(?P<password>[^@\s]*)@")
 
 
-def amqp_url() -> str:
-    """``$AMQP_URL``, or :data:`DEFAULT_AMQP_URL`."""
-    return os.environ.get("AMQP_URL") or DEFAULT_AMQP_URL
-
-
-def redact(text: str, url: str | None = None) -> str:
-    """``text`` with every AMQP URL password replaced by ``***`` (and the password of
-    ``url`` wherever it appears alone): for anything printed or logged."""
-    out = _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:***@", text)
-    if url:
-        found = _USERINFO.search(url)
-        if found and len(found["password"]) >= 4:
-            out = out.replace(found["password"], "***")
-    return out
-
-
-async def broker_available(url: str | None = None, timeout: float = 3.0) -> str | None:
-    """``None`` when a broker answers at ``url``, else the reason it does not (with the
-    password redacted)."""
-    target = url or amqp_url()
+async def _probe(url: str, timeout: float) -> BaseException | None:
     try:
-        conn = await asyncio.wait_for(aio_pika.connect(target), timeout)
+        conn = await asyncio.wait_for(aio_pika.connect(url), timeout)
     except Exception as exc:  # any connect failure means "no broker"
-        return redact(f"no AMQP broker at {target}: {type(exc).__name__}: {exc}", target)
+        return exc
     await conn.close()
     return None
+
+
+def _reason(url: str, exc: BaseException) -> str:
+    detail = " ".join(str(exc).split())[:200] or "no answer"
+    return redact(f"no AMQP broker at {url}: {type(exc).__name__}: {detail}", url)
+
+
+async def broker_available(url: str, timeout: float = 3.0) -> str | None:
+    """``None`` when a broker answers at ``url`` within ``timeout`` seconds, else the
+    reason it does not (one line, with the password redacted)."""
+    exc = await _probe(url, timeout)
+    return None if exc is None else _reason(url, exc)
+
+
+async def wait_for_broker(
+    url: str,
+    *,
+    timeout_s: float | None = None,
+    first_delay_s: float = 0.5,
+    max_delay_s: float = 10.0,
+    on_wait: Callable[[str, float], None] | None = None,
+) -> None:
+    """Return once a broker answers at ``url``; until then retry with exponential
+    backoff (``first_delay_s`` doubling up to ``max_delay_s``), calling
+    ``on_wait(reason, delay_s)`` before each pause. Raises :class:`TimeoutError` (with
+    the last reason, password redacted) after ``timeout_s`` seconds (``None``: wait
+    for ever), and :class:`~vsm_phoenix.errors.PermissionDenied` at once when the
+    broker refuses the URL's credentials or virtual host (waiting would not help)."""
+    loop = asyncio.get_running_loop()
+    deadline = None if timeout_s is None else loop.time() + timeout_s
+    delay = first_delay_s
+    while True:
+        exc = await _probe(url, 3.0)
+        if exc is None:
+            return
+        reason = _reason(url, exc)
+        if isinstance(exc, aiormq.exceptions.ProbableAuthenticationError | aiormq.exceptions.
+                      ConnectionNotAllowed):
+            raise PermissionDenied(reason)
+        if deadline is not None and loop.time() + delay > deadline:
+            raise TimeoutError(reason)
+        if on_wait is not None:
+            on_wait(reason, delay)
+        await asyncio.sleep(delay)
+        delay = min(max_delay_s, delay * 2)
 
 
 def word(text: str) -> str:
@@ -185,11 +209,9 @@ async def declare_topology(
             await channel.close()
 
 
-async def delete_topology(
-    topology: Topology, node_ids: tuple[str, ...], url: str | None = None
-) -> None:
+async def delete_topology(topology: Topology, node_ids: tuple[str, ...], url: str) -> None:
     """Delete the cluster's queues (node queues and DLQ) and exchanges."""
-    conn = await aio_pika.connect(url or amqp_url())
+    conn = await aio_pika.connect(url)
     try:
         for name in (*(topology.node_queue(n) for n in node_ids), topology.dlq):
             ch = await conn.channel()

@@ -22,7 +22,14 @@ leaves as effects. Roles and transitions::
 * **Leader stickiness / check-quorum.** With ``check_quorum`` a node that heard from a
   leader less than one election timeout ago ignores (pre-)votes for a higher term
   unless they carry ``force`` (leadership transfer); a leader that did not hear from a
-  majority during an election timeout steps down.
+  majority during an election timeout steps down. "Less than one election timeout
+  ago" is measured by the node's own election timer (it first runs exactly one
+  timeout — the lease — then the random rest), never by comparing clock readings.
+* **No wall clock.** Raft takes no decision from ``now``: every duration is a timer
+  the runtime fires. ``now`` only stamps envelopes with the node's hybrid logical
+  clock, and a peer's stamp further ahead than ``max_clock_drift_ms`` is left
+  unmerged rather than refused. So clock steps of any size, forwards or back, on any
+  number of nodes, neither stop nor change the protocol.
 * **Replication.** The leader keeps per follower ``match`` (highest index known
   replicated) and ``next`` (next index to send). A follower *probing* (after a
   rejection, or right after the election) gets one ``raft.append`` at a time; a

@@ -85,6 +85,14 @@ class RaftConfig:
     proposal per follower when the pipeline is idle); ``> 0`` collects proposals and
     reads for that long and ships them together, at most ``max_batch`` entries per
     message.
+
+    ``max_clock_drift_ms`` bounds how far ahead of this node's clock a peer's HLC
+    stamp may be and still be merged into this node's HLC. It never stops Raft: a
+    message stamped further ahead is processed all the same, its stamp left unmerged
+    (:class:`~vsm_phoenix.protocol.kit.Messenger` with ``refuse_drift=False``). Raft
+    takes no decision from a clock reading — elections, leases and check-quorum run on
+    the node's own timers — so a clock step of any size, forwards or back, on any
+    number of nodes changes nothing but the stamps on envelopes.
     """
 
     peers: tuple[str, ...] = attrs.field(converter=_peer_tuple)
@@ -96,6 +104,7 @@ class RaftConfig:
     batch_delay_ms: int = 0
     snapshot_threshold: int = 512
     unsafe_commit_old_terms: bool = False
+    max_clock_drift_ms: int = 60_000
 
     def __attrs_post_init__(self) -> None:
         if not self.peers or len(set(self.peers)) != len(self.peers):
@@ -106,6 +115,8 @@ class RaftConfig:
             raise LocalProtocolError("need 0 < heartbeat_ms < election_timeout_ms")
         if self.max_batch < 1 or self.batch_delay_ms < 0 or self.snapshot_threshold < 1:
             raise LocalProtocolError("max_batch >= 1, batch_delay_ms >= 0, snapshot_threshold >= 1")
+        if type(self.max_clock_drift_ms) is not int or self.max_clock_drift_ms < 0:
+            raise LocalProtocolError("max_clock_drift_ms must be an integer >= 0")
 
     @property
     def quorum(self) -> int:

@@ -25,10 +25,20 @@ def check_invariants(nodes: Iterable[RaftNode]) -> list[str]:
       every entry up to it (compared where both still hold entries);
     * leader completeness — a leader of term ``T`` holds every entry that a node whose
       term is below ``T`` knows to be committed;
-    * state-machine safety — nodes agree on the entry at every index both committed.
+    * state-machine safety — nodes agree on the entry at every index both committed;
+    * log order — within each log, entry terms never decrease (from the snapshot's
+      term on) and never exceed the node's current term.
     """
     live = list(nodes)
     problems: list[str] = []
+    for n in live:
+        last = n.snap_term
+        for k, e in enumerate(n.log):
+            if not last <= e.term <= n.term:
+                problems.append(f"log order: {n.node_id} holds term {e.term} at "
+                                f"{n.snap_index + 1 + k} after term {last} (its term {n.term})")
+                break
+            last = e.term
     leaders: dict[int, str] = {}
     for n in live:
         if n.role is Role.LEADER:

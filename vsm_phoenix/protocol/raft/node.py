@@ -81,7 +81,8 @@ class RaftNode:
         self._id = node_id
         self._rng = rng
         self.config = config
-        self._messenger = Messenger(node_id, rng)
+        self._messenger = Messenger(node_id, rng, max_drift_ms=config.max_clock_drift_ms,
+                                    refuse_drift=False)
         self._others: tuple[str, ...] = tuple(sorted(p for p in config.peers if p != node_id))
         self._quorum = JointConfig.of(config.peers)
         self.state_machine: StateMachine = (
@@ -99,7 +100,7 @@ class RaftNode:
         self.commit_index = 0
         self.last_applied = 0
         self._votes: dict[str, bool] = {}
-        self._contact_at: int | None = None
+        self._lease = False  # heard from the leader within one election timeout
         # Leader state.
         self._progress: dict[str, Progress] = {}
         self._seq = 0
@@ -162,9 +163,9 @@ class RaftNode:
     def state_key(self) -> tuple[Any, ...]:
         """A hashable snapshot of the whole protocol state, for model checkers: the
         persistent state, volatile state, leader bookkeeping, the state machine's
-        snapshot and whether this node is inside a leader lease (judged at the last
-        event's time). Node ids appear only as whole ``str`` values, so a checker may
-        rename them (symmetry reduction). Left out, as labels that never drive a
+        snapshot and the leader lease (a timer, never a clock reading). Node ids
+        appear only as whole ``str`` values, so a checker may rename them (symmetry
+        reduction). Left out, as labels that never drive a
         decision under abstract time: the injected generator (timer delays, message
         ids) and the HLC. Equal keys, equal future behaviour."""
         log = self._log
@@ -181,7 +182,7 @@ class RaftNode:
             tuple((r.request_id, r.index, r.seq) for r in self._reads_ready),
             tuple(sorted((i, rid, t) for i, (rid, t) in self._proposals.items())),
             self._transfer, self._flush_pending, self._round_pending, self._started,
-            self._in_lease(),
+            self._in_lease(), self._lease,
         )
 
     def state_digest(self) -> bytes:
@@ -311,8 +312,18 @@ class RaftNode:
     def _cancel(self, name: str) -> None:
         self._out.append(CancelTimer(name))
 
-    def _reset_election_timer(self) -> None:
+    def _reset_election_timer(self, contact: bool = False) -> None:
+        """(Re)arm the election timer. After ``contact`` with the leader under
+        check-quorum the timer first measures the lease (exactly one election
+        timeout, during which votes for other candidates are refused) and, when it
+        fires, the random rest; otherwise it runs a random ``[T, 2T)`` at once. The
+        total is the same ``[T, 2T)`` either way, and no clock reading is involved."""
         t = self.config.election_timeout_ms
+        if contact and self.config.check_quorum:
+            self._lease = True
+            self._timer(T_ELECTION, t)
+            return
+        self._lease = False
         self._timer(T_ELECTION, self._rng.randrange(t, 2 * t))
 
     def _set_term(self, term: int) -> None:
@@ -322,18 +333,16 @@ class RaftNode:
             self._hard_dirty = True
 
     def _in_lease(self) -> bool:
+        """Whether this node holds on to its leader (check-quorum): it leads, or it
+        heard from its leader less than one election timeout ago, by its own timer."""
         if not self.config.check_quorum:
             return False
         if self.role is Role.LEADER:
             return True
-        return (
-            self.leader_id is not None
-            and self._contact_at is not None
-            and self._now - self._contact_at < self.config.election_timeout_ms
-        )
+        return self.leader_id is not None and self._lease
 
     # -- role changes ---------------------------------------------------------------------
-    def _become_follower(self, term: int, leader: str | None) -> None:
+    def _become_follower(self, term: int, leader: str | None, contact: bool = False) -> None:
         was_leader = self.role is Role.LEADER
         self._set_term(term)
         self.role = Role.FOLLOWER
@@ -341,7 +350,7 @@ class RaftNode:
         self._votes = {}
         if was_leader:
             self._drop_leader_state()
-        self._reset_election_timer()
+        self._reset_election_timer(contact)
 
     def _drop_leader_state(self) -> None:
         hint = self.leader_id
@@ -392,6 +401,7 @@ class RaftNode:
         self.role = Role.LEADER
         self.leader_id = self._id
         self._votes = {}
+        self._lease = False
         self._cancel(T_ELECTION)
         self._progress = {p: Progress(next=self.last_index + 1) for p in self._others}
         self._seq = 0
@@ -539,6 +549,11 @@ class RaftNode:
         if name == T_ELECTION:
             if self.role is Role.LEADER:
                 return
+            if self._lease:
+                # The lease ran out: campaign after the random rest of the timeout.
+                self._lease = False
+                self._timer(T_ELECTION, self._rng.randrange(self.config.election_timeout_ms))
+                return
             if self.config.pre_vote:
                 self._pre_campaign()
             else:
@@ -675,11 +690,10 @@ class RaftNode:
     def _follow(self, sender: str) -> None:
         """A valid message of the current term from ``sender``, the leader."""
         if self.role is not Role.FOLLOWER:
-            self._become_follower(self.term, sender)
+            self._become_follower(self.term, sender, contact=True)
         else:
-            self._reset_election_timer()
+            self._reset_election_timer(contact=True)
         self.leader_id = sender
-        self._contact_at = self._now
 
     def _reply_append(self, to: str, m: AppendEntries, ok: bool, match: int = 0,
                       hint_index: int = 1, hint_term: int | None = None) -> None:
