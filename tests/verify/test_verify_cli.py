@@ -146,9 +146,9 @@ def test_the_deadline_is_kept_when_single_steps_are_slow() -> None:
     from vsm_phoenix.verify import check_history, load_history
 
     history = load_history(append_bomb())
-    result = check_history(history, timeout=1.0, max_memory=None)
+    result = check_history(history, timeout=3.0, max_memory=None)
     assert result.verdict.name == "UNKNOWN" and result.reason == "timeout"
-    assert result.elapsed <= 1.1, result.elapsed
+    assert result.elapsed <= 3.3, result.elapsed  # within 10 %
 
 
 @pytest.mark.parametrize("timeout", ["-1", "nan", "inf", "soon", "-0.5"])
