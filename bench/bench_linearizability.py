@@ -6,6 +6,12 @@ synthetic histories shaped like Porcupine's ``c10``/``c50`` KV logs and its etcd
 (one read changed) variant, and returns the verdicts and seconds per history. Times
 are never asserted; the pytest-benchmark tests below only time the same calls.
 
+It also runs the *append bomb* (ten concurrent 200 KB appends and a read no order
+explains: every search state is a string of up to 2 MB) through ``vsm-phoenix check
+--max-memory 1G`` in a child process and reports the verdict, the exit status and the
+child's peak RSS, and checks the same history with ``timeout=8`` in process to report
+how close to the deadline the answer came.
+
     python -m bench --only linearizability [--quick]   # also writes the JSON report
     pytest bench/bench_linearizability.py -p no:cacheprovider --benchmark-only
 """
@@ -178,6 +184,7 @@ def run(quick: bool) -> dict[str, Any]:
         )
     return {
         "benchmark": "linearizability",
+        "bounds": bounds(quick),
         # "unknown" (budget exhausted) is reported, not counted as a wrong verdict
         "meets_expected_verdicts": all(
             r["verdict"] in (r["expected"], "unknown") for r in rows
@@ -190,6 +197,63 @@ def run(quick: bool) -> dict[str, Any]:
         "repeat": repeat,
         "budget_s": budget,
         "histories": rows,
+    }
+
+
+def append_bomb(clients: int = 10, size: int = 200_000) -> History:
+    """``clients`` concurrent appends of ``size`` characters and a read of a value no
+    order of them produces."""
+    from vsm_phoenix.verify import HistoryRecorder
+
+    rec = HistoryRecorder(KVModel())
+    for c in range(clients):
+        rec.invoke(c, KVAppend("k", chr(ord("a") + c) * size), 0)
+    for c in range(clients):
+        rec.ok(c, None, 10)
+    rec.invoke(clients, KVGet("k"), 20)
+    rec.ok(clients, "none of the orders", 30)
+    return rec.history()
+
+
+_CHILD = (
+    "import resource, sys\n"
+    "from vsm_phoenix.cli.check import main_check\n"
+    "code = main_check(sys.argv[1:])\n"
+    "print('PEAK-KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+    "sys.exit(code)\n"
+)
+
+
+def bounds(quick: bool) -> dict[str, Any]:
+    """The append bomb under ``--max-memory 1G`` (child process) and under a deadline."""
+    import subprocess
+    import sys
+    import tempfile
+
+    history = append_bomb()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "bomb.jsonl"
+        path.write_text(history.to_jsonl())
+        started = time.perf_counter()
+        proc = subprocess.run(
+            [sys.executable, "-c", _CHILD, str(path), "--max-memory", "1G", "--timeout", "300"],
+            capture_output=True, text=True, check=False)
+        wall = time.perf_counter() - started
+    peak = [int(x.split()[1]) * 1024 for x in proc.stdout.splitlines() if x.startswith("PEAK")]
+    deadline = 2.0 if quick else 8.0
+    result = check_history(history, timeout=deadline, max_memory=None)
+    return {
+        "append_bomb_max_memory": "1G",
+        "append_bomb_exit_status": proc.returncode,
+        "append_bomb_verdict": proc.stdout.splitlines()[0] if proc.stdout else proc.stderr[-200:],
+        "append_bomb_traceback": "Traceback" in proc.stderr,
+        "append_bomb_peak_rss_bytes": peak[0] if peak else None,
+        "append_bomb_peak_rss_ratio_to_budget": round(peak[0] / (1 << 30), 3) if peak else None,
+        "append_bomb_wall_s": round(wall, 2),
+        "deadline_s": deadline,
+        "deadline_elapsed_s": round(result.elapsed, 3),
+        "deadline_ratio_elapsed_over_timeout": round(result.elapsed / deadline, 3),
+        "deadline_verdict": result.verdict.value,
     }
 
 

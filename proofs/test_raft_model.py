@@ -1,26 +1,36 @@
 """Raft safety by exhaustive model checking of three real :class:`RaftNode` s.
 
 The model checker (:mod:`vsm_phoenix.verify.model_checker`) explores every order of
-message deliveries and timer firings (abstract time: any pending timer may fire at any
-point; ``now`` advances 1 s per step, so leases and stickiness never hide a message)
-and checks :func:`~vsm_phoenix.protocol.raft.check_invariants` — election safety, log
-matching, leader completeness and state-machine safety — in every state reached.
+message deliveries, timer firings and client submissions (abstract time: any pending
+timer may fire at any point; ``now`` advances 1 s per step, so leases and stickiness
+never hide a message) and checks :func:`~vsm_phoenix.protocol.raft.check_invariants`
+— election safety, log matching, leader completeness and state-machine safety — in
+every state reached.
 
-Bounds (what "every" means here): 3 nodes, one client proposal (to any node), two
-election/heartbeat timer firings, no drops or duplicates, paths of at most 8 actions
-— enough to elect a leader, replicate its no-op and the proposal, commit them, and
-start a competing election. Node states are keyed by ``RaftNode.state_key()`` (a
-digest of the full protocol state), which is why symmetry reduction is not used.
+What "every" means here, exactly: 3 nodes; one client proposal (``x``, to any node,
+at any point); at most two election/heartbeat timer firings per path; no drops,
+duplicates or crashes; **every state reachable in at most 12 actions** — asserted
+(``depth_complete``), not assumed. The test also asserts that this space is not
+vacuous: in both variants some explored state has the proposal committed and
+applied (so a leader was elected, replicated and committed within the bound), and
+without pre-vote two leaders of different terms appear. With pre-vote and
+check-quorum an election takes more messages, which is why the bound is 12: at 8 no
+proposal commits in that variant.
+
+Deeper and with faults, in ``make soak``: the plain variant exhausted completely
+(every reachable state, no depth bound: the timer budget makes the space finite),
+and both variants with one drop, one duplicate and one crash-and-restart from the
+persisted state to a depth bound.
 
 The deliberately broken variant (``unsafe_commit_old_terms``: a leader commits an
 entry of an older term once a majority holds it — Figure 8 of the Raft paper) needs
-18 actions to go wrong with three nodes; an exhaustive search from the initial state
-to that depth takes ~10 minutes. The test therefore scripts the first 13 actions
-(three elections that leave n1 leading term 3 with an old term-1 entry, and n2 holding
-a conflicting term-2 entry) and lets the checker search the rest exhaustively: it finds
-the shortest continuation (the old entry committed by counting, then n2 elected
-without it) and reports leader completeness and state-machine safety violated. The
-correct Raft explores the same continuation space without a violation.
+18 actions to go wrong with three nodes. The guided test scripts the first 13
+actions (three elections that leave n1 leading term 3 with an old term-1 entry, and
+n2 holding a conflicting term-2 entry) and lets the checker search the rest
+exhaustively to depth 5: it finds the shortest continuation (the old entry committed
+by counting, then n2 elected without it) and reports leader completeness and
+state-machine safety violated. The correct Raft explores the same continuation space
+without a violation.
 """
 
 from __future__ import annotations
@@ -33,12 +43,21 @@ from vsm_phoenix.protocol.raft import (
     Propose,
     RaftConfig,
     RaftNode,
+    RecordingStateMachine,
     Role,
     check_invariants,
 )
-from vsm_phoenix.verify.model_checker import ClusterView, ModelCheckResult, Request, check_model
+from vsm_phoenix.verify.model_checker import (
+    DEPTH_BOUND,
+    ClusterView,
+    ModelCheckResult,
+    Request,
+    check_model,
+)
 
 IDS = ("n1", "n2", "n3")
+PROPOSAL = b"x"
+DEPTH = 12
 
 
 def raft_safety(view: ClusterView) -> list[str]:
@@ -52,6 +71,7 @@ class Coverage:
         self.max_commit = 0
         self.leader_terms: set[int] = set()
         self.max_term = 0
+        self.proposal_applied = False
 
     def __call__(self, view: ClusterView) -> None:
         for node in view.values():
@@ -60,6 +80,9 @@ class Coverage:
             self.max_term = max(self.max_term, node.term)
             if node.role is Role.LEADER:
                 self.leader_terms.add(node.term)
+            machine = node.state_machine
+            if isinstance(machine, RecordingStateMachine) and PROPOSAL in machine.applied:
+                self.proposal_applied = True
 
 
 def explore(config: RaftConfig, **options: Any) -> tuple[ModelCheckResult, Coverage]:
@@ -77,18 +100,50 @@ def explore(config: RaftConfig, **options: Any) -> tuple[ModelCheckResult, Cover
 @pytest.mark.parametrize(
     ("pre_vote", "check_quorum"), [(False, False), (True, True)], ids=["plain", "prevote-cq"]
 )
-def test_raft_is_safe_in_every_interleaving(pre_vote: bool, check_quorum: bool) -> None:
+def test_raft_is_safe_in_every_state_within_12_actions(pre_vote: bool,
+                                                       check_quorum: bool) -> None:
     config = RaftConfig(peers=IDS, pre_vote=pre_vote, check_quorum=check_quorum)
     res, seen = explore(
-        config, requests=[Request(Propose(b"x"))], max_timer_fires=2, max_depth=8
+        config, requests=[Request(Propose(PROPOSAL))], max_timer_fires=2, max_depth=DEPTH
     )
     assert res.ok, str(res)
-    assert res.states > 5_000
-    # The space is not trivial: leaders were elected and entries committed in it.
+    # Every state within DEPTH actions was checked (the bound, not a budget, cut it).
+    assert res.depth_complete == DEPTH and res.reason == DEPTH_BOUND, res.summary()
+    assert res.states > 100_000
+    # The space is not trivial: a leader was elected and the proposal committed in it.
     assert seen.leader_terms
-    assert seen.max_commit >= 1
+    assert seen.proposal_applied, "no explored state has the proposal committed"
     if not pre_vote:
         assert len(seen.leader_terms) >= 2 and seen.max_term >= 2
+
+
+@pytest.mark.soak
+def test_plain_raft_is_safe_in_every_reachable_state() -> None:
+    """No depth bound: two timer firings make the space finite (~815k states)."""
+    config = RaftConfig(peers=IDS, pre_vote=False, check_quorum=False)
+    res, seen = explore(config, requests=[Request(Propose(PROPOSAL))], max_timer_fires=2,
+                        max_depth=1_000)
+    assert res.ok, str(res)
+    assert res.exhausted, res.summary()
+    assert seen.proposal_applied and len(seen.leader_terms) >= 2
+
+
+@pytest.mark.soak
+@pytest.mark.parametrize(
+    ("pre_vote", "check_quorum"), [(False, False), (True, True)], ids=["plain", "prevote-cq"]
+)
+def test_raft_is_safe_with_loss_duplication_and_a_crash(pre_vote: bool,
+                                                        check_quorum: bool) -> None:
+    """One drop, one duplicate and one crash-and-restart (from the persisted term,
+    vote and log) anywhere on a path, every state within 10 actions."""
+    config = RaftConfig(peers=IDS, pre_vote=pre_vote, check_quorum=check_quorum)
+    res, seen = explore(
+        config, requests=[Request(Propose(PROPOSAL))], max_timer_fires=2, max_depth=10,
+        max_drops=1, max_duplicates=1, max_crashes=1,
+    )
+    assert res.ok, str(res)
+    assert res.depth_complete == 10, res.summary()
+    assert seen.leader_terms
 
 
 # Three elections: n1 leads term 1 (no-op at index 1 reaches nobody), n2 leads term 2
@@ -137,3 +192,4 @@ def test_broken_raft_commit_of_an_old_term_is_caught() -> None:
 def test_correct_raft_survives_the_same_scenario() -> None:
     res = _figure_8(unsafe=False)
     assert res.ok, str(res)
+    assert res.depth_complete == 5

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import zlib
 
 import cbor2
@@ -163,8 +162,7 @@ def test_construction_validates() -> None:
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
 @given(st.binary(max_size=300))
 def test_random_bytes_only_decode_error(data: bytes) -> None:
-    with contextlib.suppress(DecodeError):
-        Envelope.from_bytes(data)
+    _decodes_canonically_or_refuses(data)
 
 
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
@@ -176,5 +174,18 @@ def test_mutated_frames_only_decode_error(env: Envelope, data: st.DataObject) ->
         raw[i] = data.draw(st.integers(0, 255))
     cut = data.draw(st.integers(0, len(raw)))
     for candidate in (bytes(raw), bytes(raw[:cut])):
-        with contextlib.suppress(DecodeError):
-            Envelope.from_bytes(candidate)
+        _decodes_canonically_or_refuses(candidate)
+
+
+def _decodes_canonically_or_refuses(data: bytes) -> None:
+    """Every branch asserts: bytes either raise DecodeError (nothing else) or decode to
+    an envelope that survives its own encodings (frame, and header + wire payload)
+    unchanged."""
+    try:
+        env = Envelope.from_bytes(data)
+    except DecodeError:
+        return
+    again = env.to_bytes()
+    assert Envelope.from_bytes(again) == env
+    header, wire = Envelope.from_bytes(again).wire_parts()
+    assert Envelope.from_wire_parts(header, wire) == env

@@ -24,6 +24,7 @@ from vsm_phoenix.verify import (
     Verdict,
     check,
     check_history,
+    render_html,
 )
 
 
@@ -59,7 +60,7 @@ def test_quiz_examples_from_porcupine_readme() -> None:
 def test_empty_history_is_ok() -> None:
     result = check(RegisterModel(), [])
     assert result.verdict is Verdict.OK and result.partitions_total == 0
-    assert "<!DOCTYPE html>" in result.html()
+    assert "<!DOCTYPE html>" in render_html(result)
 
 
 def test_touching_intervals_are_concurrent_but_disjoint_ones_are_ordered() -> None:
@@ -243,7 +244,7 @@ def test_illegal_report_has_a_valid_longest_prefix_and_html() -> None:
     assert len(part.operations) == 4
     assert part.linearization == (0, 1, 2)
     _replay(m, part)
-    page = result.html(title="t<1>")
+    page = render_html(result, title="t<1>")
     assert page.startswith("<!DOCTYPE html>")
     assert "<script>" not in page and "&lt;script&gt;" in page
     assert "ILLEGAL" in page and "t&lt;1&gt;" in page
@@ -259,7 +260,7 @@ def test_ok_result_has_complete_linearization() -> None:
     (part,) = result.partitions
     assert sorted(part.linearization) == [0, 1, 2, 3]
     _replay(m, part)
-    assert "OK" in result.html()
+    assert "OK" in render_html(result)
 
 
 # -- budgets ---------------------------------------------------------------------------
@@ -280,7 +281,7 @@ def test_time_budget_returns_unknown() -> None:
     assert result.verdict is Verdict.UNKNOWN
     assert result.reason == "timeout"
     assert result.elapsed < 5
-    assert "UNKNOWN" in result.html()
+    assert "UNKNOWN" in render_html(result)
 
 
 def test_cache_cap_returns_unknown() -> None:

@@ -74,3 +74,97 @@ def test_progress_callback_sees_each_partition_once() -> None:
     assert result.verdict.name == "OK"
     with pytest.raises(TypeError):
         check_history(history, progress=42)  # type: ignore[arg-type]
+
+
+# -- budgets: out of time or memory is UNKNOWN (exit 3), never a traceback --------------
+def append_bomb(clients: int = 10, size: int = 200_000) -> str:
+    """``clients`` concurrent appends of ``size`` characters each, then a read that no
+    order explains: the search must try every order, and every state is a string of
+    up to ``clients * size`` characters (~330 MB/s of new states here)."""
+    from vsm_phoenix.verify import KVAppend, KVGet, KVModel
+
+    rec = HistoryRecorder(KVModel())
+    for c in range(clients):
+        rec.invoke(c, KVAppend("k", chr(ord("a") + c) * size), 0)
+    for c in range(clients):
+        rec.ok(c, None, 10)
+    rec.invoke(clients, KVGet("k"), 20)
+    rec.ok(clients, "none of the orders", 30)
+    return rec.history().to_jsonl()
+
+
+_CHILD = (
+    "import resource, sys\n"
+    "from vsm_phoenix.cli.check import main_check\n"
+    "code = main_check(sys.argv[1:])\n"
+    "print('PEAK-KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+    "sys.exit(code)\n"
+)
+
+
+def _run_cli(args: list[str], address_space: int | None = None) -> tuple[int, str, str, int]:
+    """Run ``vsm-phoenix check ARGS`` in a child process (optionally under a hard
+    address-space limit); (exit code, stdout, stderr, the child's peak RSS in bytes)."""
+    import resource
+    import subprocess
+    import sys
+
+    def limit() -> None:
+        if address_space is not None:
+            resource.setrlimit(resource.RLIMIT_AS, (address_space, address_space))
+
+    proc = subprocess.run([sys.executable, "-c", _CHILD, *args], capture_output=True,
+                          text=True, preexec_fn=limit, timeout=300, check=False)
+    peak = [int(line.split()[1]) * 1024 for line in proc.stdout.splitlines()
+            if line.startswith("PEAK-KB")]
+    return proc.returncode, proc.stdout, proc.stderr, peak[0] if peak else 0
+
+
+def test_the_append_bomb_stays_within_its_memory_budget(tmp_path: Path) -> None:
+    path = tmp_path / "bomb.jsonl"
+    path.write_text(append_bomb())
+    budget = 300 << 20
+    code, out, err, peak = _run_cli([str(path), "--max-memory", "300M", "--timeout", "120"])
+    assert code == 3, (out, err)
+    assert out.startswith("UNKNOWN:") and "(memory limit)" in out
+    assert "Traceback" not in err
+    assert 0 < peak <= 1.1 * budget, peak
+
+
+def test_a_memory_error_anyway_is_unknown_not_a_traceback(tmp_path: Path) -> None:
+    path = tmp_path / "bomb.jsonl"
+    path.write_text(append_bomb())
+    # A hard limit below the budget: the allocator fails before the budget is reached.
+    code, out, err, _ = _run_cli([str(path), "--max-memory", "8G", "--timeout", "120"],
+                                 address_space=1_200 << 20)
+    assert code == 3, (out, err)
+    assert out.startswith("UNKNOWN") and "memory" in out
+    assert "Traceback" not in err and "MemoryError" not in err
+
+
+def test_the_deadline_is_kept_when_single_steps_are_slow() -> None:
+    from vsm_phoenix.verify import check_history, load_history
+
+    history = load_history(append_bomb())
+    result = check_history(history, timeout=3.0, max_memory=None)
+    assert result.verdict.name == "UNKNOWN" and result.reason == "timeout"
+    assert result.elapsed <= 3.3, result.elapsed  # within 10 %
+
+
+@pytest.mark.parametrize("timeout", ["-1", "nan", "inf", "soon", "-0.5"])
+def test_a_bad_timeout_is_a_usage_error(timeout: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main_check([str(DATA / "c01-ok.txt"), f"--timeout={timeout}"]) == 2
+    assert "--timeout" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("size", ["0", "-5", "lots", "1.5X", ""])
+def test_a_bad_memory_size_is_a_usage_error(size: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main_check([str(DATA / "c01-ok.txt"), f"--max-memory={size}"]) == 2
+    assert "--max-memory" in capsys.readouterr().err
+
+
+def test_sizes_and_zero_timeout_are_accepted(capsys: pytest.CaptureFixture[str]) -> None:
+    for size in ("1G", "512M", "1.5GiB", "200000000"):
+        assert main_check([str(DATA / "c01-ok.txt"), f"--max-memory={size}",
+                           "--timeout=0"]) == 0
+    assert capsys.readouterr().out.count("OK:") == 4

@@ -136,7 +136,7 @@ def _simulate(args: argparse.Namespace) -> int:
 def _simulate_kv(first: int, runs: int, nodes: int, budget: float, out: Path,
                  quiet: bool) -> int:
     """The in-process simulator runs of the ``kv`` scenario."""
-    from vsm_phoenix.verify import Verdict, check_history
+    from vsm_phoenix.verify import Verdict, check_history, render_html
     from vsm_phoenix.verify.kv_workload import simulate_kv
 
     if not quiet:
@@ -162,7 +162,7 @@ def _simulate_kv(first: int, runs: int, nodes: int, budget: float, out: Path,
             run.sim.write_html(out / f"kv-seed{seed}-spacetime.html")
             if result.verdict is Verdict.ILLEGAL:
                 (out / f"kv-seed{seed}-history.html").write_text(
-                    result.html(f"KV seed {seed}"), encoding="utf-8"
+                    render_html(result, title=f"KV seed {seed}"), encoding="utf-8"
                 )
             print(f"  replay with: vsm-phoenix simulate --scenario kv --seed {seed}; "
                   f"diagrams in {out}")

@@ -8,7 +8,7 @@ ever. Models: :class:`RegisterModel` (read/write/cas) and :class:`KVModel`
 (get/put/append/cas/delete, partitioned by key). Histories come from
 :class:`HistoryRecorder` (what the simulator records into), our JSON Lines format, or
 Porcupine's KV and Jepsen etcd logs (:func:`load_history`). A violation renders as a
-self-contained HTML timeline (:meth:`CheckResult.html`).
+self-contained HTML timeline (:func:`render_html`).
 
     >>> from vsm_phoenix.verify import HistoryRecorder, RegisterModel, RegisterWrite, \\
     ...     RegisterRead, check_history
@@ -37,7 +37,7 @@ from vsm_phoenix.verify.history import (
     history_from_jsonl,
 )
 from vsm_phoenix.verify.linearizability import (
-    DEFAULT_MAX_CACHE_ENTRIES,
+    CACHE_LIMIT,
     FORMATS,
     CheckResult,
     PartitionResult,
@@ -92,7 +92,7 @@ __all__ = [
     "deepcopy_node",
     "default_message_key",
     "freeze",
-    "DEFAULT_MAX_CACHE_ENTRIES",
+    "CACHE_LIMIT",
     "FORMATS",
     "UNKNOWN",
     "CheckResult",

@@ -35,18 +35,16 @@ operation keeps decode errors pointing at a line and lets a simulator append as 
 
 from __future__ import annotations
 
+import abc
 import enum
 import json
 import math
-from collections.abc import Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, Final, Generic, Literal, TypeAlias, TypeVar
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, ClassVar, Final, Generic, Literal, TypeAlias, TypeVar
 
 import attrs
 
 from vsm_phoenix.errors import DecodeError, InvalidArgument, TypeMismatch
-
-if TYPE_CHECKING:
-    from vsm_phoenix.verify.models import Model
 
 __all__ = [
     "FORMAT_NAME",
@@ -56,9 +54,12 @@ __all__ = [
     "History",
     "HistoryRecorder",
     "JSONValue",
+    "Model",
     "Operation",
     "Unknown",
     "history_from_jsonl",
+    "model_from_name",
+    "register_model",
 ]
 
 FORMAT_NAME: Final = "vsm-phoenix-history"
@@ -71,6 +72,7 @@ ClientId: TypeAlias = int | str
 
 InT = TypeVar("InT")
 OutT = TypeVar("OutT")
+StateT = TypeVar("StateT")
 
 
 class _Unknown(enum.Enum):
@@ -139,6 +141,90 @@ def _ops_tuple(ops: Iterable[Operation[Any, Any]]) -> tuple[Operation[Any, Any],
         if not isinstance(op, Operation):
             raise TypeMismatch(f"expected Operation, got {type(op).__name__}")
     return result
+
+
+# -- models and the registry the history format decodes them from ---------------------
+class Model(abc.ABC, Generic[StateT, InT, OutT]):
+    """A sequential specification: see the module docstring for the invariants."""
+
+    #: The name used by the history format and the CLI's ``--model``.
+    name: ClassVar[str]
+
+    @abc.abstractmethod
+    def init(self) -> StateT:
+        """The initial state."""
+
+    @abc.abstractmethod
+    def step(self, state: StateT, input: InT, output: OutT | Unknown) -> tuple[bool, StateT]:
+        """Whether ``output`` is legal for ``input`` applied in ``state``, and the next
+        state (meaningful only when legal)."""
+
+    def partition(self, ops: Sequence[Operation[InT, OutT]]) -> list[list[Operation[InT, OutT]]]:
+        """Independent sub-histories; by default the whole history is one."""
+        return [list(ops)] if ops else []
+
+    @abc.abstractmethod
+    def describe(self, input: InT, output: OutT | Unknown) -> str:
+        """A short human-readable rendering such as ``put('k', 'v')``."""
+
+    def describe_state(self, state: StateT) -> str:
+        return repr(state)
+
+    # -- validation and codec -------------------------------------------------------
+
+    @abc.abstractmethod
+    def check_input(self, input: object) -> InT:
+        """``input`` if it is a valid input of this model; else TypeMismatch/InvalidArgument."""
+
+    @abc.abstractmethod
+    def check_output(self, input: InT, output: object) -> OutT:
+        """``output`` if it is a possible (typed) output of ``input``; else an error."""
+
+    def options(self) -> dict[str, JSONValue]:
+        """Constructor options, stored in the history header."""
+        return {}
+
+    @abc.abstractmethod
+    def input_to_json(self, input: InT) -> JSONValue: ...
+
+    @abc.abstractmethod
+    def input_from_json(self, obj: object) -> InT:
+        """Decode an input; ValueError/TypeError on malformed data."""
+
+    def output_to_json(self, input: InT, output: OutT) -> JSONValue:
+        return output  # type: ignore[return-value]  # outputs are JSON scalars
+
+    def output_from_json(self, input: InT, obj: object) -> OutT:
+        return self.check_output(input, obj)
+
+
+_MODEL_BUILDERS: dict[str, Callable[[dict[str, object]], Model[Any, Any, Any]]] = {}
+
+
+def register_model(name: str, build: Callable[[dict[str, object]], Model[Any, Any, Any]]
+                   ) -> None:
+    """Make ``model_from_name(name, options)`` call ``build(options)`` (``build`` pops
+    the options it knows; any left over are an error). Concrete models register
+    themselves where they are defined (:mod:`vsm_phoenix.verify.models`), so decoding
+    a history needs no import of them here."""
+    if not isinstance(name, str) or not name:
+        raise InvalidArgument("a model name is a non-empty str")
+    if not callable(build):
+        raise TypeMismatch("build must be callable(options) -> Model")
+    _MODEL_BUILDERS[name] = build
+
+
+def model_from_name(name: object, options: Mapping[str, object] | None = None
+                    ) -> Model[Any, Any, Any]:
+    """Build a registered model from its history-format name and options."""
+    if not isinstance(name, str) or name not in _MODEL_BUILDERS:
+        raise InvalidArgument(
+            f"unknown model {name!r}; expected one of {sorted(_MODEL_BUILDERS)}")
+    opts = dict(options or {})
+    model = _MODEL_BUILDERS[name](opts)
+    if opts:
+        raise InvalidArgument(f"unknown options for model {name!r}: {sorted(opts)}")
+    return model
 
 
 @attrs.frozen
@@ -288,8 +374,6 @@ def _reject_constant(name: str) -> float:
 
 def history_from_jsonl(data: bytes | str) -> History:
     """Decode a ``vsm-phoenix-history`` v1 document; :class:`DecodeError` names the line."""
-    from vsm_phoenix.verify.models import model_from_name
-
     model: Model[Any, Any, Any] | None = None
     ops: list[Operation[Any, Any]] = []
     for lineno, line in _lines(data):

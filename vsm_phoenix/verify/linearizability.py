@@ -25,33 +25,38 @@ those instants, the operations are a legal run of the model (Herlihy & Wing 1990
 4. **Memoization.** The pair (linearized bitset, state) determines the rest of the
    search, so a pair seen once never needs exploring again. States must be hashable.
 
-Bounds: the search is exponential in the worst case. A wall-clock ``timeout`` (shared by
-all partitions, checked every 1024 steps) and ``max_cache_entries`` (per partition)
-turn an intractable search into ``Verdict.UNKNOWN`` with a reason, never an endless
-run or an out-of-memory kill. An ILLEGAL found in one partition is definitive even
-when another ran out of budget.
+Bounds: the search is exponential in the worst case. A wall-clock ``timeout`` and a
+memory budget in bytes (``max_memory``), both shared by all partitions and measured as
+the search runs (:mod:`vsm_phoenix.verify.budget`: the deadline is kept within about
+1 %, the memory limit within a few percent), turn an intractable search into
+``Verdict.UNKNOWN`` with a reason — never an endless run, an out-of-memory kill or a
+traceback: out of memory is not a verdict. An ILLEGAL found in one partition is
+definitive even when another ran out of budget.
 
-For a violation the result carries the failing partition and the longest partial
-linearization the search reached in it (with the model state after each step), which
-:func:`vsm_phoenix.verify.render.render_html` draws as a timeline.
+The checker returns data. For a violation the result carries the failing partition
+and the longest partial linearization the search reached in it (with the model state
+after each step); :func:`vsm_phoenix.verify.render.render_html` draws it as a
+timeline, and :mod:`vsm_phoenix.cli.check` is the command line.
 """
 
 from __future__ import annotations
 
 import enum
 import math
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import attrs
 
 from vsm_phoenix.errors import DecodeError, InvalidArgument, TypeMismatch
-from vsm_phoenix.verify.history import History, Operation, history_from_jsonl
-from vsm_phoenix.verify.models import Model
+from vsm_phoenix.verify import porcupine_formats
+from vsm_phoenix.verify.budget import MEMORY, Budget, default_memory_limit
+from vsm_phoenix.verify.history import History, Model, Operation, history_from_jsonl
 
 __all__ = [
-    "DEFAULT_MAX_CACHE_ENTRIES",
+    "CACHE_LIMIT",
     "FORMATS",
     "CheckResult",
     "PartitionResult",
@@ -62,14 +67,12 @@ __all__ = [
     "load_history",
 ]
 
-#: Default bound on memoized (bitset, state) pairs per partition; roughly 0.2-1 GB of
-#: Python objects for partitions of a few thousand operations.
-DEFAULT_MAX_CACHE_ENTRIES: Final = 2_000_000
+#: Reason of an UNKNOWN when a partition hit ``max_cache_entries``.
+CACHE_LIMIT: Final = "cache limit"
 
 #: Every ``format`` accepted by :func:`load_history`.
 FORMATS: Final = ("auto", "json", "porcupine-kv", "jepsen-etcd")
 
-_CLOCK_EVERY: Final = 1024  # search steps between deadline checks
 
 
 class Verdict(enum.Enum):
@@ -105,7 +108,8 @@ class CheckResult:
 
     ``partitions`` are the partition results in the order they were checked (smallest
     first; later ones are absent when the check stopped early), ``failing`` the first
-    ILLEGAL one. ``reason`` explains an UNKNOWN ("timeout", "cache limit").
+    ILLEGAL one. ``reason`` explains an UNKNOWN ("timeout", "memory limit", "cache
+    limit"); ``peak_rss`` is the largest resident size the budget measured (bytes).
     """
 
     verdict: Verdict
@@ -115,16 +119,11 @@ class CheckResult:
     failing: PartitionResult | None = None
     reason: str = ""
     elapsed: float = 0.0
+    peak_rss: int = 0
 
     @property
     def ok(self) -> bool:
         return self.verdict is Verdict.OK
-
-    def html(self, title: str = "vsm-phoenix linearizability check") -> str:
-        """A self-contained HTML timeline of the failing (or largest) partition."""
-        from vsm_phoenix.verify.render import render_html
-
-        return render_html(self, title=title)
 
     def summary(self) -> str:
         checked = len(self.partitions)
@@ -147,8 +146,8 @@ class CheckResult:
 def _check_partition(
     model: Model[Any, Any, Any],
     ops: Sequence[Operation[Any, Any]],
-    deadline: float | None,
-    max_cache_entries: int,
+    budget: Budget,
+    max_cache_entries: int | None,
 ) -> PartitionResult:
     """Lowe's search over one partition (see the module docstring).
 
@@ -228,76 +227,88 @@ def _check_partition(
     steps = 0
     verdict = Verdict.OK
     reason = ""
-    clock = time.monotonic
-    while nxt[head] != tail:
-        steps += 1
-        if steps % _CLOCK_EVERY == 0 and deadline is not None and clock() > deadline:
-            verdict, reason = Verdict.UNKNOWN, "timeout"
-            break
-        if in_pending:
-            if entry > limit:  # no candidate left at this node (ptail > every limit)
-                entry = -1
-            elif twin[entry] and not lifted[twin[entry]]:
-                # Symmetry: pending operations with equal inputs are interchangeable
-                # once both are called, so they are linearized in call order only.
-                entry = nxt[entry]
+    cap = -1 if max_cache_entries is None else max_cache_entries
+    left = 1  # steps until the budget next measures time and memory
+    try:
+        while nxt[head] != tail:
+            steps += 1
+            left -= 1
+            if not left:
+                stop = budget.check_now()
+                if stop is not None:
+                    verdict, reason = Verdict.UNKNOWN, stop
+                    break
+                left = budget.interval
+            if in_pending:
+                if entry > limit:  # no candidate left at this node (ptail > every limit)
+                    entry = -1
+                elif twin[entry] and not lifted[twin[entry]]:
+                    # Symmetry: pending operations with equal inputs are interchangeable
+                    # once both are called, so they are linearized in call order only.
+                    entry = nxt[entry]
+                    continue
+            elif not is_call[entry]:  # first return of the main list: now the pending calls
+                in_pending = True
+                limit = entry
+                entry = nxt[phead]
                 continue
-        elif not is_call[entry]:  # first return of the main list: now the pending calls
-            in_pending = True
-            limit = entry
-            entry = nxt[phead]
-            continue
-        if entry >= 0:
-            i = op_of[entry]
-            ok, new_state = step(state, inputs[i], outputs[i])
-            if ok:
-                new_linearized = linearized | (1 << i)
-                key = (new_linearized, new_state)
-                if key not in cache:
-                    if len(cache) >= max_cache_entries:
-                        verdict, reason = Verdict.UNKNOWN, "cache limit"
-                        break
-                    cache.add(key)
-                    stack.append((entry, state, new_state, limit))
-                    if len(stack) > len(best):
-                        best[agree:] = stack[agree:]
-                        agree = len(stack)
-                    state = new_state
-                    linearized = new_linearized
-                    # lift the call (and a completed operation's return) out of its list
-                    p, q = prv[entry], nxt[entry]
-                    nxt[p] = q
-                    prv[q] = p
-                    if in_pending:
-                        lifted[entry] = True
-                    else:
-                        r = match[entry]
-                        p, q = prv[r], nxt[r]
+            if entry >= 0:
+                i = op_of[entry]
+                ok, new_state = step(state, inputs[i], outputs[i])
+                if ok:
+                    new_linearized = linearized | (1 << i)
+                    key = (new_linearized, new_state)
+                    if key not in cache:
+                        if len(cache) == cap:
+                            verdict, reason = Verdict.UNKNOWN, CACHE_LIMIT
+                            break
+                        cache.add(key)
+                        stack.append((entry, state, new_state, limit))
+                        if len(stack) > len(best):
+                            best[agree:] = stack[agree:]
+                            agree = len(stack)
+                        state = new_state
+                        linearized = new_linearized
+                        # lift the call (and a completed operation's return) out of its list
+                        p, q = prv[entry], nxt[entry]
                         nxt[p] = q
                         prv[q] = p
-                    entry = nxt[head]
-                    in_pending = False
-                    continue
+                        if in_pending:
+                            lifted[entry] = True
+                        else:
+                            r = match[entry]
+                            p, q = prv[r], nxt[r]
+                            nxt[p] = q
+                            prv[q] = p
+                        entry = nxt[head]
+                        in_pending = False
+                        continue
+                entry = nxt[entry]
+                continue
+            # backtrack
+            if not stack:
+                verdict = Verdict.ILLEGAL
+                break
+            entry, state, _, limit = stack.pop()
+            if agree > len(stack):
+                agree = len(stack)
+            linearized ^= 1 << op_of[entry]
+            in_pending = is_pending[entry]
+            if in_pending:
+                lifted[entry] = False
+            else:  # unlift: the return first, then the call
+                r = match[entry]
+                nxt[prv[r]] = r
+                prv[nxt[r]] = r
+            nxt[prv[entry]] = entry
+            prv[nxt[entry]] = entry
             entry = nxt[entry]
-            continue
-        # backtrack
-        if not stack:
-            verdict = Verdict.ILLEGAL
-            break
-        entry, state, _, limit = stack.pop()
-        if agree > len(stack):
-            agree = len(stack)
-        linearized ^= 1 << op_of[entry]
-        in_pending = is_pending[entry]
-        if in_pending:
-            lifted[entry] = False
-        else:  # unlift: the return first, then the call
-            r = match[entry]
-            nxt[prv[r]] = r
-            prv[nxt[r]] = r
-        nxt[prv[entry]] = entry
-        prv[nxt[entry]] = entry
-        entry = nxt[entry]
+    except MemoryError:
+        cache.clear()  # what the search held: enough is left to report the answer
+        verdict, reason = Verdict.UNKNOWN, MEMORY
+    entries = len(cache)
+    if verdict is Verdict.UNKNOWN and reason != CACHE_LIMIT:
+        _discard_later(cache)  # freeing gigabytes takes time the deadline did not budget
     chosen = stack if verdict is Verdict.OK else best
     order = [op_of[e] for e, _, _, _ in chosen]
     states = [after for _, _, after, _ in chosen]
@@ -316,9 +327,29 @@ def _check_partition(
         states=tuple(states),
         reason=reason,
         elapsed=time.monotonic() - started,
-        cache_entries=len(cache),
+        cache_entries=entries,
         steps=steps,
     )
+
+
+def _discard_later(cache: set[tuple[int, Any]]) -> None:
+    """Free a memo cache in a daemon thread, a few entries at a time with pauses, so a
+    check that ran out of budget answers at once: freeing a gigabyte of states in one
+    go took 0.1-0.4 s here, time the deadline did not budget. The pauses release the
+    interpreter lock to the caller; if the process exits first, the operating system
+    takes the memory back at no cost."""
+    doomed: list[tuple[int, Any]] = list(cache)
+    cache.clear()  # only references go: the entries live on in ``doomed``
+
+    def drop() -> None:
+        while doomed:
+            del doomed[-16:]
+            time.sleep(0.001)
+
+    try:
+        threading.Thread(target=drop, name="vsm-phoenix-free", daemon=True).start()
+    except RuntimeError:  # no memory left for a thread's stack: free them here
+        doomed.clear()
 
 
 def check(
@@ -326,15 +357,23 @@ def check(
     operations: Iterable[Operation[Any, Any]],
     *,
     timeout: float | None = None,
-    max_cache_entries: int = DEFAULT_MAX_CACHE_ENTRIES,
+    max_memory: int | Literal["auto"] | None = "auto",
+    max_cache_entries: int | None = None,
     progress: Callable[[int, int, PartitionResult], None] | None = None,
 ) -> CheckResult:
     """Check ``operations`` against ``model``.
 
-    ``timeout`` (seconds of wall clock, ``None`` = unbounded) and ``max_cache_entries``
-    (memo entries per partition) bound the search; exceeding either gives UNKNOWN
-    unless some partition is already known to be ILLEGAL. ``progress``, when given, is
-    called after each partition with (partitions done, partitions in all, its result).
+    The budget: ``timeout`` seconds of wall clock (``None`` = unbounded) and
+    ``max_memory`` bytes of resident memory for the whole process (``"auto"``: half
+    of what this machine or container allows, :func:`~.budget.default_memory_limit`;
+    ``None`` = unbounded), both measured as the search runs (see
+    :mod:`vsm_phoenix.verify.budget`). Running out of either ends the check with
+    ``UNKNOWN`` and the reason ``"timeout"`` or ``"memory limit"`` (a ``MemoryError``
+    raised anyway is caught and reported the same way), unless a partition already
+    proved the history ILLEGAL. ``max_cache_entries`` additionally caps the memo
+    entries per partition (reason ``"cache limit"``; the next partitions are still
+    checked). ``progress``, when given, is called after each partition with
+    (partitions done, partitions in all, its result).
     """
     started = time.monotonic()
     if not isinstance(model, Model):
@@ -344,10 +383,18 @@ def check(
             raise TypeMismatch("timeout must be a number of seconds or None")
         if not timeout >= 0:
             raise InvalidArgument(f"timeout must be >= 0, got {timeout!r}")
-    if isinstance(max_cache_entries, bool) or not isinstance(max_cache_entries, int):
-        raise TypeMismatch("max_cache_entries must be an int")
-    if max_cache_entries < 1:
-        raise InvalidArgument("max_cache_entries must be >= 1")
+    if max_memory == "auto":
+        max_memory = default_memory_limit()
+    elif max_memory is not None and (isinstance(max_memory, bool)
+                                     or not isinstance(max_memory, int)):
+        raise TypeMismatch("max_memory must be a number of bytes, 'auto' or None")
+    elif max_memory is not None and max_memory < 1:
+        raise InvalidArgument(f"max_memory must be >= 1 byte, got {max_memory!r}")
+    if max_cache_entries is not None:
+        if isinstance(max_cache_entries, bool) or not isinstance(max_cache_entries, int):
+            raise TypeMismatch("max_cache_entries must be an int or None")
+        if max_cache_entries < 1:
+            raise InvalidArgument("max_cache_entries must be >= 1")
     if progress is not None and not callable(progress):
         raise TypeMismatch("progress must be callable or None")
     ops = list(operations)
@@ -355,15 +402,17 @@ def check(
         if not isinstance(op, Operation):
             raise TypeMismatch(f"expected Operation, got {type(op).__name__}")
     deadline = None if timeout is None or math.isinf(timeout) else started + timeout
+    budget = Budget(deadline, max_memory)
     parts = sorted(model.partition(ops), key=len)
     done: list[PartitionResult] = []
     unknown_reason = ""
     failing: PartitionResult | None = None
     for part in parts:
-        if deadline is not None and time.monotonic() > deadline:
-            unknown_reason = unknown_reason or "timeout"
+        stop = budget.check_now()
+        if stop is not None:
+            unknown_reason = unknown_reason or stop
             break
-        result = _check_partition(model, part, deadline, max_cache_entries)
+        result = _check_partition(model, part, budget, max_cache_entries)
         done.append(result)
         if progress is not None:
             progress(len(done), len(parts), result)
@@ -372,7 +421,7 @@ def check(
             break
         if result.verdict is Verdict.UNKNOWN:
             unknown_reason = unknown_reason or result.reason
-            if result.reason == "timeout":
+            if result.reason != CACHE_LIMIT:  # time and memory are spent for everyone
                 break
     if failing is not None:
         verdict, reason = Verdict.ILLEGAL, ""
@@ -388,6 +437,7 @@ def check(
         failing=failing,
         reason=reason,
         elapsed=time.monotonic() - started,
+        peak_rss=budget.peak_rss,
     )
 
 
@@ -395,7 +445,8 @@ def check_history(
     history: History,
     *,
     timeout: float | None = None,
-    max_cache_entries: int = DEFAULT_MAX_CACHE_ENTRIES,
+    max_memory: int | Literal["auto"] | None = "auto",
+    max_cache_entries: int | None = None,
     progress: Callable[[int, int, PartitionResult], None] | None = None,
 ) -> CheckResult:
     """:func:`check` a :class:`History` against its own model."""
@@ -405,6 +456,7 @@ def check_history(
         history.model,
         history.operations,
         timeout=timeout,
+        max_memory=max_memory,
         max_cache_entries=max_cache_entries,
         progress=progress,
     )
@@ -447,11 +499,8 @@ def load_history(data: bytes | str, format: str = "auto") -> History:
         raise InvalidArgument(f"unknown format {format!r}; expected one of {FORMATS}")
     if format == "auto":
         format = detect_format(data)
-    from vsm_phoenix.verify import porcupine_formats
-
     if format == "json":
         return history_from_jsonl(data)
     if format == "porcupine-kv":
         return porcupine_formats.parse_porcupine_kv(data)
     return porcupine_formats.parse_jepsen_etcd(data)
-

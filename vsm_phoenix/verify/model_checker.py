@@ -2,31 +2,69 @@
 
 Theory of operation
 -------------------
-A *cluster state* is: every node (the real :class:`~vsm_phoenix.protocol.node.Node`
-object), the multiset of messages in flight (each addressed to one node), the set of
-pending timer names per node, which scripted client requests are still unsent, and
-how much of each fault budget (drops, duplicates, timer firings) the path has used.
+A *cluster state* is: the local state of every node (the real
+:class:`~vsm_phoenix.protocol.node.Node` object, its pending timers and — when crashes
+are modelled — its durable store), the messages in flight (each addressed to one
+node), which scripted client requests are still unsent, and how much of each fault
+budget (drops, duplicates, timer firings, crashes) the path has used.
 
 From a state the checker enumerates every *action*:
 
-* **deliver** one in-flight copy of a message to its recipient (``Receive``);
-* **drop** one copy (while the drop budget lasts);
-* **duplicate** one message, adding a copy (while the duplicate budget lasts);
+* **deliver** one in-flight message to its recipient (``Receive``);
+* **drop** it (while the drop budget lasts);
+* **duplicate** it, adding a copy (while the duplicate budget lasts);
 * **fire** any pending timer of any node (``TimerFired``);
-* **submit** an unsent scripted client request to any allowed node (``ClientRequest``).
+* **submit** an unsent scripted client request to any allowed node (``ClientRequest``);
+* **crash** a node (while the crash budget lasts): its memory and timers are lost and
+  a fresh node from the factory boots with ``Restart`` and what its ``Persist``
+  effects wrote; messages in flight to it stay in flight.
 
-Each action steps one node — a copy of it, so the parent state is never modified —
-and carries out its effects: ``Send`` adds copies to the network (a topic message
-reaches every other node), ``SetTimer``/``CancelTimer`` edit the pending set,
-``Deliver`` is shown in the trace, ``Persist`` is ignored (no crashes are modelled).
-A node raising ``DecodeError`` rejects the input and stays as it was (node contract);
-any other exception is reported as a violation of the built-in invariant
-``"node-raised"``, with the trace that led there.
+Each action steps one node and carries out its effects: ``Send`` puts a message in
+flight (a topic message: one per other node), ``SetTimer``/``CancelTimer`` edit the
+pending set, ``Persist`` writes the store (only kept when crashes are modelled),
+``Deliver`` is shown in the trace. A node raising ``DecodeError`` rejects the input and
+stays as it was (node contract); any other exception is reported as a violation of the
+built-in invariant ``"node-raised"``, with the trace that led there.
+
+The network is a multiset by default (``network="multiset"``): delivering a message
+consumes it. ``network="set"`` is Stateright's unordered *duplicating* network and
+the message set of TLA+ specifications: a sent message stays deliverable for ever,
+any number of times (every duplication at no budget), and sending it again changes
+nothing. Drops remove a message; duplicates make no sense there.
 
 The search is breadth-first, so the first violation found has a **shortest** trace
 (fewest actions). Every new state is checked against every invariant; states at
 ``max_depth`` are checked but not expanded. The result says whether the reachable
-space was *exhausted* (no unexplored state left within the bound).
+space was *exhausted* (no unexplored state left within the bounds) and up to which
+depth every state was checked (``depth_complete``). A time budget (``timeout_s``) or a
+memory budget in bytes (``max_memory``, measured as the process's RSS) stops the
+search early with a reason, never with an exception.
+
+How states are stored: interning and memoized local steps
+---------------------------------------------------------
+The checker never copies or hashes a whole cluster. Every distinct *local* state (node
+key, pending timers, store) is interned once: it gets a small integer id and one node
+object that stands for it. Every distinct in-flight message (recipient and
+``message_key``) is interned the same way. A cluster state is then a tuple of small
+integers — one local-state id per node, the sorted ids of the messages in flight (a
+multiset), the unsent requests (a bit mask) and the budgets used — so hashing it
+costs a few machine words however large the nodes are, and the visited set holds
+these exact tuples: no fingerprint can collide.
+
+A step is local: (local state, event) → (new local state, messages sent). Nodes are
+deterministic and a node's key determines its future behaviour (the assumption that
+already lets two paths share a state), so each local step is computed once — copy
+the stand-in node with ``copy_node``, step the copy, intern the result — and memoized;
+the same step in every other interleaving is a dictionary lookup. With ``now``
+depending on the depth, the memo holds one depth at a time. Stored node objects are
+never mutated.
+
+Traces are one parent link and one action per state, rebuilt on demand by replaying
+the actions on fresh nodes from the initial state: a counterexample is a real
+execution, each step with the effects it had. If the replay does not reach the same
+local states — a ``node_key`` that leaves out something the node's behaviour depends
+on — the checker raises :class:`ReplayDivergedError` instead of reporting a trace it
+cannot stand behind.
 
 Abstract time (an over-approximation)
 -------------------------------------
@@ -38,83 +76,97 @@ A property proved here holds for every timing; a violation found here may need a
 timing that cannot happen — read the trace. Events carry ``now`` from the ``now``
 option: a constant (default 0) or a function of the depth.
 
-State hashing and what a state *is*
------------------------------------
-Two paths reaching the same state are explored once. The state key is built from
-
-* ``node_key(node)`` per node — by default the node's own ``state_key()`` method, which
-  must return a hashable value covering everything that influences the node's future
-  behaviour (nodes without one need an explicit ``node_key``);
-* ``message_key(envelope)`` per in-flight copy — by default the message type, sender,
-  recipient, topic, hop limit, causal context and the decoded payload, **without** the
-  message id, correlation id and HLC timestamp (random or time-derived labels);
-* the pending timers, unsent requests and used budgets.
+What a state *is*
+-----------------
+Two paths reaching the same state are explored once. The key of a local state is
+``node_key(node)`` — by default the node's own ``state_key()`` method, which must return
+a hashable value covering everything that influences the node's future behaviour
+(nodes without one need an explicit ``node_key``) — with its timers (and store). A
+message's key is ``message_key(envelope)`` — by default the message type, sender,
+recipient, topic, hop limit, causal context and the decoded payload, **without** the
+message id, correlation id and HLC timestamp (random or time-derived labels).
 
 Whatever a key leaves out is treated as irrelevant: merging two states that differ
 only there is sound exactly when the omitted parts cannot change what the nodes do
 next. Keep message ids, random draws and clocks out of keys only if the protocol uses
 them as labels, not for decisions.
 
-Copying nodes
--------------
-Stored states are never mutated. Before stepping, the node is copied with
-``copy_node`` — by default :func:`deepcopy_node`, a ``copy.deepcopy`` that also copies the
-node's injected ``random.Random`` (so the copy continues the same random sequence;
-generators are copied by state, which is much faster than deepcopy's walk); a node can
-be faster to copy through a method of its own (``copy_node=lambda n: n.snapshot()``).
-
 Symmetry reduction
 ------------------
-With ``symmetry=True`` states that differ only by a permutation of node ids are
-explored once: the key is canonicalised as the minimum over all permutations of the
-renamed key (n! permutations; meant for n ≤ 5). It is **sound only when** (1) every
-node runs the same code built by one factory, whose behaviour does not depend on the
-identity or order of ids (no "lowest id wins" tie-breaks); (2) every invariant is
-symmetric; (3) scripted requests may go to any node (no ``targets``); and (4) node
-ids occur in keys only as whole ``str`` values (not inside bytes) and no other string
-in a key equals a node id (renaming would change data). Keys are normalised for
-renaming: lists and tuples become tuples, sets become frozensets, dicts become
-frozensets of items. The explored representative states are real: the trace of a
-counterexample is a concrete execution.
+``symmetry`` declares groups of interchangeable nodes (``True``: all nodes form one
+group); see :mod:`vsm_phoenix.verify.symmetry` for the canonical keys (one
+permutation per state chosen by signatures, not all ``n!``) and what makes them sound.
+The explored representative states are real: a counterexample is a concrete
+execution. Symmetry cannot be combined with crashes (stores are bytes, which cannot
+be renamed).
 """
 
 from __future__ import annotations
 
-import copy
-import itertools
-import random
 import sys
 import time
 from collections import deque
-from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
-from typing import Any, TextIO
+from collections.abc import (
+    Callable,
+    Hashable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
+from typing import Any, Final, TextIO
 
 import attrs
 
-from vsm_phoenix.errors import DecodeError
-from vsm_phoenix.protocol.envelope import Envelope, decode_cbor
+from vsm_phoenix.errors import InvalidArgument, TypeMismatch
+from vsm_phoenix.protocol.envelope import Envelope
 from vsm_phoenix.protocol.node import (
-    CancelTimer,
-    ClientRequest,
-    Deliver,
-    Effect,
-    Event,
     Node,
     NodeFactory,
-    Persist,
-    Receive,
-    Send,
-    SetTimer,
     Start,
-    TimerFired,
 )
+from vsm_phoenix.verify.budget import MEMORY, Budget
+from vsm_phoenix.verify.copying import deepcopy_node
+from vsm_phoenix.verify.local_steps import (
+    _CRASH,
+    _DELIVER,
+    _DROP,
+    _DUP,
+    _REQUEST,
+    _TIMER,
+    LocalSteps,
+    Network,
+    _Action,
+    _Raised,
+    _Result,
+    _State,
+)
+from vsm_phoenix.verify.mc_replay import replay
+from vsm_phoenix.verify.mc_values import (
+    DEPTH_BOUND,
+    STATE_BOUND,
+    ClusterView,
+    Counterexample,
+    Invariant,
+    ModelCheckerError,
+    ModelCheckResult,
+    ReplayDivergedError,
+    Request,
+    Step,
+    default_message_key,
+    node_state_key,
+)
+from vsm_phoenix.verify.symmetry import Canonicalizer, freeze
 
 __all__ = [
+    "DEPTH_BOUND",
+    "STATE_BOUND",
     "ClusterView",
     "Counterexample",
     "Invariant",
     "ModelCheckResult",
     "ModelChecker",
+    "ModelCheckerError",
+    "ReplayDivergedError",
     "Request",
     "Step",
     "check_model",
@@ -123,307 +175,22 @@ __all__ = [
     "freeze",
 ]
 
-#: An invariant sees the cluster and returns ``None``/``True`` (holds), ``False`` or a
-#: non-empty message / list of messages (violated); raising ``AssertionError`` also
-#: reports a violation.
-Invariant = Callable[["ClusterView"], Any]
-
-#: Most permutations symmetry reduction will try (8! = 40320).
-MAX_SYMMETRY_NODES = 8
+_K: Final = 1 << 40  # memo key: local id * _K + event code
 
 
-# -- public value types --------------------------------------------------------------
-@attrs.frozen
-class Request:
-    """A scripted client request that may be submitted once, at any point.
-
-    ``targets`` restricts which nodes may receive it (``None``: any node). The request
-    id defaults to ``"req-<index>"``.
-    """
-
-    payload: Any
-    request_id: str | None = None
-    targets: tuple[str, ...] | None = attrs.field(
-        default=None, converter=attrs.converters.optional(tuple)
-    )
-
-
-@attrs.frozen
-class Step:
-    """One action of a trace and what it caused.
-
-    ``kind`` is ``"deliver"``, ``"drop"``, ``"duplicate"``, ``"timer"`` or ``"request"``;
-    ``node`` is the node that acted (the recipient, for network actions).
-    """
-
-    kind: str
-    node: str
-    detail: str
-    effects: tuple[str, ...] = ()
-
-    def __str__(self) -> str:
-        head = f"{self.kind:<9} {self.node:<6} {self.detail}"
-        if not self.effects:
-            return head
-        return head + "".join(f"\n{'':16}→ {e}" for e in self.effects)
-
-
-@attrs.frozen
-class Counterexample:
-    """A shortest path from the initial state to a state violating ``invariant``."""
-
-    invariant: str
-    message: str
-    steps: tuple[Step, ...]
-    final_state: tuple[str, ...] = ()
-
-    def render(self) -> str:
-        """The trace as numbered lines, readable as a story of the run."""
-        lines = [
-            f"invariant {self.invariant!r} violated after {len(self.steps)} step(s): "
-            f"{self.message}"
-        ]
-        if not self.steps:
-            lines.append("  (in the initial state)")
-        width = len(str(len(self.steps)))
-        for i, step in enumerate(self.steps, 1):
-            lines.append(f"  {i:>{width}}. {step}")
-        if self.final_state:
-            lines.append("  final state:")
-            lines.extend(f"    {s}" for s in self.final_state)
-        return "\n".join(lines)
-
-    __str__ = render
-
-
-@attrs.frozen
-class ModelCheckResult:
-    """What a run found. ``exhausted`` means every reachable state (within the budgets)
-    was explored: the invariants hold in all of them, not just up to ``max_depth``."""
-
-    counterexample: Counterexample | None
-    states: int
-    transitions: int
-    depth: int
-    exhausted: bool
-    elapsed_s: float
-
-    @property
-    def ok(self) -> bool:
-        return self.counterexample is None
-
-    @property
-    def states_per_second(self) -> float:
-        return self.states / self.elapsed_s if self.elapsed_s > 0 else float(self.states)
-
-    def summary(self) -> str:
-        verdict = "ok" if self.ok else f"VIOLATION of {self.counterexample.invariant!r}"  # type: ignore[union-attr]
-        scope = "exhausted" if self.exhausted else f"bounded at depth {self.depth}"
-        return (
-            f"{verdict}: {self.states} states, {self.transitions} transitions, {scope}, "
-            f"{self.elapsed_s:.2f} s ({self.states_per_second:,.0f} states/s)"
-        )
-
-    def __str__(self) -> str:
-        if self.counterexample is None:
-            return self.summary()
-        return self.summary() + "\n" + self.counterexample.render()
-
-
-class ClusterView(Mapping[str, Node]):
-    """What an invariant sees: a read-only mapping ``node id -> node`` plus the network.
-
-    ``in_flight`` lists ``(recipient, envelope, copies)``; ``timers`` maps each node id
-    to its pending timer names. Invariants must not modify the nodes.
-    """
-
-    __slots__ = ("_nodes", "in_flight", "timers")
-
-    def __init__(
-        self,
-        nodes: dict[str, Node],
-        in_flight: list[tuple[str, Envelope, int]],
-        timers: dict[str, frozenset[str]],
-    ) -> None:
-        self._nodes = nodes
-        self.in_flight = in_flight
-        self.timers = timers
-
-    def __getitem__(self, key: str) -> Node:
-        return self._nodes[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._nodes)
-
-    def __len__(self) -> int:
-        return len(self._nodes)
-
-    @property
-    def quiescent(self) -> bool:
-        """No message in flight."""
-        return not self.in_flight
-
-
-# -- keys ----------------------------------------------------------------------------
-def freeze(value: Any) -> Hashable:
-    """A hashable, order-free normal form: lists/tuples → tuples, sets → frozensets,
-    dicts → frozensets of ``(key, value)``; atoms unchanged. Raises ``TypeError`` for
-    an unhashable value it does not know how to normalise."""
-    if isinstance(value, str | bytes | int | float | type(None)):
-        return value
-    if isinstance(value, tuple | list):
-        return tuple(freeze(v) for v in value)
-    if isinstance(value, set | frozenset):
-        return frozenset(freeze(v) for v in value)
-    if isinstance(value, dict):
-        return frozenset((freeze(k), freeze(v)) for k, v in value.items())
-    hash(value)  # raises TypeError when unhashable
-    return value  # type: ignore[no-any-return]
-
-
-def default_message_key(envelope: Envelope) -> Hashable:
-    """Everything of an envelope except its message id, correlation id and timestamp;
-    the payload decoded from CBOR (so node ids in it can be renamed) when possible."""
-    try:
-        body: Hashable = freeze(decode_cbor(envelope.payload))
-    except (DecodeError, TypeError):
-        body = envelope.payload
-    return (
-        envelope.type,
-        envelope.sender,
-        envelope.recipient,
-        envelope.topic,
-        envelope.hop_limit,
-        envelope.causal_context,
-        body,
-    )
-
-
-def _rename(value: Any, names: Mapping[str, str]) -> Any:
-    if isinstance(value, str):
-        return names.get(value, value)
-    if isinstance(value, tuple):
-        return tuple(_rename(v, names) for v in value)
-    if isinstance(value, frozenset):
-        return frozenset(_rename(v, names) for v in value)
-    return value
-
-
-def _node_state_key(node: Node) -> Hashable:
-    method = getattr(node, "state_key", None)
-    if method is None or not callable(method):
-        raise TypeError(
-            f"{type(node).__name__} has no state_key() method; pass node_key=... to say "
-            "what of a node's state matters"
-        )
-    return method()  # type: ignore[no-any-return]
-
-
-def _attributes(obj: Any) -> Iterator[tuple[str, Any]]:
-    d = getattr(obj, "__dict__", None)
-    if isinstance(d, dict):
-        yield from d.items()
-    for cls in type(obj).__mro__:
-        for name in getattr(cls, "__slots__", ()):
-            if isinstance(name, str) and hasattr(obj, name):
-                yield name, getattr(obj, name)
-
-
-_PLAIN = (type, str, bytes, int, float, tuple, list, dict, set, frozenset, type(None))
-_RNG_PATHS: dict[type, list[tuple[str, ...]]] = {}
-
-
-def _rng_paths(node: Any) -> list[tuple[str, ...]]:
-    """Attribute paths (depth ≤ 2) at which ``node`` holds ``random.Random`` objects;
-    found once per node class."""
-    paths = _RNG_PATHS.get(type(node))
-    if paths is None:
-        paths = []
-        for name, value in _attributes(node):
-            if isinstance(value, random.Random):
-                paths.append((name,))
-            elif not isinstance(value, _PLAIN):
-                for inner, v in _attributes(value):
-                    if isinstance(v, random.Random):
-                        paths.append((name, inner))
-        _RNG_PATHS[type(node)] = paths
-    return paths
-
-
-def deepcopy_node(node: Node) -> Node:
-    """``copy.deepcopy`` of a node, with its ``random.Random`` generators (attributes of
-    the node or of its attributes) copied by state first: a plain deepcopy walks the
-    generator's 625-word state one integer at a time, which is most of the cost of
-    copying a small node."""
-    memo: dict[int, Any] = {}
-    for path in _rng_paths(node):
-        value: Any = node
-        for name in path:
-            value = getattr(value, name, None)
-        if isinstance(value, random.Random) and id(value) not in memo:
-            memo[id(value)] = copy.copy(value)  # shares the immutable state tuple
-    return copy.deepcopy(node, memo)
-
-
-def _describe_payload(envelope: Envelope, limit: int = 160) -> str:
-    try:
-        text = repr(decode_cbor(envelope.payload))
-    except DecodeError:
-        text = envelope.payload.hex()
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _describe_effect(effect: Effect) -> str | None:
-    if isinstance(effect, Send):
-        env = effect.envelope
-        to = env.recipient if env.recipient is not None else f"topic {env.topic}"
-        return f"send {env.type} to {to} {_describe_payload(env)}"
-    if isinstance(effect, Deliver):
-        rid = f" [{effect.request_id}]" if effect.request_id is not None else ""
-        text = repr(effect.payload)
-        if len(text) > 160:
-            text = text[:159] + "…"
-        return f"deliver {effect.kind}{rid} {text}"
-    return None  # timers and persistence are shown in the state, not in the story
-
-
-# -- internal state ------------------------------------------------------------------
-class _State:
-    """One cluster state. Never mutated once stored (copy on write)."""
-
-    __slots__ = ("budget", "depth", "net", "node_keys", "nodes", "pending", "timers")
-
-    def __init__(
-        self,
-        nodes: tuple[Node, ...],
-        node_keys: tuple[Hashable, ...],
-        timers: tuple[frozenset[str], ...],
-        net: dict[tuple[int, Hashable], tuple[Envelope, int]],
-        pending: frozenset[int],
-        budget: tuple[int, int, int],
-        depth: int,
-    ) -> None:
-        self.nodes = nodes
-        self.node_keys = node_keys
-        self.timers = timers
-        self.net = net  # (recipient index, message key) -> (envelope, copies)
-        self.pending = pending
-        self.budget = budget  # (drops, duplicates, timer firings) used
-        self.depth = depth
-
-
-class _NodeRaised(Exception):
-    def __init__(self, step: Step, exc: BaseException) -> None:
+class _StopSearch(Exception):
+    def __init__(self, idx: int, action: _Action, exc: BaseException) -> None:
         super().__init__(str(exc))
-        self.step = step
+        self.idx = idx
+        self.action = action
         self.exc = exc
 
 
 def _check_budget(name: str, value: object) -> int:
     if type(value) is not int:
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+        raise TypeMismatch(f"{name} must be an int, got {type(value).__name__}")
     if value < 0:
-        raise ValueError(f"{name} must be >= 0, got {value}")
+        raise InvalidArgument(f"{name} must be >= 0, got {value}")
     return value
 
 
@@ -431,21 +198,26 @@ def _check_optional_budget(name: str, value: object) -> int | None:
     return None if value is None else _check_budget(name, value)
 
 
-class ModelChecker:
+class ModelChecker(LocalSteps):
     """Breadth-first exploration of a cluster of ``factory``-built nodes.
 
     ``node_ids`` name the nodes (each built with ``random.Random(f"{seed}/{id}")`` and
     started with ``Start`` in list order). ``invariants`` maps names to
     :data:`Invariant` callables checked in every state; ``quiescent_invariants`` only in
     states with no message in flight. ``requests`` are scripted client requests. The
-    budgets bound faults per path: ``max_drops`` and ``max_duplicates`` (default 0),
-    ``max_timer_fires`` (default ``None``: unbounded). ``max_depth`` bounds path length
-    and ``max_states`` the number of distinct states (either makes ``exhausted``
-    false when it cuts the search). ``progress`` (``True`` for stderr, or a stream)
-    prints states/s, depth and frontier every ``progress_interval_s`` seconds.
-    ``prefix`` scripts the first actions as ``(kind, node, text)`` triples (see
-    :meth:`_follow_prefix`); the search, its depth bound and its budgets start after
-    it (the prefix's own faults are not charged).
+    budgets bound faults per path: ``max_drops``, ``max_duplicates`` and
+    ``max_crashes`` (default 0), ``max_timer_fires`` (default ``None``: unbounded).
+    ``max_depth`` bounds path length and ``max_states`` the number of distinct states;
+    ``timeout_s`` (seconds) and ``max_memory`` (bytes of RSS) bound the run (any of
+    these makes ``exhausted`` false when it cuts the search). ``network`` is
+    ``"multiset"`` or ``"set"`` (see the module docstring). ``symmetry`` is ``False``,
+    ``True`` (all nodes interchangeable) or a sequence of groups of node ids.
+    ``progress`` (``True`` for stderr, or a stream) prints states/s, depth and frontier
+    every ``progress_interval_s`` seconds. ``prefix`` scripts the first actions as
+    ``(kind, node, text)`` triples (see :meth:`_follow_prefix`); the search, its depth
+    bound and its budgets start after it (the prefix's own faults are not charged).
+    ``memoize=False`` steps a fresh copy for every transition (for measuring what the
+    memo saves, and for nodes whose key is known not to determine their behaviour).
     """
 
     def __init__(
@@ -461,66 +233,84 @@ class ModelChecker:
         max_drops: int = 0,
         max_duplicates: int = 0,
         max_timer_fires: int | None = None,
-        symmetry: bool = False,
+        max_crashes: int = 0,
+        network: Network = "multiset",
+        symmetry: bool | Sequence[Sequence[str]] = False,
         node_key: Callable[[Node], Hashable] | None = None,
         message_key: Callable[[Envelope], Hashable] | None = None,
         copy_node: Callable[[Node], Node] | None = None,
         now: int | Callable[[int], int] = 0,
         seed: int = 0,
+        timeout_s: float | None = None,
+        max_memory: int | None = None,
+        memoize: bool = True,
         progress: bool | TextIO = False,
         progress_interval_s: float = 1.0,
         prefix: Sequence[tuple[str, str, str]] = (),
     ) -> None:
         if not callable(factory):
-            raise TypeError("factory must be callable(node_id, rng) -> Node")
+            raise TypeMismatch("factory must be callable(node_id, rng) -> Node")
         if isinstance(node_ids, str) or not isinstance(node_ids, Sequence):
-            raise TypeError("node_ids must be a sequence of str")
+            raise TypeMismatch("node_ids must be a sequence of str")
         ids = list(node_ids)
         if not ids:
-            raise ValueError("need at least one node")
+            raise InvalidArgument("need at least one node")
         for nid in ids:
             if not isinstance(nid, str):
-                raise TypeError(f"node ids must be str, got {type(nid).__name__}")
+                raise TypeMismatch(f"node ids must be str, got {type(nid).__name__}")
             if not nid:
-                raise ValueError("node ids must be non-empty")
+                raise InvalidArgument("node ids must be non-empty")
         if len(set(ids)) != len(ids):
-            raise ValueError(f"duplicate node ids in {ids!r}")
+            raise InvalidArgument(f"duplicate node ids in {ids!r}")
         self.node_ids: tuple[str, ...] = tuple(ids)
+        self._index = {nid: i for i, nid in enumerate(ids)}
         self.invariants = self._check_invariants(invariants, "invariants")
         self.quiescent_invariants = self._check_invariants(
             quiescent_invariants, "quiescent_invariants"
         )
+        # (name, invariant, verdicts by local-state ids for those that read only nodes)
+        self._checks: list[tuple[str, Invariant, dict[Any, Any]]] = [
+            (name, fn, {}) for name, fn in self.invariants.items()]
+        self._all_checks = self._checks + [
+            (name, fn, {}) for name, fn in self.quiescent_invariants.items()]
         self.requests = self._check_requests(requests)
         self.max_depth = _check_budget("max_depth", max_depth)
         self.max_states = _check_optional_budget("max_states", max_states)
         if self.max_states == 0:
-            raise ValueError("max_states must be positive")
+            raise InvalidArgument("max_states must be positive")
         self.max_drops = _check_budget("max_drops", max_drops)
         self.max_duplicates = _check_budget("max_duplicates", max_duplicates)
         self.max_timer_fires = _check_optional_budget("max_timer_fires", max_timer_fires)
-        if not isinstance(symmetry, bool):
-            raise TypeError("symmetry must be a bool")
-        if symmetry and any(r.targets is not None for r in self.requests):
-            raise ValueError("symmetry reduction needs requests without targets")
-        if symmetry and len(ids) > MAX_SYMMETRY_NODES:
-            raise ValueError(f"symmetry reduction supports at most {MAX_SYMMETRY_NODES} nodes")
-        self.symmetry = symmetry
+        self.max_crashes = _check_budget("max_crashes", max_crashes)
+        if network not in ("multiset", "set"):
+            raise InvalidArgument(f"network must be 'multiset' or 'set', got {network!r}")
+        if network == "set" and self.max_duplicates:
+            raise InvalidArgument("a set network duplicates every message already")
+        self.groups = self._check_symmetry(symmetry)
+        self.symmetry = bool(self.groups)
         for name, fn in (("node_key", node_key), ("message_key", message_key),
                          ("copy_node", copy_node)):
             if fn is not None and not callable(fn):
-                raise TypeError(f"{name} must be callable")
-        self._node_key = node_key or _node_state_key
-        self._message_key = message_key or default_message_key
-        self._copy: Callable[[Node], Node] = copy_node or deepcopy_node
+                raise TypeMismatch(f"{name} must be callable")
         if isinstance(now, bool) or not (isinstance(now, int) or callable(now)):
-            raise TypeError("now must be an int or callable(depth) -> int")
+            raise TypeMismatch("now must be an int or callable(depth) -> int")
         if isinstance(now, int) and now < 0:
-            raise ValueError("now must be >= 0")
+            raise InvalidArgument("now must be >= 0")
         self._now = now
         if type(seed) is not int:
-            raise TypeError("seed must be an int")
-        self.seed = seed
-        self.factory = factory
+            raise TypeMismatch("seed must be an int")
+        if timeout_s is not None and (isinstance(timeout_s, bool)
+                                      or not isinstance(timeout_s, int | float)):
+            raise TypeMismatch("timeout_s must be a number of seconds or None")
+        if timeout_s is not None and not 0 < timeout_s < float("inf"):
+            raise InvalidArgument(f"timeout_s must be a finite number > 0, got {timeout_s!r}")
+        self.timeout_s = timeout_s
+        if max_memory is not None and (type(max_memory) is not int or max_memory < 1):
+            raise InvalidArgument(f"max_memory must be a positive int (bytes), got {max_memory!r}")
+        self.max_memory = max_memory
+        if not isinstance(memoize, bool):
+            raise TypeMismatch("memoize must be a bool")
+        self.memoize = memoize
         if progress is True:
             self._progress: TextIO | None = sys.stderr
         elif progress is False:
@@ -528,20 +318,37 @@ class ModelChecker:
         elif hasattr(progress, "write"):
             self._progress = progress
         else:
-            raise TypeError("progress must be a bool or a text stream")
-        if not isinstance(progress_interval_s, int | float) or progress_interval_s <= 0:
-            raise ValueError("progress_interval_s must be a positive number")
+            raise TypeMismatch("progress must be a bool or a text stream")
+        if isinstance(progress_interval_s, bool) or not isinstance(
+                progress_interval_s, int | float) or not progress_interval_s > 0:
+            raise InvalidArgument("progress_interval_s must be a positive number")
         self.progress_interval_s = float(progress_interval_s)
         if isinstance(prefix, str) or not isinstance(prefix, Sequence):
-            raise TypeError("prefix must be a sequence of (kind, node, text) triples")
+            raise TypeMismatch("prefix must be a sequence of (kind, node, text) triples")
         for item in prefix:
             if not (isinstance(item, tuple) and len(item) == 3
                     and all(isinstance(x, str) for x in item)):
-                raise TypeError(f"prefix step {item!r} is not a (kind, node, text) triple")
+                raise TypeMismatch(f"prefix step {item!r} is not a (kind, node, text) triple")
         self.prefix = tuple(prefix)
-        self._index = {nid: i for i, nid in enumerate(ids)}
-        self._perms: list[tuple[int, ...]] = (
-            list(itertools.permutations(range(len(ids)))) if symmetry else []
+        track_store = self.max_crashes > 0
+        if self.symmetry and track_store:
+            raise InvalidArgument("symmetry reduction cannot be combined with crashes")
+        LocalSteps.__init__(
+            self, factory, self.node_ids, self.requests,
+            node_key=node_key or node_state_key,
+            message_key=message_key or default_message_key,
+            copy_node=copy_node or deepcopy_node,
+            network=network, seed=seed, symmetry=self.symmetry, track_store=track_store,
+        )
+        self._root_prefix: list[_Action] = []
+        self._memo: dict[int, _Result] = {}
+        self._memo_now: int | None = None
+        # Canonical keys by raw (locals, net): the same raw state recurs on many paths.
+        self._canon_of: dict[tuple[tuple[int, ...], Any], tuple[Hashable, ...]] = {}
+        self._canon = (
+            Canonicalizer(self.node_ids, [tuple(self._index[n] for n in g) for g in self.groups],
+                          self._local_part, self._message_part)
+            if self.symmetry else None
         )
 
     # -- validation ------------------------------------------------------------------
@@ -552,393 +359,437 @@ class ModelChecker:
         if invariants is None:
             return {}
         if not isinstance(invariants, Mapping):
-            raise TypeError(f"{what} must be a mapping name -> callable")
+            raise TypeMismatch(f"{what} must be a mapping name -> callable")
         out: dict[str, Invariant] = {}
         for name, fn in invariants.items():
             if not isinstance(name, str) or not name:
-                raise TypeError(f"{what}: names must be non-empty str")
+                raise TypeMismatch(f"{what}: names must be non-empty str")
             if not callable(fn):
-                raise TypeError(f"{what}[{name!r}] is not callable")
+                raise TypeMismatch(f"{what}[{name!r}] is not callable")
             out[name] = fn
         return out
 
     def _check_requests(self, requests: Sequence[Request]) -> tuple[Request, ...]:
         if isinstance(requests, str | bytes) or not isinstance(requests, Sequence):
-            raise TypeError("requests must be a sequence of Request")
+            raise TypeMismatch("requests must be a sequence of Request")
         out = []
         for i, r in enumerate(requests):
             if not isinstance(r, Request):
-                raise TypeError(f"requests[{i}] is not a Request")
+                raise TypeMismatch(f"requests[{i}] is not a Request")
             if r.targets is not None:
                 unknown = [t for t in r.targets if t not in self.node_ids]
                 if unknown or not r.targets:
-                    raise ValueError(f"requests[{i}] targets unknown nodes {unknown!r}")
+                    raise InvalidArgument(f"requests[{i}] targets unknown nodes {unknown!r}")
             if r.request_id is None:
                 r = attrs.evolve(r, request_id=f"req-{i}")
             out.append(r)
         ids = [r.request_id for r in out]
         if len(set(ids)) != len(ids):
-            raise ValueError("request ids must be distinct")
+            raise InvalidArgument("request ids must be distinct")
+        if len(out) > 62:
+            raise InvalidArgument("at most 62 scripted requests")
         return tuple(out)
 
-    # -- keys --------------------------------------------------------------------------
-    def _nkey(self, node: Node) -> Hashable:
-        key = self._node_key(node)
-        if self.symmetry:
-            return freeze(key)
-        hash(key)
-        return key
-
-    def _mkey(self, envelope: Envelope) -> Hashable:
-        key = self._message_key(envelope)
-        return freeze(key) if self.symmetry else key
-
-    def _key(self, s: _State) -> Hashable:
-        net = frozenset((k, c) for k, (_env, c) in s.net.items())
-        key = (s.node_keys, s.timers, net, s.pending, s.budget)
-        if not self.symmetry:
-            return key
-        return min((self._permuted(s, p, net) for p in self._perms), key=hash)
-
-    def _permuted(self, s: _State, p: tuple[int, ...], net: frozenset[Any]) -> Hashable:
-        ids = self.node_ids
-        names = {ids[i]: ids[p[i]] for i in range(len(ids))}
-        n = len(ids)
-        node_keys: list[Hashable] = [None] * n
-        timers: list[Hashable] = [None] * n
-        for i in range(n):
-            node_keys[p[i]] = _rename(s.node_keys[i], names)
-            timers[p[i]] = _rename(s.timers[i], names)
-        pnet = frozenset(((p[dst], _rename(k, names)), c) for (dst, k), c in net)
-        return (tuple(node_keys), tuple(timers), pnet, s.pending, s.budget)
+    def _check_symmetry(self, symmetry: object) -> list[tuple[str, ...]]:
+        if symmetry is False:
+            return []
+        if symmetry is True:
+            groups = [self.node_ids]
+        elif isinstance(symmetry, str | bytes) or not isinstance(symmetry, Sequence) or any(
+                isinstance(g, str | bytes) or not isinstance(g, Sequence) for g in symmetry):
+            raise TypeMismatch("symmetry must be a bool or a sequence of groups of node ids")
+        else:
+            groups = [tuple(g) for g in symmetry]
+        seen: set[str] = set()
+        for g in groups:
+            if len(g) < 2:
+                raise InvalidArgument(f"a symmetry group needs at least two nodes: {g!r}")
+            for nid in g:
+                if nid not in self._index:
+                    raise InvalidArgument(f"symmetry group names unknown node {nid!r}")
+                if nid in seen:
+                    raise InvalidArgument(f"node {nid!r} is in two symmetry groups")
+                seen.add(nid)
+        for i, r in enumerate(self.requests):
+            if r.targets is None:
+                continue
+            for g in groups:
+                inside = set(r.targets) & set(g)
+                if inside and inside != set(g):
+                    raise InvalidArgument(
+                        f"requests[{i}] targets part of the symmetry group {g!r}; symmetry "
+                        "reduction needs requests that target whole groups"
+                    )
+        return groups
 
     # -- transitions -----------------------------------------------------------------
     def _time(self, depth: int) -> int:
         return self._now(depth) if callable(self._now) else self._now
 
-    def _apply(
-        self,
-        s: _State,
-        i: int,
-        event: Event,
-        step: Step,
-        net: dict[tuple[int, Hashable], tuple[Envelope, int]],
-        pending: frozenset[int],
-        budget: tuple[int, int, int],
-        timers_after: frozenset[str] | None = None,
-    ) -> tuple[_State, Step]:
-        """Step node ``i`` with ``event`` on top of the given network; new state."""
-        node = self._copy(s.nodes[i])
-        timers = set(s.timers[i] if timers_after is None else timers_after)
-        try:
-            effects = node.step(event)
-        except DecodeError as exc:
-            rejected = attrs.evolve(step, effects=(f"rejected: {exc}",))
-            new_timers = list(s.timers)
-            new_timers[i] = frozenset(timers)
-            return (
-                _State(s.nodes, s.node_keys, tuple(new_timers), net, pending, budget,
-                       s.depth + 1),
-                rejected,
-            )
-        except Exception as exc:
-            raise _NodeRaised(step, exc) from exc
-        described: list[str] = []
-        copied_net = False
-        for effect in effects:
-            if isinstance(effect, Send):
-                env = effect.envelope
-                if not copied_net:
-                    net = dict(net)
-                    copied_net = True
-                if env.recipient is not None:
-                    targets = [self._index[env.recipient]] if env.recipient in self._index else []
+    def _successors(self, s: _State, now: int) -> Iterator[tuple[_State, int, int, Any]]:
+        """Every action enabled in ``s``: (next state, kind, node position, argument).
+        Raises _StopSearch when a node raised."""
+        locals_, net, pending, budget = s
+        drops, dups, fires, crashes = budget
+        is_set = self.network == "set"
+        msgs = self._msgs
+        memo = self._memo if self.memoize else {}
+        if now != self._memo_now:
+            memo.clear()
+            self._memo_now = now
+        local_step = self._local_step
+        K = _K
+        for m in self._net_ids(net) if is_set else sorted(set(net)):
+            dst = msgs[m].dst
+            lid = locals_[dst]
+            code = m << 2
+            res = memo.get(lid * K + code)
+            if res is None:
+                res = memo[lid * K + code] = local_step(lid, code, now)
+            if isinstance(res, _Raised):
+                raise _StopSearch(-1, (_DELIVER, dst, m), res.exc)
+            new_lid, sends = res
+            if is_set:
+                if new_lid == lid and not sends & ~net:
+                    yield s, _DELIVER, dst, m  # a self-loop
                 else:
-                    targets = [j for j in range(len(self.node_ids)) if j != i]
-                mk = self._mkey(env)
-                for j in targets:
-                    k = (j, mk)
-                    have = net.get(k)
-                    net[k] = (env, 1) if have is None else (have[0], have[1] + 1)
-            elif isinstance(effect, SetTimer):
-                timers.add(effect.name)
-            elif isinstance(effect, CancelTimer):
-                timers.discard(effect.name)
-            elif not isinstance(effect, Persist | Deliver):
-                raise _NodeRaised(step, TypeError(f"unknown effect {effect!r}"))
-            text = _describe_effect(effect)
-            if text is not None:
-                described.append(text)
-        nodes = list(s.nodes)
-        nodes[i] = node
-        keys = list(s.node_keys)
-        keys[i] = self._nkey(node)
-        new_timers = list(s.timers)
-        new_timers[i] = frozenset(timers)
-        new = _State(tuple(nodes), tuple(keys), tuple(new_timers), net, pending, budget,
-                     s.depth + 1)
-        return new, attrs.evolve(step, effects=tuple(described))
-
-    def _successors(self, s: _State) -> Iterator[tuple[_State, Step]]:
-        ids = self.node_ids
-        now = self._time(s.depth)
-        drops, dups, fires = s.budget
-        for k, (env, count) in s.net.items():
-            dst = k[0]
-            net = dict(s.net)
-            if count == 1:
-                del net[k]
-            else:
-                net[k] = (env, count - 1)
-            label = f"{env.type} from {env.sender} {_describe_payload(env)}"
-            yield self._apply(
-                s, dst, Receive(now, env), Step("deliver", ids[dst], label), net,
-                s.pending, s.budget,
-            )
+                    yield ((*locals_[:dst], new_lid, *locals_[dst + 1:]), net | sends, pending,
+                           budget), _DELIVER, dst, m
+                if drops < self.max_drops:
+                    yield ((locals_, net & ~(1 << m), pending,
+                            (drops + 1, dups, fires, crashes)), _DROP, dst, m)
+                continue
+            pos = net.index(m)
+            rest = net[:pos] + net[pos + 1:]
+            after = tuple(sorted(rest + sends)) if sends else rest
+            yield ((*locals_[:dst], new_lid, *locals_[dst + 1:]), after, pending, budget), \
+                _DELIVER, dst, m
             if drops < self.max_drops:
-                yield (
-                    _State(s.nodes, s.node_keys, s.timers, net, s.pending,
-                           (drops + 1, dups, fires), s.depth + 1),
-                    Step("drop", ids[dst], label),
-                )
+                yield (locals_, rest, pending, (drops + 1, dups, fires, crashes)), _DROP, dst, m
             if dups < self.max_duplicates:
-                more = dict(s.net)
-                more[k] = (env, count + 1)
-                yield (
-                    _State(s.nodes, s.node_keys, s.timers, more, s.pending,
-                           (drops, dups + 1, fires), s.depth + 1),
-                    Step("duplicate", ids[dst], label),
-                )
+                yield ((locals_, (*net[:pos], m, *net[pos:]), pending,
+                        (drops, dups + 1, fires, crashes)), _DUP, dst, m)
         if self.max_timer_fires is None or fires < self.max_timer_fires:
-            # Count firings only when bounded: the count is part of the state key.
-            budget = (drops, dups, fires + (self.max_timer_fires is not None))
-            for i, names in enumerate(s.timers):
-                for name in sorted(names):
-                    yield self._apply(
-                        s, i, TimerFired(now, name), Step("timer", ids[i], name), s.net,
-                        s.pending, budget, timers_after=names - {name},
-                    )
-        for r in sorted(s.pending):
-            req = self.requests[r]
-            targets = req.targets if req.targets is not None else ids
-            rest = s.pending - {r}
-            assert req.request_id is not None
-            for t in targets:
-                i = self._index[t]
-                yield self._apply(
-                    s, i, ClientRequest(now, req.request_id, req.payload),
-                    Step("request", t, f"{req.request_id} {req.payload!r}"), s.net, rest,
-                    s.budget,
-                )
+            # Count firings only when bounded: the count is part of the state.
+            fired = (drops, dups, fires + (self.max_timer_fires is not None), crashes)
+            for i, lid in enumerate(locals_):
+                timers = self._locals[lid].timers
+                if not timers:
+                    continue
+                for name in sorted(timers):
+                    code = self._timer_code(name)
+                    res = memo.get(lid * K + code)
+                    if res is None:
+                        res = memo[lid * K + code] = local_step(lid, code, now)
+                    if isinstance(res, _Raised):
+                        raise _StopSearch(-1, (_TIMER, i, name), res.exc)
+                    new_lid, sends = res
+                    yield ((*locals_[:i], new_lid, *locals_[i + 1:]), self._join(net, sends),
+                           pending, fired), _TIMER, i, name
+        if pending:
+            for r, req in enumerate(self.requests):
+                if not pending >> r & 1:
+                    continue
+                rest_pending = pending & ~(1 << r)
+                targets = req.targets if req.targets is not None else self.node_ids
+                code = 4 * r + 2
+                for t in targets:
+                    i = self._index[t]
+                    lid = locals_[i]
+                    res = memo.get(lid * K + code)
+                    if res is None:
+                        res = memo[lid * K + code] = local_step(lid, code, now)
+                    if isinstance(res, _Raised):
+                        raise _StopSearch(-1, (_REQUEST, i, r), res.exc)
+                    new_lid, sends = res
+                    yield ((*locals_[:i], new_lid, *locals_[i + 1:]), self._join(net, sends),
+                           rest_pending, budget), _REQUEST, i, r
+        if crashes < self.max_crashes:
+            crashed = (drops, dups, fires, crashes + 1)
+            code = 4 * crashes + 3
+            for i, lid in enumerate(locals_):
+                res = memo.get(lid * K + code)
+                if res is None:
+                    res = memo[lid * K + code] = local_step(lid, code, now)
+                if isinstance(res, _Raised):
+                    raise _StopSearch(-1, (_CRASH, i, None), res.exc)
+                new_lid, sends = res
+                yield ((*locals_[:i], new_lid, *locals_[i + 1:]), self._join(net, sends),
+                       pending, crashed), _CRASH, i, None
+
+    def _has_successor(self, s: _State) -> bool:
+        locals_, net, pending, budget = s
+        if net or pending or budget[3] < self.max_crashes:
+            return True
+        if self.max_timer_fires is not None and budget[2] >= self.max_timer_fires:
+            return False
+        return any(self._locals[lid].timers for lid in locals_)
+
+    def _key(self, s: _State) -> Hashable:
+        if self._canon is None:
+            return s
+        locals_, net, pending, budget = s
+        raw = (locals_, net)
+        key = self._canon_of.get(raw)
+        if key is None:
+            key = self._canon_of[raw] = self._canon.key(locals_, self._net_ids(net))
+        return (*key, pending, budget)
 
     # -- invariants ------------------------------------------------------------------
     def _view(self, s: _State) -> ClusterView:
-        return ClusterView(
-            dict(zip(self.node_ids, s.nodes, strict=True)),
-            [(self.node_ids[k[0]], env, c) for k, (env, c) in s.net.items()],
-            dict(zip(self.node_ids, s.timers, strict=True)),
-        )
+        locals_, net, _pending, _budget = s
+        ids = self.node_ids
+        nodes = {ids[i]: self._locals[lid].node for i, lid in enumerate(locals_)}
+
+        def flight() -> list[tuple[str, Envelope, int]]:
+            out: list[tuple[str, Envelope, int]] = []
+            mids = self._net_ids(net)
+            for m in sorted(set(mids)):
+                msg = self._msgs[m]
+                out.append((ids[msg.dst], msg.env, mids.count(m)))
+            return out
+
+        def timers() -> dict[str, frozenset[str]]:
+            return {ids[i]: self._locals[lid].timers for i, lid in enumerate(locals_)}
+
+        return ClusterView(nodes, flight, timers)
 
     def _violation(self, s: _State) -> tuple[str, str] | None:
-        view = self._view(s)
-        checks = list(self.invariants.items())
-        if not s.net:
-            checks += list(self.quiescent_invariants.items())
-        for name, fn in checks:
-            try:
-                verdict = fn(view)
-            except AssertionError as exc:
-                return name, str(exc) or "assertion failed"
-            except Exception as exc:
-                return name, f"invariant raised {type(exc).__name__}: {exc}"
-            if verdict is None or verdict is True:
-                continue
-            if verdict is False:
-                return name, "returned False"
-            if isinstance(verdict, str):
-                if verdict:
-                    return name, verdict
-                continue
-            if isinstance(verdict, list | tuple):
-                if verdict:
-                    return name, "; ".join(map(str, verdict))
-                continue
-            return name, f"invariant returned {verdict!r} (expected None, bool, str or list)"
+        view: ClusterView | None = None
+        locals_ = s[0]
+        checks = self._checks if s[1] or not self.quiescent_invariants else self._all_checks
+        for name, fn, cache in checks:
+            found = cache.get(locals_, cache)
+            if found is not cache:
+                if found is None:
+                    continue
+                return found  # type: ignore[no-any-return]
+            if view is None:
+                view = self._view(s)
+            view.read_network = False
+            bad = self._judge(name, fn, view)
+            if not view.read_network:
+                cache[locals_] = bad
+            if bad is not None:
+                return bad
         return None
+
+    @staticmethod
+    def _judge(name: str, fn: Invariant, view: ClusterView) -> tuple[str, str] | None:
+        try:
+            verdict = fn(view)
+        except AssertionError as exc:
+            return name, str(exc) or "assertion failed"
+        except Exception as exc:
+            return name, f"invariant raised {type(exc).__name__}: {exc}"
+        if verdict is None or verdict is True:
+            return None
+        if verdict is False:
+            return name, "returned False"
+        if isinstance(verdict, str):
+            return (name, verdict) if verdict else None
+        if isinstance(verdict, list | tuple):
+            return (name, "; ".join(map(str, verdict))) if verdict else None
+        return name, f"invariant returned {verdict!r} (expected None, bool, str or list)"
 
     def _final_state(self, s: _State) -> tuple[str, ...]:
         out = []
-        for nid, node, key, timers in zip(
-            self.node_ids, s.nodes, s.node_keys, s.timers, strict=True
-        ):
-            describe = getattr(node, "describe", None)
+        locals_, net, _pending, _budget = s
+        for nid, lid in zip(self.node_ids, locals_, strict=True):
+            loc = self._locals[lid]
+            describe = getattr(loc.node, "describe", None)
             if callable(describe):
                 text = str(describe())
-            elif type(node).__repr__ is not object.__repr__:
-                text = repr(node)
+            elif type(loc.node).__repr__ is not object.__repr__:
+                text = repr(loc.node)
             else:
-                text = repr(key)
+                text = repr(loc.key)
             if len(text) > 300:
                 text = text[:299] + "…"
-            out.append(f"{nid}: {text}  timers={sorted(timers)}")
-        for k, (env, c) in s.net.items():
+            out.append(f"{nid}: {text}  timers={sorted(loc.timers)}")
+        mids = self._net_ids(net)
+        for m in sorted(set(mids)):
+            msg = self._msgs[m]
+            c = mids.count(m)
             times = f" ×{c}" if c > 1 else ""
-            out.append(
-                f"in flight to {self.node_ids[k[0]]}: {env.type} from {env.sender}{times}"
-            )
+            out.append(f"in flight to {self.node_ids[msg.dst]}: {msg.env.type} from "
+                       f"{msg.env.sender}{times}")
         return tuple(out)
 
-    # -- the search ------------------------------------------------------------------
-    def initial_state(self) -> tuple[_State, list[str]]:
-        """Build and start every node; returns the state and the start effects shown."""
-        nodes: list[Node] = []
-        for nid in self.node_ids:
-            node = self.factory(nid, random.Random(f"{self.seed}/{nid}"))
-            if not isinstance(node, Node):
-                raise TypeError(f"factory returned {type(node).__name__}, not a Node")
-            if node.node_id != nid:
-                raise ValueError(f"factory built node {node.node_id!r} for id {nid!r}")
-            nodes.append(node)
-        empty: frozenset[str] = frozenset()
-        s = _State(
-            tuple(nodes),
-            tuple(self._nkey(n) for n in nodes),
-            tuple(empty for _ in nodes),
-            {},
-            frozenset(range(len(self.requests))),
-            (0, 0, 0),
-            0,
-        )
-        notes: list[str] = []
-        for i, nid in enumerate(self.node_ids):
-            s, step = self._apply(
-                s, i, Start(self._time(0)), Step("start", nid, ""), s.net, s.pending, s.budget
-            )
-            s.depth = 0
-            notes.extend(f"{nid} {e}" for e in step.effects)
-        return s, notes
+    # -- the initial state and the prefix --------------------------------------------
+    def _initial(self) -> _State:
+        now = self._time(0)
+        locals_: list[int] = []
+        net: Any = self._no_sends
+        for i in range(len(self.node_ids)):
+            node = self._build(i)
+            timers: set[str] = set()
+            store: dict[str, bytes] | None = {} if self._track_store else None
+            try:
+                effects = node.step(Start(now))
+                sends = self._carry_out(i, effects, timers, store)
+            except Exception as exc:
+                raise ModelCheckerError(
+                    f"node {self.node_ids[i]} raised at Start: {type(exc).__name__}: {exc}"
+                ) from exc
+            frozen = frozenset(store.items()) if store is not None else None
+            locals_.append(self._intern_local(i, self._nkey(node), node, frozenset(timers),
+                                              frozen))
+            mids = [self._intern_msg(j, env) for j, env in sends]
+            if self.network == "set":
+                for m in mids:
+                    net |= 1 << m
+            else:
+                net = tuple(sorted(net + tuple(mids)))
+        return (tuple(locals_), net, (1 << len(self.requests)) - 1, (0, 0, 0, 0))
 
+
+    def _follow_prefix(self, s: _State) -> tuple[_State, list[_Action]]:
+        """Replay the scripted ``prefix``: at each item take the first action whose kind
+        and node match and whose description contains the text. The search starts from
+        the state reached (depth 0 again, budgets unused): *guided* model checking, for
+        bugs deeper than an exhaustive search from the initial state can reach."""
+        actions: list[_Action] = []
+        budgets = (self.max_drops, self.max_duplicates, self.max_timer_fires, self.max_crashes)
+        free = len(self.prefix)
+        self.max_drops, self.max_timer_fires = free, None
+        self.max_duplicates = 0 if self.network == "set" else free
+        self.max_crashes = free if self._track_store else 0
+        try:
+            for n, (kind, node, text) in enumerate(self.prefix, 1):
+                for succ, *act in self._successors(s, self._time(n - 1)):
+                    action = (act[0], act[1], act[2])
+                    k, nid, detail = self.describe_action(action)
+                    if k == kind and nid == node and text in detail:
+                        actions.append(action)
+                        s = succ
+                        break
+                else:
+                    raise InvalidArgument(
+                        f"prefix step {n} {(kind, node, text)!r} matches no enabled action"
+                    )
+        except _StopSearch as exc:
+            raise ModelCheckerError(f"a node raised while following the prefix: {exc.exc!r}"
+                                    ) from exc.exc
+        finally:
+            (self.max_drops, self.max_duplicates, self.max_timer_fires,
+             self.max_crashes) = budgets
+        return (s[0], s[1], s[2], (0, 0, 0, 0)), actions
+
+    # -- the search ------------------------------------------------------------------
     def run(self) -> ModelCheckResult:
         """Explore breadth-first; stop at the first violation (shortest trace)."""
         started = time.perf_counter()
-        try:
-            init, _notes = self.initial_state()
-        except _NodeRaised as exc:
-            raise exc.exc from None
-        try:
-            init, prefix_steps = self._follow_prefix(init)
-        except _NodeRaised as exc:
-            raise exc.exc from None
+        budget = Budget.of(self.timeout_s, self.max_memory)
+        bounded = budget.bounded
+        init, prefix = self._follow_prefix(self._initial())
+        self._root_prefix = prefix
         seen: dict[Hashable, int] = {self._key(init): 0}
-        parents: list[tuple[int, Step | None]] = [(-1, None)]
+        parents: list[int] = [-1]
+        actions: list[_Action | None] = [None]
+        states: list[_State | None] = [init]
         transitions = 0
-        frontier: deque[tuple[int, _State]] = deque([(0, init)])
-        depth = 0
+        frontier: deque[tuple[int, int]] = deque([(0, 0)])  # (state index, depth)
+        depth = depth_complete = 0
         last_report = started
-        cut = False
+        cut: str = ""
+        frozen = False  # depth_complete stops growing once states were skipped
 
-        def result(cx: Counterexample | None, exhausted: bool) -> ModelCheckResult:
+        def result(cx: Counterexample | None, reason: str) -> ModelCheckResult:
             elapsed = time.perf_counter() - started
-            res = ModelCheckResult(cx, len(seen), transitions, depth, exhausted, elapsed)
+            res = ModelCheckResult(cx, len(seen), transitions, depth,
+                                   cx is None and not reason, elapsed, reason, depth_complete)
             if self._progress is not None:
                 print(f"model checker: {res.summary()}", file=self._progress, flush=True)
             return res
 
-        def trace(idx: int, last: Step | None = None) -> tuple[Step, ...]:
-            steps: list[Step] = [] if last is None else [last]
+        def trace_of(idx: int) -> list[_Action]:
+            path: list[_Action] = []
             while idx > 0:
-                parent, step = parents[idx]
-                assert step is not None
-                steps.append(step)
-                idx = parent
-            return prefix_steps + tuple(reversed(steps))
+                a = actions[idx]
+                assert a is not None
+                path.append(a)
+                idx = parents[idx]
+            return prefix + path[::-1]
 
         bad = self._violation(init)
         if bad is not None:
-            return result(
-                Counterexample(bad[0], bad[1], prefix_steps, self._final_state(init)), False
-            )
+            return result(self._counterexample(bad, trace_of(0), init), "")
+        level = 0
         while frontier:
-            idx, s = frontier.popleft()
-            if s.depth > depth:
-                depth = s.depth
-            if s.depth >= self.max_depth:
-                cut = cut or self._has_successor(s)
+            idx, d = frontier.popleft()
+            if d > level:
+                level = d
+                if not frozen:
+                    depth_complete = d  # every state of depth <= d is generated and checked
+            if d > depth:
+                depth = d
+            if bounded:
+                stop = budget.tick()
+                if stop:
+                    cut = stop
+                    break
+            s = states[idx]
+            assert s is not None
+            if d >= self.max_depth:
+                if not cut and self._has_successor(s):
+                    cut = DEPTH_BOUND
                 continue
+            now = self._time(d)
             try:
-                for succ, step in self._successors(s):
+                for succ, kind, i, arg in self._successors(s, now):
                     transitions += 1
+                    if succ is s:  # a self-loop (a set network's redundant delivery)
+                        continue
                     key = self._key(succ)
                     if key in seen:
                         continue
                     if self.max_states is not None and len(seen) >= self.max_states:
-                        cut = True
+                        cut, frozen = STATE_BOUND, True
                         continue
-                    new_idx = len(parents)
+                    new_idx = len(states)
                     seen[key] = new_idx
-                    parents.append((idx, step))
+                    parents.append(idx)
+                    actions.append((kind, i, arg))
+                    states.append(succ)
                     bad = self._violation(succ)
                     if bad is not None:
-                        depth = succ.depth
-                        return result(
-                            Counterexample(bad[0], bad[1], trace(new_idx),
-                                           self._final_state(succ)),
-                            False,
-                        )
-                    frontier.append((new_idx, succ))
-            except _NodeRaised as exc:
-                depth = s.depth + 1
+                        depth = d + 1
+                        return result(self._counterexample(bad, trace_of(new_idx), succ), "")
+                    frontier.append((new_idx, d + 1))
+            except _StopSearch as exc:
+                depth = d + 1
+                path = [*trace_of(idx), exc.action]
                 message = f"{type(exc.exc).__name__}: {exc.exc}"
-                return result(
-                    Counterexample("node-raised", message, trace(idx, exc.step),
-                                   self._final_state(s)),
-                    False,
-                )
+                return result(self._counterexample(("node-raised", message), path, s,
+                                                   raised=True), "")
+            except MemoryError:  # the budget was set too high, or none: still no verdict
+                self._memo.clear()
+                frontier.clear()
+                cut = MEMORY
+                break
+            states[idx] = None  # expanded: only its key (in seen) stays
             if self._progress is not None:
-                now = time.perf_counter()
-                if now - last_report >= self.progress_interval_s:
-                    last_report = now
-                    rate = len(seen) / (now - started)
+                t = time.perf_counter()
+                if t - last_report >= self.progress_interval_s:
+                    last_report = t
                     print(
-                        f"model checker: depth {s.depth}, {len(seen)} states, frontier "
-                        f"{len(frontier)}, {rate:,.0f} states/s",
-                        file=self._progress,
-                        flush=True,
+                        f"model checker: depth {d}, {len(seen)} states, frontier "
+                        f"{len(frontier)}, {len(seen) / (t - started):,.0f} states/s, "
+                        f"{len(self._locals)} local states",
+                        file=self._progress, flush=True,
                     )
-        return result(None, not cut)
+        if not frozen:
+            depth_complete = depth
+        return result(None, cut)
 
-    def _follow_prefix(self, s: _State) -> tuple[_State, tuple[Step, ...]]:
-        """Replay the scripted ``prefix``: at each item take the first action whose kind
-        and node match and whose description contains the text. The search starts from
-        the state reached (depth 0 again): *guided* model checking, for bugs deeper
-        than an exhaustive search from the initial state can reach."""
-        steps: list[Step] = []
-        budgets = (self.max_drops, self.max_duplicates, self.max_timer_fires)
-        self.max_drops = self.max_duplicates = len(self.prefix)  # prefix faults are free
-        self.max_timer_fires = None
-        try:
-            for n, (kind, node, text) in enumerate(self.prefix, 1):
-                for succ, step in self._successors(s):
-                    if step.kind == kind and step.node == node and text in step.detail:
-                        steps.append(step)
-                        s = succ
-                        break
-                else:
-                    raise ValueError(
-                        f"prefix step {n} {(kind, node, text)!r} matches no enabled action"
-                    )
-        finally:
-            self.max_drops, self.max_duplicates, self.max_timer_fires = budgets
-        s.depth = 0
-        s.budget = (0, 0, 0)
-        return s, tuple(steps)
-
-    def _has_successor(self, s: _State) -> bool:
-        if s.net or s.pending:
-            return True
-        if self.max_timer_fires is not None and s.budget[2] >= self.max_timer_fires:
-            return False
-        return any(s.timers)
+    # -- traces ------------------------------------------------------------------------
+    def _counterexample(self, bad: tuple[str, str], path: list[_Action], final: _State,
+                        raised: bool = False) -> Counterexample:
+        prefix = len(self._root_prefix)
+        times = [self._time(n if n < prefix else n - prefix) for n in range(len(path))]
+        steps = replay(self, path, final, raised, self._time(0), times)
+        return Counterexample(bad[0], bad[1], tuple(steps), self._final_state(final))
 
 
 def check_model(factory: NodeFactory, node_ids: Sequence[str], **options: Any) -> ModelCheckResult:

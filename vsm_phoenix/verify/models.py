@@ -23,14 +23,21 @@ Values are ``int`` or ``str`` (register) and ``str`` (KV); ``bool`` is rejected,
 
 from __future__ import annotations
 
-import abc
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar, Generic, TypeAlias, TypeVar
+from typing import Any, ClassVar, TypeAlias, TypeVar
 
 import attrs
 
 from vsm_phoenix.errors import InvalidArgument, TypeMismatch
-from vsm_phoenix.verify.history import UNKNOWN, JSONValue, Operation, Unknown
+from vsm_phoenix.verify.history import (
+    UNKNOWN,
+    JSONValue,
+    Model,
+    Operation,
+    Unknown,
+    model_from_name,
+    register_model,
+)
 
 __all__ = [
     "KVAppend",
@@ -53,60 +60,6 @@ __all__ = [
 StateT = TypeVar("StateT")
 InT = TypeVar("InT")
 OutT = TypeVar("OutT")
-
-
-class Model(abc.ABC, Generic[StateT, InT, OutT]):
-    """A sequential specification: see the module docstring for the invariants."""
-
-    #: The name used by the history format and the CLI's ``--model``.
-    name: ClassVar[str]
-
-    @abc.abstractmethod
-    def init(self) -> StateT:
-        """The initial state."""
-
-    @abc.abstractmethod
-    def step(self, state: StateT, input: InT, output: OutT | Unknown) -> tuple[bool, StateT]:
-        """Whether ``output`` is legal for ``input`` applied in ``state``, and the next
-        state (meaningful only when legal)."""
-
-    def partition(self, ops: Sequence[Operation[InT, OutT]]) -> list[list[Operation[InT, OutT]]]:
-        """Independent sub-histories; by default the whole history is one."""
-        return [list(ops)] if ops else []
-
-    @abc.abstractmethod
-    def describe(self, input: InT, output: OutT | Unknown) -> str:
-        """A short human-readable rendering such as ``put('k', 'v')``."""
-
-    def describe_state(self, state: StateT) -> str:
-        return repr(state)
-
-    # -- validation and codec -------------------------------------------------------
-
-    @abc.abstractmethod
-    def check_input(self, input: object) -> InT:
-        """``input`` if it is a valid input of this model; else TypeMismatch/InvalidArgument."""
-
-    @abc.abstractmethod
-    def check_output(self, input: InT, output: object) -> OutT:
-        """``output`` if it is a possible (typed) output of ``input``; else an error."""
-
-    def options(self) -> dict[str, JSONValue]:
-        """Constructor options, stored in the history header."""
-        return {}
-
-    @abc.abstractmethod
-    def input_to_json(self, input: InT) -> JSONValue: ...
-
-    @abc.abstractmethod
-    def input_from_json(self, obj: object) -> InT:
-        """Decode an input; ValueError/TypeError on malformed data."""
-
-    def output_to_json(self, input: InT, output: OutT) -> JSONValue:
-        return output  # type: ignore[return-value]  # outputs are JSON scalars
-
-    def output_from_json(self, input: InT, obj: object) -> OutT:
-        return self.check_output(input, obj)
 
 
 # ----------------------------------------------------------------------------------
@@ -417,24 +370,17 @@ def _show(value: object) -> str:
     return str(value)
 
 
-_MODELS: dict[str, type[Model[Any, Any, Any]]] = {"kv": KVModel, "register": RegisterModel}
+def _build_kv(options: dict[str, object]) -> Model[Any, Any, Any]:
+    missing = options.pop("missing", None)
+    if missing is not None and not isinstance(missing, str):
+        raise TypeMismatch("kv option 'missing' must be a str or null")
+    return KVModel(missing=missing)
 
 
-def model_from_name(
-    name: object, options: Mapping[str, object] | None = None
-) -> Model[Any, Any, Any]:
-    """Build a model from its history-format name and options."""
-    if not isinstance(name, str) or name not in _MODELS:
-        raise InvalidArgument(f"unknown model {name!r}; expected one of {sorted(_MODELS)}")
-    opts = dict(options or {})
-    if name == "kv":
-        missing = opts.pop("missing", None)
-        if missing is not None and not isinstance(missing, str):
-            raise TypeMismatch("kv option 'missing' must be a str or null")
-        model: Model[Any, Any, Any] = KVModel(missing=missing)
-    else:
-        initial = _check_value(opts.pop("initial", None), allow_none=True, what="initial")
-        model = RegisterModel(initial=initial)
-    if opts:
-        raise InvalidArgument(f"unknown options for model {name!r}: {sorted(opts)}")
-    return model
+def _build_register(options: dict[str, object]) -> Model[Any, Any, Any]:
+    initial = _check_value(options.pop("initial", None), allow_none=True, what="initial")
+    return RegisterModel(initial=initial)
+
+
+register_model(KVModel.name, _build_kv)
+register_model(RegisterModel.name, _build_register)

@@ -14,10 +14,9 @@ Every string from the history passes through :func:`html.escape`.
 from __future__ import annotations
 
 import html
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
-if TYPE_CHECKING:
-    from vsm_phoenix.verify.linearizability import CheckResult, PartitionResult
+from vsm_phoenix.verify.linearizability import CheckResult, PartitionResult
 
 __all__ = ["render_html", "render_partition"]
 

@@ -196,7 +196,7 @@ class _KvWorkload:
     async def check(self, st: dict[str, dict[str, Any]]) -> tuple[bool, dict[str, Any]]:
         """A leader exists, every node applied the same data, the history is
         linearizable."""
-        from vsm_phoenix.verify import check_history
+        from vsm_phoenix.verify import check_history, render_html
 
         leaders = [n for n, s in st.items() if s.get("role") == "leader"]
         applied = {s.get("applied") for s in st.values()}
@@ -215,7 +215,7 @@ class _KvWorkload:
         }
         if not verdict.ok:
             page = self.out_dir / "violation.html"
-            page.write_text(verdict.html())
+            page.write_text(render_html(verdict))
             info["timeline"] = str(page)
         return verdict.ok, info
 

@@ -1,0 +1,1 @@
+"""Hand-written mutants and their runner (``make mutate``)."""
