@@ -37,7 +37,8 @@ def _require_broker() -> None:
 
 
 @pytest.mark.parametrize("index", range(len(BLOCKS)))
-def test_readme_example_runs(index: int) -> None:
+def test_readme_example_runs(index: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     if BLOCKS[index].startswith(NEEDS_BROKER):
         _require_broker()
+    monkeypatch.chdir(tmp_path)  # examples write files (keys/...): never into the checkout
     exec(compile(BLOCKS[index], f"README.md[python block {index}]", "exec"), {})
