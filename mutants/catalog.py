@@ -27,7 +27,9 @@ class Mutant(NamedTuple):
 # The tests each area's mutants are judged by (paths relative to the repository).
 AREA_TESTS: dict[str, list[str]] = {
     "raft": ["tests/protocol/test_raft.py", "tests/protocol/test_raft_quorum.py",
-             "tests/protocol/test_raft_transcripts.py", "proofs/test_raft_model.py"],
+             "tests/protocol/test_raft_transcripts.py", "tests/protocol/test_raft_bugs.py",
+             "tests/protocol/test_raft_clock.py",
+             "proofs/test_raft_model.py"],
     "kv": ["tests/protocol/test_kv.py"],
     "channel": ["tests/crypto"],
     "envelope": ["tests/protocol/test_protocol_envelope.py",
