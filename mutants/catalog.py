@@ -34,7 +34,7 @@ AREA_TESTS: dict[str, list[str]] = {
     "channel": ["tests/crypto"],
     "envelope": ["tests/protocol/test_protocol_envelope.py",
                  "tests/protocol/test_envelope_bounds.py"],
-    "swim": ["tests/protocol/test_protocol_swim.py"],
+    "swim": ["tests/protocol/test_protocol_swim.py", "tests/protocol/test_swim_mutants.py"],
     "crdt": ["tests/crdt", "proofs/test_lattice_laws.py", "proofs/test_lattice_models_match.py"],
 }
 
