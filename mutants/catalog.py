@@ -291,7 +291,7 @@ MUTANTS: list[Mutant] = [
            "a suspected member is not told of the suspicion directly"),
     # -- crdt kernels (pure) -----------------------------------------------------------------
     Mutant("crdt", PURE, "        if n > a.get(r, 0):\n            a[r] = n",
-           "        if n >= a.get(r, 0):\n            a[r] = n + 0 * n",
+           "        if a.get(r, 0) < n:\n            a[r] = n",
            "equivalent guard: kept as a control (must survive)"),
     Mutant("crdt", PURE, "        if r not in a and m > 0:\n",
            "        if r not in a and m > 1:\n",
