@@ -33,7 +33,8 @@ AREA_TESTS: dict[str, list[str]] = {
     "kv": ["tests/protocol/test_kv.py"],
     "channel": ["tests/crypto"],
     "envelope": ["tests/protocol/test_protocol_envelope.py",
-                 "tests/protocol/test_envelope_bounds.py"],
+                 "tests/protocol/test_envelope_bounds.py",
+                 "tests/protocol/test_envelope_mutants.py"],
     "swim": ["tests/protocol/test_protocol_swim.py", "tests/protocol/test_swim_mutants.py"],
     "crdt": ["tests/crdt", "proofs/test_lattice_laws.py", "proofs/test_lattice_models_match.py"],
 }
