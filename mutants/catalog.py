@@ -30,7 +30,7 @@ AREA_TESTS: dict[str, list[str]] = {
              "tests/protocol/test_raft_transcripts.py", "tests/protocol/test_raft_bugs.py",
              "tests/protocol/test_raft_clock.py", "tests/protocol/test_raft_mutants.py",
              "proofs/test_raft_model.py"],
-    "kv": ["tests/protocol/test_kv.py"],
+    "kv": ["tests/protocol/test_kv.py", "tests/protocol/test_kv_mutants.py"],
     "channel": ["tests/crypto"],
     "envelope": ["tests/protocol/test_protocol_envelope.py",
                  "tests/protocol/test_envelope_bounds.py",
@@ -48,6 +48,8 @@ REPLAY = "vsm_phoenix/crypto/replay.py"
 ENVELOPE = "vsm_phoenix/protocol/envelope.py"
 SWIM = "vsm_phoenix/protocol/swim.py"
 PURE = "vsm_phoenix/crdt/_pure.py"
+REGISTERS = "vsm_phoenix/crdt/registers.py"
+COUNTERS = "vsm_phoenix/crdt/counters.py"
 
 MUTANTS: list[Mutant] = [
     # -- raft ---------------------------------------------------------------------------
@@ -145,6 +147,22 @@ MUTANTS: list[Mutant] = [
     Mutant("raft", QUORUM, "        if granted + missing >= q:\n",
            "        if granted + missing > q:\n",
            "an election declared lost while it can still be won"),
+    Mutant("raft", RAFT,
+           "        if m.term < self.term:\n            self._reply_append(sender, m, False)\n",
+           "        if m.term < self.term - 1:\n            self._reply_append(sender, m, False)\n",
+           "a follower takes appends from the leader of the previous term"),
+    Mutant("raft", RAFT, "        acked[self._id] = self.last_index\n", "",
+           "the leader does not count its own log towards the commit quorum"),
+    Mutant("raft", RAFT, "            grant = m.term > self.term and not lease and up",
+           "            grant = m.term >= self.term and not lease and up",
+           "a pre-vote granted for the voter's own term"),
+    Mutant("raft", RAFT, "        lease = self._in_lease() and not m.force\n",
+           "        lease = self._in_lease()\n",
+           "a forced campaign (leadership transfer) refused by the lease"),
+    Mutant("raft", RAFT,
+           "        if m.term < self.term:\n            self._send(sender, SnapshotResponse(",
+           "        if m.term < self.term - 1:\n            self._send(sender, SnapshotResponse(",
+           "a follower installs a snapshot from the leader of the previous term"),
     # -- kv ----------------------------------------------------------------------------
     Mutant("kv", KV, "if last is not None and seq <= last[0]:",
            "if last is not None and seq < last[0]:",
@@ -173,6 +191,12 @@ MUTANTS: list[Mutant] = [
            "a read of an absent key answers the empty string"),
     Mutant("kv", KV, "            sessions[c] = (entry[0], entry[1])\n", "",
            "restoring a snapshot drops the sessions it carries"),
+    Mutant("kv", KV, "            if result:\n                self.data[key] = cmd[\"v\"]\n",
+           "            self.data[key] = cmd[\"v\"]\n",
+           "compare-and-set writes even when the compare fails"),
+    Mutant("kv", KV, "        if obj[\"v\"] != SNAPSHOT_VERSION:\n",
+           "        if obj[\"v\"] > SNAPSHOT_VERSION:\n",
+           "snapshot of an unknown (older) version accepted"),
     # -- channel (crypto) ---------------------------------------------------------------
     Mutant("channel", CHANNEL,
            "if self._max_age_ms is not None and now_ms - ts > self._max_age_ms:",
@@ -223,6 +247,15 @@ MUTANTS: list[Mutant] = [
     Mutant("channel", REPLAY, "        if cached is not None and cached[0] == raw:\n",
            "        if cached is not None:\n",
            "guard trusts its cache over storage (a second guard's writes masked)"),
+    Mutant("channel", CHANNEL, 'header["sender"].partition("#")[0] != sender',
+           'header["sender"] != sender',
+           "frames of a principal's sessions (sender#session) refused"),
+    Mutant("channel", REPLAY, "        if window._normalized() != window._blocks:\n",
+           "        if False:\n",
+           "a stored window with bits outside it accepted (non-canonical bytes)"),
+    Mutant("channel", REPLAY, "        if highest >= 0 and not window._seen(highest):\n",
+           "        if False:\n",
+           "a stored window whose highest sequence is not marked accepted"),
     # -- envelope ------------------------------------------------------------------------
     Mutant("envelope", ENVELOPE, "out = d.decompress(body, size + 1)",
            "out = d.decompress(body)",
@@ -252,6 +285,13 @@ MUTANTS: list[Mutant] = [
     Mutant("envelope", ENVELOPE, "        if len(body) >= compress_threshold:\n",
            "        if len(body) > compress_threshold:\n",
            "payload of exactly the threshold left uncompressed"),
+    Mutant("envelope", ENVELOPE,
+           "    if not isinstance(value, bytes) or not 1 <= len(value) <= MAX_ID_BYTES:",
+           "    if not isinstance(value, bytes) or len(value) > MAX_ID_BYTES:",
+           "an empty message id accepted"),
+    Mutant("envelope", ENVELOPE, "        if len(data) > max_message:\n",
+           "        if len(data) > max_message + 1:\n",
+           "frame limit off by one"),
     # -- swim ------------------------------------------------------------------------------
     Mutant("swim", SWIM,
            'if kind in ("suspect", "dead") and inc >= me.incarnation and not self.left:',
@@ -290,6 +330,20 @@ MUTANTS: list[Mutant] = [
            " and all(nid != to for nid, _ in chosen):",
            "        if False:",
            "a suspected member is not told of the suspicion directly"),
+    Mutant("swim", SWIM, "                requester, their_seq = self._relays.pop(seq)\n"
+           "                out.append(self.msg.send(now, requester, \"swim.ack\",\n"
+           "                                         {\"seq\": their_seq,",
+           "                requester, their_seq = self._relays.pop(seq)\n"
+           "                out.append(self.msg.send(now, requester, \"swim.ack\",\n"
+           "                                         {\"seq\": seq,",
+           "an indirect ack forwarded with the relay's sequence, not the requester's"),
+    Mutant("swim", SWIM, "            if sent + 1 >= limit:\n", "            if False:\n",
+           "gossip retransmitted forever (no retransmit limit)"),
+    Mutant("swim", SWIM,
+           "            m.suspecters = []\n            out.append(CancelTimer(T_SUSPECT + nid))\n"
+           "            if was not in _LIVE:",
+           "            out.append(CancelTimer(T_SUSPECT + nid))\n            if was not in _LIVE:",
+           "suspecters of a refuted suspicion kept (a later suspicion expires too fast)"),
     # -- crdt kernels (pure) -----------------------------------------------------------------
     Mutant("crdt", PURE, "        if n > a.get(r, 0):\n            a[r] = n",
            "        if a.get(r, 0) < n:\n            a[r] = n",
@@ -346,6 +400,18 @@ MUTANTS: list[Mutant] = [
     Mutant("crdt", PURE, "        if n > a.get(r, 0):\n            a[r] = n\n\n\ndef vc_leq",
            "        a[r] = n\n\n\ndef vc_leq",
            "clock join takes the other side's counter even when smaller"),
+    # -- crdt types over the kernels ------------------------------------------------------------
+    Mutant("crdt", REGISTERS, "        if mine is None or theirs > mine:\n",
+           "        if mine is None or theirs[0] > mine[0]:\n",
+           "LWW join compares timestamps only (equal stamps: the join depends on order)"),
+    Mutant("crdt", REGISTERS,
+           "CausalContext._of_dots(set(self._writes) | {d}))",
+           "CausalContext._of_dots({d}))",
+           "MV-register write delta does not cover the overwritten dots"),
+    Mutant("crdt", COUNTERS,
+           "        return self._p._leq(other._p) and self._n._leq(other._n)",
+           "        return self._p._leq(other._p) or self._n._leq(other._n)",
+           "PN-counter order needs only one half ordered"),
 ]
 
 #: Mutants known to be equivalent (they cannot change behaviour): controls, excluded

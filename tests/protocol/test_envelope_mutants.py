@@ -80,3 +80,11 @@ def test_compression_starts_at_the_threshold_inclusive() -> None:
     assert (below, at) == (COMPRESS_NONE, COMPRESS_ZLIB)
     small = sample(b"b" * 64).wire_parts(compress_threshold=64, prefer_zstd=False)[0]
     assert small["z"] == COMPRESS_ZLIB and small["n"] == 64
+
+
+def test_the_frame_limit_is_exact() -> None:
+    raw = sample(b"z" * 300).to_bytes(compress_threshold=10**9)
+    assert Envelope.from_bytes(raw, max_message=len(raw)).payload == b"z" * 300
+    for limit in (len(raw) - 1, len(raw) - 2):
+        with pytest.raises(DecodeError):
+            Envelope.from_bytes(raw, max_message=limit)

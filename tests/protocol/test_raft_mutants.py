@@ -219,3 +219,32 @@ def test_a_snapshot_below_the_commit_index_is_ignored() -> None:
     assert (node.commit_index, node.last_applied, node.last_index) == (5, 5, 5)
     assert node.state_machine.snapshot() == applied
     assert replies(effects, M_SNAP_RESP)[0]["m"] == 5
+
+
+# -- messages of an earlier term change nothing ---------------------------------------------------
+def test_a_pre_vote_for_the_voters_own_term_is_refused() -> None:
+    """A pre-vote asks "would you vote for me in term t?"; a voter already in term t
+    (it voted or follows someone there) says no, and tells the asker its term."""
+    cfg = RaftConfig(peers=IDS3, pre_vote=True, check_quorum=False)
+    node = restarted("n2", [1], 2, cfg)
+    effects = deliver(node, RequestVote(term=2, last_index=1, last_term=1, pre=True,
+                                        force=False), "n1")
+    (reply,) = replies(effects, M_VOTE_RESP)
+    assert reply["g"] is False and reply["t"] == 2
+    effects = deliver(node, RequestVote(term=3, last_index=1, last_term=1, pre=True,
+                                        force=False), "n1")
+    assert replies(effects, M_VOTE_RESP)[0]["g"] is True
+    assert node.term == 2 and node.voted_for is None  # a pre-vote changes nothing
+
+
+def test_a_snapshot_from_the_leader_of_an_earlier_term_is_refused() -> None:
+    """A deposed leader's InstallSnapshot arriving late must neither be installed nor
+    make its sender this follower's leader."""
+    cfg = RaftConfig(peers=IDS3)
+    node = restarted("n2", [1, 1], 3, cfg)
+    snap = InstallSnapshot(term=2, index=4, snap_term=2,
+                           data=encode_cbor([b"s1", b"s2", b"s3", b"s4"]), seq=0)
+    effects = deliver(node, snap, "n1")
+    assert (node.snap_index, node.last_index, node.commit_index) == (0, 2, 0)
+    assert node.leader_id is None and node.term == 3
+    assert replies(effects, M_SNAP_RESP)[0] == {"t": 3, "m": 0, "s": 0}
