@@ -24,6 +24,8 @@ RAISES = {
     "vsm_phoenix.protocol": ["DecodeError", "InvalidArgument", "LocalProtocolError",
                              "RemoteProtocolError"],
     "vsm_phoenix.verify": ["DecodeError", "InvalidArgument"],
+    "vsm_phoenix.ext.agents": ["AuthenticationError", "DecodeError", "InvalidArgument",
+                               "PermissionDenied", "TypeMismatch"],
     "vsm_phoenix.ext.evidence": ["AuthenticationError", "DecodeError", "InvalidArgument",
                                  "TypeMismatch"],
     "vsm_phoenix.ext.amqp": ["AuthenticationError", "CapacityError", "ControlError",

@@ -65,8 +65,10 @@ from vsm_phoenix.errors import (
     AuthenticationError,
     DecodeError,
     KeyExpiredError,
+    PermissionDenied,
     ReplayError,
 )
+from vsm_phoenix.ext.agents import CapabilityGrant, LeaseValue, SpawnProposal, Vote, decide
 from vsm_phoenix.ext.evidence import Event, EvidenceGraph, EvidenceSync, key_lookup
 from vsm_phoenix.protocol import kv
 from vsm_phoenix.protocol.envelope import Envelope, decode_cbor, encode_cbor
@@ -928,3 +930,57 @@ register(Target("evidence.graph.add", lambda: [e.raw for e in _evidence_events()
 register(Target("evidence.sync.receive", _evidence_sync_seeds,
                 lambda: _EvidenceHarness(sync=True).subject(), _SIGNED_ERRORS,
                 reset_every=20))
+
+
+# -- agents (vsm_phoenix.ext.agents) ---------------------------------------------------
+@functools.cache
+def _agents_roster() -> Roster:
+    ids = _identities()
+    return _authority().issue("hostile", {
+        "a": (ids["a"].verify_key, ["peer"]), "b": (ids["b"].verify_key, ["peer"]),
+        "ops": (ids["ops"].verify_key, ["admin"]),
+    }, serial=3, issued_ms=1_700_000_000_000)
+
+
+@functools.cache
+def _grant_seeds() -> list[bytes]:
+    ops = _identities()["ops"]
+    return [CapabilityGrant.issue(ops, "hostile", "a", ["cpu", "gpu"], serial=1).to_bytes(),
+            CapabilityGrant.issue(ops, "hostile", "b", [], serial=7).to_bytes()]
+
+
+def _signed_grant_body(body: bytes) -> CapabilityGrant:
+    """The admin signs arbitrary body bytes: the grant parser behind the signature."""
+    ops = _identities()["ops"]
+    return CapabilityGrant.from_bytes(cbor.dumps([body, "ops", ops.sign(body)]),
+                                      _agents_roster())
+
+
+def _text(decode: Callable[[str], object]) -> Callable[[bytes], object]:
+    def run(data: bytes) -> object:
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise Unfit(str(exc)) from None
+        return decode(text)
+
+    return run
+
+
+def _spawn_seeds() -> list[bytes]:
+    header = SpawnProposal("p1", "a", "s1", "backlog of 3", ("a", "b", "c"), 2).encode()
+    return [header.encode(), (header + Vote("b", True, "room").encode()
+                              + Vote("c", False, "full").encode()).encode()]
+
+
+register(Target("agents.grant.from_bytes", _grant_seeds,
+                lambda: Subject(lambda d: CapabilityGrant.from_bytes(d, _agents_roster())),
+                (DecodeError, AuthenticationError, PermissionDenied)))
+register(Target("agents.grant.signed-body",
+                lambda: [cbor.loads(g)[0] for g in _grant_seeds()],
+                lambda: Subject(_signed_grant_body), (DecodeError, AuthenticationError)))
+register(Target("agents.lease-value.decode",
+                lambda: [LeaseValue("a", 3, 17).encode().encode(), b'["ops#1",1,0]'],
+                lambda: Subject(_text(LeaseValue.decode)), (DecodeError,), grammar="text"))
+register(Target("agents.spawn.decide", _spawn_seeds, lambda: Subject(_text(decide)),
+                (DecodeError,), grammar="text"))
