@@ -28,6 +28,7 @@ RAISES = {
                                "PermissionDenied", "TypeMismatch"],
     "vsm_phoenix.ext.evidence": ["AuthenticationError", "DecodeError", "InvalidArgument",
                                  "TypeMismatch"],
+    "vsm_phoenix.ext.breaker": ["CallNotPermittedError"],
     "vsm_phoenix.ext.amqp": ["AuthenticationError", "CapacityError", "ControlError",
                              "DecodeError", "KeyExpiredError", "NodeFenced",
                              "PermissionDenied", "ReplayError", "TypeMismatch"],
