@@ -46,6 +46,7 @@ from typing import Any, Self
 import attrs
 
 from vsm_phoenix.crdt import CRDT, GCounter, GSet
+from vsm_phoenix.crdt._domain import atom_key, atom_to_wire
 from vsm_phoenix.errors import DecodeError, InvalidArgument, TypeMismatch
 from vsm_phoenix.ext.gepa.records import (
     CandidateId,
@@ -92,34 +93,44 @@ class EvolutionState(CRDT):
     """Shared evaluations, candidate pool and metric-call budget (see module doc)."""
 
     TAG = "gepa.state"
-    __slots__ = ("_budget", "_by_key", "_cands", "_evals", "_parents", "_pool", "_records")
+    __slots__ = ("_budget", "_by_key", "_cands", "_evals", "_parents", "_parsed", "_pool",
+                 "_records", "_sortkey")
 
     def __init__(self) -> None:
         self._evals = GSet()
         self._pool = GSet()
         self._budget = GCounter()
-        # Indexes over the elements (not state; rebuilt on decode).
+        # Indexes over the elements (not state; rebuilt on decode). Every element is
+        # parsed once per replica: joins hand the parsed record over with the element.
+        self._parsed: dict[Any, Any] = {}  # element -> Evaluation | (texts, parents)
+        self._sortkey: dict[Any, bytes] = {}  # element -> its canonical sort key
         self._by_key: dict[_Key, tuple[float, bytes, Evaluation]] = {}
         self._records: dict[_Key, int] = {}
         self._cands: dict[CandidateId, dict[str, str]] = {}
         self._parents: dict[CandidateId, set[CandidateId]] = {}
 
     @classmethod
-    def _raw(cls, evals: GSet, pool: GSet, budget: GCounter) -> Self:
+    def _raw(cls, evals: dict[Any, Evaluation], pool: dict[Any, Any], budget: GCounter
+             ) -> Self:
+        """Build from validated elements with their parsed records."""
         obj = cls()
-        obj._evals, obj._pool, obj._budget = GSet(), GSet(), budget
-        for e in evals.value:
-            obj._index_eval(e)
-        for p in pool.value:
-            obj._index_candidate(p)
-        obj._evals, obj._pool = evals, pool
+        for e, ev in evals.items():
+            obj._add_eval(e, ev)
+        for p, parsed in pool.items():
+            obj._add_candidate(p, parsed)
+        obj._budget = budget
         return obj
 
     # -- indexes -------------------------------------------------------------------------
 
-    def _index_eval(self, element: Any) -> None:
+    def _add_eval(self, element: Any, ev: Evaluation) -> None:
+        """Insert a validated evaluation element (no-op if present)."""
+        if element in self._evals:
+            return
+        self._evals._items.add(element)
+        self._parsed[element] = ev
+        self._sortkey[element] = atom_key(element)
         cid, inst, evaluator, raw = element
-        ev = decode_evaluation(raw)
         key = (cid, inst, evaluator)
         rank = (ev.score, raw)
         self._records[key] = self._records.get(key, 0) + 1
@@ -127,14 +138,20 @@ class EvolutionState(CRDT):
         if cur is None or rank < cur[:2]:
             self._by_key[key] = (ev.score, raw, ev)
 
-    def _index_candidate(self, element: Any) -> None:
-        cid, raw = element
-        comps, parents = decode_candidate(raw)
+    def _add_candidate(self, element: Any, parsed: tuple[dict[str, str], frozenset[bytes]]
+                       ) -> None:
+        if element in self._pool:
+            return
+        self._pool._items.add(element)
+        self._parsed[element] = parsed
+        self._sortkey[element] = atom_key(element)
+        cid = element[0]
+        comps, parents = parsed
         self._cands[cid] = comps
         self._parents.setdefault(cid, set()).update(parents)
 
     @staticmethod
-    def _check_eval_element(e: Any) -> None:
+    def _parse_eval_element(e: Any) -> Evaluation:
         if not (type(e) is tuple and len(e) == 4):
             raise DecodeError("an evaluation element is (candidate, instance, evaluator, record)")
         cid, inst, evaluator, raw = e
@@ -144,15 +161,16 @@ class EvolutionState(CRDT):
             EvalKey(cid, inst, evaluator)
         except (TypeError, ValueError) as exc:
             raise DecodeError(f"invalid evaluation key: {exc}") from None
-        decode_evaluation(raw)
+        return decode_evaluation(raw)
 
     @staticmethod
-    def _check_pool_element(e: Any) -> None:
+    def _parse_pool_element(e: Any) -> tuple[dict[str, str], frozenset[bytes]]:
         if not (type(e) is tuple and len(e) == 2 and type(e[0]) is bytes and type(e[1]) is bytes):
             raise DecodeError("a pool element is (candidate id, record)")
-        comps, _ = decode_candidate(e[1])
+        comps, parents = decode_candidate(e[1])
         if candidate_id(comps) != e[0]:
             raise DecodeError("candidate id does not match its texts")
+        return comps, parents
 
     # -- mutators (return the delta) -----------------------------------------------------
 
@@ -161,27 +179,23 @@ class EvolutionState(CRDT):
         if not isinstance(key, EvalKey) or not isinstance(evaluation, Evaluation):
             raise TypeMismatch("record takes an EvalKey and an Evaluation")
         element = (*key.to_atom(), encode_evaluation(evaluation))
-        delta = EvolutionState._raw(GSet([element]), GSet(), GCounter())
-        if element not in self._evals:
-            self._index_eval(element)
-            self._evals.add(element)
-        return delta
+        ev = decode_evaluation(element[3])  # the record as every replica will read it
+        self._add_eval(element, ev)
+        return EvolutionState._raw({element: ev}, {}, GCounter())
 
     def add_candidate(
         self, candidate: Mapping[str, str], parents: Iterable[CandidateId] = ()
     ) -> EvolutionState:
         """Add a candidate (its texts and parents) to the pool; returns the delta."""
         comps = check_candidate(candidate)
-        element = (candidate_id(comps), encode_candidate(comps, frozenset(parents)))
-        delta = EvolutionState._raw(GSet(), GSet([element]), GCounter())
-        if element not in self._pool:
-            self._index_candidate(element)
-            self._pool.add(element)
-        return delta
+        ps = frozenset(parents)
+        element = (candidate_id(comps), encode_candidate(comps, ps))
+        self._add_candidate(element, (comps, ps))
+        return EvolutionState._raw({}, {element: (comps, ps)}, GCounter())
 
     def spend(self, node: str, calls: int) -> EvolutionState:
         """Count ``calls`` metric calls against ``node``; returns the delta."""
-        return EvolutionState._raw(GSet(), GSet(), self._budget.increment(node, calls))
+        return EvolutionState._raw({}, {}, self._budget.increment(node, calls))
 
     # -- queries -------------------------------------------------------------------------
 
@@ -289,14 +303,12 @@ class EvolutionState(CRDT):
     # -- CRDT plumbing -------------------------------------------------------------------
 
     def _join_into(self, other: Self) -> None:
-        for e in other._evals.value:
-            if e not in self._evals:
-                self._index_eval(e)
-        for p in other._pool.value:
-            if p not in self._pool:
-                self._index_candidate(p)
-        self._evals._join_into(other._evals)
-        self._pool._join_into(other._pool)
+        for e in other._evals._items:
+            if e not in self._evals._items:
+                self._add_eval(e, other._parsed[e])
+        for p in other._pool._items:
+            if p not in self._pool._items:
+                self._add_candidate(p, other._parsed[p])
         self._budget._join_into(other._budget)
 
     def _leq(self, other: Self) -> bool:
@@ -311,6 +323,8 @@ class EvolutionState(CRDT):
         obj = type(self)()
         obj._evals, obj._pool = self._evals.copy(), self._pool.copy()
         obj._budget = self._budget.copy()
+        obj._parsed = dict(self._parsed)
+        obj._sortkey = dict(self._sortkey)
         obj._by_key = dict(self._by_key)
         obj._records = dict(self._records)
         obj._cands = dict(self._cands)
@@ -318,8 +332,11 @@ class EvolutionState(CRDT):
         return obj
 
     def _encode_state(self) -> Any:
-        # Layout (format 1): [evaluations gset, pool gset, budget gcounter].
-        return [self._evals._encode_state(), self._pool._encode_state(),
+        # Layout (format 1): [evaluations gset, pool gset, budget gcounter] -- exactly
+        # the GSet layout (elements in canonical order), with the sort keys cached.
+        key = self._sortkey.__getitem__
+        return [[atom_to_wire(e) for e in sorted(self._evals._items, key=key)],
+                [atom_to_wire(e) for e in sorted(self._pool._items, key=key)],
                 self._budget._encode_state()]
 
     @classmethod
@@ -329,8 +346,6 @@ class EvolutionState(CRDT):
         evals = GSet._from_state(state[0])
         pool = GSet._from_state(state[1])
         budget = GCounter._from_state(state[2])
-        for e in evals.value:
-            cls._check_eval_element(e)
-        for p in pool.value:
-            cls._check_pool_element(p)
-        return cls._raw(evals, pool, budget)
+        parsed_evals = {e: cls._parse_eval_element(e) for e in evals._items}
+        parsed_pool = {p: cls._parse_pool_element(p) for p in pool._items}
+        return cls._raw(parsed_evals, parsed_pool, budget)
