@@ -181,6 +181,12 @@ class RaftNode:
         """The configuration in force: the latest in this node's log, committed or not."""
         return self._membership
 
+    def membership_at(self, index: int) -> Membership:
+        """The configuration in force at log ``index`` (``snap_index <= index``)."""
+        if not self._log.snap_index <= index:
+            raise LocalProtocolError(f"index {index} is compacted away")
+        return self._log.config_at(index)
+
     @property
     def membership_index(self) -> int:
         """The log index of :attr:`membership` (its entry, or the snapshot's index)."""
