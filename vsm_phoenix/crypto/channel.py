@@ -67,6 +67,7 @@ from vsm_phoenix.errors import (
     ReplayError,
     TypeMismatch,
 )
+from vsm_phoenix.storage import transaction_hooks
 
 __all__ = ["AUTO_FIELDS", "DEFAULT_CONTENT_TYPE", "ChannelMode", "SecureChannel"]
 
@@ -170,9 +171,15 @@ class SecureChannel:
 
     def _take_sequence(self) -> int:
         """Next sequence number of this sender, leased from storage in blocks so that a
-        restart never reuses one (it may skip up to ``sequence_lease``). The persisted
-        lease is re-read every time: if the caller's transaction rolled our last lease
-        write back, the next call writes a new one above every number handed out."""
+        restart never reuses one (it may skip up to ``sequence_lease``). Inside the
+        lease it costs an increment; a lease write that a caller's transaction rolls
+        back is noticed (a rollback hook) and written again above every number handed
+        out."""
+        with self._lock:
+            seq = self._next_seq
+            if seq is not None and seq < self._reserved_seq:
+                self._next_seq = seq + 1
+                return seq
         with atomic(self._storage), self._lock:
             raw = self._storage.get(_skey(self.identity, "seq"))
             if raw is not None and len(raw) != 8:
@@ -188,8 +195,15 @@ class SecureChannel:
                 reserved = seq + self._seq_lease
                 self._storage.put(_skey(self.identity, "seq"), reserved.to_bytes(8, "big"))
                 self._reserved_seq = reserved
+                hooks = transaction_hooks(self._storage)
+                if hooks is not None:
+                    hooks.rollback.append(self._lease_rolled_back)
             self._next_seq = seq + 1
             return seq
+
+    def _lease_rolled_back(self) -> None:
+        with self._lock:
+            self._reserved_seq = 0  # unknown: the next call re-reads and re-leases
 
     # ------------------------------------------------------------------ seal
 
@@ -283,7 +297,7 @@ class SecureChannel:
                 f"frame claims sender {header['sender']!r} but was sent by {sender!r}"
             )
         self._check_fresh(header["timestamp"])
-        self._guard.accept(header["sender"], header["sequence"])
+        self._guard.accept(header["sender"], header["sequence"], header["timestamp"])
         return header, payload
 
     def _verify_mac(self, aad: bytes, body: bytes) -> tuple[bytes, int]:
