@@ -24,6 +24,7 @@ RAISES = {
     "vsm_phoenix.protocol": ["DecodeError", "InvalidArgument", "LocalProtocolError",
                              "RemoteProtocolError"],
     "vsm_phoenix.verify": ["DecodeError", "InvalidArgument"],
+    "vsm_phoenix.ext.breaker": ["CallNotPermittedError"],
     "vsm_phoenix.ext.amqp": ["AuthenticationError", "CapacityError", "ControlError",
                              "DecodeError", "KeyExpiredError", "NodeFenced",
                              "PermissionDenied", "ReplayError", "TypeMismatch"],
