@@ -57,9 +57,10 @@ def register(sub: Any) -> None:
     p.add_argument("--transport", choices=["sim", "amqp"], default="sim",
                    help="sim: in-process simulator (default); amqp: node processes over "
                    "RabbitMQ")
-    p.add_argument("--scenario", choices=["crdt", "kv"], default="crdt",
+    p.add_argument("--scenario", choices=["crdt", "kv", "agents"], default="crdt",
                    help="crdt: SWIM + delta sync cluster converges; kv: Raft KV checked for "
-                   "linearizability")
+                   "linearizability; agents: capability-aware agents with leased roles, "
+                   "audited in the evidence graph (sim only)")
     p.add_argument("--seed", type=int, default=0, help="(first) seed (default 0)")
     p.add_argument("--nodes", type=int, default=None,
                    help="cluster size (default: 5 for sim crdt, 3 otherwise; sim crdt is "
@@ -120,6 +121,8 @@ def _simulate(args: argparse.Namespace) -> int:
         other = "amqp" if args.transport == "sim" else "sim"
         return usage_exit(prog, f"{', '.join(wrong)} only with --transport {other}")
     if args.transport == "amqp":
+        if args.scenario == "agents":
+            return usage_exit(prog, "the agents scenario runs on the simulator only")
         return _simulate_amqp(args)
     if args.scenario == "crdt":
         if args.reconfigure:
@@ -131,6 +134,17 @@ def _simulate(args: argparse.Namespace) -> int:
         return run_demo(seed=args.seed, out_dir=args.out_dir or "demo-out",
                         progress=not args.quiet, command="simulate")
     runs = 1 if args.runs is None else args.runs
+    if args.scenario == "agents":
+        from vsm_phoenix.cli.agents import simulate_agents_cli
+
+        agents = 5 if args.nodes is None else args.nodes
+        budget = 60.0 if args.check_timeout_s is None else args.check_timeout_s
+        if runs < 1 or not 2 <= agents <= 20 or budget <= 0:
+            return usage_exit(prog, "--runs and --check-timeout-s must be positive, --nodes "
+                              "(agents) in 2..20")
+        return simulate_agents_cli(args.seed, runs, agents, budget,
+                                   None if args.out_dir is None else Path(args.out_dir),
+                                   bool(args.quiet))
     nodes = 3 if args.nodes is None else args.nodes
     budget = 60.0 if args.check_timeout_s is None else args.check_timeout_s
     if runs < 1 or nodes < 1 or budget <= 0:
