@@ -59,7 +59,7 @@ from vsm_phoenix.crypto.channel import ChannelMode, SecureChannel
 from vsm_phoenix.crypto.identity import Authority, Identity, Roster, RosterBook
 from vsm_phoenix.crypto.keyset import KeyKind, Keyset
 from vsm_phoenix.crypto.mac import _digest
-from vsm_phoenix.crypto.replay import ReplayWindow
+from vsm_phoenix.crypto.replay import ReplayWindow, decode_record, encode_record
 from vsm_phoenix.crypto.signature import SigningKey
 from vsm_phoenix.errors import (
     AuthenticationError,
@@ -500,6 +500,20 @@ def _window_seeds() -> list[bytes]:
 
 register(Target("replay.from_bytes", _window_seeds, lambda: Subject(ReplayWindow.from_bytes),
                 (DecodeError,)))
+
+
+@functools.cache
+def _record_seeds() -> list[bytes]:
+    out = []
+    for raw in _window_seeds():
+        window = ReplayWindow.from_bytes(raw)
+        out.append(encode_record(window))
+        out.append(encode_record(window, window.highest + 1025, 2**40))
+    return out
+
+
+register(Target("replay.decode_record", _record_seeds, lambda: Subject(decode_record),
+                (DecodeError,), grammar="bytes"))
 
 
 # -- identities, rosters and signed batches -------------------------------------------
