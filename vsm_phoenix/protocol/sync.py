@@ -552,9 +552,9 @@ class SyncNode:
             body = decode_payload(env)
             if set(body) != {"o", "v"}:
                 raise RemoteProtocolError("sync.ack is {o, v}")
-            origin, vector = _origin(body["o"]), _vector(body["v"])
+            their_origin, their_vector = _origin(body["o"]), _vector(body["v"])
             self.msg.accept(now, env)
-            self._learn(env.sender, origin, vector)
+            self._learn(env.sender, their_origin, their_vector)
             return []
         if env.type == "sync.digest":
             return self._on_digest(now, env)
