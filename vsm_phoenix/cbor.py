@@ -21,9 +21,10 @@ the bombs are:
 * **Nesting is capped** (:data:`MAX_DEPTH`) and the input length is capped by the
   caller's ``max_size`` before parsing starts.
 * **Canonical form is required**: the value is re-encoded (RFC 8949 §4.2) and must
-  equal the input byte for byte, which also refuses trailing bytes (the re-encoding
-  takes cbor2's plain encoder when that gives the same bytes: :mod:`vsm_phoenix._canonical`). One value has
-  exactly one accepted byte string — what hashing, signing and AAD need.
+  equal the input byte for byte, which also refuses trailing bytes. One value has
+  exactly one accepted byte string — what hashing, signing and AAD need. (The check
+  takes cbor2's plain encoder where that gives the same bytes:
+  :mod:`vsm_phoenix._canonical`.)
 
 Bound (what the hostile-input suite measures): with tags refused, every decoded
 object is built from input bytes it owns, so the work is linear in the input: at most
