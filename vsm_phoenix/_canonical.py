@@ -131,7 +131,10 @@ def _maps_sorted(obj: Any) -> bool:
         values = obj
     if _CONTAINERS.isdisjoint(map(type, values)):
         return True
-    return all(_maps_sorted(v) for v in values if type(v) in _CONTAINERS)
+    for v in values:  # noqa: SIM110 (a loop: no generator frame per map)
+        if type(v) in _CONTAINERS and not _maps_sorted(v):
+            return False
+    return True
 
 
 def is_canonical(obj: Any, raw: bytes) -> bool:

@@ -84,6 +84,7 @@ AUTO_FIELDS = frozenset({"sender", "sequence", "timestamp", "key_id"})
 _REQUIRED_STR = ("sender", "recipient", "content_type")
 _MAX_HEADER = 0xFFFF
 _MAX_SEQ = (1 << 64) - 1
+_STR = frozenset((str,))
 _INT_FIELDS = (("sequence", _MAX_SEQ), ("timestamp", _MAX_SEQ), ("key_id", 2**32 - 1))
 
 
@@ -212,10 +213,10 @@ class SecureChannel:
             if self._cheap:
                 self._reserved_raw = raw
             seq = self._next_seq
-            if seq > _MAX_SEQ:
+            if seq >= _MAX_SEQ:  # (the lease, above it, must fit the stored 8 bytes)
                 raise ReplayError("sequence numbers exhausted", "exhausted")
             if seq >= self._reserved_seq:
-                reserved = seq + self._seq_lease
+                reserved = min(seq + self._seq_lease, _MAX_SEQ)
                 encoded = reserved.to_bytes(8, "big")
                 self._storage.put(self._seq_key, encoded)
                 self._reserved_seq = reserved
@@ -386,7 +387,7 @@ class SecureChannel:
             header = cbor.loads(raw, wire=True)  # canonical, tag-free, bounded
         except DecodeError as exc:
             raise DecodeError(f"header: {exc}") from None
-        if type(header) is not dict or not all(type(k) is str for k in header):
+        if type(header) is not dict or not _STR.issuperset(map(type, header)):
             raise DecodeError("header must be a map with str keys")
         for name in _REQUIRED_STR:
             if type(header.get(name)) is not str:
