@@ -17,7 +17,7 @@ from vsm_phoenix.ext.gepa.models import GuardedModel, openai_chat
 class _Chat(BaseHTTPRequestHandler):
     """Answers /chat/completions with the prompt reversed (a function of its input)."""
 
-    def do_POST(self) -> None:  # noqa: N802 - http.server's name
+    def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         if self.path != "/v1/chat/completions" or body["model"] != "stub":
             self.send_response(404)
