@@ -29,9 +29,10 @@ messages in the cluster — not the ``(n-1)^2`` of "forward what you received":
   then ships the other, from its buffer, the entries of any origin it lacks (or full
   state when they are gone). While ``V`` is small, pushes and acks carry it whole, so
   two peers that just exchanged a push compare there (an ack showing that the acker
-  lacks entries the pusher holds is answered with them) and skip the digest. This repairs what pushes cannot reach
-  (asymmetric links, an origin that crashed before every peer acknowledged, a peer
-  that restarted empty) in ``O(log n)`` rounds, as push-pull gossip does.
+  lacks entries the pusher holds is answered with them) and skip the digest. This
+  repairs what pushes cannot reach (asymmetric links, an origin that crashed before
+  every peer acknowledged, a peer that restarted empty) in ``O(log n)`` rounds, as
+  push-pull gossip does.
 * Joins are commutative, associative and idempotent, so lost, duplicated and
   reordered messages are harmless: **once every message between connected replicas
   eventually gets through, they converge**, and a node stops shipping once every peer
