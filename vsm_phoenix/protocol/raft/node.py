@@ -1008,6 +1008,8 @@ class RaftNode:
             if m.match > pr.match:
                 pr.match = m.match
             pr.next = max(pr.next, m.match + 1)
+            if pr.probing:  # what was shipped before the probe proves nothing now
+                pr.sent_to = pr.match
             pr.probing = pr.probe_sent = False
             self._maybe_commit()
             if self.role is not Role.LEADER:
