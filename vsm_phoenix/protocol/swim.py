@@ -15,14 +15,23 @@ Dadgar et al., *Lifeguard*, 2018).
   a shuffled round-robin order (reshuffled each pass, joiners inserted at a random
   place). Without an ack after ``ping_timeout_ms`` it asks ``k = indirect_probes``
   random members to ``swim.ping-req`` the target. Without any ack by the end of the
-  period the target becomes *suspect*.
+  period the target becomes *suspect*, and we tell it so directly (one
+  ``swim.gossip``), so it can refute before any timer runs out.
+* **Local health (Lifeguard's LHA-Probe).** ``health`` (0 .. ``health_max``) rises by
+  one when an ack arrives for a probe we had already given up on (our own messages
+  are slow) and when we must refute a suspicion of ourselves; it falls by one when a
+  probe is answered within its timeout. The period and the ping timeout are scaled by
+  ``health + 1``, so a node whose messages are late probes less and waits longer
+  instead of suspecting everyone it probes.
 * **Suspicion (Lifeguard).** A suspect is declared dead when its suspicion timer
   expires. The timeout starts at ``S_max = beta * S_min`` with
   ``S_min = alpha * max(1, log10 n) * T`` and shrinks towards ``S_min`` as independent
   suspicions arrive: ``max(S_min, S_max - (S_max - S_min) * log(C + 1) / log(K + 1))``
   with ``C`` confirmations and ``K = indirect_probes``.
 * **Refutation.** A member that hears it is suspect or dead at incarnation ``i``
-  raises its incarnation above ``i`` and disseminates ``alive``. Precedence:
+  raises its incarnation above ``i`` and disseminates ``alive`` — piggybacked, and at
+  once to ``indirect_probes`` random members (to every member while its health is
+  degraded: a slow node probes rarely, so its piggybacks alone would come too late). Precedence:
   ``alive(j)`` beats ``alive/suspect(i)`` iff ``j > i`` and beats ``dead/left(i)`` iff
   ``j > i``; ``suspect(j)`` beats ``alive(i)`` iff ``j >= i`` and ``suspect(i)`` iff
   ``j > i``; ``dead(j)`` / ``left(j)`` beat ``alive/suspect(i)`` iff ``j >= i``.
@@ -31,17 +40,40 @@ Dadgar et al., *Lifeguard*, 2018).
   update at most ``lambda * ceil(log10(n + 1))`` times (``lambda = retransmit_mult``).
   A message to a member we suspect always carries that suspicion as well, so the
   member can refute it at once instead of waiting for gossip to reach it.
+* **Merging tables (memberlist's mergeState).** Rows of a member table received in
+  ``swim.join`` / ``swim.join-ack`` are *rumours*, not verdicts: a ``dead`` row about a
+  member we believe alive only makes it *suspect* here — locally (not gossiped, not a
+  Lifeguard confirmation, so its timer runs the full ``S_max``) — and we ask the member
+  directly (``swim.gossip`` carrying the suspicion), which answers the asker with a
+  higher incarnation at once. ``dead`` verdicts gossiped by a detector stay verdicts.
+* **Push-pull.** Every ``push_pull_ms`` (30 s, as memberlist), and every period while
+  the table is still gaining members, the node exchanges whole tables with one random
+  alive member (``swim.join`` / ``swim.join-ack``): a cluster booted at once agrees in
+  O(log n) periods instead of waiting for every ``alive`` to be piggybacked around.
 * **Healing.** Every ``reconnect_interval_ms`` the node sends ``swim.join`` to one
   random *dead* (not left) member, so two sides of a healed partition find each other
-  again: each sees itself declared dead in the other's table and refutes.
+  again: each sees itself declared dead in the other's table and refutes, and the
+  other side's verdicts about our own side arrive as refutable suspicions.
+* **Reaping and the table limit.** A dead or left member is forgotten
+  ``reap_after_ms`` (default 1 h) after its verdict; a tombstone (id, incarnation) is
+  kept as long again so stale rumours cannot resurrect it, while a real rejoin (higher
+  incarnation) is admitted. A table holds at most ``max_members`` rows; a new member
+  beyond that is refused explicitly: counted in ``members_refused`` and reported once
+  per id as ``Deliver("swim.refused", {member, reason, limit, at})``.
 * **Leave.** ``ClientRequest(Leave())`` marks the node ``left`` at a higher
   incarnation, sends that to every alive member and stops probing and answering.
 * **Metadata and capabilities.** Each member advertises :class:`Metadata`: a set of
   capabilities as an :class:`~vsm_phoenix.crdt.ORSet` (so advertisements merge by
   join) and a load figure. The owner changes it with ``UpdateMetadata``, which bumps
-  its incarnation; receivers join the capability sets and take the load of the
-  highest incarnation. :meth:`SwimNode.match` returns the alive members (self
-  included) that advertise every required capability, least loaded first.
+  its incarnation. An advertisement belongs to its incarnation: receivers replace
+  what they hold with the advertisement of a higher incarnation and never join
+  advertisements, so dots an owner reuses after a restart cannot cancel anything.
+  An owner that hears an advertisement of its own that differs from what it now
+  advertises at the same (or a higher) incarnation — it restarted without its disk,
+  or with other capabilities — outbids it with a higher incarnation. After a restart
+  the owner advertises the capabilities it is constructed with.
+  :meth:`SwimNode.match` returns the alive members (self included) that advertise
+  every required capability, least loaded first.
 
 Detection-time bound
 --------------------
@@ -55,7 +87,8 @@ window, **every alive member declares a member that crashed at time t dead by**:
     t + (2n - 1) * T + S_max + T          (the last T absorbs network latency)
       = t + (2n + beta * alpha * max(1, log10 n)) * T
 
-which is :meth:`SwimConfig.detection_bound_ms`. For the defaults (``T = 1000 ms``,
+which is :meth:`SwimConfig.detection_bound_ms` (for an observer at health 0; at
+health ``h`` its period is ``(h + 1) * T``). For the defaults (``T = 1000 ms``,
 ``alpha = 4``, ``beta = 6``) and ``n = 5`` that is 34 s; gossip and confirmations make
 typical detection far faster (see ``tests/protocol/test_swim.py``).
 
@@ -137,6 +170,10 @@ class SwimConfig:
     max_piggyback: int = 8
     join_retry_ms: int = 1000
     reconnect_interval_ms: int = 10_000
+    reap_after_ms: int = 3_600_000
+    max_members: int = 4096
+    push_pull_ms: int = 30_000
+    health_max: int = 8
 
     def __attrs_post_init__(self) -> None:
         if not 0 < self.ping_timeout_ms < self.period_ms:
@@ -145,6 +182,10 @@ class SwimConfig:
             raise LocalProtocolError("indirect_probes >= 0, retransmit_mult/max_piggyback >= 1")
         if self.suspicion_alpha <= 0 or self.suspicion_beta < 1:
             raise LocalProtocolError("suspicion_alpha > 0 and suspicion_beta >= 1")
+        if self.reap_after_ms <= 0 or not 1 <= self.max_members <= MAX_MEMBERS:
+            raise LocalProtocolError(f"reap_after_ms > 0 and 1 <= max_members <= {MAX_MEMBERS}")
+        if self.push_pull_ms <= 0 or not 0 <= self.health_max <= 64:
+            raise LocalProtocolError("push_pull_ms > 0 and 0 <= health_max <= 64")
 
     def suspicion_min_ms(self, n: int) -> float:
         return self.suspicion_alpha * max(1.0, math.log10(max(n, 1))) * self.period_ms
@@ -205,10 +246,21 @@ class Metadata:
             raise RemoteProtocolError("metadata must be [capabilities, load]")
         if type(raw[1]) not in (int, float) or not math.isfinite(raw[1]):
             raise RemoteProtocolError("metadata load must be a finite number")
-        caps = decode(raw[0])
-        if not isinstance(caps, ORSet) or not all(isinstance(c, str) for c in caps.value):
-            raise RemoteProtocolError("capabilities must be an ORSet of strings")
-        return cls(caps, float(raw[1]))
+        caps = _CAPS_SEEN.get(raw[0])
+        if caps is None:  # decoding (with its canonical-form check) dominates big tables
+            fresh = decode(raw[0])
+            if not isinstance(fresh, ORSet) or not all(isinstance(c, str) for c in fresh.value):
+                raise RemoteProtocolError("capabilities must be an ORSet of strings")
+            caps = fresh
+            if len(_CAPS_SEEN) >= 4096:
+                _CAPS_SEEN.pop(next(iter(_CAPS_SEEN)))
+            _CAPS_SEEN[raw[0]] = caps
+        return cls(caps.copy(), float(raw[1]))
+
+
+#: Capability sets already decoded and validated, by their exact bytes (read-only:
+#: :meth:`Metadata.from_wire` hands out copies).
+_CAPS_SEEN: dict[bytes, ORSet] = {}
 
 
 @attrs.frozen
@@ -229,6 +281,7 @@ class _Member:
     meta: Metadata
     suspect_start: int = 0
     suspecters: list[str] = attrs.field(factory=list)
+    changed_at: int = 0  # when the status last changed (reaping dead/left rows)
 
 
 # An update on the wire: [kind, member, incarnation, extra]
@@ -271,6 +324,16 @@ class SwimNode:
         self._now = 0
         self.probes_sent = 0  # metrics: direct probes started
         self.suspicions_raised = 0  # metrics: probes that ended in a suspicion
+        self.members_refused = 0  # metrics: new members refused (table full)
+        self.push_pulls = 0  # metrics: table exchanges started
+        self._reaped: dict[str, tuple[int, int]] = {}  # id -> (incarnation, reaped at)
+        self._refused: dict[str, int] = {}  # ids reported refused -> when
+        self.health = 0  # Lifeguard's local health multiplier (0 = healthy)
+        self._failed: dict[int, int] = {}  # our probes that failed: seq -> when
+        self._ping_sent_at = 0
+        self._last_push_pull = 0
+        self._grew_at = 0  # when the table last gained a member
+        self._wire_cache: dict[str, tuple[int, list[Any]]] = {}
 
     # -- public read-only API ----------------------------------------------------------
     @property
@@ -322,9 +385,9 @@ class SwimNode:
             return self._boot(event)
         if not self.started:
             raise LocalProtocolError(f"{type(event).__name__} before Start/Restart")
-        self._now = event.now
         if isinstance(event, Receive):
-            return self._receive(event.now, event.envelope)
+            return self._receive(event.now, event.envelope)  # sets _now once validated
+        self._now = event.now
         if isinstance(event, TimerFired):
             return self._timer(event.now, event.name)
         if isinstance(event, ClientRequest):
@@ -336,6 +399,7 @@ class SwimNode:
         now = event.now
         self._now = now
         self.started = True
+        self._last_push_pull = self._grew_at = now
         out: list[Effect] = []
         contacts = [s for s in self.config.seeds if s != self._id]
         if isinstance(event, Restart):
@@ -344,10 +408,11 @@ class SwimNode:
                 known = decode_cbor(event.persisted.get("swim/members", encode_cbor([])))
             except DecodeError:
                 inc, known = 0, []
-            if type(inc) is int and inc >= 0:
+            if type(inc) is int and 0 <= inc < 2**63 - 1:  # what peers accept on the wire
                 self.members[self._id].incarnation = inc + 1
             if isinstance(known, list):
-                contacts += [k for k in known if isinstance(k, str) and k != self._id]
+                contacts += [k for k in known  # ids a message could be addressed to
+                             if isinstance(k, str) and 0 < len(k) <= 256 and k != self._id]
         self._contacts = sorted(set(contacts))
         out.append(Persist("swim/incarnation", encode_cbor(self.incarnation)))
         self._enqueue(self._alive_update(self._id))
@@ -388,13 +453,21 @@ class SwimNode:
         return []
 
     def _period(self, now: int) -> list[Effect]:
-        out: list[Effect] = [SetTimer(T_PERIOD, self.config.period_ms)]
+        scale = self.health + 1
+        out: list[Effect] = [SetTimer(T_PERIOD, self.config.period_ms * scale)]
+        out += self._reap(now)
         target = self._probe_target
         if target is not None and not self._probe_acked:
+            self._failed[self._probe_seq] = now
+            if len(self._failed) > 64:
+                del self._failed[min(self._failed)]
             m = self.members.get(target)
             if m is not None and m.status in _LIVE:
                 self.suspicions_raised += 1
-                out += self._apply(now, ["suspect", target, m.incarnation, self._id])
+                update: Update = ["suspect", target, m.incarnation, self._id]
+                out += self._apply(now, update)
+                # tell the member at once, so it can refute before the timer runs out
+                out.append(self.msg.send(now, target, "swim.gossip", {"g": [update]}))
         self._probe_target = None
         self._probe_acked = True
         nxt = self._next_target()
@@ -403,9 +476,29 @@ class SwimNode:
         self._seq += 1
         self._probe_target, self._probe_seq, self._probe_acked = nxt, self._seq, False
         self.probes_sent += 1
+        self._ping_sent_at = now
         out.append(self._ping(now, nxt, self._seq))
-        out.append(SetTimer(T_PING, self.config.ping_timeout_ms))
+        out.append(SetTimer(T_PING, self.config.ping_timeout_ms * scale))
+        out += self._push_pull(now)
         return out
+
+    def _push_pull(self, now: int) -> list[Effect]:
+        """Exchange whole tables (``swim.join`` / ``swim.join-ack``) with one random
+        alive member: every ``push_pull_ms``, and every period while the table is still
+        gaining members (a cluster booted at once agrees in O(log n) periods)."""
+        growing = now - self._grew_at <= 2 * self.config.period_ms
+        if not self._joined or not (growing or now - self._last_push_pull
+                                    >= self.config.push_pull_ms):
+            return []
+        others = self.alive_members(include_self=False)
+        if not others:
+            return []
+        self._last_push_pull = now
+        self.push_pulls += 1
+        return self._send_joins(now, [self.rng.choice(others)])
+
+    def _adjust_health(self, delta: int) -> None:
+        self.health = min(self.config.health_max, max(0, self.health + delta))
 
     def _next_target(self) -> str | None:
         live = [n for n in self._order if n in self.members and self.members[n].status in _LIVE]
@@ -472,10 +565,13 @@ class SwimNode:
             raise RemoteProtocolError(f"unknown SWIM message {env.type!r}")
         # -- validated: from here on we mutate --
         self.msg.accept(now, env)
+        self._now = now
         if self.left:
             return []
         out: list[Effect] = []
-        for u in [*table, *updates]:
+        for u in table:
+            out += self._apply(now, u, rumour=True)
+        for u in updates:
             out += self._apply(now, u)
         if self.members.get(env.sender) is None and env.type in ("swim.ping", "swim.ping-req"):
             # an unknown prober: ask it for its table
@@ -489,8 +585,14 @@ class SwimNode:
                 requester, their_seq = self._relays.pop(seq)
                 out.append(self.msg.send(now, requester, "swim.ack",
                                          {"seq": their_seq, "g": self._piggyback(requester)}))
-            elif seq == self._probe_seq:
+            elif seq == self._probe_seq and not self._probe_acked:
                 self._probe_acked = True
+                if now - self._ping_sent_at <= self.config.ping_timeout_ms * (self.health + 1):
+                    self._adjust_health(-1)  # answered in time: we are healthy
+            elif self._failed.pop(seq, None) is not None:
+                # an answer to a probe we had given up on: our own messages are slow
+                # (Lifeguard's local health): probe less often, wait longer
+                self._adjust_health(+1)
         elif env.type == "swim.ping-req":
             assert isinstance(target, str)
             self._seq += 1
@@ -498,6 +600,12 @@ class SwimNode:
             if len(self._relays) > 256:
                 self._relays.pop(min(self._relays))
             out.append(self._ping(now, target, self._seq))
+        elif env.type == "swim.gossip" and any(
+            u[0] in ("suspect", "dead") and u[1] == self._id for u in updates
+        ):
+            # asked directly whether we are dead: answer the asker at once
+            out.append(self.msg.send(now, env.sender, "swim.gossip",
+                                     {"g": [self._alive_update(self._id)]}))
         elif env.type == "swim.join":
             out.append(self.msg.send(now, env.sender, "swim.join-ack",
                                      {"members": self._table_updates()},
@@ -510,7 +618,7 @@ class SwimNode:
         return out
 
     def _validate_updates(self, raw: Any) -> list[Update]:
-        if not isinstance(raw, list) or len(raw) > MAX_MEMBERS:
+        if not isinstance(raw, list) or len(raw) > 2 * MAX_MEMBERS:
             raise RemoteProtocolError("updates must be a bounded list")
         out: list[Update] = []
         for u in raw:
@@ -531,58 +639,93 @@ class SwimNode:
         return out
 
     # -- the member table --------------------------------------------------------------
-    def _apply(self, now: int, u: Update) -> list[Effect]:
-        """Merge one (validated) update; returns effects (refutation, timers, events)."""
+    def _apply(self, now: int, u: Update, *, rumour: bool = False) -> list[Effect]:
+        """Merge one (validated) update; returns effects (refutation, timers, events).
+
+        ``rumour``: the row comes from another member's table (join / push-pull), not
+        from a detector. As in memberlist's ``mergeState``, a ``dead`` row is then only
+        a *suspicion* the member can refute: a table exchanged after a partition heals
+        holds verdicts that were true on the far side, not on ours. Such a suspicion is
+        kept local (not gossiped, not counted as a confirmation, so its timer runs for
+        the full ``S_max``) and put to the member directly, which refutes at once."""
         kind, nid, inc, extra = u
         out: list[Effect] = []
+        if rumour and kind == "dead" and nid != self._id:
+            m = self.members.get(nid)
+            if m is None or m.status not in _LIVE:
+                return self._apply(now, u)  # not believed alive: keep the verdict
+            if (m.status is Status.ALIVE and inc >= m.incarnation) or (
+                m.status is Status.SUSPECT and inc > m.incarnation
+            ):
+                m.status, m.incarnation = Status.SUSPECT, inc
+                m.suspect_start, m.suspecters = now, []
+                timeout = self.config.suspicion_timeout_ms(self.group_size(), 0)
+                out.append(SetTimer(T_SUSPECT + nid, timeout))
+                out.append(self._event(now, nid))
+                out.append(self.msg.send(now, nid, "swim.gossip",
+                                         {"g": [["suspect", nid, inc, self._id]]}))
+            return out
         me = self.members[self._id]
         if nid == self._id:
             if kind in ("suspect", "dead") and inc >= me.incarnation and not self.left:
                 me.incarnation = inc + 1  # refute
+                self._adjust_health(+1)
                 self._enqueue(self._alive_update(self._id))
                 out.append(Persist("swim/incarnation", encode_cbor(me.incarnation)))
+                out += self._broadcast_refutation(now)
             elif kind in ("suspect", "dead") and not self.left:
                 # a stale rumour about us: re-announce our current incarnation so the
                 # member still holding it (who may be about to time out) hears it
                 self._enqueue(self._alive_update(self._id))
-            elif kind == "alive" and inc > me.incarnation and not self.left:
+            elif kind == "alive" and not self.left and (
+                inc > me.incarnation
+                or (inc == me.incarnation and extra.to_wire() != self._wire(self._id))
+            ):
+                # someone holds an advertisement of ours we no longer make (we restarted
+                # without our incarnation, or with other capabilities): outbid it
                 me.incarnation = inc + 1
                 self._enqueue(self._alive_update(self._id))
                 out.append(Persist("swim/incarnation", encode_cbor(me.incarnation)))
             return out
         m = self.members.get(nid)
-        if kind == "alive":
-            meta: Metadata = extra
-            if m is None:
-                if len(self.members) >= MAX_MEMBERS:
-                    return out
-                self.members[nid] = _Member(Status.ALIVE, inc, meta)
+        if m is None:
+            tomb = self._reaped.get(nid)
+            if tomb is not None and inc <= tomb[0]:
+                return out  # a stale rumour about a member we reaped
+            if kind == "suspect":
+                return out
+            if len(self.members) >= self.config.max_members:
+                return self._refuse(now, nid)
+            self._reaped.pop(nid, None)
+            if kind == "alive":
+                meta: Metadata = extra
+                self.members[nid] = _Member(Status.ALIVE, inc, meta, changed_at=now)
+                self._grew_at = now
                 self._insert_order(nid)
-                self._enqueue(["alive", nid, inc, meta.to_wire()])
+                self._enqueue(["alive", nid, inc, self._wire(nid)])
                 out.append(self._event(now, nid))
-                out.append(self._persist_members())
-                return out
+            else:
+                # unknown member reported dead/left: remember the verdict (so a healed
+                # partition can reconnect to it, and its refutation can reach us)
+                self.members[nid] = _Member(Status(kind), inc, Metadata(), changed_at=now)
+                self._enqueue([kind, nid, inc, extra])
+            out.append(self._persist_members())
+            return out
+        if kind == "alive":
+            meta = extra
             if inc <= m.incarnation:
-                if inc == m.incarnation and m.status in _LIVE:
-                    m.meta.capabilities |= meta.capabilities
-                return out
+                return out  # an owner's advertisement is a function of its incarnation
             was = m.status
             m.status, m.incarnation = Status.ALIVE, inc
-            m.meta.capabilities |= meta.capabilities
-            m.meta.load = meta.load
+            m.meta = Metadata(meta.capabilities.copy(), meta.load)
             m.suspecters = []
             out.append(CancelTimer(T_SUSPECT + nid))
             if was not in _LIVE:
+                m.changed_at = now
                 self._insert_order(nid)
-            self._enqueue(["alive", nid, inc, m.meta.to_wire()])
+            self._enqueue(["alive", nid, inc, self._wire(nid)])
             if was is not Status.ALIVE:
                 out.append(self._event(now, nid))
-            return out
-        if m is None:
-            # unknown member reported suspect/dead/left: remember the verdict
-            if len(self.members) < MAX_MEMBERS and kind != "suspect":
-                self.members[nid] = _Member(Status(kind), inc, Metadata())
-                self._enqueue([kind, nid, inc, extra])
             return out
         if kind == "suspect":
             n = self.group_size()
@@ -599,7 +742,7 @@ class SwimNode:
                 and extra not in m.suspecters
             ):
                 m.suspecters.append(extra)  # an independent confirmation
-                timeout = self.config.suspicion_timeout_ms(n, len(m.suspecters) - 1)
+                timeout = self.config.suspicion_timeout_ms(n, max(0, len(m.suspecters) - 1))
                 left = max(0, m.suspect_start + timeout - now)
                 out.append(SetTimer(T_SUSPECT + nid, left))
                 self._enqueue(["suspect", nid, inc, extra])
@@ -610,9 +753,56 @@ class SwimNode:
         ):
             m.status, m.incarnation = Status(kind), inc
             m.suspecters = []
+            m.changed_at = now
             out.append(CancelTimer(T_SUSPECT + nid))
             self._enqueue([kind, nid, inc, extra])
             out.append(self._event(now, nid))
+        return out
+
+    def _broadcast_refutation(self, now: int) -> list[Effect]:
+        """Send our fresh ``alive`` at once to ``indirect_probes`` random members — to
+        every member while our own health is degraded: a refutation must not wait for
+        our next probe (a slow node probes rarely, and everyone suspects it)."""
+        others = self.alive_members(include_self=False)
+        k = len(others) if self.health else min(len(others), max(1, self.config.indirect_probes))
+        update = self._alive_update(self._id)
+        return [self.msg.send(now, nid, "swim.gossip", {"g": [update]})
+                for nid in (self.rng.sample(others, k) if k else [])]
+
+    def _refuse(self, now: int, nid: str) -> list[Effect]:
+        """The member table is full: refuse ``nid`` explicitly (counted, and reported
+        once per id as a ``swim.refused`` delivery) instead of dropping it silently."""
+        self.members_refused += 1
+        if nid in self._refused:
+            return []
+        if len(self._refused) >= 1024:
+            self._refused.pop(next(iter(self._refused)))
+        self._refused[nid] = now
+        return [Deliver("swim.refused", {"member": nid, "reason": "member table full",
+                                         "limit": self.config.max_members, "at": now})]
+
+    def _reap(self, now: int) -> list[Effect]:
+        """Forget dead and left members ``reap_after_ms`` after their verdict, keeping a
+        tombstone (id -> incarnation) for as long again so stale rumours about them
+        cannot bring them back; a higher incarnation (a real rejoin) still can."""
+        horizon = self.config.reap_after_ms
+        for nid in [n for n, (_, at) in self._reaped.items() if now - at >= horizon]:
+            del self._reaped[nid]
+        gone = [
+            nid for nid, m in self.members.items()
+            if nid != self._id and m.status not in _LIVE and now - m.changed_at >= horizon
+        ]
+        if not gone:
+            return []
+        out: list[Effect] = []
+        for nid in sorted(gone):
+            self._reaped[nid] = (self.members.pop(nid).incarnation, now)
+            self._wire_cache.pop(nid, None)
+            self._queue.pop(nid, None)
+            out.append(CancelTimer(T_SUSPECT + nid))
+        while len(self._reaped) > self.config.max_members:
+            self._reaped.pop(next(iter(self._reaped)))
+        out.append(self._persist_members())
         return out
 
     def _event(self, now: int, nid: str) -> Deliver:
@@ -625,14 +815,24 @@ class SwimNode:
 
     def _alive_update(self, nid: str) -> Update:
         m = self.members[nid]
-        return ["alive", nid, m.incarnation, m.meta.to_wire()]
+        return ["alive", nid, m.incarnation, self._wire(nid)]
+
+    def _wire(self, nid: str) -> list[Any]:
+        """``nid``'s advertisement on the wire, encoded once per incarnation (an
+        advertisement is a function of its owner's incarnation)."""
+        m = self.members[nid]
+        hit = self._wire_cache.get(nid)
+        if hit is None or hit[0] != m.incarnation:
+            hit = (m.incarnation, m.meta.to_wire())
+            self._wire_cache[nid] = hit
+        return hit[1]
 
     def _table_updates(self) -> list[Update]:
         rows: list[Update] = []
         for nid in sorted(self.members):
             m = self.members[nid]
             if m.status in _LIVE:
-                rows.append(["alive", nid, m.incarnation, m.meta.to_wire()])
+                rows.append(["alive", nid, m.incarnation, self._wire(nid)])
                 if m.status is Status.SUSPECT:
                     rows.append(["suspect", nid, m.incarnation,
                                  m.suspecters[0] if m.suspecters else self._id])

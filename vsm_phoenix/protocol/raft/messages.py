@@ -20,9 +20,12 @@ class                  type                purpose
 :class:`AppendResponse`  ``raft.append-resp`` match index, or a rejection with a hint
 :class:`RequestVote`   ``raft.vote``       (pre-)vote request with the last log entry
 :class:`VoteResponse`  ``raft.vote-resp``  granted or refused
-:class:`InstallSnapshot` ``raft.snapshot`` the leader's snapshot, for a follower
-                                           whose next entry was compacted away
-:class:`SnapshotResponse` ``raft.snapshot-resp`` the index now matched
+:class:`InstallSnapshot` ``raft.snapshot`` one chunk of the leader's snapshot (bytes
+                                           ``offset ..`` of it; ``done`` on the last)
+                                           and the configuration at its index, for a
+                                           follower whose next entry was compacted away
+:class:`SnapshotResponse` ``raft.snapshot-resp`` the index now matched, or how many
+                                           bytes of snapshot ``index`` it holds
 :class:`TimeoutNow`    ``raft.timeout-now`` leadership transfer: campaign at once
 =====================  ==================  ==========================================
 
@@ -42,7 +45,8 @@ from vsm_phoenix.errors import DecodeError
 from vsm_phoenix.protocol.envelope import decode_cbor
 from vsm_phoenix.protocol.node import RemoteProtocolError
 from vsm_phoenix.protocol.raft.config import MAX_ENTRIES_PER_MESSAGE, MAX_U63
-from vsm_phoenix.protocol.raft.log import Entry
+from vsm_phoenix.protocol.raft.log import Entry, decode_entry
+from vsm_phoenix.protocol.raft.membership import Membership, MembershipError
 
 __all__ = [
     "M_APPEND",
@@ -116,14 +120,19 @@ class InstallSnapshot:
     term: int
     index: int
     snap_term: int
-    data: bytes
+    config: Membership  # the configuration at ``index``
+    offset: int  # where ``data`` starts in the snapshot's bytes
+    data: bytes  # one chunk
+    done: bool  # the last chunk
     seq: int
 
 
 @attrs.frozen(kw_only=True)
 class SnapshotResponse:
     term: int
-    match: int
+    match: int  # > 0: the snapshot is installed and the log matches up to here
+    index: int  # the snapshot the follower is receiving (0: none)
+    offset: int  # how many bytes of it the follower holds: where to resume
     seq: int
 
 
@@ -174,15 +183,26 @@ def _entries(v: Any) -> tuple[Entry, ...]:
         raise _Bad(f"must be a list of at most {MAX_ENTRIES_PER_MESSAGE} entries")
     out: list[Entry] = []
     for item in v:
-        if (not isinstance(item, list) or len(item) != 2 or type(item[0]) is not int
-                or not 0 <= item[0] <= MAX_U63 or not isinstance(item[1], bytes)):
-            raise _Bad("each entry must be [term, bytes]")
-        out.append(Entry(item[0], item[1]))
+        try:
+            out.append(decode_entry(item))
+        except ValueError as exc:
+            raise _Bad(f"each entry must be [term, bytes] or [term, b'', config]: {exc}") from None
     return tuple(out)
 
 
 def _encode_entries(entries: tuple[Entry, ...]) -> list[list[Any]]:
-    return [[e.term, e.data] for e in entries]
+    return [e.encode() for e in entries]
+
+
+def _membership(v: Any) -> Membership:
+    try:
+        return Membership.decode(v)
+    except MembershipError as exc:
+        raise _Bad(str(exc)) from None
+
+
+def _encode_membership(m: Membership) -> dict[str, list[str]]:
+    return m.encode()
 
 
 def _same(v: Any) -> Any:
@@ -223,10 +243,12 @@ WIRE: Final[dict[type[Any], tuple[str, tuple[_Field, ...]]]] = {
     )),
     InstallSnapshot: (M_SNAP, (
         _f("term", "t", _u63), _f("index", "i", _u63), _f("snap_term", "st", _u63),
-        _f("data", "d", _bytes), _f("seq", "s", _u63),
+        _f("config", "c", _membership, _encode_membership), _f("offset", "o", _u63),
+        _f("data", "d", _bytes), _f("done", "z", _bool), _f("seq", "s", _u63),
     )),
     SnapshotResponse: (M_SNAP_RESP, (
-        _f("term", "t", _u63), _f("match", "m", _u63), _f("seq", "s", _u63),
+        _f("term", "t", _u63), _f("match", "m", _u63), _f("index", "i", _u63),
+        _f("offset", "o", _u63), _f("seq", "s", _u63),
     )),
     TimeoutNow: (M_TIMEOUT_NOW, (_f("term", "t", _u63),)),
 }
@@ -268,6 +290,8 @@ def _check_snapshot(m: InstallSnapshot) -> str | None:
         return "index: must be >= 1"
     if not 1 <= m.snap_term <= m.term:
         return "snap_term: must be in 1..term"
+    if m.offset + len(m.data) > MAX_U63:
+        return "offset: overflow"
     return None
 
 
