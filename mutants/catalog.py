@@ -117,9 +117,9 @@ MUTANTS: list[Mutant] = [
            "a pre-vote granted for an earlier pre-campaign counted"),
     Mutant("raft", RAFT,
            "        if self.role is not Role.LEADER or m.term != self.term:\n            return\n"
-           "        pr = self._progress[sender]",
+           "        pr = self._progress.get(sender)",
            "        if self.role is not Role.LEADER:\n            return\n"
-           "        pr = self._progress[sender]",
+           "        pr = self._progress.get(sender)",
            "a leader counts append responses of an earlier term"),
     Mutant("raft", RAFT, "        self._log.append(Entry(self.term, b\"\"))\n", "",
            "a new leader appends no no-op entry (reads and old entries wait for a client)"),
@@ -134,10 +134,9 @@ MUTANTS: list[Mutant] = [
            "                return  # leader stickiness: ignore, do not adopt the term\n",
            "",
            "check-quorum without leader stickiness: a vote request in the lease adopts its term"),
-    Mutant("raft", RAFT, "        if m.index <= self.commit_index:\n            self._send(sender, "
-           "SnapshotResponse",
-           "        if m.index <= self.snap_index:\n            self._send(sender, "
-           "SnapshotResponse",
+    Mutant("raft", RAFT,
+           "        if m.index <= self.commit_index:\n            self._snap_buf = None\n",
+           "        if m.index <= self.snap_index:\n            self._snap_buf = None\n",
            "a snapshot older than the commit index (but newer than our snapshot) rolls the "
            "state machine back"),
     Mutant("raft", QUORUM,
@@ -160,8 +159,8 @@ MUTANTS: list[Mutant] = [
            "        lease = self._in_lease()\n",
            "a forced campaign (leadership transfer) refused by the lease"),
     Mutant("raft", RAFT,
-           "        if m.term < self.term:\n            self._send(sender, SnapshotResponse(",
-           "        if m.term < self.term - 1:\n            self._send(sender, SnapshotResponse(",
+           "        if m.term < self.term:\n            answer(0)\n",
+           "        if m.term < self.term - 1:\n            answer(0)\n",
            "a follower installs a snapshot from the leader of the previous term"),
     # -- kv ----------------------------------------------------------------------------
     Mutant("kv", KV, "if last is not None and seq <= last[0]:",
@@ -207,7 +206,7 @@ MUTANTS: list[Mutant] = [
            "if False:",
            "messages from the future accepted"),
     Mutant("channel", CHANNEL,
-           "if header[\"recipient\"] != (self.identity if recipient is None else recipient):",
+           "if header[\"recipient\"] != want:",
            "if False:",
            "a frame for another recipient accepted"),
     Mutant("channel", CHANNEL,
@@ -220,17 +219,27 @@ MUTANTS: list[Mutant] = [
     Mutant("channel", REPLAY, "if seq - self.highest > MAX_JUMP:",
            "if seq - self.highest > 2 * MAX_JUMP:",
            "jump bound doubled"),
-    Mutant("channel", CHANNEL, 'header["sender"].partition("#")[0] != sender',
-           'not header["sender"].startswith(sender)',
+    Mutant("channel", CHANNEL, 'claimed.partition("#")[0] != sender',
+           'not claimed.startswith(sender)',
            "sender check by prefix: 'n1' may send as 'n10'"),
     Mutant("channel", CHANNEL, "            if seq >= self._reserved_seq:\n",
            "            if seq > self._reserved_seq:\n",
            "sequence at the lease boundary handed out unreserved (reused after a restart)"),
     Mutant("channel", CHANNEL,
-           '        self._check_fresh(header["timestamp"])\n'
-           '        self._guard.accept(header["sender"], header["sequence"])\n',
-           '        self._guard.accept(header["sender"], header["sequence"])\n'
-           '        self._check_fresh(header["timestamp"])\n',
+           '        ts = header["timestamp"]\n'
+           "        if self._max_age_ms is not None and now_ms - ts > self._max_age_ms:\n"
+           '            raise ReplayError(f"message is stale ({now_ms - ts} ms old)", "stale")\n'
+           "        if self._max_skew_ms is not None and ts - now_ms > self._max_skew_ms:\n"
+           '            raise ReplayError(f"message is from the future ({ts - now_ms} ms ahead)", '
+           '"future")\n'
+           '        self._guard.accept(claimed, header["sequence"], ts)\n',
+           '        ts = header["timestamp"]\n'
+           '        self._guard.accept(claimed, header["sequence"], ts)\n'
+           "        if self._max_age_ms is not None and now_ms - ts > self._max_age_ms:\n"
+           '            raise ReplayError(f"message is stale ({now_ms - ts} ms old)", "stale")\n'
+           "        if self._max_skew_ms is not None and ts - now_ms > self._max_skew_ms:\n"
+           '            raise ReplayError(f"message is from the future ({ts - now_ms} ms ahead)", '
+           '"future")\n',
            "replay window records a stale frame before the freshness check refuses it"),
     Mutant("channel", CHANNEL, "now_ms - ts > self._max_age_ms:",
            "now_ms - ts >= self._max_age_ms + 1000:",
@@ -241,14 +250,12 @@ MUTANTS: list[Mutant] = [
     Mutant("channel", REPLAY, "        self._blocks[(seq >> 6) % n] |= 1 << (seq & 63)\n",
            "        self._blocks[(seq >> 6) % n] = 1 << (seq & 63)\n",
            "recording a sequence clears the other bits of its block (replays accepted)"),
-    Mutant("channel", REPLAY, "            updated = self._window(sender).copy()\n",
-           "            updated = self._window(sender)\n",
+    Mutant("channel", REPLAY,
+           "            window = state.window.copy()\n            window._mark(seq)\n",
+           "            window = state.window\n            window._mark(seq)\n",
            "guard updates its cached window before the write is durable"),
-    Mutant("channel", REPLAY, "        if cached is not None and cached[0] == raw:\n",
-           "        if cached is not None:\n",
-           "guard trusts its cache over storage (a second guard's writes masked)"),
-    Mutant("channel", CHANNEL, 'header["sender"].partition("#")[0] != sender',
-           'header["sender"] != sender',
+    Mutant("channel", CHANNEL, 'claimed.partition("#")[0] != sender',
+           'claimed != sender',
            "frames of a principal's sessions (sender#session) refused"),
     Mutant("channel", REPLAY, "        if window._normalized() != window._blocks:\n",
            "        if False:\n",
@@ -308,7 +315,8 @@ MUTANTS: list[Mutant] = [
     Mutant("swim", SWIM, "        return math.ceil(max(lo, hi - (hi - lo) * frac))",
            "        return math.ceil(hi - (hi - lo) * frac)",
            "suspicion timeout shrinks below the minimum with many confirmations"),
-    Mutant("swim", SWIM, "            elif seq == self._probe_seq:\n", "            else:\n",
+    Mutant("swim", SWIM, "            elif seq == self._probe_seq and not self._probe_acked:\n",
+           "            elif not self._probe_acked:\n",
            "a late ack of an earlier probe counts for the current one"),
     Mutant("swim", SWIM, "                self.members[self._id].incarnation = inc + 1\n",
            "                self.members[self._id].incarnation = inc\n",
@@ -317,7 +325,9 @@ MUTANTS: list[Mutant] = [
            "        if (m.status in _LIVE and inc > m.incarnation) or (\n",
            "dead at the suspected incarnation ignored"),
     Mutant("swim", SWIM,
+           "        if kind == \"suspect\":\n            n = self.group_size()\n"
            "            if (m.status is Status.ALIVE and inc >= m.incarnation) or (\n",
+           "        if kind == \"suspect\":\n            n = self.group_size()\n"
            "            if (m.status is Status.ALIVE and inc > m.incarnation) or (\n",
            "suspicion at the member's own incarnation ignored"),
     Mutant("swim", SWIM,
@@ -387,8 +397,10 @@ MUTANTS: list[Mutant] = [
            "compaction folds a dot across a gap (the context claims unseen dots)"),
     Mutant("crdt", PURE, "    for dot in sorted(cloud):\n", "    for dot in list(cloud):\n",
            "compaction in set order (contiguous runs left in the cloud)"),
-    Mutant("crdt", PURE, "    cloud.update(o_cloud)\n    ctx_compact(vv, cloud)\n",
-           "    cloud.update(o_cloud)\n",
+    Mutant("crdt", PURE,
+           "        if c == have + 1:\n            _fold_run(vv, cloud, r, c)\n        else:\n"
+           "            cloud.add(d)\n",
+           "        cloud.add(d)\n",
            "context join leaves the result uncompacted (equal contexts, unequal states)"),
     Mutant("crdt", PURE, "            for c in range(have + 1, n + 1):\n",
            "            for c in range(have + 1, n):\n",

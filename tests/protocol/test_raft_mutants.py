@@ -213,8 +213,8 @@ def test_a_snapshot_below_the_commit_index_is_ignored() -> None:
     deliver(node, append(1, 5, 1, [], commit=5), "n1")
     assert node.commit_index == node.last_applied == 5
     applied = node.state_machine.snapshot()
-    snap = InstallSnapshot(term=1, index=3, snap_term=1,
-                           data=encode_cbor([b"e1", b"e2", b"e3"]), seq=0)
+    snap = InstallSnapshot(term=1, index=3, snap_term=1, config=cfg.bootstrap, offset=0,
+                           data=encode_cbor([b"e1", b"e2", b"e3"]), done=True, seq=0)
     effects = deliver(node, snap, "n1")
     assert (node.commit_index, node.last_applied, node.last_index) == (5, 5, 5)
     assert node.state_machine.snapshot() == applied
@@ -242,9 +242,10 @@ def test_a_snapshot_from_the_leader_of_an_earlier_term_is_refused() -> None:
     make its sender this follower's leader."""
     cfg = RaftConfig(peers=IDS3)
     node = restarted("n2", [1, 1], 3, cfg)
-    snap = InstallSnapshot(term=2, index=4, snap_term=2,
-                           data=encode_cbor([b"s1", b"s2", b"s3", b"s4"]), seq=0)
+    snap = InstallSnapshot(term=2, index=4, snap_term=2, config=cfg.bootstrap, offset=0,
+                           data=encode_cbor([b"s1", b"s2", b"s3", b"s4"]), done=True, seq=0)
     effects = deliver(node, snap, "n1")
     assert (node.snap_index, node.last_index, node.commit_index) == (0, 2, 0)
     assert node.leader_id is None and node.term == 3
-    assert replies(effects, M_SNAP_RESP)[0] == {"t": 3, "m": 0, "s": 0}
+    (reply,) = replies(effects, M_SNAP_RESP)
+    assert (reply["t"], reply["m"]) == (3, 0)
