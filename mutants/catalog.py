@@ -349,11 +349,6 @@ MUTANTS: list[Mutant] = [
            "an indirect ack forwarded with the relay's sequence, not the requester's"),
     Mutant("swim", SWIM, "            if sent + 1 >= limit:\n", "            if False:\n",
            "gossip retransmitted forever (no retransmit limit)"),
-    Mutant("swim", SWIM,
-           "            m.suspecters = []\n            out.append(CancelTimer(T_SUSPECT + nid))\n"
-           "            if was not in _LIVE:",
-           "            out.append(CancelTimer(T_SUSPECT + nid))\n            if was not in _LIVE:",
-           "suspecters of a refuted suspicion kept (a later suspicion expires too fast)"),
     Mutant("swim", SWIM, 'if rumour and kind == "dead" and nid != self._id:',
            'if rumour and kind == "dead" and nid == self._id:',
            "dead rows of an exchanged table applied as verdicts (no mergeState)"),

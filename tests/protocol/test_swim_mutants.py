@@ -195,3 +195,19 @@ def test_a_metadata_change_takes_a_new_incarnation_that_peers_adopt() -> None:
     peers.gossip(peer, 10, *gossip)
     info = peer.member("n0")
     assert info is not None and (info.incarnation, info.load) == (1, 0.75)
+
+
+# -- dissemination ------------------------------------------------------------------------------
+def test_each_update_is_piggybacked_exactly_retransmit_limit_times() -> None:
+    """Infection-style dissemination: an update rides on ``lambda * ceil(log10(n + 1))``
+    messages and then leaves the queue; without the limit every message would carry
+    every update ever heard."""
+    node, peers = started()
+    peers.gossip(node, 10, alive("a1", 0))
+    limit = CFG.retransmit_limit(node.group_size())
+    carried = 0
+    for i in range(3 * limit):
+        (ack,) = sent(peers.send(node, 20 + i, "n1", "swim.ping", {"seq": i, "g": []}),
+                      "swim.ack")
+        carried += any(u[1] == "a1" for u in decode_cbor(ack.payload)["g"])
+    assert carried == limit
