@@ -633,8 +633,9 @@ def dotstore_copy(entries):
 def dotfun_join(a, a_vv, a_cloud, b, b_vv, b_cloud):
     """Join of two dot functions (dot → value) under their causal contexts.
 
-    A dot survives when both sides hold it (the value is the same: a dot is written
-    once), or when one side holds it and the other has not seen it.
+    A dot survives when both sides hold it, or when one side holds it and the other
+    has not seen it. When both sides hold a dot with different values, the value with
+    the greater canonical bytes wins (the pure twin decides: the whole call goes there).
     """
     if not _args_clean(a, a_vv, a_cloud, b, b_vv, b_cloud):
         return _pure.dotfun_join(a, a_vv, a_cloud, b, b_vv, b_cloud)
@@ -642,9 +643,13 @@ def dotfun_join(a, a_vv, a_cloud, b, b_vv, b_cloud):
     cdef Py_ssize_t pos = 0
     cdef PyObject *k
     cdef PyObject *v
+    cdef PyObject *o
     cdef int s
     while PyDict_Next(a, &pos, &k, &v):
-        if PyDict_GetItemWithError(b, <object>k) != NULL:
+        o = PyDict_GetItemWithError(b, <object>k)
+        if o != NULL:
+            if o != v and not _same_plain_atom(o, v):
+                return _pure.dotfun_join(a, a_vv, a_cloud, b, b_vv, b_cloud)
             PyDict_SetItem(out, <object>k, <object>v)
             continue
         s = _seen(<object>k, <dict>b_vv, <set>b_cloud)
@@ -662,6 +667,16 @@ def dotfun_join(a, a_vv, a_cloud, b, b_vv, b_cloud):
         if s == 0:
             PyDict_SetItem(out, <object>k, <object>v)
     return out
+
+
+cdef inline bint _same_plain_atom(PyObject *x, PyObject *y) except -1:
+    """Whether ``x`` and ``y`` are equal exact ``str`` / ``int`` / ``bytes`` (no user
+    code runs); anything else is left to the pure twin."""
+    if (<object>x).__class__ is not (<object>y).__class__:
+        return False
+    if PyUnicode_CheckExact(x) or PyLong_CheckExact(x) or type(<object>x) is bytes:
+        return PyObject_RichCompareBool(<object>x, <object>y, Py_EQ)
+    return False
 
 
 cdef object _decode_dots(

@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Hashable
 from typing import Any, TypeVar
 
-from vsm_phoenix.crdt._domain import atom_from_wire, wire_count, wire_replica
+from vsm_phoenix.crdt._domain import atom_from_wire, atom_key, wire_count, wire_replica
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -331,12 +331,20 @@ def dotfun_join(
 ) -> dict[Dot, V]:
     """Join of two dot functions (dot → value) under their causal contexts.
 
-    A dot survives when both sides hold it (the value is the same: a dot is written
-    once), or when one side holds it and the other has not seen it.
+    A dot survives when both sides hold it, or when one side holds it and the other
+    has not seen it. A dot is written once, so both sides normally hold the same value
+    under it; when they do not (a replica id reused after losing its state), the value
+    with the greater canonical bytes (``atom_key``) wins on every replica, so the join
+    stays commutative and replicas converge.
     """
     out: dict[Dot, V] = {}
     for d, v in a.items():
-        if d in b or not (d[1] <= b_vv.get(d[0], 0) or d in b_cloud):
+        if d in b:
+            w = b[d]
+            if w is not v and w != v and atom_key(w) > atom_key(v):  # type: ignore[arg-type]
+                v = w
+            out[d] = v
+        elif not (d[1] <= b_vv.get(d[0], 0) or d in b_cloud):
             out[d] = v
     for d, v in b.items():
         if d not in a and not (d[1] <= a_vv.get(d[0], 0) or d in a_cloud):
