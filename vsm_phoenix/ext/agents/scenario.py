@@ -13,15 +13,18 @@ signed event in its own evidence replica (``Record``):
 * **Pool leader.** Every agent contends for ``leader/pool`` (:class:`RoleLease`).
   The holder places new tasks: :func:`~vsm_phoenix.ext.agents.grants.place` over its
   SWIM view and the signed grants, least loaded first. The placement event names the
-  task, the candidates, the choice and the leader's fencing token, which the task
-  board (a :class:`Fence`) checks.
+  task, the candidates, the choice and the leader's fencing token. The placement
+  reaches the task board (a :class:`Fence`) after a random delay; one that arrives
+  after a newer leader's is refused (:class:`StaleToken`) and the task waits for the
+  current leader.
 * **Coordinators.** The first two candidates contend for ``coordinator/<task>`` (the
   second after a delay); the holder finishes the task, fenced by its token. A
   coordinator that crashes loses the role after its lease and the backup takes over.
 * **Spawning.** When the backlog grows, the leader proposes a sub-agent; the agents
   granted ``approve-spawn`` vote through the KV (:mod:`.spawn`), and the decision with
   every vote and reason is recorded; an approved child joins the simulation.
-* **Faults.** Partitions (agents and KV nodes on both sides), agent crashes and
+* **Faults.** Partitions (agents and KV nodes on both sides; the pool leader alone,
+  so that its placements still on the way meet a newer leader's), agent crashes and
   restarts (a runtime forgets its leases), one agent leaving for good, capability
   changes, a KV node crash; then everything heals and anti-entropy runs.
 
@@ -288,23 +291,19 @@ class _Scenario:
                 candidates = place(node.swim, self.grants, task.required)
                 if not candidates:
                     continue
-                try:
-                    self.fences["task-board"].admit(token)
-                except StaleToken:
-                    self.stats["fenced"] += 1
-                    break
                 task.placed = True
                 self.stats["placements"] += 1
                 self.record(rt.agent, {"type": "placement", "task": task.name,
                                        "required": list(task.required),
                                        "candidates": candidates, "chosen": candidates[0],
                                        "role": POOL_ROLE, "token": token})
-                self.fences[f"task/{task.name}"] = Fence(f"task/{task.name}")
-                for rank, who in enumerate(candidates[:2]):
-                    other = self.runtimes.get(who)
-                    if other is not None and self.node(who) is not None:
-                        self._contend(other, f"coordinator/{task.name}",
-                                      self.sim.local_time(who) + rank * 2500)
+                # the placement travels to the task board, which fences it on arrival;
+                # a quarter of them are held up on the way (a slow link, a retransmit)
+                delay = self.rng.randint(0, 1500)
+                if self.rng.random() < 0.25:
+                    delay += self.rng.randint(2000, 8000)
+                self.sim.schedule(self.sim.now + delay, functools.partial(
+                    _deliver_placement, self, task, token, tuple(candidates[:2])))
                 break
             backlog = sum(1 for t in self.tasks if not t.done)
             free = [c for c in self.children if c not in self.sim.node_ids
@@ -392,11 +391,27 @@ class _Scenario:
             out.append((at, functools.partial(self.add_task, f"task-{k}", req, at)))
         span = self.duration_ms
         for at in sorted(rng.sample(range(3000, span - 3000, 500), 6)):
-            kind = rng.choice(["partition", "crash", "caps", "kv-crash", "partition",
+            kind = rng.choice(["partition", "crash", "caps", "kv-crash", "isolate-leader",
                                "crash"])
             out.append((at, functools.partial(self.fault, kind)))
         out.append((span // 2, functools.partial(self.leave, self.agents[-1])))
         return sorted(out, key=lambda x: x[0])
+
+    def board(self, task: _Task, token: int, coordinators: tuple[str, ...]) -> None:
+        """A placement reaches the task board: admitted unless a newer leader's token
+        got there first (then the task waits for the current leader)."""
+        try:
+            self.fences["task-board"].admit(token)
+        except StaleToken:
+            self.stats["fenced"] += 1
+            task.placed = False
+            return
+        self.fences.setdefault(f"task/{task.name}", Fence(f"task/{task.name}"))
+        for rank, who in enumerate(coordinators):
+            other = self.runtimes.get(who)
+            if other is not None and self.node(who) is not None:
+                self._contend(other, f"coordinator/{task.name}",
+                              self.sim.local_time(who) + rank * 2500)
 
     def add_task(self, name: str, required: tuple[str, ...], at: int) -> None:
         self.tasks.append(_Task(name, required, at))
@@ -430,6 +445,13 @@ class _Scenario:
                               "removed": list(cmd.remove_capabilities),
                               "load": cmd.load})
             self.stats["capability_changes"] += 1
+        elif kind == "isolate-leader":  # the pool leader alone, for a while
+            leaders = [a for a in up if (lease := self.runtimes[a].leases.get(POOL_ROLE))
+                       is not None and lease.token(self.sim.local_time(a)) is not None]
+            if leaders:
+                self.sim.partition([leaders[0]])
+                self.stats["partitions"] += 1
+                self.sim.schedule(self.sim.now + rng.randint(3000, 6000), lambda s: s.heal())
         elif kind == "kv-crash":
             victim = rng.choice(self.kv)
             self.sim.crash(victim)
@@ -521,6 +543,11 @@ class _Scenario:
 
 def _restart_agent(scenario: _Scenario, agent: str, _sim: Simulator) -> None:
     scenario.restart(agent)
+
+
+def _deliver_placement(scenario: _Scenario, task: _Task, token: int,
+                       coordinators: tuple[str, ...], _sim: Simulator) -> None:
+    scenario.board(task, token, coordinators)
 
 
 def _restart_kv(node: str, sim: Simulator) -> None:
