@@ -59,7 +59,7 @@ from vsm_phoenix.crypto.channel import ChannelMode, SecureChannel
 from vsm_phoenix.crypto.identity import Authority, Identity, Roster, RosterBook
 from vsm_phoenix.crypto.keyset import KeyKind, Keyset
 from vsm_phoenix.crypto.mac import _digest
-from vsm_phoenix.crypto.replay import ReplayWindow
+from vsm_phoenix.crypto.replay import ReplayWindow, decode_record, encode_record
 from vsm_phoenix.crypto.signature import SigningKey
 from vsm_phoenix.errors import (
     AuthenticationError,
@@ -511,6 +511,20 @@ register(Target("replay.from_bytes", _window_seeds, lambda: Subject(ReplayWindow
                 (DecodeError,)))
 
 
+@functools.cache
+def _record_seeds() -> list[bytes]:
+    out = []
+    for raw in _window_seeds():
+        window = ReplayWindow.from_bytes(raw)
+        out.append(encode_record(window))
+        out.append(encode_record(window, window.highest + 1025, 2**40))
+    return out
+
+
+register(Target("replay.decode_record", _record_seeds, lambda: Subject(decode_record),
+                (DecodeError,), grammar="bytes"))
+
+
 # -- identities, rosters and signed batches -------------------------------------------
 @functools.cache
 def _authority() -> Authority:
@@ -712,10 +726,9 @@ def _traffic(kind: str) -> tuple[list[bytes], dict[str, bytes]]:
     return seeds, dict(sim.store["n1"])
 
 
-#: Attributes a refused input may change. SWIM stores the time of every event before
-#: validating it (``SwimNode.step`` sets ``_now`` first): a clock reading, not
-#: protocol state, and the next event overwrites it; reported to the owner of swim.py.
-_VOLATILE = {"swim": frozenset({"_now"})}
+#: Attributes a refused input may change, per node kind (none: SwimNode now reads an
+#: event's time only once the event is validated).
+_VOLATILE: dict[str, frozenset[str]] = {}
 
 
 class _NodeHarness:
@@ -1034,3 +1047,51 @@ class _AgentHarness:
 
 register(Target("agents.node.receive", _agent_traffic, lambda: _AgentHarness().subject(),
                 (DecodeError, AuthenticationError), reset_every=20))
+
+
+# -- distributed GEPA (ext.gepa): the replicated state and its records ------------------
+def _gepa_seeds() -> list[bytes]:
+    from vsm_phoenix.ext.gepa import EvalKey, Evaluation, EvolutionState, candidate_id
+
+    s = EvolutionState()
+    seed, child = {"rule": "a"}, {"rule": "a, b", "note": "x"}
+    s.add_candidate(seed)
+    s.add_candidate(child, [candidate_id(seed)])
+    s.record(EvalKey(candidate_id(seed), "i0", "v1"),
+             Evaluation("ok", 1.0, {"feedback": "right", "n": [1, 2.5, None]}, "n1"))
+    s.record(EvalKey(candidate_id(child), "i0", "v1"), Evaluation(None, 0.0, None, "n2"))
+    s.spend("n1", 2)
+    return [s.to_bytes(), EvolutionState().to_bytes()]
+
+
+def _gepa_record_seeds() -> list[bytes]:
+    from vsm_phoenix.ext.gepa.records import Evaluation, encode_candidate, encode_evaluation
+
+    return [encode_evaluation(Evaluation("ok", 0.5, {"feedback": "f", "k": [1, None]}, "n1")),
+            encode_candidate({"rule": "a", "b": "c"}, frozenset({b"\x01" * 32}))]
+
+
+def _gepa_state_decoder() -> Subject:
+    from vsm_phoenix.ext.gepa import EvolutionState
+
+    return Subject(EvolutionState.from_bytes)
+
+
+def _gepa_evaluation_decoder() -> Subject:
+    from vsm_phoenix.ext.gepa import decode_evaluation
+
+    return Subject(decode_evaluation)
+
+
+def _gepa_candidate_decoder() -> Subject:
+    from vsm_phoenix.ext.gepa import decode_candidate
+
+    return Subject(decode_candidate)
+
+
+register(Target("gepa.EvolutionState.from_bytes", _gepa_seeds, _gepa_state_decoder,
+                (DecodeError,)))
+register(Target("gepa.decode_evaluation", _gepa_record_seeds, _gepa_evaluation_decoder,
+                (DecodeError,)))
+register(Target("gepa.decode_candidate", _gepa_record_seeds, _gepa_candidate_decoder,
+                (DecodeError,)))
