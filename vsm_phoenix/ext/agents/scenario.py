@@ -28,7 +28,10 @@ signed event in its own evidence replica (``Record``):
   restarts (a runtime forgets its leases), one agent leaving for good, capability
   changes, a KV node crash; then everything heals and anti-entropy runs.
 
-At the end (:class:`AgentsRun`): every running agent's evidence graph is identical and
+After the settle time, the run goes on (at most a minute of simulated time, reported
+as ``converged_after_ms``) until anti-entropy has brought every running agent to the
+same graph. At the end (:class:`AgentsRun`): every running agent's evidence graph is
+identical and
 verifies; no role ever had two believing holders at once (each belief interval is
 recorded in global time); the KV history is linearizable; and the audit from one
 replica's graph finds every role acquisition with a distinct token.
@@ -125,8 +128,9 @@ class AgentsRun:
 
 class _Scenario:
     def __init__(self, seed: int, agents: int, duration_ms: int, settle_ms: int,
-                 say: Callable[[str], None]) -> None:
+                 say: Callable[[str], None], converge_ms: int = 60_000) -> None:
         self.seed = seed
+        self.converge_ms = converge_ms
         self.rng = random.Random(f"{seed}/agents-scenario")
         self.say = say
         self.duration_ms = duration_ms
@@ -492,14 +496,30 @@ class _Scenario:
                 self.say(f"  t={t} ms: {self.stats['placements']} placements, "
                          f"{self.stats['acquisitions']} role acquisitions, "
                          f"{self.stats['recorded']} events recorded")
+        # anti-entropy until every running agent holds the same graph (bounded)
+        deadline = self.end_ms + self.converge_ms
+        while not self.converged() and t < deadline:
+            t += 100
+            self.workload.run_until(t)
+            for agent in sorted(self.runtimes):
+                self.step_runtime(self.runtimes[agent])
+        self.stats["converged_after_ms"] = t - self.end_ms
         for rt in self.runtimes.values():
             for role in list(rt.open_since):
                 self._close(rt, role, self.sim.now)
         return self.verdict(check_timeout_s)
 
+    def running(self) -> list[str]:
+        return [a for a in sorted(self.runtimes) if a not in self.left
+                and self.node(a) is not None]
+
+    def converged(self) -> bool:
+        digests = {node.graph.digest() for a in self.running()
+                   if (node := self.node(a)) is not None}
+        return len(digests) <= 1
+
     def verdict(self, check_timeout_s: float) -> AgentsRun:
-        running = [a for a in sorted(self.runtimes) if a not in self.left
-                   and self.node(a) is not None]
+        running = self.running()
         graphs = {a: node.graph for a in running if (node := self.node(a)) is not None}
         digests = {a: g.digest().hex()[:16] for a, g in graphs.items()}
         problems: list[str] = []
