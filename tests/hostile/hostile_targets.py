@@ -1095,3 +1095,27 @@ register(Target("gepa.decode_evaluation", _gepa_record_seeds, _gepa_evaluation_d
                 (DecodeError,)))
 register(Target("gepa.decode_candidate", _gepa_record_seeds, _gepa_candidate_decoder,
                 (DecodeError,)))
+
+
+def _gepa_deployed_seeds() -> list[bytes]:
+    from vsm_phoenix.ext.gepa.deploy import Decision
+
+    d = Decision(b"\x01" * 32, {"rules": "a: b"}, 0.75, (b"\x01" * 32, b"\x02" * 32), 3)
+    return [d.to_json().encode()]
+
+
+def _gepa_deployed_decoder() -> Subject:
+    from vsm_phoenix.ext.gepa.deploy import Decision
+
+    def decode(data: bytes) -> object:
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise Unfit("not UTF-8") from None
+        return Decision.from_json(text)
+
+    return Subject(decode)
+
+
+register(Target("gepa.Decision.from_json", _gepa_deployed_seeds, _gepa_deployed_decoder,
+                (DecodeError,), grammar="json"))
