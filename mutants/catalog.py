@@ -402,13 +402,15 @@ MUTANTS: list[Mutant] = [
            "context order does not check the last dot of a vector run"),
     Mutant("crdt", PURE,
            "        kept = {d for d in dots if not (d[1] <= a_vv.get(d[0], 0) or d in a_cloud)}\n"
-           "        if kept:\n            out[key] = kept\n    return out",
+           "        packed = _packed(kept)\n        if packed is not None:\n"
+           "            out[key] = packed\n    return out",
            "        kept = set(dots)\n"
-           "        if kept:\n            out[key] = kept\n    return out",
+           "        packed = _packed(kept)\n        if packed is not None:\n"
+           "            out[key] = packed\n    return out",
            "dot-store join keeps the other side's keys that this side removed"),
     Mutant("crdt", PURE,
-           "        if d in b or not (d[1] <= b_vv.get(d[0], 0) or d in b_cloud):\n",
-           "        if d in b or not d[1] <= b_vv.get(d[0], 0):\n",
+           "        elif not (d[1] <= b_vv.get(d[0], 0) or d in b_cloud):\n",
+           "        elif not d[1] <= b_vv.get(d[0], 0):\n",
            "register (dot-fun) join ignores the other side's dot cloud"),
     Mutant("crdt", PURE, "            if d in seen or d in dots:\n", "            if d in dots:\n",
            "decoder accepts one dot supporting two keys"),
