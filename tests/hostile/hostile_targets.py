@@ -67,6 +67,18 @@ from vsm_phoenix.errors import (
     KeyExpiredError,
     ReplayError,
 )
+from vsm_phoenix.ext.saga.log import format_log_value, parse_log_value
+from vsm_phoenix.ext.saga.records import (
+    R_CLAIMED,
+    R_STARTED,
+    R_STEP_COMPLETED,
+    R_STEP_FAILED,
+    R_STEP_STARTED,
+    R_STUCK,
+    Record,
+    decode_record,
+    encode_record,
+)
 from vsm_phoenix.protocol import kv
 from vsm_phoenix.protocol.envelope import Envelope, decode_cbor, encode_cbor
 from vsm_phoenix.protocol.node import Node, Receive, Restart, Send, Start
@@ -856,3 +868,33 @@ register(Target("verify.load_history",
                 lambda: [*_jsonl_seeds(), *_file_seeds("c01-ok.txt", "etcd_000.log")],
                 lambda: Subject(load_history), (DecodeError,), grammar="text"))
 
+
+
+# -- saga logs (issue 15) --------------------------------------------------------------
+def _saga_records() -> list[Record]:
+    mk = functools.partial(Record, at=5, by="n1", epoch=1)
+    return [
+        mk(R_STARTED, fields={"saga": "order", "ctx": {"id": 7, "items": ["a"]},
+                              "timeout_ms": 60_000}),
+        mk(R_CLAIMED, fields={"until": 10_005}),
+        mk(R_STEP_STARTED, fields={"step": "charge", "n": 1}),
+        mk(R_STEP_COMPLETED, fields={"step": "charge", "n": 1, "result": {"tx": "t-1"}}),
+        mk(R_STEP_FAILED, fields={"step": "ship", "n": 2, "error": "down", "f": "timeout"}),
+        mk(R_STUCK, fields={"reason": "compensation of a failed"}),
+    ]
+
+
+def _saga_log_value(data: bytes) -> object:
+    try:
+        text = data.decode("ascii")
+    except UnicodeDecodeError:
+        raise Unfit("a KV saga log value is ASCII text") from None
+    return parse_log_value(text)
+
+
+register(Target("saga.decode_record", lambda: [encode_record(r) for r in _saga_records()],
+                lambda: Subject(decode_record), (DecodeError,)))
+register(Target("saga.parse_log_value",
+                lambda: [format_log_value(_saga_records()).encode("ascii"),
+                         format_log_value(_saga_records()[:2]).encode("ascii")],
+                lambda: Subject(_saga_log_value), (DecodeError,), grammar="text"))
