@@ -63,7 +63,7 @@ def _ratio_lines(name: str, report: dict[str, Any]) -> list[tuple[str, str]]:
     lines = []
     for key, value in _flatten("", report):
         low = key.lower()
-        if any(w in low for w in ("ratio", "target", "meets", "skipped", "speedup")):
+        if any(w in low for w in ("ratio", "target", "meets", "skipped", "speedup", "penalty")):
             if isinstance(value, float):
                 value = f"{value:.3f}" if math.isfinite(value) else str(value)
             lines.append((key, str(value)))

@@ -15,12 +15,21 @@ Both also offer :meth:`~SQLiteStorage.transaction`: a context manager that makes
 write inside it one atomic, durable commit (all or nothing after a crash). The AMQP
 runner wraps "authenticate a message, step the node, write its ``Persist`` effects" in
 one transaction, so a crash never leaves a message recorded as seen while the state it
-produced is lost -- and it pays for one commit instead of several.
+produced is lost -- and it pays for one commit instead of several. A transaction costs
+what it writes: the in-memory store keeps an undo log of the keys written (their
+previous values), never a copy of the store.
+
+Components that keep state in memory and persist it (replay windows, sequence
+counters) use :func:`transaction_hooks`: a callback that runs just before the calling
+thread's outermost transaction commits (its writes join the commit) and one that runs
+after it rolled back. ``cheap_writes`` says whether a write outside a transaction is a
+dict assignment (memory) or a commit (SQLite), and :meth:`SQLiteStorage.on_close`
+lets such a component write its exact state at a clean shutdown.
 
 Invariants: a write that returned (outside a transaction) or a transaction that exited
 normally is visible to every later ``get`` on the same storage, from any thread and, for
 SQLite, from any later process. A transaction that exits with an exception leaves the
-store as it was before it began (SQLite rolls back; memory restores its snapshot).
+store as it was before it began (SQLite rolls back; memory replays its undo log).
 """
 
 from __future__ import annotations
@@ -28,14 +37,21 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import threading
-from collections.abc import Iterator
+import weakref
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Protocol, runtime_checkable
 
 from vsm_phoenix.errors import InvalidArgument, TypeMismatch
 
-__all__ = ["MemoryStorage", "SQLiteStorage", "Storage", "TransactionalStorage"]
+__all__ = [
+    "MemoryStorage",
+    "SQLiteStorage",
+    "Storage",
+    "TransactionalStorage",
+    "transaction_hooks",
+]
 
 
 @runtime_checkable
@@ -82,16 +98,48 @@ def _check_prefix(prefix: str) -> None:
         raise TypeMismatch(f"prefix must be str, not {type(prefix).__name__}")
 
 
-class MemoryStorage:
-    """In-memory :class:`Storage`; survives simulated crashes by being reused."""
+class _Hooks:
+    """Callbacks of the outermost transaction of one storage (see :func:`before_commit`)."""
 
-    __slots__ = ("_data", "_depth", "_lock", "_snapshot")
+    __slots__ = ("commit", "rollback")
+
+    def __init__(self) -> None:
+        self.commit: list[Callable[[], None]] = []
+        self.rollback: list[Callable[[], None]] = []
+
+    def run_commit(self) -> None:
+        # A hook may register another one (a write that joins the commit): run until done.
+        i = 0
+        while i < len(self.commit):
+            self.commit[i]()
+            i += 1
+
+    def run_rollback(self) -> None:
+        for fn in reversed(self.rollback):
+            fn()
+
+
+class MemoryStorage:
+    """In-memory :class:`Storage`; survives simulated crashes by being reused.
+
+    A transaction keeps an undo log: the first write of a key inside it remembers the
+    key's previous value, and a rollback puts those values back. So a transaction
+    costs what it writes, not the size of the store.
+    """
+
+    __slots__ = ("_data", "_depth", "_hooks", "_lock", "_owner", "_undo")
+
+    #: A write is a dict assignment: callers may write per message (see
+    #: :class:`~vsm_phoenix.crypto.replay.ReplayGuard`).
+    cheap_writes = True
 
     def __init__(self) -> None:
         self._data: dict[str, bytes] = {}
         self._lock = threading.RLock()
         self._depth = 0
-        self._snapshot: dict[str, bytes] | None = None
+        self._owner = 0
+        self._undo: dict[str, bytes | None] | None = None
+        self._hooks: _Hooks | None = None
 
     def get(self, key: str) -> bytes | None:
         _check(key)
@@ -101,11 +149,17 @@ class MemoryStorage:
     def put(self, key: str, value: bytes) -> None:
         _check(key, value)
         with self._lock:
+            undo = self._undo
+            if undo is not None and key not in undo:
+                undo[key] = self._data.get(key)
             self._data[key] = value
 
     def delete(self, key: str) -> None:
         _check(key)
         with self._lock:
+            undo = self._undo
+            if undo is not None and key not in undo:
+                undo[key] = self._data.get(key)
             self._data.pop(key, None)
 
     def items(self, prefix: str = "") -> list[tuple[str, bytes]]:
@@ -122,23 +176,79 @@ class MemoryStorage:
         with self._lock:
             return len(self._data)
 
-    @contextlib.contextmanager
-    def transaction(self) -> Iterator[None]:
-        """All-or-nothing group of writes (restores a snapshot on error)."""
-        with self._lock:
-            if self._depth == 0:
-                self._snapshot = dict(self._data)
-            self._depth += 1
-            try:
-                yield
-            except BaseException:
-                if self._depth == 1 and self._snapshot is not None:
-                    self._data = self._snapshot
-                raise
-            finally:
-                self._depth -= 1
-                if self._depth == 0:
-                    self._snapshot = None
+    def in_transaction(self) -> bool:
+        """Whether the calling thread is inside a :meth:`transaction`."""
+        return self._depth > 0 and self._owner == threading.get_ident()
+
+    def transaction_hooks(self) -> _Hooks | None:
+        """The hooks of the calling thread's transaction (``None`` outside one); see
+        :func:`transaction_hooks`."""
+        if not self.in_transaction():
+            return None
+        if self._hooks is None:
+            self._hooks = _Hooks()
+        return self._hooks
+
+    def transaction(self) -> _MemoryTransaction:
+        """All-or-nothing group of writes (undoes them on error)."""
+        return _MemoryTransaction(self)
+
+
+class _MemoryTransaction:
+    """The context manager of :meth:`MemoryStorage.transaction` (a class: it is entered
+    once per message on hot paths, where a generator-based one costs several times
+    more)."""
+
+    __slots__ = ("_s",)
+
+    def __init__(self, storage: MemoryStorage) -> None:
+        self._s = storage
+
+    def __enter__(self) -> None:
+        s = self._s
+        s._lock.acquire()
+        if s._depth == 0:
+            s._undo = {}
+            s._hooks = None
+            s._owner = threading.get_ident()
+        s._depth += 1
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        s = self._s
+        try:
+            if s._depth == 1:
+                hooks = s._hooks
+                if exc_type is None and hooks is not None:
+                    try:
+                        hooks.run_commit()
+                    except BaseException:
+                        self._rollback(hooks)
+                        raise
+                elif exc_type is not None:
+                    self._rollback(hooks)
+        finally:
+            s._depth -= 1
+            if s._depth == 0:
+                s._undo = None
+                s._hooks = None
+                s._owner = 0
+            s._lock.release()
+
+    def _rollback(self, hooks: _Hooks | None) -> None:
+        s = self._s
+        undo, s._undo = s._undo or {}, None
+        for key, value in undo.items():
+            if value is None:
+                s._data.pop(key, None)
+            else:
+                s._data[key] = value
+        if hooks is not None:
+            hooks.run_rollback()
 
 
 class SQLiteStorage:
@@ -151,7 +261,10 @@ class SQLiteStorage:
     threads wait rather than interleave their writes into it.
     """
 
-    __slots__ = ("_conn", "_depth", "_lock", "path")
+    __slots__ = ("_close_hooks", "_conn", "_depth", "_hooks", "_lock", "_owner", "path")
+
+    #: Every write outside a transaction is a commit (a disk sync with ``FULL``).
+    cheap_writes = False
 
     def __init__(self, path: str | Path, *, synchronous: str = "FULL") -> None:
         if synchronous not in ("FULL", "NORMAL", "EXTRA"):
@@ -159,6 +272,9 @@ class SQLiteStorage:
         self.path = str(path)
         self._lock = threading.RLock()
         self._depth = 0
+        self._owner = 0
+        self._hooks: _Hooks | None = None
+        self._close_hooks: list[weakref.WeakMethod[Callable[[], None]]] = []
         self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         try:
             self._conn.execute("PRAGMA journal_mode=WAL")
@@ -203,6 +319,25 @@ class SQLiteStorage:
                 rows = self._conn.execute("SELECT key, value FROM kv ORDER BY key").fetchall()
         return [(str(k), bytes(v)) for k, v in rows if str(k).startswith(prefix)]
 
+    def in_transaction(self) -> bool:
+        """Whether the calling thread is inside a :meth:`transaction`."""
+        return self._depth > 0 and self._owner == threading.get_ident()
+
+    def transaction_hooks(self) -> _Hooks | None:
+        """The hooks of the calling thread's transaction (``None`` outside one); see
+        :func:`transaction_hooks`."""
+        if not self.in_transaction():
+            return None
+        if self._hooks is None:
+            self._hooks = _Hooks()
+        return self._hooks
+
+    def on_close(self, flush: Callable[[], None]) -> None:
+        """Call the bound method ``flush`` when the storage closes, before the connection
+        does (held weakly: a collected owner is skipped)."""
+        with self._lock:
+            self._close_hooks.append(weakref.WeakMethod(flush))
+
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
         """One atomic commit for every write inside (see :class:`TransactionalStorage`)."""
@@ -210,20 +345,36 @@ class SQLiteStorage:
             outer = self._depth == 0
             if outer:
                 self._conn.execute("BEGIN IMMEDIATE")
+                self._owner = threading.get_ident()
+                self._hooks = None
             self._depth += 1
             try:
                 yield
+                if outer and self._hooks is not None:
+                    self._hooks.run_commit()
             except BaseException:
                 self._depth -= 1
                 if outer:
+                    hooks, self._hooks, self._owner = self._hooks, None, 0
                     self._conn.execute("ROLLBACK")
+                    if hooks is not None:
+                        hooks.run_rollback()
                 raise
             self._depth -= 1
             if outer:
+                self._hooks, self._owner = None, 0
                 self._conn.execute("COMMIT")
 
     def close(self) -> None:
-        """Close the connection (idempotent)."""
+        """Run the close hooks (:meth:`on_close`), then close the connection
+        (idempotent)."""
+        with self._lock:
+            hooks, self._close_hooks = self._close_hooks, []
+        for ref in hooks:  # outside our lock: a hook takes its owner's lock, then ours
+            flush = ref()
+            if flush is not None:
+                with contextlib.suppress(sqlite3.ProgrammingError):  # already closed
+                    flush()
         with self._lock:
             self._conn.close()
 
@@ -237,3 +388,17 @@ class SQLiteStorage:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def transaction_hooks(storage: object) -> _Hooks | None:
+    """The hooks of the calling thread's transaction on ``storage``, or ``None`` when it
+    is in none (or the storage has no hooks). ``hooks.commit`` callbacks run inside the
+    outermost transaction just before it commits (their writes join the commit);
+    ``hooks.rollback`` callbacks run after it rolled back. A component that keeps state
+    in memory uses them to write once per transaction and to forget what a rollback
+    undid."""
+    get = getattr(storage, "transaction_hooks", None)
+    if get is None:
+        return None
+    hooks: _Hooks | None = get()
+    return hooks

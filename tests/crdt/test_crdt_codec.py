@@ -14,7 +14,21 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from vsm_phoenix.crdt import CRDT, GCounter, ORSet, decode
+from vsm_phoenix.crdt import (
+    CRDT,
+    GCounter,
+    GSet,
+    LWWElementSet,
+    LWWRegister,
+    MVRegister,
+    ORMap,
+    ORSet,
+    Timestamp,
+    TwoPSet,
+    decode,
+)
+from vsm_phoenix.crdt._domain import MAX_ATOM_DEPTH
+from vsm_phoenix.crdt.maps import MAX_NESTING, nesting
 from vsm_phoenix.crdt.testing import LATTICE_TYPES, corruptions, related_states, states
 from vsm_phoenix.errors import DecodeError
 
@@ -322,3 +336,76 @@ def test_deeply_nested_ormap_decodes_or_decode_error() -> None:
     except DecodeError:
         return
     assert obj.to_bytes() == raw
+
+
+def _deepest_leaves() -> list[CRDT]:
+    """One state of every type, holding the deepest element the domain allows."""
+    deep: Any = "x"
+    for _ in range(MAX_ATOM_DEPTH):
+        deep = (deep,)
+    orset, gset, twop = ORSet(), GSet(), TwoPSet()
+    orset.add("r", deep)
+    gset.add(deep)
+    twop.add(deep)
+    lww_set = LWWElementSet()
+    lww_set.add(deep, Timestamp(5, 0, "r"))
+    mv, lww = MVRegister(), LWWRegister()
+    mv.assign("r", deep)
+    lww.assign(deep, Timestamp(5, 0, "r"))
+    counter = GCounter()
+    counter.increment("r")
+    return [orset, gset, twop, lww_set, mv, lww, counter]
+
+
+def _wrap(inner: CRDT, key: Any) -> ORMap:
+    outer = ORMap()
+
+    def put(work: CRDT) -> CRDT:
+        work |= inner
+        return inner.copy()
+
+    outer.update("r", key, type(inner), put)
+    return outer
+
+
+@pytest.mark.parametrize("leaf", _deepest_leaves(), ids=lambda c: type(c).__name__)
+def test_every_map_update_can_build_decodes(leaf: CRDT) -> None:
+    """Issue 10: an ORMap nested 100 levels encoded but did not decode. Whatever
+    ``update`` builds decodes, at the deepest nesting, with the deepest keys and
+    leaves; one level more is refused at the mutator, the map unchanged."""
+    key: Any = "k"
+    for _ in range(MAX_ATOM_DEPTH):
+        key = (key,)
+    state: CRDT = leaf
+    for _ in range(MAX_NESTING):
+        state = _wrap(state, key)
+    assert isinstance(state, ORMap) and nesting(state) == MAX_NESTING
+    assert decode(state.to_bytes()) == state
+    outer = ORMap()
+    outer.update("r", "other", GCounter, lambda c: c.increment("r"))
+    before = outer.copy()
+    with pytest.raises(ValueError, match="nested deeper"):
+        outer.update("r", key, ORMap, lambda w: _merge_into(w, state))
+    assert outer == before and outer.to_bytes() == before.to_bytes()
+
+
+def _merge_into(work: ORMap, other: ORMap) -> ORMap:
+    work |= other
+    return other.copy()
+
+
+def test_nesting_built_inside_one_update_is_refused_too() -> None:
+    """The check sees the whole nested value after ``mutate``, however it was made."""
+
+    def nest(work: ORMap, levels: int) -> ORMap:
+        if levels == 0:
+            return work.update("r", "leaf", GCounter, lambda c: c.increment("r"))
+        return work.update("r", "k", ORMap, lambda w: nest(w, levels - 1))
+
+    ok = ORMap()
+    nest(ok, MAX_NESTING - 1)
+    assert nesting(ok) == MAX_NESTING and decode(ok.to_bytes()) == ok
+    too_deep = ORMap()
+    with pytest.raises(ValueError, match="nested deeper"):
+        nest(too_deep, MAX_NESTING)
+    assert too_deep == ORMap()

@@ -14,7 +14,14 @@ from vsm_phoenix.crdt import ORSet
 from vsm_phoenix.errors import DecodeError
 from vsm_phoenix.protocol.envelope import encode_cbor
 from vsm_phoenix.protocol.kit import Messenger
-from vsm_phoenix.protocol.node import ClientRequest, Deliver, LocalProtocolError, Receive, Start
+from vsm_phoenix.protocol.node import (
+    ClientRequest,
+    Deliver,
+    LocalProtocolError,
+    Receive,
+    Send,
+    Start,
+)
 from vsm_phoenix.protocol.sim import NetworkConfig, Simulator
 from vsm_phoenix.protocol.swim import (
     Leave,
@@ -223,6 +230,152 @@ def test_partition_heals_back_into_one_group() -> None:
     sim.heal()
     sim.run_until(60_000 + 3 * CFG.reconnect_interval_ms)
     assert all_agree_alive(sim, sim.node_ids), f"seed={sim.seed}"
+    # and nobody declared a member of its own, always reachable side dead on the way
+    for side in (["n0", "n1"], ["n2", "n3", "n4"]):
+        for obs in side:
+            bad = [e for e in events(sim, obs) if e["member"] in side
+                   and e["status"] == "dead" and e["at"] >= 60_000]
+            assert not bad, f"seed={sim.seed}: {obs} declared its own side dead: {bad}"
+
+
+def heal_run(n: int, seed: int) -> tuple[int, int, bool]:
+    """Split ``n`` members in halves for 90 s, heal, run 60 s: (same-side deaths,
+    same-side suspicions, everyone agrees on everyone being alive)."""
+    sim = cluster(n, seed)
+    sim.run_until(30_000)
+    ids = sim.node_ids
+    sides = (ids[: n // 2], ids[n // 2:])
+    sim.partition(*sides)
+    sim.run_until(120_000)
+    sim.heal()
+    sim.run_until(180_000)
+    deaths = suspicions = 0
+    for side in sides:
+        for obs in side:
+            for e in events(sim, obs):
+                if e["member"] in side and e["at"] >= 120_000:
+                    deaths += e["status"] == "dead"
+                    suspicions += e["status"] == "suspect"
+    return deaths, suspicions, all_agree_alive(sim, ids)
+
+
+def test_heal_merges_dead_rows_as_suspicions() -> None:
+    """Regression (issue 14): after a 10/10 split heals, the exchanged tables say the
+    far side is dead; applied as verdicts they killed 178-180 healthy same-side pairs.
+    As suspicions put to the member, they are refuted: no same-side deaths."""
+    deaths, suspicions, agreed = heal_run(20, seed=0)
+    assert suspicions > 0, "the scenario should produce rumour suspicions"
+    assert deaths == 0 and agreed
+
+
+def test_table_row_dead_is_a_suspicion_refuted_directly() -> None:
+    node = SwimNode("n0", random.Random(0), CFG)
+    node.step(Start(0))
+    peer = Messenger("peer", random.Random(1))
+    meta = [ORSet().to_bytes(), 0.0]
+    node.step(Receive(1, peer.envelope(1, "swim.join", {"members": [["alive", "n1", 0, meta]]},
+                                       recipient="n0")))
+    out = node.step(Receive(2, peer.envelope(2, "swim.join-ack",
+                                             {"members": [["dead", "n1", 0, "peer"]]},
+                                             recipient="n0")))
+    info = node.member("n1")
+    assert info is not None and info.status is Status.SUSPECT
+    asks = [e for e in out if isinstance(e, Send) and e.envelope.recipient == "n1"]
+    assert asks and asks[0].envelope.type == "swim.gossip"
+    assert node._queue.get("n1", (["alive"], 0))[0][0] != "suspect"  # not gossiped
+    # the member answers the question with a higher incarnation: alive again
+    member = SwimNode("n1", random.Random(2), CFG)
+    member.step(Start(0))
+    reply = member.step(Receive(3, asks[0].envelope))
+    (answer,) = [e for e in reply if isinstance(e, Send) and e.envelope.recipient == "n0"]
+    node.step(Receive(4, answer.envelope))
+    info = node.member("n1")
+    assert info is not None and info.status is Status.ALIVE and info.incarnation == 1
+    # a gossiped (first-hand) dead verdict is still a verdict
+    node.step(Receive(5, peer.envelope(5, "swim.gossip", {"g": [["dead", "n1", 1, "peer"]]},
+                                       recipient="n0")))
+    info = node.member("n1")
+    assert info is not None and info.status is Status.DEAD
+
+
+REAP = SwimConfig(seeds=("n0",), reap_after_ms=60_000)
+
+
+def test_dead_members_are_reaped_and_stale_rumours_stay_out() -> None:
+    sim = Simulator(lambda nid, rng: SwimNode(nid, rng, REAP), [f"n{i}" for i in range(4)],
+                    seed=2)
+    sim.run_until(8000)
+    sim.crash("n3")
+    sim.run_until(8000 + REAP.detection_bound_ms(4))
+    n0 = swim(sim, "n0")
+    info = n0.member("n3")
+    assert info is not None and info.status is Status.DEAD
+    sim.run_until(sim.now + REAP.reap_after_ms + 2 * REAP.period_ms)
+    assert all(swim(sim, i).member("n3") is None for i in ("n0", "n1", "n2"))
+    # a stale rumour (old incarnation) does not bring it back ...
+    peer = Messenger("peer", random.Random(1))
+    stale = peer.envelope(sim.now, "swim.gossip",
+                          {"g": [["alive", "n3", 0, [ORSet().to_bytes(), 0.0]]]},
+                          recipient="n0")
+    n0.step(Receive(sim.now, stale))
+    assert n0.member("n3") is None
+    # ... but the member restarting (higher incarnation) does
+    sim.restart("n3")
+    sim.run_until(sim.now + 5000)
+    assert all_agree_alive(sim, sim.node_ids)
+
+
+def test_member_limit_is_an_explicit_refusal() -> None:
+    cfg = SwimConfig(seeds=("n0",), max_members=3)
+    sim = Simulator(lambda nid, rng: SwimNode(nid, rng, cfg), [f"n{i}" for i in range(5)],
+                    seed=4)
+    sim.run_until(10_000)
+    n0 = swim(sim, "n0")
+    assert len(n0.view()) == 3 and n0.members_refused > 0
+    refused = [d.payload for d in sim.delivered["n0"] if d.kind == "swim.refused"]
+    assert refused and all(r["reason"] == "member table full" and r["limit"] == 3
+                           for r in refused)
+    assert len({r["member"] for r in refused}) == len(refused)  # reported once per id
+    with pytest.raises(LocalProtocolError):
+        SwimConfig(max_members=0)
+
+
+@pytest.mark.parametrize("disk", [True, False])
+@pytest.mark.parametrize("script", ["swap", "remove-restart", "add-restart-add"])
+def test_observers_agree_with_capabilities_after_restart(disk: bool, script: str) -> None:
+    """Regression (issue 14): the capability OR-Set's dots restarted from 1, so after
+    ``b`` restarted with other capabilities observers joined reused dots and saw []
+    forever. An owner's advertisement now belongs to its incarnation: observers take
+    the newest, and an owner that hears an old advertisement of its own outbids it."""
+    caps = {"a": [], "b": ["gpu"], "c": []}
+    cfg = SwimConfig(seeds=("a",))
+    sim = Simulator(lambda nid, rng: SwimNode(nid, rng, cfg, capabilities=caps[nid]),
+                    ["a", "b", "c"], seed=1)
+    sim.run_until(5000)
+    if script == "swap":
+        caps["b"] = ["cpu"]
+    elif script == "remove-restart":
+        sim.client_request("b", UpdateMetadata(remove_capabilities=("gpu",)))
+    else:
+        sim.client_request("b", UpdateMetadata(add_capabilities=("x",)))
+    sim.run_for(3000)
+    sim.crash("b")
+    sim.run_for(2000)
+    if not disk:
+        sim.store["b"].clear()
+    sim.restart("b")
+    if script == "add-restart-add":
+        sim.client_request("b", UpdateMetadata(add_capabilities=("y",)))
+    sim.run_for(cfg.detection_bound_ms(3))
+    own = swim(sim, "b").member("b")
+    assert own is not None
+    expected = {"swap": {"cpu"}, "remove-restart": {"gpu"}, "add-restart-add": {"gpu", "y"}}
+    assert own.capabilities == expected[script]  # the restarted owner's configuration
+    for obs in ("a", "c"):
+        seen = swim(sim, obs).member("b")
+        assert seen is not None and seen.capabilities == own.capabilities, (obs, seen)
+        for cap in own.capabilities:
+            assert "b" in swim(sim, obs).match([cap])
 
 
 def test_capabilities_and_match_ranked_by_load() -> None:

@@ -283,3 +283,21 @@ def test_restart_recovers_snapshot_and_log_and_rejects_corruption() -> None:
     with pytest.raises(DecodeError):
         broken.step(Restart(0, {"sync/snapshot": b"\x00junk"}))
     assert not broken.started and broken.value("s") == frozenset()
+
+
+@pytest.mark.parametrize("persisted", [
+    {"sync/counter": bytes.fromhex("f97c00")},  # float infinity: int() raised OverflowError
+    {"sync/counter": bytes.fromhex("f93e00")},  # 1.5: int() silently truncated it
+    {"sync/counter": bytes.fromhex("20")},  # -1
+    {"sync/counter": bytes.fromhex("6131")},  # the text "1": int() parsed it
+    {"sync/log/00000000000x": encode_cbor({})},
+    {"sync/log/\u0661": encode_cbor({})},  # an Arabic-Indic digit: int() accepted it
+    {"sync/log/000000000001": encode_cbor({1: encode_cbor(None)})},  # a non-str name
+    {"sync/snapshot": encode_cbor({"replicas": {}, "counter": 2.0})},
+])
+def test_restart_refuses_counters_and_keys_that_are_not_what_it_wrote(
+        persisted: dict[str, bytes]) -> None:
+    node = SyncNode("me", random.Random(9), SyncConfig(), replicas={"s": ORSet()})
+    with pytest.raises(DecodeError):
+        node.step(Restart(0, persisted))
+    assert not node.started and node.counter == 0 and node.value("s") == frozenset()

@@ -43,11 +43,13 @@ from vsm_phoenix.protocol.raft import (
     AppendResponse,
     Entry,
     InstallSnapshot,
+    Membership,
     Propose,
     RaftConfig,
     RaftMonitor,
     RaftNode,
     Read,
+    Reconfigure,
     RecordingStateMachine,
     RequestVote,
     Role,
@@ -569,21 +571,32 @@ def test_semantic_violations_are_remote_protocol_errors() -> None:
         # entry terms above the message term
         (M_APPEND, {"t": 2, "pi": 0, "pt": 0, "e": [[3, b""]], "c": 0, "s": 0}),
         # a snapshot the state machine cannot read
-        (M_SNAP, {"t": 2, "i": 5, "st": 1, "d": b"\x01", "s": 0}),
+        (M_SNAP, {"t": 2, "i": 5, "st": 1, "c": {"v": ["n1"], "o": [], "l": []},
+                  "d": b"\x01", "s": 0}),
+        # a snapshot whose configuration has no voter
+        (M_SNAP, {"t": 2, "i": 5, "st": 1, "c": {"v": [], "o": [], "l": []},
+                  "d": encode_cbor([]), "s": 0}),
     ]
     for mtype, body in bad:
         with pytest.raises(DecodeError):
             node.step(Receive(700, _envelope(mtype, encode_cbor(body))))
         assert node.state_key() == key
-    with pytest.raises(DecodeError):  # not a member
+    with pytest.raises(DecodeError):  # from this node itself
         node.step(Receive(700, _envelope(M_SNAP_RESP, encode_cbor({"t": 1, "m": 0, "s": 0}),
-                                         sender="intruder")))
+                                         sender="n1")))
+    assert node.state_key() == key
+    # A sender outside the configuration may belong to one this node has not seen yet:
+    # its answer is decoded, checked and, having no progress to update, ignored.
+    assert node.step(Receive(700, _envelope(M_SNAP_RESP, encode_cbor({"t": 1, "m": 0, "s": 0}),
+                                            sender="intruder"))) == []
     assert node.state_key() == key
 
 
 def test_local_protocol_errors() -> None:
     with pytest.raises(LocalProtocolError):
-        RaftNode("x", random.Random(0), RaftConfig(peers=tuple(IDS3)))
+        RaftNode("", random.Random(0), RaftConfig(peers=tuple(IDS3)))
+    with pytest.raises(LocalProtocolError):
+        RaftConfig(peers=("a", "b" * 300))
     with pytest.raises(LocalProtocolError):
         RaftConfig(peers=("a", "a"))
     with pytest.raises(LocalProtocolError):
@@ -595,7 +608,11 @@ def test_local_protocol_errors() -> None:
     with pytest.raises(LocalProtocolError):
         node.step(Start(0))
     key = node.state_key()
-    for payload in (Propose(b""), "nonsense", TransferLeadership("nobody")):
+    for payload in (Propose(b""), "nonsense", TransferLeadership(""),
+                    Reconfigure(voters=()), Reconfigure(voters=("n1", "n1")),
+                    Reconfigure(voters=("n1",), learners=("n1",)),
+                    Reconfigure(voters=("n1", 7)),  # type: ignore[arg-type]
+                    Reconfigure(voters=("n1",), joint="no")):  # type: ignore[arg-type]
         with pytest.raises(LocalProtocolError):
             node.step(ClientRequest(1, "r", payload))
     assert node.state_key() == key
@@ -614,11 +631,25 @@ def test_state_key_tracks_protocol_state() -> None:
 
 # -- the wire codec -----------------------------------------------------------------------
 u63 = st.integers(0, 2**63 - 1)
+member_ids = st.sampled_from(["a", "b", "c", "d", "e"])
+
+
+@st.composite
+def memberships(draw: st.DrawFn) -> Membership:
+    voters = draw(st.frozensets(member_ids, min_size=1))
+    learners = draw(st.frozensets(member_ids)) - voters
+    outgoing = draw(st.frozensets(member_ids))
+    return Membership.of(voters, learners, outgoing)
+
+
+entries_strategy = st.one_of(
+    st.builds(Entry, st.just(5), st.binary(max_size=4)),
+    st.builds(Entry, st.just(5), st.just(b""), memberships()),
+)
 messages = st.one_of(
     st.builds(AppendEntries, term=st.integers(5, 9), prev_index=st.integers(1, 9),
               prev_term=st.integers(1, 5),
-              entries=st.lists(st.builds(Entry, st.just(5), st.binary(max_size=4)),
-                               max_size=3).map(tuple),
+              entries=st.lists(entries_strategy, max_size=3).map(tuple),
               commit=u63, seq=u63),
     st.builds(AppendResponse, term=u63, ok=st.booleans(), match=u63, reject=u63,
               hint_index=st.integers(1, 2**63 - 1), hint_term=st.none() | u63, seq=u63),
@@ -626,7 +657,8 @@ messages = st.one_of(
               pre=st.booleans(), force=st.booleans()),
     st.builds(VoteResponse, term=u63, granted=st.booleans(), pre=st.booleans()),
     st.builds(InstallSnapshot, term=st.integers(3, 9), index=st.integers(1, 99),
-              snap_term=st.integers(1, 3), data=st.binary(max_size=8), seq=u63),
+              snap_term=st.integers(1, 3), config=memberships(), data=st.binary(max_size=8),
+              seq=u63),
     st.builds(SnapshotResponse, term=u63, match=u63, seq=u63),
     st.builds(TimeoutNow, term=u63),
 )

@@ -33,7 +33,7 @@ AMQP_ONLY = {
 }
 #: Options that only mean something on the simulator.
 SIM_ONLY = {"runs": "--runs", "check_timeout_s": "--check-timeout-s", "out_dir": "--out-dir",
-            "quiet": "--quiet"}
+            "quiet": "--quiet", "reconfigure": "--reconfigure"}
 
 
 def register(sub: Any) -> None:
@@ -57,9 +57,10 @@ def register(sub: Any) -> None:
     p.add_argument("--transport", choices=["sim", "amqp"], default="sim",
                    help="sim: in-process simulator (default); amqp: node processes over "
                    "RabbitMQ")
-    p.add_argument("--scenario", choices=["crdt", "kv"], default="crdt",
+    p.add_argument("--scenario", choices=["crdt", "kv", "agents"], default="crdt",
                    help="crdt: SWIM + delta sync cluster converges; kv: Raft KV checked for "
-                   "linearizability")
+                   "linearizability; agents: capability-aware agents with leased roles, "
+                   "audited in the evidence graph (sim only)")
     p.add_argument("--seed", type=int, default=0, help="(first) seed (default 0)")
     p.add_argument("--nodes", type=int, default=None,
                    help="cluster size (default: 5 for sim crdt, 3 otherwise; sim crdt is "
@@ -71,6 +72,10 @@ def register(sub: Any) -> None:
     g.add_argument("--out-dir", default=None, help="where diagrams go (default demo-out)")
     g.add_argument("--quiet", action="store_true", default=None,
                    help="print only failures and totals")
+    g.add_argument("--reconfigure", action="store_true", default=None,
+                   help="kv: change the membership during each run (two spare servers "
+                        "added as learners, promoted, and the leader of the moment "
+                        "removed, twice) and check the cluster ends as requested")
     g = p.add_argument_group("--transport amqp")
     g.add_argument("--ops", type=int, default=None, help="client operations (default 200)")
     g.add_argument("--concurrency", type=int, default=None,
@@ -116,8 +121,12 @@ def _simulate(args: argparse.Namespace) -> int:
         other = "amqp" if args.transport == "sim" else "sim"
         return usage_exit(prog, f"{', '.join(wrong)} only with --transport {other}")
     if args.transport == "amqp":
+        if args.scenario == "agents":
+            return usage_exit(prog, "the agents scenario runs on the simulator only")
         return _simulate_amqp(args)
     if args.scenario == "crdt":
+        if args.reconfigure:
+            return usage_exit(prog, "--reconfigure only with --scenario kv")
         if args.nodes not in (None, 5):
             return usage_exit(prog, "the crdt scenario on the simulator has 5 nodes")
         from vsm_phoenix.protocol.scenario import run_demo
@@ -125,16 +134,27 @@ def _simulate(args: argparse.Namespace) -> int:
         return run_demo(seed=args.seed, out_dir=args.out_dir or "demo-out",
                         progress=not args.quiet, command="simulate")
     runs = 1 if args.runs is None else args.runs
+    if args.scenario == "agents":
+        from vsm_phoenix.cli.agents import simulate_agents_cli
+
+        agents = 5 if args.nodes is None else args.nodes
+        budget = 60.0 if args.check_timeout_s is None else args.check_timeout_s
+        if runs < 1 or not 2 <= agents <= 20 or budget <= 0:
+            return usage_exit(prog, "--runs and --check-timeout-s must be positive, --nodes "
+                              "(agents) in 2..20")
+        return simulate_agents_cli(args.seed, runs, agents, budget,
+                                   None if args.out_dir is None else Path(args.out_dir),
+                                   bool(args.quiet))
     nodes = 3 if args.nodes is None else args.nodes
     budget = 60.0 if args.check_timeout_s is None else args.check_timeout_s
     if runs < 1 or nodes < 1 or budget <= 0:
         return usage_exit(prog, "--runs, --nodes and --check-timeout-s must be positive")
     return _simulate_kv(args.seed, runs, nodes, budget, Path(args.out_dir or "demo-out"),
-                        bool(args.quiet))
+                        bool(args.quiet), bool(args.reconfigure))
 
 
 def _simulate_kv(first: int, runs: int, nodes: int, budget: float, out: Path,
-                 quiet: bool) -> int:
+                 quiet: bool, reconfigure: bool = False) -> int:
     """The in-process simulator runs of the ``kv`` scenario."""
     from vsm_phoenix.verify import Verdict, check_history, render_html
     from vsm_phoenix.verify.kv_workload import simulate_kv
@@ -143,20 +163,30 @@ def _simulate_kv(first: int, runs: int, nodes: int, budget: float, out: Path,
         print(f"vsm-phoenix simulate: Raft KV, {nodes} nodes, seeds {first}..{first + runs - 1}, "
               "under a nemesis (partitions, crashes, restarts, loss, duplication); each "
               "history checked for linearizability")
+        if reconfigure:
+            print("  with membership changes: two spares added as learners, promoted, and "
+                  "the leader of the moment removed after each")
     bad = 0
     for seed in range(first, first + runs):
-        run = simulate_kv(seed, nodes=nodes)
+        run = simulate_kv(seed, nodes=nodes, reconfigure=reconfigure)
         result = check_history(run.history, timeout=budget)
-        ok = result.verdict is Verdict.OK and not run.violations
+        ok = (result.verdict is Verdict.OK and not run.violations
+              and not run.membership_problems)
         bad += not ok
         if not quiet or not ok:
             print(
                 f"seed {seed}: {len(run.history.operations)} client operations, "
                 f"history {result.verdict.name}, Raft invariant violations: "
                 f"{len(run.violations)}"
+                + (f", final membership {run.membership} "
+                   f"({len(run.membership_steps)} changes acknowledged"
+                   f"{', as requested' if not run.membership_problems else ''})"
+                   if reconfigure else "")
             )
         for violation in run.violations:
             print(f"  {violation}")
+        for problem in run.membership_problems:
+            print(f"  membership: {problem}")
         if not ok:
             out.mkdir(parents=True, exist_ok=True)
             run.sim.write_html(out / f"kv-seed{seed}-spacetime.html")
@@ -164,9 +194,11 @@ def _simulate_kv(first: int, runs: int, nodes: int, budget: float, out: Path,
                 (out / f"kv-seed{seed}-history.html").write_text(
                     render_html(result, title=f"KV seed {seed}"), encoding="utf-8"
                 )
-            print(f"  replay with: vsm-phoenix simulate --scenario kv --seed {seed}; "
+            again = " --reconfigure" if reconfigure else ""
+            print(f"  replay with: vsm-phoenix simulate --scenario kv --seed {seed}{again}; "
                   f"diagrams in {out}")
-    print(f"{runs - bad}/{runs} runs linearizable with every Raft invariant intact")
+    print(f"{runs - bad}/{runs} runs linearizable with every Raft invariant intact"
+          + (" and the membership as requested" if reconfigure else ""))
     return 1 if bad else 0
 
 

@@ -17,11 +17,25 @@ from vsm_phoenix.crdt._domain import (
     check_replica,
 )
 from vsm_phoenix.crdt.sets import ORSet
-from vsm_phoenix.errors import TypeMismatch
+from vsm_phoenix.errors import InvalidArgument, TypeMismatch
 
-__all__ = ["ORMap"]
+__all__ = ["MAX_NESTING", "ORMap"]
 
 C = TypeVar("C", bound=CRDT)
+
+#: Deepest chain of ORMaps inside ORMaps that ``update`` builds. Each level costs four
+#: CBOR containers and a leaf at most about 40 (32-deep tuple elements), so the deepest
+#: map (100 levels, 32-deep tuple keys at every level, the deepest leaf state inside)
+#: stays under the parser's depth cap (``vsm_phoenix.cbor.MAX_DEPTH``, 512):
+#: whatever can be built can be decoded.
+MAX_NESTING = 100
+
+
+def nesting(value: CRDT) -> int:
+    """How many ORMaps deep ``value`` is (0 for any other CRDT)."""
+    if not isinstance(value, ORMap):
+        return 0
+    return 1 + max((nesting(v) for v in value._values.values()), default=0)
 
 
 class ORMap(CRDT):
@@ -66,6 +80,10 @@ class ORMap(CRDT):
         """Apply ``mutate`` to the value under ``key`` (a ``kind()`` if new) and mark
         the key present with a fresh dot of ``replica``; returns the delta.
 
+        A chain of maps nested more than :data:`MAX_NESTING` levels deep is refused
+        with ``ValueError`` (``InvalidArgument``), the map unchanged: it could be
+        encoded but not decoded.
+
         ``mutate`` receives a working copy of the nested CRDT and must return the delta
         of the mutation it applied (what the nested mutator returned), e.g.
         ``m.update("r1", "likes", GCounter, lambda c: c.increment("r1"))``. If
@@ -85,6 +103,11 @@ class ORMap(CRDT):
         if type(child_delta) is not kind:
             raise TypeMismatch(
                 f"mutate must return the {kind.__name__} delta, got {type(child_delta).__name__}"
+            )
+        if isinstance(work, ORMap) and nesting(work) >= MAX_NESTING:
+            raise InvalidArgument(
+                f"maps nested deeper than {MAX_NESTING} levels could not be decoded; "
+                f"the map is unchanged"
             )
         if child_delta is work:
             # mutate returned its working copy rather than a delta: ship a snapshot so the

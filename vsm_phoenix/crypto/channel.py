@@ -67,6 +67,7 @@ from vsm_phoenix.errors import (
     ReplayError,
     TypeMismatch,
 )
+from vsm_phoenix.storage import transaction_hooks
 
 __all__ = ["AUTO_FIELDS", "DEFAULT_CONTENT_TYPE", "ChannelMode", "SecureChannel"]
 
@@ -101,6 +102,7 @@ class SecureChannel:
 
     __slots__ = (
         "_aead",
+        "_cheap",
         "_clock",
         "_guard",
         "_lock",
@@ -108,7 +110,9 @@ class SecureChannel:
         "_max_age_ms",
         "_max_skew_ms",
         "_next_seq",
+        "_reserved_raw",
         "_reserved_seq",
+        "_seq_key",
         "_seq_lease",
         "_storage",
         "identity",
@@ -157,6 +161,9 @@ class SecureChannel:
             self._mac = KeysetMac(keyset, clock=clock)
         self._lock = threading.Lock()
         self._seq_lease = sequence_lease
+        self._seq_key = _skey(identity, "seq")
+        self._cheap = getattr(storage, "cheap_writes", False) is True
+        self._reserved_raw: bytes | None = None
         self._next_seq: int | None = None
         self._reserved_seq = 0
 
@@ -170,26 +177,48 @@ class SecureChannel:
 
     def _take_sequence(self) -> int:
         """Next sequence number of this sender, leased from storage in blocks so that a
-        restart never reuses one (it may skip up to ``sequence_lease``). The persisted
-        lease is re-read every time: if the caller's transaction rolled our last lease
-        write back, the next call writes a new one above every number handed out."""
+        restart never reuses one (it may skip up to ``sequence_lease``). Inside the
+        lease it costs an increment; a lease write that a caller's transaction rolls
+        back is noticed (a rollback hook) and written again above every number handed
+        out. On a store with cheap writes (memory) the persisted lease is also read
+        every time -- a dict lookup -- so that a counter written behind the channel's
+        back (an operator's repair, a test) takes effect at the next seal."""
+        # (read before our lock: storage first, then ours, never the other order)
+        seen = self._storage.get(self._seq_key) if self._cheap else None
+        with self._lock:
+            seq = self._next_seq
+            if seq is not None and seq < self._reserved_seq and seen == self._reserved_raw:
+                self._next_seq = seq + 1
+                return seq
         with atomic(self._storage), self._lock:
-            raw = self._storage.get(_skey(self.identity, "seq"))
+            raw = self._storage.get(self._seq_key)
             if raw is not None and len(raw) != 8:
                 raise DecodeError("corrupt sequence counter")
             persisted = 1 if raw is None else int.from_bytes(raw, "big")
             if self._next_seq is None or persisted != self._reserved_seq:
                 self._next_seq = max(self._next_seq or 1, persisted)
                 self._reserved_seq = persisted
+            if self._cheap:
+                self._reserved_raw = raw
             seq = self._next_seq
             if seq > _MAX_SEQ:
                 raise ReplayError("sequence numbers exhausted", "exhausted")
             if seq >= self._reserved_seq:
                 reserved = seq + self._seq_lease
-                self._storage.put(_skey(self.identity, "seq"), reserved.to_bytes(8, "big"))
+                encoded = reserved.to_bytes(8, "big")
+                self._storage.put(self._seq_key, encoded)
                 self._reserved_seq = reserved
+                if self._cheap:
+                    self._reserved_raw = encoded
+                hooks = transaction_hooks(self._storage)
+                if hooks is not None:
+                    hooks.rollback.append(self._lease_rolled_back)
             self._next_seq = seq + 1
             return seq
+
+    def _lease_rolled_back(self) -> None:
+        with self._lock:
+            self._reserved_seq = 0  # unknown: the next call re-reads and re-leases
 
     # ------------------------------------------------------------------ seal
 
@@ -283,7 +312,7 @@ class SecureChannel:
                 f"frame claims sender {header['sender']!r} but was sent by {sender!r}"
             )
         self._check_fresh(header["timestamp"])
-        self._guard.accept(header["sender"], header["sequence"])
+        self._guard.accept(header["sender"], header["sequence"], header["timestamp"])
         return header, payload
 
     def _verify_mac(self, aad: bytes, body: bytes) -> tuple[bytes, int]:

@@ -4,4 +4,8 @@
   a broker, the control plane, and :class:`~vsm_phoenix.ext.amqp.Cluster`, the library
   API for replicated CRDTs and the linearizable KV across processes (needs the
   ``amqp`` extra: ``pip install 'vsm-phoenix[amqp]'``).
+* :mod:`vsm_phoenix.ext.evidence` -- a tamper-evident causal evidence graph: signed
+  events in a grow-only Merkle-DAG, sync by difference, SQLite durability, pictures.
+* :mod:`vsm_phoenix.ext.agents` -- capability-aware agents: signed grants and placement,
+  roles as compare-and-set leases on the Raft KV with fencing, quorum spawning.
 """

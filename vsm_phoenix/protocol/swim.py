@@ -31,17 +31,36 @@ Dadgar et al., *Lifeguard*, 2018).
   update at most ``lambda * ceil(log10(n + 1))`` times (``lambda = retransmit_mult``).
   A message to a member we suspect always carries that suspicion as well, so the
   member can refute it at once instead of waiting for gossip to reach it.
+* **Merging tables (memberlist's mergeState).** Rows of a member table received in
+  ``swim.join`` / ``swim.join-ack`` are *rumours*, not verdicts: a ``dead`` row about a
+  member we believe alive only makes it *suspect* here — locally (not gossiped, not a
+  Lifeguard confirmation, so its timer runs the full ``S_max``) — and we ask the member
+  directly (``swim.gossip`` carrying the suspicion), which answers the asker with a
+  higher incarnation at once. ``dead`` verdicts gossiped by a detector stay verdicts.
 * **Healing.** Every ``reconnect_interval_ms`` the node sends ``swim.join`` to one
   random *dead* (not left) member, so two sides of a healed partition find each other
-  again: each sees itself declared dead in the other's table and refutes.
+  again: each sees itself declared dead in the other's table and refutes, and the
+  other side's verdicts about our own side arrive as refutable suspicions.
+* **Reaping and the table limit.** A dead or left member is forgotten
+  ``reap_after_ms`` (default 1 h) after its verdict; a tombstone (id, incarnation) is
+  kept as long again so stale rumours cannot resurrect it, while a real rejoin (higher
+  incarnation) is admitted. A table holds at most ``max_members`` rows; a new member
+  beyond that is refused explicitly: counted in ``members_refused`` and reported once
+  per id as ``Deliver("swim.refused", {member, reason, limit, at})``.
 * **Leave.** ``ClientRequest(Leave())`` marks the node ``left`` at a higher
   incarnation, sends that to every alive member and stops probing and answering.
 * **Metadata and capabilities.** Each member advertises :class:`Metadata`: a set of
   capabilities as an :class:`~vsm_phoenix.crdt.ORSet` (so advertisements merge by
   join) and a load figure. The owner changes it with ``UpdateMetadata``, which bumps
-  its incarnation; receivers join the capability sets and take the load of the
-  highest incarnation. :meth:`SwimNode.match` returns the alive members (self
-  included) that advertise every required capability, least loaded first.
+  its incarnation. An advertisement belongs to its incarnation: receivers replace
+  what they hold with the advertisement of a higher incarnation and never join
+  advertisements, so dots an owner reuses after a restart cannot cancel anything.
+  An owner that hears an advertisement of its own that differs from what it now
+  advertises at the same (or a higher) incarnation — it restarted without its disk,
+  or with other capabilities — outbids it with a higher incarnation. After a restart
+  the owner advertises the capabilities it is constructed with.
+  :meth:`SwimNode.match` returns the alive members (self included) that advertise
+  every required capability, least loaded first.
 
 Detection-time bound
 --------------------
@@ -137,6 +156,8 @@ class SwimConfig:
     max_piggyback: int = 8
     join_retry_ms: int = 1000
     reconnect_interval_ms: int = 10_000
+    reap_after_ms: int = 3_600_000
+    max_members: int = 4096
 
     def __attrs_post_init__(self) -> None:
         if not 0 < self.ping_timeout_ms < self.period_ms:
@@ -145,6 +166,8 @@ class SwimConfig:
             raise LocalProtocolError("indirect_probes >= 0, retransmit_mult/max_piggyback >= 1")
         if self.suspicion_alpha <= 0 or self.suspicion_beta < 1:
             raise LocalProtocolError("suspicion_alpha > 0 and suspicion_beta >= 1")
+        if self.reap_after_ms <= 0 or not 1 <= self.max_members <= MAX_MEMBERS:
+            raise LocalProtocolError(f"reap_after_ms > 0 and 1 <= max_members <= {MAX_MEMBERS}")
 
     def suspicion_min_ms(self, n: int) -> float:
         return self.suspicion_alpha * max(1.0, math.log10(max(n, 1))) * self.period_ms
@@ -229,6 +252,7 @@ class _Member:
     meta: Metadata
     suspect_start: int = 0
     suspecters: list[str] = attrs.field(factory=list)
+    changed_at: int = 0  # when the status last changed (reaping dead/left rows)
 
 
 # An update on the wire: [kind, member, incarnation, extra]
@@ -271,6 +295,9 @@ class SwimNode:
         self._now = 0
         self.probes_sent = 0  # metrics: direct probes started
         self.suspicions_raised = 0  # metrics: probes that ended in a suspicion
+        self.members_refused = 0  # metrics: new members refused (table full)
+        self._reaped: dict[str, tuple[int, int]] = {}  # id -> (incarnation, reaped at)
+        self._refused: dict[str, int] = {}  # ids reported refused -> when
 
     # -- public read-only API ----------------------------------------------------------
     @property
@@ -322,9 +349,9 @@ class SwimNode:
             return self._boot(event)
         if not self.started:
             raise LocalProtocolError(f"{type(event).__name__} before Start/Restart")
-        self._now = event.now
         if isinstance(event, Receive):
-            return self._receive(event.now, event.envelope)
+            return self._receive(event.now, event.envelope)  # sets _now once validated
+        self._now = event.now
         if isinstance(event, TimerFired):
             return self._timer(event.now, event.name)
         if isinstance(event, ClientRequest):
@@ -389,6 +416,7 @@ class SwimNode:
 
     def _period(self, now: int) -> list[Effect]:
         out: list[Effect] = [SetTimer(T_PERIOD, self.config.period_ms)]
+        out += self._reap(now)
         target = self._probe_target
         if target is not None and not self._probe_acked:
             m = self.members.get(target)
@@ -472,10 +500,13 @@ class SwimNode:
             raise RemoteProtocolError(f"unknown SWIM message {env.type!r}")
         # -- validated: from here on we mutate --
         self.msg.accept(now, env)
+        self._now = now
         if self.left:
             return []
         out: list[Effect] = []
-        for u in [*table, *updates]:
+        for u in table:
+            out += self._apply(now, u, rumour=True)
+        for u in updates:
             out += self._apply(now, u)
         if self.members.get(env.sender) is None and env.type in ("swim.ping", "swim.ping-req"):
             # an unknown prober: ask it for its table
@@ -498,6 +529,12 @@ class SwimNode:
             if len(self._relays) > 256:
                 self._relays.pop(min(self._relays))
             out.append(self._ping(now, target, self._seq))
+        elif env.type == "swim.gossip" and any(
+            u[0] in ("suspect", "dead") and u[1] == self._id for u in updates
+        ):
+            # asked directly whether we are dead: answer the asker at once
+            out.append(self.msg.send(now, env.sender, "swim.gossip",
+                                     {"g": [self._alive_update(self._id)]}))
         elif env.type == "swim.join":
             out.append(self.msg.send(now, env.sender, "swim.join-ack",
                                      {"members": self._table_updates()},
@@ -510,7 +547,7 @@ class SwimNode:
         return out
 
     def _validate_updates(self, raw: Any) -> list[Update]:
-        if not isinstance(raw, list) or len(raw) > MAX_MEMBERS:
+        if not isinstance(raw, list) or len(raw) > 2 * MAX_MEMBERS:
             raise RemoteProtocolError("updates must be a bounded list")
         out: list[Update] = []
         for u in raw:
@@ -531,10 +568,32 @@ class SwimNode:
         return out
 
     # -- the member table --------------------------------------------------------------
-    def _apply(self, now: int, u: Update) -> list[Effect]:
-        """Merge one (validated) update; returns effects (refutation, timers, events)."""
+    def _apply(self, now: int, u: Update, *, rumour: bool = False) -> list[Effect]:
+        """Merge one (validated) update; returns effects (refutation, timers, events).
+
+        ``rumour``: the row comes from another member's table (join / push-pull), not
+        from a detector. As in memberlist's ``mergeState``, a ``dead`` row is then only
+        a *suspicion* the member can refute: a table exchanged after a partition heals
+        holds verdicts that were true on the far side, not on ours. Such a suspicion is
+        kept local (not gossiped, not counted as a confirmation, so its timer runs for
+        the full ``S_max``) and put to the member directly, which refutes at once."""
         kind, nid, inc, extra = u
         out: list[Effect] = []
+        if rumour and kind == "dead" and nid != self._id:
+            m = self.members.get(nid)
+            if m is None or m.status not in _LIVE:
+                return self._apply(now, u)  # not believed alive: keep the verdict
+            if (m.status is Status.ALIVE and inc >= m.incarnation) or (
+                m.status is Status.SUSPECT and inc > m.incarnation
+            ):
+                m.status, m.incarnation = Status.SUSPECT, inc
+                m.suspect_start, m.suspecters = now, []
+                timeout = self.config.suspicion_timeout_ms(self.group_size(), 0)
+                out.append(SetTimer(T_SUSPECT + nid, timeout))
+                out.append(self._event(now, nid))
+                out.append(self.msg.send(now, nid, "swim.gossip",
+                                         {"g": [["suspect", nid, inc, self._id]]}))
+            return out
         me = self.members[self._id]
         if nid == self._id:
             if kind in ("suspect", "dead") and inc >= me.incarnation and not self.left:
@@ -545,44 +604,54 @@ class SwimNode:
                 # a stale rumour about us: re-announce our current incarnation so the
                 # member still holding it (who may be about to time out) hears it
                 self._enqueue(self._alive_update(self._id))
-            elif kind == "alive" and inc > me.incarnation and not self.left:
+            elif kind == "alive" and not self.left and (
+                inc > me.incarnation
+                or (inc == me.incarnation and extra.to_wire() != me.meta.to_wire())
+            ):
+                # someone holds an advertisement of ours we no longer make (we restarted
+                # without our incarnation, or with other capabilities): outbid it
                 me.incarnation = inc + 1
                 self._enqueue(self._alive_update(self._id))
                 out.append(Persist("swim/incarnation", encode_cbor(me.incarnation)))
             return out
         m = self.members.get(nid)
-        if kind == "alive":
-            meta: Metadata = extra
-            if m is None:
-                if len(self.members) >= MAX_MEMBERS:
-                    return out
-                self.members[nid] = _Member(Status.ALIVE, inc, meta)
+        if m is None:
+            tomb = self._reaped.get(nid)
+            if tomb is not None and inc <= tomb[0]:
+                return out  # a stale rumour about a member we reaped
+            if kind == "suspect":
+                return out
+            if len(self.members) >= self.config.max_members:
+                return self._refuse(now, nid)
+            self._reaped.pop(nid, None)
+            if kind == "alive":
+                meta: Metadata = extra
+                self.members[nid] = _Member(Status.ALIVE, inc, meta, changed_at=now)
                 self._insert_order(nid)
                 self._enqueue(["alive", nid, inc, meta.to_wire()])
                 out.append(self._event(now, nid))
-                out.append(self._persist_members())
-                return out
+            else:
+                # unknown member reported dead/left: remember the verdict (so a healed
+                # partition can reconnect to it, and its refutation can reach us)
+                self.members[nid] = _Member(Status(kind), inc, Metadata(), changed_at=now)
+                self._enqueue([kind, nid, inc, extra])
+            out.append(self._persist_members())
+            return out
+        if kind == "alive":
+            meta = extra
             if inc <= m.incarnation:
-                if inc == m.incarnation and m.status in _LIVE:
-                    m.meta.capabilities |= meta.capabilities
-                return out
+                return out  # an owner's advertisement is a function of its incarnation
             was = m.status
             m.status, m.incarnation = Status.ALIVE, inc
-            m.meta.capabilities |= meta.capabilities
-            m.meta.load = meta.load
+            m.meta = Metadata(meta.capabilities.copy(), meta.load)
             m.suspecters = []
             out.append(CancelTimer(T_SUSPECT + nid))
             if was not in _LIVE:
+                m.changed_at = now
                 self._insert_order(nid)
             self._enqueue(["alive", nid, inc, m.meta.to_wire()])
             if was is not Status.ALIVE:
                 out.append(self._event(now, nid))
-            return out
-        if m is None:
-            # unknown member reported suspect/dead/left: remember the verdict
-            if len(self.members) < MAX_MEMBERS and kind != "suspect":
-                self.members[nid] = _Member(Status(kind), inc, Metadata())
-                self._enqueue([kind, nid, inc, extra])
             return out
         if kind == "suspect":
             n = self.group_size()
@@ -599,7 +668,7 @@ class SwimNode:
                 and extra not in m.suspecters
             ):
                 m.suspecters.append(extra)  # an independent confirmation
-                timeout = self.config.suspicion_timeout_ms(n, len(m.suspecters) - 1)
+                timeout = self.config.suspicion_timeout_ms(n, max(0, len(m.suspecters) - 1))
                 left = max(0, m.suspect_start + timeout - now)
                 out.append(SetTimer(T_SUSPECT + nid, left))
                 self._enqueue(["suspect", nid, inc, extra])
@@ -610,9 +679,45 @@ class SwimNode:
         ):
             m.status, m.incarnation = Status(kind), inc
             m.suspecters = []
+            m.changed_at = now
             out.append(CancelTimer(T_SUSPECT + nid))
             self._enqueue([kind, nid, inc, extra])
             out.append(self._event(now, nid))
+        return out
+
+    def _refuse(self, now: int, nid: str) -> list[Effect]:
+        """The member table is full: refuse ``nid`` explicitly (counted, and reported
+        once per id as a ``swim.refused`` delivery) instead of dropping it silently."""
+        self.members_refused += 1
+        if nid in self._refused:
+            return []
+        if len(self._refused) >= 1024:
+            self._refused.pop(next(iter(self._refused)))
+        self._refused[nid] = now
+        return [Deliver("swim.refused", {"member": nid, "reason": "member table full",
+                                         "limit": self.config.max_members, "at": now})]
+
+    def _reap(self, now: int) -> list[Effect]:
+        """Forget dead and left members ``reap_after_ms`` after their verdict, keeping a
+        tombstone (id -> incarnation) for as long again so stale rumours about them
+        cannot bring them back; a higher incarnation (a real rejoin) still can."""
+        horizon = self.config.reap_after_ms
+        for nid in [n for n, (_, at) in self._reaped.items() if now - at >= horizon]:
+            del self._reaped[nid]
+        gone = [
+            nid for nid, m in self.members.items()
+            if nid != self._id and m.status not in _LIVE and now - m.changed_at >= horizon
+        ]
+        if not gone:
+            return []
+        out: list[Effect] = []
+        for nid in sorted(gone):
+            self._reaped[nid] = (self.members.pop(nid).incarnation, now)
+            self._queue.pop(nid, None)
+            out.append(CancelTimer(T_SUSPECT + nid))
+        while len(self._reaped) > self.config.max_members:
+            self._reaped.pop(next(iter(self._reaped)))
+        out.append(self._persist_members())
         return out
 
     def _event(self, now: int, nid: str) -> Deliver:

@@ -118,6 +118,26 @@ class Read:
     name: str
 
 
+
+def _count(value: object) -> int:
+    """A persisted counter: a non-negative int, nothing else (not a float, not a str)."""
+    if type(value) is not int or value < 0:
+        raise DecodeError("a persisted counter must be a non-negative integer")
+    return value
+
+
+def _log_index(key: str) -> int:
+    suffix = key.rsplit("/", 1)[1]
+    if not (suffix.isascii() and suffix.isdigit()) or len(suffix) > 20:
+        raise DecodeError("a log key must end in a decimal index")
+    return int(suffix)
+
+
+def _replica_name(name: object) -> str:
+    if not isinstance(name, str):
+        raise DecodeError("a replica name must be a string")
+    return name
+
 class SyncNode:
     """Hosts named CRDT replicas and keeps them in sync with its peers (sans-IO)."""
 
@@ -303,15 +323,15 @@ class SyncNode:
             if "sync/snapshot" in persisted:
                 snap = decode_cbor(persisted["sync/snapshot"])
                 for name, raw in snap["replicas"].items():
-                    self._adopt(name, decode(raw))
-                self.counter = max(self.counter, int(snap["counter"]))
+                    self._adopt(_replica_name(name), decode(raw))
+                self.counter = max(self.counter, _count(snap["counter"]))
             for key in sorted(k for k in persisted if k.startswith("sync/log/")):
                 for name, raw in decode_cbor(persisted[key]).items():
-                    self._adopt(name, decode(raw))
+                    self._adopt(_replica_name(name), decode(raw))
                 self._log_keys.append(key)
-                self._log_seq = max(self._log_seq, int(key.rsplit("/", 1)[1]))
+                self._log_seq = max(self._log_seq, _log_index(key))
             if "sync/counter" in persisted:
-                self.counter = max(self.counter, int(decode_cbor(persisted["sync/counter"])))
+                self.counter = max(self.counter, _count(decode_cbor(persisted["sync/counter"])))
         except (DecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
             self.replicas, self.counter, self._log_seq, self._log_keys = saved
             raise DecodeError(f"corrupt persisted sync state: {exc}") from None

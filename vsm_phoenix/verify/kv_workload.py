@@ -48,6 +48,7 @@ from vsm_phoenix.protocol.raft import (
     K_NOT_LEADER,
     K_OK,
     K_UNKNOWN,
+    Membership,
     Propose,
     RaftConfig,
     RaftMonitor,
@@ -57,6 +58,7 @@ from vsm_phoenix.protocol.raft import (
 from vsm_phoenix.protocol.sim import NetworkConfig, Simulator
 from vsm_phoenix.verify.history import History, HistoryRecorder
 from vsm_phoenix.verify.models import KVAppend, KVCas, KVDelete, KVGet, KVModel, KVPut
+from vsm_phoenix.verify.reconfigure import MembershipDriver, default_plan
 
 __all__ = [
     "KVClientError",
@@ -327,6 +329,11 @@ class KVRun:
     sim: Simulator
     workload: KVWorkload
     violations: tuple[str, ...]
+    #: With ``reconfigure``: the configuration the run asked for last, the steps
+    #: acknowledged, and what is wrong with the end state (empty: all as requested).
+    membership: Membership | None = None
+    membership_steps: tuple[Membership, ...] = ()
+    membership_problems: tuple[str, ...] = ()
 
 
 def _partition(groups: tuple[list[str], list[str]], sim: Simulator) -> None:
@@ -424,6 +431,7 @@ def simulate_kv(
     network: NetworkConfig | None = None,
     monitor_every_ms: int = 25,
     factory: Callable[[RaftConfig], NodeFactory] = kv_node_factory,
+    reconfigure: bool = False,
 ) -> KVRun:
     """One randomized KV run: ``clients`` issue random operations for ``duration_ms``
     while (with ``faults``) a nemesis partitions, blocks links, crashes and restarts
@@ -431,10 +439,20 @@ def simulate_kv(
     :func:`schedule_faults`); then the network heals and the run continues for
     ``settle_ms`` so outstanding operations can finish. Safety invariants are checked
     every ``monitor_every_ms`` by a :class:`RaftMonitor`. A pure function of its
-    arguments: the same seed gives the same history."""
-    ids: list[str] = [f"n{i + 1}" for i in range(nodes)]
-    cfg = config or RaftConfig(peers=tuple(ids), election_timeout_ms=150, heartbeat_ms=30,
-                               snapshot_threshold=64)
+    arguments: the same seed gives the same history.
+
+    With ``reconfigure`` two spare servers run too (not voters at first) and a
+    :class:`~vsm_phoenix.verify.reconfigure.MembershipDriver` changes the membership
+    during the run (:func:`~vsm_phoenix.verify.reconfigure.default_plan`: each spare is
+    added as a learner, promoted, and the leader of the moment removed), under the same
+    nemesis, which then strikes all servers; the run goes on after ``settle_ms`` (up
+    to 5 s more) until the last step is acknowledged. ``KVRun.membership_problems``
+    says whether the cluster ended in the configuration requested last."""
+    voters: list[str] = [f"n{i + 1}" for i in range(nodes)]
+    spares: list[str] = [f"n{nodes + i + 1}" for i in range(2)] if reconfigure else []
+    ids = voters + spares
+    cfg = config or RaftConfig(peers=tuple(voters), election_timeout_ms=150,
+                               heartbeat_ms=30, snapshot_threshold=64)
     net = network or NetworkConfig(min_latency_ms=1, max_latency_ms=10, drop_rate=0.02,
                                    duplicate_rate=0.05, reorder_rate=0.05,
                                    reorder_extra_ms=60)
@@ -444,16 +462,26 @@ def simulate_kv(
         schedule_faults(sim, ids, rng, duration_ms, crashes, clock_steps)
     monitor = RaftMonitor()
     end = duration_ms + settle_ms
+    watch_until = end + (5_500 if reconfigure else 0)
 
     def watch(s: Simulator) -> None:
         live = [n for n in (s.node(i) for i in ids) if isinstance(n, RaftNode)]
         monitor.observe(live)
-        if s.now + monitor_every_ms <= end:
+        if s.now + monitor_every_ms <= watch_until:
             s.schedule(s.now + monitor_every_ms, watch)
 
     sim.schedule(0, watch)
     workload = KVWorkload(sim, clients=clients, keys=keys, seed=seed,
                           op_timeout_ms=max(1_000, settle_ms // 2))
     workload.random_ops(duration_ms)
+    if not reconfigure:
+        workload.run_until(end)
+        return KVRun(seed, workload.history(), sim, workload, tuple(monitor.violations))
+    driver = MembershipDriver(sim, cfg.bootstrap, default_plan(spares), seed=seed)
     workload.run_until(end)
-    return KVRun(seed, workload.history(), sim, workload, tuple(monitor.violations))
+    while not driver.finished and sim.now < end + 5_000:
+        workload.run_until(sim.now + 250)
+    workload.run_until(sim.now + 500)  # followers learn the last commit index
+    monitor.observe([n for n in (sim.node(i) for i in ids) if isinstance(n, RaftNode)])
+    return KVRun(seed, workload.history(), sim, workload, tuple(monitor.violations),
+                 driver.requested, tuple(driver.done), tuple(driver.check()))

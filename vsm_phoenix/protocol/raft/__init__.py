@@ -2,8 +2,9 @@
 
 Theory of operation
 -------------------
-A :class:`RaftNode` is one member of a fixed cluster (``RaftConfig.peers``). It replicates
-a log of opaque commands and applies committed ones, in log order, to a
+A :class:`RaftNode` is one member of a cluster whose configuration lives in its log
+(``RaftConfig.peers`` is only the bootstrap configuration; see *Membership* below).
+It replicates a log of opaque commands and applies committed ones, in log order, to a
 :class:`StateMachine` (for example :class:`~vsm_phoenix.protocol.kv.KVStateMachine`).
 Everything enters through :meth:`RaftNode.step` (events of :mod:`.node`); everything
 leaves as effects. Roles and transitions::
@@ -51,6 +52,16 @@ leaves as effects. Roles and transitions::
   snapshot, the node snapshots its state machine and drops the log prefix. A follower
   whose ``next`` falls into the compacted prefix gets ``raft.snapshot``
   (InstallSnapshot, in one message).
+* **Membership** (:mod:`.membership`, Raft thesis §4). ``Reconfigure(voters,
+  learners)`` at the leader appends a configuration entry; a change of voters goes
+  through the joint configuration ``new && old`` (decisions need majorities of both;
+  the leader appends ``new`` once the joint entry commits), and ``joint=False`` is the
+  single-server change. A configuration is in force from the moment it is appended
+  (committed or not) and reverts when its entry is truncated. One change at a time,
+  and none before the leader has committed an entry of its term (Ongaro's 2015 fix;
+  ``unsafe_reconfigure_early`` is the broken variant). Learners get the log but never
+  vote or campaign; a leader that removed itself steps down once the change commits,
+  after sending ``raft.timeout-now`` to the most up-to-date voter.
 * **Transfer.** ``TransferLeadership(target)`` makes the leader stop taking proposals,
   bring ``target`` up to date and send it ``raft.timeout-now``.
 * **Reads (ReadIndex, thesis §6.4).** ``Read(query)`` at the leader records the commit
@@ -79,6 +90,8 @@ Modules (one concept each)
 * :mod:`.statemachine` — the :class:`StateMachine` interface.
 * :mod:`.quorum` — majority and joint configurations: committed index, vote result,
   recently active. Every majority decision of the node is one of these questions.
+* :mod:`.membership` — :class:`Membership`: voters, the outgoing half of a joint
+  configuration, learners; its codec.
 * :mod:`.log` — :class:`Entry` and the log with its snapshot and storage writes.
 * :mod:`.messages` — the keyword-only wire messages, their one table of wire names and
   their strict codec.
@@ -111,6 +124,7 @@ from vsm_phoenix.protocol.raft.config import (
 )
 from vsm_phoenix.protocol.raft.invariants import RaftMonitor, check_invariants
 from vsm_phoenix.protocol.raft.log import Entry
+from vsm_phoenix.protocol.raft.membership import Membership, MembershipError
 from vsm_phoenix.protocol.raft.messages import (
     M_APPEND,
     M_APPEND_RESP,
@@ -133,7 +147,12 @@ from vsm_phoenix.protocol.raft.messages import (
 )
 from vsm_phoenix.protocol.raft.node import RaftNode
 from vsm_phoenix.protocol.raft.quorum import JointConfig, MajorityConfig, VoteResult
-from vsm_phoenix.protocol.raft.requests import Propose, Read, TransferLeadership
+from vsm_phoenix.protocol.raft.requests import (
+    Propose,
+    Read,
+    Reconfigure,
+    TransferLeadership,
+)
 from vsm_phoenix.protocol.raft.statemachine import RecordingStateMachine, StateMachine
 
 __all__ = [
@@ -166,12 +185,15 @@ __all__ = [
     "InstallSnapshot",
     "JointConfig",
     "MajorityConfig",
+    "Membership",
+    "MembershipError",
     "Message",
     "Propose",
     "RaftConfig",
     "RaftMonitor",
     "RaftNode",
     "Read",
+    "Reconfigure",
     "RecordingStateMachine",
     "RequestVote",
     "Role",

@@ -16,6 +16,7 @@ from typing import Final
 import attrs
 
 from vsm_phoenix.protocol.node import LocalProtocolError
+from vsm_phoenix.protocol.raft.membership import Membership, MembershipError
 
 __all__ = [
     "KEY_LOG_PREFIX",
@@ -79,7 +80,15 @@ class Role(enum.Enum):
 
 @attrs.frozen
 class RaftConfig:
-    """Cluster membership and protocol parameters (times in ms of the node's clock).
+    """The bootstrap configuration and protocol parameters (times in ms of the
+    node's clock).
+
+    ``peers`` are the voters of the *bootstrap* configuration, the one every log
+    starts from; changes are log entries (:class:`~.requests.Reconfigure`), so the
+    configuration in force is the latest in the node's log, not this field. Every
+    server of a cluster gets the same ``peers``, also one that joins later: a node
+    whose id is not a voter there starts as a non-voting, non-campaigning member and
+    learns its role from the leader's log.
 
     ``batch_delay_ms = 0`` sends every proposal at once (one ``raft.append`` per
     proposal per follower when the pipeline is idle); ``> 0`` collects proposals and
@@ -105,18 +114,28 @@ class RaftConfig:
     snapshot_threshold: int = 512
     unsafe_commit_old_terms: bool = False
     max_clock_drift_ms: int = 60_000
+    unsafe_reconfigure_early: bool = False
 
     def __attrs_post_init__(self) -> None:
         if not self.peers or len(set(self.peers)) != len(self.peers):
             raise LocalProtocolError("peers must be a non-empty tuple of distinct ids")
         if any(not isinstance(p, str) or not p for p in self.peers):
             raise LocalProtocolError("peer ids must be non-empty strings")
+        try:
+            Membership.of(self.peers)
+        except MembershipError as exc:
+            raise LocalProtocolError(f"peers: {exc}") from None
         if not 0 < self.heartbeat_ms < self.election_timeout_ms:
             raise LocalProtocolError("need 0 < heartbeat_ms < election_timeout_ms")
         if self.max_batch < 1 or self.batch_delay_ms < 0 or self.snapshot_threshold < 1:
             raise LocalProtocolError("max_batch >= 1, batch_delay_ms >= 0, snapshot_threshold >= 1")
         if type(self.max_clock_drift_ms) is not int or self.max_clock_drift_ms < 0:
             raise LocalProtocolError("max_clock_drift_ms must be an integer >= 0")
+
+    @property
+    def bootstrap(self) -> Membership:
+        """The configuration every log starts from: ``peers`` as voters."""
+        return Membership.of(self.peers)
 
     @property
     def quorum(self) -> int:

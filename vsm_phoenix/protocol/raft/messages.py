@@ -20,8 +20,9 @@ class                  type                purpose
 :class:`AppendResponse`  ``raft.append-resp`` match index, or a rejection with a hint
 :class:`RequestVote`   ``raft.vote``       (pre-)vote request with the last log entry
 :class:`VoteResponse`  ``raft.vote-resp``  granted or refused
-:class:`InstallSnapshot` ``raft.snapshot`` the leader's snapshot, for a follower
-                                           whose next entry was compacted away
+:class:`InstallSnapshot` ``raft.snapshot`` the leader's snapshot and the configuration
+                                           at its index, for a follower whose next
+                                           entry was compacted away
 :class:`SnapshotResponse` ``raft.snapshot-resp`` the index now matched
 :class:`TimeoutNow`    ``raft.timeout-now`` leadership transfer: campaign at once
 =====================  ==================  ==========================================
@@ -42,7 +43,8 @@ from vsm_phoenix.errors import DecodeError
 from vsm_phoenix.protocol.envelope import decode_cbor
 from vsm_phoenix.protocol.node import RemoteProtocolError
 from vsm_phoenix.protocol.raft.config import MAX_ENTRIES_PER_MESSAGE, MAX_U63
-from vsm_phoenix.protocol.raft.log import Entry
+from vsm_phoenix.protocol.raft.log import Entry, decode_entry
+from vsm_phoenix.protocol.raft.membership import Membership, MembershipError
 
 __all__ = [
     "M_APPEND",
@@ -116,6 +118,7 @@ class InstallSnapshot:
     term: int
     index: int
     snap_term: int
+    config: Membership  # the configuration at ``index``
     data: bytes
     seq: int
 
@@ -174,15 +177,26 @@ def _entries(v: Any) -> tuple[Entry, ...]:
         raise _Bad(f"must be a list of at most {MAX_ENTRIES_PER_MESSAGE} entries")
     out: list[Entry] = []
     for item in v:
-        if (not isinstance(item, list) or len(item) != 2 or type(item[0]) is not int
-                or not 0 <= item[0] <= MAX_U63 or not isinstance(item[1], bytes)):
-            raise _Bad("each entry must be [term, bytes]")
-        out.append(Entry(item[0], item[1]))
+        try:
+            out.append(decode_entry(item))
+        except ValueError as exc:
+            raise _Bad(f"each entry must be [term, bytes] or [term, b'', config]: {exc}") from None
     return tuple(out)
 
 
 def _encode_entries(entries: tuple[Entry, ...]) -> list[list[Any]]:
-    return [[e.term, e.data] for e in entries]
+    return [e.encode() for e in entries]
+
+
+def _membership(v: Any) -> Membership:
+    try:
+        return Membership.decode(v)
+    except MembershipError as exc:
+        raise _Bad(str(exc)) from None
+
+
+def _encode_membership(m: Membership) -> dict[str, list[str]]:
+    return m.encode()
 
 
 def _same(v: Any) -> Any:
@@ -223,7 +237,8 @@ WIRE: Final[dict[type[Any], tuple[str, tuple[_Field, ...]]]] = {
     )),
     InstallSnapshot: (M_SNAP, (
         _f("term", "t", _u63), _f("index", "i", _u63), _f("snap_term", "st", _u63),
-        _f("data", "d", _bytes), _f("seq", "s", _u63),
+        _f("config", "c", _membership, _encode_membership), _f("data", "d", _bytes),
+        _f("seq", "s", _u63),
     )),
     SnapshotResponse: (M_SNAP_RESP, (
         _f("term", "t", _u63), _f("match", "m", _u63), _f("seq", "s", _u63),

@@ -41,6 +41,7 @@ from vsm_phoenix.protocol.raft.config import (
     Role,
 )
 from vsm_phoenix.protocol.raft.log import Entry, RaftLog, load_log
+from vsm_phoenix.protocol.raft.membership import Membership, MembershipError
 from vsm_phoenix.protocol.raft.messages import (
     AppendEntries,
     AppendResponse,
@@ -55,7 +56,7 @@ from vsm_phoenix.protocol.raft.messages import (
 )
 from vsm_phoenix.protocol.raft.progress import PendingRead, Progress
 from vsm_phoenix.protocol.raft.quorum import JointConfig, VoteResult
-from vsm_phoenix.protocol.raft.requests import Propose, Read, TransferLeadership
+from vsm_phoenix.protocol.raft.requests import Propose, Read, Reconfigure, TransferLeadership
 from vsm_phoenix.protocol.raft.statemachine import RecordingStateMachine, StateMachine
 
 __all__ = ["RaftNode"]
@@ -63,6 +64,15 @@ __all__ = ["RaftNode"]
 
 def _bad(mtype: str, why: str) -> RemoteProtocolError:
     return RemoteProtocolError(f"{mtype}: {why}")
+
+
+def _plain(value: Any) -> Any:
+    """``value`` with sets as sorted lists and tuples as lists (for canonical CBOR)."""
+    if isinstance(value, frozenset | set):
+        return sorted((_plain(v) for v in value), key=repr)
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    return value
 
 
 class RaftNode:
@@ -76,14 +86,18 @@ class RaftNode:
         config: RaftConfig,
         state_machine: StateMachine | None = None,
     ) -> None:
-        if node_id not in config.peers:
-            raise LocalProtocolError(f"{node_id!r} is not in peers {config.peers!r}")
+        if not isinstance(node_id, str) or not node_id:
+            raise LocalProtocolError("node_id must be a non-empty string")
         self._id = node_id
         self._rng = rng
         self.config = config
         self._messenger = Messenger(node_id, rng, max_drift_ms=config.max_clock_drift_ms,
                                     refuse_drift=False)
-        self._others: tuple[str, ...] = tuple(sorted(p for p in config.peers if p != node_id))
+        self._bootstrap = config.bootstrap
+        # The configuration in force (the log's latest) and what follows from it.
+        self._membership = self._bootstrap
+        self._others: tuple[str, ...] = ()  # every other member (replication targets)
+        self._electorate: tuple[str, ...] = ()  # every other voter (vote requests)
         self._quorum = JointConfig.of(config.peers)
         self.state_machine: StateMachine = (
             state_machine if state_machine is not None else RecordingStateMachine()
@@ -93,7 +107,7 @@ class RaftNode:
         # Persistent state.
         self.term = 0
         self.voted_for: str | None = None
-        self._log = RaftLog(self.state_machine.snapshot())
+        self._log = RaftLog(self.state_machine.snapshot(), self._bootstrap)
         # Volatile state.
         self.role = Role.FOLLOWER
         self.leader_id: str | None = None
@@ -108,12 +122,14 @@ class RaftNode:
         self._reads: list[PendingRead] = []  # for a quorum of acks of their round
         self._reads_ready: list[PendingRead] = []  # for last_applied >= index
         self._proposals: dict[int, tuple[str, int]] = {}
+        self._conf_waiting: str | None = None  # request id of a change in its joint stage
         self._transfer: tuple[str, str | None] | None = None
         self._flush_pending = False
         self._round_pending = False
         # Effects of the current step.
         self._hard_dirty = False
         self._out: list[Effect] = []
+        self._sync_membership(force=True)
 
     # -- introspection -----------------------------------------------------------------
     @property
@@ -160,6 +176,29 @@ class RaftNode:
     def is_leader(self) -> bool:
         return self.role is Role.LEADER
 
+    @property
+    def membership(self) -> Membership:
+        """The configuration in force: the latest in this node's log, committed or not."""
+        return self._membership
+
+    def membership_at(self, index: int) -> Membership:
+        """The configuration in force at log ``index`` (``snap_index <= index``)."""
+        if not self._log.snap_index <= index:
+            raise LocalProtocolError(f"index {index} is compacted away")
+        return self._log.config_at(index)
+
+    @property
+    def membership_index(self) -> int:
+        """The log index of :attr:`membership` (its entry, or the snapshot's index)."""
+        return self._log.config_index
+
+    def match_index(self, peer: str) -> int | None:
+        """At a leader, the highest index known replicated on ``peer`` (a member);
+        ``None`` elsewhere. An application promotes a learner once this is close to
+        :attr:`last_index`."""
+        pr = self._progress.get(peer) if self.role is Role.LEADER else None
+        return None if pr is None else pr.match
+
     def state_key(self) -> tuple[Any, ...]:
         """A hashable snapshot of the whole protocol state, for model checkers: the
         persistent state, volatile state, leader bookkeeping, the state machine's
@@ -172,7 +211,9 @@ class RaftNode:
         return (
             self.role.value, self.term, self.voted_for, self.leader_id,
             self.commit_index, self.last_applied, log.snap_index, log.snap_term,
-            log.snap_data, tuple((e.term, e.data) for e in log.entries),
+            log.snap_data,
+            tuple((e.term, e.data, None if e.config is None else e.config.key())
+                  for e in log.entries),
             self.state_machine.snapshot(),
             frozenset(v for v, granted in self._votes.items() if granted),
             tuple((p, self._progress[p].key()) for p in sorted(self._progress)),
@@ -182,15 +223,14 @@ class RaftNode:
             tuple((r.request_id, r.index, r.seq) for r in self._reads_ready),
             tuple(sorted((i, rid, t) for i, (rid, t) in self._proposals.items())),
             self._transfer, self._flush_pending, self._round_pending, self._started,
-            self._in_lease(), self._lease,
+            self._in_lease(), self._lease, log.snap_config.key(), self._conf_waiting,
         )
 
     def state_digest(self) -> bytes:
         """A 32-byte BLAKE2b digest of :meth:`state_key` (canonical CBOR), for storing
         many states compactly."""
-        key = self.state_key()
-        doc = [list(key[:11]), sorted(key[11]), list(key[12:])]
-        return hashlib.blake2b(encode_cbor(doc), digest_size=32).digest()
+        return hashlib.blake2b(encode_cbor(_plain(self.state_key())),
+                               digest_size=32).digest()
 
     # -- the entry point ----------------------------------------------------------------
     def step(self, event: Event) -> list[Effect]:
@@ -241,10 +281,12 @@ class RaftNode:
 
     # -- validation (no state changes) --------------------------------------------------
     def _check_envelope(self, env: Envelope) -> Message:
+        # Any other sender may be a member: a configuration this node has not seen yet
+        # may include it (who may send at all is the transport's roster's business).
         if env.recipient != self._id:
             raise RemoteProtocolError(f"{env.type}: not addressed to {self._id!r}")
-        if env.sender not in self._others:
-            raise RemoteProtocolError(f"{env.type}: sender {env.sender!r} is not a peer")
+        if env.sender == self._id or not env.sender:
+            raise RemoteProtocolError(f"{env.type}: bad sender {env.sender[:64]!r}")
         msg = decode_message(env.type, env.payload)
         if isinstance(msg, InstallSnapshot):
             try:
@@ -270,8 +312,15 @@ class RaftNode:
             if not isinstance(payload.query, bytes):
                 raise LocalProtocolError("Read.query must be bytes")
         elif isinstance(payload, TransferLeadership):
-            if payload.target not in self.config.peers:
-                raise LocalProtocolError(f"transfer target {payload.target!r} is not a peer")
+            if not isinstance(payload.target, str) or not payload.target:
+                raise LocalProtocolError("transfer target must be a non-empty node id")
+        elif isinstance(payload, Reconfigure):
+            if not isinstance(payload.joint, bool):
+                raise LocalProtocolError("Reconfigure.joint must be a bool")
+            try:
+                Membership.of(payload.voters, payload.learners)
+            except MembershipError as exc:
+                raise LocalProtocolError(f"Reconfigure: {exc}") from None
         else:
             raise LocalProtocolError(f"unsupported request {type(payload).__name__}")
 
@@ -287,7 +336,7 @@ class RaftNode:
                 if type(term) is not int or term < 0 or not (vote is None or isinstance(vote, str)):
                     raise DecodeError("raft/state has bad types")
             log = load_log(persisted, self.state_machine.snapshot(),
-                           self.state_machine.check_snapshot)
+                           self.state_machine.check_snapshot, self._bootstrap)
         except (DecodeError, ValueError) as exc:
             raise DecodeError(f"corrupt persisted Raft state: {exc}") from None
         return term, vote, log
@@ -297,6 +346,33 @@ class RaftNode:
         self._log = log
         self.state_machine.restore(log.snap_data)
         self.commit_index = self.last_applied = log.snap_index
+        self._sync_membership()
+
+    def _sync_membership(self, force: bool = False) -> list[str]:
+        """Adopt the log's configuration (called after every change of the log): the
+        quorum, who to replicate to and who to ask for votes; a leader starts or stops
+        tracking members. A server being removed is still replicated to until its
+        removal commits, so that it normally learns of it (and stops campaigning)."""
+        conf = self._log.config
+        if conf == self._membership and not force:
+            return []
+        self._membership = conf
+        self._quorum = conf.quorum
+        committed = self._log.config_at(max(self.commit_index, self._log.snap_index))
+        self._others = tuple(sorted((conf.members | committed.members) - {self._id}))
+        self._electorate = tuple(sorted(conf.all_voters - {self._id}))
+        if self.role is not Role.LEADER:
+            return []
+        for p in [p for p in self._progress if p not in self._others]:
+            del self._progress[p]
+        added = [p for p in self._others if p not in self._progress]
+        for p in added:
+            self._progress[p] = Progress(next=self.last_index + 1)
+        if self._transfer is not None and not conf.is_voter(self._transfer[0]):
+            self._deliver(K_FAILED, "the transfer target is no longer a voter",
+                          self._transfer[1])
+            self._transfer = None
+        return added
 
     # -- effect helpers -------------------------------------------------------------------
     def _send(self, to: str, msg: Message) -> None:
@@ -360,6 +436,9 @@ class RaftNode:
             self._deliver(K_NOT_LEADER, hint, read.request_id)
         if self._transfer is not None:
             self._deliver(K_UNKNOWN, hint, self._transfer[1])
+        if self._conf_waiting is not None:
+            self._deliver(K_UNKNOWN, hint, self._conf_waiting)
+            self._conf_waiting = None
         self._proposals = {}
         self._reads_waiting, self._reads, self._reads_ready = [], [], []
         self._transfer = None
@@ -378,7 +457,7 @@ class RaftNode:
             return
         vote = RequestVote(term=self.term + 1, last_index=self.last_index,
                            last_term=self.last_term, pre=True, force=False)
-        for p in self._others:
+        for p in self._electorate:
             self._send(p, vote)
 
     def _campaign(self, force: bool) -> None:
@@ -394,7 +473,7 @@ class RaftNode:
             return
         vote = RequestVote(term=self.term, last_index=self.last_index,
                            last_term=self.last_term, pre=False, force=force)
-        for p in self._others:
+        for p in self._electorate:
             self._send(p, vote)
 
     def _become_leader(self) -> None:
@@ -403,9 +482,11 @@ class RaftNode:
         self._votes = {}
         self._lease = False
         self._cancel(T_ELECTION)
-        self._progress = {p: Progress(next=self.last_index + 1) for p in self._others}
         self._seq = 0
         self._transfer = None
+        self._conf_waiting = None
+        self._progress = {}
+        self._sync_membership(force=True)  # tracks every member, from last_index + 1
         self._log.append(Entry(self.term, b""))
         for p in self._others:
             self._send_append(p, heartbeat=True)
@@ -428,7 +509,8 @@ class RaftNode:
         if pr.next <= log.snap_index:
             if heartbeat or not pr.probe_sent:
                 self._send(peer, InstallSnapshot(term=self.term, index=log.snap_index,
-                                                 snap_term=log.snap_term, data=log.snap_data,
+                                                 snap_term=log.snap_term,
+                                                 config=log.snap_config, data=log.snap_data,
                                                  seq=self._seq))
                 pr.probing, pr.probe_sent = True, True
             return
@@ -450,6 +532,8 @@ class RaftNode:
 
     def _replicate(self) -> None:
         """Ship new entries now, or at the next flush when batching."""
+        if self.role is not Role.LEADER:
+            return
         if self.config.batch_delay_ms > 0:
             self._schedule_flush()
             return
@@ -482,6 +566,36 @@ class RaftNode:
             waiting, self._reads_waiting = self._reads_waiting, []
             self._start_reads(waiting)
         self._apply()
+        if self.role is Role.LEADER and self._log.config_index <= self.commit_index:
+            self._config_committed()
+
+    def _config_committed(self) -> None:
+        """The leader's configuration is committed: leave a joint one (append its
+        second half), or, when this leader is no longer a voter, hand over and step
+        down (thesis §4.2.2)."""
+        conf = self._membership
+        self._sync_membership(force=True)  # stop replicating to removed servers
+        if conf.joint:
+            if self.term_at(self.commit_index) != self.term:
+                return  # after an election: once this leader's own no-op commits
+            index = self._log.append(Entry(self.term, b"", conf.leave_joint()))
+            if self._conf_waiting is not None:
+                self._proposals[index] = (self._conf_waiting, self.term)
+                self._conf_waiting = None
+            self._sync_membership()
+            self._maybe_commit()
+            self._replicate()
+            return
+        if conf.is_voter(self._id):
+            return
+        # Removed (or demoted to learner): tell everyone the commit index, ask the
+        # most up-to-date voter to campaign at once, and stop leading.
+        self._broadcast_round()
+        best = max(sorted(conf.voters), key=lambda p: self._progress[p].match
+                   if p in self._progress else -1)
+        if best in self._progress and self._progress[best].match == self.last_index:
+            self._send(best, TimeoutNow(term=self.term))
+        self._become_follower(self.term, None)
 
     def _apply(self) -> None:
         while self.last_applied < self.commit_index:
@@ -489,12 +603,17 @@ class RaftNode:
             entry = self._log.entry(index)
             if entry is None:  # only possible under the broken variant's truncations
                 break
-            result = self.state_machine.apply(entry.data) if entry.data else None
+            if entry.config is not None:
+                result: Any = entry.config.describe()
+            else:
+                result = self.state_machine.apply(entry.data) if entry.data else None
             self.last_applied = index
             proposal = self._proposals.pop(index, None)
             if proposal is not None:
                 rid, term = proposal
-                if term == entry.term:
+                if entry.config is not None and entry.config.joint and term == entry.term:
+                    self._conf_waiting = rid  # answered when the change completes
+                elif term == entry.term:
                     self._deliver(K_OK, result, rid)
                 else:
                     self._deliver(K_UNKNOWN, self.leader_id, rid)
@@ -554,6 +673,9 @@ class RaftNode:
                 self._lease = False
                 self._timer(T_ELECTION, self._rng.randrange(self.config.election_timeout_ms))
                 return
+            if not self._membership.is_voter(self._id):
+                self._reset_election_timer()  # learners and non-members never campaign
+                return
             if self.config.pre_vote:
                 self._pre_campaign()
             else:
@@ -602,6 +724,9 @@ class RaftNode:
         if self._transfer is not None:
             self._deliver(K_NOT_LEADER, self._transfer[0], rid)
             return
+        if isinstance(payload, Reconfigure):
+            self._on_reconfigure(rid, payload)
+            return
         if isinstance(payload, Propose):
             index = self._log.append(Entry(self.term, payload.command))
             self._proposals[index] = (rid, self.term)
@@ -614,9 +739,45 @@ class RaftNode:
             else:
                 self._start_reads([read])
 
+    def _on_reconfigure(self, rid: str, r: Reconfigure) -> None:
+        cur = self._membership
+        target = Membership.of(r.voters, r.learners)
+        if cur.joint or self._log.config_index > self.commit_index:
+            self._deliver(K_FAILED, "a configuration change is in progress", rid)
+            return
+        if (not self.config.unsafe_reconfigure_early
+                and self.term_at(self.commit_index) != self.term):
+            # Ongaro's 2015 fix: a configuration decided by an earlier leader may still
+            # be uncommitted elsewhere; change nothing before this term commits.
+            self._deliver(K_FAILED, "this leader has not committed an entry of its term yet",
+                          rid)
+            return
+        if target == cur:
+            self._deliver(K_OK, cur.describe(), rid)
+            return
+        if target.voters == cur.voters or not r.joint:
+            if len(target.voters ^ cur.voters) > 1:
+                self._deliver(K_FAILED, "a change without the joint stage adds or removes "
+                                        "at most one voter", rid)
+                return
+            new = target
+        else:
+            new = Membership(target.voters, cur.voters, target.learners)
+        index = self._log.append(Entry(self.term, b"", new))
+        self._proposals[index] = (rid, self.term)
+        added = self._sync_membership()
+        self._maybe_commit()
+        self._replicate()
+        for p in added:  # probe the newcomers now rather than at the next heartbeat
+            if self.role is Role.LEADER and p in self._progress:
+                self._send_append(p, heartbeat=True)
+
     def _on_transfer(self, rid: str, target: str) -> None:
         if target == self._id:
             self._deliver(K_OK, target, rid)
+            return
+        if not self._membership.is_voter(target):
+            self._deliver(K_FAILED, f"transfer target {target[:64]!r} is not a voter", rid)
             return
         if self._transfer is not None:
             self._deliver(K_FAILED, "a leadership transfer is already in progress", rid)
@@ -645,7 +806,8 @@ class RaftNode:
             self._on_snapshot(sender, msg)
         elif isinstance(msg, AppendResponse | SnapshotResponse):
             self._on_append_resp(sender, msg)
-        elif msg.term == self.term and self.role is Role.FOLLOWER and self.leader_id == sender:
+        elif (msg.term == self.term and self.role is Role.FOLLOWER and self.leader_id == sender
+              and self._membership.is_voter(self._id)):
             self._campaign(force=True)  # TimeoutNow from our leader
 
     def _on_vote(self, sender: str, m: RequestVote) -> None:
@@ -736,6 +898,7 @@ class RaftNode:
             for e2 in entries[k:]:
                 log.append(e2)
             break
+        self._sync_membership()
         new_last = prev + len(entries)
         if m.commit > self.commit_index:
             target = min(m.commit, new_last)
@@ -752,15 +915,18 @@ class RaftNode:
             self._send(sender, SnapshotResponse(term=self.term, match=self.commit_index,
                                                 seq=m.seq))
             return
-        self._log.install(m.index, m.snap_term, m.data)
+        self._log.install(m.index, m.snap_term, m.data, m.config)
         self.state_machine.restore(m.data)
         self.commit_index = self.last_applied = m.index
+        self._sync_membership()
         self._send(sender, SnapshotResponse(term=self.term, match=m.index, seq=m.seq))
 
     def _on_append_resp(self, sender: str, m: AppendResponse | SnapshotResponse) -> None:
         if self.role is not Role.LEADER or m.term != self.term:
             return
-        pr = self._progress[sender]
+        pr = self._progress.get(sender)
+        if pr is None:
+            return  # not (or no longer) a member: a late answer
         pr.active = True
         if m.seq > pr.acked_seq:
             pr.acked_seq = m.seq
@@ -771,6 +937,8 @@ class RaftNode:
             pr.next = max(pr.next, m.match + 1)
             pr.probing = pr.probe_sent = False
             self._maybe_commit()
+            if self.role is not Role.LEADER:
+                return  # it committed its own removal and stepped down
             if (self._transfer is not None and self._transfer[0] == sender
                     and pr.match == self.last_index):
                 self._send(sender, TimeoutNow(term=self.term))

@@ -9,9 +9,15 @@ effect) or ``raft.failed`` (payload: the reason).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import attrs
 
-__all__ = ["Propose", "Read", "TransferLeadership"]
+__all__ = ["Propose", "Read", "Reconfigure", "TransferLeadership"]
+
+
+def _id_tuple(value: Iterable[str]) -> tuple[str, ...]:
+    return tuple(value)
 
 
 @attrs.frozen
@@ -39,3 +45,26 @@ class TransferLeadership:
     transfer timed out after one election timeout."""
 
     target: str
+
+
+@attrs.frozen
+class Reconfigure:
+    """Change the cluster's configuration to ``voters`` (and ``learners``): add,
+    remove, replace, promote or demote any number of servers in one request.
+
+    Answered ``raft.ok`` (payload: the new configuration, as
+    :meth:`Membership.describe`) once the new configuration is committed;
+    ``raft.failed`` when a change is still in progress or this leader has not yet
+    committed an entry of its own term (retry later); ``raft.unknown`` when leadership
+    was lost meanwhile (the change may or may not complete); ``raft.not-leader``
+    elsewhere.
+
+    With ``joint=True`` (the default) a change of voters goes through the joint
+    configuration (Raft thesis §4.3); a change of learners alone is one step.
+    ``joint=False`` asks for the single-server change of thesis §4.1 and is refused
+    (``LocalProtocolError``) unless at most one voter is added or removed.
+    """
+
+    voters: tuple[str, ...] = attrs.field(converter=_id_tuple)
+    learners: tuple[str, ...] = attrs.field(converter=_id_tuple, default=())
+    joint: bool = True
