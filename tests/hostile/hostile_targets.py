@@ -1021,3 +1021,75 @@ register(Target("agents.lease-value.decode",
                 lambda: Subject(_text(LeaseValue.decode)), (DecodeError,), grammar="text"))
 register(Target("agents.spawn.decide", _spawn_seeds, lambda: Subject(_text(decide)),
                 (DecodeError,), grammar="text"))
+
+
+# -- distributed GEPA (ext.gepa): the replicated state and its records ------------------
+def _gepa_seeds() -> list[bytes]:
+    from vsm_phoenix.ext.gepa import EvalKey, Evaluation, EvolutionState, candidate_id
+
+    s = EvolutionState()
+    seed, child = {"rule": "a"}, {"rule": "a, b", "note": "x"}
+    s.add_candidate(seed)
+    s.add_candidate(child, [candidate_id(seed)])
+    s.record(EvalKey(candidate_id(seed), "i0", "v1"),
+             Evaluation("ok", 1.0, {"feedback": "right", "n": [1, 2.5, None]}, "n1"))
+    s.record(EvalKey(candidate_id(child), "i0", "v1"), Evaluation(None, 0.0, None, "n2"))
+    s.spend("n1", 2)
+    return [s.to_bytes(), EvolutionState().to_bytes()]
+
+
+def _gepa_record_seeds() -> list[bytes]:
+    from vsm_phoenix.ext.gepa.records import Evaluation, encode_candidate, encode_evaluation
+
+    return [encode_evaluation(Evaluation("ok", 0.5, {"feedback": "f", "k": [1, None]}, "n1")),
+            encode_candidate({"rule": "a", "b": "c"}, frozenset({b"\x01" * 32}))]
+
+
+def _gepa_state_decoder() -> Subject:
+    from vsm_phoenix.ext.gepa import EvolutionState
+
+    return Subject(EvolutionState.from_bytes)
+
+
+def _gepa_evaluation_decoder() -> Subject:
+    from vsm_phoenix.ext.gepa import decode_evaluation
+
+    return Subject(decode_evaluation)
+
+
+def _gepa_candidate_decoder() -> Subject:
+    from vsm_phoenix.ext.gepa import decode_candidate
+
+    return Subject(decode_candidate)
+
+
+register(Target("gepa.EvolutionState.from_bytes", _gepa_seeds, _gepa_state_decoder,
+                (DecodeError,)))
+register(Target("gepa.decode_evaluation", _gepa_record_seeds, _gepa_evaluation_decoder,
+                (DecodeError,)))
+register(Target("gepa.decode_candidate", _gepa_record_seeds, _gepa_candidate_decoder,
+                (DecodeError,)))
+
+
+def _gepa_deployed_seeds() -> list[bytes]:
+    from vsm_phoenix.ext.gepa.deploy import Decision
+
+    d = Decision(b"\x01" * 32, {"rules": "a: b"}, 0.75, (b"\x01" * 32, b"\x02" * 32), 3)
+    return [d.to_json().encode()]
+
+
+def _gepa_deployed_decoder() -> Subject:
+    from vsm_phoenix.ext.gepa.deploy import Decision
+
+    def decode(data: bytes) -> object:
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise Unfit("not UTF-8") from None
+        return Decision.from_json(text)
+
+    return Subject(decode)
+
+
+register(Target("gepa.Decision.from_json", _gepa_deployed_seeds, _gepa_deployed_decoder,
+                (DecodeError,), grammar="json"))

@@ -308,12 +308,10 @@ def ctx_compact(vv, cloud):
     return None
 
 
-def ctx_join_into(vv, cloud, o_vv, o_cloud):
-    """``(vv, cloud) := (vv, cloud) ∪ (o_vv, o_cloud)``, compact, in place."""
-    vc_join_into(vv, o_vv)
-    cloud.update(o_cloud)
-    ctx_compact(vv, cloud)
-    return None
+# The incremental context kernels touch only what the other side names: a handful of
+# dict/set operations per dot, which CPython already runs in C. The twin shares them.
+ctx_add = _pure.ctx_add
+ctx_join_into = _pure.ctx_join_into
 
 
 def ctx_leq(vv, cloud, o_vv, o_cloud):
@@ -604,6 +602,11 @@ def dotstore_join_into(a, a_vv, a_cloud, b, b_vv, b_cloud):
     if out is _FALLBACK:
         return _pure.dotstore_join_into(a, a_vv, a_cloud, b, b_vv, b_cloud)
     return None
+
+
+# The delta join walks the delta (a few dots) through the dot index: shared with the twin.
+dotstore_index = _pure.dotstore_index
+dotstore_join_delta = _pure.dotstore_join_delta
 
 
 def dotstore_copy(entries):

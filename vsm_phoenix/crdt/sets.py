@@ -309,19 +309,29 @@ class ORSet(CRDT):
 
     Invariants (checked on decode): every stored dot is in the context; no element
     has an empty dot set; no dot supports two elements.
+
+    Joining a small delta costs what the delta is: the first such join builds a *dot
+    index* (replica → counter → element) that later joins walk instead of the whole
+    store, so a one-dot delta costs O(1) into a set of any size. A join with a state
+    of comparable size runs the plain kernel and drops the index (it is rebuilt on the
+    next small delta). The index is a cache, never part of the state.
     """
 
     TAG = "orset"
-    __slots__ = ("_ctx", "_entries")
+    __slots__ = ("_ctx", "_entries", "_index")
+
+    #: A delta goes the indexed way when ``DELTA_RATIO * its size <= len(self)``.
+    DELTA_RATIO = 8
 
     def __init__(self) -> None:
         self._entries: dict[Atom, set[tuple[str, int]]] = {}
         self._ctx = CausalContext()
+        self._index: dict[str, dict[int, Atom]] | None = None
 
     @classmethod
     def _raw(cls, entries: dict[Atom, set[tuple[str, int]]], ctx: CausalContext) -> Self:
         obj = cls.__new__(cls)
-        obj._entries, obj._ctx = entries, ctx
+        obj._entries, obj._ctx, obj._index = entries, ctx, None
         return obj
 
     def add(self, replica: str, element: Atom) -> ORSet:
@@ -337,7 +347,12 @@ class ORSet(CRDT):
         old = self._entries.get(element, set())
         delta = ORSet._raw({element: {d}}, CausalContext._of_dots(set(old) | {d}))
         self._entries[element] = {d}
-        self._ctx.add(d)
+        self._ctx._add(*d)
+        index = self._index
+        if index is not None:
+            for r, c in old:
+                del index[r][c]
+            index.setdefault(d[0], {})[d[1]] = element
         return delta
 
     def remove(self, element: Atom) -> ORSet:
@@ -348,6 +363,9 @@ class ORSet(CRDT):
         old = self._entries.pop(element, None)
         if old is None:
             return ORSet()
+        if self._index is not None:
+            for r, c in old:
+                del self._index[r][c]
         return ORSet._raw({}, CausalContext._of_dots(old))
 
     def __contains__(self, element: object) -> bool:
@@ -372,9 +390,29 @@ class ORSet(CRDT):
         """The dots of the adds that currently support ``element``."""
         return frozenset(Dot(r, c) for r, c in self._entries.get(element, ()))
 
+    def _delta_size(self) -> int:
+        """What joining this state costs the indexed way, in dots (the vector entries
+        count once: the join enumerates at most what the receiver holds of them)."""
+        return len(self._entries) + len(self._ctx.cloud) + len(self._ctx.vv)
+
     def _join_into(self, other: Self) -> None:
+        if self.DELTA_RATIO * other._delta_size() <= len(self._entries):
+            self._join_indexed(other)
+            return
         a, b = self._ctx, other._ctx
+        self._index = None
         K.dotstore_join_into(self._entries, a.vv, a.cloud, other._entries, b.vv, b.cloud)
+        a._join_into(b)
+
+    def _join_indexed(self, other: Self) -> None:
+        """The join walking ``other`` through the dot index (same result as the plain
+        join; a differential test checks it)."""
+        a, b = self._ctx, other._ctx
+        if self._index is None:
+            self._index = K.dotstore_index(self._entries)
+        K.dotstore_join_delta(
+            self._entries, self._index, a.vv, a.cloud, other._entries, b.vv, b.cloud
+        )
         a._join_into(b)
 
     def _leq(self, other: Self) -> bool:
