@@ -96,11 +96,13 @@ def _raft(depth: int, memoize: bool = True) -> dict[str, Any]:
 def _sync_key(node: Any) -> Any:
     return (
         tuple(sorted((n, r.to_bytes()) for n, r in node.replicas.items())),
-        node.counter,
-        tuple(sorted((s, tuple(sorted((n, d.to_bytes()) for n, d in ds.items())), o)
-                     for s, (ds, o) in node.buffer.items())),
-        tuple(sorted(node.acked.items())), tuple(node.peers), node.started,
-        len(node._log_keys),
+        node.origin, node.counter, tuple(sorted(node.have.items())),
+        tuple(sorted((o, tuple(g)) for o, g in node._gaps.items())),
+        tuple(sorted((s, tuple(sorted(tags.items())),
+                      tuple(sorted((n, d.to_bytes()) for n, d in ds.items())))
+                     for s, (tags, ds) in node.buffer.items())),
+        tuple(sorted((p, o, tuple(sorted(v.items()))) for p, (o, v) in node.known.items())),
+        tuple(node.peers), node.started, len(node._log_keys),
     )
 
 

@@ -22,7 +22,9 @@ the bombs are:
   caller's ``max_size`` before parsing starts.
 * **Canonical form is required**: the value is re-encoded (RFC 8949 §4.2) and must
   equal the input byte for byte, which also refuses trailing bytes. One value has
-  exactly one accepted byte string — what hashing, signing and AAD need.
+  exactly one accepted byte string — what hashing, signing and AAD need. (The check
+  takes cbor2's plain encoder where that gives the same bytes:
+  :mod:`vsm_phoenix._canonical`.)
 
 Bound (what the hostile-input suite measures): with tags refused, every decoded
 object is built from input bytes it owns, so the work is linear in the input: at most
@@ -43,6 +45,7 @@ from typing import Any, Final, NoReturn
 
 import cbor2
 
+from vsm_phoenix import _canonical
 from vsm_phoenix.errors import DecodeError, TypeMismatch
 
 __all__ = ["DEFAULT_MAX_SIZE", "MAX_DEPTH", "MAX_INT_BITS", "dumps", "int_fits", "loads"]
@@ -164,9 +167,9 @@ def loads(
         raise DecodeError(f"{len(raw) - stream.tell()} trailing bytes after the CBOR item")
     if canonical:
         try:
-            again = cbor2.dumps(obj, canonical=True)
+            same = _canonical.is_canonical(obj, raw)  # = (canonical re-encoding == raw)
         except Exception as exc:  # e.g. a float NaN payload that cannot round-trip
             raise DecodeError(f"malformed CBOR: {exc}") from None
-        if again != raw:
+        if not same:
             raise DecodeError("not canonical CBOR (or trailing bytes)")
     return obj

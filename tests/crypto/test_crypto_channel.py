@@ -410,3 +410,61 @@ def test_threads_opening_inside_transactions_do_not_deadlock(tmp_path: Path) -> 
     assert not any(t.is_alive() for t in threads)
     assert sorted(wins) == list(range(1, 61))
     storage.close()
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_open_many_matches_open_frame_by_frame(mode: ChannelMode) -> None:
+    alice, bob, storage = _pair(mode)
+    _, twin, twin_storage = _pair(mode)
+    frames = [alice.seal({"recipient": "bob"}, bytes([i])) for i in range(6)]
+    forged = bytearray(frames[2])
+    forged[-1] ^= 1
+    other = alice.seal({"recipient": "carol"}, b"x")
+    batch = [frames[0], frames[1], bytes(forged), frames[1], b"\x00", other, frames[3],
+             frames[2], "not bytes"]
+    many = bob.open_many(batch, sender="alice")  # type: ignore[arg-type]
+    one: list[object] = []
+    for frame in batch:
+        try:
+            one.append(twin.open(frame, sender="alice"))  # type: ignore[arg-type]
+        except (DecodeError, AuthenticationError, KeyExpiredError, ReplayError) as exc:
+            one.append(exc)
+    assert [type(r) for r in many] == [type(r) for r in one]
+    assert [r for r in many if isinstance(r, tuple)] == [r for r in one if isinstance(r, tuple)]
+    assert isinstance(many[3], ReplayError) and many[3].reason == "duplicate"
+    assert _snapshot(storage) == _snapshot(twin_storage)
+    assert isinstance(bob.open_many([frames[4]], sender="mallory")[0], AuthenticationError)
+    opened = bob.open_many([frames[4]], sender="alice")[0]  # not burnt by the refusal
+    assert isinstance(opened, tuple) and opened[1] == bytes([4])
+
+
+def test_open_many_in_a_transaction_writes_each_sender_once(tmp_path: Path) -> None:
+    writes: list[str] = []
+
+    class Counting(SQLiteStorage):
+        __slots__ = ()
+
+        def put(self, key: str, value: bytes) -> None:
+            writes.append(key)
+            super().put(key, value)
+
+    storage = Counting(tmp_path / "m.db", synchronous="NORMAL")
+    alice = SecureChannel(AEAD_KS, MemoryStorage(), identity="alice")
+    carol = SecureChannel(AEAD_KS, MemoryStorage(), identity="carol")
+    bob = SecureChannel(AEAD_KS, storage, identity="bob")
+    frames = [c.seal({"recipient": "bob"}, b"p") for _ in range(50) for c in (alice, carol)]
+    with storage.transaction():
+        results = bob.open_many(frames)
+    assert all(isinstance(r, tuple) for r in results)
+    assert sorted(k.rsplit("/", 1)[-1] for k in writes) == ["alice", "carol"]
+    with pytest.raises(RuntimeError), storage.transaction():  # rolled back: not recorded
+        assert all(isinstance(r, ReplayError) for r in bob.open_many(frames))
+        late = alice.seal({"recipient": "bob"}, b"late")
+        assert isinstance(bob.open_many([late])[0], tuple)
+        raise RuntimeError
+    assert isinstance(bob.open(late), tuple)  # the rollback forgot it: accepted once
+    storage.close()
+    reopened = SQLiteStorage(tmp_path / "m.db")
+    reborn = SecureChannel(AEAD_KS, reopened, identity="bob")
+    assert all(isinstance(r, ReplayError) for r in reborn.open_many([*frames, late]))
+    reopened.close()

@@ -68,14 +68,23 @@ from vsm_phoenix.errors import (
     PermissionDenied,
     ReplayError,
 )
-from vsm_phoenix.ext.agents import CapabilityGrant, LeaseValue, SpawnProposal, Vote, decide
+from vsm_phoenix.ext.agents import (
+    AgentConfig,
+    AgentNode,
+    CapabilityGrant,
+    LeaseValue,
+    Record,
+    SpawnProposal,
+    Vote,
+    decide,
+)
 from vsm_phoenix.ext.evidence import Event, EvidenceGraph, EvidenceSync, key_lookup
 from vsm_phoenix.ext.router import Command, CommandRouter, UnknownCommand, sign_command
 from vsm_phoenix.ext.saga import records as saga_records
 from vsm_phoenix.ext.saga.log import format_log_value, parse_log_value
 from vsm_phoenix.protocol import kv
 from vsm_phoenix.protocol.envelope import Envelope, decode_cbor, encode_cbor
-from vsm_phoenix.protocol.node import Node, Receive, Restart, Send, Start
+from vsm_phoenix.protocol.node import ClientRequest, Node, Receive, Restart, Send, Start
 from vsm_phoenix.protocol.raft import RaftConfig
 from vsm_phoenix.protocol.sim import Simulator
 from vsm_phoenix.protocol.swim import SwimConfig, SwimNode
@@ -1022,6 +1031,127 @@ register(Target("agents.lease-value.decode",
                 lambda: Subject(_text(LeaseValue.decode)), (DecodeError,), grammar="text"))
 register(Target("agents.spawn.decide", _spawn_seeds, lambda: Subject(_text(decide)),
                 (DecodeError,), grammar="text"))
+
+
+@functools.cache
+def _agent_traffic() -> list[bytes]:
+    """Envelopes sent to agent ``a`` (SWIM and evidence sync) in a small run."""
+    sent: list[Envelope] = []
+    roster = _agents_roster()
+    ids = _identities()
+    cfg = AgentConfig(swim=SwimConfig(seeds=("a",), period_ms=200, ping_timeout_ms=50),
+                      sync_interval_ms=100)
+    sim = Simulator(lambda nid, rng: _Recorder(AgentNode(ids[nid], rng, roster, cfg), sent),
+                    ["a", "b"], seed=7)
+    sim.run_until(300)
+    for k in range(4):
+        sim.client_request("ab"[k % 2], Record({"k": k}))
+        sim.run_for(150)
+    by_type: dict[str, list[bytes]] = {}
+    for env in sent:
+        if env.recipient == "a":
+            by_type.setdefault(env.type, []).append(env.to_bytes())
+    return [raw for group in by_type.values() for raw in group[:12]]
+
+
+class _AgentHarness:
+    """Agent ``a`` holding two events; a refused envelope must not change it."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        ids = _identities()
+        self.node = AgentNode(ids["a"], random.Random(1), _agents_roster())
+        self.node.step(Start(0))
+        for k in range(2):
+            self.node.step(ClientRequest(10 + k, f"r{k}", Record({"k": k})))
+
+    def fingerprint(self) -> object:
+        return (state_of(self.node.swim, skip=frozenset({"_now"})), self.node.state_key(),
+                self.node.graph.heads(), self.node.msg.clock.last)
+
+    def receive(self, data: bytes) -> object:
+        return self.node.step(Receive(10_000, Envelope.from_bytes(data)))
+
+    def subject(self) -> Subject:
+        return Subject(self.receive, self.fingerprint, self.reset)
+
+
+register(Target("agents.node.receive", _agent_traffic, lambda: _AgentHarness().subject(),
+                (DecodeError, AuthenticationError), reset_every=20))
+
+
+# -- distributed GEPA (ext.gepa): the replicated state and its records ------------------
+def _gepa_seeds() -> list[bytes]:
+    from vsm_phoenix.ext.gepa import EvalKey, Evaluation, EvolutionState, candidate_id
+
+    s = EvolutionState()
+    seed, child = {"rule": "a"}, {"rule": "a, b", "note": "x"}
+    s.add_candidate(seed)
+    s.add_candidate(child, [candidate_id(seed)])
+    s.record(EvalKey(candidate_id(seed), "i0", "v1"),
+             Evaluation("ok", 1.0, {"feedback": "right", "n": [1, 2.5, None]}, "n1"))
+    s.record(EvalKey(candidate_id(child), "i0", "v1"), Evaluation(None, 0.0, None, "n2"))
+    s.spend("n1", 2)
+    return [s.to_bytes(), EvolutionState().to_bytes()]
+
+
+def _gepa_record_seeds() -> list[bytes]:
+    from vsm_phoenix.ext.gepa.records import Evaluation, encode_candidate, encode_evaluation
+
+    return [encode_evaluation(Evaluation("ok", 0.5, {"feedback": "f", "k": [1, None]}, "n1")),
+            encode_candidate({"rule": "a", "b": "c"}, frozenset({b"\x01" * 32}))]
+
+
+def _gepa_state_decoder() -> Subject:
+    from vsm_phoenix.ext.gepa import EvolutionState
+
+    return Subject(EvolutionState.from_bytes)
+
+
+def _gepa_evaluation_decoder() -> Subject:
+    from vsm_phoenix.ext.gepa import decode_evaluation
+
+    return Subject(decode_evaluation)
+
+
+def _gepa_candidate_decoder() -> Subject:
+    from vsm_phoenix.ext.gepa import decode_candidate
+
+    return Subject(decode_candidate)
+
+
+register(Target("gepa.EvolutionState.from_bytes", _gepa_seeds, _gepa_state_decoder,
+                (DecodeError,)))
+register(Target("gepa.decode_evaluation", _gepa_record_seeds, _gepa_evaluation_decoder,
+                (DecodeError,)))
+register(Target("gepa.decode_candidate", _gepa_record_seeds, _gepa_candidate_decoder,
+                (DecodeError,)))
+
+
+def _gepa_deployed_seeds() -> list[bytes]:
+    from vsm_phoenix.ext.gepa.deploy import Decision
+
+    d = Decision(b"\x01" * 32, {"rules": "a: b"}, 0.75, (b"\x01" * 32, b"\x02" * 32), 3)
+    return [d.to_json().encode()]
+
+
+def _gepa_deployed_decoder() -> Subject:
+    from vsm_phoenix.ext.gepa.deploy import Decision
+
+    def decode(data: bytes) -> object:
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise Unfit("not UTF-8") from None
+        return Decision.from_json(text)
+
+    return Subject(decode)
+
+
+register(Target("gepa.Decision.from_json", _gepa_deployed_seeds, _gepa_deployed_decoder,
+                (DecodeError,), grammar="json"))
 
 
 # -- the signed command router (issue 15) -------------------------------------------------

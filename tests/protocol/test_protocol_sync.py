@@ -154,9 +154,13 @@ def node_with_state() -> tuple[SyncNode, Messenger]:
 def snapshot(node: SyncNode) -> tuple[Any, ...]:
     return (
         {n: r.to_bytes() for n, r in node.replicas.items()},
+        node.origin,
         node.counter,
-        {k: ({n: d.to_bytes() for n, d in v[0].items()}, v[1]) for k, v in node.buffer.items()},
-        dict(node.acked),
+        dict(node.have),
+        {o: list(g) for o, g in node._gaps.items()},
+        {k: (dict(v[0]), {n: d.to_bytes() for n, d in v[1].items()})
+         for k, v in node.buffer.items()},
+        {p: (o, dict(v)) for p, (o, v) in node.known.items()},
         node.msg.clock.last,
     )
 
@@ -166,16 +170,28 @@ def delta_env(peer: Messenger, body: Any, now: int = 10, msg_type: str = "sync.d
                          recipient="me")
 
 
+TAGS = [["peer.1", 1, 1]]
 HOSTILE_BODIES: list[Any] = [
     b"\xff\x00",  # not CBOR
     [1, 2],  # not a map
-    {"seq": -1, "full": False, "d": {}},
-    {"seq": 1, "full": "no", "d": {}},
-    {"seq": 1, "full": False, "d": []},
-    {"seq": 1, "full": False, "d": {"s": b"garbage"}},
-    {"seq": 1, "full": False, "d": {"s": GCounter().to_bytes()}},  # wrong type for s
-    {"seq": 1, "full": False, "d": {"": ORSet().to_bytes()}},
-    {"seq": 1, "full": False, "d": {"g": GCounter().to_bytes(), "s": b"\x80"}},  # 1 ok, 1 bad
+    {"o": "peer.1", "full": "no", "t": TAGS, "d": {}},
+    {"o": "peer.1", "full": False, "t": TAGS, "d": []},
+    {"o": "", "full": False, "t": TAGS, "d": {}},
+    {"o": "peer.1", "full": False, "d": {}},  # names no entries
+    {"o": "peer.1", "full": False, "t": [], "d": {}},
+    {"o": "peer.1", "full": False, "t": [["peer.1", 0, 1]], "d": {}},
+    {"o": "peer.1", "full": False, "t": [["peer.1", 3, 2]], "d": {}},
+    {"o": "peer.1", "full": False, "t": [["peer.1", 1, 2**64]], "d": {}},
+    {"o": "peer.1", "full": False, "t": [["peer.1", 1, 1], ["peer.1", 2, 2]], "d": {}},
+    {"o": "peer.1", "full": True, "d": {}},  # full state without its vector
+    {"o": "peer.1", "full": True, "v": {"x": -1}, "d": {}},
+    {"o": "peer.1", "full": True, "v": {"x": 1.5}, "d": {}},
+    {"o": "peer.1", "full": False, "t": TAGS, "v": {"x": -2}, "d": {}},  # a bad vector
+    {"o": "peer.1", "full": False, "t": TAGS, "d": {"s": b"garbage"}},
+    {"o": "peer.1", "full": False, "t": TAGS, "d": {"s": GCounter().to_bytes()}},  # wrong type
+    {"o": "peer.1", "full": False, "t": TAGS, "d": {"": ORSet().to_bytes()}},
+    # one good replica, one bad: nothing may be applied
+    {"o": "peer.1", "full": False, "t": TAGS, "d": {"g": GCounter().to_bytes(), "s": b"\x80"}},
 ]
 
 
@@ -188,26 +204,35 @@ def test_hostile_delta_leaves_state_unchanged(body: Any) -> None:
     assert snapshot(node) == before
 
 
-def test_hostile_ack_and_types_and_clock() -> None:
+def test_hostile_ack_digest_and_types_and_clock() -> None:
     node, peer = node_with_state()
     before = snapshot(node)
     for env in (
-        delta_env(peer, {"seq": "x"}, msg_type="sync.ack"),
-        delta_env(peer, {"seq": 1, "more": 2}, msg_type="sync.ack"),
+        delta_env(peer, {"seq": 1}, msg_type="sync.ack"),
+        delta_env(peer, {"o": "p", "v": {"me.1": "x"}, "all": True}, msg_type="sync.ack"),
+        delta_env(peer, {"o": "p", "v": {}, "all": True, "more": 2}, msg_type="sync.ack"),
+        delta_env(peer, {"o": "p", "v": {}, "all": 1}, msg_type="sync.ack"),
+        delta_env(peer, {"o": "p", "v": {}}, msg_type="sync.ack"),
+        delta_env(peer, {"o": "p", "h": "text"}, msg_type="sync.digest"),
+        delta_env(peer, {"o": "p", "h": b"x" * 65}, msg_type="sync.digest"),
+        delta_env(peer, {"o": "p", "v": {}, "r": 3}, msg_type="sync.digest"),
+        delta_env(peer, {"o": "p", "v": {}, "r": True}, msg_type="sync.digest"),
+        delta_env(peer, {"o": 5, "v": {}, "r": 1}, msg_type="sync.digest"),
         delta_env(peer, {}, msg_type="sync.unknown"),
-        delta_env(peer, {"seq": 1, "full": False, "d": {}}, now=10**9),  # clock far ahead
+        delta_env(peer, {"o": "p", "full": False, "t": TAGS, "d": {}}, now=10**9),  # clock
     ):
         with pytest.raises(DecodeError):
             node.step(Receive(10, env))
         assert snapshot(node) == before
-    misrouted = peer.envelope(10, "sync.ack", {"seq": 1}, recipient="someone-else")
+    misrouted = peer.envelope(10, "sync.ack", {"o": "p", "v": {}, "all": True},
+                              recipient="someone-else")
     with pytest.raises(DecodeError):
         node.step(Receive(10, misrouted))
     assert snapshot(node) == before
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.binary(max_size=200), st.sampled_from(["sync.delta", "sync.ack"]))
+@given(st.binary(max_size=200), st.sampled_from(["sync.delta", "sync.ack", "sync.digest"]))
 def test_random_payloads_decode_error_or_accepted(payload: bytes, msg_type: str) -> None:
     node, peer = node_with_state()
     before = snapshot(node)
@@ -217,28 +242,37 @@ def test_random_payloads_decode_error_or_accepted(payload: bytes, msg_type: str)
         assert snapshot(node) == before
 
 
-def test_full_state_for_new_peer_then_deltas() -> None:
+def test_new_peer_gets_own_entries_then_only_new_ones() -> None:
     node, _peer = node_with_state()
     out = node.step(TimerFired(5000, "sync.ship"))
-    sends = [e for e in out if isinstance(e, Send)]
-    assert len(sends) == 1 and node.full_sends == 1
+    sends = [e for e in out if isinstance(e, Send) and e.envelope.type == "sync.delta"]
+    assert len(sends) == 1 and node.delta_sends == 1 and node.full_sends == 0
     receiver = SyncNode("peer", random.Random(3), SyncConfig(peers=("me",)),
                         replicas={"s": ORSet(), "g": GCounter()})
     receiver.step(Start(0))
     back = receiver.step(Receive(5010, sends[0].envelope))
     acks = [e for e in back if isinstance(e, Send) and e.envelope.type == "sync.ack"]
     assert receiver.value("s") == frozenset({"x"}) and receiver.value("g") == 3
+    assert receiver.have[node.origin] == node.counter == 2
     assert any(isinstance(e, Deliver) and e.kind == "sync.updated" for e in back)
     node.step(Receive(5020, acks[0].envelope))
     assert node.pending_peers() == []
     idle = node.step(TimerFired(10_000, "sync.ship"))
-    assert not [e for e in idle if isinstance(e, Send)]  # nothing new to ship
+    assert not [e for e in idle if isinstance(e, Send) and e.envelope.type == "sync.delta"]
     node.step(ClientRequest(10_001, "r3", Mutate("s", lambda s: s.add("me", "z"))))
     out = node.step(TimerFired(15_000, "sync.ship"))
-    sends = [e for e in out if isinstance(e, Send)]
-    assert len(sends) == 1 and node.delta_sends == 1
+    sends = [e for e in out if isinstance(e, Send) and e.envelope.type == "sync.delta"]
+    assert len(sends) == 1 and node.delta_sends == 2
     receiver.step(Receive(15_010, sends[0].envelope))
     assert receiver.value("s") == frozenset({"x", "z"})
+    # with the buffer trimmed past what a peer lacks, it gets full state
+    small = SyncNode("me", random.Random(1), SyncConfig(peers=("peer",), max_buffer=1),
+                     replicas={"s": ORSet()})
+    small.step(Start(0))
+    for e in "abc":
+        small.step(ClientRequest(1, e, Mutate("s", lambda s, e=e: s.add("me", e))))
+    out = small.step(TimerFired(5000, "sync.ship"))
+    assert small.full_sends == 1 and small.delta_sends == 0
 
 
 def test_client_commands_and_misuse() -> None:
@@ -278,7 +312,8 @@ def test_restart_recovers_snapshot_and_log_and_rejects_corruption() -> None:
                      replicas={"s": ORSet(), "g": GCounter()})
     again.step(Restart(6000, store))
     assert again.value("s") == frozenset({"x", "y"}) and again.value("g") == 3
-    assert again.counter == node.counter
+    assert again.counter == node.counter and again.origin == node.origin
+    assert again.have == node.have
     broken = SyncNode("me", random.Random(9), SyncConfig(), replicas={"s": ORSet()})
     with pytest.raises(DecodeError):
         broken.step(Restart(0, {"sync/snapshot": b"\x00junk"}))
@@ -301,3 +336,86 @@ def test_restart_refuses_counters_and_keys_that_are_not_what_it_wrote(
     with pytest.raises(DecodeError):
         node.step(Restart(0, persisted))
     assert not node.started and node.counter == 0 and node.value("s") == frozenset()
+
+
+def mesh(n: int, seed: int, **cfg: Any) -> tuple[Simulator, list[str]]:
+    ids = [f"n{i:02d}" for i in range(n)]
+    config = SyncConfig(interval_ms=INTERVAL, peers=tuple(ids), **cfg)
+    sim = Simulator(lambda nid, rng: SyncNode(nid, rng, config, replicas=replicas()), ids,
+                    seed=seed)
+    return sim, ids
+
+
+def sync(sim: Simulator, nid: str) -> SyncNode:
+    node = sim.node(nid)
+    assert isinstance(node, SyncNode)
+    return node
+
+
+def delta_count(sim: Simulator) -> int:
+    return sum(1 for e in sim.trace if e["k"] == "send" and e["type"] == "sync.delta")
+
+
+@pytest.mark.parametrize("n", [5, 10, 20])
+def test_one_update_costs_linear_messages(n: int) -> None:
+    """Regression (issue 14): forwarding what one received cost (n-1)^2 deltas per
+    update (361 at n = 20). Own entries are pushed once to each peer; nothing is
+    forwarded; pulls find equal digests."""
+    sim, ids = mesh(n, seed=n)
+    sim.client_request(ids[0], Mutate("s", lambda s: s.add("n00", "warm")))
+    sim.run_for(6 * INTERVAL)
+    before = delta_count(sim)
+    sim.client_request(ids[1], Mutate("s", lambda s: s.add("n01", "x")))
+    sim.run_for(6 * INTERVAL)
+    sent = delta_count(sim) - before
+    assert all(sync(sim, i).value("s") == frozenset({"warm", "x"}) for i in ids)
+    assert sent <= 3 * n, f"{sent} deltas for one update at n={n}"
+    assert sent >= n - 1
+
+
+def test_pull_repairs_what_pushes_cannot_reach() -> None:
+    """a -> b is cut one way and a then dies for good after its push reached c: b
+    still gets a's update, pulled from c."""
+    sim, _ids = mesh(3, seed=5)
+    sim.run_for(3 * INTERVAL)
+    sim.block("n00", "n01")
+    sim.client_request("n00", Mutate("s", lambda s: s.add("n00", "only-a")))
+    sim.run_for(2 * INTERVAL)
+    sim.crash("n00")
+    sim.run_for(20 * INTERVAL)
+    assert sync(sim, "n01").value("s") == frozenset({"only-a"})
+    assert sync(sim, "n01").replicas == sync(sim, "n02").replicas
+
+
+@pytest.mark.parametrize("disk", [True, False])
+def test_restart_with_and_without_disk_reuses_no_history(disk: bool) -> None:
+    """A replica id names a history: a node restarting without its disk takes a fresh
+    origin, so its new entries are neither ignored by peers that hold its old ones nor
+    hidden by stale acks; with its disk it continues its origin and counter."""
+    sim, ids = mesh(3, seed=9)
+    for k in range(4):
+        sim.client_request("n02", Mutate("g", lambda g: g.increment("n02-old")), delay_ms=k)
+    sim.run_for(6 * INTERVAL)
+    old = sync(sim, "n02")
+    old_origin, old_counter = old.origin, old.counter
+    sim.crash("n02")
+    if not disk:
+        sim.store["n02"].clear()
+    sim.restart("n02")
+    new = sync(sim, "n02")
+    assert (new.origin == old_origin) is disk
+    assert new.counter == (old_counter if disk else 0)
+    rid = new.replica_id
+    sim.client_request("n02", Mutate("g", lambda g: g.increment(rid, 10)))
+    sim.run_for(10 * INTERVAL)
+    for nid in ids:
+        assert sync(sim, nid).value("g") == 14, nid  # the old 4 (pulled back) + the new 10
+    assert all(sync(sim, nid).pending_peers() == [] for nid in ids)
+
+
+def test_persisted_counter_must_be_a_non_negative_int() -> None:
+    for bad in (float("inf"), -1, 1.0, "3"):
+        node = SyncNode("me", random.Random(0), SyncConfig(), replicas={"s": ORSet()})
+        with pytest.raises(DecodeError):
+            node.step(Restart(0, {"sync/counter": encode_cbor(bad)}))
+        assert not node.started

@@ -28,17 +28,21 @@ vc_join_into = kernels.vc_join_into
 vc_leq = kernels.vc_leq
 vc_compare = kernels.vc_compare
 ctx_contains = kernels.ctx_contains
+ctx_add = kernels.ctx_add
 ctx_compact = kernels.ctx_compact
 ctx_join_into = kernels.ctx_join_into
 ctx_leq = kernels.ctx_leq
 dotstore_join = kernels.dotstore_join
 dotstore_join_into = kernels.dotstore_join_into
+dotstore_index = kernels.dotstore_index
+dotstore_join_delta = kernels.dotstore_join_delta
 dotstore_copy = kernels.dotstore_copy
 dotstore_decode = kernels.dotstore_decode
 dotfun_join = kernels.dotfun_join
 
 __all__ = [
     "BACKEND",
+    "ctx_add",
     "ctx_compact",
     "ctx_contains",
     "ctx_join_into",
@@ -47,6 +51,8 @@ __all__ = [
     "dotstore_copy",
     "dotstore_decode",
     "dotstore_join",
+    "dotstore_index",
+    "dotstore_join_delta",
     "dotstore_join_into",
     "kernels",
     "vc_compare",

@@ -73,6 +73,10 @@ class CRDT(abc.ABC):
     def copy(self) -> Self:
         """An independent deep copy."""
 
+    def __copy__(self) -> Self:
+        """``copy.copy(x)`` is :meth:`copy`: a replica never shares its state."""
+        return self.copy()
+
     @property
     @abc.abstractmethod
     def value(self) -> Any:

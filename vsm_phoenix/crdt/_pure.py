@@ -11,8 +11,11 @@ Representations (shared by both backends):
 * a *dot cloud* is a ``set[tuple[str, int]]``;
 * a causal context is the pair ``(vv, cloud)``, kept *compact*: no cloud dot
   ``(r, c)`` has ``c <= vv.get(r, 0) + 1`` (such a dot is folded into ``vv``);
-* a *dot store* maps a key to the ``set`` of dots that support it (ORSet, ORMap keys),
-  and a *dot fun* maps a dot to a value (MVRegister).
+* a *dot store* maps a key to the dots that support it (ORSet, ORMap keys): the bare
+  dot tuple when there is one (the common case: no ``set`` per element), a ``set`` of
+  two or more dots otherwise. Kernels return stores in that normal form whatever form
+  their inputs use;
+* a *dot fun* maps a dot to a value (MVRegister).
 
 Kernels never raise on well-formed input; callers validate first, so a kernel cannot
 leave a half-applied state behind.
@@ -21,14 +24,30 @@ leave a half-applied state behind.
 from __future__ import annotations
 
 from collections.abc import Hashable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
-from vsm_phoenix.crdt._domain import atom_from_wire, wire_count, wire_replica
+from vsm_phoenix.crdt._domain import atom_from_wire, atom_key, wire_count, wire_replica
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 
 Dot = tuple[str, int]
+#: What a dot store holds under a key: one dot, or a set of two or more.
+Dots = Dot | set[Dot]
+
+
+def _dots(v: Dots) -> set[Dot]:
+    """The dots of a store value as a (possibly new) set."""
+    return {v} if type(v) is tuple else v  # type: ignore[return-value]
+
+
+def _packed(kept: set[Dot]) -> Dots | None:
+    """A non-empty set of dots in normal form (a lone dot unboxed); None if empty."""
+    if len(kept) > 1:
+        return kept
+    for d in kept:
+        return d
+    return None
 
 #: ``vc_compare`` results.
 EQUAL = 0
@@ -96,13 +115,71 @@ def ctx_compact(vv: dict[str, int], cloud: set[Dot]) -> None:
             cloud.discard(dot)
 
 
+def _fold_run(vv: dict[str, int], cloud: set[Dot], r: str, c: int) -> None:
+    """Set ``vv[r] = c`` and fold the cloud dots ``(r, c+1), (r, c+2), ...`` that now
+    extend the vector contiguously (each folded dot leaves the cloud: amortised O(1))."""
+    if cloud:
+        nxt = (r, c + 1)
+        while nxt in cloud:
+            cloud.discard(nxt)
+            c += 1
+            nxt = (r, c + 1)
+    vv[r] = c
+
+
+def ctx_add(vv: dict[str, int], cloud: set[Dot], r: str, c: int) -> None:
+    """Insert the dot ``(r, c)`` into the compact context ``(vv, cloud)``, keeping it
+    compact. Costs O(1) plus the dots it folds -- never a pass over the cloud."""
+    have = vv.get(r, 0)
+    if c <= have:
+        return
+    if c == have + 1:
+        _fold_run(vv, cloud, r, c)
+    else:
+        cloud.add((r, c))
+
+
 def ctx_join_into(
     vv: dict[str, int], cloud: set[Dot], o_vv: dict[str, int], o_cloud: set[Dot]
 ) -> None:
-    """``(vv, cloud) := (vv, cloud) ∪ (o_vv, o_cloud)``, compact, in place."""
-    vc_join_into(vv, o_vv)
-    cloud.update(o_cloud)
-    ctx_compact(vv, cloud)
+    """``(vv, cloud) := (vv, cloud) ∪ (o_vv, o_cloud)``, compact, in place.
+
+    Both inputs must be compact. Incremental: only the replicas ``o`` names are
+    touched, so the cost is O(|o_vv| + |o_cloud|) plus, per replica whose vector entry
+    grows from ``m`` to ``n``, ``min(n - m, |cloud|)`` -- never a sort of the receiving
+    cloud (the plain ``vc_join_into`` + ``update`` + ``ctx_compact`` gives the same
+    state; a differential test checks it).
+    """
+    grown: list[tuple[str, int, int]] = []
+    for r, n in o_vv.items():
+        have = vv.get(r, 0)
+        if n > have:
+            vv[r] = n
+            grown.append((r, have, n))
+    if cloud and grown:
+        # Cloud dots the grown entries now cover leave the cloud: by probing the newly
+        # covered counters when there are few, by one pass over the cloud otherwise.
+        wide: dict[str, int] = {}
+        for r, have, n in grown:
+            if n - have - 1 <= len(cloud):
+                for c in range(have + 2, n + 1):
+                    cloud.discard((r, c))
+            else:
+                wide[r] = n
+        if wide:
+            for d in [d for d in cloud if d[1] <= wide.get(d[0], 0)]:
+                cloud.discard(d)
+        for r, _, n in grown:
+            _fold_run(vv, cloud, r, n)
+    for d in o_cloud:
+        r, c = d
+        have = vv.get(r, 0)
+        if c <= have:
+            continue
+        if c == have + 1:
+            _fold_run(vv, cloud, r, c)
+        else:
+            cloud.add(d)
 
 
 def ctx_leq(vv: dict[str, int], cloud: set[Dot], o_vv: dict[str, int], o_cloud: set[Dot]) -> bool:
@@ -123,25 +200,28 @@ def ctx_leq(vv: dict[str, int], cloud: set[Dot], o_vv: dict[str, int], o_cloud: 
 
 
 def dotstore_join(
-    a: dict[K, set[Dot]],
+    a: dict[K, Dots],
     a_vv: dict[str, int],
     a_cloud: set[Dot],
-    b: dict[K, set[Dot]],
+    b: dict[K, Dots],
     b_vv: dict[str, int],
     b_cloud: set[Dot],
-) -> dict[K, set[Dot]]:
+) -> dict[K, Dots]:
     """Join of two dot stores under their causal contexts (add-wins).
 
     For each key, a dot survives when both sides have it, or when one side has it and
     the other side has never seen it (it is not in the other's context). Keys left with
-    no dot are dropped. Returns a new mapping; the inputs are not modified.
+    no dot are dropped. Returns a new mapping in normal form; the inputs are not
+    modified (a lone dot tuple may be shared: tuples are immutable).
     """
-    out: dict[K, set[Dot]] = {}
-    for key, dots in a.items():
-        other = b.get(key)
-        if other is None:
+    out: dict[K, Dots] = {}
+    for key, value in a.items():
+        dots = _dots(value)
+        theirs = b.get(key)
+        if theirs is None:
             kept = {d for d in dots if not (d[1] <= b_vv.get(d[0], 0) or d in b_cloud)}
         else:
+            other = _dots(theirs)
             kept = dots & other
             for d in dots:
                 if d not in other and not (d[1] <= b_vv.get(d[0], 0) or d in b_cloud):
@@ -149,22 +229,25 @@ def dotstore_join(
             for d in other:
                 if d not in dots and not (d[1] <= a_vv.get(d[0], 0) or d in a_cloud):
                     kept.add(d)
-        if kept:
-            out[key] = kept
-    for key, dots in b.items():
+        packed = _packed(kept)
+        if packed is not None:
+            out[key] = packed
+    for key, value in b.items():
         if key in a:
             continue
+        dots = _dots(value)
         kept = {d for d in dots if not (d[1] <= a_vv.get(d[0], 0) or d in a_cloud)}
-        if kept:
-            out[key] = kept
+        packed = _packed(kept)
+        if packed is not None:
+            out[key] = packed
     return out
 
 
 def dotstore_join_into(
-    a: dict[K, set[Dot]],
+    a: dict[K, Dots],
     a_vv: dict[str, int],
     a_cloud: set[Dot],
-    b: dict[K, set[Dot]],
+    b: dict[K, Dots],
     b_vv: dict[str, int],
     b_cloud: set[Dot],
 ) -> None:
@@ -178,9 +261,98 @@ def dotstore_join_into(
     a.update(joined)
 
 
-def dotstore_copy(entries: dict[K, set[Dot]]) -> dict[K, set[Dot]]:
-    """An independent copy of a dot store: a new mapping of new sets."""
-    return {key: set(dots) for key, dots in entries.items()}
+def dotstore_index(entries: dict[K, Dots]) -> dict[str, dict[int, K]]:
+    """The dot index of a dot store: replica → counter → the key that dot supports."""
+    index: dict[str, dict[int, K]] = {}
+    for key, value in entries.items():
+        for r, c in _dots(value):
+            by_counter = index.get(r)
+            if by_counter is None:
+                by_counter = index[r] = {}
+            by_counter[c] = key
+    return index
+
+
+def dotstore_join_delta(
+    a: dict[K, Dots],
+    index: dict[str, dict[int, K]],
+    a_vv: dict[str, int],
+    a_cloud: set[Dot],
+    b: dict[K, Dots],
+    b_vv: dict[str, int],
+    b_cloud: set[Dot],
+) -> None:
+    """``a := dotstore_join(a, a_vv, a_cloud, b, b_vv, b_cloud)`` in place, walking
+    ``b`` rather than ``a``; ``index`` (``dotstore_index(a)``) is kept up to date.
+
+    The dots ``a`` loses are the ones ``b``'s context has seen and ``b``'s store does
+    not hold under the same key; the index finds them per replica, enumerating
+    whichever is smaller: the counters ``b``'s context holds for that replica, or the
+    counters ``a`` holds. The dots ``a`` gains are ``b``'s dots that ``a``'s context
+    has not seen. Cost: O(|b| + Σ_r min(|ctx_b ∩ r|, |a ∩ r|)) -- a one-dot delta
+    costs O(1) whatever the size of ``a``. On an exception ``a`` and ``index`` are
+    unchanged (phase 1 reads only). The sets of ``b`` are never shared with ``a``.
+    """
+    cloud_by_r: dict[str, set[int]] = {}
+    for r, c in b_cloud:
+        cs = cloud_by_r.get(r)
+        if cs is None:
+            cs = cloud_by_r[r] = set()
+        cs.add(c)
+    drops: list[tuple[K, str, int]] = []
+    for r in b_vv.keys() | cloud_by_r.keys():
+        held = index.get(r)
+        if not held:
+            continue
+        n = b_vv.get(r, 0)
+        extra = cloud_by_r.get(r, set())
+        if n + len(extra) <= len(held):
+            seen = [c for c in range(1, n + 1) if c in held]
+            seen.extend(c for c in extra if c > n and c in held)
+        else:
+            seen = [c for c in held if c <= n or c in extra]
+        for c in seen:
+            key = held[c]
+            theirs = b.get(key)
+            if theirs is None or (r, c) not in _dots(theirs):
+                drops.append((key, r, c))
+    gains: list[tuple[K, Dot]] = []
+    for key, value in b.items():
+        for d in _dots(value):
+            if not (d[1] <= a_vv.get(d[0], 0) or d in a_cloud):
+                gains.append((key, d))
+    # Phase 2: apply (cannot fail short of MemoryError), keeping the normal form.
+    for key, r, c in drops:
+        held_dots = a[key]
+        if type(held_dots) is tuple:
+            del a[key]
+        else:
+            held_dots.discard((r, c))  # type: ignore[union-attr]
+            if len(held_dots) == 1:
+                a[key] = next(iter(held_dots))
+        del index[r][c]
+    for key, d in gains:
+        have = a.get(key)
+        if have is None:
+            a[key] = d
+        elif type(have) is tuple:
+            a[key] = {have, d}
+        else:
+            have.add(d)  # type: ignore[union-attr]
+        r, c = d
+        by_counter = index.get(r)
+        if by_counter is None:
+            by_counter = index[r] = {}
+        by_counter[c] = key
+
+
+def dotstore_copy(entries: dict[K, Dots]) -> dict[K, Dots]:
+    """An independent copy of a dot store: a new mapping of new sets (lone dot tuples
+    are shared: they are immutable)."""
+    return {
+        key: dots if type(dots) is tuple else set(cast(set[Dot], dots))
+        for key, dots in entries.items()
+    }
 
 
 def dotfun_join(
@@ -193,12 +365,20 @@ def dotfun_join(
 ) -> dict[Dot, V]:
     """Join of two dot functions (dot → value) under their causal contexts.
 
-    A dot survives when both sides hold it (the value is the same: a dot is written
-    once), or when one side holds it and the other has not seen it.
+    A dot survives when both sides hold it, or when one side holds it and the other
+    has not seen it. A dot is written once, so both sides normally hold the same value
+    under it; when they do not (a replica id reused after losing its state), the value
+    with the greater canonical bytes (``atom_key``) wins on every replica, so the join
+    stays commutative and replicas converge.
     """
     out: dict[Dot, V] = {}
     for d, v in a.items():
-        if d in b or not (d[1] <= b_vv.get(d[0], 0) or d in b_cloud):
+        if d in b:
+            w = b[d]
+            if w is not v and w != v and atom_key(w) > atom_key(v):  # type: ignore[arg-type]
+                v = w
+            out[d] = v
+        elif not (d[1] <= b_vv.get(d[0], 0) or d in b_cloud):
             out[d] = v
     for d, v in b.items():
         if d not in a and not (d[1] <= a_vv.get(d[0], 0) or d in a_cloud):
@@ -206,7 +386,7 @@ def dotfun_join(
     return out
 
 
-def dotstore_decode(state: Any, vv: dict[str, int], cloud: set[Dot]) -> dict[Any, set[Dot]]:
+def dotstore_decode(state: Any, vv: dict[str, int], cloud: set[Dot]) -> dict[Any, Dots]:
     """Decode a dot store's wire layout ``[[element, [[replica, counter], ...]], ...]``
     and check it against the causal context ``(vv, cloud)``.
 
@@ -215,7 +395,7 @@ def dotstore_decode(state: Any, vv: dict[str, int], cloud: set[Dot]) -> dict[Any
     """
     if not isinstance(state, list):
         raise ValueError("expected an array of [key, dots]")
-    out: dict[Any, set[Dot]] = {}
+    out: dict[Any, Dots] = {}
     seen: set[Dot] = set()
     for item in state:
         if not (isinstance(item, list) and len(item) == 2 and isinstance(item[1], list)):
@@ -234,5 +414,5 @@ def dotstore_decode(state: Any, vv: dict[str, int], cloud: set[Dot]) -> dict[Any
                 raise ValueError(f"dot {d} is outside the causal context")
             dots.add(d)
         seen |= dots
-        out[key] = dots
+        out[key] = dots if len(dots) > 1 else next(iter(dots))
     return out

@@ -9,6 +9,7 @@ join is set union) and the causal half of every dotted CRDT (ORSet, ORMap, MVReg
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable, Iterator
 from typing import Any, Self
 
@@ -25,10 +26,14 @@ class CausalContext(CRDT):
     """A compact set of dots: version vector + dot cloud."""
 
     TAG = "cctx"
-    __slots__ = ("cloud", "vv")
+    __slots__ = ("_top", "cloud", "vv")
 
     vv: dict[str, int]
     cloud: set[tuple[str, int]]
+    #: Per replica, the greatest counter ever held in the cloud (a cache: the context
+    #: only grows, so ``max(vv[r], _top[r])`` is the greatest counter of ``r`` without
+    #: a pass over the cloud). Not part of the state.
+    _top: dict[str, int]
 
     def __init__(self, dots: Iterable[Dot | tuple[str, int]] = ()) -> None:
         cloud: set[tuple[str, int]] = set()
@@ -36,6 +41,7 @@ class CausalContext(CRDT):
             cloud.add(_check_dot(d))
         self.vv = {}
         self.cloud = cloud
+        self._top = _tops(cloud)
         K.ctx_compact(self.vv, self.cloud)
 
     @classmethod
@@ -43,6 +49,7 @@ class CausalContext(CRDT):
         obj = cls.__new__(cls)
         obj.vv = vv
         obj.cloud = cloud
+        obj._top = _tops(cloud)
         return obj
 
     @classmethod
@@ -64,28 +71,33 @@ class CausalContext(CRDT):
         r, c = _check_dot(dot)
         return bool(K.ctx_contains(self.vv, self.cloud, r, c))
 
-    __contains__ = contains
+    def __contains__(self, dot: object) -> bool:
+        """``dot in ctx``: False for anything that is not a valid dot."""
+        try:
+            return self.contains(dot)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            return False
 
     def max_counter(self, replica: str) -> int:
         """The highest counter of ``replica`` in the context (0 if none)."""
         check_replica(replica)
-        top = self.vv.get(replica, 0)
-        for r, c in self.cloud:
-            if r == replica and c > top:
-                top = c
-        return top
+        return max(self.vv.get(replica, 0), self._top.get(replica, 0))
 
     def next_dot(self, replica: str) -> Dot:
         """The next fresh dot of ``replica`` (not yet in the context; not added)."""
         return Dot(replica, self.max_counter(replica) + 1)
 
     def add(self, dot: Dot | tuple[str, int]) -> None:
-        """Insert one dot, keeping the context compact."""
+        """Insert one dot, keeping the context compact: O(1) plus the cloud dots it
+        folds into the vector, whatever the size of the cloud."""
         r, c = _check_dot(dot)
-        if c <= self.vv.get(r, 0):
-            return
-        self.cloud.add((r, c))
-        K.ctx_compact(self.vv, self.cloud)
+        self._add(r, c)
+
+    def _add(self, r: str, c: int) -> None:
+        """:meth:`add` of an already-validated dot."""
+        if c > self._top.get(r, 0):
+            self._top[r] = c
+        K.ctx_add(self.vv, self.cloud, r, c)
 
     def compact(self) -> None:
         """Restore compactness (every public operation already does this)."""
@@ -104,12 +116,25 @@ class CausalContext(CRDT):
         """The compact form: ``(version vector, dot cloud)``."""
         return dict(self.vv), frozenset(Dot(r, c) for r, c in self.cloud)
 
-    def __len__(self) -> int:
+    @property
+    def size(self) -> int:
+        """The number of dots, exactly (``len()`` cannot go past ``sys.maxsize``)."""
         return sum(self.vv.values()) + len(self.cloud)
+
+    def __len__(self) -> int:
+        """The number of dots; ``OverflowError`` past ``sys.maxsize`` (use :attr:`size`)."""
+        n = self.size
+        if n > sys.maxsize:
+            raise OverflowError(f"the context holds {n} dots, more than len(); use .size")
+        return n
 
     # -- CRDT plumbing ---------------------------------------------------------------
 
     def _join_into(self, other: Self) -> None:
+        top = self._top
+        for r, c in other._top.items():
+            if c > top.get(r, 0):
+                top[r] = c
         K.ctx_join_into(self.vv, self.cloud, other.vv, other.cloud)
 
     def _leq(self, other: Self) -> bool:
@@ -119,7 +144,9 @@ class CausalContext(CRDT):
         return self.vv == other.vv and self.cloud == other.cloud
 
     def copy(self) -> Self:
-        return self._raw(dict(self.vv), set(self.cloud))
+        obj = self.__class__.__new__(self.__class__)
+        obj.vv, obj.cloud, obj._top = dict(self.vv), set(self.cloud), dict(self._top)
+        return obj
 
     def _encode_state(self) -> Any:
         return [dict(self.vv), [[r, c] for r, c in sorted(self.cloud)]]
@@ -152,3 +179,12 @@ def _check_dot(d: object) -> tuple[str, int]:
     if c == 0:
         raise InvalidArgument("dot counters start at 1")
     return (r, c)
+
+
+def _tops(cloud: set[tuple[str, int]]) -> dict[str, int]:
+    """Per replica, the greatest counter in ``cloud``."""
+    top: dict[str, int] = {}
+    for r, c in cloud:
+        if c > top.get(r, 0):
+            top[r] = c
+    return top

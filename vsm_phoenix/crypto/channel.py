@@ -19,6 +19,14 @@ or left in clear and tagged (MAC mode). ``open(data)`` reverses it in a fixed or
 A rejected message therefore changes no state: the replay window advances only for
 messages that authenticated and were fresh.
 
+Cost: a seal+open is a few microseconds above the AES-GCM it wraps. The header is
+written and checked canonical through :mod:`vsm_phoenix._canonical` (cbor2's plain
+encoder over maps rebuilt in canonical key order), the sequence number comes from an
+in-memory lease, and the replay window is kept in memory and written as
+:class:`~vsm_phoenix.crypto.replay.ReplayGuard` explains (once per caller
+transaction, per message on the in-memory store, by lease on SQLite).
+:meth:`SecureChannel.open_many` opens the frames of an authenticated batch in one call.
+
 Wire format::
 
     format (1 byte: 0xA5 AEAD v1, 0x5A MAC v1) || header length (2 bytes, big-endian)
@@ -49,12 +57,10 @@ from __future__ import annotations
 import enum
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import cbor2
-
-from vsm_phoenix import cbor
+from vsm_phoenix import _canonical, cbor
 from vsm_phoenix.crypto.aead import KeysetAead
 from vsm_phoenix.crypto.keyset import TINK_PREFIX_SIZE, TINK_START_BYTE, KeyKind, Keyset
 from vsm_phoenix.crypto.mac import KeysetMac, _digest
@@ -64,8 +70,10 @@ from vsm_phoenix.errors import (
     AuthenticationError,
     DecodeError,
     InvalidArgument,
+    KeyExpiredError,
     ReplayError,
     TypeMismatch,
+    VsmPhoenixError,
 )
 from vsm_phoenix.storage import transaction_hooks
 
@@ -76,6 +84,8 @@ AUTO_FIELDS = frozenset({"sender", "sequence", "timestamp", "key_id"})
 _REQUIRED_STR = ("sender", "recipient", "content_type")
 _MAX_HEADER = 0xFFFF
 _MAX_SEQ = (1 << 64) - 1
+_STR = frozenset((str,))
+_INT_FIELDS = (("sequence", _MAX_SEQ), ("timestamp", _MAX_SEQ), ("key_id", 2**32 - 1))
 
 
 class ChannelMode(enum.Enum):
@@ -104,6 +114,7 @@ class SecureChannel:
         "_aead",
         "_cheap",
         "_clock",
+        "_format",
         "_guard",
         "_lock",
         "_mac",
@@ -131,7 +142,7 @@ class SecureChannel:
         window_size: int = DEFAULT_WINDOW,
         max_age: float | None = 300.0,
         max_skew: float | None = 30.0,
-        sequence_lease: int = 64,
+        sequence_lease: int = 1024,
         aead: KeysetAead | None = None,
     ) -> None:
         if not isinstance(identity, str) or not identity:
@@ -146,6 +157,7 @@ class SecureChannel:
         self.keyset = keyset
         self.identity = identity
         self.mode = mode
+        self._format = bytes((mode.value,))
         self._storage = storage
         self._clock = clock
         self._max_age_ms = None if max_age is None else int(max_age * 1000)
@@ -201,10 +213,10 @@ class SecureChannel:
             if self._cheap:
                 self._reserved_raw = raw
             seq = self._next_seq
-            if seq > _MAX_SEQ:
+            if seq >= _MAX_SEQ:  # (the lease, above it, must fit the stored 8 bytes)
                 raise ReplayError("sequence numbers exhausted", "exhausted")
             if seq >= self._reserved_seq:
-                reserved = seq + self._seq_lease
+                reserved = min(seq + self._seq_lease, _MAX_SEQ)
                 encoded = reserved.to_bytes(8, "big")
                 self._storage.put(self._seq_key, encoded)
                 self._reserved_seq = reserved
@@ -225,22 +237,28 @@ class SecureChannel:
     def _header(self, header: Mapping[str, Any], key_id: int, seq: int, ts: int) -> bytes:
         full: dict[str, Any] = dict(header)
         full.setdefault("content_type", DEFAULT_CONTENT_TYPE)
-        full.update(sender=self.identity, sequence=seq, timestamp=ts, key_id=key_id)
+        full["sender"] = self.identity
+        full["sequence"] = seq
+        full["timestamp"] = ts
+        full["key_id"] = key_id
         try:
-            encoded = bytes(cbor2.dumps(full, canonical=True))
+            encoded = _canonical.dumps(full)
         except Exception as exc:  # cbor2 raises many types for unencodable values
             raise InvalidArgument(f"header is not CBOR-encodable: {exc}") from None
         if len(encoded) > _MAX_HEADER:
             raise InvalidArgument("header too large (max 65535 bytes encoded)")
-        return bytes([self.mode.value]) + len(encoded).to_bytes(2, "big") + encoded
+        return self._format + len(encoded).to_bytes(2, "big") + encoded
 
     def _validate_input_header(self, header: Mapping[str, Any]) -> None:
-        if not isinstance(header, Mapping):
+        if type(header) is not dict and not isinstance(header, Mapping):
             raise TypeMismatch("header must be a Mapping")
         for name in header:
-            if not isinstance(name, str):
+            if type(name) is not str and not isinstance(name, str):
                 raise TypeMismatch("header field names must be str")
-        given = AUTO_FIELDS & set(header)
+        if AUTO_FIELDS.isdisjoint(header):
+            given: frozenset[str] | set[str] = frozenset()
+        else:
+            given = AUTO_FIELDS & set(header)
         if given - {"sender"}:
             raise InvalidArgument(f"the channel sets these fields itself: {sorted(given)}")
         if "sender" in header and header["sender"] != self.identity:
@@ -285,8 +303,38 @@ class SecureChannel:
         ``AuthenticationError`` -- checked *before* the replay window records anything,
         so a member cannot burn another's sequence numbers. ``recipient``: the address
         the frame must carry (default: this channel's identity), e.g. ``topic:x``."""
-        if not isinstance(data, bytes):
-            if not isinstance(data, bytearray | memoryview):
+        want = self.identity if recipient is None else recipient
+        return self._open(data, want, sender, int(self._clock() * 1000))
+
+    def open_many(
+        self,
+        frames: Sequence[bytes],
+        *,
+        sender: str | None = None,
+        recipient: str | None = None,
+    ) -> list[tuple[dict[str, Any], bytes] | VsmPhoenixError]:
+        """:meth:`open` every frame of a batch, in order, sharing what the frames share
+        (one clock reading for freshness, the arguments' checks); the result for each
+        frame is ``(header, payload)`` or the error :meth:`open` would have raised for
+        it (``DecodeError``, ``AuthenticationError``, ``KeyExpiredError``,
+        ``ReplayError``), which changed nothing. Open inside the caller's
+        ``storage.transaction()`` and the replay windows are written once, at its
+        commit."""
+        want = self.identity if recipient is None else recipient
+        now_ms = int(self._clock() * 1000)
+        out: list[tuple[dict[str, Any], bytes] | VsmPhoenixError] = []
+        for data in frames:
+            try:
+                out.append(self._open(data, want, sender, now_ms))
+            except (DecodeError, AuthenticationError, KeyExpiredError, ReplayError) as exc:
+                out.append(exc)
+        return out
+
+    def _open(
+        self, data: bytes, want: str, sender: str | None, now_ms: int
+    ) -> tuple[dict[str, Any], bytes]:
+        if type(data) is not bytes:
+            if not isinstance(data, bytes | bytearray | memoryview):
                 raise DecodeError(f"frame must be bytes, not {type(data).__name__}")
             data = bytes(data)
         if len(data) < 3:
@@ -305,14 +353,19 @@ class SecureChannel:
         header = self._decode_header(aad[3:])
         if header["key_id"] != key_id:
             raise AuthenticationError("header names a different key than the one used")
-        if header["recipient"] != (self.identity if recipient is None else recipient):
+        if header["recipient"] != want:
             raise AuthenticationError(f"message addressed to {header['recipient']!r}")
-        if sender is not None and header["sender"].partition("#")[0] != sender:
+        claimed = header["sender"]
+        if sender is not None and claimed.partition("#")[0] != sender:
             raise AuthenticationError(
-                f"frame claims sender {header['sender']!r} but was sent by {sender!r}"
+                f"frame claims sender {claimed!r} but was sent by {sender!r}"
             )
-        self._check_fresh(header["timestamp"])
-        self._guard.accept(header["sender"], header["sequence"], header["timestamp"])
+        ts = header["timestamp"]
+        if self._max_age_ms is not None and now_ms - ts > self._max_age_ms:
+            raise ReplayError(f"message is stale ({now_ms - ts} ms old)", "stale")
+        if self._max_skew_ms is not None and ts - now_ms > self._max_skew_ms:
+            raise ReplayError(f"message is from the future ({ts - now_ms} ms ahead)", "future")
+        self._guard.accept(claimed, header["sequence"], ts)
         return header, payload
 
     def _verify_mac(self, aad: bytes, body: bytes) -> tuple[bytes, int]:
@@ -328,25 +381,18 @@ class SecureChannel:
         self._mac.verify(tag, aad + payload)
         return payload, key_id
 
-    def _check_fresh(self, ts: int) -> None:
-        now_ms = int(self._clock() * 1000)
-        if self._max_age_ms is not None and now_ms - ts > self._max_age_ms:
-            raise ReplayError(f"message is stale ({now_ms - ts} ms old)", "stale")
-        if self._max_skew_ms is not None and ts - now_ms > self._max_skew_ms:
-            raise ReplayError(f"message is from the future ({ts - now_ms} ms ahead)", "future")
-
     @staticmethod
     def _decode_header(raw: bytes) -> dict[str, Any]:
         try:
             header = cbor.loads(raw, wire=True)  # canonical, tag-free, bounded
         except DecodeError as exc:
             raise DecodeError(f"header: {exc}") from None
-        if not isinstance(header, dict) or not all(isinstance(k, str) for k in header):
+        if type(header) is not dict or not _STR.issuperset(map(type, header)):
             raise DecodeError("header must be a map with str keys")
         for name in _REQUIRED_STR:
-            if not isinstance(header.get(name), str):
+            if type(header.get(name)) is not str:
                 raise DecodeError(f"header field {name!r} missing or not a str")
-        for name, hi in (("sequence", _MAX_SEQ), ("timestamp", _MAX_SEQ), ("key_id", 2**32 - 1)):
+        for name, hi in _INT_FIELDS:
             value = header.get(name)
             if type(value) is not int or not 0 <= value <= hi:
                 raise DecodeError(f"header field {name!r} missing or out of range")

@@ -99,6 +99,10 @@ class ReplayWindow:
         """Raise ``ReplayError`` if ``seq`` was accepted before or is too old; never
         changes state."""
         _check_seq(seq)
+        self._judge(seq)
+
+    def _judge(self, seq: int) -> None:
+        """``check`` for a ``seq`` already known to be an int in range."""
         if seq > self.highest:
             if seq - self.highest > MAX_JUMP:
                 raise ReplayError(
@@ -220,6 +224,16 @@ def _check_lease(value: int, name: str) -> None:
         raise InvalidArgument(f"{name} must be an int in 1..2**32")
 
 
+_BLOCKS: dict[int, struct.Struct] = {}
+
+
+def _blocks_struct(n: int) -> struct.Struct:
+    packer = _BLOCKS.get(n)
+    if packer is None:
+        packer = _BLOCKS[n] = struct.Struct(f">{n}Q")
+    return packer
+
+
 def encode_record(window: ReplayWindow, zone_seq: int = 0, zone_ts: int = 0) -> bytes:
     """A sender's stored record: the window, and the *zone* of frames that may have
     been accepted after the window was written -- every ``(seq, ts)`` with
@@ -229,14 +243,12 @@ def encode_record(window: ReplayWindow, zone_seq: int = 0, zone_ts: int = 0) -> 
 
     big-endian; ``blocks`` is the ring of ``size / 64 + 1`` 64-bit words."""
     blocks = window._blocks
-    return b"".join((
-        bytes((_RECORD_V2,)),
-        window.size.to_bytes(4, "big"),
-        (window.highest + 1).to_bytes(9, "big"),
-        zone_seq.to_bytes(9, "big"),
-        zone_ts.to_bytes(9, "big"),
-        struct.pack(f">{len(blocks)}Q", *blocks),
-    ))
+    numbers = (window.size << 216 | (window.highest + 1) << 144 | zone_seq << 72 | zone_ts)
+    return (
+        b"\x02"
+        + numbers.to_bytes(31, "big")
+        + _blocks_struct(len(blocks)).pack(*blocks)
+    )
 
 
 def decode_record(data: bytes) -> tuple[ReplayWindow, int, int]:
@@ -259,7 +271,7 @@ def decode_record(data: bytes) -> tuple[ReplayWindow, int, int]:
         raise DecodeError("replay record: number out of range")
     window = ReplayWindow(size)
     window.highest = highest
-    window._blocks = list(struct.unpack(f">{size // 64 + 1}Q", data[32:]))
+    window._blocks = list(_blocks_struct(size // 64 + 1).unpack(data[32:]))
     if window._normalized() != window._blocks:
         raise DecodeError("replay record: bits outside the window")
     if highest >= 0 and not window._seen(highest):
@@ -286,7 +298,7 @@ class _Sender:
         return new
 
     def check(self, seq: int, ts: int) -> None:
-        self.window.check(seq)
+        self.window._judge(seq)
         if seq < self.zone_seq and ts < self.zone_ts:
             raise ReplayError(
                 f"sequence {seq} may have been accepted before a restart", "duplicate"
@@ -411,9 +423,14 @@ class ReplayGuard:
         """Record an *authenticated* frame (``timestamp``: its sealed milliseconds).
         ``ReplayError`` (and no change) for a replayed, too old or too far ahead
         ``seq``. See the class doc for when this writes to storage."""
-        _check_seq(seq)
-        ts = _check_ts(timestamp)
-        self._load(sender)
+        if type(seq) is not int or not 0 <= seq <= _MAX_SEQ:
+            _check_seq(seq)
+        if type(timestamp) is int and 0 <= timestamp <= _MAX_SEQ:
+            ts = timestamp
+        else:
+            ts = _check_ts(timestamp)
+        if type(sender) is not str or sender not in self._states:
+            self._load(sender)
         hooks = transaction_hooks(self._storage)
         if hooks is not None:  # the caller's transaction: write once, at its commit
             with self._lock:

@@ -9,7 +9,9 @@ synchronisation; client commands by their type.
 
 Invariant: after every step the sync peer set equals SWIM's set of alive (or suspect)
 members other than this node — sync talks to whoever discovery currently believes is
-up, and a member that comes back after being declared dead gets full state.
+up. What sync knows of a member's state outlives its absence, so a member that comes
+back after a partition is sent only what it lacks (full state only if it restarted
+without its disk or the entries it lacks were trimmed).
 """
 
 from __future__ import annotations

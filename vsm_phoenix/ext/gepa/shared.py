@@ -1,0 +1,409 @@
+"""The upstream GEPA engine on one node, with its shared parts replaced by CRDT views.
+
+Each node runs ``gepa.optimize`` unchanged. What must be shared is plugged in through
+the engine's own hooks, all reading and writing one :class:`EvolutionState` replica
+(the live replica the node's sync protocol keeps converging):
+
+==========================  ===========================================================
+upstream hook               what is plugged in
+==========================  ===========================================================
+``adapter``                 :class:`SharedAdapter` around the user's ``GEPAAdapter``:
+                            a key already evaluated anywhere is answered from the
+                            replica; only misses reach the user's ``evaluate``; every
+                            miss is recorded and counted against this node's budget
+``valset`` / ``trainset``   :class:`KeyedLoader`: data ids are instance *content* keys
+``cache_evaluation``        :class:`ReplicaEvaluationCache` (an ``EvaluationCache``)
+                            so the engine's valset bookkeeping counts cache hits as
+                            free; ``optimize`` only takes a flag, so :class:`Migration`
+                            installs it in the state at the first iteration start
+                            (``GEPAEngine`` takes it as ``evaluation_cache=``)
+``stop_callbacks``          :class:`ClusterStop`: cluster-wide metric-call budget, a
+                            target score on the replicated frontier, and the yield
+                            point of the deterministic scheduler
+``callbacks``               :class:`Migration`: publishes accepted candidates to the
+                            replicated pool and imports candidates found elsewhere
+==========================  ===========================================================
+
+**What the hooks do not reach, and what was written instead:**
+
+1. *Minibatch evaluations bypass the cache.* GEPA's reflective proposer evaluates the
+   parent and the child on a training minibatch with ``adapter.evaluate`` directly
+   (it only *writes* the cache), so a shared ``EvaluationCache`` alone would not save
+   those calls. The adapter wrapper caches at the adapter boundary instead, and
+   reports ``EvaluationBatch.num_metric_calls`` (the misses) so the engine's own count
+   stays right. The seed's validation run also calls the adapter directly.
+2. *List loaders give positional ids.* With a trainset and a valset as lists, GEPA's
+   data ids are ``0..n-1`` in both, and its evaluation cache keys
+   ``(candidate hash, data id)`` -- the proposer's minibatch writes (train id 3) and
+   the valset reads (val id 3) then share keys. :class:`KeyedLoader` makes ids content
+   keys, which also lets different nodes name the same instance the same way.
+3. *No import of foreign candidates.* The engine has no hook to add a candidate it did
+   not propose. :class:`Migration` does it at ``on_iteration_start`` (the event carries
+   the live ``GEPAState``) through ``GEPAState.update_state_with_new_program``, with
+   the validation scores taken from the replica -- a migrated candidate costs no
+   metric call. Only candidates whose scores cover the whole valset migrate, and only
+   those whose validation score row no local candidate has already: GEPA's Pareto
+   selector prunes candidates with equal rows down to one anyway, and its pruning
+   (``gepa_utils.remove_dominated_programs``, run at every selection and every
+   accepted candidate) is cubic in the number of frontier programs -- with 0/1 scores
+   and every node's candidates imported, it dominated the run time.
+4. *Objective scores are not shared* (only ``frontier_type="instance"`` is
+   supported): a record holds the output, the score and the trace.
+
+Outputs and traces the replica cannot hold (not plain data, see
+:mod:`~vsm_phoenix.ext.gepa.records`) are recorded as ``None``; a trace-less record
+cannot answer a call that needs traces, which then counts as a miss.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from gepa.core.adapter import EvaluationBatch
+from gepa.core.state import CachedEvaluation, EvaluationCache, GEPAState, ValsetEvaluation
+
+from vsm_phoenix.errors import InvalidArgument, TypeMismatch, VsmPhoenixError
+from vsm_phoenix.ext.gepa.records import (
+    CandidateId,
+    EvalKey,
+    Evaluation,
+    candidate_id,
+    check_plain,
+    instance_key,
+)
+from vsm_phoenix.ext.gepa.state import EvolutionState
+
+__all__ = [
+    "ClusterStop",
+    "KeyedLoader",
+    "Migration",
+    "NodeContext",
+    "ReplicaEvaluationCache",
+    "SharedAdapter",
+]
+
+
+class NodeContext:
+    """What the hooks of one node share: the live replica (through ``replica()``, so
+    the scheduler may swap it), the node id, the evaluator version, the deltas written
+    since the last :meth:`take_deltas`, and counts."""
+
+    def __init__(self, node_id: str, replica: Callable[[], EvolutionState], evaluator: str,
+                 *, on_metric_call: Callable[[int], None] | None = None) -> None:
+        if not isinstance(node_id, str) or not node_id:
+            raise InvalidArgument("node_id must be a non-empty str")
+        if not isinstance(evaluator, str) or not evaluator:
+            raise InvalidArgument("evaluator must be a non-empty str")
+        self.node_id = node_id
+        self.replica = replica
+        self.evaluator = evaluator
+        self.on_metric_call = on_metric_call
+        self._pending: EvolutionState | None = None
+        self.metric_calls = 0  # misses: calls that reached the user's evaluate
+        self.hits = 0  # instances answered from the replica
+        self.duplicate_records = 0  # records added to a key that already had one
+        self.migrated = 0
+        self.published = 0
+
+    def write(self, delta: EvolutionState) -> None:
+        if self._pending is None:
+            self._pending = delta
+        else:
+            self._pending |= delta
+
+    def take_deltas(self) -> EvolutionState | None:
+        """The join of the deltas written since the last call (``None`` if none)."""
+        out, self._pending = self._pending, None
+        return out
+
+    def key(self, cid: CandidateId, instance: str) -> EvalKey:
+        return EvalKey(cid, instance, self.evaluator)
+
+
+class KeyedLoader:
+    """A GEPA ``DataLoader`` whose ids are the instances' content keys (sorted by
+    position). Duplicate instances are refused: they would be one key."""
+
+    def __init__(self, items: Sequence[Any],
+                 key: Callable[[Any], str] = instance_key) -> None:
+        self._ids = [key(x) for x in items]
+        if len(set(self._ids)) != len(self._ids):
+            raise InvalidArgument("instances must be distinct (two share a content key)")
+        self._items = dict(zip(self._ids, items, strict=True))
+
+    def all_ids(self) -> list[str]:
+        return list(self._ids)
+
+    def fetch(self, ids: Sequence[str]) -> list[Any]:
+        return [self._items[i] for i in ids]
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def key_of(self, item: Any) -> str | None:
+        """Reverse lookup by identity/equality (linear; used only on adapter misses)."""
+        for k, v in self._items.items():
+            if v is item or v == item:
+                return k
+        return None
+
+
+def _plain_or_none(x: Any) -> Any:
+    try:
+        return check_plain(x)
+    except (TypeError, ValueError):
+        return None
+
+
+class SharedAdapter:
+    """Wraps a user's ``GEPAAdapter`` unchanged (see the module docstring, point 1)."""
+
+    def __init__(self, inner: Any, ctx: NodeContext,
+                 key: Callable[[Any], str] = instance_key) -> None:
+        for name in ("evaluate", "make_reflective_dataset"):
+            if not callable(getattr(inner, name, None)):
+                raise TypeMismatch(f"adapter has no {name}()")
+        self.inner = inner
+        self.ctx = ctx
+        self.key = key
+        self.propose_new_texts = getattr(inner, "propose_new_texts", None)
+
+    def evaluate(self, batch: list[Any], candidate: dict[str, str],
+                 capture_traces: bool = False) -> EvaluationBatch[Any, Any]:
+        ctx = self.ctx
+        state = ctx.replica()
+        cid = candidate_id(candidate)
+        keys = [self.key(x) for x in batch]
+        found: dict[str, tuple[Any, float, Any]] = {}  # key -> (output, score, trace)
+        todo: list[str] = []
+        todo_items: list[Any] = []
+        for k, item in zip(keys, batch, strict=True):
+            if k in found or k in todo:
+                continue
+            ev = state.resolved(ctx.key(cid, k))
+            if ev is not None and (ev.trace is not None or not capture_traces):
+                found[k] = (ev.output, ev.score, ev.trace)
+            else:
+                todo.append(k)
+                todo_items.append(item)
+        ctx.hits += len(batch) - len(todo)
+        if todo:
+            fresh = self.inner.evaluate(todo_items, candidate, capture_traces=True)
+            n = len(todo)
+            if len(fresh.outputs) != n or len(fresh.scores) != n:
+                raise InvalidArgument("the adapter returned a different number of results")
+            traces = fresh.trajectories if fresh.trajectories is not None else [None] * n
+            if len(traces) != n:
+                raise InvalidArgument("the adapter returned a different number of traces")
+            for k, out, score, trace in zip(todo, fresh.outputs, fresh.scores, traces,
+                                            strict=True):
+                ev = Evaluation(_plain_or_none(out), float(score), _plain_or_none(trace),
+                                ctx.node_id)
+                if state.records_for(ctx.key(cid, k)):
+                    ctx.duplicate_records += 1
+                ctx.write(state.record(ctx.key(cid, k), ev))
+                # The caller gets its own call's result (the replica may resolve another).
+                found[k] = (out, ev.score, trace)
+            ctx.metric_calls += n
+            ctx.write(state.spend(ctx.node_id, n))
+            if ctx.on_metric_call is not None:
+                ctx.on_metric_call(n)
+        return EvaluationBatch(
+            outputs=[found[k][0] for k in keys],
+            scores=[found[k][1] for k in keys],
+            trajectories=[found[k][2] for k in keys] if capture_traces else None,
+            num_metric_calls=len(todo),
+        )
+
+    def make_reflective_dataset(self, candidate: dict[str, str], eval_batch: Any,
+                                components_to_update: list[str]) -> Any:
+        return self.inner.make_reflective_dataset(candidate, eval_batch, components_to_update)
+
+    def __getattr__(self, name: str) -> Any:  # get/set_adapter_state and the like
+        if name in ("inner", "ctx", "key"):
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+
+class ReplicaEvaluationCache(EvaluationCache[Any, Any]):
+    """GEPA's ``EvaluationCache`` answered from the replica (point 1 of the module
+    docstring: the writes happen in :class:`SharedAdapter`; a ``put`` here records
+    only keys nobody has recorded yet)."""
+
+    def __init__(self, ctx: NodeContext) -> None:
+        super().__init__()
+        self.ctx = ctx
+
+    def get(self, candidate: dict[str, str], example_id: Any) -> CachedEvaluation[Any] | None:
+        ev = self.ctx.replica().resolved(self.ctx.key(candidate_id(candidate), example_id))
+        return None if ev is None else CachedEvaluation(ev.output, ev.score, None)
+
+    def put(self, candidate: dict[str, str], example_id: Any, output: Any, score: float,
+            objective_scores: Any = None) -> None:
+        key = self.ctx.key(candidate_id(candidate), example_id)
+        state = self.ctx.replica()
+        if not state.records_for(key):
+            ev = Evaluation(_plain_or_none(output), float(score), None, self.ctx.node_id)
+            self.ctx.write(state.record(key, ev))
+
+    def get_batch(self, candidate: dict[str, str], example_ids: list[Any]
+                  ) -> tuple[dict[Any, CachedEvaluation[Any]], list[Any]]:
+        cached: dict[Any, CachedEvaluation[Any]] = {}
+        uncached: list[Any] = []
+        for eid in example_ids:
+            hit = self.get(candidate, eid)
+            if hit is None:
+                uncached.append(eid)
+            else:
+                cached[eid] = hit
+        return cached, uncached
+
+    def put_batch(self, candidate: dict[str, str], example_ids: list[Any], outputs: list[Any],
+                  scores: list[float], objective_scores_list: Any = None) -> None:
+        for eid, out, score in zip(example_ids, outputs, scores, strict=False):
+            self.put(candidate, eid, out, score)
+
+
+class ClusterStop:
+    """GEPA stop callback: stop when the cluster has spent ``max_metric_calls`` (the sum
+    of every node's count in the replica), when the replicated frontier's best mean
+    reaches ``target`` (if given), when :attr:`stop_requested`, or when the engine has
+    *stalled*: ``stall_iterations`` iterations in a row without a metric call while
+    the pool did not grow. (GEPA skips a parent whose minibatch is already perfect;
+    once the training set is solved, every iteration is such a skip, and with the
+    evaluations cached it costs nothing -- upstream's metric-call budget alone would
+    then never end the run.) ``before_check`` runs first at every call -- the
+    scheduler's yield point (once per engine iteration)."""
+
+    def __init__(self, ctx: NodeContext, max_metric_calls: int, valset_ids: Sequence[str],
+                 *, target: float | None = None, stall_iterations: int = 32,
+                 before_check: Callable[[], None] | None = None) -> None:
+        if type(max_metric_calls) is not int or max_metric_calls <= 0:
+            raise InvalidArgument("max_metric_calls must be a positive int")
+        self.ctx = ctx
+        self.limit = max_metric_calls
+        self.valset_ids = tuple(valset_ids)
+        self.target = target
+        self.before_check = before_check
+        self.stop_requested = False
+        self.reason: str | None = None
+        self.stall_iterations = stall_iterations
+        self._idle = 0
+        self._last: tuple[int, int] = (-1, -1)
+
+    def __call__(self, gepa_state: Any) -> bool:
+        if self.before_check is not None:
+            self.before_check()
+        state = self.ctx.replica()
+        mark = (self.ctx.metric_calls, len(state.candidate_ids()))
+        self._idle = self._idle + 1 if mark == self._last else 0
+        self._last = mark
+        if self.stop_requested:
+            self.reason = self.reason or "stop requested"
+        elif self._idle >= self.stall_iterations:
+            self.reason = "stalled"
+        elif state.budget_spent >= self.limit:
+            self.reason = "budget spent"
+        elif self.target is not None:
+            f = state.frontier(self.valset_ids, self.ctx.evaluator)
+            if f.best_score is not None and f.best_score >= self.target:
+                self.reason = "target reached"
+        return self.reason is not None
+
+
+class Migration:
+    """GEPA callback: publish this node's accepted candidates to the replicated pool,
+    import the pool's complete candidates into the local ``GEPAState`` (point 3 of the
+    module docstring)."""
+
+    def __init__(self, ctx: NodeContext, valset_ids: Sequence[str], *,
+                 enabled: bool = True, cache: ReplicaEvaluationCache | None = None) -> None:
+        self.ctx = ctx
+        self.cache = cache
+        self.valset_ids = list(valset_ids)
+        self.enabled = enabled
+        self.local: dict[CandidateId, int] = {}
+        self.skipped: set[CandidateId] = set()
+        self.gepa_state: GEPAState[Any, Any] | None = None
+        self.errors: list[BaseException] = []
+        self._lock = threading.Lock()
+
+    def _publish(self, candidate: dict[str, str], parents: list[CandidateId]) -> CandidateId:
+        state = self.ctx.replica()
+        cid = candidate_id(candidate)
+        if state.candidate(cid) is None or not set(parents) <= state.parents(cid):
+            self.ctx.write(state.add_candidate(candidate, parents))
+            self.ctx.published += 1
+        return cid
+
+    def on_valset_evaluated(self, event: Any) -> None:
+        try:
+            candidate = dict(event["candidate"])
+            idx = int(event["candidate_idx"])
+            parents: list[CandidateId] = []
+            gs = self.gepa_state
+            for p in event["parent_ids"]:
+                if p is not None and gs is not None and p < len(gs.program_candidates):
+                    parents.append(candidate_id(gs.program_candidates[p]))
+            cid = self._publish(candidate, parents)
+            self.local.setdefault(cid, idx)
+        except Exception as exc:
+            self.errors.append(exc)
+
+    def on_iteration_start(self, event: Any) -> None:
+        try:
+            gs = event["state"]
+            self.gepa_state = gs
+            if self.cache is not None and gs.evaluation_cache is not self.cache:
+                gs.evaluation_cache = self.cache
+            for i, cand in enumerate(gs.program_candidates):
+                self.local.setdefault(candidate_id(cand), i)
+            if self.enabled:
+                self._import(gs)
+        except Exception as exc:
+            self.errors.append(exc)
+
+    def _import(self, gs: GEPAState[Any, Any]) -> None:
+        state = self.ctx.replica()
+        rows = {tuple(sub.get(v) for v in self.valset_ids)
+                for sub in gs.prog_candidate_val_subscores}
+        for cid in state.candidate_ids():
+            if cid in self.local or cid in self.skipped:
+                continue
+            evs = [state.resolved(self.ctx.key(cid, v)) for v in self.valset_ids]
+            if any(ev is None for ev in evs):
+                continue  # scores not complete here yet
+            row = tuple(ev.score for ev in evs if ev is not None)
+            if row in rows:
+                # GEPA's selector collapses candidates with equal score rows (its
+                # domination pruning keeps one); importing another costs its cubic
+                # pruning time and adds no choice.
+                self.skipped.add(cid)
+                continue
+            rows.add(row)
+            comps = state.candidate(cid)
+            if comps is None or set(comps) != set(gs.list_of_named_predictors):
+                continue  # another task's candidate
+            evaluation = ValsetEvaluation(
+                outputs_by_val_id={v: ev.output for v, ev in zip(self.valset_ids, evs,
+                                                                  strict=True) if ev},
+                scores_by_val_id={v: ev.score for v, ev in zip(self.valset_ids, evs,
+                                                                strict=True) if ev},
+                objective_scores_by_val_id=None,
+            )
+            parents = sorted(self.local[p] for p in state.parents(cid) if p in self.local)
+            idx = gs.update_state_with_new_program(
+                parent_program_idx=parents,
+                new_program=comps,
+                valset_evaluation=evaluation,
+                run_dir=None,
+                num_metric_calls_by_discovery_of_new_program=gs.total_num_evals,
+            )
+            self.local[cid] = idx
+            self.ctx.migrated += 1
+
+
+class MigrationError(VsmPhoenixError):
+    """A callback failed inside the engine (GEPA logs and swallows callback errors)."""
