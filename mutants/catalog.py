@@ -151,6 +151,12 @@ MUTANTS: list[Mutant] = [
     Mutant("swim", SWIM, "if tomb is not None and inc <= tomb[0]:",
            "if tomb is not None and inc < tomb[0]:",
            "a stale rumour at the reaped incarnation resurrects the member"),
+    Mutant("swim", SWIM, "probe less often, wait longer\n                self._adjust_health(+1)",
+           "probe less often, wait longer\n                self._adjust_health(0)",
+           "late answers do not degrade local health (no LHA-Probe)"),
+    Mutant("swim", SWIM, "        growing = now - self._grew_at <= 2 * self.config.period_ms\n",
+           "        growing = False\n",
+           "no push-pull while the table grows (only every push_pull_ms)"),
     # -- crdt kernels (pure) -----------------------------------------------------------------
     Mutant("crdt", PURE, "        if n > a.get(r, 0):\n            a[r] = n",
            "        if n >= a.get(r, 0):\n            a[r] = n + 0 * n",

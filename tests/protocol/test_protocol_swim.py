@@ -20,7 +20,9 @@ from vsm_phoenix.protocol.node import (
     LocalProtocolError,
     Receive,
     Send,
+    SetTimer,
     Start,
+    TimerFired,
 )
 from vsm_phoenix.protocol.sim import NetworkConfig, Simulator
 from vsm_phoenix.protocol.swim import (
@@ -462,3 +464,70 @@ def test_false_positives_soak(seed: int) -> None:
     report = false_positive_run(seed, n=12, horizon_ms=600_000)
     print(f"\nseed={seed} {report}")
     assert report["false_deaths"] == 0, f"seed={seed}: {report}"
+
+
+def test_members_booted_at_once_agree_in_few_periods() -> None:
+    """Regression (issue 14): 100 members booted at once took 44 s to agree (every
+    alive rumour had to be piggybacked n times). Tables are exchanged with a random
+    member every period while the table grows (push-pull), so agreement takes
+    O(log n) periods."""
+    n = 40
+    sim = cluster(n, seed=11)
+    want = sorted(sim.node_ids)
+    t = 0
+    while not all(swim(sim, i).alive_members() == want for i in want):
+        t += 500
+        assert t <= 8000, f"{n} members did not agree within 8 s"
+        sim.run_until(t)
+    assert sum(swim(sim, i).push_pulls for i in want) > 0
+
+
+class Late:
+    """Sends every message of the wrapped node ``delay_ms`` late."""
+
+    def __init__(self, inner: SwimNode, delay_ms: int) -> None:
+        self.inner, self.delay_ms, self.n = inner, delay_ms, 0
+        self.held: dict[str, Send] = {}
+
+    @property
+    def node_id(self) -> str:
+        return self.inner.node_id
+
+    def step(self, event: Any) -> list[Any]:
+        if isinstance(event, TimerFired) and event.name in self.held:
+            return [self.held.pop(event.name)]
+        out: list[Any] = []
+        for e in self.inner.step(event):
+            if isinstance(e, Send):
+                self.n += 1
+                self.held[f"late.{self.n}"] = e
+                out.append(SetTimer(f"late.{self.n}", self.delay_ms))
+            else:
+                out.append(e)
+        return out
+
+
+def late_member_run(health_max: int) -> tuple[int, int, int]:
+    cfg = SwimConfig(seeds=("n0",), health_max=health_max)
+    ids = [f"n{i}" for i in range(6)]
+    sim = Simulator(lambda nid, rng: (Late(SwimNode(nid, rng, cfg), 2000) if nid == "n5"
+                                      else SwimNode(nid, rng, cfg)), ids, seed=3)
+    sim.run_until(10_000)
+    slow = sim.node("n5")
+    assert isinstance(slow, Late)
+    before = slow.inner.suspicions_raised
+    sim.run_until(130_000)
+    deaths = sum(1 for o in ids for e in events(sim, o)
+                 if e["status"] == "dead" and e["at"] >= 10_000)
+    return slow.inner.suspicions_raised - before, deaths, slow.inner.health
+
+
+def test_a_member_whose_messages_are_late_probes_less_and_suspects_less() -> None:
+    """Lifeguard's local health awareness (issue 14): a member whose own messages are
+    2 s late used to suspect nearly every member it probed. Answers to probes it had
+    given up on raise its health multiplier, which stretches its period and timeouts."""
+    without, _, _ = late_member_run(health_max=0)
+    suspicions, deaths, health = late_member_run(health_max=8)
+    assert without > 50, "the scenario should make an unaware member suspect a lot"
+    assert suspicions <= 10 and health > 0
+    assert deaths == 0

@@ -15,14 +15,23 @@ Dadgar et al., *Lifeguard*, 2018).
   a shuffled round-robin order (reshuffled each pass, joiners inserted at a random
   place). Without an ack after ``ping_timeout_ms`` it asks ``k = indirect_probes``
   random members to ``swim.ping-req`` the target. Without any ack by the end of the
-  period the target becomes *suspect*.
+  period the target becomes *suspect*, and we tell it so directly (one
+  ``swim.gossip``), so it can refute before any timer runs out.
+* **Local health (Lifeguard's LHA-Probe).** ``health`` (0 .. ``health_max``) rises by
+  one when an ack arrives for a probe we had already given up on (our own messages
+  are slow) and when we must refute a suspicion of ourselves; it falls by one when a
+  probe is answered within its timeout. The period and the ping timeout are scaled by
+  ``health + 1``, so a node whose messages are late probes less and waits longer
+  instead of suspecting everyone it probes.
 * **Suspicion (Lifeguard).** A suspect is declared dead when its suspicion timer
   expires. The timeout starts at ``S_max = beta * S_min`` with
   ``S_min = alpha * max(1, log10 n) * T`` and shrinks towards ``S_min`` as independent
   suspicions arrive: ``max(S_min, S_max - (S_max - S_min) * log(C + 1) / log(K + 1))``
   with ``C`` confirmations and ``K = indirect_probes``.
 * **Refutation.** A member that hears it is suspect or dead at incarnation ``i``
-  raises its incarnation above ``i`` and disseminates ``alive``. Precedence:
+  raises its incarnation above ``i`` and disseminates ``alive`` — piggybacked, and at
+  once to ``indirect_probes`` random members (to every member while its health is
+  degraded: a slow node probes rarely, so its piggybacks alone would come too late). Precedence:
   ``alive(j)`` beats ``alive/suspect(i)`` iff ``j > i`` and beats ``dead/left(i)`` iff
   ``j > i``; ``suspect(j)`` beats ``alive(i)`` iff ``j >= i`` and ``suspect(i)`` iff
   ``j > i``; ``dead(j)`` / ``left(j)`` beat ``alive/suspect(i)`` iff ``j >= i``.
@@ -37,6 +46,10 @@ Dadgar et al., *Lifeguard*, 2018).
   Lifeguard confirmation, so its timer runs the full ``S_max``) — and we ask the member
   directly (``swim.gossip`` carrying the suspicion), which answers the asker with a
   higher incarnation at once. ``dead`` verdicts gossiped by a detector stay verdicts.
+* **Push-pull.** Every ``push_pull_ms`` (30 s, as memberlist), and every period while
+  the table is still gaining members, the node exchanges whole tables with one random
+  alive member (``swim.join`` / ``swim.join-ack``): a cluster booted at once agrees in
+  O(log n) periods instead of waiting for every ``alive`` to be piggybacked around.
 * **Healing.** Every ``reconnect_interval_ms`` the node sends ``swim.join`` to one
   random *dead* (not left) member, so two sides of a healed partition find each other
   again: each sees itself declared dead in the other's table and refutes, and the
@@ -74,7 +87,8 @@ window, **every alive member declares a member that crashed at time t dead by**:
     t + (2n - 1) * T + S_max + T          (the last T absorbs network latency)
       = t + (2n + beta * alpha * max(1, log10 n)) * T
 
-which is :meth:`SwimConfig.detection_bound_ms`. For the defaults (``T = 1000 ms``,
+which is :meth:`SwimConfig.detection_bound_ms` (for an observer at health 0; at
+health ``h`` its period is ``(h + 1) * T``). For the defaults (``T = 1000 ms``,
 ``alpha = 4``, ``beta = 6``) and ``n = 5`` that is 34 s; gossip and confirmations make
 typical detection far faster (see ``tests/protocol/test_swim.py``).
 
@@ -158,6 +172,8 @@ class SwimConfig:
     reconnect_interval_ms: int = 10_000
     reap_after_ms: int = 3_600_000
     max_members: int = 4096
+    push_pull_ms: int = 30_000
+    health_max: int = 8
 
     def __attrs_post_init__(self) -> None:
         if not 0 < self.ping_timeout_ms < self.period_ms:
@@ -168,6 +184,8 @@ class SwimConfig:
             raise LocalProtocolError("suspicion_alpha > 0 and suspicion_beta >= 1")
         if self.reap_after_ms <= 0 or not 1 <= self.max_members <= MAX_MEMBERS:
             raise LocalProtocolError(f"reap_after_ms > 0 and 1 <= max_members <= {MAX_MEMBERS}")
+        if self.push_pull_ms <= 0 or not 0 <= self.health_max <= 64:
+            raise LocalProtocolError("push_pull_ms > 0 and 0 <= health_max <= 64")
 
     def suspicion_min_ms(self, n: int) -> float:
         return self.suspicion_alpha * max(1.0, math.log10(max(n, 1))) * self.period_ms
@@ -228,10 +246,21 @@ class Metadata:
             raise RemoteProtocolError("metadata must be [capabilities, load]")
         if type(raw[1]) not in (int, float) or not math.isfinite(raw[1]):
             raise RemoteProtocolError("metadata load must be a finite number")
-        caps = decode(raw[0])
-        if not isinstance(caps, ORSet) or not all(isinstance(c, str) for c in caps.value):
-            raise RemoteProtocolError("capabilities must be an ORSet of strings")
-        return cls(caps, float(raw[1]))
+        caps = _CAPS_SEEN.get(raw[0])
+        if caps is None:  # decoding (with its canonical-form check) dominates big tables
+            fresh = decode(raw[0])
+            if not isinstance(fresh, ORSet) or not all(isinstance(c, str) for c in fresh.value):
+                raise RemoteProtocolError("capabilities must be an ORSet of strings")
+            caps = fresh
+            if len(_CAPS_SEEN) >= 4096:
+                _CAPS_SEEN.pop(next(iter(_CAPS_SEEN)))
+            _CAPS_SEEN[raw[0]] = caps
+        return cls(caps.copy(), float(raw[1]))
+
+
+#: Capability sets already decoded and validated, by their exact bytes (read-only:
+#: :meth:`Metadata.from_wire` hands out copies).
+_CAPS_SEEN: dict[bytes, ORSet] = {}
 
 
 @attrs.frozen
@@ -296,8 +325,15 @@ class SwimNode:
         self.probes_sent = 0  # metrics: direct probes started
         self.suspicions_raised = 0  # metrics: probes that ended in a suspicion
         self.members_refused = 0  # metrics: new members refused (table full)
+        self.push_pulls = 0  # metrics: table exchanges started
         self._reaped: dict[str, tuple[int, int]] = {}  # id -> (incarnation, reaped at)
         self._refused: dict[str, int] = {}  # ids reported refused -> when
+        self.health = 0  # Lifeguard's local health multiplier (0 = healthy)
+        self._failed: dict[int, int] = {}  # our probes that failed: seq -> when
+        self._ping_sent_at = 0
+        self._last_push_pull = 0
+        self._grew_at = 0  # when the table last gained a member
+        self._wire_cache: dict[str, tuple[int, list[Any]]] = {}
 
     # -- public read-only API ----------------------------------------------------------
     @property
@@ -363,6 +399,7 @@ class SwimNode:
         now = event.now
         self._now = now
         self.started = True
+        self._last_push_pull = self._grew_at = now
         out: list[Effect] = []
         contacts = [s for s in self.config.seeds if s != self._id]
         if isinstance(event, Restart):
@@ -415,14 +452,21 @@ class SwimNode:
         return []
 
     def _period(self, now: int) -> list[Effect]:
-        out: list[Effect] = [SetTimer(T_PERIOD, self.config.period_ms)]
+        scale = self.health + 1
+        out: list[Effect] = [SetTimer(T_PERIOD, self.config.period_ms * scale)]
         out += self._reap(now)
         target = self._probe_target
         if target is not None and not self._probe_acked:
+            self._failed[self._probe_seq] = now
+            if len(self._failed) > 64:
+                del self._failed[min(self._failed)]
             m = self.members.get(target)
             if m is not None and m.status in _LIVE:
                 self.suspicions_raised += 1
-                out += self._apply(now, ["suspect", target, m.incarnation, self._id])
+                update: Update = ["suspect", target, m.incarnation, self._id]
+                out += self._apply(now, update)
+                # tell the member at once, so it can refute before the timer runs out
+                out.append(self.msg.send(now, target, "swim.gossip", {"g": [update]}))
         self._probe_target = None
         self._probe_acked = True
         nxt = self._next_target()
@@ -431,9 +475,29 @@ class SwimNode:
         self._seq += 1
         self._probe_target, self._probe_seq, self._probe_acked = nxt, self._seq, False
         self.probes_sent += 1
+        self._ping_sent_at = now
         out.append(self._ping(now, nxt, self._seq))
-        out.append(SetTimer(T_PING, self.config.ping_timeout_ms))
+        out.append(SetTimer(T_PING, self.config.ping_timeout_ms * scale))
+        out += self._push_pull(now)
         return out
+
+    def _push_pull(self, now: int) -> list[Effect]:
+        """Exchange whole tables (``swim.join`` / ``swim.join-ack``) with one random
+        alive member: every ``push_pull_ms``, and every period while the table is still
+        gaining members (a cluster booted at once agrees in O(log n) periods)."""
+        growing = now - self._grew_at <= 2 * self.config.period_ms
+        if not self._joined or not (growing or now - self._last_push_pull
+                                    >= self.config.push_pull_ms):
+            return []
+        others = self.alive_members(include_self=False)
+        if not others:
+            return []
+        self._last_push_pull = now
+        self.push_pulls += 1
+        return self._send_joins(now, [self.rng.choice(others)])
+
+    def _adjust_health(self, delta: int) -> None:
+        self.health = min(self.config.health_max, max(0, self.health + delta))
 
     def _next_target(self) -> str | None:
         live = [n for n in self._order if n in self.members and self.members[n].status in _LIVE]
@@ -520,8 +584,14 @@ class SwimNode:
                 requester, their_seq = self._relays.pop(seq)
                 out.append(self.msg.send(now, requester, "swim.ack",
                                          {"seq": their_seq, "g": self._piggyback(requester)}))
-            elif seq == self._probe_seq:
+            elif seq == self._probe_seq and not self._probe_acked:
                 self._probe_acked = True
+                if now - self._ping_sent_at <= self.config.ping_timeout_ms * (self.health + 1):
+                    self._adjust_health(-1)  # answered in time: we are healthy
+            elif self._failed.pop(seq, None) is not None:
+                # an answer to a probe we had given up on: our own messages are slow
+                # (Lifeguard's local health): probe less often, wait longer
+                self._adjust_health(+1)
         elif env.type == "swim.ping-req":
             assert isinstance(target, str)
             self._seq += 1
@@ -598,15 +668,17 @@ class SwimNode:
         if nid == self._id:
             if kind in ("suspect", "dead") and inc >= me.incarnation and not self.left:
                 me.incarnation = inc + 1  # refute
+                self._adjust_health(+1)
                 self._enqueue(self._alive_update(self._id))
                 out.append(Persist("swim/incarnation", encode_cbor(me.incarnation)))
+                out += self._broadcast_refutation(now)
             elif kind in ("suspect", "dead") and not self.left:
                 # a stale rumour about us: re-announce our current incarnation so the
                 # member still holding it (who may be about to time out) hears it
                 self._enqueue(self._alive_update(self._id))
             elif kind == "alive" and not self.left and (
                 inc > me.incarnation
-                or (inc == me.incarnation and extra.to_wire() != me.meta.to_wire())
+                or (inc == me.incarnation and extra.to_wire() != self._wire(self._id))
             ):
                 # someone holds an advertisement of ours we no longer make (we restarted
                 # without our incarnation, or with other capabilities): outbid it
@@ -627,8 +699,9 @@ class SwimNode:
             if kind == "alive":
                 meta: Metadata = extra
                 self.members[nid] = _Member(Status.ALIVE, inc, meta, changed_at=now)
+                self._grew_at = now
                 self._insert_order(nid)
-                self._enqueue(["alive", nid, inc, meta.to_wire()])
+                self._enqueue(["alive", nid, inc, self._wire(nid)])
                 out.append(self._event(now, nid))
             else:
                 # unknown member reported dead/left: remember the verdict (so a healed
@@ -649,7 +722,7 @@ class SwimNode:
             if was not in _LIVE:
                 m.changed_at = now
                 self._insert_order(nid)
-            self._enqueue(["alive", nid, inc, m.meta.to_wire()])
+            self._enqueue(["alive", nid, inc, self._wire(nid)])
             if was is not Status.ALIVE:
                 out.append(self._event(now, nid))
             return out
@@ -685,6 +758,16 @@ class SwimNode:
             out.append(self._event(now, nid))
         return out
 
+    def _broadcast_refutation(self, now: int) -> list[Effect]:
+        """Send our fresh ``alive`` at once to ``indirect_probes`` random members — to
+        every member while our own health is degraded: a refutation must not wait for
+        our next probe (a slow node probes rarely, and everyone suspects it)."""
+        others = self.alive_members(include_self=False)
+        k = len(others) if self.health else min(len(others), max(1, self.config.indirect_probes))
+        update = self._alive_update(self._id)
+        return [self.msg.send(now, nid, "swim.gossip", {"g": [update]})
+                for nid in (self.rng.sample(others, k) if k else [])]
+
     def _refuse(self, now: int, nid: str) -> list[Effect]:
         """The member table is full: refuse ``nid`` explicitly (counted, and reported
         once per id as a ``swim.refused`` delivery) instead of dropping it silently."""
@@ -713,6 +796,7 @@ class SwimNode:
         out: list[Effect] = []
         for nid in sorted(gone):
             self._reaped[nid] = (self.members.pop(nid).incarnation, now)
+            self._wire_cache.pop(nid, None)
             self._queue.pop(nid, None)
             out.append(CancelTimer(T_SUSPECT + nid))
         while len(self._reaped) > self.config.max_members:
@@ -730,14 +814,24 @@ class SwimNode:
 
     def _alive_update(self, nid: str) -> Update:
         m = self.members[nid]
-        return ["alive", nid, m.incarnation, m.meta.to_wire()]
+        return ["alive", nid, m.incarnation, self._wire(nid)]
+
+    def _wire(self, nid: str) -> list[Any]:
+        """``nid``'s advertisement on the wire, encoded once per incarnation (an
+        advertisement is a function of its owner's incarnation)."""
+        m = self.members[nid]
+        hit = self._wire_cache.get(nid)
+        if hit is None or hit[0] != m.incarnation:
+            hit = (m.incarnation, m.meta.to_wire())
+            self._wire_cache[nid] = hit
+        return hit[1]
 
     def _table_updates(self) -> list[Update]:
         rows: list[Update] = []
         for nid in sorted(self.members):
             m = self.members[nid]
             if m.status in _LIVE:
-                rows.append(["alive", nid, m.incarnation, m.meta.to_wire()])
+                rows.append(["alive", nid, m.incarnation, self._wire(nid)])
                 if m.status is Status.SUSPECT:
                     rows.append(["suspect", nid, m.incarnation,
                                  m.suspecters[0] if m.suspecters else self._id])
