@@ -29,6 +29,8 @@ RAISES = {
     "vsm_phoenix.ext.evidence": ["AuthenticationError", "DecodeError", "InvalidArgument",
                                  "TypeMismatch"],
     "vsm_phoenix.ext.breaker": ["CallNotPermittedError"],
+    "vsm_phoenix.ext.saga": ["DecodeError", "InvalidArgument", "LeaseHeld", "PermanentError",
+                             "TypeMismatch"],
     "vsm_phoenix.ext.amqp": ["AuthenticationError", "CapacityError", "ControlError",
                              "DecodeError", "KeyExpiredError", "NodeFenced",
                              "PermissionDenied", "ReplayError", "TypeMismatch"],

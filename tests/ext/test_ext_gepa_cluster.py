@@ -111,6 +111,12 @@ def test_turns_without_partitions_never_evaluate_a_key_twice() -> None:
     # Converged: every replica is the same state and derives the same frontier.
     states = [cl.replica(nid).to_bytes() for nid in cl.node_ids]
     assert len(set(states)) == 1 and report.frontiers_agree
+    # The deployed prompt went through the Raft KV: every node reads the same record,
+    # and it is the frontier's best, with its lineage back to the seed.
+    assert report.deployed_agree and report.deployed is not None
+    assert report.frontier is not None and report.deployed.candidate == report.frontier.best
+    assert report.deployed.version == 1 and report.deployed.score == report.frontier.best_score
+    assert cl.replica("n1").candidate(report.deployed.lineage[-1]) == {"rules": SEED_RULES}
 
 
 def test_under_a_partition_only_keys_evaluated_on_both_sides_are_duplicated() -> None:
@@ -179,8 +185,11 @@ def test_a_restarted_node_resumes_without_respending_on_cached_evaluations() -> 
     seed_keys = [k for k in restored.evaluation_keys()
                  if restored.candidate(k.candidate) == {"rules": SEED_RULES}]
     assert seed_keys and all(restored.records_for(k) == 1 for k in seed_keys)
+    cl.crash("n3")  # the deployment needs a Raft majority, not every node
     report = cl.run()
     assert report.frontiers_agree and report.nodes[1].restarts == 1
+    assert report.deployed_agree and report.deployed is not None
+    assert cl.deployed("n1") == cl.deployed("n2")
 
 
 def test_bad_configuration_is_refused() -> None:
@@ -208,3 +217,73 @@ def test_model_calls_go_through_the_circuit_breaker() -> None:
         model("p")  # open: fails fast, the endpoint is not called
     assert len(calls) == 3 and model.calls == 4
     model.close()
+
+
+def test_deployment_versions_count_up_and_only_improvements_are_proposed() -> None:
+    from vsm_phoenix.ext.gepa import candidate_id
+    from vsm_phoenix.ext.gepa.deploy import Decision, Deployment
+    from vsm_phoenix.protocol.kv import KVStateMachine
+
+    s = EvolutionState()
+    seed, better = {"rules": "a"}, {"rules": "b"}
+    s.add_candidate(seed)
+    s.add_candidate(better, [candidate_id(seed)])
+    from vsm_phoenix.ext.gepa import EvalKey, Evaluation
+
+    for cand, score in ((seed, 0.0), (better, 1.0)):
+        s.record(EvalKey(candidate_id(cand), "v0", "e"), Evaluation(None, score, None, "n1"))
+    dep = Deployment("c", ["v0"], "e")
+    decision = dep.decision(s)
+    assert decision is not None and decision.candidate == candidate_id(better)
+    assert decision.lineage == (candidate_id(better), candidate_id(seed))
+    sm = KVStateMachine()
+    first = dep.propose(decision, None)
+    assert first is not None and sm.apply(first.command) is True
+    deployed = sm.query(__import__("vsm_phoenix.protocol.kv", fromlist=["get"])
+                        .get("gepa/deployed").query)
+    assert Decision.from_json(deployed).version == 1
+    assert dep.propose(decision, deployed) is None  # the same candidate: nothing to do
+    worse = Decision(candidate_id(seed), seed, 0.0, (candidate_id(seed),))
+    assert dep.propose(worse, deployed) is None
+    best = Decision(b"\x01" * 32, {"rules": "c"}, 2.0, (b"\x01" * 32,))
+    cmd = dep.propose(best, deployed)
+    assert cmd is not None and sm.apply(cmd.command) is True
+    # A stale deployer (still holding version 1) loses its compare-and-set.
+    stale = Deployment("d", ["v0"], "e").propose(
+        Decision(b"\x02" * 32, {"rules": "d"}, 3.0, ()), deployed)
+    assert stale is not None and sm.apply(stale.command) is False
+
+
+def test_hostile_deployment_records_are_decode_errors() -> None:
+    from vsm_phoenix.ext.gepa import DecodeError
+    from vsm_phoenix.ext.gepa.deploy import Decision
+
+    for bad in ["", "[]", "{}", '{"candidate": "zz", "texts": {}, "score": 1, '
+                '"lineage": [], "version": 1}',
+                '{"candidate": "' + "00" * 32 + '", "texts": {}, "score": 1, '
+                '"lineage": [], "version": 0}', "{" * 5000]:
+        with pytest.raises(DecodeError):
+            Decision.from_json(bad)
+
+
+def test_signed_evidence_of_a_candidates_scores() -> None:
+    from vsm_phoenix.crypto import AuthenticationError
+    from vsm_phoenix.crypto.signature import SigningKey
+    from vsm_phoenix.ext.gepa import EvalKey, Evaluation, candidate_id
+    from vsm_phoenix.ext.gepa.deploy import sign_candidate, verify_candidate
+
+    s = EvolutionState()
+    cand = {"rules": "a"}
+    cid = candidate_id(cand)
+    s.add_candidate(cand)
+    s.record(EvalKey(cid, "v0", "e"), Evaluation("x", 1.0, None, "n1"))
+    key = SigningKey.generate()
+    sig = sign_candidate(key, s, cid, ["v0"], "e")
+    verify_candidate(key.verify_key, sig, s, cid, ["v0"], "e")
+    # Another node's lower score for the same key changes what the replica resolves:
+    # the old signature no longer covers it.
+    s.record(EvalKey(cid, "v0", "e"), Evaluation("y", 0.0, None, "n2"))
+    with pytest.raises(AuthenticationError):
+        verify_candidate(key.verify_key, sig, s, cid, ["v0"], "e")
+    with pytest.raises(InvalidArgument):
+        sign_candidate(key, s, cid, ["v1"], "e")

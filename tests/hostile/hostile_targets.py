@@ -68,11 +68,22 @@ from vsm_phoenix.errors import (
     PermissionDenied,
     ReplayError,
 )
-from vsm_phoenix.ext.agents import CapabilityGrant, LeaseValue, SpawnProposal, Vote, decide
+from vsm_phoenix.ext.agents import (
+    AgentConfig,
+    AgentNode,
+    CapabilityGrant,
+    LeaseValue,
+    Record,
+    SpawnProposal,
+    Vote,
+    decide,
+)
 from vsm_phoenix.ext.evidence import Event, EvidenceGraph, EvidenceSync, key_lookup
+from vsm_phoenix.ext.saga import records as saga_records
+from vsm_phoenix.ext.saga.log import format_log_value, parse_log_value
 from vsm_phoenix.protocol import kv
 from vsm_phoenix.protocol.envelope import Envelope, decode_cbor, encode_cbor
-from vsm_phoenix.protocol.node import Node, Receive, Restart, Send, Start
+from vsm_phoenix.protocol.node import ClientRequest, Node, Receive, Restart, Send, Start
 from vsm_phoenix.protocol.raft import RaftConfig
 from vsm_phoenix.protocol.sim import Simulator
 from vsm_phoenix.protocol.swim import SwimConfig, SwimNode
@@ -888,6 +899,36 @@ register(Target("verify.load_history",
 
 
 
+# -- saga logs (issue 15) --------------------------------------------------------------
+def _saga_records() -> list[saga_records.Record]:
+    mk = functools.partial(saga_records.Record, at=5, by="n1", epoch=1)
+    r = saga_records
+    return [
+        mk(r.R_STARTED, fields={"saga": "order", "ctx": {"id": 7, "items": ["a"]},
+                                "timeout_ms": 60_000}),
+        mk(r.R_CLAIMED, fields={"until": 10_005}),
+        mk(r.R_STEP_STARTED, fields={"step": "charge", "n": 1}),
+        mk(r.R_STEP_COMPLETED, fields={"step": "charge", "n": 1, "result": {"tx": "t-1"}}),
+        mk(r.R_STEP_FAILED, fields={"step": "ship", "n": 2, "error": "down", "f": "timeout"}),
+        mk(r.R_STUCK, fields={"reason": "compensation of a failed"}),
+    ]
+
+
+def _saga_log_value(data: bytes) -> object:
+    try:
+        text = data.decode("ascii")
+    except UnicodeDecodeError:
+        raise Unfit("a KV saga log value is ASCII text") from None
+    return parse_log_value(text)
+
+
+register(Target("saga.decode_record",
+                lambda: [saga_records.encode_record(r) for r in _saga_records()],
+                lambda: Subject(saga_records.decode_record), (DecodeError,)))
+register(Target("saga.parse_log_value",
+                lambda: [format_log_value(_saga_records()).encode("ascii"),
+                         format_log_value(_saga_records()[:2]).encode("ascii")],
+                lambda: Subject(_saga_log_value), (DecodeError,), grammar="text"))
 # -- the evidence graph (vsm_phoenix.ext.evidence) -------------------------------------
 @functools.cache
 def _evidence_events() -> list[Event]:
@@ -1013,6 +1054,55 @@ register(Target("agents.spawn.decide", _spawn_seeds, lambda: Subject(_text(decid
                 (DecodeError,), grammar="text"))
 
 
+@functools.cache
+def _agent_traffic() -> list[bytes]:
+    """Envelopes sent to agent ``a`` (SWIM and evidence sync) in a small run."""
+    sent: list[Envelope] = []
+    roster = _agents_roster()
+    ids = _identities()
+    cfg = AgentConfig(swim=SwimConfig(seeds=("a",), period_ms=200, ping_timeout_ms=50),
+                      sync_interval_ms=100)
+    sim = Simulator(lambda nid, rng: _Recorder(AgentNode(ids[nid], rng, roster, cfg), sent),
+                    ["a", "b"], seed=7)
+    sim.run_until(300)
+    for k in range(4):
+        sim.client_request("ab"[k % 2], Record({"k": k}))
+        sim.run_for(150)
+    by_type: dict[str, list[bytes]] = {}
+    for env in sent:
+        if env.recipient == "a":
+            by_type.setdefault(env.type, []).append(env.to_bytes())
+    return [raw for group in by_type.values() for raw in group[:12]]
+
+
+class _AgentHarness:
+    """Agent ``a`` holding two events; a refused envelope must not change it."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        ids = _identities()
+        self.node = AgentNode(ids["a"], random.Random(1), _agents_roster())
+        self.node.step(Start(0))
+        for k in range(2):
+            self.node.step(ClientRequest(10 + k, f"r{k}", Record({"k": k})))
+
+    def fingerprint(self) -> object:
+        return (state_of(self.node.swim, skip=frozenset({"_now"})), self.node.state_key(),
+                self.node.graph.heads(), self.node.msg.clock.last)
+
+    def receive(self, data: bytes) -> object:
+        return self.node.step(Receive(10_000, Envelope.from_bytes(data)))
+
+    def subject(self) -> Subject:
+        return Subject(self.receive, self.fingerprint, self.reset)
+
+
+register(Target("agents.node.receive", _agent_traffic, lambda: _AgentHarness().subject(),
+                (DecodeError, AuthenticationError), reset_every=20))
+
+
 # -- distributed GEPA (ext.gepa): the replicated state and its records ------------------
 def _gepa_seeds() -> list[bytes]:
     from vsm_phoenix.ext.gepa import EvalKey, Evaluation, EvolutionState, candidate_id
@@ -1059,3 +1149,27 @@ register(Target("gepa.decode_evaluation", _gepa_record_seeds, _gepa_evaluation_d
                 (DecodeError,)))
 register(Target("gepa.decode_candidate", _gepa_record_seeds, _gepa_candidate_decoder,
                 (DecodeError,)))
+
+
+def _gepa_deployed_seeds() -> list[bytes]:
+    from vsm_phoenix.ext.gepa.deploy import Decision
+
+    d = Decision(b"\x01" * 32, {"rules": "a: b"}, 0.75, (b"\x01" * 32, b"\x02" * 32), 3)
+    return [d.to_json().encode()]
+
+
+def _gepa_deployed_decoder() -> Subject:
+    from vsm_phoenix.ext.gepa.deploy import Decision
+
+    def decode(data: bytes) -> object:
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise Unfit("not UTF-8") from None
+        return Decision.from_json(text)
+
+    return Subject(decode)
+
+
+register(Target("gepa.Decision.from_json", _gepa_deployed_seeds, _gepa_deployed_decoder,
+                (DecodeError,), grammar="json"))

@@ -9,6 +9,7 @@
 ``ctl``        ask running nodes for a control operation (:mod:`~.ctl`)
 ``check``      check a history for linearizability (:mod:`~.check`)
 ``bench``      the benchmark report (:mod:`~.bench`)
+``gepa``       distributed GEPA on the simulator (:mod:`~.gepa`)
 =============  =====================================================================
 
 Every argument parser and every environment variable read of the package lives in this
@@ -28,7 +29,7 @@ __all__ = ["build_parser", "main"]
 
 def build_parser() -> ArgumentParser:
     """The whole ``vsm-phoenix`` parser (each sub-command sets ``run``)."""
-    from vsm_phoenix.cli import bench, check, ctl, keys, node, simulate
+    from vsm_phoenix.cli import bench, check, ctl, gepa, keys, node, simulate
 
     parser = ArgumentParser(
         prog="vsm-phoenix",
@@ -42,6 +43,7 @@ def build_parser() -> ArgumentParser:
     ctl.register(sub)
     check.register(sub)
     bench.register(sub)
+    gepa.register(sub)
     return parser
 
 

@@ -55,6 +55,7 @@ from typing import Any, cast
 import attrs
 
 from vsm_phoenix.errors import InvalidArgument, VsmPhoenixError
+from vsm_phoenix.ext.gepa.deploy import DEPLOYED_KEY, Decision, Deployment, GepaNode
 from vsm_phoenix.ext.gepa.models import GuardedModel
 from vsm_phoenix.ext.gepa.records import CandidateId, instance_key
 from vsm_phoenix.ext.gepa.shared import (
@@ -73,8 +74,10 @@ from vsm_phoenix.ext.gepa.task import (
     scripted_reflection,
     ticket_task,
 )
+from vsm_phoenix.protocol import kv
+from vsm_phoenix.protocol.raft import K_NOT_LEADER, K_OK, RaftConfig
 from vsm_phoenix.protocol.sim import NetworkConfig, Simulator
-from vsm_phoenix.protocol.sync import Merge, SyncConfig, SyncNode
+from vsm_phoenix.protocol.sync import Merge, SyncConfig
 
 __all__ = ["ClusterConfig", "EngineFailed", "NodeReport", "RunReport", "SimulatedCluster",
            "REPLICA"]
@@ -163,6 +166,8 @@ class RunReport:
     frontier: Frontier | None
     best_candidate: dict[str, str] | None
     best_lineage: tuple[CandidateId, ...]
+    deployed: Decision | None = None
+    deployed_agree: bool = False
 
 
 class _Engine:
@@ -260,11 +265,12 @@ class SimulatedCluster:
         ids = self.node_ids
         share = cfg.share
 
-        def factory(node_id: str, rng: random.Random) -> SyncNode:
+        def factory(node_id: str, rng: random.Random) -> GepaNode:
             peers = tuple(p for p in ids if p != node_id) if share else ()
-            return SyncNode(node_id, rng, SyncConfig(interval_ms=cfg.sync_interval_ms,
-                                                     peers=peers),
-                            replicas={REPLICA: EvolutionState()})
+            return GepaNode(node_id, rng,
+                            sync=SyncConfig(interval_ms=cfg.sync_interval_ms, peers=peers),
+                            raft=RaftConfig(peers=tuple(ids) if share else (node_id,)),
+                            replica_name=REPLICA)
 
         self.sim = Simulator(factory, ids, seed=cfg.seed, network=network)
         self.nodes = {nid: _Node(nid) for nid in ids}
@@ -274,14 +280,16 @@ class SimulatedCluster:
         self.reached_at: tuple[int, int, int] | None = None  # (metric, model calls, ms)
         self._t0 = time.perf_counter()
         self._closed = False
+        self._deployers: dict[str, Deployment] = {}
+        self._reads: dict[str, str | None] = {}
 
     # -- nodes ----------------------------------------------------------------------------
 
     def replica(self, node_id: str) -> EvolutionState:
         node = self.sim.node(node_id)
-        if not isinstance(node, SyncNode):
+        if not isinstance(node, GepaNode):
             raise InvalidArgument(f"node {node_id!r} is down")
-        r = node.replicas[REPLICA]
+        r = node.sync.replicas[REPLICA]
         assert isinstance(r, EvolutionState)
         return r
 
@@ -496,7 +504,65 @@ class SimulatedCluster:
             self.sim.run_until(max(self.sim.now, self._virtual_ms()))
             self.sim.run_for(self.config.settle_ms)
             self._closed = True
+            self.deploy()
         return self.report()
+
+    # -- the deployed prompt (Raft KV) ----------------------------------------------------
+
+    def kv_request(self, node_id: str, payload: Any, *, timeout_ms: int = 10_000) -> Any:
+        """Send a KV command or read to ``node_id`` (following leader hints, retrying;
+        commands carry client sequence numbers, so a retry applies once) and run the
+        network until it is answered. ``TimeoutError`` if it is not in time."""
+        deadline = self.sim.now + timeout_ms
+        target = node_id
+        while self.sim.now < deadline:
+            if self.sim.node(target) is None:
+                target = next((n for n in self.node_ids if self.sim.node(n) is not None),
+                              node_id)
+            seen = len(self.sim.delivered[target])
+            rid = self.sim.client_request(target, payload)
+            reply = None
+            for _ in range(100):
+                self.sim.run_for(10)
+                for d in self.sim.delivered[target][seen:]:
+                    if d.request_id == rid:
+                        reply = d
+                if reply is not None:
+                    break
+            if reply is None:
+                continue
+            if reply.kind == K_OK:
+                return reply.payload
+            if reply.kind == K_NOT_LEADER and isinstance(reply.payload, str) \
+                    and reply.payload in self.nodes:
+                target = reply.payload
+            else:
+                self.sim.run_for(100)
+        raise TimeoutError(f"KV request to {node_id} not answered in {timeout_ms} ms")
+
+    def deployed(self, node_id: str) -> str | None:
+        """The deployed value as ``node_id`` reads it (linearizable)."""
+        value = self.kv_request(node_id, kv.get(DEPLOYED_KEY))
+        return value if isinstance(value, str) else None
+
+    def deploy(self) -> None:
+        """Every up node proposes its replica's decision through compare-and-set; the
+        KV keeps the best (versions count up). Then every node reads it back."""
+        for nid in self.node_ids:
+            if self.sim.node(nid) is None:
+                continue
+            dep = self._deployers.setdefault(
+                nid, Deployment(f"gepa-deployer-{nid}", self.val_ids, self.config.evaluator))
+            decision = dep.decision(self.replica(nid))
+            for _ in range(5):  # a concurrent deployer may win the cas: read again
+                if decision is None:
+                    break
+                current = self.deployed(nid)
+                cmd = dep.propose(decision, current)
+                if cmd is None or self.kv_request(nid, cmd) is True:
+                    break
+        self._reads = {nid: self.deployed(nid) for nid in self.node_ids
+                       if self.sim.node(nid) is not None}
 
     def report(self) -> RunReport:
         cfg = self.config
@@ -533,6 +599,9 @@ class SimulatedCluster:
                 duplicate_records=t["duplicates"], restarts=n.restarts,
                 stop_reason=n.stop_reason))
         reached = self.reached_at is not None
+        reads = self._reads
+        first = next(iter(reads.values()), None)
+        deployed = Decision.from_json(first) if first is not None and cfg.share else None
         return RunReport(
             config=cfg, nodes=tuple(nodes), steps=self.steps, reached=reached,
             metric_calls_to_target=self.reached_at[0] if self.reached_at else None,
@@ -544,7 +613,8 @@ class SimulatedCluster:
             sync_bytes=self.sim.bytes_by_type.get("sync.delta", 0),
             evaluated_keys=len(keys), duplicate_keys=dup,
             frontiers_agree=agree, frontier=front, best_candidate=best,
-            best_lineage=tuple(lineage),
+            best_lineage=tuple(lineage), deployed=deployed,
+            deployed_agree=bool(reads) and len(set(reads.values())) == 1,
         )
 
     def _retire_and_flush(self, node_id: str) -> None:

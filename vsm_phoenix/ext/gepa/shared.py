@@ -269,11 +269,16 @@ class ReplicaEvaluationCache(EvaluationCache[Any, Any]):
 class ClusterStop:
     """GEPA stop callback: stop when the cluster has spent ``max_metric_calls`` (the sum
     of every node's count in the replica), when the replicated frontier's best mean
-    reaches ``target`` (if given), or when :attr:`stop_requested`. ``before_check`` runs
-    first at every call -- the scheduler's yield point (once per engine iteration)."""
+    reaches ``target`` (if given), when :attr:`stop_requested`, or when the engine has
+    *stalled*: ``stall_iterations`` iterations in a row without a metric call while
+    the pool did not grow. (GEPA skips a parent whose minibatch is already perfect;
+    once the training set is solved, every iteration is such a skip, and with the
+    evaluations cached it costs nothing -- upstream's metric-call budget alone would
+    then never end the run.) ``before_check`` runs first at every call -- the
+    scheduler's yield point (once per engine iteration)."""
 
     def __init__(self, ctx: NodeContext, max_metric_calls: int, valset_ids: Sequence[str],
-                 *, target: float | None = None,
+                 *, target: float | None = None, stall_iterations: int = 32,
                  before_check: Callable[[], None] | None = None) -> None:
         if type(max_metric_calls) is not int or max_metric_calls <= 0:
             raise InvalidArgument("max_metric_calls must be a positive int")
@@ -284,13 +289,21 @@ class ClusterStop:
         self.before_check = before_check
         self.stop_requested = False
         self.reason: str | None = None
+        self.stall_iterations = stall_iterations
+        self._idle = 0
+        self._last: tuple[int, int] = (-1, -1)
 
     def __call__(self, gepa_state: Any) -> bool:
         if self.before_check is not None:
             self.before_check()
         state = self.ctx.replica()
+        mark = (self.ctx.metric_calls, len(state.candidate_ids()))
+        self._idle = self._idle + 1 if mark == self._last else 0
+        self._last = mark
         if self.stop_requested:
             self.reason = self.reason or "stop requested"
+        elif self._idle >= self.stall_iterations:
+            self.reason = "stalled"
         elif state.budget_spent >= self.limit:
             self.reason = "budget spent"
         elif self.target is not None:

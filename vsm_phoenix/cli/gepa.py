@@ -1,0 +1,180 @@
+"""``vsm-phoenix gepa``: the shipped GEPA task on N simulated nodes sharing one
+replicated evolution state (:mod:`vsm_phoenix.ext.gepa.cluster`).
+
+Prints a progress line while it runs, then the frontier, the prompt committed through
+the Raft KV and the counts. Exit status: 0 ran (and reached ``--target`` when one is
+set), 1 ran but the target was not reached or the nodes disagree on the committed
+prompt, 2 bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from vsm_phoenix.cli.base import EXIT_FAILED, UsageError, usage_exit
+
+__all__ = ["register", "run"]
+
+PROG = "vsm-phoenix gepa"
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "gepa",
+        help="distributed GEPA prompt evolution on the simulator (the shipped task)",
+        description="Evolve the shipped ticket-triage rules with the upstream GEPA engine "
+                    "on N simulated nodes that share evaluations, candidates and the "
+                    "metric-call budget through CRDT sync; commit the best prompt "
+                    "through the Raft KV. Needs the gepa extra "
+                    "(pip install 'vsm-phoenix[gepa]'). No network is used: the task "
+                    "and reflection models are deterministic and local.",
+    )
+    p.add_argument("--nodes", type=int, default=3, help="simulated nodes (default 3)")
+    p.add_argument("--independent", action="store_true",
+                   help="no sharing: each node alone on budget/NODES (the baseline)")
+    p.add_argument("--schedule", choices=["parallel", "turns"], default="parallel",
+                   help="parallel: nodes overlap in virtual time (default); turns: one "
+                        "step at a time, synced in between")
+    p.add_argument("--budget", type=int, default=1500,
+                   help="cluster-wide metric calls (default 1500)")
+    p.add_argument("--target", type=float, default=0.875,
+                   help="stop when a replica's best validation score reaches this "
+                        "(default 0.875; negative: run the whole budget)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--transport", choices=["sim", "amqp"], default="sim",
+                   help="sim: the deterministic simulator (amqp is not available yet)")
+    p.add_argument("--no-progress", action="store_true", help="no progress line")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(run=run)
+
+
+def _config(args: argparse.Namespace) -> Any:
+    from vsm_phoenix.errors import InvalidArgument
+    from vsm_phoenix.ext.gepa.cluster import ClusterConfig
+
+    if args.transport == "amqp":
+        raise UsageError("--transport amqp is not available yet: the AMQP runner has no "
+                         "GEPA node kind; use --transport sim")
+    if args.nodes < 1 or args.nodes > 16:
+        raise UsageError("--nodes must be between 1 and 16")
+    try:
+        return ClusterConfig(nodes=args.nodes, share=not args.independent,
+                             max_metric_calls=args.budget,
+                             target=None if args.target < 0 else args.target,
+                             seed=args.seed, schedule=args.schedule)
+    except InvalidArgument as exc:
+        raise UsageError(str(exc)) from None
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        import gepa  # noqa: F401
+    except ImportError:
+        return usage_exit(PROG, "this command needs the gepa extra: "
+                                "pip install 'vsm-phoenix[gepa]'")
+    try:
+        config = _config(args)
+    except UsageError as exc:
+        return usage_exit(PROG, exc)
+    from vsm_phoenix.ext.gepa.cluster import SimulatedCluster
+
+    budget = config.max_metric_calls
+
+    tty = sys.stderr.isatty()
+
+    def progress(step: int, info: dict[str, Any]) -> None:
+        if not tty and step % 25 and step != 1:
+            return  # a log, not a terminal: every 25th step, one per line
+        line = (f"{PROG}: step {step:5d}  metric calls {info['metric_calls']:5d}/{budget}  "
+                f"model calls {info['model_calls']:5d}  "
+                f"virtual {info['virtual_ms'] / 1000:7.1f} s")
+        print(("\r" + line) if tty else line, end="" if tty else "\n", file=sys.stderr,
+              flush=True)
+
+    cluster = SimulatedCluster(config, progress=None if args.no_progress else progress)
+    report = cluster.run()
+    if not args.no_progress and tty:
+        print(file=sys.stderr)
+    data = summary(report)
+    if args.json:
+        print(json.dumps(data, indent=2, sort_keys=True))
+    else:
+        print(render(data))
+    failed = (config.target is not None and not report.reached) or (
+        config.share and not report.deployed_agree)
+    return EXIT_FAILED if failed else 0
+
+
+def summary(report: Any) -> dict[str, Any]:
+    """The report as plain data (what ``--json`` prints)."""
+    f = report.frontier
+    frontier = []
+    if f is not None:
+        for cid in f.members:
+            frontier.append({"candidate": cid.hex()[:12], "mean": round(f.mean(cid), 4)})
+        frontier.sort(key=lambda r: (-r["mean"], r["candidate"]))
+    d = report.deployed
+    return {
+        "nodes": report.config.nodes, "share": report.config.share,
+        "schedule": report.config.schedule, "steps": report.steps,
+        "reached_target": report.reached,
+        "metric_calls_to_target": report.metric_calls_to_target,
+        "model_calls_to_target": report.model_calls_to_target,
+        "virtual_ms_to_target": report.virtual_ms_to_target,
+        "metric_calls": report.metric_calls, "model_calls": report.model_calls,
+        "virtual_ms": report.virtual_ms, "accepted_candidates": report.accepted_candidates,
+        "evaluated_keys": report.evaluated_keys, "duplicate_keys": report.duplicate_keys,
+        "sync_bytes": report.sync_bytes, "frontiers_agree": report.frontiers_agree,
+        "frontier": frontier,
+        "best_score": None if f is None else f.best_score,
+        "committed": None if d is None else {
+            "candidate": d.candidate.hex()[:12], "version": d.version, "score": d.score,
+            "lineage": [c.hex()[:12] for c in d.lineage], "texts": dict(d.texts)},
+        "committed_agree": report.deployed_agree,
+        "per_node": [{"node": n.node, "metric_calls": n.metric_calls, "hits": n.hits,
+                      "task_model_calls": n.task_model_calls,
+                      "reflection_calls": n.reflection_calls, "migrated": n.migrated,
+                      "published": n.published, "stop": n.stop_reason}
+                     for n in report.nodes],
+    }
+
+
+def render(data: dict[str, Any]) -> str:
+    """A human-readable rendering of :func:`summary`."""
+    lines = [
+        f"{data['nodes']} node(s), {'shared' if data['share'] else 'independent'}, "
+        f"{data['schedule']} schedule, {data['steps']} engine steps",
+        f"target reached: {data['reached_target']}"
+        + (f" after {data['metric_calls_to_target']} metric calls, "
+           f"{data['model_calls_to_target']} model calls, "
+           f"{data['virtual_ms_to_target'] / 1000:.1f} s virtual"
+           if data["reached_target"] else ""),
+        f"metric calls {data['metric_calls']}, model calls {data['model_calls']}, "
+        f"virtual {data['virtual_ms'] / 1000:.1f} s, candidates {data['accepted_candidates']}, "
+        f"evaluated keys {data['evaluated_keys']} ({data['duplicate_keys']} evaluated twice), "
+        f"sync {data['sync_bytes']} bytes",
+        f"frontier (every replica derives the same: {data['frontiers_agree']}):",
+    ]
+    for row in data["frontier"][:10]:
+        lines.append(f"  {row['candidate']}  mean {row['mean']:.4f}")
+    if len(data["frontier"]) > 10:
+        lines.append(f"  ... {len(data['frontier']) - 10} more")
+    c = data["committed"]
+    if c is None:
+        lines.append("committed prompt: none")
+    else:
+        lines.append(f"committed prompt (Raft KV, all nodes agree: {data['committed_agree']}): "
+                     f"{c['candidate']} version {c['version']} score {c['score']:.4f}, "
+                     f"lineage {' <- '.join(c['lineage'])}")
+        for name, text in c["texts"].items():
+            lines.append(f"  [{name}]")
+            lines.extend(f"    {t}" for t in text.splitlines())
+    lines.append("per node:")
+    for n in data["per_node"]:
+        lines.append(f"  {n['node']}: metric calls {n['metric_calls']}, cache hits {n['hits']}, "
+                     f"reflection calls {n['reflection_calls']}, migrated in {n['migrated']}, "
+                     f"published {n['published']}, stopped: {n['stop']}")
+    return "\n".join(lines)
