@@ -410,6 +410,25 @@ def _open_subject(mode: ChannelMode) -> Subject:
     return r.subject(lambda d: r.channel.open(d))
 
 
+def _open_many_subject(mode: ChannelMode) -> Subject:
+    """``open_many`` of a batch holding the input twice: the first copy's verdict is
+    the result (raised when refused), the second must then be a duplicate or refused
+    the same way -- never accepted twice."""
+    r = _Receiver(mode)
+
+    def decode(data: bytes) -> object:
+        first, second = r.channel.open_many([data, data])
+        if isinstance(first, Exception):
+            if type(second) is not type(first):
+                raise AssertionError(f"second copy: {second!r} after {first!r}")
+            raise first
+        if not (isinstance(second, ReplayError) and second.reason == "duplicate"):
+            raise AssertionError(f"a frame was accepted twice in one batch: {second!r}")
+        return first
+
+    return r.subject(decode)
+
+
 def _member_subject(mode: ChannelMode) -> Subject:
     """A member of the cluster (it holds the keyset) seals an arbitrary header: the
     input is the header's CBOR, which reaches the parser behind authentication."""
@@ -440,6 +459,9 @@ for _mode in ChannelMode:
     _m = _mode.name.lower()
     register(Target(f"channel.open.{_m}", functools.partial(_frames, _mode),
                     functools.partial(_open_subject, _mode), _CHANNEL_ERRORS,
+                    grammar="bytes", reset_every=50))
+    register(Target(f"channel.open_many.{_m}", functools.partial(_frames, _mode),
+                    functools.partial(_open_many_subject, _mode), _CHANNEL_ERRORS,
                     grammar="bytes", reset_every=50))
     register(Target(f"channel.open.{_m}.member-header", functools.partial(_headers, _mode),
                     functools.partial(_member_subject, _mode), _CHANNEL_ERRORS,
