@@ -13,7 +13,10 @@ The CRDT kernel mutants change the pure-Python kernels; the runner tests them wi
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import NamedTuple
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 class Mutant(NamedTuple):
@@ -24,16 +27,29 @@ class Mutant(NamedTuple):
     why: str
 
 
-# The tests each area's mutants are judged by (paths relative to the repository).
+def _files(folder: str, *first: str, pattern: str = "test_*.py") -> list[str]:
+    """Every test file of ``folder`` matching ``pattern``, the ``first`` ones first: with
+    ``-x`` a mutant that the targeted tests kill stops there, in seconds, instead of
+    after the slow suites."""
+    names = sorted(p.name for p in (ROOT / folder).glob(pattern))
+    return [f"{folder}/{n}" for n in first] + [f"{folder}/{n}" for n in names
+                                                if n not in first]
+
+
+# The tests each area's mutants are judged by (paths relative to the repository; the
+# targeted files first, for speed only: every listed test runs for a survivor).
 AREA_TESTS: dict[str, list[str]] = {
-    "raft": ["tests/protocol/test_raft.py", "tests/protocol/test_raft_quorum.py",
-             "tests/protocol/test_raft_transcripts.py", "proofs/test_raft_model.py"],
-    "kv": ["tests/protocol/test_kv.py"],
-    "channel": ["tests/crypto"],
-    "envelope": ["tests/protocol/test_protocol_envelope.py",
-                 "tests/protocol/test_envelope_bounds.py"],
-    "swim": ["tests/protocol/test_protocol_swim.py"],
-    "crdt": ["tests/crdt", "proofs/test_lattice_laws.py", "proofs/test_lattice_models_match.py"],
+    "raft": [*_files("tests/protocol", "test_raft_mutants.py", "test_raft_bugs.py",
+                     "test_raft_quorum.py", pattern="test_raft*.py"),
+             "proofs/test_raft_model.py"],
+    "kv": ["tests/protocol/test_kv_mutants.py", "tests/protocol/test_kv.py"],
+    "channel": _files("tests/crypto", "test_channel_mutants.py"),
+    "envelope": ["tests/protocol/test_envelope_mutants.py",
+                 "tests/protocol/test_envelope_bounds.py",
+                 "tests/protocol/test_protocol_envelope.py"],
+    "swim": ["tests/protocol/test_swim_mutants.py", "tests/protocol/test_protocol_swim.py"],
+    "crdt": [*_files("tests/crdt", "test_crdt_mutants.py"), "proofs/test_lattice_laws.py",
+             "proofs/test_lattice_models_match.py"],
 }
 
 RAFT = "vsm_phoenix/protocol/raft/node.py"
@@ -45,6 +61,8 @@ REPLAY = "vsm_phoenix/crypto/replay.py"
 ENVELOPE = "vsm_phoenix/protocol/envelope.py"
 SWIM = "vsm_phoenix/protocol/swim.py"
 PURE = "vsm_phoenix/crdt/_pure.py"
+REGISTERS = "vsm_phoenix/crdt/registers.py"
+COUNTERS = "vsm_phoenix/crdt/counters.py"
 
 MUTANTS: list[Mutant] = [
     # -- raft ---------------------------------------------------------------------------
@@ -82,6 +100,81 @@ MUTANTS: list[Mutant] = [
            "            self._reset_election_timer()\n"
            "        self._send(sender, VoteResponse(term=self.term, granted=grant, pre=False))",
            "vote not persisted before it is granted"),
+    Mutant("raft", RAFT,
+           "acks = [p for p, pr in self._progress.items() if pr.acked_seq >= seq]",
+           "acks = [p for p, pr in self._progress.items() if pr.acked_seq > 0]",
+           "ReadIndex counts any acknowledgement, not those of the read's own round"),
+    Mutant("raft", LOG,
+           "        if self.term_at(index) == term:\n            self.entries = "
+           "self.entries[index - self.snap_index :]",
+           "        if index <= self.last_index:\n            self.entries = "
+           "self.entries[index - self.snap_index :]",
+           "InstallSnapshot keeps a log suffix that conflicts with the snapshot"),
+    Mutant("raft", RAFT,
+           "                if log.term_at(index) == e.term:\n                    continue\n",
+           "                if False:\n                    continue\n",
+           "a follower truncates matching entries on a stale AppendEntries (loses a suffix)"),
+    Mutant("raft", RAFT, "            target = min(m.commit, new_last)\n",
+           "            target = min(m.commit, log.last_index)\n",
+           "a follower commits past the entries the leader's append verified"),
+    Mutant("raft", RAFT, "        elif log.term_at(prev) != prev_term:\n",
+           "        elif log.term_at(prev) is None:\n",
+           "AppendEntries consistency check ignores prev_term (log matching broken)"),
+    Mutant("raft", RAFT,
+           "if self.role is Role.CANDIDATE and m.term == self.term and m.granted:",
+           "if self.role is Role.CANDIDATE and m.granted:",
+           "a vote granted in an earlier term counted in this election"),
+    Mutant("raft", RAFT,
+           "if self.role is Role.PRE_CANDIDATE and m.granted and m.term == self.term + 1:",
+           "if self.role is Role.PRE_CANDIDATE and m.granted:",
+           "a pre-vote granted for an earlier pre-campaign counted"),
+    Mutant("raft", RAFT,
+           "        if self.role is not Role.LEADER or m.term != self.term:\n            return\n"
+           "        pr = self._progress.get(sender)",
+           "        if self.role is not Role.LEADER:\n            return\n"
+           "        pr = self._progress.get(sender)",
+           "a leader counts append responses of an earlier term"),
+    Mutant("raft", RAFT, "        self._log.append(Entry(self.term, b\"\"))\n", "",
+           "a new leader appends no no-op entry (reads and old entries wait for a client)"),
+    Mutant("raft", RAFT, "            for pr in self._progress.values():\n"
+           "                pr.active = False\n", "",
+           "check-quorum never forgets a peer once heard (a cut-off leader keeps leading)"),
+    Mutant("raft", RAFT, "            self.term = term\n            self.voted_for = None\n",
+           "            self.term = term\n",
+           "the vote of an old term kept in a new term"),
+    Mutant("raft", RAFT,
+           "            if lease:\n"
+           "                return  # leader stickiness: ignore, do not adopt the term\n",
+           "",
+           "check-quorum without leader stickiness: a vote request in the lease adopts its term"),
+    Mutant("raft", RAFT,
+           "        if m.index <= self.commit_index:\n            self._snap_buf = None\n",
+           "        if m.index <= self.snap_index:\n            self._snap_buf = None\n",
+           "a snapshot older than the commit index (but newer than our snapshot) rolls the "
+           "state machine back"),
+    Mutant("raft", QUORUM,
+           "        return sum(1 for v in self.voters if v in active) >= self.quorum",
+           "        return sum(1 for v in self.voters if v in active) >= self.quorum - 1",
+           "recently-active quorum one short (ReadIndex and check-quorum on a minority)"),
+    Mutant("raft", QUORUM, "        if granted + missing >= q:\n",
+           "        if granted + missing > q:\n",
+           "an election declared lost while it can still be won"),
+    Mutant("raft", RAFT,
+           "        if m.term < self.term:\n            self._reply_append(sender, m, False)\n",
+           "        if m.term < self.term - 1:\n            self._reply_append(sender, m, False)\n",
+           "a follower takes appends from the leader of the previous term"),
+    Mutant("raft", RAFT, "        acked[self._id] = self.last_index\n", "",
+           "the leader does not count its own log towards the commit quorum"),
+    Mutant("raft", RAFT, "            grant = m.term > self.term and not lease and up",
+           "            grant = m.term >= self.term and not lease and up",
+           "a pre-vote granted for the voter's own term"),
+    Mutant("raft", RAFT, "        lease = self._in_lease() and not m.force\n",
+           "        lease = self._in_lease()\n",
+           "a forced campaign (leadership transfer) refused by the lease"),
+    Mutant("raft", RAFT,
+           "        if m.term < self.term:\n            answer(0)\n",
+           "        if m.term < self.term - 1:\n            answer(0)\n",
+           "a follower installs a snapshot from the leader of the previous term"),
     # -- kv ----------------------------------------------------------------------------
     Mutant("kv", KV, "if last is not None and seq <= last[0]:",
            "if last is not None and seq < last[0]:",
@@ -97,6 +190,25 @@ MUTANTS: list[Mutant] = [
            "a stale command answered with the latest result"),
     Mutant("kv", KV, "self.sessions[client] = (seq, result)", "pass",
            "sessions never recorded"),
+    Mutant("kv", KV, '"s": {c: [s, r] for c, (s, r) in self.sessions.items()},', '"s": {},',
+           "sessions left out of the snapshot (a retry after compaction applies twice)"),
+    Mutant("kv", KV, 'result = self.data.get(key) == cmd["e"]',
+           'result = self.data.get(key, "") == cmd["e"]',
+           "compare-and-set treats an absent key as the empty string"),
+    Mutant("kv", KV, "            self.data.pop(key, None)\n",
+           '            self.data[key] = ""\n',
+           "delete leaves an empty value instead of removing the key"),
+    Mutant("kv", KV, '        return self.data.get(q["k"])\n',
+           '        return self.data.get(q["k"], "")\n',
+           "a read of an absent key answers the empty string"),
+    Mutant("kv", KV, "            sessions[c] = (entry[0], entry[1])\n", "",
+           "restoring a snapshot drops the sessions it carries"),
+    Mutant("kv", KV, "            if result:\n                self.data[key] = cmd[\"v\"]\n",
+           "            self.data[key] = cmd[\"v\"]\n",
+           "compare-and-set writes even when the compare fails"),
+    Mutant("kv", KV, "        if obj[\"v\"] != SNAPSHOT_VERSION:\n",
+           "        if obj[\"v\"] > SNAPSHOT_VERSION:\n",
+           "snapshot of an unknown (older) version accepted"),
     # -- channel (crypto) ---------------------------------------------------------------
     Mutant("channel", CHANNEL,
            "if self._max_age_ms is not None and now_ms - ts > self._max_age_ms:",
@@ -107,7 +219,7 @@ MUTANTS: list[Mutant] = [
            "if False:",
            "messages from the future accepted"),
     Mutant("channel", CHANNEL,
-           "if header[\"recipient\"] != (self.identity if recipient is None else recipient):",
+           "if header[\"recipient\"] != want:",
            "if False:",
            "a frame for another recipient accepted"),
     Mutant("channel", CHANNEL,
@@ -120,6 +232,50 @@ MUTANTS: list[Mutant] = [
     Mutant("channel", REPLAY, "if seq - self.highest > MAX_JUMP:",
            "if seq - self.highest > 2 * MAX_JUMP:",
            "jump bound doubled"),
+    Mutant("channel", CHANNEL, 'claimed.partition("#")[0] != sender',
+           'not claimed.startswith(sender)',
+           "sender check by prefix: 'n1' may send as 'n10'"),
+    Mutant("channel", CHANNEL, "            if seq >= self._reserved_seq:\n",
+           "            if seq > self._reserved_seq:\n",
+           "sequence at the lease boundary handed out unreserved (reused after a restart)"),
+    Mutant("channel", CHANNEL,
+           '        ts = header["timestamp"]\n'
+           "        if self._max_age_ms is not None and now_ms - ts > self._max_age_ms:\n"
+           '            raise ReplayError(f"message is stale ({now_ms - ts} ms old)", "stale")\n'
+           "        if self._max_skew_ms is not None and ts - now_ms > self._max_skew_ms:\n"
+           '            raise ReplayError(f"message is from the future ({ts - now_ms} ms ahead)", '
+           '"future")\n'
+           '        self._guard.accept(claimed, header["sequence"], ts)\n',
+           '        ts = header["timestamp"]\n'
+           '        self._guard.accept(claimed, header["sequence"], ts)\n'
+           "        if self._max_age_ms is not None and now_ms - ts > self._max_age_ms:\n"
+           '            raise ReplayError(f"message is stale ({now_ms - ts} ms old)", "stale")\n'
+           "        if self._max_skew_ms is not None and ts - now_ms > self._max_skew_ms:\n"
+           '            raise ReplayError(f"message is from the future ({ts - now_ms} ms ahead)", '
+           '"future")\n',
+           "replay window records a stale frame before the freshness check refuses it"),
+    Mutant("channel", CHANNEL, "now_ms - ts > self._max_age_ms:",
+           "now_ms - ts >= self._max_age_ms + 1000:",
+           "staleness bound a second too lenient"),
+    Mutant("channel", REPLAY, "            for i in range(1, min(target - current, n) + 1):\n",
+           "            for i in range(1, min(target - current, n)):\n",
+           "window slide leaves the newest block's old bits set (genuine frames refused)"),
+    Mutant("channel", REPLAY, "        self._blocks[(seq >> 6) % n] |= 1 << (seq & 63)\n",
+           "        self._blocks[(seq >> 6) % n] = 1 << (seq & 63)\n",
+           "recording a sequence clears the other bits of its block (replays accepted)"),
+    Mutant("channel", REPLAY,
+           "            window = state.window.copy()\n            window._mark(seq)\n",
+           "            window = state.window\n            window._mark(seq)\n",
+           "guard updates its cached window before the write is durable"),
+    Mutant("channel", CHANNEL, 'claimed.partition("#")[0] != sender',
+           'claimed != sender',
+           "frames of a principal's sessions (sender#session) refused"),
+    Mutant("channel", REPLAY, "        if window._normalized() != window._blocks:\n",
+           "        if False:\n",
+           "a stored window with bits outside it accepted (non-canonical bytes)"),
+    Mutant("channel", REPLAY, "        if highest >= 0 and not window._seen(highest):\n",
+           "        if False:\n",
+           "a stored window whose highest sequence is not marked accepted"),
     # -- envelope ------------------------------------------------------------------------
     Mutant("envelope", ENVELOPE, "out = d.decompress(body, size + 1)",
            "out = d.decompress(body)",
@@ -134,6 +290,28 @@ MUTANTS: list[Mutant] = [
     Mutant("envelope", ENVELOPE, "if len(packed) < len(body):",
            "if len(packed) <= len(body) + 64:",
            "compression kept when it does not shrink the payload"),
+    Mutant("envelope", ENVELOPE, "    if len(out) != size:\n", "    if len(out) > size:\n",
+           "a payload shorter than its declared size accepted"),
+    Mutant("envelope", ENVELOPE, 'size = _check_uint(header["n"], "n", max_payload)',
+           'size = _check_uint(header["n"], "n", 2**63)',
+           "max_payload not enforced on the declared size"),
+    Mutant("envelope", ENVELOPE, '        if ("r" in keys) == ("tp" in keys):\n',
+           '        if "r" not in keys and "tp" not in keys:\n',
+           "a header with both recipient and topic gets past the decoder's check"),
+    Mutant("envelope", ENVELOPE,
+           'if header["v"] != ENVELOPE_VERSION or type(header["v"]) is not int:',
+           'if header["v"] != ENVELOPE_VERSION:',
+           "version true (== 1 in Python) accepted"),
+    Mutant("envelope", ENVELOPE, "        if len(body) >= compress_threshold:\n",
+           "        if len(body) > compress_threshold:\n",
+           "payload of exactly the threshold left uncompressed"),
+    Mutant("envelope", ENVELOPE,
+           "    if not isinstance(value, bytes) or not 1 <= len(value) <= MAX_ID_BYTES:",
+           "    if not isinstance(value, bytes) or len(value) > MAX_ID_BYTES:",
+           "an empty message id accepted"),
+    Mutant("envelope", ENVELOPE, "        if len(data) > max_message:\n",
+           "        if len(data) > max_message + 1:\n",
+           "frame limit off by one"),
     # -- swim ------------------------------------------------------------------------------
     Mutant("swim", SWIM,
            'if kind in ("suspect", "dead") and inc >= me.incarnation and not self.left:',
@@ -145,6 +323,45 @@ MUTANTS: list[Mutant] = [
     Mutant("swim", SWIM, "                inc > me.incarnation\n                or (inc ==",
            "                inc > me.incarnation + 1\n                or (inc ==",
            "a higher alive rumour about us not answered"),
+    Mutant("swim", SWIM, "                and extra not in m.suspecters\n", "",
+           "the same suspecter counted again as an independent confirmation"),
+    Mutant("swim", SWIM, "        return math.ceil(max(lo, hi - (hi - lo) * frac))",
+           "        return math.ceil(hi - (hi - lo) * frac)",
+           "suspicion timeout shrinks below the minimum with many confirmations"),
+    Mutant("swim", SWIM, "            elif seq == self._probe_seq and not self._probe_acked:\n",
+           "            elif not self._probe_acked:\n",
+           "a late ack of an earlier probe counts for the current one"),
+    Mutant("swim", SWIM, "                self.members[self._id].incarnation = inc + 1\n",
+           "                self.members[self._id].incarnation = inc\n",
+           "a restarted node keeps its incarnation (its alive cannot override dead)"),
+    Mutant("swim", SWIM, "        if (m.status in _LIVE and inc >= m.incarnation) or (\n",
+           "        if (m.status in _LIVE and inc > m.incarnation) or (\n",
+           "dead at the suspected incarnation ignored"),
+    Mutant("swim", SWIM,
+           "        if kind == \"suspect\":\n            n = self.group_size()\n"
+           "            if (m.status is Status.ALIVE and inc >= m.incarnation) or (\n",
+           "        if kind == \"suspect\":\n            n = self.group_size()\n"
+           "            if (m.status is Status.ALIVE and inc > m.incarnation) or (\n",
+           "suspicion at the member's own incarnation ignored"),
+    Mutant("swim", SWIM,
+           "            me.incarnation += 1\n"
+           "            self._enqueue(self._alive_update(self._id))\n            return [Persist",
+           "            self._enqueue(self._alive_update(self._id))\n            return [Persist",
+           "metadata change without a new incarnation (peers ignore the new load)"),
+    Mutant("swim", SWIM,
+           "        if m is not None and m.status is Status.SUSPECT"
+           " and all(nid != to for nid, _ in chosen):",
+           "        if False:",
+           "a suspected member is not told of the suspicion directly"),
+    Mutant("swim", SWIM, "                requester, their_seq = self._relays.pop(seq)\n"
+           "                out.append(self.msg.send(now, requester, \"swim.ack\",\n"
+           "                                         {\"seq\": their_seq,",
+           "                requester, their_seq = self._relays.pop(seq)\n"
+           "                out.append(self.msg.send(now, requester, \"swim.ack\",\n"
+           "                                         {\"seq\": seq,",
+           "an indirect ack forwarded with the relay's sequence, not the requester's"),
+    Mutant("swim", SWIM, "            if sent + 1 >= limit:\n", "            if False:\n",
+           "gossip retransmitted forever (no retransmit limit)"),
     Mutant("swim", SWIM, 'if rumour and kind == "dead" and nid != self._id:',
            'if rumour and kind == "dead" and nid == self._id:',
            "dead rows of an exchanged table applied as verdicts (no mergeState)"),
@@ -159,7 +376,7 @@ MUTANTS: list[Mutant] = [
            "no push-pull while the table grows (only every push_pull_ms)"),
     # -- crdt kernels (pure) -----------------------------------------------------------------
     Mutant("crdt", PURE, "        if n > a.get(r, 0):\n            a[r] = n",
-           "        if n >= a.get(r, 0):\n            a[r] = n + 0 * n",
+           "        if a.get(r, 0) < n:\n            a[r] = n",
            "equivalent guard: kept as a control (must survive)"),
     Mutant("crdt", PURE, "        if r not in a and m > 0:\n",
            "        if r not in a and m > 1:\n",
@@ -178,6 +395,57 @@ MUTANTS: list[Mutant] = [
            "                if d not in dots and not (d[1] <= a_vv.get(d[0], 0) or d in a_cloud):",
            "                if d not in dots and not d[1] <= a_vv.get(d[0], 0):",
            "dot-store join ignores the dot cloud"),
+    Mutant("crdt", PURE, "        if n > b.get(r, 0):\n            return False\n    return True",
+           "        if n > b.get(r, n):\n            return False\n    return True",
+           "clock order treats a counter the other side lacks as covered"),
+    Mutant("crdt", PURE, "    return c <= vv.get(r, 0) or (r, c) in cloud",
+           "    return c < vv.get(r, 0) or (r, c) in cloud",
+           "context membership misses the vector's last dot"),
+    Mutant("crdt", PURE, "        elif c == have + 1:\n", "        elif c > have:\n",
+           "compaction folds a dot across a gap (the context claims unseen dots)"),
+    Mutant("crdt", PURE, "    for dot in sorted(cloud):\n", "    for dot in list(cloud):\n",
+           "compaction in set order (contiguous runs left in the cloud)"),
+    Mutant("crdt", PURE,
+           "        if c == have + 1:\n            _fold_run(vv, cloud, r, c)\n        else:\n"
+           "            cloud.add(d)\n",
+           "        cloud.add(d)\n",
+           "context join leaves the result uncompacted (equal contexts, unequal states)"),
+    Mutant("crdt", PURE, "            for c in range(have + 1, n + 1):\n",
+           "            for c in range(have + 1, n):\n",
+           "context order does not check the last dot of a vector run"),
+    Mutant("crdt", PURE,
+           "        kept = {d for d in dots if not (d[1] <= a_vv.get(d[0], 0) or d in a_cloud)}\n"
+           "        packed = _packed(kept)\n        if packed is not None:\n"
+           "            out[key] = packed\n    return out",
+           "        kept = set(dots)\n"
+           "        packed = _packed(kept)\n        if packed is not None:\n"
+           "            out[key] = packed\n    return out",
+           "dot-store join keeps the other side's keys that this side removed"),
+    Mutant("crdt", PURE,
+           "        elif not (d[1] <= b_vv.get(d[0], 0) or d in b_cloud):\n",
+           "        elif not d[1] <= b_vv.get(d[0], 0):\n",
+           "register (dot-fun) join ignores the other side's dot cloud"),
+    Mutant("crdt", PURE, "            if d in seen or d in dots:\n", "            if d in dots:\n",
+           "decoder accepts one dot supporting two keys"),
+    Mutant("crdt", PURE, "            if not ctx_contains(vv, cloud, d[0], d[1]):\n"
+           "                raise ValueError",
+           "            if False:\n                raise ValueError",
+           "decoder accepts a dot outside the causal context"),
+    Mutant("crdt", PURE, "        if n > a.get(r, 0):\n            a[r] = n\n\n\ndef vc_leq",
+           "        a[r] = n\n\n\ndef vc_leq",
+           "clock join takes the other side's counter even when smaller"),
+    # -- crdt types over the kernels ------------------------------------------------------------
+    Mutant("crdt", REGISTERS, "        if mine is None or theirs > mine:\n",
+           "        if mine is None or theirs[0] > mine[0]:\n",
+           "LWW join compares timestamps only (equal stamps: the join depends on order)"),
+    Mutant("crdt", REGISTERS,
+           "CausalContext._of_dots(set(self._writes) | {d}))",
+           "CausalContext._of_dots({d}))",
+           "MV-register write delta does not cover the overwritten dots"),
+    Mutant("crdt", COUNTERS,
+           "        return self._p._leq(other._p) and self._n._leq(other._n)",
+           "        return self._p._leq(other._p) or self._n._leq(other._n)",
+           "PN-counter order needs only one half ordered"),
 ]
 
 #: Mutants known to be equivalent (they cannot change behaviour): controls, excluded
