@@ -31,6 +31,8 @@ RAISES = {
     "vsm_phoenix.ext.breaker": ["CallNotPermittedError"],
     "vsm_phoenix.ext.saga": ["DecodeError", "InvalidArgument", "LeaseHeld", "PermanentError",
                              "TypeMismatch"],
+    "vsm_phoenix.ext.router": ["AuthenticationError", "DecodeError", "InvalidArgument",
+                               "PermissionDenied", "ReplayError", "TypeMismatch"],
     "vsm_phoenix.ext.amqp": ["AuthenticationError", "CapacityError", "ControlError",
                              "DecodeError", "KeyExpiredError", "NodeFenced",
                              "PermissionDenied", "ReplayError", "TypeMismatch"],

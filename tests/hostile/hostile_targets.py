@@ -79,6 +79,7 @@ from vsm_phoenix.ext.agents import (
     decide,
 )
 from vsm_phoenix.ext.evidence import Event, EvidenceGraph, EvidenceSync, key_lookup
+from vsm_phoenix.ext.router import Command, CommandRouter, UnknownCommand, sign_command
 from vsm_phoenix.ext.saga import records as saga_records
 from vsm_phoenix.ext.saga.log import format_log_value, parse_log_value
 from vsm_phoenix.protocol import kv
@@ -1173,3 +1174,51 @@ def _gepa_deployed_decoder() -> Subject:
 
 register(Target("gepa.Decision.from_json", _gepa_deployed_seeds, _gepa_deployed_decoder,
                 (DecodeError,), grammar="json"))
+
+
+# -- the signed command router (issue 15) -------------------------------------------------
+@functools.cache
+def _router_people() -> tuple[Roster, dict[str, Identity]]:
+    authority = Authority.generate()
+    ids = {p: Identity.generate(p) for p in ("ops", "viewer")}
+    roster = authority.issue("c1", {"ops": (ids["ops"].verify_key, ["write"]),
+                                    "viewer": (ids["viewer"].verify_key, ["read"])})
+    return roster, ids
+
+
+def _router_seeds() -> list[bytes]:
+    _, ids = _router_people()
+    return [sign_command(ids["ops"], "c1", "orders.cancel", {"id": 7, "why": ["late"]},
+                         issued_ms=int(_NOW_S * 1000), nonce=1),
+            sign_command(ids["viewer"], "c1", "orders.list", {}, issued_ms=int(_NOW_S * 1000),
+                         nonce=9, issuer="viewer#s1")]
+
+
+class _RouterHarness:
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        async def handler(cmd: Command) -> None:
+            return None
+
+        self.router = CommandRouter(_router_people()[0], clock_ms=lambda: int(_NOW_S * 1000))
+        self.router.register("orders.cancel", handler)
+        self.router.register("orders.list", handler, role="read")
+
+    def open(self, data: bytes) -> object:
+        return self.router.open(data)
+
+    def fingerprint(self) -> object:
+        g = self.router.guard
+        return {s: g.highest(s) for s in g.senders()}
+
+
+def _router_subject() -> Subject:
+    h = _RouterHarness()
+    return Subject(h.open, h.fingerprint, h.reset)
+
+
+register(Target("router.open", _router_seeds, _router_subject,
+                (DecodeError, AuthenticationError, ReplayError, PermissionDenied,
+                 UnknownCommand), reset_every=50))

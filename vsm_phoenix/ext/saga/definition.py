@@ -28,7 +28,7 @@ nothing. Retryable errors and timeouts are not definite: the call may still appl
 from __future__ import annotations
 
 import random
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, Final
 
 import attrs
@@ -127,11 +127,15 @@ class Step:
             raise InvalidArgument(f"step {self.name}: a pivot has no compensation")
 
 
+def _step_tuple(value: Iterable[Step]) -> tuple[Step, ...]:
+    return tuple(value)
+
+
 @attrs.frozen
 class Parallel:
     """Steps that run concurrently as one stage."""
 
-    steps: tuple[Step, ...] = attrs.field(converter=tuple)
+    steps: tuple[Step, ...] = attrs.field(converter=_step_tuple)
 
     def __attrs_post_init__(self) -> None:
         if len(self.steps) < 1:

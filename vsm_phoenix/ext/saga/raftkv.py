@@ -9,9 +9,10 @@ through :attr:`sim`) and offers the :class:`~vsm_phoenix.ext.saga.log.AsyncKV` s
 needs -- the same surface the AMQP runner's
 :class:`~vsm_phoenix.ext.amqp.cluster.KV` offers across processes.
 
-A call submits its command to the node it believes leads, then advances virtual time
-in ``step_ms`` slices (yielding to the event loop between slices, so concurrent calls
-interleave and share the clock) until the answer arrives; it follows ``not-leader``
+A call submits its command to the node it believes leads and waits for its answer
+while one pump task advances virtual time in ``step_ms`` slices, one slice per turn
+of the event loop while any call waits (so virtual time runs at the same pace however
+many calls are in flight, and stands still when none is); it follows ``not-leader``
 hints, and re-sends on timeouts and ``unknown`` answers with the *same* session and
 sequence number, which the KV's client sessions make exactly-once. Each concurrent
 call borrows its own session (one command outstanding per session, as the KV needs).
@@ -29,6 +30,7 @@ from typing import Any
 
 from vsm_phoenix.errors import VsmPhoenixError
 from vsm_phoenix.protocol.kv import STALE, KVError, append, cas, get, kv_node_factory, put
+from vsm_phoenix.protocol.node import Deliver
 from vsm_phoenix.protocol.raft import (
     K_FAILED,
     K_NOT_LEADER,
@@ -74,6 +76,9 @@ class SimulatedRaftKV:
         self._rng = random.Random(f"{seed}/raftkv-client")
         self._free: list[tuple[str, int]] = []
         self._sessions = 0
+        self._waiting: dict[tuple[str, str], tuple[int, asyncio.Future[Deliver | None]]] = {}
+        self._cursor: dict[str, int] = {}
+        self._pump_task: asyncio.Task[None] | None = None
 
     def _session(self) -> tuple[str, int]:
         if self._free:
@@ -81,24 +86,46 @@ class SimulatedRaftKV:
         self._sessions += 1
         return f"s{self._sessions}", 0
 
+    def _ensure_pump(self) -> None:
+        if self._pump_task is None or self._pump_task.done():
+            self._pump_task = asyncio.get_running_loop().create_task(self._pump())
+
+    async def _pump(self) -> None:
+        """Advance virtual time one slice per event-loop turn while calls wait, and hand
+        each answer (or, past its deadline, ``None``) to its caller: virtual time runs
+        at one pace however many calls are in flight."""
+        sim = self.sim
+        while self._waiting:
+            sim.run_for(self.step_ms)
+            for node in self.nodes:
+                out = sim.delivered[node]
+                start = self._cursor.get(node, 0)
+                self._cursor[node] = len(out)
+                for d in out[start:]:
+                    entry = self._waiting.pop((node, d.request_id or ""), None)
+                    if entry is not None and not entry[1].done():
+                        entry[1].set_result(d)
+            for key, (deadline, fut) in list(self._waiting.items()):
+                if sim.now >= deadline or fut.done():
+                    del self._waiting[key]
+                    if not fut.done():
+                        fut.set_result(None)
+            await asyncio.sleep(0)
+
+    async def _attempt(self, target: str, request: Propose | Read) -> Deliver | None:
+        rid = self.sim.client_request(target, request)
+        fut: asyncio.Future[Deliver | None] = asyncio.get_running_loop().create_future()
+        self._waiting[(target, rid)] = (self.sim.now + self.attempt_timeout_ms, fut)
+        self._ensure_pump()
+        return await fut
+
     async def _call(self, request: Propose | Read) -> Any:
         self.calls += 1
         sim = self.sim
         deadline = sim.now + self.op_timeout_ms
         target = self.leader if self.leader in self.nodes else self._rng.choice(self.nodes)
         while sim.now < deadline:
-            cursor = len(sim.delivered[target])
-            rid = sim.client_request(target, request)
-            until = sim.now + self.attempt_timeout_ms
-            answer = None
-            while answer is None and sim.now < until:
-                sim.run_for(self.step_ms)
-                out = sim.delivered[target]
-                for d in out[cursor:]:
-                    if d.request_id == rid:
-                        answer = d
-                        break
-                await asyncio.sleep(0)
+            answer = await self._attempt(target, request)
             if answer is None:
                 target = self._rng.choice(self.nodes)
                 continue
@@ -113,10 +140,19 @@ class SimulatedRaftKV:
             elif answer.kind in (K_NOT_LEADER, K_UNKNOWN, K_FAILED):
                 self.leader = None
                 target = self._rng.choice(self.nodes)
-                sim.run_for(20)
+                await self._idle(20)
             else:
                 raise KVProtocolError(f"unexpected answer kind {answer.kind!r}")
         raise TimeoutError("the simulated KV did not answer in time")
+
+    async def _idle(self, ms: int) -> None:
+        """Let ``ms`` of virtual time pass (the pump advances it)."""
+        until = self.sim.now + ms
+        while self.sim.now < until:
+            fut: asyncio.Future[Deliver | None] = asyncio.get_running_loop().create_future()
+            self._waiting[("", f"idle-{id(fut)}")] = (until, fut)
+            self._ensure_pump()
+            await fut
 
     async def _write(self, build: Any, *args: Any) -> Any:
         client, seq = self._session()
