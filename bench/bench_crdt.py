@@ -11,7 +11,10 @@ several repetitions, and the report is ratios -- nothing here asserts a time.
   at 10,000 elements (native/pure, vs the best pure-Python peer, vs pycrdt).
 * **Peers**: ``python3-crdt`` (``py3crdt``), ``crdts`` and ``pycrdt`` (Yjs/yrs), each on
   the equivalent work; a peer that is not installed is reported as skipped.
-* **Memory** per element of a 100,000-element ORSet (tracemalloc).
+* **Memory** per element of a 100,000-element ORSet (tracemalloc), against a plain
+  ``set`` of the same strings.
+* **Delta cost**: a one-dot delta into a 100k-element ORSet against the same into a
+  1k-element one (``one_dot_delta_100k_over_1k``).
 
 ``run(quick)`` returns the report (``python -m bench`` prints and saves it);
 ``pytest bench/bench_crdt.py`` runs the pytest-benchmark suites (sizes 10, 1k, 100k).
@@ -208,11 +211,22 @@ def kernel_cases(n: int) -> dict[str, tuple[Callable[[], tuple[Any, ...]], str]]
     a, b = vv_pair(n)
     vv, cloud, o_vv, o_cloud = ctx_pair(n)
     sa, sb = orset_pair(n)
-    e_a, c_a, e_b, c_b = sa._entries, sa._ctx, sb._entries, sb._ctx
+    e_a, c_a, e_b, c_b = sa._store, sa._ctx, sb._store, sb._ctx
     store_args = (e_a, c_a.vv, c_a.cloud, e_b, c_b.vv, c_b.cloud)
     ra, rb = mvreg_pair(min(n, 1_000))  # n concurrent writers: built in O(n^2)
     fun_args = (ra._writes, ra._ctx.vv, ra._ctx.cloud, rb._writes, rb._ctx.vv, rb._ctx.cloud)
     probe = next(iter(cloud)) if cloud else ("replica-0", 1)
+    # ctx_add / dotstore_join_delta run on private copies, the same dot / one-dot delta
+    # each call (the first call inserts, the rest walk the same path and find it there).
+    add_vv, add_cloud = dict(vv), set(cloud)
+    add_dot = ("replica-0", add_vv.get("replica-0", 0) + 2 + n)
+    delta_src = ORSet()
+    with use_kernels(_pure):
+        delta = delta_src.add("replica-delta", "x")
+    d_store = _pure.dotstore_copy(e_a)
+    d_index = _pure.dotstore_index(d_store)
+    d_vv, d_cloud = dict(c_a.vv), set(c_a.cloud)
+    delta_args = (d_store, d_index, d_vv, d_cloud, delta._store, delta._ctx.vv, delta._ctx.cloud)
     return {
         "vc_join_into": (lambda: (dict(a), b), f"{n} replicas"),
         "vc_leq": (_same(a, b), f"{n} replicas"),
@@ -222,6 +236,7 @@ def kernel_cases(n: int) -> dict[str, tuple[Callable[[], tuple[Any, ...]], str]]
             lambda: ({**vv, **o_vv}, cloud | o_cloud),
             f"{len(cloud) + len(o_cloud)}-dot cloud",
         ),
+        "ctx_add": (_same(add_vv, add_cloud, *add_dot), f"one dot into a {n}-dot cloud"),
         "ctx_join_into": (lambda: (dict(vv), set(cloud), o_vv, o_cloud), f"{n}-dot clouds"),
         "ctx_leq": (_same(vv, cloud, *_joined_ctx(vv, cloud, o_vv, o_cloud)), f"{n}-dot clouds"),
         "dotstore_join": (_same(*store_args), f"ORSet {n} elements"),
@@ -230,6 +245,8 @@ def kernel_cases(n: int) -> dict[str, tuple[Callable[[], tuple[Any, ...]], str]]
             f"ORSet {n} elements",
         ),
         "dotstore_copy": (_same(e_a), f"ORSet {n} elements"),
+        "dotstore_index": (_same(e_a), f"ORSet {n} elements"),
+        "dotstore_join_delta": (_same(*delta_args), f"one-dot delta into ORSet {n} elements"),
         "dotfun_join": (_same(*fun_args), f"MVRegister {len(ra._writes)} values"),
         "dotstore_decode": (
             _same(_encode_dotstore(e_a), c_a.vv, c_a.cloud),
@@ -430,7 +447,31 @@ def memory(n: int) -> dict[str, Any]:
             s.add("replica-a", x)
         return s
 
-    out: dict[str, Any] = {"n": n, "vsm_phoenix.ORSet": round(bytes_per_element(ours, n), 1)}
+    strings = [f"element-{x}" for x in range(n)]  # built outside the measurement
+
+    def ours_strings() -> ORSet:
+        s = ORSet()
+        for x in strings:
+            s.add("replica-a", x)
+        return s
+
+    def ours_indexed() -> ORSet:
+        s = ours_strings()
+        s |= ORSet().add("replica-b", strings[0])  # a small delta builds the dot index
+        return s
+
+    plain = bytes_per_element(lambda: set(strings), n)
+    mine = bytes_per_element(ours_strings, n)
+    out: dict[str, Any] = {
+        "n": n,
+        "vsm_phoenix.ORSet": round(bytes_per_element(ours, n), 1),
+        "vsm_phoenix.ORSet (strings)": round(mine, 1),
+        "vsm_phoenix.ORSet (strings, dot index built)": round(
+            bytes_per_element(ours_indexed, n), 1
+        ),
+        "plain set (same strings)": round(plain, 1),
+        "orset_memory_per_element_ours_over_plain_set": round(mine / plain, 2),
+    }
     crdts = _optional("crdts")
     if crdts is not None:
 
@@ -549,6 +590,7 @@ def _targets(
         dst |= ORSet.from_bytes(blob)
         return dst
 
+    delta_targets = {size: _delta_target(size) for size in (1_000, 100_000)}
     for label, kernels in backends:
         t: dict[str, float] = {}
         t["vc_join_into 1k (kernel)"] = per_call(
@@ -563,6 +605,11 @@ def _targets(
             t["ORSet a |= b 10k"] = per_call(operator.ior, lambda: (a10.copy(), b10), budget * 2)
             t["ORSet empty |= b 10k"] = per_call(fresh_join, _same(b10), budget * 2)
             t["ORSet empty |= decode(b) 10k"] = per_call(decode_join, _same(data_b), budget)
+            for size, (target, next_delta) in delta_targets.items():
+                target |= next_delta()  # builds the dot index before the timing
+                t[f"ORSet |= one-dot delta {size // 1000}k"] = per_call(
+                    operator.ior, lambda target=target, nd=next_delta: (target, nd()), budget
+                )
         times[label] = t
         tick()
     out["seconds"] = {label: {k: round(v, 7) for k, v in t.items()} for label, t in times.items()}
@@ -571,6 +618,10 @@ def _targets(
             k: round(times["pure"][k] / times["native"][k], 2) for k in times["native"]
         }
     ours = times.get("native", times["pure"])
+    out["one_dot_delta_100k_over_1k"] = {
+        label: round(t["ORSet |= one-dot delta 100k"] / t["ORSet |= one-dot delta 1k"], 2)
+        for label, t in times.items()
+    }
 
     peers = {
         "python3-crdt": peer_py3crdt(10_000, budget),
@@ -610,8 +661,26 @@ def _targets(
         "orset join 10k native/pure >= 10": "see native_over_pure['ORSet a | b 10k']",
         "orset join 10k vs best pure-Python peer >= 50": "see speedup_vs_best_pure_peer",
         "orset sync vs pycrdt within 3x": "see pycrdt",
+        "one-dot delta 100k / 1k <= 2": "see one_dot_delta_100k_over_1k",
+        "orset memory ours / plain set <= 3": "see memory_bytes_per_element",
     }
     return out
+
+
+def _delta_target(size: int) -> tuple[ORSet, Callable[[], ORSet]]:
+    """An ORSet of ``size`` elements and a maker of the next one-dot delta from another
+    replica, alternately an add and the remove of that add (the set keeps its size,
+    every delta is new and arrives in order)."""
+    target, src = ORSet(), ORSet()
+    for x in range(size):
+        target.add("replica-a", x)
+    count = iter(range(10**12))
+
+    def next_delta() -> ORSet:
+        i = next(count)
+        return src.add("replica-src", -1 - i // 2) if i % 2 == 0 else src.remove(-1 - i // 2)
+
+    return target, next_delta
 
 
 def summary(report: dict[str, Any]) -> list[tuple[str, str]]:
@@ -640,6 +709,8 @@ def summary(report: dict[str, Any]) -> list[tuple[str, str]]:
     for k, v in t.get("pycrdt", {}).items():
         if k != "note":
             lines.append((f"TARGET pycrdt {k}", f"{v:.2f} (ours/pycrdt time)"))
+    for k, v in t.get("one_dot_delta_100k_over_1k", {}).items():
+        lines.append((f"TARGET one-dot delta 100k / 1k ({k})", f"{v:.2f}x (goal <= 2)"))
     for k, v in t.get("memory_bytes_per_element", {}).items():
         if k != "n":
             lines.append((f"memory/element {k}", str(v)))

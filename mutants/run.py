@@ -1,13 +1,14 @@
 """``make mutate``: run the hand-written mutants of ``mutants/catalog.py``.
 
-For each mutant: check the file is clean in git, replace the text, run the area's
+First each chosen area's tests run on the unmutated code and must pass. Then, for
+each mutant: check the file is clean in git, replace the text, run the area's
 tests (``pytest -x -q``, the CRDT area with ``VSM_PHOENIX_PURE=1``), restore the file
 (always, also on Ctrl-C), and record *killed* (the tests failed), *survived* or
 *stale* (the text is gone from the file). Prints one line per mutant and a table of
 kill rates per area; ``--json PATH`` also writes the results. Run it on a clean tree:
 it edits files in place, one at a time, and restores each.
 
-    python -m mutants.run [--area raft] [--json results.json] [--timeout 900]
+    python -m mutants.run [--area raft] [--only 'vote'] [--json results.json] [--timeout 900]
 """
 
 from __future__ import annotations
@@ -32,17 +33,39 @@ def _clean(path: str) -> bool:
     return out.returncode == 0 and not out.stdout.strip()
 
 
+def _command(area: str) -> tuple[list[str], dict[str, str]]:
+    env = dict(os.environ, HYPOTHESIS_PROFILE="dev")
+    if area == "crdt":
+        env["VSM_PHOENIX_PURE"] = "1"
+    cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
+           "-m", "not soak", *AREA_TESTS[area]]
+    return cmd, env
+
+
+def baseline(area: str, timeout: float) -> str | None:
+    """Run the area's tests on the unmutated code: ``None`` when they pass, else why not
+    (a mutant can only be judged by tests that pass without it)."""
+    cmd, env = _command(area)
+    missing = [p for p in AREA_TESTS[area] if not (ROOT / p).exists()]
+    if missing:
+        return f"missing test paths {missing}"
+    try:
+        proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True,
+                              timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        return "the unmutated tests timed out"
+    if proc.returncode != 0:
+        return "the unmutated tests fail:\n" + (proc.stdout + proc.stderr)[-2000:]
+    return None
+
+
 def run_one(m: Mutant, timeout: float) -> dict[str, Any]:
     target = ROOT / m.path
     original = target.read_text(encoding="utf-8")
     row: dict[str, Any] = {"area": m.area, "path": m.path, "why": m.why}
     if m.find not in original:
         return {**row, "outcome": "stale"}
-    env = dict(os.environ, HYPOTHESIS_PROFILE="dev")
-    if m.area == "crdt":
-        env["VSM_PHOENIX_PURE"] = "1"
-    cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
-           "-m", "not soak", *AREA_TESTS[m.area]]
+    cmd, env = _command(m.area)
     started = time.perf_counter()
     try:
         target.write_text(original.replace(m.find, m.replace, 1), encoding="utf-8")
@@ -77,15 +100,24 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mutants.run", description=__doc__)
     parser.add_argument("--area", action="append", help="only these areas (repeatable)")
+    parser.add_argument("--only", action="append",
+                        help="only mutants whose description contains this (repeatable)")
     parser.add_argument("--json", type=Path, help="write the results here")
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds per mutant")
     args = parser.parse_args(argv)
-    chosen = [m for m in MUTANTS if not args.area or m.area in args.area]
+    chosen = [m for m in MUTANTS if (not args.area or m.area in args.area)
+              and (not args.only or any(o in m.why for o in args.only))]
     dirty = sorted({m.path for m in chosen if not _clean(m.path)})
     if dirty:
         print(f"mutate: refusing to edit files with uncommitted changes: {dirty}",
               file=sys.stderr)
         return 2
+    for area in sorted({m.area for m in chosen}):
+        broken = baseline(area, args.timeout)
+        if broken is not None:
+            print(f"mutate: area {area}: {broken}", file=sys.stderr)
+            return 2
+        print(f"baseline  {area:<9} the unmutated tests pass", flush=True)
     rows = []
     for m in chosen:
         row = run_one(m, args.timeout)

@@ -1,7 +1,8 @@
 """The built wheel, installed in a fresh virtual environment, works without the source
 tree: ``vsm-phoenix demo`` runs and ``vsm-phoenix bench --help`` answers. With a C
 compiler the wheel carries the native kernels; without one (``CC=false``) the build
-still succeeds and the package runs on the pure-Python kernels.
+still succeeds and the package runs on the pure-Python kernels -- unless
+``VSM_PHOENIX_REQUIRE_NATIVE=1`` (CI), which makes that build fail.
 
 The wheel is built with ``python -m build --wheel --no-isolation`` (the test
 environment's setuptools and Cython: no download) from a copy of the tracked files, as
@@ -100,7 +101,18 @@ def test_wheel_installs_in_a_fresh_venv_with_native_kernels_or_pure_fallback(
     shutil.rmtree(src / "build", ignore_errors=True)  # no compiled leftovers to reuse
     for c_file in src.glob("vsm_phoenix/**/*.c"):
         c_file.unlink()
-    pure_wheel = _build(src, tmp_path / "dist-pure", env={"CC": "false", "CXX": "false"})
+    no_cc = {"CC": "false", "CXX": "false"}
+    # ... unless the native kernels are required (CI): then the build fails, loudly
+    required = subprocess.run(
+        [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir",
+         str(tmp_path / "dist-required"), str(src)], cwd=src, text=True, capture_output=True,
+        env={**os.environ, "VSM_PHOENIX_PURE": "", "VSM_PHOENIX_REQUIRE_NATIVE": "1", **no_cc},
+        timeout=600, check=False)
+    assert required.returncode != 0 and "VSM_PHOENIX_REQUIRE_NATIVE=1" in (
+        required.stdout + required.stderr), required.stdout[-2000:] + required.stderr[-2000:]
+    assert not list((tmp_path / "dist-required").glob("*.whl"))
+    pure_wheel = _build(src, tmp_path / "dist-pure",
+                        env={**no_cc, "VSM_PHOENIX_REQUIRE_NATIVE": ""})
     assert not [n for n in zipfile.ZipFile(pure_wheel).namelist() if n.endswith(".so")]
     _run([str(py), "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-deps",
           "--force-reinstall", str(pure_wheel)], cwd=tmp_path)

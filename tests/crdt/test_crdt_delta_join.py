@@ -103,7 +103,7 @@ def replicas_with_deltas(seed: int, n_ops: int, universe: int) -> tuple[list[ORS
 
 
 def _index_of(s: ORSet) -> dict[str, dict[int, Any]]:
-    return {r: dict(by) for r, by in _pure.dotstore_index(s._entries).items()}
+    return {r: dict(by) for r, by in _pure.dotstore_index(s._store).items()}
 
 
 def _nonempty(index: dict[str, dict[int, Any]] | None) -> dict[str, dict[int, Any]]:
@@ -120,19 +120,19 @@ def test_delta_join_equals_plain_join(seed: int, shape: tuple[int, int]) -> None
     for kernels in BACKENDS:
         for a in reps:
             for b in others:
-                want = a._entries, a._ctx, b._entries, b._ctx
+                want = a._store, a._ctx, b._store, b._ctx
                 plain = _pure.dotstore_join(
                     want[0], want[1].vv, want[1].cloud, want[2], want[3].vv, want[3].cloud
                 )
-                entries = _pure.dotstore_copy(a._entries)
+                entries = _pure.dotstore_copy(a._store)
                 index = kernels.dotstore_index(entries)
                 vv, cloud = dict(a._ctx.vv), set(a._ctx.cloud)
                 kernels.dotstore_join_delta(
-                    entries, index, vv, cloud, b._entries, b._ctx.vv, b._ctx.cloud
+                    entries, index, vv, cloud, b._store, b._ctx.vv, b._ctx.cloud
                 )
                 assert entries == plain
                 assert {r: by for r, by in index.items() if by} == _pure.dotstore_index(plain)
-                assert all(entries[k] is not b._entries.get(k) for k in entries)
+                assert all(type(v) is tuple or v is not b._store.get(k) for k, v in entries.items())
 
 
 @SETTINGS
@@ -148,7 +148,7 @@ def test_orset_streams_of_deltas_match_the_plain_path(seed: int, shape: tuple[in
     for i, d in enumerate(order):
         fast._join_indexed(d)
         a, b = slow._ctx, d._ctx
-        _backend.dotstore_join_into(slow._entries, a.vv, a.cloud, d._entries, b.vv, b.cloud)
+        _backend.dotstore_join_into(slow._store, a.vv, a.cloud, d._store, b.vv, b.cloud)
         a._join_into(b)
         if i % 7 == 0:  # local mutations between deliveries keep the index honest
             x = rnd.randrange(shape[1])

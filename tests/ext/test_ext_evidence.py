@@ -387,3 +387,17 @@ def test_sync_refuses_forged_events_and_leaves_state_unchanged() -> None:
     assert session.state_key() == before
     with pytest.raises(InvalidArgument):
         EvidenceSync(b, max_events=0)
+
+
+def test_sync_bytes_do_not_grow_with_the_graph() -> None:
+    """The same 40-event difference costs about the same on a 4x larger graph."""
+    extra = random_events(9, 40, start_ms=10**8)
+    costs = []
+    for n in (300, 1200):
+        base = random_events(8, n)
+        a, b = _replica(base + extra), _replica(base)
+        stats = sync_pair(a, b)
+        assert a == b
+        costs.append(stats.bytes_sent)
+    diff = sum(len(e.raw) for e in extra)
+    assert costs[1] <= costs[0] + 2 * 32 * 16 and costs[1] <= 2 * diff, costs

@@ -474,6 +474,12 @@ class Mutator:
     )
 
     def _json(self, data: bytes) -> bytes:
+        try:
+            return self._json_tree(data)
+        except RecursionError:  # a line mutated earlier nests deeper than json can walk
+            return self._bitflip(data)
+
+    def _json_tree(self, data: bytes) -> bytes:
         lines = data.split(b"\n")
         idx = self.rng.randrange(len(lines))
         try:

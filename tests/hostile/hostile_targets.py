@@ -68,11 +68,23 @@ from vsm_phoenix.errors import (
     PermissionDenied,
     ReplayError,
 )
-from vsm_phoenix.ext.agents import CapabilityGrant, LeaseValue, SpawnProposal, Vote, decide
+from vsm_phoenix.ext.agents import (
+    AgentConfig,
+    AgentNode,
+    CapabilityGrant,
+    LeaseValue,
+    Record,
+    SpawnProposal,
+    Vote,
+    decide,
+)
 from vsm_phoenix.ext.evidence import Event, EvidenceGraph, EvidenceSync, key_lookup
+from vsm_phoenix.ext.router import Command, CommandRouter, UnknownCommand, sign_command
+from vsm_phoenix.ext.saga import records as saga_records
+from vsm_phoenix.ext.saga.log import format_log_value, parse_log_value
 from vsm_phoenix.protocol import kv
 from vsm_phoenix.protocol.envelope import Envelope, decode_cbor, encode_cbor
-from vsm_phoenix.protocol.node import Node, Receive, Restart, Send, Start
+from vsm_phoenix.protocol.node import ClientRequest, Node, Receive, Restart, Send, Start
 from vsm_phoenix.protocol.raft import RaftConfig
 from vsm_phoenix.protocol.sim import Simulator
 from vsm_phoenix.protocol.swim import SwimConfig, SwimNode
@@ -398,6 +410,25 @@ def _open_subject(mode: ChannelMode) -> Subject:
     return r.subject(lambda d: r.channel.open(d))
 
 
+def _open_many_subject(mode: ChannelMode) -> Subject:
+    """``open_many`` of a batch holding the input twice: the first copy's verdict is
+    the result (raised when refused), the second must then be a duplicate or refused
+    the same way -- never accepted twice."""
+    r = _Receiver(mode)
+
+    def decode(data: bytes) -> object:
+        first, second = r.channel.open_many([data, data])
+        if isinstance(first, Exception):
+            if type(second) is not type(first):
+                raise AssertionError(f"second copy: {second!r} after {first!r}")
+            raise first
+        if not (isinstance(second, ReplayError) and second.reason == "duplicate"):
+            raise AssertionError(f"a frame was accepted twice in one batch: {second!r}")
+        return first
+
+    return r.subject(decode)
+
+
 def _member_subject(mode: ChannelMode) -> Subject:
     """A member of the cluster (it holds the keyset) seals an arbitrary header: the
     input is the header's CBOR, which reaches the parser behind authentication."""
@@ -428,6 +459,9 @@ for _mode in ChannelMode:
     _m = _mode.name.lower()
     register(Target(f"channel.open.{_m}", functools.partial(_frames, _mode),
                     functools.partial(_open_subject, _mode), _CHANNEL_ERRORS,
+                    grammar="bytes", reset_every=50))
+    register(Target(f"channel.open_many.{_m}", functools.partial(_frames, _mode),
+                    functools.partial(_open_many_subject, _mode), _CHANNEL_ERRORS,
                     grammar="bytes", reset_every=50))
     register(Target(f"channel.open.{_m}.member-header", functools.partial(_headers, _mode),
                     functools.partial(_member_subject, _mode), _CHANNEL_ERRORS,
@@ -866,6 +900,36 @@ register(Target("verify.load_history",
 
 
 
+# -- saga logs (issue 15) --------------------------------------------------------------
+def _saga_records() -> list[saga_records.Record]:
+    mk = functools.partial(saga_records.Record, at=5, by="n1", epoch=1)
+    r = saga_records
+    return [
+        mk(r.R_STARTED, fields={"saga": "order", "ctx": {"id": 7, "items": ["a"]},
+                                "timeout_ms": 60_000}),
+        mk(r.R_CLAIMED, fields={"until": 10_005}),
+        mk(r.R_STEP_STARTED, fields={"step": "charge", "n": 1}),
+        mk(r.R_STEP_COMPLETED, fields={"step": "charge", "n": 1, "result": {"tx": "t-1"}}),
+        mk(r.R_STEP_FAILED, fields={"step": "ship", "n": 2, "error": "down", "f": "timeout"}),
+        mk(r.R_STUCK, fields={"reason": "compensation of a failed"}),
+    ]
+
+
+def _saga_log_value(data: bytes) -> object:
+    try:
+        text = data.decode("ascii")
+    except UnicodeDecodeError:
+        raise Unfit("a KV saga log value is ASCII text") from None
+    return parse_log_value(text)
+
+
+register(Target("saga.decode_record",
+                lambda: [saga_records.encode_record(r) for r in _saga_records()],
+                lambda: Subject(saga_records.decode_record), (DecodeError,)))
+register(Target("saga.parse_log_value",
+                lambda: [format_log_value(_saga_records()).encode("ascii"),
+                         format_log_value(_saga_records()[:2]).encode("ascii")],
+                lambda: Subject(_saga_log_value), (DecodeError,), grammar="text"))
 # -- the evidence graph (vsm_phoenix.ext.evidence) -------------------------------------
 @functools.cache
 def _evidence_events() -> list[Event]:
@@ -991,6 +1055,55 @@ register(Target("agents.spawn.decide", _spawn_seeds, lambda: Subject(_text(decid
                 (DecodeError,), grammar="text"))
 
 
+@functools.cache
+def _agent_traffic() -> list[bytes]:
+    """Envelopes sent to agent ``a`` (SWIM and evidence sync) in a small run."""
+    sent: list[Envelope] = []
+    roster = _agents_roster()
+    ids = _identities()
+    cfg = AgentConfig(swim=SwimConfig(seeds=("a",), period_ms=200, ping_timeout_ms=50),
+                      sync_interval_ms=100)
+    sim = Simulator(lambda nid, rng: _Recorder(AgentNode(ids[nid], rng, roster, cfg), sent),
+                    ["a", "b"], seed=7)
+    sim.run_until(300)
+    for k in range(4):
+        sim.client_request("ab"[k % 2], Record({"k": k}))
+        sim.run_for(150)
+    by_type: dict[str, list[bytes]] = {}
+    for env in sent:
+        if env.recipient == "a":
+            by_type.setdefault(env.type, []).append(env.to_bytes())
+    return [raw for group in by_type.values() for raw in group[:12]]
+
+
+class _AgentHarness:
+    """Agent ``a`` holding two events; a refused envelope must not change it."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        ids = _identities()
+        self.node = AgentNode(ids["a"], random.Random(1), _agents_roster())
+        self.node.step(Start(0))
+        for k in range(2):
+            self.node.step(ClientRequest(10 + k, f"r{k}", Record({"k": k})))
+
+    def fingerprint(self) -> object:
+        return (state_of(self.node.swim, skip=frozenset({"_now"})), self.node.state_key(),
+                self.node.graph.heads(), self.node.msg.clock.last)
+
+    def receive(self, data: bytes) -> object:
+        return self.node.step(Receive(10_000, Envelope.from_bytes(data)))
+
+    def subject(self) -> Subject:
+        return Subject(self.receive, self.fingerprint, self.reset)
+
+
+register(Target("agents.node.receive", _agent_traffic, lambda: _AgentHarness().subject(),
+                (DecodeError, AuthenticationError), reset_every=20))
+
+
 # -- distributed GEPA (ext.gepa): the replicated state and its records ------------------
 def _gepa_seeds() -> list[bytes]:
     from vsm_phoenix.ext.gepa import EvalKey, Evaluation, EvolutionState, candidate_id
@@ -1061,3 +1174,51 @@ def _gepa_deployed_decoder() -> Subject:
 
 register(Target("gepa.Decision.from_json", _gepa_deployed_seeds, _gepa_deployed_decoder,
                 (DecodeError,), grammar="json"))
+
+
+# -- the signed command router (issue 15) -------------------------------------------------
+@functools.cache
+def _router_people() -> tuple[Roster, dict[str, Identity]]:
+    authority = Authority.generate()
+    ids = {p: Identity.generate(p) for p in ("ops", "viewer")}
+    roster = authority.issue("c1", {"ops": (ids["ops"].verify_key, ["write"]),
+                                    "viewer": (ids["viewer"].verify_key, ["read"])})
+    return roster, ids
+
+
+def _router_seeds() -> list[bytes]:
+    _, ids = _router_people()
+    return [sign_command(ids["ops"], "c1", "orders.cancel", {"id": 7, "why": ["late"]},
+                         issued_ms=int(_NOW_S * 1000), nonce=1),
+            sign_command(ids["viewer"], "c1", "orders.list", {}, issued_ms=int(_NOW_S * 1000),
+                         nonce=9, issuer="viewer#s1")]
+
+
+class _RouterHarness:
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        async def handler(cmd: Command) -> None:
+            return None
+
+        self.router = CommandRouter(_router_people()[0], clock_ms=lambda: int(_NOW_S * 1000))
+        self.router.register("orders.cancel", handler)
+        self.router.register("orders.list", handler, role="read")
+
+    def open(self, data: bytes) -> object:
+        return self.router.open(data)
+
+    def fingerprint(self) -> object:
+        g = self.router.guard
+        return {s: g.highest(s) for s in g.senders()}
+
+
+def _router_subject() -> Subject:
+    h = _RouterHarness()
+    return Subject(h.open, h.fingerprint, h.reset)
+
+
+register(Target("router.open", _router_seeds, _router_subject,
+                (DecodeError, AuthenticationError, ReplayError, PermissionDenied,
+                 UnknownCommand), reset_every=50))

@@ -317,3 +317,22 @@ def test_huge_length_prefixes_are_refused_without_allocating() -> None:
         data = head(major, 2**63, width=8) + bytes(8)
         for fn in (decode_cbor, decode, Envelope.from_bytes, decode_batch):
             refused_within(fn, data, limit=128 * KIB)
+
+
+def test_swim_restart_contacts_only_ids_a_message_can_be_addressed_to() -> None:
+    """Found by ``make fuzz`` (swim.restart): a persisted member list holding ``""``
+    (or an over-long id) made the restarted node build a join envelope to it, which
+    raised ``InvalidArgument``; an incarnation at 2**63 - 1 became one peers refuse."""
+    import random
+
+    from vsm_phoenix.protocol.node import Restart, Send
+    from vsm_phoenix.protocol.swim import SwimNode
+
+    node = SwimNode("n1", random.Random(1))
+    effects = node.step(Restart(0, {
+        "swim/members": encode_cbor(["", "x" * 257, 5, "n1", "n2"]),
+        "swim/incarnation": encode_cbor(2**63 - 1),
+    }))
+    joins = [e.envelope.recipient for e in effects if isinstance(e, Send)]
+    assert joins == ["n2"]
+    assert node.incarnation < 2**63

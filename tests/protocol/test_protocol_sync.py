@@ -186,6 +186,7 @@ HOSTILE_BODIES: list[Any] = [
     {"o": "peer.1", "full": True, "d": {}},  # full state without its vector
     {"o": "peer.1", "full": True, "v": {"x": -1}, "d": {}},
     {"o": "peer.1", "full": True, "v": {"x": 1.5}, "d": {}},
+    {"o": "peer.1", "full": False, "t": TAGS, "v": {"x": -2}, "d": {}},  # a bad vector
     {"o": "peer.1", "full": False, "t": TAGS, "d": {"s": b"garbage"}},
     {"o": "peer.1", "full": False, "t": TAGS, "d": {"s": GCounter().to_bytes()}},  # wrong type
     {"o": "peer.1", "full": False, "t": TAGS, "d": {"": ORSet().to_bytes()}},
@@ -208,8 +209,10 @@ def test_hostile_ack_digest_and_types_and_clock() -> None:
     before = snapshot(node)
     for env in (
         delta_env(peer, {"seq": 1}, msg_type="sync.ack"),
-        delta_env(peer, {"o": "p", "v": {"me.1": "x"}}, msg_type="sync.ack"),
-        delta_env(peer, {"o": "p", "v": {}, "more": 2}, msg_type="sync.ack"),
+        delta_env(peer, {"o": "p", "v": {"me.1": "x"}, "all": True}, msg_type="sync.ack"),
+        delta_env(peer, {"o": "p", "v": {}, "all": True, "more": 2}, msg_type="sync.ack"),
+        delta_env(peer, {"o": "p", "v": {}, "all": 1}, msg_type="sync.ack"),
+        delta_env(peer, {"o": "p", "v": {}}, msg_type="sync.ack"),
         delta_env(peer, {"o": "p", "h": "text"}, msg_type="sync.digest"),
         delta_env(peer, {"o": "p", "h": b"x" * 65}, msg_type="sync.digest"),
         delta_env(peer, {"o": "p", "v": {}, "r": 3}, msg_type="sync.digest"),
@@ -221,7 +224,8 @@ def test_hostile_ack_digest_and_types_and_clock() -> None:
         with pytest.raises(DecodeError):
             node.step(Receive(10, env))
         assert snapshot(node) == before
-    misrouted = peer.envelope(10, "sync.ack", {"o": "p", "v": {}}, recipient="someone-else")
+    misrouted = peer.envelope(10, "sync.ack", {"o": "p", "v": {}, "all": True},
+                              recipient="someone-else")
     with pytest.raises(DecodeError):
         node.step(Receive(10, misrouted))
     assert snapshot(node) == before

@@ -507,7 +507,8 @@ cbor_values = st.recursive(
     max_leaves=12,
 )
 field_names = st.sampled_from(["t", "pi", "pt", "e", "c", "s", "ok", "m", "ri", "hi", "ht",
-                               "li", "lt", "pre", "f", "g", "i", "st", "d"])
+                               "li", "lt", "pre", "f", "g", "i", "st", "d", "o", "z", "v",
+                               "l"])
 
 
 @given(mtype=st.sampled_from([*MTYPES, "raft.bogus"]), payload=st.binary(max_size=64))
@@ -571,24 +572,23 @@ def test_semantic_violations_are_remote_protocol_errors() -> None:
         # entry terms above the message term
         (M_APPEND, {"t": 2, "pi": 0, "pt": 0, "e": [[3, b""]], "c": 0, "s": 0}),
         # a snapshot the state machine cannot read
-        (M_SNAP, {"t": 2, "i": 5, "st": 1, "c": {"v": ["n1"], "o": [], "l": []},
-                  "d": b"\x01", "s": 0}),
+        (M_SNAP, {"t": 2, "i": 5, "st": 1, "c": {"v": ["n1"], "o": [], "l": []}, "o": 0,
+                  "d": b"\x01", "z": True, "s": 0}),
         # a snapshot whose configuration has no voter
-        (M_SNAP, {"t": 2, "i": 5, "st": 1, "c": {"v": [], "o": [], "l": []},
-                  "d": encode_cbor([]), "s": 0}),
+        (M_SNAP, {"t": 2, "i": 5, "st": 1, "c": {"v": [], "o": [], "l": []}, "o": 0,
+                  "d": encode_cbor([]), "z": True, "s": 0}),
     ]
     for mtype, body in bad:
         with pytest.raises(DecodeError):
             node.step(Receive(700, _envelope(mtype, encode_cbor(body))))
         assert node.state_key() == key
+    snap_resp = encode_cbor({"t": 1, "m": 0, "i": 0, "o": 0, "s": 0})
     with pytest.raises(DecodeError):  # from this node itself
-        node.step(Receive(700, _envelope(M_SNAP_RESP, encode_cbor({"t": 1, "m": 0, "s": 0}),
-                                         sender="n1")))
+        node.step(Receive(700, _envelope(M_SNAP_RESP, snap_resp, sender="n1")))
     assert node.state_key() == key
     # A sender outside the configuration may belong to one this node has not seen yet:
     # its answer is decoded, checked and, having no progress to update, ignored.
-    assert node.step(Receive(700, _envelope(M_SNAP_RESP, encode_cbor({"t": 1, "m": 0, "s": 0}),
-                                            sender="intruder"))) == []
+    assert node.step(Receive(700, _envelope(M_SNAP_RESP, snap_resp, sender="intruder"))) == []
     assert node.state_key() == key
 
 
@@ -657,9 +657,9 @@ messages = st.one_of(
               pre=st.booleans(), force=st.booleans()),
     st.builds(VoteResponse, term=u63, granted=st.booleans(), pre=st.booleans()),
     st.builds(InstallSnapshot, term=st.integers(3, 9), index=st.integers(1, 99),
-              snap_term=st.integers(1, 3), config=memberships(), data=st.binary(max_size=8),
-              seq=u63),
-    st.builds(SnapshotResponse, term=u63, match=u63, seq=u63),
+              snap_term=st.integers(1, 3), config=memberships(), offset=st.integers(0, 2**40),
+              data=st.binary(max_size=8), done=st.booleans(), seq=u63),
+    st.builds(SnapshotResponse, term=u63, match=u63, index=u63, offset=u63, seq=u63),
     st.builds(TimeoutNow, term=u63),
 )
 

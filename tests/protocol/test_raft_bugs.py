@@ -231,8 +231,8 @@ def test_a_rejoining_node_that_cannot_hear_the_leader_does_not_disrupt_it() -> N
 def _snapshot_to(node: RaftNode, index: int, snap_term: int, term: int = 5) -> list[Any]:
     data = encode_cbor([b"s%d" % i for i in range(1, index + 1)])
     mtype, body = encode_message(InstallSnapshot(term=term, index=index, snap_term=snap_term,
-                                                 config=node.config.bootstrap, data=data,
-                                                 seq=0))
+                                                 config=node.config.bootstrap, offset=0,
+                                                 data=data, done=True, seq=0))
     env = Envelope(message_id=b"m" * 16, type=mtype, sender="n2", recipient=node.node_id,
                    timestamp=(1, 0, "n2"), payload=encode_cbor(body))
     return node.step(Receive(10, env))

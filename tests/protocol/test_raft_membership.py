@@ -238,6 +238,56 @@ def test_joint_configuration_needs_a_majority_of_both_halves() -> None:
     assert monitor.violations == []
 
 
+def test_joint_configuration_needs_the_old_majority_too() -> None:
+    """The mirror image: replace n2 and n3 by n4 and n5 (caught up as learners) while
+    n2 and n3 are down. The new half (n1 n4 n5) holds every entry, but without a
+    majority of the old half nothing commits — not the joint entry, not a write. Once
+    n2 is back, the change completes."""
+    sim, _, monitor = cluster(IDS3, seed=10, check_quorum=False)
+    sim.add_node("n4")
+    sim.add_node("n5")
+    ask(sim, Reconfigure(voters=IDS3, learners=["n4", "n5"]))
+    settle(sim)
+    lead = wait_leader(sim)
+    old = [n for n in IDS3 if n != lead]
+    for n in old:
+        sim.crash(n)
+    rid = sim.client_request(lead, Reconfigure(voters=[lead, "n4", "n5"]))
+    settle(sim, 50)
+    wid = sim.client_request(lead, Propose(b"w"))
+    settle(sim, 1_000)
+    node = raft(sim, lead)
+    assert node.membership.joint and node.commit_index < node.membership_index
+    assert all(raft(sim, n).last_index == node.last_index for n in ("n4", "n5"))
+    assert reply(sim, lead, rid) is None and reply(sim, lead, wid) is None
+    assert b"w" not in applied(sim, lead)
+    sim.restart(old[0])
+    settle(sim, 1_000)
+    d = reply(sim, lead, rid)
+    assert d is not None and d.kind == K_OK
+    assert all(raft(sim, n).membership == conf(lead, "n4", "n5") for n in (lead, "n4", "n5"))
+    assert monitor.violations == []
+
+
+def test_one_change_at_a_time_also_without_the_joint_stage() -> None:
+    """Two single-server changes both uncommitted would let majorities of (n1 n2 n3)
+    and (n1 n2 n3 n4 n5) miss each other: the second waits for the first to commit."""
+    sim, _, _ = cluster(IDS3, seed=11)
+    lead = wait_leader(sim)
+    sim.partition([n for n in IDS3 if n != lead])
+    first = sim.client_request(lead, Reconfigure(voters=[*IDS3, "n4"], joint=False))
+    second = sim.client_request(lead, Reconfigure(voters=[*IDS3, "n4", "n5"], joint=False),
+                                delay_ms=1)
+    learner = sim.client_request(lead, Reconfigure(voters=IDS3, learners=["n6"]),
+                                 delay_ms=2)
+    settle(sim, 20)
+    assert reply(sim, lead, first) is None  # appended, in force, not committed
+    assert raft(sim, lead).membership == conf(*IDS3, "n4")
+    for rid in (second, learner):
+        d = reply(sim, lead, rid)
+        assert d is not None and d.kind == K_FAILED and "in progress" in d.payload
+
+
 def test_refusals_change_nothing() -> None:
     sim, _, _ = cluster(IDS3, seed=6)
     lead = wait_leader(sim)

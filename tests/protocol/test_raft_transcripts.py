@@ -102,7 +102,7 @@ def test_the_testdata_is_there() -> None:
     names = {p.stem for p in transcript_files(TESTDATA)}
     assert {"figure8_unsafe", "figure8_safe", "persist_before_send", "learner_promotion",
             "joint_change_removes_the_leader", "single_server_change_bug_safe",
-            "single_server_change_bug_unsafe"} <= names
+            "single_server_change_bug_unsafe", "snapshot_in_chunks"} <= names
 
 
 def test_the_2015_single_server_change_bug_is_caught_and_fixed() -> None:
@@ -114,5 +114,5 @@ def test_the_2015_single_server_change_bug_is_caught_and_fixed() -> None:
     assert "!! state-machine safety" in unsafe and "!! leader completeness" in unsafe
     assert "!!" not in safe
     assert "raft.failed [r2] 'this leader has not committed an entry of its term yet'" in safe
-    for name in ("joint_change_removes_the_leader", "learner_promotion"):
+    for name in ("joint_change_removes_the_leader", "learner_promotion", "snapshot_in_chunks"):
         assert "!!" not in (TESTDATA / f"{name}.txt").read_text(), name

@@ -33,7 +33,8 @@ AMQP_ONLY = {
 }
 #: Options that only mean something on the simulator.
 SIM_ONLY = {"runs": "--runs", "check_timeout_s": "--check-timeout-s", "out_dir": "--out-dir",
-            "quiet": "--quiet", "reconfigure": "--reconfigure"}
+            "quiet": "--quiet", "reconfigure": "--reconfigure", "saga_log": "--saga-log",
+            "sagas": "--sagas"}
 
 
 def register(sub: Any) -> None:
@@ -57,10 +58,11 @@ def register(sub: Any) -> None:
     p.add_argument("--transport", choices=["sim", "amqp"], default="sim",
                    help="sim: in-process simulator (default); amqp: node processes over "
                    "RabbitMQ")
-    p.add_argument("--scenario", choices=["crdt", "kv", "agents"], default="crdt",
+    p.add_argument("--scenario", choices=["crdt", "kv", "agents", "saga"], default="crdt",
                    help="crdt: SWIM + delta sync cluster converges; kv: Raft KV checked for "
                    "linearizability; agents: capability-aware agents with leased roles, "
-                   "audited in the evidence graph (sim only)")
+                   "audited in the evidence graph (sim only); saga: three coordinators run "
+                   "order sagas under faults, every saga checked (sim only)")
     p.add_argument("--seed", type=int, default=0, help="(first) seed (default 0)")
     p.add_argument("--nodes", type=int, default=None,
                    help="cluster size (default: 5 for sim crdt, 3 otherwise; sim crdt is "
@@ -72,6 +74,9 @@ def register(sub: Any) -> None:
     g.add_argument("--out-dir", default=None, help="where diagrams go (default demo-out)")
     g.add_argument("--quiet", action="store_true", default=None,
                    help="print only failures and totals")
+    g.add_argument("--saga-log", choices=["kv", "sqlite", "memory"], default=None,
+                   help="saga: the shared log (default kv: the Raft KV)")
+    g.add_argument("--sagas", type=int, default=None, help="saga: sagas per seed (default 200)")
     g.add_argument("--reconfigure", action="store_true", default=None,
                    help="kv: change the membership during each run (two spare servers "
                         "added as learners, promoted, and the leader of the moment "
@@ -121,8 +126,8 @@ def _simulate(args: argparse.Namespace) -> int:
         other = "amqp" if args.transport == "sim" else "sim"
         return usage_exit(prog, f"{', '.join(wrong)} only with --transport {other}")
     if args.transport == "amqp":
-        if args.scenario == "agents":
-            return usage_exit(prog, "the agents scenario runs on the simulator only")
+        if args.scenario in ("agents", "saga"):
+            return usage_exit(prog, f"the {args.scenario} scenario runs on the simulator only")
         return _simulate_amqp(args)
     if args.scenario == "crdt":
         if args.reconfigure:
@@ -134,6 +139,17 @@ def _simulate(args: argparse.Namespace) -> int:
         return run_demo(seed=args.seed, out_dir=args.out_dir or "demo-out",
                         progress=not args.quiet, command="simulate")
     runs = 1 if args.runs is None else args.runs
+    if args.scenario != "saga" and (args.saga_log is not None or args.sagas is not None):
+        return usage_exit(prog, "--saga-log and --sagas only with --scenario saga")
+    if args.scenario == "saga":
+        from vsm_phoenix.cli.saga import simulate_saga_cli
+
+        sagas = 200 if args.sagas is None else args.sagas
+        if runs < 1 or sagas < 1 or args.nodes not in (None, 3):
+            return usage_exit(prog, "--runs and --sagas must be positive; the saga scenario "
+                              "has 3 coordinators")
+        return simulate_saga_cli(args.seed, runs, args.saga_log or "kv", sagas,
+                                 bool(args.quiet))
     if args.scenario == "agents":
         from vsm_phoenix.cli.agents import simulate_agents_cli
 

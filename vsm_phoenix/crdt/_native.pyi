@@ -7,6 +7,7 @@ K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 
 Dot = tuple[str, int]
+Dots = Dot | set[Dot]
 
 EQUAL: int
 BEFORE: int
@@ -26,32 +27,32 @@ def ctx_leq(
     vv: dict[str, int], cloud: set[Dot], o_vv: dict[str, int], o_cloud: set[Dot]
 ) -> bool: ...
 def dotstore_join(
-    a: dict[K, set[Dot]],
+    a: dict[K, Dots],
     a_vv: dict[str, int],
     a_cloud: set[Dot],
-    b: dict[K, set[Dot]],
+    b: dict[K, Dots],
     b_vv: dict[str, int],
     b_cloud: set[Dot],
-) -> dict[K, set[Dot]]: ...
+) -> dict[K, Dots]: ...
 def dotstore_join_into(
-    a: dict[K, set[Dot]],
+    a: dict[K, Dots],
     a_vv: dict[str, int],
     a_cloud: set[Dot],
-    b: dict[K, set[Dot]],
+    b: dict[K, Dots],
     b_vv: dict[str, int],
     b_cloud: set[Dot],
 ) -> None: ...
-def dotstore_index(entries: dict[K, set[Dot]]) -> dict[str, dict[int, K]]: ...
+def dotstore_index(entries: dict[K, Dots]) -> dict[str, dict[int, K]]: ...
 def dotstore_join_delta(
-    a: dict[K, set[Dot]],
+    a: dict[K, Dots],
     index: dict[str, dict[int, K]],
     a_vv: dict[str, int],
     a_cloud: set[Dot],
-    b: dict[K, set[Dot]],
+    b: dict[K, Dots],
     b_vv: dict[str, int],
     b_cloud: set[Dot],
 ) -> None: ...
-def dotstore_copy(entries: dict[K, set[Dot]]) -> dict[K, set[Dot]]: ...
+def dotstore_copy(entries: dict[K, Dots]) -> dict[K, Dots]: ...
 def dotfun_join(
     a: dict[Dot, V],
     a_vv: dict[str, int],
@@ -62,4 +63,4 @@ def dotfun_join(
 ) -> dict[Dot, V]: ...
 def dotstore_decode(
     state: Any, vv: dict[str, int], cloud: set[Dot]
-) -> dict[Any, set[Dot]]: ...
+) -> dict[Any, Dots]: ...

@@ -23,10 +23,11 @@ the same key order in lockstep, compare counters as C integers, copy dot sets wi
 their stored hashes, allocate a dot set only when the result needs one, and pause the
 cyclic GC while building stores of (acyclic) dot sets.
 
-Profile of ``ORSet a | b`` at 10,000 elements (callgrind, native backend): about 9% of
-the instructions run in this module; the rest is CPython's own dict/set insertion,
-lookup, allocation, hashing and GC for one ``set`` per element -- the representation,
-not the loops, bounds what a kernel can gain there.
+Profile of ``ORSet a | b`` at 10,000 elements (callgrind, native backend, when every
+element held a ``set``): about 9% of the instructions ran in this module; the rest was
+CPython's own dict/set insertion, lookup, allocation, hashing and GC for one ``set`` per
+element. A dot store therefore keeps an element's lone dot unboxed (the bare tuple),
+and the joins here take two lone dots without building any set.
 """
 
 from cpython.object cimport PyObject, Py_EQ, Py_GT, PyObject_RichCompareBool
@@ -422,6 +423,68 @@ cdef object _join_key(set dots, set other, dict a_vv, set a_cloud, dict b_vv, se
 cdef object _FALLBACK = object()   # an impl's answer: "hand the call to the pure twin"
 
 
+cdef inline bint _is_dot(object v):
+    """A store value that is a lone dot (an exact 2-tuple; its parts are checked by
+    ``_seen`` before any use)."""
+    return PyTuple_CheckExact(<PyObject *>v) and PyTuple_GET_SIZE(v) == 2
+
+
+cdef inline object _packed(object kept):
+    """Normal form of a kept set (or None): a lone dot unboxed, None when empty."""
+    cdef object d
+    if kept is None or kept is False:
+        return kept
+    if PySet_GET_SIZE(kept) > 1:
+        return kept
+    for d in <set>kept:
+        return d
+    return None
+
+
+cdef object _join_value(object v, object o, dict a_vv, set a_cloud, dict b_vv, set b_cloud):
+    """The per-key rule for a key both stores hold, on values in either form: the kept
+    value in normal form (None when nothing survives), False when not clean."""
+    cdef int s, t
+    if _is_dot(v) and _is_dot(o):
+        # Both lone dots: the common case between replicas, no set is built.
+        s = _seen(v, b_vv, b_cloud)
+        t = _seen(o, a_vv, a_cloud)
+        if s == UNCLEAN or t == UNCLEAN:
+            return False
+        if PyObject_RichCompareBool(v, o, Py_EQ):
+            return v
+        if s == 0 and t == 0:
+            return {v, o}
+        if s == 0:
+            return v
+        if t == 0:
+            return o
+        return None
+    if type(v) is not set and not _is_dot(v):
+        return False
+    if type(o) is not set and not _is_dot(o):
+        return False
+    return _packed(_join_key(
+        {v} if type(v) is not set else <set>v,
+        {o} if type(o) is not set else <set>o,
+        a_vv, a_cloud, b_vv, b_cloud,
+    ))
+
+
+cdef object _unseen_value(object v, dict vv, set cloud):
+    """A value only one store holds: its dots unseen by ``(vv, cloud)`` in normal form
+    (None when none is left), False when not clean."""
+    cdef int s
+    if _is_dot(v):
+        s = _seen(v, vv, cloud)
+        if s == UNCLEAN:
+            return False
+        return v if s == 0 else None
+    if type(v) is not set:
+        return False
+    return _packed(_unseen(<set>v, vv, cloud))
+
+
 cdef object _dotstore_join(dict a, dict a_vv, set a_cloud, dict b, dict b_vv, set b_cloud):
     cdef dict out = {}
     cdef Py_ssize_t pos = 0
@@ -430,15 +493,11 @@ cdef object _dotstore_join(dict a, dict a_vv, set a_cloud, dict b, dict b_vv, se
     cdef PyObject *o
     cdef object kept
     while PyDict_Next(a, &pos, &k, &v):
-        if type(<object>v) is not set:
-            return _FALLBACK
         o = PyDict_GetItemWithError(b, <object>k)
         if o == NULL:
-            kept = _unseen(<set>v, b_vv, b_cloud)
-        elif type(<object>o) is not set:
-            return _FALLBACK
+            kept = _unseen_value(<object>v, b_vv, b_cloud)
         else:
-            kept = _join_key(<set>v, <set>o, a_vv, a_cloud, b_vv, b_cloud)
+            kept = _join_value(<object>v, <object>o, a_vv, a_cloud, b_vv, b_cloud)
         if kept is False:
             return _FALLBACK
         if kept is not None:
@@ -447,9 +506,7 @@ cdef object _dotstore_join(dict a, dict a_vv, set a_cloud, dict b, dict b_vv, se
     while PyDict_Next(b, &pos, &k, &v):
         if PyDict_GetItemWithError(a, <object>k) != NULL:
             continue
-        if type(<object>v) is not set:
-            return _FALLBACK
-        kept = _unseen(<set>v, a_vv, a_cloud)
+        kept = _unseen_value(<object>v, a_vv, a_cloud)
         if kept is False:
             return _FALLBACK
         if kept is not None:
@@ -487,8 +544,8 @@ cdef int _key_unchanged(
     It does iff no dot of ``dots`` is seen by b without being held by ``other``, and
     every dot only ``other`` holds was seen by a. Allocates nothing. (An empty
     ``dots`` is never "unchanged": the join drops keys left without dots.)"""
-    if PySet_GET_SIZE(dots) == 0:
-        return 0
+    if PySet_GET_SIZE(dots) < 2:
+        return 0  # empty: dropped; one dot: unboxed by the normal form
     if PyObject_RichCompareBool(dots, other, Py_EQ):
         return 1
     cdef object d
@@ -514,14 +571,14 @@ cdef object _unseen_or_same(set dots, dict vv, set cloud):
     a dot is not clean."""
     cdef object d
     cdef int s
-    if PySet_GET_SIZE(dots) == 0:
-        return None
+    if PySet_GET_SIZE(dots) < 2:
+        return _packed(_unseen(dots, vv, cloud))
     for d in dots:
         s = _seen(d, vv, cloud)
         if s == UNCLEAN:
             return False
         if s == 1:
-            return _unseen(dots, vv, cloud)
+            return _packed(_unseen(dots, vv, cloud))
     return True
 
 
@@ -537,24 +594,39 @@ cdef object _dotstore_join_into(
     cdef PyObject *v
     cdef PyObject *o
     cdef object kept
-    cdef int same
+    cdef int same, s
     while PyDict_Next(a, &pos, &k, &v):
-        if type(<object>v) is not set:
-            return _FALLBACK
         o = PyDict_GetItemWithError(b, <object>k)
-        if o == NULL:
+        if _is_dot(<object>v):
+            # A lone dot: it stays exactly when b holds the same dot or has not seen it.
+            if o == NULL:
+                s = _seen(<object>v, b_vv, b_cloud)
+                if s == UNCLEAN:
+                    return _FALLBACK
+                if s == 0:
+                    continue
+                kept = None
+            elif _is_dot(<object>o) and PyObject_RichCompareBool(<object>v, <object>o, Py_EQ):
+                if _seen(<object>v, b_vv, b_cloud) == UNCLEAN:
+                    return _FALLBACK
+                continue
+            else:
+                kept = _join_value(<object>v, <object>o, a_vv, a_cloud, b_vv, b_cloud)
+        elif type(<object>v) is not set:
+            return _FALLBACK
+        elif o == NULL:
             kept = _unseen_or_same(<set>v, b_vv, b_cloud)
             if kept is True:
                 continue
         elif type(<object>o) is not set:
-            return _FALLBACK
+            kept = _join_value(<object>v, <object>o, a_vv, a_cloud, b_vv, b_cloud)
         else:
             same = _key_unchanged(<set>v, <set>o, a_vv, a_cloud, b_vv, b_cloud)
             if same == UNCLEAN:
                 return _FALLBACK
             if same == 1:
                 continue
-            kept = _join_key(<set>v, <set>o, a_vv, a_cloud, b_vv, b_cloud)
+            kept = _packed(_join_key(<set>v, <set>o, a_vv, a_cloud, b_vv, b_cloud))
         if kept is False:
             return _FALLBACK
         PyList_Append(changes, <object>k)
@@ -563,9 +635,7 @@ cdef object _dotstore_join_into(
     while PyDict_Next(b, &pos, &k, &v):
         if PyDict_GetItemWithError(a, <object>k) != NULL:
             continue
-        if type(<object>v) is not set:
-            return _FALLBACK
-        kept = _unseen(<set>v, a_vv, a_cloud)
+        kept = _unseen_value(<object>v, a_vv, a_cloud)
         if kept is False:
             return _FALLBACK
         if kept is not None:
@@ -623,7 +693,10 @@ def dotstore_copy(entries):
         # new dict beats cloning the table and swapping values at scale: no second
         # lookup, no incref/decref of the old sets.
         while PyDict_Next(entries, &pos, &k, &v):
-            PyDict_SetItem(out, <object>k, PySet_New(<object>v))
+            if PyTuple_CheckExact(v):
+                PyDict_SetItem(out, <object>k, <object>v)  # a lone dot: immutable, shared
+            else:
+                PyDict_SetItem(out, <object>k, PySet_New(<object>v))
     finally:
         if gc_was_on:
             PyGC_Enable()
@@ -633,8 +706,9 @@ def dotstore_copy(entries):
 def dotfun_join(a, a_vv, a_cloud, b, b_vv, b_cloud):
     """Join of two dot functions (dot → value) under their causal contexts.
 
-    A dot survives when both sides hold it (the value is the same: a dot is written
-    once), or when one side holds it and the other has not seen it.
+    A dot survives when both sides hold it, or when one side holds it and the other
+    has not seen it. When both sides hold a dot with different values, the value with
+    the greater canonical bytes wins (the pure twin decides: the whole call goes there).
     """
     if not _args_clean(a, a_vv, a_cloud, b, b_vv, b_cloud):
         return _pure.dotfun_join(a, a_vv, a_cloud, b, b_vv, b_cloud)
@@ -642,9 +716,13 @@ def dotfun_join(a, a_vv, a_cloud, b, b_vv, b_cloud):
     cdef Py_ssize_t pos = 0
     cdef PyObject *k
     cdef PyObject *v
+    cdef PyObject *o
     cdef int s
     while PyDict_Next(a, &pos, &k, &v):
-        if PyDict_GetItemWithError(b, <object>k) != NULL:
+        o = PyDict_GetItemWithError(b, <object>k)
+        if o != NULL:
+            if o != v and not _same_plain_atom(o, v):
+                return _pure.dotfun_join(a, a_vv, a_cloud, b, b_vv, b_cloud)
             PyDict_SetItem(out, <object>k, <object>v)
             continue
         s = _seen(<object>k, <dict>b_vv, <set>b_cloud)
@@ -662,6 +740,16 @@ def dotfun_join(a, a_vv, a_cloud, b, b_vv, b_cloud):
         if s == 0:
             PyDict_SetItem(out, <object>k, <object>v)
     return out
+
+
+cdef inline bint _same_plain_atom(PyObject *x, PyObject *y) except -1:
+    """Whether ``x`` and ``y`` are equal exact ``str`` / ``int`` / ``bytes`` (no user
+    code runs); anything else is left to the pure twin."""
+    if (<object>x).__class__ is not (<object>y).__class__:
+        return False
+    if PyUnicode_CheckExact(x) or PyLong_CheckExact(x) or type(<object>x) is bytes:
+        return PyObject_RichCompareBool(<object>x, <object>y, Py_EQ)
+    return False
 
 
 cdef object _decode_dots(
@@ -716,7 +804,7 @@ cdef object _dotstore_decode(list state, dict vv, set cloud):
         dots = _decode_dots(<list>raws, vv, cloud, seen)
         if dots is _FALLBACK:
             return _FALLBACK
-        PyDict_SetItem(out, key, dots)
+        PyDict_SetItem(out, key, _packed(dots))
     return out
 
 

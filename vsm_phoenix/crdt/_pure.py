@@ -11,8 +11,11 @@ Representations (shared by both backends):
 * a *dot cloud* is a ``set[tuple[str, int]]``;
 * a causal context is the pair ``(vv, cloud)``, kept *compact*: no cloud dot
   ``(r, c)`` has ``c <= vv.get(r, 0) + 1`` (such a dot is folded into ``vv``);
-* a *dot store* maps a key to the ``set`` of dots that support it (ORSet, ORMap keys),
-  and a *dot fun* maps a dot to a value (MVRegister).
+* a *dot store* maps a key to the dots that support it (ORSet, ORMap keys): the bare
+  dot tuple when there is one (the common case: no ``set`` per element), a ``set`` of
+  two or more dots otherwise. Kernels return stores in that normal form whatever form
+  their inputs use;
+* a *dot fun* maps a dot to a value (MVRegister).
 
 Kernels never raise on well-formed input; callers validate first, so a kernel cannot
 leave a half-applied state behind.
@@ -21,14 +24,30 @@ leave a half-applied state behind.
 from __future__ import annotations
 
 from collections.abc import Hashable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
-from vsm_phoenix.crdt._domain import atom_from_wire, wire_count, wire_replica
+from vsm_phoenix.crdt._domain import atom_from_wire, atom_key, wire_count, wire_replica
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 
 Dot = tuple[str, int]
+#: What a dot store holds under a key: one dot, or a set of two or more.
+Dots = Dot | set[Dot]
+
+
+def _dots(v: Dots) -> set[Dot]:
+    """The dots of a store value as a (possibly new) set."""
+    return {v} if type(v) is tuple else v  # type: ignore[return-value]
+
+
+def _packed(kept: set[Dot]) -> Dots | None:
+    """A non-empty set of dots in normal form (a lone dot unboxed); None if empty."""
+    if len(kept) > 1:
+        return kept
+    for d in kept:
+        return d
+    return None
 
 #: ``vc_compare`` results.
 EQUAL = 0
@@ -181,25 +200,28 @@ def ctx_leq(vv: dict[str, int], cloud: set[Dot], o_vv: dict[str, int], o_cloud: 
 
 
 def dotstore_join(
-    a: dict[K, set[Dot]],
+    a: dict[K, Dots],
     a_vv: dict[str, int],
     a_cloud: set[Dot],
-    b: dict[K, set[Dot]],
+    b: dict[K, Dots],
     b_vv: dict[str, int],
     b_cloud: set[Dot],
-) -> dict[K, set[Dot]]:
+) -> dict[K, Dots]:
     """Join of two dot stores under their causal contexts (add-wins).
 
     For each key, a dot survives when both sides have it, or when one side has it and
     the other side has never seen it (it is not in the other's context). Keys left with
-    no dot are dropped. Returns a new mapping; the inputs are not modified.
+    no dot are dropped. Returns a new mapping in normal form; the inputs are not
+    modified (a lone dot tuple may be shared: tuples are immutable).
     """
-    out: dict[K, set[Dot]] = {}
-    for key, dots in a.items():
-        other = b.get(key)
-        if other is None:
+    out: dict[K, Dots] = {}
+    for key, value in a.items():
+        dots = _dots(value)
+        theirs = b.get(key)
+        if theirs is None:
             kept = {d for d in dots if not (d[1] <= b_vv.get(d[0], 0) or d in b_cloud)}
         else:
+            other = _dots(theirs)
             kept = dots & other
             for d in dots:
                 if d not in other and not (d[1] <= b_vv.get(d[0], 0) or d in b_cloud):
@@ -207,22 +229,25 @@ def dotstore_join(
             for d in other:
                 if d not in dots and not (d[1] <= a_vv.get(d[0], 0) or d in a_cloud):
                     kept.add(d)
-        if kept:
-            out[key] = kept
-    for key, dots in b.items():
+        packed = _packed(kept)
+        if packed is not None:
+            out[key] = packed
+    for key, value in b.items():
         if key in a:
             continue
+        dots = _dots(value)
         kept = {d for d in dots if not (d[1] <= a_vv.get(d[0], 0) or d in a_cloud)}
-        if kept:
-            out[key] = kept
+        packed = _packed(kept)
+        if packed is not None:
+            out[key] = packed
     return out
 
 
 def dotstore_join_into(
-    a: dict[K, set[Dot]],
+    a: dict[K, Dots],
     a_vv: dict[str, int],
     a_cloud: set[Dot],
-    b: dict[K, set[Dot]],
+    b: dict[K, Dots],
     b_vv: dict[str, int],
     b_cloud: set[Dot],
 ) -> None:
@@ -236,11 +261,11 @@ def dotstore_join_into(
     a.update(joined)
 
 
-def dotstore_index(entries: dict[K, set[Dot]]) -> dict[str, dict[int, K]]:
+def dotstore_index(entries: dict[K, Dots]) -> dict[str, dict[int, K]]:
     """The dot index of a dot store: replica → counter → the key that dot supports."""
     index: dict[str, dict[int, K]] = {}
-    for key, dots in entries.items():
-        for r, c in dots:
+    for key, value in entries.items():
+        for r, c in _dots(value):
             by_counter = index.get(r)
             if by_counter is None:
                 by_counter = index[r] = {}
@@ -249,11 +274,11 @@ def dotstore_index(entries: dict[K, set[Dot]]) -> dict[str, dict[int, K]]:
 
 
 def dotstore_join_delta(
-    a: dict[K, set[Dot]],
+    a: dict[K, Dots],
     index: dict[str, dict[int, K]],
     a_vv: dict[str, int],
     a_cloud: set[Dot],
-    b: dict[K, set[Dot]],
+    b: dict[K, Dots],
     b_vv: dict[str, int],
     b_cloud: set[Dot],
 ) -> None:
@@ -283,32 +308,37 @@ def dotstore_join_delta(
         extra = cloud_by_r.get(r, set())
         if n + len(extra) <= len(held):
             seen = [c for c in range(1, n + 1) if c in held]
-            seen.extend(c for c in extra if c in held)
+            seen.extend(c for c in extra if c > n and c in held)
         else:
             seen = [c for c in held if c <= n or c in extra]
         for c in seen:
             key = held[c]
             theirs = b.get(key)
-            if theirs is None or (r, c) not in theirs:
+            if theirs is None or (r, c) not in _dots(theirs):
                 drops.append((key, r, c))
     gains: list[tuple[K, Dot]] = []
-    for key, dots in b.items():
-        for d in dots:
+    for key, value in b.items():
+        for d in _dots(value):
             if not (d[1] <= a_vv.get(d[0], 0) or d in a_cloud):
                 gains.append((key, d))
-    # Phase 2: apply (cannot fail short of MemoryError).
+    # Phase 2: apply (cannot fail short of MemoryError), keeping the normal form.
     for key, r, c in drops:
-        dots = a[key]
-        dots.discard((r, c))
-        if not dots:
+        held_dots = a[key]
+        if type(held_dots) is tuple:
             del a[key]
+        else:
+            held_dots.discard((r, c))  # type: ignore[union-attr]
+            if len(held_dots) == 1:
+                a[key] = next(iter(held_dots))
         del index[r][c]
     for key, d in gains:
         have = a.get(key)
         if have is None:
-            a[key] = {d}
+            a[key] = d
+        elif type(have) is tuple:
+            a[key] = {have, d}
         else:
-            have.add(d)
+            have.add(d)  # type: ignore[union-attr]
         r, c = d
         by_counter = index.get(r)
         if by_counter is None:
@@ -316,9 +346,13 @@ def dotstore_join_delta(
         by_counter[c] = key
 
 
-def dotstore_copy(entries: dict[K, set[Dot]]) -> dict[K, set[Dot]]:
-    """An independent copy of a dot store: a new mapping of new sets."""
-    return {key: set(dots) for key, dots in entries.items()}
+def dotstore_copy(entries: dict[K, Dots]) -> dict[K, Dots]:
+    """An independent copy of a dot store: a new mapping of new sets (lone dot tuples
+    are shared: they are immutable)."""
+    return {
+        key: dots if type(dots) is tuple else set(cast(set[Dot], dots))
+        for key, dots in entries.items()
+    }
 
 
 def dotfun_join(
@@ -331,12 +365,20 @@ def dotfun_join(
 ) -> dict[Dot, V]:
     """Join of two dot functions (dot → value) under their causal contexts.
 
-    A dot survives when both sides hold it (the value is the same: a dot is written
-    once), or when one side holds it and the other has not seen it.
+    A dot survives when both sides hold it, or when one side holds it and the other
+    has not seen it. A dot is written once, so both sides normally hold the same value
+    under it; when they do not (a replica id reused after losing its state), the value
+    with the greater canonical bytes (``atom_key``) wins on every replica, so the join
+    stays commutative and replicas converge.
     """
     out: dict[Dot, V] = {}
     for d, v in a.items():
-        if d in b or not (d[1] <= b_vv.get(d[0], 0) or d in b_cloud):
+        if d in b:
+            w = b[d]
+            if w is not v and w != v and atom_key(w) > atom_key(v):  # type: ignore[arg-type]
+                v = w
+            out[d] = v
+        elif not (d[1] <= b_vv.get(d[0], 0) or d in b_cloud):
             out[d] = v
     for d, v in b.items():
         if d not in a and not (d[1] <= a_vv.get(d[0], 0) or d in a_cloud):
@@ -344,7 +386,7 @@ def dotfun_join(
     return out
 
 
-def dotstore_decode(state: Any, vv: dict[str, int], cloud: set[Dot]) -> dict[Any, set[Dot]]:
+def dotstore_decode(state: Any, vv: dict[str, int], cloud: set[Dot]) -> dict[Any, Dots]:
     """Decode a dot store's wire layout ``[[element, [[replica, counter], ...]], ...]``
     and check it against the causal context ``(vv, cloud)``.
 
@@ -353,7 +395,7 @@ def dotstore_decode(state: Any, vv: dict[str, int], cloud: set[Dot]) -> dict[Any
     """
     if not isinstance(state, list):
         raise ValueError("expected an array of [key, dots]")
-    out: dict[Any, set[Dot]] = {}
+    out: dict[Any, Dots] = {}
     seen: set[Dot] = set()
     for item in state:
         if not (isinstance(item, list) and len(item) == 2 and isinstance(item[1], list)):
@@ -372,5 +414,5 @@ def dotstore_decode(state: Any, vv: dict[str, int], cloud: set[Dot]) -> dict[Any
                 raise ValueError(f"dot {d} is outside the causal context")
             dots.add(d)
         seen |= dots
-        out[key] = dots
+        out[key] = dots if len(dots) > 1 else next(iter(dots))
     return out

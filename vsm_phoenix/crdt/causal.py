@@ -9,6 +9,7 @@ join is set union) and the causal half of every dotted CRDT (ORSet, ORMap, MVReg
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable, Iterator
 from typing import Any, Self
 
@@ -115,8 +116,17 @@ class CausalContext(CRDT):
         """The compact form: ``(version vector, dot cloud)``."""
         return dict(self.vv), frozenset(Dot(r, c) for r, c in self.cloud)
 
-    def __len__(self) -> int:
+    @property
+    def size(self) -> int:
+        """The number of dots, exactly (``len()`` cannot go past ``sys.maxsize``)."""
         return sum(self.vv.values()) + len(self.cloud)
+
+    def __len__(self) -> int:
+        """The number of dots; ``OverflowError`` past ``sys.maxsize`` (use :attr:`size`)."""
+        n = self.size
+        if n > sys.maxsize:
+            raise OverflowError(f"the context holds {n} dots, more than len(); use .size")
+        return n
 
     # -- CRDT plumbing ---------------------------------------------------------------
 

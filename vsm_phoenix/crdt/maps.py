@@ -140,7 +140,7 @@ class ORMap(CRDT):
 
     @property
     def value(self) -> dict[Atom, Any]:
-        return {k: self._values[k].value for k in self._presence._entries}
+        return {k: self._values[k].value for k in self._presence._store}
 
     # -- CRDT plumbing ---------------------------------------------------------------
 
@@ -211,7 +211,7 @@ class ORMap(CRDT):
             if not isinstance(tag, str) or type(version) is not int:
                 raise ValueError("bad nested tag or version")
             values[k] = codec.class_for(tag)._decode_state(version, inner)
-        missing = [k for k in presence._entries if k not in values]
+        missing = [k for k in presence._store if k not in values]
         if missing:
             raise ValueError(f"present keys without a value: {missing[:3]!r}")
         return cls._raw(presence, values)

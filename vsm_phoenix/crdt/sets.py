@@ -15,7 +15,7 @@ Elements are atoms (see :mod:`vsm_phoenix.crdt._domain`): ``None``, ``int``, ``s
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any, Literal, Self
+from typing import Any, Literal, Self, cast
 
 from vsm_phoenix.crdt import _backend as K
 from vsm_phoenix.crdt._base import CRDT
@@ -27,6 +27,7 @@ from vsm_phoenix.crdt._domain import (
     check_atom,
     check_replica,
 )
+from vsm_phoenix.crdt._pure import Dots, _dots
 from vsm_phoenix.crdt.causal import CausalContext
 from vsm_phoenix.crdt.clocks import Dot, Timestamp
 from vsm_phoenix.errors import InvalidArgument
@@ -308,7 +309,9 @@ class ORSet(CRDT):
     but their dots in the (compact) context.
 
     Invariants (checked on decode): every stored dot is in the context; no element
-    has an empty dot set; no dot supports two elements.
+    has an empty dot set; no dot supports two elements. The store keeps an element's
+    only dot as the bare ``(replica, counter)`` tuple -- no ``set`` per element, the
+    common case -- and a ``set`` only for two or more concurrent adds.
 
     Joining a small delta costs what the delta is: the first such join builds a *dot
     index* (replica → counter → element) that later joins walk instead of the whole
@@ -318,20 +321,20 @@ class ORSet(CRDT):
     """
 
     TAG = "orset"
-    __slots__ = ("_ctx", "_entries", "_index")
+    __slots__ = ("_ctx", "_index", "_store")
 
     #: A delta goes the indexed way when ``DELTA_RATIO * its size <= len(self)``.
     DELTA_RATIO = 8
 
     def __init__(self) -> None:
-        self._entries: dict[Atom, set[tuple[str, int]]] = {}
+        self._store: dict[Atom, Dots] = {}
         self._ctx = CausalContext()
         self._index: dict[str, dict[int, Atom]] | None = None
 
     @classmethod
-    def _raw(cls, entries: dict[Atom, set[tuple[str, int]]], ctx: CausalContext) -> Self:
+    def _raw(cls, entries: dict[Atom, Dots], ctx: CausalContext) -> Self:
         obj = cls.__new__(cls)
-        obj._entries, obj._ctx, obj._index = entries, ctx, None
+        obj._store, obj._ctx, obj._index = entries, ctx, None
         return obj
 
     def add(self, replica: str, element: Atom) -> ORSet:
@@ -344,9 +347,10 @@ class ORSet(CRDT):
         check_atom(element)
         dot = self._ctx.next_dot(replica)
         d = (dot.replica, dot.counter)
-        old = self._entries.get(element, set())
-        delta = ORSet._raw({element: {d}}, CausalContext._of_dots(set(old) | {d}))
-        self._entries[element] = {d}
+        held = self._store.get(element)
+        old: set[tuple[str, int]] = set() if held is None else set(_dots(held))
+        delta = ORSet._raw({element: d}, CausalContext._of_dots(old | {d}))
+        self._store[element] = d
         self._ctx._add(*d)
         index = self._index
         if index is not None:
@@ -360,26 +364,27 @@ class ORSet(CRDT):
         the context, nothing in the store). Removing an absent element is a no-op whose
         delta is bottom."""
         check_atom(element)
-        old = self._entries.pop(element, None)
-        if old is None:
+        held = self._store.pop(element, None)
+        if held is None:
             return ORSet()
+        old = _dots(held)
         if self._index is not None:
             for r, c in old:
                 del self._index[r][c]
-        return ORSet._raw({}, CausalContext._of_dots(old))
+        return ORSet._raw({}, CausalContext._of_dots(set(old)))
 
     def __contains__(self, element: object) -> bool:
         try:
-            return element in self._entries
+            return element in self._store
         except TypeError:
             return False
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._store)
 
     @property
     def value(self) -> frozenset[Atom]:
-        return frozenset(self._entries)
+        return frozenset(self._store)
 
     @property
     def context(self) -> CausalContext:
@@ -388,20 +393,27 @@ class ORSet(CRDT):
 
     def dots_of(self, element: Atom) -> frozenset[Dot]:
         """The dots of the adds that currently support ``element``."""
-        return frozenset(Dot(r, c) for r, c in self._entries.get(element, ()))
+        held = self._store.get(element)
+        return frozenset() if held is None else frozenset(Dot(*d) for d in _dots(held))
+
+    @property
+    def _entries(self) -> dict[Atom, set[tuple[str, int]]]:
+        """The store with every element's dots as a set (a new mapping; for models and
+        debugging -- the store itself keeps a lone dot unboxed)."""
+        return {e: set(_dots(v)) for e, v in self._store.items()}
 
     def _delta_size(self) -> int:
         """What joining this state costs the indexed way, in dots (the vector entries
         count once: the join enumerates at most what the receiver holds of them)."""
-        return len(self._entries) + len(self._ctx.cloud) + len(self._ctx.vv)
+        return len(self._store) + len(self._ctx.cloud) + len(self._ctx.vv)
 
     def _join_into(self, other: Self) -> None:
-        if self.DELTA_RATIO * other._delta_size() <= len(self._entries):
+        if self.DELTA_RATIO * other._delta_size() <= len(self._store):
             self._join_indexed(other)
             return
         a, b = self._ctx, other._ctx
         self._index = None
-        K.dotstore_join_into(self._entries, a.vv, a.cloud, other._entries, b.vv, b.cloud)
+        K.dotstore_join_into(self._store, a.vv, a.cloud, other._store, b.vv, b.cloud)
         a._join_into(b)
 
     def _join_indexed(self, other: Self) -> None:
@@ -409,9 +421,9 @@ class ORSet(CRDT):
         join; a differential test checks it)."""
         a, b = self._ctx, other._ctx
         if self._index is None:
-            self._index = K.dotstore_index(self._entries)
+            self._index = K.dotstore_index(self._store)
         K.dotstore_join_delta(
-            self._entries, self._index, a.vv, a.cloud, other._entries, b.vv, b.cloud
+            self._store, self._index, a.vv, a.cloud, other._store, b.vv, b.cloud
         )
         a._join_into(b)
 
@@ -422,17 +434,17 @@ class ORSet(CRDT):
         # self ⊑ other iff every dot other dropped was seen by other (it is, since the
         # contexts are ordered) and every dot other keeps that self has seen is kept by
         # self: i.e. the join yields other's store.
-        joined = K.dotstore_join(self._entries, a.vv, a.cloud, other._entries, b.vv, b.cloud)
-        return bool(joined == other._entries)
+        joined = K.dotstore_join(self._store, a.vv, a.cloud, other._store, b.vv, b.cloud)
+        return bool(joined == other._store)
 
     def _eq_state(self, other: Self) -> bool:
-        return self._entries == other._entries and self._ctx._eq_state(other._ctx)
+        return self._store == other._store and self._ctx._eq_state(other._ctx)
 
     def copy(self) -> Self:
-        return self._raw(K.dotstore_copy(self._entries), self._ctx.copy())
+        return self._raw(K.dotstore_copy(self._store), self._ctx.copy())
 
     def _encode_state(self) -> Any:
-        return [_encode_dotstore(self._entries), self._ctx._encode_state()]
+        return [_encode_dotstore(self._store), self._ctx._encode_state()]
 
     @classmethod
     def _from_state(cls, state: Any) -> Self:
@@ -443,14 +455,19 @@ class ORSet(CRDT):
         return cls._raw(entries, ctx)
 
 
-def _encode_dotstore(entries: dict[Atom, set[tuple[str, int]]]) -> list[Any]:
-    return [
-        [atom_to_wire(e), [[r, c] for r, c in sorted(entries[e])]]
-        for e in sorted(entries, key=atom_key)
-    ]
+def _encode_dotstore(entries: dict[Atom, Dots]) -> list[Any]:
+    out = []
+    for e in sorted(entries, key=atom_key):
+        v = entries[e]
+        if type(v) is tuple:
+            dots = [[v[0], v[1]]]
+        else:
+            dots = [[r, c] for r, c in sorted(cast(set[tuple[str, int]], v))]
+        out.append([atom_to_wire(e), dots])
+    return out
 
 
-def _decode_dotstore(state: Any, ctx: CausalContext) -> dict[Atom, set[tuple[str, int]]]:
+def _decode_dotstore(state: Any, ctx: CausalContext) -> dict[Atom, Dots]:
     """Decode ``[[element, [dot, ...]], ...]`` and check it against ``ctx``."""
-    decoded: dict[Atom, set[tuple[str, int]]] = K.dotstore_decode(state, ctx.vv, ctx.cloud)
+    decoded: dict[Atom, Dots] = K.dotstore_decode(state, ctx.vv, ctx.cloud)
     return decoded

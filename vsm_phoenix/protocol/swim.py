@@ -408,10 +408,11 @@ class SwimNode:
                 known = decode_cbor(event.persisted.get("swim/members", encode_cbor([])))
             except DecodeError:
                 inc, known = 0, []
-            if type(inc) is int and inc >= 0:
+            if type(inc) is int and 0 <= inc < 2**63 - 1:  # what peers accept on the wire
                 self.members[self._id].incarnation = inc + 1
             if isinstance(known, list):
-                contacts += [k for k in known if isinstance(k, str) and k != self._id]
+                contacts += [k for k in known  # ids a message could be addressed to
+                             if isinstance(k, str) and 0 < len(k) <= 256 and k != self._id]
         self._contacts = sorted(set(contacts))
         out.append(Persist("swim/incarnation", encode_cbor(self.incarnation)))
         self._enqueue(self._alive_update(self._id))

@@ -23,12 +23,16 @@ messages in the cluster — not the ``(n-1)^2`` of "forward what you received":
   *not* forwarded: in a quiet cluster an update costs ``n - 1`` deltas and ``n - 1``
   acks.
 * **Pull (anti-entropy for everything else).** Every interval the node also sends
-  one random peer a ``sync.digest`` holding a hash of ``V``. Equal hashes end the
-  exchange (equal vectors mean equal states). Otherwise the peer answers with its
-  vector, and each side ships the other, from its buffer, the entries of any origin
-  it lacks (or full state when they are gone). This repairs what pushes cannot reach
-  (asymmetric links, an origin that crashed before every peer acknowledged, a peer
-  that restarted empty) in ``O(log n)`` rounds, as push-pull gossip does.
+  one random peer it did not just push to a ``sync.digest`` holding ``V`` (or, beyond
+  ``SMALL_VECTOR`` origins, a hash of it: equal hashes end the exchange, as equal
+  vectors mean equal states; otherwise the peer answers with its vector). Each side
+  then ships the other, from its buffer, the entries of any origin it lacks (or full
+  state when they are gone). While ``V`` is small, pushes and acks carry it whole, so
+  two peers that just exchanged a push compare there (an ack showing that the acker
+  lacks entries the pusher holds is answered with them) and skip the digest. This
+  repairs what pushes cannot reach (asymmetric links, an origin that crashed before
+  every peer acknowledged, a peer that restarted empty) in ``O(log n)`` rounds, as
+  push-pull gossip does.
 * Joins are commutative, associative and idempotent, so lost, duplicated and
   reordered messages are harmless: **once every message between connected replicas
   eventually gets through, they converge**, and a node stops shipping once every peer
@@ -96,6 +100,7 @@ MAX_REPLICAS = 1024
 MAX_ORIGINS = 4096  # origins in a vector, peers remembered
 MAX_ID = 300  # characters in an origin id
 MAX_GAPS = 64  # out-of-order ranges remembered per origin (dropping one only under-claims)
+SMALL_VECTOR = 8  # a pull opens with the vector itself up to this many origins, else a hash
 _SEQ_LIMIT = 2**63
 
 #: ``origin -> s``: every entry of ``origin`` up to ``s`` is held.
@@ -233,6 +238,7 @@ class SyncNode:
         self.buffer: dict[int, tuple[Tags, dict[str, CRDT]]] = {}
         self._buffer_seq = 0
         self.known: dict[str, tuple[str, Vector]] = {}  # peer -> (its origin, its vector)
+        self._heard: dict[str, int] = {}  # peer -> when we last had its whole vector
         self.peers: list[str] = sorted(p for p in self.config.peers if p != node_id)
         self.started = False
         self._log_seq = 0
@@ -303,13 +309,25 @@ class SyncNode:
             return []
         out: list[Effect] = [SetTimer(T_SHIP, self.config.interval_ms)]
         out += self._checkpoint()
+        pushed: set[str] = set()
         for peer in self.peers:
-            out += self._push(now, peer)
-        if self.config.pull and self.peers:
-            peer = self.rng.choice(self.peers)
+            sends = self._push(now, peer)
+            if sends:
+                pushed.add(peer)
+                out += sends
+        # a push, or a vector heard within the interval, already compared the two sides
+        recent = now - self.config.interval_ms
+        quiet = [p for p in self.peers
+                 if p not in pushed and self._heard.get(p, recent - 1) < recent]
+        if self.config.pull and quiet:
+            peer = self.rng.choice(quiet)
             self.digest_sends += 1
-            out.append(self.msg.send(now, peer, "sync.digest",
-                                     {"o": self.origin, "h": _digest(self.have)}))
+            body: dict[str, Any] = (
+                {"o": self.origin, "v": dict(self.have), "r": 1}
+                if len(self.have) <= SMALL_VECTOR  # cheaper than a hash round trip
+                else {"o": self.origin, "h": _digest(self.have)}
+            )
+            out.append(self.msg.send(now, peer, "sync.digest", body))
         self._gc()
         return out
 
@@ -397,6 +415,7 @@ class SyncNode:
                 if stale is None:
                     return
                 del self.known[stale]
+                self._heard.pop(stale, None)
             self.known[peer] = (origin, dict(vector))
             return
         have = known[1]
@@ -434,6 +453,8 @@ class SyncNode:
                 "t": [[o, lo, hi] for o, (lo, hi) in sorted(tags.items())],
                 "d": {n: d.to_bytes() for n, d in sorted(deltas.items())},
             }
+            if len(self.have) <= SMALL_VECTOR:  # lets the peer compare: no pull needed
+                body["v"] = dict(self.have)
         return self.msg.send(now, peer, "sync.delta", body)
 
     def _collect(self, need: Tags) -> tuple[Tags, dict[str, CRDT]] | None:
@@ -550,12 +571,18 @@ class SyncNode:
     def receive(self, now: int, env: Envelope) -> list[Effect]:
         if env.type == "sync.ack":
             body = decode_payload(env)
-            if set(body) != {"o", "v"}:
-                raise RemoteProtocolError("sync.ack is {o, v}")
+            if set(body) != {"o", "v", "all"} or type(body["all"]) is not bool:
+                raise RemoteProtocolError("sync.ack is {o, v, all}")
             their_origin, their_vector = _origin(body["o"]), _vector(body["v"])
             self.msg.accept(now, env)
             self._learn(env.sender, their_origin, their_vector)
-            return []
+            if not body["all"]:
+                return []
+            # the whole vector: ship at once what the peer lacks beyond our own entries
+            # (those go with the next push), as a pull would
+            self._heard[env.sender] = now
+            lacking = {o: r for o, r in self._lacking(their_vector).items() if o != self.origin}
+            return [self._ship(now, env.sender, lacking)] if lacking else []
         if env.type == "sync.digest":
             return self._on_digest(now, env)
         if env.type != "sync.delta":
@@ -565,7 +592,7 @@ class SyncNode:
         if type(full) is not bool or not isinstance(raw, dict):
             raise RemoteProtocolError("sync.delta needs o, full and d")
         origin = _origin(body.get("o"))
-        vector: Vector = _vector(body.get("v")) if full else {}
+        vector: Vector = _vector(body.get("v")) if full or "v" in body else {}
         tags: Tags = {} if full else _tags(body.get("t"))
         incoming = self._validate(raw)
         self.msg.accept(now, env)
@@ -591,12 +618,15 @@ class SyncNode:
             out += self._log(fresh, advanced)
         if fresh:
             out.append(Deliver("sync.updated", sorted(fresh)))
-        if full:
+        if full or "v" in body:
             self._learn(env.sender, origin, vector)
+            self._heard[env.sender] = now
         elif origin in tags:
             self._learn(env.sender, origin, {origin: tags[origin][1]})
-        answer = dict(self.have) if full else {o: self.have.get(o, 0) for o in sorted(tags)}
-        out.append(self.msg.send(now, env.sender, "sync.ack", {"o": self.origin, "v": answer},
+        whole = full or len(self.have) <= SMALL_VECTOR
+        answer = dict(self.have) if whole else {o: self.have.get(o, 0) for o in sorted(tags)}
+        out.append(self.msg.send(now, env.sender, "sync.ack",
+                                 {"o": self.origin, "v": answer, "all": whole},
                                  correlation_id=env.message_id))
         return out
 
@@ -613,6 +643,7 @@ class SyncNode:
             self.msg.accept(now, env)
             if h == _digest(self.have):
                 self._learn(env.sender, origin, self.have)
+                self._heard[env.sender] = now
                 return []
             return [self.msg.send(now, env.sender, "sync.digest",
                                   {"o": self.origin, "v": dict(self.have), "r": 1})]
@@ -621,6 +652,7 @@ class SyncNode:
         vector = _vector(body["v"])
         self.msg.accept(now, env)
         self._learn(env.sender, origin, vector)
+        self._heard[env.sender] = now
         out: list[Effect] = []
         lacking = self._lacking(vector)
         if lacking:

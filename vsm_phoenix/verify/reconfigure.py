@@ -12,13 +12,14 @@ remove whoever leads then — one step at a time. Each step is a
 leads; it follows ``raft.not-leader`` hints and retries on ``raft.failed`` (a change
 still in progress, a leader whose term has not committed), ``raft.unknown`` and
 timeouts until a ``raft.ok`` arrives, then waits a little and takes the next step. A
-step that names "the leader" is resolved when it is first sent, from the leader hint
-the driver holds, and kept for its retries.
+step that names "the leader" is resolved when it is first sent — the live node that
+leads the highest term at that moment (test tooling may look), else the last leader
+the driver heard of — and kept for its retries.
 
 :meth:`MembershipDriver.check` says, after the run, whether every step was
 acknowledged and every voter of the last requested configuration holds that
-configuration, committed. The driver reads only ``Deliver`` effects, like any
-client.
+configuration, committed. Apart from resolving "the leader" (and that final check),
+the driver reads only ``Deliver`` effects, like any client.
 """
 
 from __future__ import annotations
@@ -120,7 +121,7 @@ class MembershipDriver:
                     self._on_reply(node, d, now)
         if self._target is None and self.plan and now >= self._next_at:
             step = self.plan.pop(0)
-            self._target = step.apply(self.current, self._leader)
+            self._target = step.apply(self.current, self._leading(sim))
             self._send(now)
         elif self._target is not None and self._rid is None and now >= self._next_at:
             self._send(now)
@@ -130,6 +131,11 @@ class MembershipDriver:
             self._send(now)
         if not self.finished:
             sim.schedule(now + self.poll_ms, self._tick)
+
+    def _leading(self, sim: Simulator) -> str | None:
+        leaders = [(n.term, n.node_id) for n in map(sim.node, sim.node_ids)
+                   if isinstance(n, RaftNode) and n.is_leader]
+        return max(leaders)[1] if leaders else self._leader
 
     def _learn(self, node: str, d: Deliver) -> None:
         if d.kind == K_LEADER:

@@ -209,11 +209,16 @@ class AgentNode:
             session = EvidenceSync(self.graph, max_events=self.config.max_events_per_message)
         else:
             session = entry[0]
-        self.msg.accept(now, env)
+        # What Messenger.accept would refuse, checked before anything changes:
+        if env.recipient not in (None, self.node_id) or env.sender == self.node_id:
+            raise RemoteProtocolError(f"{M_SYNC} from {env.sender}: misaddressed")
+        if env.timestamp[0] > max(now, 0) + self.msg.clock.max_drift_ms:
+            raise RemoteProtocolError(f"{M_SYNC} from {env.sender}: clock too far ahead")
         try:
             reply = session.receive(data)
         except (DecodeError, AuthenticationError) as exc:
             raise RemoteProtocolError(f"{M_SYNC} from {env.sender}: {exc}") from None
+        self.msg.accept(now, env)  # cannot refuse now: the graph is already joined
         out = self._store.take()
         if reply is None:
             self._sessions.pop(key, None)

@@ -13,19 +13,25 @@ signed event in its own evidence replica (``Record``):
 * **Pool leader.** Every agent contends for ``leader/pool`` (:class:`RoleLease`).
   The holder places new tasks: :func:`~vsm_phoenix.ext.agents.grants.place` over its
   SWIM view and the signed grants, least loaded first. The placement event names the
-  task, the candidates, the choice and the leader's fencing token, which the task
-  board (a :class:`Fence`) checks.
+  task, the candidates, the choice and the leader's fencing token. The placement
+  reaches the task board (a :class:`Fence`) after a random delay; one that arrives
+  after a newer leader's is refused (:class:`StaleToken`) and the task waits for the
+  current leader.
 * **Coordinators.** The first two candidates contend for ``coordinator/<task>`` (the
   second after a delay); the holder finishes the task, fenced by its token. A
   coordinator that crashes loses the role after its lease and the backup takes over.
 * **Spawning.** When the backlog grows, the leader proposes a sub-agent; the agents
   granted ``approve-spawn`` vote through the KV (:mod:`.spawn`), and the decision with
   every vote and reason is recorded; an approved child joins the simulation.
-* **Faults.** Partitions (agents and KV nodes on both sides), agent crashes and
+* **Faults.** Partitions (agents and KV nodes on both sides; the pool leader alone,
+  so that its placements still on the way meet a newer leader's), agent crashes and
   restarts (a runtime forgets its leases), one agent leaving for good, capability
   changes, a KV node crash; then everything heals and anti-entropy runs.
 
-At the end (:class:`AgentsRun`): every running agent's evidence graph is identical and
+After the settle time, the run goes on (at most a minute of simulated time, reported
+as ``converged_after_ms``) until anti-entropy has brought every running agent to the
+same graph. At the end (:class:`AgentsRun`): every running agent's evidence graph is
+identical and
 verifies; no role ever had two believing holders at once (each belief interval is
 recorded in global time); the KV history is linearizable; and the audit from one
 replica's graph finds every role acquisition with a distinct token.
@@ -122,8 +128,9 @@ class AgentsRun:
 
 class _Scenario:
     def __init__(self, seed: int, agents: int, duration_ms: int, settle_ms: int,
-                 say: Callable[[str], None]) -> None:
+                 say: Callable[[str], None], converge_ms: int = 60_000) -> None:
         self.seed = seed
+        self.converge_ms = converge_ms
         self.rng = random.Random(f"{seed}/agents-scenario")
         self.say = say
         self.duration_ms = duration_ms
@@ -288,23 +295,19 @@ class _Scenario:
                 candidates = place(node.swim, self.grants, task.required)
                 if not candidates:
                     continue
-                try:
-                    self.fences["task-board"].admit(token)
-                except StaleToken:
-                    self.stats["fenced"] += 1
-                    break
                 task.placed = True
                 self.stats["placements"] += 1
                 self.record(rt.agent, {"type": "placement", "task": task.name,
                                        "required": list(task.required),
                                        "candidates": candidates, "chosen": candidates[0],
                                        "role": POOL_ROLE, "token": token})
-                self.fences[f"task/{task.name}"] = Fence(f"task/{task.name}")
-                for rank, who in enumerate(candidates[:2]):
-                    other = self.runtimes.get(who)
-                    if other is not None and self.node(who) is not None:
-                        self._contend(other, f"coordinator/{task.name}",
-                                      self.sim.local_time(who) + rank * 2500)
+                # the placement travels to the task board, which fences it on arrival;
+                # a quarter of them are held up on the way (a slow link, a retransmit)
+                delay = self.rng.randint(0, 1500)
+                if self.rng.random() < 0.25:
+                    delay += self.rng.randint(2000, 8000)
+                self.sim.schedule(self.sim.now + delay, functools.partial(
+                    _deliver_placement, self, task, token, tuple(candidates[:2])))
                 break
             backlog = sum(1 for t in self.tasks if not t.done)
             free = [c for c in self.children if c not in self.sim.node_ids
@@ -392,11 +395,27 @@ class _Scenario:
             out.append((at, functools.partial(self.add_task, f"task-{k}", req, at)))
         span = self.duration_ms
         for at in sorted(rng.sample(range(3000, span - 3000, 500), 6)):
-            kind = rng.choice(["partition", "crash", "caps", "kv-crash", "partition",
+            kind = rng.choice(["partition", "crash", "caps", "kv-crash", "isolate-leader",
                                "crash"])
             out.append((at, functools.partial(self.fault, kind)))
         out.append((span // 2, functools.partial(self.leave, self.agents[-1])))
         return sorted(out, key=lambda x: x[0])
+
+    def board(self, task: _Task, token: int, coordinators: tuple[str, ...]) -> None:
+        """A placement reaches the task board: admitted unless a newer leader's token
+        got there first (then the task waits for the current leader)."""
+        try:
+            self.fences["task-board"].admit(token)
+        except StaleToken:
+            self.stats["fenced"] += 1
+            task.placed = False
+            return
+        self.fences.setdefault(f"task/{task.name}", Fence(f"task/{task.name}"))
+        for rank, who in enumerate(coordinators):
+            other = self.runtimes.get(who)
+            if other is not None and self.node(who) is not None:
+                self._contend(other, f"coordinator/{task.name}",
+                              self.sim.local_time(who) + rank * 2500)
 
     def add_task(self, name: str, required: tuple[str, ...], at: int) -> None:
         self.tasks.append(_Task(name, required, at))
@@ -430,6 +449,13 @@ class _Scenario:
                               "removed": list(cmd.remove_capabilities),
                               "load": cmd.load})
             self.stats["capability_changes"] += 1
+        elif kind == "isolate-leader":  # the pool leader alone, for a while
+            leaders = [a for a in up if (lease := self.runtimes[a].leases.get(POOL_ROLE))
+                       is not None and lease.token(self.sim.local_time(a)) is not None]
+            if leaders:
+                self.sim.partition([leaders[0]])
+                self.stats["partitions"] += 1
+                self.sim.schedule(self.sim.now + rng.randint(3000, 6000), lambda s: s.heal())
         elif kind == "kv-crash":
             victim = rng.choice(self.kv)
             self.sim.crash(victim)
@@ -470,14 +496,30 @@ class _Scenario:
                 self.say(f"  t={t} ms: {self.stats['placements']} placements, "
                          f"{self.stats['acquisitions']} role acquisitions, "
                          f"{self.stats['recorded']} events recorded")
+        # anti-entropy until every running agent holds the same graph (bounded)
+        deadline = self.end_ms + self.converge_ms
+        while not self.converged() and t < deadline:
+            t += 100
+            self.workload.run_until(t)
+            for agent in sorted(self.runtimes):
+                self.step_runtime(self.runtimes[agent])
+        self.stats["converged_after_ms"] = t - self.end_ms
         for rt in self.runtimes.values():
             for role in list(rt.open_since):
                 self._close(rt, role, self.sim.now)
         return self.verdict(check_timeout_s)
 
+    def running(self) -> list[str]:
+        return [a for a in sorted(self.runtimes) if a not in self.left
+                and self.node(a) is not None]
+
+    def converged(self) -> bool:
+        digests = {node.graph.digest() for a in self.running()
+                   if (node := self.node(a)) is not None}
+        return len(digests) <= 1
+
     def verdict(self, check_timeout_s: float) -> AgentsRun:
-        running = [a for a in sorted(self.runtimes) if a not in self.left
-                   and self.node(a) is not None]
+        running = self.running()
         graphs = {a: node.graph for a in running if (node := self.node(a)) is not None}
         digests = {a: g.digest().hex()[:16] for a, g in graphs.items()}
         problems: list[str] = []
@@ -521,6 +563,11 @@ class _Scenario:
 
 def _restart_agent(scenario: _Scenario, agent: str, _sim: Simulator) -> None:
     scenario.restart(agent)
+
+
+def _deliver_placement(scenario: _Scenario, task: _Task, token: int,
+                       coordinators: tuple[str, ...], _sim: Simulator) -> None:
+    scenario.board(task, token, coordinators)
 
 
 def _restart_kv(node: str, sim: Simulator) -> None:

@@ -179,14 +179,18 @@ class Replica(Generic[T]):
     async def update(self, mutate: Callable[[T, str], T]) -> T:
         """Apply ``mutate(state, replica_id)`` -- it must change ``state`` in place and
         return the delta, as every CRDT mutator does -- and ship the delta; returns it.
-        ``replica_id`` is this member's id in the replica's clocks and dots."""
+        ``replica_id`` is this member's id in the replica's clocks and dots: its sync
+        node's :attr:`~vsm_phoenix.protocol.sync.SyncNode.replica_id`, which names the
+        node's history (fresh after a restart without disk, so no dot is reused)."""
+        from vsm_phoenix.protocol.cluster import ClusterNode
         from vsm_phoenix.protocol.sync import Mutate
 
         member = self.cluster._member()
-        rid = member.node_id
         deltas: list[T] = []
 
         def op(state: Any) -> CRDT:
+            node = member.node
+            rid = node.sync.replica_id if isinstance(node, ClusterNode) else member.node_id
             delta = mutate(state, rid)
             deltas.append(delta)
             return delta

@@ -225,7 +225,7 @@ class CrdtKind(SwimKind):
             raise InvalidArgument(
                 f"replica {name!r} is a {type(replicas[name]).__name__}: it has no {op}"
             )
-        nid = node.node_id
+        nid = node.sync.replica_id  # names this node's history: fresh after a wiped disk
         if op == "add":
             if isinstance(replicas[name], ORSet):
                 return Mutate(name, lambda s: s.add(nid, elem))

@@ -51,7 +51,14 @@ leaves as effects. Roles and transitions::
 * **Compaction.** When ``snapshot_threshold`` entries have been applied since the last
   snapshot, the node snapshots its state machine and drops the log prefix. A follower
   whose ``next`` falls into the compacted prefix gets ``raft.snapshot``
-  (InstallSnapshot, in one message).
+  (InstallSnapshot) in chunks of at most ``snapshot_chunk_bytes``: one chunk in flight
+  per follower, the next sent when the follower acknowledges how many bytes it holds,
+  the current one resent after a heartbeat interval without progress. A lost or
+  reordered chunk costs one chunk, not the transfer (resumable offsets); the leader
+  keeps the snapshot it began until it is installed; chunks are volatile at the
+  follower (a restart begins again at byte 0). No message is larger than a chunk, so
+  heartbeats to other followers — and the chunks themselves, which count as contact
+  — never wait behind a snapshot.
 * **Membership** (:mod:`.membership`, Raft thesis §4). ``Reconfigure(voters,
   learners)`` at the leader appends a configuration entry; a change of voters goes
   through the joint configuration ``new && old`` (decisions need majorities of both;

@@ -102,6 +102,14 @@ class RaftConfig:
     takes no decision from a clock reading — elections, leases and check-quorum run on
     the node's own timers — so a clock step of any size, forwards or back, on any
     number of nodes changes nothing but the stamps on envelopes.
+
+    A snapshot travels in ``raft.snapshot`` chunks of at most ``snapshot_chunk_bytes``
+    bytes (so a snapshot larger than the transport's message limit still gets
+    through); a follower refuses to assemble one larger than ``max_snapshot_bytes``.
+
+    ``unsafe_reconfigure_early`` lets a leader append a configuration change before
+    it has committed an entry of its own term — the single-server-change bug Ongaro
+    reported in 2015, kept (like ``unsafe_commit_old_terms``) only as a test target.
     """
 
     peers: tuple[str, ...] = attrs.field(converter=_peer_tuple)
@@ -115,6 +123,8 @@ class RaftConfig:
     unsafe_commit_old_terms: bool = False
     max_clock_drift_ms: int = 60_000
     unsafe_reconfigure_early: bool = False
+    snapshot_chunk_bytes: int = 1 << 20
+    max_snapshot_bytes: int = 1 << 30
 
     def __attrs_post_init__(self) -> None:
         if not self.peers or len(set(self.peers)) != len(self.peers):
@@ -129,6 +139,8 @@ class RaftConfig:
             raise LocalProtocolError("need 0 < heartbeat_ms < election_timeout_ms")
         if self.max_batch < 1 or self.batch_delay_ms < 0 or self.snapshot_threshold < 1:
             raise LocalProtocolError("max_batch >= 1, batch_delay_ms >= 0, snapshot_threshold >= 1")
+        if not 1 <= self.snapshot_chunk_bytes <= self.max_snapshot_bytes:
+            raise LocalProtocolError("need 1 <= snapshot_chunk_bytes <= max_snapshot_bytes")
         if type(self.max_clock_drift_ms) is not int or self.max_clock_drift_ms < 0:
             raise LocalProtocolError("max_clock_drift_ms must be an integer >= 0")
 

@@ -20,10 +20,12 @@ class                  type                purpose
 :class:`AppendResponse`  ``raft.append-resp`` match index, or a rejection with a hint
 :class:`RequestVote`   ``raft.vote``       (pre-)vote request with the last log entry
 :class:`VoteResponse`  ``raft.vote-resp``  granted or refused
-:class:`InstallSnapshot` ``raft.snapshot`` the leader's snapshot and the configuration
-                                           at its index, for a follower whose next
-                                           entry was compacted away
-:class:`SnapshotResponse` ``raft.snapshot-resp`` the index now matched
+:class:`InstallSnapshot` ``raft.snapshot`` one chunk of the leader's snapshot (bytes
+                                           ``offset ..`` of it; ``done`` on the last)
+                                           and the configuration at its index, for a
+                                           follower whose next entry was compacted away
+:class:`SnapshotResponse` ``raft.snapshot-resp`` the index now matched, or how many
+                                           bytes of snapshot ``index`` it holds
 :class:`TimeoutNow`    ``raft.timeout-now`` leadership transfer: campaign at once
 =====================  ==================  ==========================================
 
@@ -119,14 +121,18 @@ class InstallSnapshot:
     index: int
     snap_term: int
     config: Membership  # the configuration at ``index``
-    data: bytes
+    offset: int  # where ``data`` starts in the snapshot's bytes
+    data: bytes  # one chunk
+    done: bool  # the last chunk
     seq: int
 
 
 @attrs.frozen(kw_only=True)
 class SnapshotResponse:
     term: int
-    match: int
+    match: int  # > 0: the snapshot is installed and the log matches up to here
+    index: int  # the snapshot the follower is receiving (0: none)
+    offset: int  # how many bytes of it the follower holds: where to resume
     seq: int
 
 
@@ -237,11 +243,12 @@ WIRE: Final[dict[type[Any], tuple[str, tuple[_Field, ...]]]] = {
     )),
     InstallSnapshot: (M_SNAP, (
         _f("term", "t", _u63), _f("index", "i", _u63), _f("snap_term", "st", _u63),
-        _f("config", "c", _membership, _encode_membership), _f("data", "d", _bytes),
-        _f("seq", "s", _u63),
+        _f("config", "c", _membership, _encode_membership), _f("offset", "o", _u63),
+        _f("data", "d", _bytes), _f("done", "z", _bool), _f("seq", "s", _u63),
     )),
     SnapshotResponse: (M_SNAP_RESP, (
-        _f("term", "t", _u63), _f("match", "m", _u63), _f("seq", "s", _u63),
+        _f("term", "t", _u63), _f("match", "m", _u63), _f("index", "i", _u63),
+        _f("offset", "o", _u63), _f("seq", "s", _u63),
     )),
     TimeoutNow: (M_TIMEOUT_NOW, (_f("term", "t", _u63),)),
 }
@@ -283,6 +290,8 @@ def _check_snapshot(m: InstallSnapshot) -> str | None:
         return "index: must be >= 1"
     if not 1 <= m.snap_term <= m.term:
         return "snap_term: must be in 1..term"
+    if m.offset + len(m.data) > MAX_U63:
+        return "offset: overflow"
     return None
 
 

@@ -115,6 +115,8 @@ class RaftNode:
         self.last_applied = 0
         self._votes: dict[str, bool] = {}
         self._lease = False  # heard from the leader within one election timeout
+        # A snapshot arriving in chunks: (index, term, the bytes so far); volatile.
+        self._snap_buf: tuple[int, int, bytearray] | None = None
         # Leader state.
         self._progress: dict[str, Progress] = {}
         self._seq = 0
@@ -224,6 +226,8 @@ class RaftNode:
             tuple(sorted((i, rid, t) for i, (rid, t) in self._proposals.items())),
             self._transfer, self._flush_pending, self._round_pending, self._started,
             self._in_lease(), self._lease, log.snap_config.key(), self._conf_waiting,
+            None if self._snap_buf is None else (self._snap_buf[0], self._snap_buf[1],
+                                                 bytes(self._snap_buf[2])),
         )
 
     def state_digest(self) -> bytes:
@@ -288,11 +292,15 @@ class RaftNode:
         if env.sender == self._id or not env.sender:
             raise RemoteProtocolError(f"{env.type}: bad sender {env.sender[:64]!r}")
         msg = decode_message(env.type, env.payload)
-        if isinstance(msg, InstallSnapshot):
-            try:
-                self.state_machine.check_snapshot(msg.data)
-            except DecodeError as exc:
-                raise _bad(env.type, f"bad snapshot: {exc}") from None
+        if isinstance(msg, InstallSnapshot) and self._continues(msg):
+            if msg.offset + len(msg.data) > self.config.max_snapshot_bytes:
+                raise _bad(env.type, f"snapshot larger than {self.config.max_snapshot_bytes} "
+                                     "bytes (max_snapshot_bytes)")
+            if msg.done:
+                try:
+                    self.state_machine.check_snapshot(self._assembled(msg))
+                except DecodeError as exc:
+                    raise _bad(env.type, f"bad snapshot: {exc}") from None
         if (isinstance(msg, AppendEntries | InstallSnapshot) and self.role is Role.LEADER
                 and msg.term == self.term):
             raise _bad(env.type, "a second leader in this node's term")
@@ -323,6 +331,22 @@ class RaftNode:
                 raise LocalProtocolError(f"Reconfigure: {exc}") from None
         else:
             raise LocalProtocolError(f"unsupported request {type(payload).__name__}")
+
+    def _continues(self, m: InstallSnapshot) -> bool:
+        """Whether chunk ``m`` starts a snapshot or continues the one being received
+        exactly where it stands (same index and term: the same snapshot, whoever
+        sends it, since it holds committed state)."""
+        if m.offset == 0:
+            return True
+        buf = self._snap_buf
+        return (buf is not None and buf[0] == m.index and buf[1] == m.snap_term
+                and len(buf[2]) == m.offset)
+
+    def _assembled(self, m: InstallSnapshot) -> bytes:
+        """The whole snapshot once the last chunk ``m`` arrives (``_continues(m)``)."""
+        if m.offset == 0 or self._snap_buf is None:
+            return m.data
+        return bytes(self._snap_buf[2]) + m.data
 
     def _load(self, persisted: Mapping[str, bytes]) -> tuple[int, str | None, RaftLog]:
         """Decode everything persisted, without touching the node."""
@@ -507,11 +531,27 @@ class RaftNode:
         if not pr.probing:
             pr.next = pr.match + 1
         if pr.next <= log.snap_index:
+            if (pr.snap is None or pr.snap[0] < pr.next
+                    or (pr.snap_offset == 0 and pr.snap[0] < log.snap_index)):
+                # A snapshot, from its first byte: the latest, unless one is under way.
+                pr.snap = (log.snap_index, log.snap_term, log.snap_config, log.snap_data)
+                pr.snap_index, pr.snap_offset = log.snap_index, 0
+                pr.snap_in_flight = pr.snap_stalled = False
+            if heartbeat and pr.snap_in_flight and not pr.snap_stalled:
+                pr.snap_stalled = True  # in flight: resend at the next heartbeat if still so
+                return
             if heartbeat or not pr.probe_sent:
-                self._send(peer, InstallSnapshot(term=self.term, index=log.snap_index,
-                                                 snap_term=log.snap_term,
-                                                 config=log.snap_config, data=log.snap_data,
-                                                 seq=self._seq))
+                # One chunk in flight per follower; the next goes out when this one is
+                # acknowledged, and a heartbeat interval without an acknowledgement
+                # resends it. No message is ever larger than a chunk, so heartbeats
+                # never wait behind a snapshot.
+                pr.snap_in_flight, pr.snap_stalled = True, False
+                index, term, config, data = pr.snap
+                off = pr.snap_offset
+                chunk = data[off : off + self.config.snapshot_chunk_bytes]
+                self._send(peer, InstallSnapshot(
+                    term=self.term, index=index, snap_term=term, config=config, offset=off,
+                    data=chunk, done=off + len(chunk) >= len(data), seq=self._seq))
                 pr.probing, pr.probe_sent = True, True
             return
         if pr.probing and pr.probe_sent and not heartbeat:
@@ -907,19 +947,39 @@ class RaftNode:
         self._reply_append(sender, m, True, match=new_last)
 
     def _on_snapshot(self, sender: str, m: InstallSnapshot) -> None:
+        def answer(match: int, held: int = 0) -> None:
+            self._send(sender, SnapshotResponse(term=self.term, match=match, index=m.index,
+                                                offset=held, seq=m.seq))
+
         if m.term < self.term:
-            self._send(sender, SnapshotResponse(term=self.term, match=0, seq=m.seq))
+            answer(0)
             return
         self._follow(sender)
         if m.index <= self.commit_index:
-            self._send(sender, SnapshotResponse(term=self.term, match=self.commit_index,
-                                                seq=m.seq))
+            self._snap_buf = None
+            answer(self.commit_index)
             return
-        self._log.install(m.index, m.snap_term, m.data, m.config)
-        self.state_machine.restore(m.data)
+        if not self._continues(m):
+            # A lost or reordered chunk: say where this snapshot stands (0: from the top).
+            buf = self._snap_buf
+            same = buf is not None and (buf[0], buf[1]) == (m.index, m.snap_term)
+            answer(0, len(buf[2]) if same and buf is not None else 0)
+            return
+        if not m.done:
+            if m.offset == 0:
+                self._snap_buf = (m.index, m.snap_term, bytearray(m.data))
+            else:
+                assert self._snap_buf is not None
+                self._snap_buf[2].extend(m.data)
+            answer(0, m.offset + len(m.data))
+            return
+        data = self._assembled(m)
+        self._snap_buf = None
+        self._log.install(m.index, m.snap_term, data, m.config)
+        self.state_machine.restore(data)
         self.commit_index = self.last_applied = m.index
         self._sync_membership()
-        self._send(sender, SnapshotResponse(term=self.term, match=m.index, seq=m.seq))
+        answer(m.index)
 
     def _on_append_resp(self, sender: str, m: AppendResponse | SnapshotResponse) -> None:
         if self.role is not Role.LEADER or m.term != self.term:
@@ -931,10 +991,25 @@ class RaftNode:
         if m.seq > pr.acked_seq:
             pr.acked_seq = m.seq
         ok = m.ok if isinstance(m, AppendResponse) else m.match > 0
-        if ok:
+        if (isinstance(m, SnapshotResponse) and not ok and pr.snap is not None
+                and m.index == pr.snap[0] and pr.next <= m.index):
+            # A chunk acknowledged: resume where the follower stands. The follower holds
+            # at least what it acknowledged, unless it lost its chunks (a restart, or
+            # another snapshot begun): then it answers 0. A smaller non-zero offset is
+            # an acknowledgement overtaken by a later one.
+            if m.offset > pr.snap_offset or (m.offset == 0 and pr.snap_offset > 0):
+                pr.snap_offset = min(m.offset, len(pr.snap[3]))
+                pr.probe_sent = pr.snap_in_flight = False
+                self._send_append(sender, heartbeat=False)
+        elif ok:
+            if isinstance(m, SnapshotResponse):
+                pr.snap, pr.snap_index, pr.snap_offset = None, 0, 0
+                pr.snap_in_flight = pr.snap_stalled = False
             if m.match > pr.match:
                 pr.match = m.match
             pr.next = max(pr.next, m.match + 1)
+            if pr.probing:  # what was shipped before the probe proves nothing now
+                pr.sent_to = pr.match
             pr.probing = pr.probe_sent = False
             self._maybe_commit()
             if self.role is not Role.LEADER:

@@ -1,0 +1,261 @@
+"""The signed command router: accepted commands reach their handler once; forged,
+tampered, replayed, expired, unknown-issuer, under-privileged and uncapable commands
+are refused with the documented errors, recorded, and change nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from vsm_phoenix import cbor
+from vsm_phoenix.crypto.identity import Authority, Identity, Roster, RosterBook
+from vsm_phoenix.errors import (
+    AuthenticationError,
+    DecodeError,
+    InvalidArgument,
+    PermissionDenied,
+    ReplayError,
+    TypeMismatch,
+)
+from vsm_phoenix.ext.agents.grants import CapabilityGrant, GrantBook
+from vsm_phoenix.ext.router import (
+    Command,
+    CommandRouter,
+    CommandSigner,
+    UnknownCommand,
+    sign_command,
+)
+from vsm_phoenix.protocol.sim import Simulator
+from vsm_phoenix.protocol.swim import SwimConfig, SwimNode
+from vsm_phoenix.storage import MemoryStorage, SQLiteStorage
+
+NOW = 1_700_000_000_000
+CLUSTER = "c1"
+
+
+def _people() -> tuple[Roster, dict[str, Identity], Authority]:
+    authority = Authority.generate()
+    ids = {p: Identity.generate(p) for p in ("ops", "viewer", "admin", "n1", "n2", "mallory")}
+    roles = {"ops": ["write"], "viewer": ["read"], "admin": ["admin"], "n1": ["peer", "write"],
+             "n2": ["peer", "write"]}
+    roster = authority.issue(CLUSTER, {p: (ids[p].verify_key, roles[p]) for p in roles})
+    return roster, ids, authority
+
+
+ROSTER, IDS, AUTHORITY = _people()
+
+
+def _router(**kw: Any) -> tuple[CommandRouter, list[Command]]:
+    seen: list[Command] = []
+
+    async def record(cmd: Command) -> dict[str, Any]:
+        seen.append(cmd)
+        return {"ok": cmd.name, "n": len(seen)}
+
+    kw.setdefault("clock_ms", lambda: NOW)
+    router = CommandRouter(kw.pop("roster", ROSTER), **kw)
+    router.register("orders.cancel", record)  # write
+    router.register("orders.list", record, role="read")
+    router.register("node.stop", record, role="admin")
+    return router, seen
+
+
+def _sign(who: str, name: str, nonce: int, *, args: dict[str, Any] | None = None,
+          at: int = NOW, cluster: str = CLUSTER, issuer: str | None = None) -> bytes:
+    return sign_command(IDS[who], cluster, name, args or {"id": 7}, issued_ms=at,
+                        nonce=nonce, issuer=issuer)
+
+
+def _state(router: CommandRouter) -> Any:
+    return {s: router.guard.highest(s) for s in router.guard.senders()}
+
+
+def test_an_authentic_command_is_dispatched_once_and_recorded() -> None:
+    router, seen = _router()
+
+    async def main() -> None:
+        answer = await router.dispatch(_sign("ops", "orders.cancel", 1, args={"id": 9}))
+        assert answer == {"ok": "orders.cancel", "n": 1}
+        assert seen[0].args == {"id": 9} and seen[0].issuer == "ops" and seen[0].nonce == 1
+        with pytest.raises(ReplayError) as replayed:
+            await router.dispatch(_sign("ops", "orders.cancel", 1, args={"id": 9}))
+        assert replayed.value.reason == "duplicate"
+        assert len(seen) == 1
+        # nonces may arrive out of order within the window
+        await router.dispatch(_sign("ops", "orders.cancel", 3))
+        await router.dispatch(_sign("ops", "orders.cancel", 2))
+        assert [c.nonce for c in seen] == [1, 3, 2]
+
+    asyncio.run(main())
+    d = list(router.decisions)
+    assert [x.accepted for x in d] == [True, False, True, True]
+    assert d[1].error == "ReplayError" and d[1].issuer == "ops" and d[1].nonce == 1
+    assert router.counts == {"accepted": 3, "ReplayError": 1}
+
+
+@pytest.mark.parametrize(("make", "error", "why"), [
+    (lambda: _sign("mallory", "orders.cancel", 1), AuthenticationError, "not in the roster"),
+    (lambda: _sign("ops", "orders.cancel", 1, cluster="other"), AuthenticationError,
+     "signature"),
+    (lambda: _sign("ops", "orders.cancel", 1, at=NOW - 31_000), ReplayError, "ago"),
+    (lambda: _sign("ops", "orders.cancel", 1, at=NOW + 6_000), ReplayError, "future"),
+    (lambda: _sign("viewer", "orders.cancel", 1), PermissionDenied, "write"),
+    (lambda: _sign("ops", "node.stop", 1), PermissionDenied, "admin"),
+    (lambda: _sign("ops", "orders.refund", 1), UnknownCommand, "no handler"),
+    (lambda: b"\x84\x01", DecodeError, "truncated|premature|decode|CBOR|end"),
+])
+def test_bad_commands_are_refused_with_the_documented_error(make: Any, error: type,
+                                                            why: str) -> None:
+    router, seen = _router()
+    before = _state(router)
+    with pytest.raises(error, match=why):
+        asyncio.run(router.dispatch(make()))
+    assert seen == [] and _state(router) == before
+    (d,) = router.decisions
+    assert not d.accepted and d.error == error.__name__
+
+
+def test_forged_and_tampered_commands_are_refused() -> None:
+    router, seen = _router()
+    good = _sign("ops", "orders.cancel", 1)
+    version, issuer, body, sig = cbor.loads(good)
+    # mallory signs with her own key but claims to be ops
+    forged = sign_command(IDS["mallory"], CLUSTER, "orders.cancel", {"id": 7},
+                          issued_ms=NOW, nonce=1)
+    _, _, fbody, fsig = cbor.loads(forged)
+    tampered_body = body.replace(b"\x07", b"\x08")
+    for wire in (cbor.dumps([version, "ops", fbody, fsig]),
+                 cbor.dumps([version, issuer, tampered_body, sig]),
+                 cbor.dumps([version, "admin", body, sig]),  # someone else's name
+                 cbor.dumps([version, issuer, body, bytes(64)])):
+        with pytest.raises(AuthenticationError):
+            router.open(wire)
+    assert seen == [] and _state(router) == {}
+    # the genuine command still goes through: the forgeries burnt nothing
+    assert router.open(good).nonce == 1
+
+
+def test_a_refused_command_does_not_burn_its_nonce() -> None:
+    router, _ = _router()
+    with pytest.raises(PermissionDenied):
+        router.open(_sign("viewer", "orders.cancel", 1))
+    assert router.open(_sign("viewer", "orders.list", 1)).nonce == 1
+
+
+def test_sessions_have_their_own_nonces_and_the_principals_roles() -> None:
+    router, _ = _router()
+    a = CommandSigner(IDS["ops"], CLUSTER, session="run1", clock_ms=lambda: NOW)
+    b = CommandSigner(IDS["ops"], CLUSTER, session="run2", clock_ms=lambda: NOW)
+    assert router.open(a.sign("orders.cancel")).issuer == "ops#run1"
+    assert router.open(b.sign("orders.cancel")).nonce == 1
+    with pytest.raises(PermissionDenied):
+        router.open(b.sign("node.stop"))
+    with pytest.raises(InvalidArgument):
+        sign_command(IDS["ops"], CLUSTER, "x", {}, issued_ms=NOW, nonce=1, issuer="admin#s")
+
+
+def test_replay_protection_survives_a_restart_on_sqlite(tmp_path: Path) -> None:
+    wire = _sign("ops", "orders.cancel", 5)
+    store = SQLiteStorage(tmp_path / "router.db")
+    router, _ = _router(storage=store)
+    router.open(wire)
+    store.close()
+    again, _ = _router(storage=SQLiteStorage(tmp_path / "router.db"))
+    with pytest.raises(ReplayError):
+        again.open(wire)
+
+
+def test_capabilities_must_be_granted_and_advertised() -> None:
+    grants = GrantBook(ROSTER)
+    grants.add(CapabilityGrant.issue(IDS["admin"], CLUSTER, "n1", ["saga.drive"], serial=1))
+    advertised = {"n1": ("saga.drive",), "n2": ("saga.drive",)}  # n2 claims, ungranted
+
+    def factory(nid: str, rng: random.Random) -> SwimNode:
+        return SwimNode(nid, rng, SwimConfig(seeds=("n1",), period_ms=200,
+                                             ping_timeout_ms=50),
+                        capabilities=advertised[nid])
+
+    sim = Simulator(factory, ["n1", "n2"], seed=1)
+    sim.run_until(3_000)
+    view = sim.node("n1")
+    assert isinstance(view, SwimNode)
+
+    async def drive(cmd: Command) -> str:
+        return cmd.principal
+
+    router = CommandRouter(ROSTER, grants=grants, membership=view, clock_ms=lambda: NOW)
+    router.register("saga.resume", drive, capability="saga.drive")
+    assert asyncio.run(router.dispatch(_sign("n1", "saga.resume", 1))) == "n1"
+    with pytest.raises(PermissionDenied, match="granted and advertised"):
+        router.open(_sign("n2", "saga.resume", 1))
+    # revoking is a newer grant with fewer capabilities
+    grants.add(CapabilityGrant.issue(IDS["admin"], CLUSTER, "n1", [], serial=2))
+    with pytest.raises(PermissionDenied):
+        router.open(_sign("n1", "saga.resume", 2))
+    # grants alone, without a membership view
+    plain = CommandRouter(ROSTER, grants=grants, clock_ms=lambda: NOW)
+    plain.register("saga.resume", drive, capability="saga.drive")
+    grants.add(CapabilityGrant.issue(IDS["admin"], CLUSTER, "n2", ["saga.drive"], serial=1))
+    assert plain.open(_sign("n2", "saga.resume", 1)).principal == "n2"
+
+
+def test_a_roster_book_adopts_a_newer_roster_and_the_router_follows() -> None:
+    book = RosterBook(ROSTER, storage=MemoryStorage())
+    router, _ = _router(roster=book)
+    with pytest.raises(AuthenticationError):
+        router.open(_sign("mallory", "orders.cancel", 1))
+    members = {p: (IDS[p].verify_key, r) for p, r in
+               {"ops": ["write"], "mallory": ["read"]}.items()}
+    assert book.adopt(AUTHORITY.issue(CLUSTER, members, serial=2))
+    with pytest.raises(PermissionDenied):
+        router.open(_sign("mallory", "orders.cancel", 1))
+    assert router.open(_sign("mallory", "orders.list", 1)).issuer == "mallory"
+
+
+def test_a_failing_handler_is_recorded_and_its_error_raised() -> None:
+    router = CommandRouter(ROSTER, clock_ms=lambda: NOW)
+
+    async def boom(cmd: Command) -> None:
+        raise RuntimeError("disk full")
+
+    router.register("orders.cancel", boom)
+    with pytest.raises(RuntimeError):
+        asyncio.run(router.dispatch(_sign("ops", "orders.cancel", 1)))
+    assert [(d.accepted, d.error) for d in router.decisions] == [
+        (True, None), (True, "handler:RuntimeError")]
+
+
+def test_bad_configuration_is_refused() -> None:
+    async def h(cmd: Command) -> None:
+        return None
+
+    with pytest.raises(TypeMismatch):
+        CommandRouter("roster")  # type: ignore[arg-type]
+    router = CommandRouter(ROSTER)
+    with pytest.raises(InvalidArgument):
+        router.register("x", h, role="root")
+    with pytest.raises(InvalidArgument):
+        router.register("x", h, capability="c")  # no grants to check against
+    with pytest.raises(InvalidArgument):
+        router.register("bad name", h)
+    with pytest.raises(InvalidArgument):
+        CommandRouter(ROSTER, membership=object())  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgument):
+        sign_command(IDS["ops"], CLUSTER, "x", {"a": object()}, issued_ms=NOW, nonce=1)
+    with pytest.raises(InvalidArgument):
+        sign_command(IDS["ops"], CLUSTER, "x", {}, issued_ms=NOW, nonce=-1)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.binary(max_size=300))
+def test_random_bytes_are_refused_without_a_trace(data: bytes) -> None:
+    router, seen = _router()
+    with pytest.raises((DecodeError, AuthenticationError)):
+        router.open(data)
+    assert seen == [] and _state(router) == {}

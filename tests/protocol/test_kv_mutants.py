@@ -1,0 +1,32 @@
+"""KV state-machine tests written against the kv mutants of ``mutants/catalog.py``
+(``make mutate MUTATE_ARGS='--area kv'``) that survived ``test_kv.py``."""
+
+from __future__ import annotations
+
+import pytest
+
+from vsm_phoenix.errors import DecodeError
+from vsm_phoenix.protocol.envelope import encode_cbor
+from vsm_phoenix.protocol.kv import SNAPSHOT_VERSION, KVStateMachine, cas, put
+
+
+@pytest.mark.parametrize("version", [0, SNAPSHOT_VERSION + 1, -1])
+def test_a_snapshot_of_another_version_is_refused_and_changes_nothing(version: int) -> None:
+    sm = KVStateMachine()
+    sm.apply(put("c", 1, "k", "v").command)
+    before = sm.snapshot()
+    foreign = encode_cbor({"v": version, "d": {"x": "y"}, "s": {}, "n": 0})
+    with pytest.raises(DecodeError):
+        sm.check_snapshot(foreign)
+    with pytest.raises(DecodeError):
+        sm.restore(foreign)
+    assert sm.snapshot() == before
+
+
+def test_a_failed_compare_and_set_writes_nothing_but_is_remembered() -> None:
+    sm = KVStateMachine()
+    sm.apply(put("c", 1, "k", "old").command)
+    assert sm.apply(cas("c", 2, "k", "other", "new").command) is False
+    assert sm.data == {"k": "old"} and sm.sessions["c"] == (2, False)
+    assert sm.apply(cas("c", 3, "absent", "x", "new").command) is False
+    assert "absent" not in sm.data
