@@ -4,8 +4,10 @@ plus the behaviours the model does not reach (threads, asyncio, listeners, bad i
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -596,3 +598,34 @@ def test_registry_shares_breakers_by_name() -> None:
     assert reg.get("model-a") is a and a.config.minimum_calls == 5
     c = reg.get("model-c", BreakerConfig(minimum_calls=2))
     assert c.config.minimum_calls == 2 and reg.names() == ["model-a", "model-c"]
+
+
+def test_the_amqp_publish_goes_through_a_breaker_and_is_never_dropped() -> None:
+    """A broker that fails publishes opens the endpoint's publish breaker; retries then
+    wait for it instead of hammering; the publish still goes out once the broker is back."""
+    pytest.importorskip("aio_pika")
+    import aiormq
+
+    from vsm_phoenix.ext.amqp.endpoint import AmqpConfig, Endpoint, publish_breaker
+
+    calls: list[float] = []
+
+    class Exchange:
+        async def publish(self, message: object, routing_key: str, mandatory: bool) -> object:
+            calls.append(time.monotonic())
+            if len(calls) <= 6:
+                raise ConnectionError("broker down")
+            return aiormq.spec.Basic.Ack()
+
+    ep = Endpoint.__new__(Endpoint)
+    ep.name, ep.config, ep._closing = "n1", AmqpConfig(retry_delay_s=0.01), False
+    ep.stats = {"publishes": 0, "publish_retries": 0}
+    ep.exchange = Exchange()  # type: ignore[assignment]
+    ep.publish_breaker = publish_breaker("n1", ep.config)
+    asyncio.run(ep._publish("k", b"body", 1))
+    assert ep.stats["publishes"] == 1
+    assert ep.publish_breaker.state is BreakerState.CLOSED  # the trial publish closed it
+    # five failures open the breaker: the next attempt waited for it (>= 1 s), not 10 ms
+    gaps = [b - a for a, b in itertools.pairwise(calls)]
+    assert max(gaps) >= 0.9 and min(gaps) < 0.5
+    assert len(calls) == 7

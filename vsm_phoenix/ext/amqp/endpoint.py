@@ -51,6 +51,12 @@ from vsm_phoenix.ext.amqp.topology import (
     declare_topology,
     redact,
 )
+from vsm_phoenix.ext.breaker import (
+    BreakerConfig,
+    CallNotPermittedError,
+    CircuitBreaker,
+    CountWindow,
+)
 from vsm_phoenix.storage import Storage, TransactionalStorage
 
 __all__ = ["BATCH_CONTENT_TYPE", "AmqpConfig", "Endpoint", "LogLimiter", "Outbox", "classify"]
@@ -223,6 +229,21 @@ def classify(exc: BaseException) -> str:
     return "error"
 
 
+def publish_breaker(name: str, config: AmqpConfig) -> CircuitBreaker:
+    """The circuit breaker every publish of endpoint ``name`` goes through: once half of
+    the last 20 publishes (at least 5) failed or went unconfirmed, retries wait for the
+    breaker (``max(1 s, 4 x retry_delay_s)``, then one trial publish) instead of
+    hammering a failing broker. A publish is never dropped: it is retried until
+    confirmed."""
+    return CircuitBreaker(
+        f"{name}/publish",
+        BreakerConfig(window=CountWindow(20), minimum_calls=5,
+                      wait_in_open_ms=max(1000.0, 4000 * config.retry_delay_s),
+                      half_open_permits=1,
+                      failure_on_result=lambda r: not isinstance(r, aiormq.spec.Basic.Ack)),
+    )
+
+
 class Endpoint:
     """A principal on the broker: a robust connection, a confirming publish channel, a
     consuming channel, its sealing channel and identity, and the outbox.
@@ -273,6 +294,7 @@ class Endpoint:
         self._dlx: aio_pika.abc.AbstractExchange | None = None
         self.outbox: Outbox | None = None
         self._closing = False
+        self.publish_breaker = publish_breaker(self.name, config)
 
     # -- keys ----------------------------------------------------------------------------
     def _key_alarm(self, key_id: int, used: int, limit: int) -> None:
@@ -331,13 +353,20 @@ class Endpoint:
                 app_id="vsm-phoenix",
             )
             try:
-                result = await self.exchange.publish(message, routing_key, mandatory=False)
+                result = await self.publish_breaker.call_async(
+                    self.exchange.publish, message, routing_key, mandatory=False)
                 if isinstance(result, aiormq.spec.Basic.Ack):
                     self.stats["publishes"] += 1
                     return
                 raise ConnectionError(f"publish not confirmed: {result!r}")
             except asyncio.CancelledError:
                 raise
+            except CallNotPermittedError as refused:  # the breaker is open: wait it out
+                if self._closing:
+                    raise
+                self.stats["publish_retries"] += 1
+                await asyncio.sleep(max(refused.retry_after_ms / 1000,
+                                        self.config.retry_delay_s))
             except BaseException as exc:
                 if self._closing:
                     raise
