@@ -136,6 +136,19 @@ def test_membership_rules_and_codec() -> None:
             Membership.decode(bad)
 
 
+def test_one_str_is_not_a_collection_of_ids() -> None:
+    from vsm_phoenix.errors import TypeMismatch
+
+    with pytest.raises(TypeMismatch):
+        Reconfigure(voters="n1")
+    with pytest.raises(TypeMismatch):
+        Reconfigure(voters=["n1"], learners="n2")
+    with pytest.raises(TypeMismatch):
+        RaftConfig(peers="n1")
+    with pytest.raises(TypeMismatch):
+        Reconfigure(voters=3)  # type: ignore[arg-type]
+
+
 # -- joint consensus ---------------------------------------------------------------------
 def test_add_a_voter_through_the_joint_configuration() -> None:
     sim, _, monitor = cluster(IDS3, seed=1)

@@ -15,6 +15,7 @@ from typing import Final
 
 import attrs
 
+from vsm_phoenix.errors import TypeMismatch
 from vsm_phoenix.protocol.node import LocalProtocolError
 from vsm_phoenix.protocol.raft.membership import Membership, MembershipError
 
@@ -68,7 +69,12 @@ def log_key(index: int) -> str:
 
 
 def _peer_tuple(value: Iterable[str]) -> tuple[str, ...]:
-    return tuple(value)
+    if isinstance(value, str | bytes):  # a str is iterable: "n1" would be ("n", "1")
+        raise TypeMismatch("give node ids as a collection of str, not one str")
+    try:
+        return tuple(value)
+    except TypeError:
+        raise TypeMismatch("give node ids as a collection of str") from None
 
 
 class Role(enum.Enum):

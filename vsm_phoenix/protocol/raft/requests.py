@@ -13,11 +13,18 @@ from collections.abc import Iterable
 
 import attrs
 
+from vsm_phoenix.errors import TypeMismatch
+
 __all__ = ["Propose", "Read", "Reconfigure", "TransferLeadership"]
 
 
 def _id_tuple(value: Iterable[str]) -> tuple[str, ...]:
-    return tuple(value)
+    if isinstance(value, str | bytes):  # a str is iterable: "n1" would be ("n", "1")
+        raise TypeMismatch("give node ids as a collection of str, not one str")
+    try:
+        return tuple(value)
+    except TypeError:
+        raise TypeMismatch("give node ids as a collection of str") from None
 
 
 @attrs.frozen
