@@ -13,7 +13,8 @@ state:
 * **no invention** — every element a replica holds was added by a submitted request.
 
 ``SyncNode`` has no ``state_key``; the node key below covers every field its
-decisions read (replicas, counter, delta buffer, acks, peers, log bookkeeping).
+decisions read (replicas, origin, counter, vector, gaps, buffer, what it knows of
+peers and when it heard them, peers, log bookkeeping).
 """
 
 from __future__ import annotations
@@ -33,12 +34,17 @@ def sync_key(node: Node) -> Any:
     assert isinstance(node, SyncNode)
     return (
         tuple(sorted((n, r.to_bytes()) for n, r in node.replicas.items())),
+        node.origin,
         node.counter,
+        tuple(sorted(node.have.items())),
+        tuple(sorted((o, tuple(g)) for o, g in node._gaps.items())),
         tuple(sorted(
-            (seq, tuple(sorted((n, d.to_bytes()) for n, d in deltas.items())), origin)
-            for seq, (deltas, origin) in node.buffer.items()
+            (seq, tuple(sorted(tags.items())),
+             tuple(sorted((n, d.to_bytes()) for n, d in deltas.items())))
+            for seq, (tags, deltas) in node.buffer.items()
         )),
-        tuple(sorted(node.acked.items())),
+        tuple(sorted((p, o, tuple(sorted(v.items()))) for p, (o, v) in node.known.items())),
+        tuple(sorted(node._heard.items())),
         tuple(node.peers),
         node.started,
         len(node._log_keys),

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from vsm_phoenix.errors import DecodeError
 from vsm_phoenix.protocol.envelope import encode_cbor
@@ -30,3 +32,27 @@ def test_a_failed_compare_and_set_writes_nothing_but_is_remembered() -> None:
     assert sm.data == {"k": "old"} and sm.sessions["c"] == (2, False)
     assert sm.apply(cas("c", 3, "absent", "x", "new").command) is False
     assert "absent" not in sm.data
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=64) | st.fixed_dictionaries(
+    {"v": st.integers(0, 2), "d": st.dictionaries(st.text(max_size=2), st.text(max_size=2),
+                                                  max_size=2),
+     "s": st.dictionaries(st.text(max_size=2), st.tuples(st.integers(0, 3),
+                          st.sampled_from([None, True, False, 1])).map(list), max_size=2),
+     "n": st.integers(-1, 3)}).map(encode_cbor))
+def test_snapshot_bytes_are_refused_unchanged_or_restored_exactly(data: bytes) -> None:
+    """Both outcomes asserted: refused bytes change nothing (``check_snapshot`` and
+    ``restore`` agree); accepted bytes restore a state whose snapshot is those bytes."""
+    sm = KVStateMachine()
+    sm.apply(put("c", 1, "a", "1").command)
+    before = sm.snapshot()
+    try:
+        sm.check_snapshot(data)
+    except DecodeError:
+        with pytest.raises(DecodeError):
+            sm.restore(data)
+        assert sm.snapshot() == before
+        return
+    sm.restore(data)
+    assert sm.snapshot() == data

@@ -419,3 +419,35 @@ def test_persisted_counter_must_be_a_non_negative_int() -> None:
         with pytest.raises(DecodeError):
             node.step(Restart(0, {"sync/counter": encode_cbor(bad)}))
         assert not node.started
+
+
+def test_cluster_heal_sends_what_each_side_lacks_not_full_state() -> None:
+    """Regression (issue 14): after a heal, false deaths dropped sync partners and
+    their acks, and every pair fell back to full state (379 full-state messages after
+    a 20-node heal). Now the members of each side stay alive for each other, and what
+    a node knows of a peer outlives a partition: only deltas cross after the heal."""
+    from vsm_phoenix.protocol.cluster import ClusterNode
+    from vsm_phoenix.protocol.swim import SwimConfig
+
+    ids = [f"n{i}" for i in range(10)]
+    swim_cfg, sync_cfg = SwimConfig(seeds=("n0",)), SyncConfig(interval_ms=5000)
+    sim = Simulator(lambda nid, rng: ClusterNode(nid, rng, swim=swim_cfg, sync=sync_cfg,
+                                                 replicas={"s": ORSet()}), ids, seed=3)
+    sim.run_until(20_000)
+    sim.partition(ids[:5], ids[5:])
+    for k, nid in enumerate(ids):
+        sim.client_request(nid, Mutate("s", lambda s, nid=nid, k=k: s.add(nid, k)),
+                           delay_ms=1000 + 100 * k)
+    sim.run_until(110_000)
+
+    def full_sends() -> int:
+        return sum(n.sync.full_sends for n in map(sim.node, ids) if isinstance(n, ClusterNode))
+
+    before = full_sends()
+    sim.heal()
+    sim.run_until(170_000)
+    nodes = [sim.node(i) for i in ids]
+    assert all(isinstance(n, ClusterNode) for n in nodes)
+    assert all(n.sync.value("s") == frozenset(range(10)) for n in nodes
+               if isinstance(n, ClusterNode))
+    assert full_sends() == before

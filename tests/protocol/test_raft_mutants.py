@@ -9,8 +9,21 @@ from __future__ import annotations
 import random
 from typing import Any
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from vsm_phoenix.errors import DecodeError
 from vsm_phoenix.protocol.envelope import Envelope, decode_cbor, encode_cbor
-from vsm_phoenix.protocol.node import Persist, Receive, Restart, Send, TimerFired
+from vsm_phoenix.protocol.node import (
+    CancelTimer,
+    Deliver,
+    Persist,
+    Receive,
+    Restart,
+    Send,
+    SetTimer,
+    TimerFired,
+)
 from vsm_phoenix.protocol.raft import (
     KEY_STATE,
     M_APPEND,
@@ -27,6 +40,8 @@ from vsm_phoenix.protocol.raft import (
     RequestVote,
     Role,
     VoteResponse,
+    check_invariants,
+    decode_message,
     encode_message,
     log_key,
 )
@@ -249,3 +264,38 @@ def test_a_snapshot_from_the_leader_of_an_earlier_term_is_refused() -> None:
     assert node.leader_id is None and node.term == 3
     (reply,) = replies(effects, M_SNAP_RESP)
     assert (reply["t"], reply["m"]) == (3, 0)
+
+
+# -- hostile input, judged on both outcomes ---------------------------------------------------
+MTYPES = [M_APPEND, M_APPEND_RESP, "raft.vote", M_VOTE_RESP, "raft.snapshot", M_SNAP_RESP,
+          "raft.timeout-now"]
+_cbor = st.recursive(
+    st.none() | st.booleans() | st.integers(-1, 2**64) | st.binary(max_size=4)
+    | st.text(max_size=3),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner,
+                                                                  max_size=4),
+    max_leaves=10,
+)
+_fields = st.sampled_from(["t", "pi", "pt", "e", "c", "s", "ok", "m", "ri", "hi", "ht", "li",
+                           "lt", "pre", "f", "g", "i", "st", "d", "o"])
+
+
+@settings(max_examples=150, deadline=None)
+@given(mtype=st.sampled_from(MTYPES),
+       body=st.binary(max_size=48) | st.dictionaries(_fields, _cbor, max_size=7).map(encode_cbor))
+def test_hostile_payloads_either_decode_or_change_nothing(mtype: str, body: bytes) -> None:
+    """A refused payload leaves the node as it was; an accepted one is a message that
+    decodes, and the node still satisfies every invariant (both outcomes asserted)."""
+    cfg = RaftConfig(peers=IDS3)
+    node = restarted("n1", [1, 1], 1, cfg)
+    key = node.state_key()
+    try:
+        effects = node.step(Receive(5, Envelope(message_id=b"h" * 16, type=mtype, sender="n2",
+                                                recipient="n1", timestamp=(1, 0, "n2"),
+                                                payload=body)))
+    except DecodeError:
+        assert node.state_key() == key
+        return
+    decode_message(mtype, body)  # accepted only what decodes
+    assert check_invariants([node]) == []
+    assert all(isinstance(e, Persist | Send | SetTimer | CancelTimer | Deliver) for e in effects)

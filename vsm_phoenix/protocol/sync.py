@@ -240,6 +240,7 @@ class SyncNode:
         self.known: dict[str, tuple[str, Vector]] = {}  # peer -> (its origin, its vector)
         self._heard: dict[str, int] = {}  # peer -> when we last had its whole vector
         self.peers: list[str] = sorted(p for p in self.config.peers if p != node_id)
+        self._ever: dict[str, None] = dict.fromkeys(self.peers)  # every peer we have had
         self.started = False
         self._log_seq = 0
         self._log_keys: list[str] = []
@@ -263,6 +264,9 @@ class SyncNode:
         back is sent only what it lacks (if it restarted without disk, its new origin
         shows it and its knowledge is replaced)."""
         self.peers = sorted({p for p in peers if p != self._id})
+        for p in self.peers:
+            if p not in self._ever and len(self._ever) < MAX_ORIGINS:
+                self._ever[p] = None
 
     def pending_peers(self) -> list[str]:
         """Peers not known to hold every own entry of this node (sorted)."""
@@ -495,12 +499,13 @@ class SyncNode:
         return tags_out, joined
 
     def _gc(self) -> None:
-        """Drop buffered entries that every peer — current, or known from before (a
-        member cut off by a partition comes back) — is known to hold; ``max_buffer``
-        bounds what the others pin."""
+        """Drop buffered entries that every peer — current, or ever had (a member cut
+        off by a partition comes back) — is known to hold; ``max_buffer`` bounds what
+        the others pin."""
         if not self.peers:
             return
-        vectors = [self._known_vector(p) for p in sorted(set(self.peers) | set(self.known))]
+        vectors = [self._known_vector(p)
+                   for p in sorted(set(self.peers) | set(self.known) | set(self._ever))]
         for key, (tags, _) in list(self.buffer.items()):
             if all(v.get(o, 0) >= hi for v in vectors for o, (_, hi) in tags.items()):
                 del self.buffer[key]
