@@ -49,6 +49,7 @@ __all__ = [
     "MemoryStorage",
     "SQLiteStorage",
     "Storage",
+    "TransactionHooks",
     "TransactionalStorage",
     "transaction_hooks",
 ]
@@ -98,8 +99,9 @@ def _check_prefix(prefix: str) -> None:
         raise TypeMismatch(f"prefix must be str, not {type(prefix).__name__}")
 
 
-class _Hooks:
-    """Callbacks of the outermost transaction of one storage (see :func:`before_commit`)."""
+class TransactionHooks:
+    """Callbacks of the outermost transaction of one storage (see
+    :func:`transaction_hooks`)."""
 
     __slots__ = ("commit", "rollback")
 
@@ -139,7 +141,7 @@ class MemoryStorage:
         self._depth = 0
         self._owner = 0
         self._undo: dict[str, bytes | None] | None = None
-        self._hooks: _Hooks | None = None
+        self._hooks: TransactionHooks | None = None
 
     def get(self, key: str) -> bytes | None:
         _check(key)
@@ -180,13 +182,13 @@ class MemoryStorage:
         """Whether the calling thread is inside a :meth:`transaction`."""
         return self._depth > 0 and self._owner == threading.get_ident()
 
-    def transaction_hooks(self) -> _Hooks | None:
+    def transaction_hooks(self) -> TransactionHooks | None:
         """The hooks of the calling thread's transaction (``None`` outside one); see
         :func:`transaction_hooks`."""
         if not self.in_transaction():
             return None
         if self._hooks is None:
-            self._hooks = _Hooks()
+            self._hooks = TransactionHooks()
         return self._hooks
 
     def transaction(self) -> _MemoryTransaction:
@@ -239,7 +241,7 @@ class _MemoryTransaction:
                 s._owner = 0
             s._lock.release()
 
-    def _rollback(self, hooks: _Hooks | None) -> None:
+    def _rollback(self, hooks: TransactionHooks | None) -> None:
         s = self._s
         undo, s._undo = s._undo or {}, None
         for key, value in undo.items():
@@ -273,7 +275,7 @@ class SQLiteStorage:
         self._lock = threading.RLock()
         self._depth = 0
         self._owner = 0
-        self._hooks: _Hooks | None = None
+        self._hooks: TransactionHooks | None = None
         self._close_hooks: list[weakref.WeakMethod[Callable[[], None]]] = []
         self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         try:
@@ -323,19 +325,20 @@ class SQLiteStorage:
         """Whether the calling thread is inside a :meth:`transaction`."""
         return self._depth > 0 and self._owner == threading.get_ident()
 
-    def transaction_hooks(self) -> _Hooks | None:
+    def transaction_hooks(self) -> TransactionHooks | None:
         """The hooks of the calling thread's transaction (``None`` outside one); see
         :func:`transaction_hooks`."""
         if not self.in_transaction():
             return None
         if self._hooks is None:
-            self._hooks = _Hooks()
+            self._hooks = TransactionHooks()
         return self._hooks
 
     def on_close(self, flush: Callable[[], None]) -> None:
         """Call the bound method ``flush`` when the storage closes, before the connection
         does (held weakly: a collected owner is skipped)."""
-        with self._lock:
+        with self._lock:  # (dropping hooks of owners collected since: bounded growth)
+            self._close_hooks = [ref for ref in self._close_hooks if ref() is not None]
             self._close_hooks.append(weakref.WeakMethod(flush))
 
     @contextlib.contextmanager
@@ -390,7 +393,7 @@ class SQLiteStorage:
         self.close()
 
 
-def transaction_hooks(storage: object) -> _Hooks | None:
+def transaction_hooks(storage: object) -> TransactionHooks | None:
     """The hooks of the calling thread's transaction on ``storage``, or ``None`` when it
     is in none (or the storage has no hooks). ``hooks.commit`` callbacks run inside the
     outermost transaction just before it commits (their writes join the commit);
@@ -400,5 +403,5 @@ def transaction_hooks(storage: object) -> _Hooks | None:
     get = getattr(storage, "transaction_hooks", None)
     if get is None:
         return None
-    hooks: _Hooks | None = get()
+    hooks: TransactionHooks | None = get()
     return hooks

@@ -248,3 +248,16 @@ def test_no_sequence_reused_across_a_crash_at_any_point() -> None:
         _, seqs = _seal_run(crash_at, after, crash_seal)
         assert len(seqs) == len(set(seqs)) and seqs == sorted(seqs), (crash_at, after)
 
+
+
+def test_close_hooks_of_collected_guards_are_dropped(tmp_path: object) -> None:
+    import gc
+    from pathlib import Path
+
+    storage = SQLiteStorage(Path(str(tmp_path)) / "h.db")
+    for i in range(200):
+        ReplayGuard(storage).accept(f"s{i}", 1, 5)  # each guard is garbage at once
+    gc.collect()
+    ReplayGuard(storage)
+    assert len(storage._close_hooks) <= 2
+    storage.close()

@@ -10,7 +10,7 @@ import random
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from vsm_phoenix import cbor
@@ -343,6 +343,8 @@ def _replica(events: list[Event]) -> EvidenceGraph:
 
 @settings(max_examples=20)
 @given(st.integers(0, 10_000), st.integers(0, 60), st.integers(0, 60), st.booleans())
+@example(59, 58, 0, True)  # a wanted parent cut by max_events was never sent again
+@example(59, 58, 0, False)
 def test_sync_converges(seed: int, only_a: int, only_b: int, holes: bool) -> None:
     common = random_events(seed, 40)
     a_ev = random_events(seed + 1, only_a, start_ms=10**6)

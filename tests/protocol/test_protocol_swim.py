@@ -531,3 +531,35 @@ def test_a_member_whose_messages_are_late_probes_less_and_suspects_less() -> Non
     assert without > 50, "the scenario should make an unaware member suspect a lot"
     assert suspicions <= 10 and health > 0
     assert deaths == 0
+
+
+def test_a_late_answer_raises_local_health_and_a_prompt_one_lowers_it() -> None:
+    from vsm_phoenix.protocol.kit import decode_payload
+
+    node = SwimNode("n0", random.Random(0), CFG)
+    node.step(Start(0))
+    peer = Messenger("n1", random.Random(1))
+    node.step(Receive(1, peer.envelope(1, "swim.join", {"members": [
+        ["alive", "n1", 0, [ORSet().to_bytes(), 0.0]]]}, recipient="n0")))
+
+    def probe(now: int) -> int:
+        out = node.step(TimerFired(now, "swim.period"))
+        (ping,) = [e for e in out if isinstance(e, Send) and e.envelope.type == "swim.ping"]
+        seq = decode_payload(ping.envelope)["seq"]
+        assert isinstance(seq, int)
+        return seq
+
+    def ack(now: int, seq: int) -> None:
+        node.step(Receive(now, peer.envelope(now, "swim.ack", {"seq": seq, "g": []},
+                                             recipient="n0")))
+
+    first = probe(1000)
+    probe(2000)  # the first probe failed: n1 is suspected
+    assert node.health == 0
+    ack(2100, first)  # ... and then answered after all: our messages are slow
+    assert node.health == 1
+    ack(2150, first)  # the same late answer twice counts once
+    assert node.health == 1
+    third = probe(4000)
+    ack(4000 + CFG.ping_timeout_ms, third)  # within the (scaled) timeout
+    assert node.health == 0

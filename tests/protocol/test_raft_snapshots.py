@@ -44,6 +44,14 @@ def ballast(size: int) -> bytes:
     return _BALLAST[size]
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _free_ballast() -> Any:
+    """Give the ballast back when this module is done (pytest workers are shared, and
+    some tests elsewhere budget the process's RSS)."""
+    yield
+    _BALLAST.clear()
+
+
 class PaddedStateMachine:
     """Applied commands plus ``pad`` bytes of incompressible ballast in every
     snapshot: a state machine whose snapshot is as large as a test needs."""

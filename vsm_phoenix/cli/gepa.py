@@ -2,9 +2,11 @@
 replicated evolution state (:mod:`vsm_phoenix.ext.gepa.cluster`).
 
 Prints a progress line while it runs, then the frontier, the prompt committed through
-the Raft KV and the counts. Exit status: 0 ran (and reached ``--target`` when one is
-set), 1 ran but the target was not reached or the nodes disagree on the committed
-prompt, 2 bad usage.
+the Raft KV and the counts. ``--transport amqp`` runs one Cluster member per node in
+this process, syncing the state through RabbitMQ
+(:mod:`vsm_phoenix.ext.gepa.over_amqp`). Exit status: 0 ran (and reached ``--target``
+when one is set), 1 ran but the target was not reached, the nodes disagree on the
+committed prompt or no broker answered, 2 bad usage.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import json
 import sys
 from typing import Any
 
-from vsm_phoenix.cli.base import EXIT_FAILED, UsageError, usage_exit
+from vsm_phoenix.cli.base import EXIT_FAILED, UsageError, amqp_url, require_amqp, usage_exit
 
 __all__ = ["register", "run"]
 
@@ -45,7 +47,12 @@ def register(sub: Any) -> None:
                         "(default 0.875; negative: run the whole budget)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--transport", choices=["sim", "amqp"], default="sim",
-                   help="sim: the deterministic simulator (amqp is not available yet)")
+                   help="sim: the deterministic simulator (default); amqp: one process, "
+                        "one Cluster member per node, state synced through RabbitMQ "
+                        "(no Raft commit; needs the amqp extra)")
+    p.add_argument("--amqp-url", default=None,
+                   help="broker URL for --transport amqp (default: $AMQP_URL, else the "
+                        "local guest broker)")
     p.add_argument("--no-progress", action="store_true", help="no progress line")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(run=run)
@@ -55,9 +62,10 @@ def _config(args: argparse.Namespace) -> Any:
     from vsm_phoenix.errors import InvalidArgument
     from vsm_phoenix.ext.gepa.cluster import ClusterConfig
 
-    if args.transport == "amqp":
-        raise UsageError("--transport amqp is not available yet: the AMQP runner has no "
-                         "GEPA node kind; use --transport sim")
+    if args.transport == "amqp" and (args.independent or args.schedule != "parallel"):
+        raise UsageError("--independent and --schedule are simulator options")
+    if args.amqp_url is not None and args.transport != "amqp":
+        raise UsageError("--amqp-url only means something with --transport amqp")
     if args.nodes < 1 or args.nodes > 16:
         raise UsageError("--nodes must be between 1 and 16")
     try:
@@ -79,6 +87,12 @@ def run(args: argparse.Namespace) -> int:
         config = _config(args)
     except UsageError as exc:
         return usage_exit(PROG, exc)
+    if args.transport == "amqp":
+        try:
+            require_amqp()
+        except UsageError as exc:
+            return usage_exit(PROG, exc)
+        return _run_amqp(args, config)
     from vsm_phoenix.ext.gepa.cluster import SimulatedCluster
 
     budget = config.max_metric_calls
@@ -105,6 +119,65 @@ def run(args: argparse.Namespace) -> int:
         print(render(data))
     failed = (config.target is not None and not report.reached) or (
         config.share and not report.deployed_agree)
+    return EXIT_FAILED if failed else 0
+
+
+def _run_amqp(args: argparse.Namespace, config: Any) -> int:
+    import asyncio
+    import contextlib
+    import uuid
+
+    from vsm_phoenix.crypto.credentials import ClusterSecrets
+    from vsm_phoenix.ext.amqp import Cluster, Topology, broker_available, delete_topology
+    from vsm_phoenix.ext.gepa.over_amqp import run_members
+
+    url = amqp_url(args.amqp_url)
+    reason = asyncio.run(broker_available(url))
+    if reason is not None:
+        print(f"{PROG}: {reason}", file=sys.stderr)
+        return EXIT_FAILED
+    name = f"gepa-{uuid.uuid4().hex[:8]}"
+    nodes = [f"n{i + 1}" for i in range(config.nodes)]
+    secrets = ClusterSecrets.create(name, nodes=nodes)
+
+    async def main() -> list[Any]:
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                members = [await stack.enter_async_context(
+                    Cluster.connect(url, secrets.credentials(n))) for n in nodes]
+                if not args.no_progress:
+                    print(f"{PROG}: {len(members)} members on cluster {name}, running",
+                          file=sys.stderr)
+                return await run_members(members, config)
+        finally:
+            await delete_topology(Topology(name), tuple(nodes), url)
+
+    reports = asyncio.run(main())
+    agree = len({r.state_digest for r in reports}) == 1 and all(
+        r.frontier == reports[0].frontier for r in reports)
+    f = reports[0].frontier
+    data = {
+        "transport": "amqp", "cluster": name, "nodes": len(reports),
+        "replicas_agree": agree,
+        "best_score": f.best_score,
+        "best_candidate": None if f.best is None else f.best.hex()[:12],
+        "reached_target": config.target is not None and f.best_score is not None
+        and f.best_score >= config.target,
+        "per_node": [{"node": r.node, "metric_calls": r.metric_calls, "hits": r.hits,
+                      "migrated": r.migrated, "published": r.published,
+                      "stop": r.stop_reason} for r in reports],
+    }
+    if args.json:
+        print(json.dumps(data, indent=2, sort_keys=True))
+    else:
+        print(f"{data['nodes']} members over RabbitMQ (cluster {name}); every replica the "
+              f"same: {agree}; best validation score {f.best_score} "
+              f"({data['best_candidate']})")
+        for n in data["per_node"]:
+            print(f"  {n['node']}: metric calls {n['metric_calls']}, cache hits {n['hits']}, "
+                  f"migrated in {n['migrated']}, published {n['published']}, "
+                  f"stopped: {n['stop']}")
+    failed = not agree or (config.target is not None and not data["reached_target"])
     return EXIT_FAILED if failed else 0
 
 

@@ -35,13 +35,14 @@ from __future__ import annotations
 
 import struct
 import threading
+from collections.abc import Callable
 
 import cbor2
 
 from vsm_phoenix import cbor
 from vsm_phoenix.crypto.storage import Storage, atomic
 from vsm_phoenix.errors import DecodeError, InvalidArgument, ReplayError, TypeMismatch
-from vsm_phoenix.storage import transaction_hooks
+from vsm_phoenix.storage import TransactionHooks
 
 __all__ = [
     "DEFAULT_WINDOW",
@@ -344,6 +345,7 @@ class ReplayGuard:
         "__weakref__",
         "_cheap",
         "_dirty",
+        "_hooks_of",
         "_lease",
         "_lease_ms",
         "_lock",
@@ -372,6 +374,10 @@ class ReplayGuard:
         self._lease = lease
         self._lease_ms = lease_ms
         self._cheap = getattr(storage, "cheap_writes", False) is True
+        hooks_of = getattr(storage, "transaction_hooks", None)
+        self._hooks_of: Callable[[], TransactionHooks | None] | None = (
+            hooks_of if callable(hooks_of) else None
+        )
         self._lock = threading.Lock()
         self._states: dict[str, _Sender] = {}
         self._dirty: set[str] = set()  # senders whose stored record is not exact
@@ -431,7 +437,7 @@ class ReplayGuard:
             ts = _check_ts(timestamp)
         if type(sender) is not str or sender not in self._states:
             self._load(sender)
-        hooks = transaction_hooks(self._storage)
+        hooks = None if self._hooks_of is None else self._hooks_of()
         if hooks is not None:  # the caller's transaction: write once, at its commit
             with self._lock:
                 state = self._state(sender)

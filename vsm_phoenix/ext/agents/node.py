@@ -40,6 +40,7 @@ import attrs
 
 from vsm_phoenix.crypto.identity import Identity
 from vsm_phoenix.errors import AuthenticationError, DecodeError
+from vsm_phoenix.ext.evidence import Event as EvidenceEvent
 from vsm_phoenix.ext.evidence import EvidenceGraph, EvidenceSync
 from vsm_phoenix.ext.evidence.event import KeySource
 from vsm_phoenix.ext.evidence.graph import STORE_PREFIX
@@ -160,12 +161,16 @@ class AgentNode:
         raise LocalProtocolError(f"unknown event {event!r}")
 
     def _reload(self, persisted: Mapping[str, bytes]) -> None:
+        good: list[bytes] = []
         for key in sorted(persisted):
             if key.startswith(STORE_PREFIX):
-                try:
-                    self.graph.add(persisted[key])
+                try:  # each record checked alone: one bad record does not cost the rest
+                    EvidenceEvent.from_bytes(persisted[key], self.graph.keys)
                 except (DecodeError, AuthenticationError):
                     self.rejected_events += 1
+                    continue
+                good.append(persisted[key])
+        self.graph.add_many(good)  # in stamp order
         self._store.take()  # already persisted
 
     def _expire(self, now: int) -> None:

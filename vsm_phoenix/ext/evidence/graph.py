@@ -157,7 +157,7 @@ class EvidenceGraph:
 
     def add_many(self, items: Iterable[Event | bytes]) -> list[bytes]:
         """Verify a batch, then add every new event (all or nothing); returns the ids
-        added, in order. ``DecodeError`` / ``AuthenticationError`` name the bad event."""
+        added, oldest stamp first. ``DecodeError`` / ``AuthenticationError`` name the bad event."""
         events = [self._decode(item) for item in items]  # validate everything first
         added: list[bytes] = []
         fresh: list[Event] = []
@@ -167,6 +167,9 @@ class EvidenceGraph:
                 continue
             seen.add(event.id)
             fresh.append(event)
+        # Parents before children (a parent's stamp is earlier), so that a batch in any
+        # order does not raise heights again and again (quadratic on a long chain).
+        fresh.sort(key=lambda e: (e.timestamp, e.id))
         if self._storage is not None and fresh:
             self._store(fresh)
         for event in fresh:
@@ -299,6 +302,9 @@ class EvidenceGraph:
                 forged.append(claimed)
                 continue
             good.append(event)
+        # Parents first (a parent's stamp is earlier): inserting children first would
+        # raise their heights again for every late parent, quadratic on a long chain.
+        good.sort(key=lambda e: (e.timestamp, e.id))
         for event in good:
             graph._insert(event)
         graph._storage = storage

@@ -113,7 +113,7 @@ class EvidenceSync:
 
     ``max_events`` bounds the events per message (the rest follow in later rounds)."""
 
-    __slots__ = ("_asked", "_sent", "graph", "max_events", "max_haves")
+    __slots__ = ("_asked", "_owed", "_sent", "graph", "max_events", "max_haves")
 
     def __init__(self, graph: EvidenceGraph, *, max_events: int = 1024,
                  max_haves: int = 64) -> None:
@@ -128,9 +128,14 @@ class EvidenceSync:
         self.max_haves = max_haves
         self._asked: set[bytes] = set()
         self._sent: set[bytes] = set()
+        # Ids the peer asked for that this side holds and has not sent yet. The peer
+        # asks once per session, so a request cut by ``max_events`` must be kept here
+        # and served first in the next messages.
+        self._owed: set[bytes] = set()
 
-    def state_key(self) -> tuple[bytes, frozenset[bytes], frozenset[bytes]]:
-        return (self.graph.digest(), frozenset(self._asked), frozenset(self._sent))
+    def state_key(self) -> tuple[bytes, frozenset[bytes], frozenset[bytes], frozenset[bytes]]:
+        return (self.graph.digest(), frozenset(self._asked), frozenset(self._sent),
+                frozenset(self._owed))
 
     def start(self) -> bytes:
         """The opening message: heads and sample, nothing pushed yet."""
@@ -148,12 +153,10 @@ class EvidenceSync:
         g.add_many(msg.events)  # all or nothing: a bad event leaves g unchanged
         received = {hashlib.sha256(raw).digest() for raw in msg.events}
         theirs = set(msg.heads) | set(msg.haves) | received
-        push = [i for i in g.difference(theirs) if i not in self._sent]
-        pushed = set(push)
-        extra = [w for w in msg.want if w in g and w not in pushed and w not in self._sent]
-        if extra:
-            push = sorted(push + extra, key=lambda i: (g.height(i), i))
-        push = push[: self.max_events]
+        owed = self._owed | {w for w in msg.want if w in g and w not in self._sent}
+        push = sorted(owed, key=lambda i: (g.height(i), i))  # asked for: served first
+        push += [i for i in g.difference(theirs) if i not in self._sent and i not in owed]
+        push = sorted(push[: self.max_events], key=lambda i: (g.height(i), i))
         need = [h for h in msg.heads if h not in g]
         need += g.missing()
         want: list[bytes] = []
@@ -161,8 +164,9 @@ class EvidenceSync:
             if i not in self._asked and i not in want and len(want) < MAX_IDS:
                 want.append(i)
         if not push and not want and not msg.events:
-            return None
+            return None  # nothing owed is left either: owed ids come first in push
         self._sent.update(push)
+        self._owed = owed.difference(push)
         self._asked.update(want)
         return SyncMessage(tuple(g.heads()[:MAX_IDS]), tuple(g.sample(self.max_haves)),
                            tuple(want), tuple(g[i].raw for i in push)).to_bytes()
