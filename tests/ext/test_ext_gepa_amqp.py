@@ -29,10 +29,13 @@ def test_engines_share_state_over_the_broker(clusters: Any, broker_url: str) -> 
         assert a.state_digest == b.state_digest  # the same replica everywhere
         assert a.frontier == b.frontier and a.frontier.best is not None
         assert a.metric_calls > 0 and b.metric_calls > 0
-        # The budget is the cluster's: each stopped on the sum of both counts, which
-        # it could only see through the broker.
+        # The budget is the cluster's: both stopped on the sum of both counts. A member
+        # that never saw the other's spending would have spent 160 itself; at least one
+        # of them stopped short, which it could only do by seeing the other's count
+        # through the broker (how far each got depends on scheduling: under load one
+        # engine may spend most of the budget before the other's calls reach it).
         assert a.stop_reason == b.stop_reason == "budget spent"
-        assert a.metric_calls < 160 and b.metric_calls < 160
+        assert min(a.metric_calls, b.metric_calls) < 160
         assert a.metric_calls + b.metric_calls >= 160
 
     asyncio.run(main())

@@ -230,7 +230,11 @@ async def _serve(args: argparse.Namespace, kind: Any, credentials: Credentials, 
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, runner.request_stop)
-            print(f"READY {args.id} {runner.booted_with}", flush=True)
+            # One write for the whole line: nodes started together share a terminal or a
+            # pipe, and print() writes the text and its newline separately when stdout
+            # is unbuffered, so two nodes' lines could run together.
+            sys.stdout.write(f"READY {args.id} {runner.booted_with}\n")
+            sys.stdout.flush()
             await runner.wait_stopped()
         finally:
             storage.close()
