@@ -236,10 +236,16 @@ def test_hostile_ack_digest_and_types_and_clock() -> None:
 def test_random_payloads_decode_error_or_accepted(payload: bytes, msg_type: str) -> None:
     node, peer = node_with_state()
     before = snapshot(node)
+    replicas = {n: r.copy() for n, r in node.replicas.items()}
     try:
         node.step(Receive(10, delta_env(peer, payload, msg_type=msg_type)))
     except DecodeError:
         assert snapshot(node) == before
+    else:  # accepted: receiving only joins, never loses or replaces local state
+        assert node.replicas.keys() == replicas.keys()
+        for name, old in replicas.items():
+            assert old <= node.replicas[name], name
+        assert node.origin == before[1] and node.counter == before[2]
 
 
 def test_new_peer_gets_own_entries_then_only_new_ones() -> None:
