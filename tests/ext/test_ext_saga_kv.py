@@ -60,13 +60,23 @@ def test_kv_faults_under_running_sagas_lose_nothing() -> None:
 
     async def main() -> None:
         kv = SimulatedRaftKV(seed=2)
-        o = SagaOrchestrator(KVSagaLog(kv), "n1", [order_saga(ledger, faults)],
+        # Sagas that reach "ship" wait there until both faults have struck, so the
+        # faults hit running sagas however fast the machine is (on a quiet machine all
+        # 20 sagas used to finish before the partition).
+        release = asyncio.Event()
+
+        async def gate(ctx: StepContext) -> None:
+            if ctx.step == "ship":
+                await release.wait()
+
+        o = SagaOrchestrator(KVSagaLog(kv), "n1", [order_saga(ledger, faults, gate=gate)],
                              clock_ms=Clock(), rng=random.Random(2))
 
         during: list[int] = []
 
         async def nemesis() -> None:
-            await asyncio.sleep(0.02)
+            while not o.driving:
+                await asyncio.sleep(0.005)
             leader = kv.leader or kv.nodes[0]
             during.append(len(o.driving))
             kv.sim.crash(leader)
@@ -76,6 +86,7 @@ def test_kv_faults_under_running_sagas_lose_nothing() -> None:
             await asyncio.sleep(0.05)
             during.append(len(o.driving))
             kv.sim.heal()
+            release.set()
 
         results, _ = await asyncio.gather(
             asyncio.gather(*(o.run("order", {"i": i}, saga_id=f"f{i}") for i in range(20))),
