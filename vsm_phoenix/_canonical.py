@@ -25,14 +25,15 @@ from typing import Any
 
 import cbor2
 
-__all__ = ["dumps", "is_canonical"]
+__all__ = ["dumps", "head", "is_canonical"]
 
 _KEYS: dict[str, bytes] = {}
 _ORDERS: dict[tuple[Any, ...], tuple[Any, ...] | None] = {}
 _CACHE_MAX = 4096
 
 
-def _head(major: int, n: int) -> bytes:
+def head(major: int, n: int) -> bytes:
+    """A CBOR initial byte plus argument in preferred (shortest) serialization."""
     if n < 24:
         return bytes((major | n,))
     if n < 0x100:
@@ -55,11 +56,11 @@ def _sort_key(k: object) -> tuple[int, bytes]:
         enc = _KEYS.get(k)
         if enc is None:
             raw = k.encode("utf-8", "surrogatepass")
-            enc = _head(0x60, len(raw)) + raw
+            enc = head(0x60, len(raw)) + raw
             if len(_KEYS) < _CACHE_MAX:
                 _KEYS[k] = enc
     elif type(k) is bytes:
-        enc = _head(0x40, len(k)) + k
+        enc = head(0x40, len(k)) + k
     else:
         raise _Slow
     return len(enc), enc

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any, TypeAlias
 
+from vsm_phoenix._canonical import head
 from vsm_phoenix.cbor import MAX_INT_BITS, int_fits
 from vsm_phoenix.crdt.codec import dumps
 from vsm_phoenix.errors import DecodeError, InvalidArgument, TypeMismatch
@@ -96,19 +97,6 @@ def atom_to_wire(x: Atom) -> Any:
     return x
 
 
-def _head(major: int, n: int) -> bytes:
-    """A CBOR initial byte plus argument in preferred (shortest) serialization."""
-    if n < 24:
-        return bytes((major | n,))
-    if n < 0x100:
-        return bytes((major | 24, n))
-    if n < 0x10000:
-        return bytes((major | 25,)) + n.to_bytes(2, "big")
-    if n < 0x100000000:
-        return bytes((major | 26,)) + n.to_bytes(4, "big")
-    return bytes((major | 27,)) + n.to_bytes(8, "big")
-
-
 def atom_key(x: Atom) -> bytes:
     """Sort key giving the canonical order of elements: their canonical CBOR bytes.
 
@@ -119,14 +107,14 @@ def atom_key(x: Atom) -> bytes:
     """
     if type(x) is str:
         raw = x.encode("utf-8")
-        return _head(0x60, len(raw)) + raw
+        return head(0x60, len(raw)) + raw
     if type(x) is bytes:
-        return _head(0x40, len(x)) + x
+        return head(0x40, len(x)) + x
     if type(x) is int:
         if 0 <= x < 0x10000000000000000:
-            return _head(0x00, x)
+            return head(0x00, x)
         if -0x10000000000000000 <= x < 0:
-            return _head(0x20, -1 - x)
+            return head(0x20, -1 - x)
     return dumps(x)
 
 
