@@ -228,10 +228,11 @@ async def _run(settings: SagaAmqpSettings, keys: Path) -> int:
             return log_of(conns[role if role in conns else "client"])
 
         async def restart(coordinator: str) -> SagaLog:
-            for old in conns[coordinator]:
+            for old in conns[coordinator]:  # a crash: whatever the old one was doing
                 with contextlib.suppress(Exception):
-                    await old.close()
-            conns[coordinator] = await connect(f"saga-{coordinator}")
+                    await asyncio.wait_for(old.close(), 10.0)
+            conns[coordinator] = await asyncio.wait_for(connect(f"saga-{coordinator}"),
+                                                        60.0)
             return log_of(conns[coordinator])
 
         async def kill_leader(frng: random.Random, say: Callable[[str], None]) -> None:
@@ -298,7 +299,7 @@ async def _run(settings: SagaAmqpSettings, keys: Path) -> int:
     finally:
         for conn in (c for pool in conns.values() for c in pool):
             with contextlib.suppress(Exception):
-                await conn.close()
+                await asyncio.wait_for(conn.close(), 10.0)
         procs.stop_all()
         with contextlib.suppress(Exception):
             await control.close()

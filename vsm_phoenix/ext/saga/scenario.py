@@ -271,6 +271,23 @@ async def _load_retrying(log: SagaLog, saga_id: str, attempts: int = 20) -> list
     raise AssertionError("unreachable")
 
 
+def _where(task: asyncio.Task[Any], depth: int = 24) -> str:
+    """Where a suspended task waits: its await chain, outermost first (a diagnostic)."""
+    parts: list[str] = []
+    coro: Any = task.get_coro()
+    while coro is not None and len(parts) < depth:
+        frame = getattr(coro, "cr_frame", None)
+        if frame is None:
+            if isinstance(coro, asyncio.Task):
+                coro = coro.get_coro()
+                continue
+            parts.append(type(coro).__name__)
+            break
+        parts.append(f"{frame.f_code.co_name}:{frame.f_lineno}")
+        coro = getattr(coro, "cr_await", None)
+    return " -> ".join(parts)
+
+
 @attrs.define(kw_only=True)
 class ScenarioBackend:
     """Where the scenario's shared log lives and how its faults strike (the transport).
@@ -293,6 +310,7 @@ class ScenarioBackend:
     step_timeout_ms: int = 150
     late_s: float = 0.2
     final_timeout_s: float = 60.0
+    stall_s: float = 30.0
 
 
 def _open_log(kind: str, seed: int, workdir: Path) -> ScenarioBackend:
@@ -361,7 +379,7 @@ async def run_scenario_on(backend: ScenarioBackend, *, seed: int, sagas: int,
     sem = asyncio.Semaphore(concurrency)
 
     def track(name: str, coro: Any) -> asyncio.Task[Any]:
-        task = loop.create_task(coro)
+        task = loop.create_task(coro, name=f"{name}:{getattr(coro, '__qualname__', '')}")
         tasks[name].add(task)
         task.add_done_callback(tasks[name].discard)
         return task
@@ -448,10 +466,27 @@ async def run_scenario_on(backend: ScenarioBackend, *, seed: int, sagas: int,
             say(f"  {len(outcomes)}/{sagas} sagas ended")
 
     stop = asyncio.Event()
-    background = [loop.create_task(recoverer(n, stop)) for n in names]
-    background.append(loop.create_task(nemesis(stop)))
+    background = [loop.create_task(recoverer(n, stop), name=f"recoverer-{n}")
+                  for n in names]
+    background.append(loop.create_task(nemesis(stop), name="nemesis"))
     progress_at = time.monotonic()
-    starters = [loop.create_task(start(i)) for i in ids]
+    starters = [loop.create_task(start(i), name=f"client-{i}") for i in ids]
+
+    async def watchdog() -> None:
+        """No saga ended for ``stall_s``: say where every task waits (a diagnostic)."""
+        seen = -1
+        while True:
+            await asyncio.sleep(backend.stall_s)
+            now_seen = len(outcomes) + stats["recovered"]
+            if now_seen == seen:
+                say(f"  stalled: nothing ended for {backend.stall_s:.0f} s; the tasks:")
+                me = asyncio.current_task()
+                for t in sorted(asyncio.all_tasks(), key=lambda t: t.get_name()):
+                    if t is not me:
+                        say(f"    {t.get_name()}: {_where(t)}")
+            seen = now_seen
+
+    dog = loop.create_task(watchdog())
     try:
         while not all(s.done() for s in starters):
             await asyncio.sleep(0.1)
@@ -486,6 +521,7 @@ async def run_scenario_on(backend: ScenarioBackend, *, seed: int, sagas: int,
             stats["recover_errors"] += 1
             await asyncio.sleep(0.2)
         report()
+    dog.cancel()
     log = backend.make_log("checker")
     violations: list[str] = []
     counts = {R_COMPLETED: 0, R_COMPENSATED: 0, R_STUCK: 0}
