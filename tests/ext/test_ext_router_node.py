@@ -27,7 +27,13 @@ from vsm_phoenix.ext.router_node import (
     RouterNode,
 )
 from vsm_phoenix.protocol.envelope import Envelope, encode_cbor
-from vsm_phoenix.protocol.node import Deliver, Receive, RemoteProtocolError, Start
+from vsm_phoenix.protocol.node import (
+    ClientRequest,
+    Deliver,
+    Receive,
+    RemoteProtocolError,
+    Start,
+)
 from vsm_phoenix.protocol.sim import Simulator
 from vsm_phoenix.protocol.swim import SwimConfig
 
@@ -229,3 +235,25 @@ def test_signed_commands_over_rabbitmq(clusters: Any, broker_url: str) -> None:
             assert status["decisions"]["accepted"] >= 2
 
     asyncio.run(main())
+
+
+@given(st.dictionaries(st.sampled_from(["op", "w", "to", "x"]),
+                       st.one_of(st.sampled_from(["command", "data", "stop"]), st.integers(),
+                                 st.binary(max_size=40), st.text(max_size=10), st.none()),
+                       max_size=4))
+def test_hostile_control_requests_are_refused_or_routed(raw: dict[str, Any]) -> None:
+    from vsm_phoenix.errors import InvalidArgument
+    from vsm_phoenix.ext.router_node import RouterKind
+
+    kind = RouterKind(ROSTER)
+    node = _lone()
+    before = node.state_key()
+    try:
+        request = kind.decode_request(node, raw)
+    except InvalidArgument:
+        return
+    assert isinstance(request, RouteCommand | ReadData)
+    out = node.step(ClientRequest(10, "r1", request))
+    assert node.state_key() == before  # nothing here is signed: refused, nothing changed
+    assert all(d.kind in ("router.refused", "router.data") for d in out
+               if isinstance(d, Deliver))

