@@ -8,7 +8,8 @@ state the explorer tries every choice the environment has:
   or not applied and answered with an error;
 * an in-flight action or compensation succeeds, fails permanently, fails retryably,
   or times out having taken effect or not;
-* a timer fires (virtual time jumps to it);
+* a coordinator's earliest timer fires (virtual time jumps to it; one coordinator's
+  timers share a clock, so they fire in deadline order);
 * the driving coordinator **crashes** (its in-flight actions become zombies that may
   still take effect later) or is **partitioned** (it lives on, unaware), and a new
   coordinator takes the saga over once the lease has expired;
@@ -314,12 +315,16 @@ def choices(w: World) -> Iterator[tuple[str, Any]]:
                 yield ("timeout-applied", (owner, i))
                 yield ("timeout-not-applied", (owner, i))
     for owner, timers in sorted(w.timers.items()):
-        for name in sorted(timers):
-            if name == "lease" and not b.lease_timers:
-                continue
-            if name == "deadline" and b.failures == 0:
-                continue  # a saga timing out counts as a failure
-            yield ("timer", (owner, name))
+        enabled = {name: at for name, at in timers.items()
+                   if not (name == "lease" and not b.lease_timers)
+                   # a saga timing out counts as a failure
+                   and not (name == "deadline" and b.failures == 0)}
+        # One coordinator's timers run on one clock: they fire in deadline order (a
+        # timer the budget holds back never fires). Across coordinators, any order.
+        first = min(enabled.values(), default=None)
+        for name in sorted(enabled):
+            if enabled[name] == first:
+                yield ("timer", (owner, name))
     # A zombie touches only its step's resource, which no core reads: its effect
     # commutes with every transition but those on the same resource (an invocation of
     # that step answering) and the end check. So it may take effect only where one of

@@ -69,7 +69,7 @@ class SagaAmqpSettings:
     node_args: tuple[str, ...] = ()
     kv_kills: bool = True
     kv_sessions: int = 4
-    lease_ms: int = 3_000
+    lease_ms: int = 6_000
     kv_timeout_s: float = 10.0
 
     def __attrs_post_init__(self) -> None:
@@ -250,8 +250,9 @@ async def _run(settings: SagaAmqpSettings, keys: Path) -> int:
         backend = ScenarioBackend(
             name="kv-amqp", make_log=make_log, restart=restart,
             kv_fault=kill_leader if settings.kv_kills else None, pace=pace,
-            lease_ms=settings.lease_ms, step_timeout_ms=settings.lease_ms // 3,
-            late_s=settings.lease_ms / 2000, final_timeout_s=max(60.0, 40 * pace))
+            lease_ms=settings.lease_ms, step_timeout_ms=settings.lease_ms // 6,
+            late_s=settings.lease_ms / 4000, final_timeout_s=max(60.0, 40 * pace),
+            stall_s=max(30.0, settings.lease_ms / 100))
         latest: dict[str, Any] = {"ended": 0, "stats": {}}
 
         def on_progress(ended: int, total: int, stats: dict[str, int]) -> None:
