@@ -165,14 +165,17 @@ def test_a_restarted_node_resumes_without_respending_on_cached_evaluations() -> 
                                         schedule="turns", seed=4))
     for _ in range(15):
         cl.step()
-    spent_before = cl.replica("n2").spent_by("n2")
-    assert spent_before > 0
+    rid = cl.replica_id("n2")
+    assert rid != "n2" and rid.startswith("n2.")  # the sync origin, not the bare id
+    spent_before = cl.replica("n2").spent_by(rid)
+    assert spent_before > 0 and cl.replica("n2").spent_by("n2") == 0
     cl.crash("n2")
     for _ in range(4):
         cl.step()
     cl.restart("n2")
     restored = cl.replica("n2")
-    assert restored.spent_by("n2") == spent_before  # its own writes were persisted
+    assert cl.replica_id("n2") == rid  # restarted with its disk: the same history
+    assert restored.spent_by(rid) == spent_before  # its own writes were persisted
     n2 = cl.nodes["n2"]
     while n2.steps < 1:
         cl.step()

@@ -293,6 +293,15 @@ class SimulatedCluster:
         assert isinstance(r, EvolutionState)
         return r
 
+    def replica_id(self, node_id: str) -> str:
+        """The replica id ``node_id``'s budget counts go under (its sync node's
+        :attr:`~vsm_phoenix.protocol.sync.SyncNode.replica_id`; kept across a restart
+        with its disk)."""
+        node = self.sim.node(node_id)
+        if not isinstance(node, GepaNode):
+            raise InvalidArgument(f"node {node_id!r} is down")
+        return node.sync.replica_id
+
     def _work(self, node_id: str) -> EvolutionState:
         w = self.nodes[node_id].work
         if w is None:
@@ -314,7 +323,8 @@ class SimulatedCluster:
                                     cost_ms=cfg.reflection_call_ms)
         n.work = self.replica(node_id).copy()
         n.clock = max(n.clock, self.sim.now)
-        ctx = NodeContext(node_id, lambda: self._work(node_id), cfg.evaluator)
+        ctx = NodeContext(node_id, lambda: self._work(node_id), cfg.evaluator,
+                          replica_id=self.replica_id(node_id))
         n.ctx = ctx
         adapter = SharedAdapter(self.adapter_factory(n.task_model), ctx)
         migration = Migration(ctx, self.val_ids, enabled=cfg.share and cfg.migrate,

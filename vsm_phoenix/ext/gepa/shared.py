@@ -88,15 +88,28 @@ __all__ = [
 class NodeContext:
     """What the hooks of one node share: the live replica (through ``replica()``, so
     the scheduler may swap it), the node id, the evaluator version, the deltas written
-    since the last :meth:`take_deltas`, and counts."""
+    since the last :meth:`take_deltas`, and counts.
+
+    ``replica_id`` is the id this node's budget counts go under: its sync node's
+    :attr:`~vsm_phoenix.protocol.sync.SyncNode.replica_id` (the history it names), not
+    the bare node id -- a node restarted without its disk takes a fresh one, so its
+    new counts never hide under the old incarnation's higher ones. ``node_id`` names
+    the evaluator in records (evidence). ``lease`` (optional) is the node's
+    :class:`~vsm_phoenix.ext.gepa.budget.BudgetLease`: when set, no metric call is
+    made that the lease does not cover."""
 
     def __init__(self, node_id: str, replica: Callable[[], EvolutionState], evaluator: str,
-                 *, on_metric_call: Callable[[int], None] | None = None) -> None:
+                 *, on_metric_call: Callable[[int], None] | None = None,
+                 replica_id: str | None = None, lease: Any = None) -> None:
         if not isinstance(node_id, str) or not node_id:
             raise InvalidArgument("node_id must be a non-empty str")
         if not isinstance(evaluator, str) or not evaluator:
             raise InvalidArgument("evaluator must be a non-empty str")
+        if replica_id is not None and (not isinstance(replica_id, str) or not replica_id):
+            raise InvalidArgument("replica_id must be a non-empty str")
         self.node_id = node_id
+        self.replica_id = replica_id or node_id
+        self.lease = lease
         self.replica = replica
         self.evaluator = evaluator
         self.on_metric_call = on_metric_call
@@ -207,7 +220,7 @@ class SharedAdapter:
                 # The caller gets its own call's result (the replica may resolve another).
                 found[k] = (out, ev.score, trace)
             ctx.metric_calls += n
-            ctx.write(state.spend(ctx.node_id, n))
+            ctx.write(state.spend(ctx.replica_id, n))
             if ctx.on_metric_call is not None:
                 ctx.on_metric_call(n)
         return EvaluationBatch(
