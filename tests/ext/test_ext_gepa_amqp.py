@@ -11,6 +11,7 @@ import pytest
 
 from vsm_phoenix.errors import InvalidArgument
 from vsm_phoenix.ext.gepa import EvalKey, Evaluation, EvolutionState, candidate_id, instance_key
+from vsm_phoenix.ext.gepa.budget import BUDGET_KEY
 from vsm_phoenix.ext.gepa.cluster import ClusterConfig
 from vsm_phoenix.ext.gepa.deploy import DEPLOYED_KEY, Decision
 from vsm_phoenix.ext.gepa.over_amqp import connected, deploy, gepa_secrets, run_members
@@ -21,9 +22,8 @@ pytestmark = pytest.mark.amqp
 
 def _paced_adapter(model: Any) -> TicketTriageAdapter:
     """The shipped adapter with a model that takes 10 ms a call, as a real one takes
-    far longer: unpaced, the local rule model spends the whole budget in well under a
-    second, before a single sync interval has passed, and the members cannot have seen
-    each other's spending yet (the budget is a replicated counter, not a lock)."""
+    far longer: unpaced, the local rule model spends its slices in well under a sync
+    interval, and the members would barely see each other's work."""
 
     def paced(prompt: str) -> str:
         time.sleep(0.01)
@@ -43,17 +43,17 @@ def test_engines_share_state_over_the_broker(clusters: Any, broker_url: str) -> 
                 adapter_factory=_paced_adapter, kv_nodes=kv_nodes)
             # The committed prompt, read back through the KV by a third party.
             committed = await members[0].kv(kv_nodes).get(DEPLOYED_KEY)
+            leased = await members[0].kv(kv_nodes).get(BUDGET_KEY)
         a, b = reports
         assert a.state_digest == b.state_digest  # the same replica everywhere
         assert a.frontier == b.frontier and a.frontier.best is not None
         assert a.metric_calls > 0 and b.metric_calls > 0
-        # The budget is the cluster's: both stopped on the sum of both counts. A member
-        # that never saw the other's spending would have spent 160 itself; at least one
-        # of them stopped short, which it could only do by seeing the other's count
-        # through the broker (how far each got depends on scheduling).
+        # The budget is the cluster's and hard: every call was covered by a slice
+        # leased through the KV, and the KV never leased more than 160.
         assert a.stop_reason == b.stop_reason == "budget spent"
-        assert min(a.metric_calls, b.metric_calls) < 160
-        assert a.metric_calls + b.metric_calls >= 160
+        assert a.metric_calls <= a.leased and b.metric_calls <= b.leased
+        assert a.leased + b.leased == int(leased or 0) <= 160
+        assert a.metric_calls + b.metric_calls <= 160
         # The deployed prompt: committed once through Raft, the same on every member,
         # and it is the frontier's best.
         assert a.deployed is not None and a.deployed == b.deployed

@@ -16,7 +16,7 @@ def test_gepa_runs_and_reports(capsys: pytest.CaptureFixture[str]) -> None:
     out, err = capsys.readouterr()
     assert code == 0
     data = json.loads(out)
-    assert data["nodes"] == 2 and data["metric_calls"] >= 120
+    assert data["nodes"] == 2 and 0 < data["metric_calls"] <= 120  # a hard budget
     assert data["duplicate_keys"] == 0 and data["frontiers_agree"]
     assert data["committed"] is not None and data["committed_agree"]
     assert data["committed"]["version"] == 1 and data["frontier"]

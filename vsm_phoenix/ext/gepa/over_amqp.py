@@ -47,6 +47,13 @@ from vsm_phoenix.crdt import GSet
 from vsm_phoenix.crypto.credentials import ClusterSecrets
 from vsm_phoenix.crypto.identity import ROLE_PEER, ROLE_WRITE
 from vsm_phoenix.errors import InvalidArgument
+from vsm_phoenix.ext.gepa.budget import (
+    BUDGET_KEY,
+    BudgetExhausted,
+    BudgetLease,
+    LeaseUnavailable,
+    lease_value,
+)
 from vsm_phoenix.ext.gepa.cluster import REPLICA, ClusterConfig
 from vsm_phoenix.ext.gepa.deploy import DEPLOYED_KEY, Decision, Deployment
 from vsm_phoenix.ext.gepa.models import GuardedModel
@@ -88,6 +95,7 @@ class MemberReport:
     frontier: Frontier
     state_digest: bytes
     deployed: Decision | None = None
+    leased: int = 0
 
 
 def gepa_secrets(cluster: str, nodes: Sequence[str], kv_nodes: Sequence[str] = (),
@@ -109,6 +117,35 @@ def _join(delta: EvolutionState) -> Callable[[EvolutionState, str], EvolutionSta
         return delta
 
     return mutate
+
+
+def _lease_acquirer(cluster: Any, kv_nodes: Sequence[str], config: ClusterConfig,
+                    loop: asyncio.AbstractEventLoop) -> Callable[[int], int]:
+    """``acquire(want)`` of a member's :class:`BudgetLease`, called from the engine's
+    thread: a linearizable read of :data:`BUDGET_KEY` and a compare-and-set raising it,
+    run on the member's event loop through :meth:`Cluster.kv`."""
+    kv = cluster.kv(kv_nodes)
+    # The cluster's timeout, not the simulator's lease_timeout_ms: the first lease
+    # (the seed's validation run, inside the adapter) may wait for the KV's election.
+    timeout_s = cluster.timeout_s
+
+    async def lease(want: int) -> int:
+        for _ in range(8):  # a concurrent lease may win the compare-and-set
+            current = await kv.get(BUDGET_KEY, timeout_s=timeout_s)
+            step = lease_value(current, want, config.max_metric_calls)
+            if step is None:
+                return 0
+            if await kv.cas(BUDGET_KEY, current, step[0], timeout_s=timeout_s):
+                return step[1]
+        raise LeaseUnavailable("the lease lost 8 compare-and-sets in a row")
+
+    def acquire(want: int) -> int:
+        try:
+            return asyncio.run_coroutine_threadsafe(lease(want), loop).result()
+        except TimeoutError as exc:
+            raise LeaseUnavailable(str(exc)) from None
+
+    return acquire
 
 
 async def deploy(cluster: Any, kv_nodes: Sequence[str], state: EvolutionState,
@@ -170,13 +207,18 @@ async def run_member(
         box["work"] = asyncio.run_coroutine_threadsafe(exchange(), loop).result()
 
     val_ids = [instance_key(x) for x in task.valset]
+    slice_calls = config.slice_calls(len(val_ids))
+    if kv_nodes and config.hard_budget:
+        ctx.lease = BudgetLease(_lease_acquirer(cluster, kv_nodes, config, loop),
+                                slice_calls=slice_calls)
     task_model = GuardedModel(rule_model, name=f"{node_id}/task")
     reflection = GuardedModel(scripted_reflection, name=f"{node_id}/reflection")
     adapter = SharedAdapter(adapter_factory(task_model), ctx)
     migration = Migration(ctx, val_ids, enabled=config.migrate,
                           cache=ReplicaEvaluationCache(ctx))
     stop = ClusterStop(ctx, config.max_metric_calls, val_ids, target=config.target,
-                       before_check=before_check)
+                       before_check=before_check,
+                       reserve_calls=slice_calls if ctx.lease is not None else 0)
 
     class _Quiet:
         def log(self, message: str) -> None:
@@ -193,6 +235,10 @@ async def run_member(
                 stop_callbacks=[stop], callbacks=[cast(Any, migration)],
                 cache_evaluation=True, logger=_Quiet(),
                 seed=config.seed * 1009 + seed_offset * 31, raise_on_exception=True)
+        except BudgetExhausted:
+            stop.reason = "budget spent"
+        except LeaseUnavailable:
+            stop.reason = "lease unavailable"
         finally:
             task_model.close()
             reflection.close()
@@ -219,7 +265,7 @@ async def run_member(
         node=node_id, metric_calls=ctx.metric_calls, hits=ctx.hits, migrated=ctx.migrated,
         published=ctx.published, stop_reason=stop.reason,
         frontier=final.frontier(val_ids, config.evaluator), state_digest=final.to_bytes(),
-        deployed=deployed)
+        deployed=deployed, leased=0 if ctx.lease is None else ctx.lease.leased)
 
 
 async def run_members(

@@ -11,15 +11,18 @@ upstream hook               what is plugged in
                             a key already evaluated anywhere is answered from the
                             replica; only misses reach the user's ``evaluate``; every
                             miss is recorded and counted against this node's budget
+                            (and, with a :class:`~vsm_phoenix.ext.gepa.budget.
+                            BudgetLease`, made only within calls the node leased)
 ``valset`` / ``trainset``   :class:`KeyedLoader`: data ids are instance *content* keys
 ``cache_evaluation``        :class:`ReplicaEvaluationCache` (an ``EvaluationCache``)
                             so the engine's valset bookkeeping counts cache hits as
                             free; ``optimize`` only takes a flag, so :class:`Migration`
                             installs it in the state at the first iteration start
                             (``GEPAEngine`` takes it as ``evaluation_cache=``)
-``stop_callbacks``          :class:`ClusterStop`: cluster-wide metric-call budget, a
-                            target score on the replicated frontier, and the yield
-                            point of the deterministic scheduler
+``stop_callbacks``          :class:`ClusterStop`: cluster-wide metric-call budget
+                            (the replicated count, and a lease for the next iteration
+                            taken before it starts), a target score on the replicated
+                            frontier, and the yield point of the deterministic scheduler
 ``callbacks``               :class:`Migration`: publishes accepted candidates to the
                             replicated pool and imports candidates found elsewhere
 ==========================  ===========================================================
@@ -65,6 +68,7 @@ from gepa.core.adapter import EvaluationBatch
 from gepa.core.state import CachedEvaluation, EvaluationCache, GEPAState, ValsetEvaluation
 
 from vsm_phoenix.errors import InvalidArgument, TypeMismatch, VsmPhoenixError
+from vsm_phoenix.ext.gepa.budget import BudgetExhausted, LeaseUnavailable
 from vsm_phoenix.ext.gepa.records import (
     CandidateId,
     EvalKey,
@@ -203,8 +207,13 @@ class SharedAdapter:
                 todo_items.append(item)
         ctx.hits += len(batch) - len(todo)
         if todo:
-            fresh = self.inner.evaluate(todo_items, candidate, capture_traces=True)
             n = len(todo)
+            lease = ctx.lease
+            if lease is not None:  # a hard budget: no call without a lease covering it
+                if not lease.ensure(n):  # LeaseUnavailable when the KV does not answer
+                    raise BudgetExhausted(n, lease.held)
+                lease.use(n)  # before the call: a call that fails still counts
+            fresh = self.inner.evaluate(todo_items, candidate, capture_traces=True)
             if len(fresh.outputs) != n or len(fresh.scores) != n:
                 raise InvalidArgument("the adapter returned a different number of results")
             traces = fresh.trajectories if fresh.trajectories is not None else [None] * n
@@ -288,14 +297,26 @@ class ClusterStop:
     once the training set is solved, every iteration is such a skip, and with the
     evaluations cached it costs nothing -- upstream's metric-call budget alone would
     then never end the run.) ``before_check`` runs first at every call -- the
-    scheduler's yield point (once per engine iteration)."""
+    scheduler's yield point (once per engine iteration).
+
+    With a lease in the context (a hard budget), an engine that goes on first holds
+    ``reserve_calls`` leased calls for the coming iteration, waiting at the yield
+    point while the KV does not answer (see :meth:`_reserve`); the engine's run ends
+    with :class:`~vsm_phoenix.ext.gepa.budget.BudgetExhausted` from the adapter when
+    a call is needed that the rest of the budget cannot cover (the runners treat it as
+    "budget spent")."""
 
     def __init__(self, ctx: NodeContext, max_metric_calls: int, valset_ids: Sequence[str],
                  *, target: float | None = None, stall_iterations: int = 32,
-                 before_check: Callable[[], None] | None = None) -> None:
+                 before_check: Callable[[], None] | None = None,
+                 reserve_calls: int = 0) -> None:
         if type(max_metric_calls) is not int or max_metric_calls <= 0:
             raise InvalidArgument("max_metric_calls must be a positive int")
+        if type(reserve_calls) is not int or reserve_calls < 0:
+            raise InvalidArgument("reserve_calls must be a non-negative int")
         self.ctx = ctx
+        self.reserve_calls = reserve_calls
+        self.lease_waits = 0
         self.limit = max_metric_calls
         self.valset_ids = tuple(valset_ids)
         self.target = target
@@ -323,7 +344,29 @@ class ClusterStop:
             f = state.frontier(self.valset_ids, self.ctx.evaluator)
             if f.best_score is not None and f.best_score >= self.target:
                 self.reason = "target reached"
+        if self.reason is None and self.ctx.lease is not None:
+            self._reserve()
         return self.reason is not None
+
+    def _reserve(self) -> None:
+        """Hold a lease for the coming iteration (``reserve_calls``) before it starts.
+        While the KV does not answer, wait here (at the yield point, so the scheduler
+        and the network run on) until it does or a stop is requested. When the budget
+        has nothing left, go on with what is held (the adapter stops the engine at the
+        first call it cannot cover), or stop when nothing is."""
+        lease = self.ctx.lease
+        while True:
+            try:
+                if not lease.ensure(self.reserve_calls) and lease.held == 0:
+                    self.reason = "budget spent"
+                return
+            except LeaseUnavailable:
+                self.lease_waits += 1
+                if self.before_check is not None:
+                    self.before_check()
+                if self.stop_requested:
+                    self.reason = "stop requested"
+                    return
 
 
 class Migration:
