@@ -4,7 +4,10 @@ Cluster members through the broker (no model leaves the process)."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import os
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,9 +15,10 @@ import pytest
 from vsm_phoenix.errors import InvalidArgument
 from vsm_phoenix.ext.gepa import EvalKey, Evaluation, EvolutionState, candidate_id, instance_key
 from vsm_phoenix.ext.gepa.budget import BUDGET_KEY
-from vsm_phoenix.ext.gepa.cluster import ClusterConfig
+from vsm_phoenix.ext.gepa.cluster import REPLICA, ClusterConfig
 from vsm_phoenix.ext.gepa.deploy import DEPLOYED_KEY, Decision
 from vsm_phoenix.ext.gepa.over_amqp import connected, deploy, gepa_secrets, run_members
+from vsm_phoenix.ext.gepa.processes import run_processes
 from vsm_phoenix.ext.gepa.task import TicketTriageAdapter, ticket_task
 
 pytestmark = pytest.mark.amqp
@@ -42,6 +46,7 @@ def test_engines_share_state_over_the_broker(clusters: Any, broker_url: str) -> 
                 nodes=2, max_metric_calls=160, target=None, seed=5), converge_timeout_s=60,
                 adapter_factory=_paced_adapter, kv_nodes=kv_nodes)
             # The committed prompt, read back through the KV by a third party.
+            final = (await members[0].replica(REPLICA, EvolutionState)).state
             committed = await members[0].kv(kv_nodes).get(DEPLOYED_KEY)
             leased = await members[0].kv(kv_nodes).get(BUDGET_KEY)
         a, b = reports
@@ -59,8 +64,8 @@ def test_engines_share_state_over_the_broker(clusters: Any, broker_url: str) -> 
         assert a.deployed is not None and a.deployed == b.deployed
         assert a.deployed.version == 1 and a.deployed.candidate == a.frontier.best
         assert committed is not None and Decision.from_json(committed) == a.deployed
-        state = EvolutionState.from_bytes(a.state_digest)
-        assert dict(a.deployed.texts) == state.candidate(a.frontier.best)
+        assert a.state_digest == hashlib.sha256(final.to_bytes()).digest()
+        assert dict(a.deployed.texts) == final.candidate(a.frontier.best)
 
     asyncio.run(main())
 
@@ -117,3 +122,36 @@ def test_the_command_line_over_the_broker(broker_url: str,
     data = json.loads(out)
     assert code == 0 and data["replicas_agree"] and len(data["per_node"]) == 2
     assert data["committed"] is not None and data["committed_agree"]
+
+
+def test_one_os_process_per_member(broker_url: str, tmp_path: Path) -> None:
+    """run_processes: two member processes and one KV process, sharing only the
+    broker, reach the same replica and commit the same prompt; the budget holds."""
+    run = run_processes(broker_url, ClusterConfig(nodes=2, max_metric_calls=80, target=None,
+                                                  seed=1),
+                        work_dir=tmp_path, kv_nodes=["kv1"], timeout_s=240)
+    a, b = run.reports
+    assert [a.node, b.node] == ["n1", "n2"]
+    assert len(set(run.pids.values())) == 3 and os.getpid() not in run.pids.values()
+    assert a.state_digest == b.state_digest and a.frontier == b.frontier
+    assert a.deployed is not None and a.deployed == b.deployed
+    assert a.deployed.candidate == a.frontier.best
+    assert a.metric_calls + b.metric_calls <= a.leased + b.leased <= 80
+    for n in ("n1", "n2"):  # each member process logged its own report, then stopped
+        assert f"REPORTED {n}" in (tmp_path / "members" / f"{n}.log").read_text()
+
+
+def test_the_command_line_with_processes(broker_url: str,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    from vsm_phoenix.cli import main
+
+    code = main(["gepa", "--transport", "amqp", "--processes", "--amqp-url", broker_url,
+                 "--nodes", "2", "--kv-nodes", "1", "--budget", "60", "--target", "-1",
+                 "--json", "--no-progress"])
+    out, _ = capsys.readouterr()
+    import json
+
+    data = json.loads(out)
+    assert code == 0 and data["processes"] == 3 and data["replicas_agree"]
+    assert data["committed"] is not None and data["committed_agree"]
+    assert data["metric_calls"] <= 60

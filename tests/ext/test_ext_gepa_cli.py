@@ -35,7 +35,8 @@ def test_gepa_text_report_and_unreached_target(capsys: pytest.CaptureFixture[str
 @pytest.mark.parametrize("argv", [
     ["--nodes", "0"], ["--target", "2"], ["--budget", "0"],
     ["--transport", "amqp", "--independent"], ["--transport", "amqp", "--schedule", "turns"],
-    ["--amqp-url", "amqp://x"],
+    ["--amqp-url", "amqp://x"], ["--processes"], ["--kv-nodes", "2"],
+    ["--transport", "amqp", "--kv-nodes", "0"],
 ])
 def test_bad_usage_is_one_line_and_exit_2(argv: list[str],
                                           capsys: pytest.CaptureFixture[str]) -> None:

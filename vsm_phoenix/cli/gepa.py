@@ -4,7 +4,9 @@ replicated evolution state (:mod:`vsm_phoenix.ext.gepa.cluster`).
 Prints a progress line while it runs, then the frontier, the prompt committed through
 the Raft KV and the counts. ``--transport amqp`` runs one Cluster member per node in
 this process, syncing the state through RabbitMQ, and ``--kv-nodes`` Raft KV members
-that commit the deployed prompt (:mod:`vsm_phoenix.ext.gepa.over_amqp`).
+that lease the budget and commit the deployed prompt
+(:mod:`vsm_phoenix.ext.gepa.over_amqp`); with ``--processes`` every member and KV node
+is an OS process of its own (:mod:`vsm_phoenix.ext.gepa.processes`).
 
 Exit status: 0 ran (and reached ``--target`` when one is set), 1 ran but the target
 was not reached, the replicas or the committed prompt differ between nodes, or no
@@ -53,6 +55,9 @@ def register(sub: Any) -> None:
                         "member per node, state synced through RabbitMQ, the deployed "
                         "prompt committed through --kv-nodes Raft KV members (needs the "
                         "amqp extra)")
+    p.add_argument("--processes", action="store_true",
+                   help="with --transport amqp: one OS process per member and per KV "
+                        "node (default: every member in this process)")
     p.add_argument("--kv-nodes", type=int, default=None,
                    help="Raft KV members that commit the deployed prompt, for --transport "
                         "amqp (default 3)")
@@ -74,6 +79,8 @@ def _config(args: argparse.Namespace) -> Any:
         raise UsageError("--amqp-url only means something with --transport amqp")
     if args.nodes < 1 or args.nodes > 16:
         raise UsageError("--nodes must be between 1 and 16")
+    if args.processes and args.transport != "amqp":
+        raise UsageError("--processes only means something with --transport amqp")
     if args.kv_nodes is not None and args.transport != "amqp":
         raise UsageError("--kv-nodes only means something with --transport amqp")
     if args.kv_nodes is None:
@@ -149,6 +156,8 @@ def _run_amqp(args: argparse.Namespace, config: Any) -> int:
     name = f"gepa-{uuid.uuid4().hex[:8]}"
     nodes = [f"n{i + 1}" for i in range(config.nodes)]
     kv_nodes = [f"kv{i + 1}" for i in range(args.kv_nodes)]
+    if args.processes:
+        return _run_processes(args, config, url, nodes, kv_nodes)
     secrets = gepa_secrets(name, nodes, kv_nodes)
 
     async def main() -> list[Any]:
@@ -165,7 +174,31 @@ def _run_amqp(args: argparse.Namespace, config: Any) -> int:
     return _amqp_report(args, config, name, reports)
 
 
-def _amqp_report(args: argparse.Namespace, config: Any, name: str, reports: list[Any]) -> int:
+def _run_processes(args: argparse.Namespace, config: Any, url: str, nodes: list[str],
+                   kv_nodes: list[str]) -> int:
+    import tempfile
+    from pathlib import Path
+
+    from vsm_phoenix.errors import VsmPhoenixError
+    from vsm_phoenix.ext.gepa.processes import run_processes
+
+    def say(msg: str) -> None:
+        if not args.no_progress:
+            print(f"{PROG}: {msg}", file=sys.stderr, flush=True)
+
+    with tempfile.TemporaryDirectory(prefix="vsm-gepa-") as work:
+        try:
+            run = run_processes(url, config, work_dir=Path(work), nodes=nodes,
+                                kv_nodes=kv_nodes, progress=say)
+        except (VsmPhoenixError, TimeoutError) as exc:
+            print(f"{PROG}: {exc}", file=sys.stderr)
+            return EXIT_FAILED
+    return _amqp_report(args, config, run.cluster, list(run.reports),
+                        processes=len(set(run.pids.values())))
+
+
+def _amqp_report(args: argparse.Namespace, config: Any, name: str, reports: list[Any],
+                 processes: int = 1) -> int:
     agree = len({r.state_digest for r in reports}) == 1 and all(
         r.frontier == reports[0].frontier for r in reports)
     committed_agree = len({None if r.deployed is None else r.deployed.to_json()
@@ -173,7 +206,7 @@ def _amqp_report(args: argparse.Namespace, config: Any, name: str, reports: list
     f = reports[0].frontier
     d = reports[0].deployed
     data = {
-        "transport": "amqp", "cluster": name, "nodes": len(reports),
+        "transport": "amqp", "cluster": name, "nodes": len(reports), "processes": processes,
         "replicas_agree": agree,
         "best_score": f.best_score,
         "best_candidate": None if f.best is None else f.best.hex()[:12],
@@ -191,7 +224,8 @@ def _amqp_report(args: argparse.Namespace, config: Any, name: str, reports: list
     if args.json:
         print(json.dumps(data, indent=2, sort_keys=True))
     else:
-        print(f"{data['nodes']} members over RabbitMQ (cluster {name}); every replica the "
+        where = f"in {processes} processes" if processes > 1 else "in one process"
+        print(f"{data['nodes']} members {where} over RabbitMQ (cluster {name}); every replica the "
               f"same: {agree}; best validation score {f.best_score} "
               f"({data['best_candidate']})")
         c = data["committed"]

@@ -29,15 +29,17 @@ since every member decides from the same final state, the first one commits it (
 (linearizable) and reports it. The members need the ``write`` role besides ``peer``
 (:func:`gepa_secrets` makes such a roster).
 
-The members may live in one process (:func:`run_members`, what the tests and
-``vsm-phoenix gepa --transport amqp`` do) or in several, each calling
-:func:`run_member` with its own credentials.
+The members may live in one process (:func:`run_members`, what
+``vsm-phoenix gepa --transport amqp`` does) or in one OS process each, calling
+:func:`run_member` with its own credentials (:mod:`~vsm_phoenix.ext.gepa.processes`,
+``--processes``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 from collections.abc import Callable, Sequence
 from typing import Any, Final, cast
 
@@ -84,7 +86,9 @@ DONE_REPLICA: Final = "gepa.done"
 
 @attrs.frozen
 class MemberReport:
-    """One member's view once every member is done and the replicas agree."""
+    """One member's view once every member is done and the replicas agree.
+    ``state_digest``: SHA-256 of the final replica's bytes (equal digests, equal
+    states); ``leased``: metric calls this member leased (hard budget)."""
 
     node: str
     metric_calls: int
@@ -264,7 +268,8 @@ async def run_member(
     return MemberReport(
         node=node_id, metric_calls=ctx.metric_calls, hits=ctx.hits, migrated=ctx.migrated,
         published=ctx.published, stop_reason=stop.reason,
-        frontier=final.frontier(val_ids, config.evaluator), state_digest=final.to_bytes(),
+        frontier=final.frontier(val_ids, config.evaluator),
+        state_digest=hashlib.sha256(final.to_bytes()).digest(),
         deployed=deployed, leased=0 if ctx.lease is None else ctx.lease.leased)
 
 
