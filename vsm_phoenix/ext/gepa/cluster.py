@@ -79,6 +79,7 @@ from vsm_phoenix.ext.gepa.shared import (
     NodeContext,
     ReplicaEvaluationCache,
     SharedAdapter,
+    check_frontier_type,
 )
 from vsm_phoenix.ext.gepa.state import EvolutionState, Frontier
 from vsm_phoenix.ext.gepa.task import (
@@ -129,8 +130,10 @@ class ClusterConfig:
     hard_budget: bool = True
     lease_calls: int | None = None
     lease_timeout_ms: int = 2_000
+    frontier_type: str = "instance"
 
     def __attrs_post_init__(self) -> None:
+        check_frontier_type(self.frontier_type)
         if self.schedule not in ("parallel", "turns"):
             raise InvalidArgument("schedule must be 'parallel' or 'turns'")
         for name in ("nodes", "max_metric_calls", "sync_interval_ms", "max_rounds",
@@ -366,7 +369,8 @@ class SimulatedCluster:
                                 slice_calls=slice_calls)
         n.lease = lease
         ctx = NodeContext(node_id, lambda: self._work(node_id), cfg.evaluator,
-                          replica_id=self.replica_id(node_id), lease=lease)
+                          replica_id=self.replica_id(node_id), lease=lease,
+                          frontier_type=cfg.frontier_type)
         n.ctx = ctx
         adapter = SharedAdapter(self.adapter_factory(n.task_model), ctx)
         migration = Migration(ctx, self.val_ids, enabled=cfg.share and cfg.migrate,
@@ -397,6 +401,7 @@ class SimulatedCluster:
                 adapter=adapter,
                 reflection_lm=reflection,
                 candidate_selection_strategy="pareto",
+                frontier_type=cast(Any, cfg.frontier_type),
                 reflection_minibatch_size=cfg.minibatch_size,
                 stop_callbacks=[stopper],
                 callbacks=[cast(Any, migration)],

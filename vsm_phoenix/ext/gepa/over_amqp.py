@@ -199,7 +199,7 @@ async def run_member(
     loop = asyncio.get_running_loop()
     box: dict[str, EvolutionState] = {"work": replica.state}
     ctx = NodeContext(node_id, lambda: box["work"], config.evaluator,
-                      replica_id=replica.replica_id)
+                      replica_id=replica.replica_id, frontier_type=config.frontier_type)
 
     async def exchange() -> EvolutionState:
         delta = ctx.take_deltas()
@@ -235,6 +235,7 @@ async def run_member(
                 trainset=KeyedLoader(task.trainset), valset=KeyedLoader(task.valset),
                 adapter=adapter, reflection_lm=reflection,
                 candidate_selection_strategy="pareto",
+                frontier_type=cast(Any, config.frontier_type),
                 reflection_minibatch_size=config.minibatch_size,
                 stop_callbacks=[stop], callbacks=[cast(Any, migration)],
                 cache_evaluation=True, logger=_Quiet(),
