@@ -47,6 +47,7 @@ def test_engines_share_state_over_the_broker(clusters: Any, broker_url: str) -> 
                 adapter_factory=_paced_adapter, kv_nodes=kv_nodes)
             # The committed prompt, read back through the KV by a third party.
             final = (await members[0].replica(REPLICA, EvolutionState)).state
+            rids = [(await m.replica(REPLICA, EvolutionState)).replica_id for m in members]
             committed = await members[0].kv(kv_nodes).get(DEPLOYED_KEY)
             leased = await members[0].kv(kv_nodes).get(BUDGET_KEY)
         a, b = reports
@@ -65,6 +66,9 @@ def test_engines_share_state_over_the_broker(clusters: Any, broker_url: str) -> 
         assert a.deployed.version == 1 and a.deployed.candidate == a.frontier.best
         assert committed is not None and Decision.from_json(committed) == a.deployed
         assert a.state_digest == hashlib.sha256(final.to_bytes()).digest()
+        # Spending is counted under each member's replica id (its sync origin).
+        assert final.spenders() == {rids[0]: a.metric_calls, rids[1]: b.metric_calls}
+        assert all(r.startswith(n + ".") for r, n in zip(rids, nodes, strict=True))
         assert dict(a.deployed.texts) == final.candidate(a.frontier.best)
 
     asyncio.run(main())
