@@ -9,6 +9,8 @@ is deliberate: a secure channel seals a message as ``seal(header, payload)`` —
 authenticating the header, encrypting the payload — and :meth:`Envelope.wire_parts` /
 :meth:`Envelope.from_wire_parts` are exactly those two halves. Without a channel the
 frame is the canonical CBOR array ``[header, payload]`` (:meth:`Envelope.to_bytes`).
+Many envelopes from one sender to one address, authenticated together, travel as one
+value of :mod:`vsm_phoenix.protocol.envelope_batch` instead (checked once per batch).
 
 Header fields (short keys keep small messages small)::
 
