@@ -99,13 +99,9 @@ def encode_envelopes(
         raise InvalidArgument(f"a batch holds 1..{MAX_ENVELOPES} envelopes")
     if (recipient is None) == (topic is None):
         raise InvalidArgument("give exactly one of recipient and topic")
-    if not all(type(e) is Envelope for e in envelopes):
+    if set(map(type, envelopes)) != {Envelope}:
         raise InvalidArgument("a batch holds Envelope objects")
-    if (
-        {e.sender for e in envelopes} != {sender}
-        or {e.recipient for e in envelopes} != {recipient}
-        or {e.topic for e in envelopes} != {topic}
-    ):
+    if {(e.sender, e.recipient, e.topic) for e in envelopes} != {(sender, recipient, topic)}:
         raise InvalidArgument("every envelope of a batch has its sender and address")
     stamps = [e.timestamp for e in envelopes]
     payloads = [e.payload for e in envelopes]
