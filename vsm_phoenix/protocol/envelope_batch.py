@@ -43,6 +43,7 @@ compressed, is bounded per envelope by its ``n`` and per batch by ``max_total``.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import repeat
 from typing import Any, Final
 
 import cbor2
@@ -58,7 +59,7 @@ from vsm_phoenix.protocol.envelope import (
     MAX_ID_BYTES,
     MAX_NAME_CHARS,
     Envelope,
-    _assemble,
+    _assemble_columns,
     _decompress,
 )
 
@@ -214,10 +215,9 @@ def decode_envelopes(
                     for z, p, s in zip(methods, payloads, sizes, strict=True)]
     if list(map(len, payloads)) != sizes:
         raise DecodeError("a payload's size differs from its n")
-    stamps = list(map(Timestamp, phys, logical, replicas))
-    # every field was checked above, column by column: build without re-checking
-    return [
-        _assemble(mid, kind, sender, recipient, topic, cid, stamp, hop, cc, payload)
-        for mid, kind, cid, stamp, hop, cc, payload in zip(
-            ids, types, cids, stamps, hops, ccs, payloads, strict=True)
-    ]
+    # Timestamp(p, l, r) without the named tuple's Python-level __new__
+    stamps = map(tuple.__new__, repeat(Timestamp, n), zip(phys, logical, replicas, strict=True))
+    # every field was checked above, column by column: build without re-checking,
+    # column by column too (no Python frame per envelope)
+    return _assemble_columns(n, (ids, types, repeat(sender, n), repeat(recipient, n),
+                                 repeat(topic, n), cids, stamps, hops, ccs, payloads))
