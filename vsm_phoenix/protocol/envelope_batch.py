@@ -44,6 +44,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from itertools import repeat
+from operator import attrgetter
 from typing import Any, Final
 
 import cbor2
@@ -80,6 +81,10 @@ _BYTES: Final[frozenset[type]] = frozenset((bytes,))
 _STR: Final[frozenset[type]] = frozenset((str,))
 _INT: Final[frozenset[type]] = frozenset((int,))
 _OPT_BYTES: Final[frozenset[type]] = frozenset((bytes, type(None)))
+#: The per-envelope fields of a batch, in column order (sender and address excluded).
+_FIELDS: Final = attrgetter("message_id", "type", "correlation_id", "timestamp", "hop_limit",
+                            "causal_context", "payload")
+_ADDRESS: Final = attrgetter("sender", "recipient", "topic")
 
 
 def encode_envelopes(
@@ -102,32 +107,23 @@ def encode_envelopes(
         raise InvalidArgument("give exactly one of recipient and topic")
     if set(map(type, envelopes)) != {Envelope}:
         raise InvalidArgument("a batch holds Envelope objects")
-    if {(e.sender, e.recipient, e.topic) for e in envelopes} != {(sender, recipient, topic)}:
+    if set(map(_ADDRESS, envelopes)) != {(sender, recipient, topic)}:
         raise InvalidArgument("every envelope of a batch has its sender and address")
-    stamps = [e.timestamp for e in envelopes]
-    payloads = [e.payload for e in envelopes]
+    # the columns, transposed by C-level iteration (a tuple encodes as an array)
+    ids, types, cids, stamps, hops, ccs, payloads = zip(*map(_FIELDS, envelopes), strict=True)
+    physical, logical, replicas = zip(*stamps, strict=True)
     sizes = list(map(len, payloads))
-    methods = [COMPRESS_NONE] * n
+    methods: Sequence[int] = (COMPRESS_NONE,) * n
     if max(sizes) >= compress_threshold:
+        methods, wire = [COMPRESS_NONE] * n, list(payloads)
         for i, e in enumerate(envelopes):
             if sizes[i] >= compress_threshold:
-                header, wire = e.wire_parts(compress_threshold=compress_threshold,
-                                            prefer_zstd=prefer_zstd)
-                methods[i], payloads[i] = header["z"], wire
-    value = [
-        BATCH_FORMAT,
-        [e.message_id for e in envelopes],
-        [e.type for e in envelopes],
-        [e.correlation_id for e in envelopes],
-        [t[0] for t in stamps],
-        [t[1] for t in stamps],
-        [t[2] for t in stamps],
-        [e.hop_limit for e in envelopes],
-        [e.causal_context for e in envelopes],
-        methods,
-        sizes,
-        payloads,
-    ]
+                header, packed = e.wire_parts(compress_threshold=compress_threshold,
+                                              prefer_zstd=prefer_zstd)
+                methods[i], wire[i] = header["z"], packed
+        payloads = tuple(wire)
+    value = [BATCH_FORMAT, ids, types, cids, physical, logical, replicas, hops, ccs, methods,
+             sizes, payloads]
     # No maps and no floats: cbor2's plain encoding (shortest heads, definite lengths)
     # is the canonical one, which decode_envelopes checks.
     try:
