@@ -296,3 +296,12 @@ def test_any_bit_flip_in_a_body_is_refused_and_changes_nothing(n: int,
     res = handle(b, bytes(body))
     assert res.dead is not None and res.dead[0] in ("decode", "authentication")
     assert counts(b)["pings"] == 0 and b._ep.channel.replay_guard.highest("a") == -1
+
+
+def test_a_publish_larger_than_a_batch_frame_is_split(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(endpoint_module, "MAX_ENVELOPES", 7)
+    a, b = sender(), receiver()
+    sealed = a.seal_body(pings(20))
+    assert isinstance(sealed, SealedBody) and sealed.count == 20 and sealed.body is not None
+    assert len(open_batch(sealed.body, SECRETS.roster).frames) == 3  # 7 + 7 + 6
+    assert handle(b, sealed.body).dead is None and counts(b)["pings"] == 20
