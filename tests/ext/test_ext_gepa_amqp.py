@@ -159,3 +159,26 @@ def test_the_command_line_with_processes(broker_url: str,
     assert code == 0 and data["processes"] == 3 and data["replicas_agree"]
     assert data["committed"] is not None and data["committed_agree"]
     assert data["metric_calls"] <= 60
+
+
+def _children() -> list[int]:
+    """Live child processes of this test process (from /proc)."""
+    me, out = os.getpid(), []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == me and fields[0] != "Z":
+            out.append(int(entry.name))
+    return out
+
+
+def test_a_run_out_of_time_stops_every_process(broker_url: str, tmp_path: Path) -> None:
+    before = set(_children())
+    with pytest.raises(TimeoutError, match="members without a report"):
+        run_processes(broker_url, ClusterConfig(nodes=1, max_metric_calls=40, target=None),
+                      work_dir=tmp_path, kv_nodes=["kv1"], timeout_s=0.5)
+    assert set(_children()) <= before  # every member and KV process was stopped

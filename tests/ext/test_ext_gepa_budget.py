@@ -15,6 +15,7 @@ from vsm_phoenix.ext.gepa.budget import (
     LeaseUnavailable,
     lease_value,
     parse_leased,
+    release_value,
 )
 from vsm_phoenix.ext.gepa.cluster import ClusterConfig, RunReport, SimulatedCluster
 from vsm_phoenix.protocol import kv
@@ -75,6 +76,53 @@ def test_a_lease_covers_every_call_and_leases_by_slices() -> None:
     assert lease.used == 9 and lease.leased == 10  # the refused use changed nothing
     lease.use(1)
     assert lease.held == 0
+
+
+def test_an_ended_engine_gives_back_what_it_holds_and_a_crashed_one_nothing() -> None:
+    pool = {"leased": 0}
+
+    def acquire(want: int) -> int:
+        step = lease_value(str(pool["leased"]) if pool["leased"] else None, want, 10)
+        if step is None:
+            return 0
+        pool["leased"] = int(step[0])
+        return step[1]
+
+    def give_back(calls: int) -> None:
+        pool["leased"] = int(release_value(str(pool["leased"]), calls))
+
+    a = BudgetLease(acquire, slice_calls=6, give_back=give_back)
+    b = BudgetLease(acquire, slice_calls=6, give_back=give_back)
+    assert a.ensure(1) and b.ensure(1) and b.held == 4 and pool["leased"] == 10
+    a.use(2)
+    assert a.release() == 4 and a.held == 0 and a.net == 2 and pool["leased"] == 6
+    assert a.release() == 0  # nothing left to give
+    assert b.ensure(8) and b.held == 8 and pool["leased"] == 10  # what a gave back
+    c = BudgetLease(acquire, slice_calls=6, give_back=give_back)
+    assert not c.ensure(1) and c.exhausted
+    b.use(3)
+    b.abandon()  # b crashed: the 5 it holds stay leased, never used
+    assert b.release() == 0 and pool["leased"] == 10 and b.net == 8
+    assert not b.ensure(1)
+    with pytest.raises(BudgetExhausted):
+        b.use(1)
+    # Sum over the incarnations: calls used <= what the KV counts <= the limit.
+    assert a.used + b.used <= a.net + b.net == pool["leased"] <= 10
+
+
+def test_a_release_cannot_give_back_more_than_is_leased() -> None:
+    assert release_value("10", 4) == "6"
+    for current, calls in ((None, 1), ("3", 4), ("3", 0), ("3", -1)):
+        with pytest.raises(InvalidArgument):
+            release_value(current, calls)
+    with pytest.raises(DecodeError):
+        release_value("x", 1)
+
+    def unanswered(calls: int) -> None:
+        raise LeaseUnavailable("no majority")
+
+    lease = BudgetLease(lambda n: n, slice_calls=3, give_back=unanswered)
+    assert lease.ensure(1) and lease.release() == 0 and lease.held == 3  # lost, kept here
 
 
 def test_an_unanswered_lease_changes_nothing() -> None:

@@ -17,6 +17,7 @@ def test_gepa_runs_and_reports(capsys: pytest.CaptureFixture[str]) -> None:
     assert code == 0
     data = json.loads(out)
     assert data["nodes"] == 2 and 0 < data["metric_calls"] <= 120  # a hard budget
+    assert data["metric_calls"] <= data["leased_calls"] <= data["budget"] == 120
     assert data["duplicate_keys"] == 0 and data["frontiers_agree"]
     assert data["committed"] is not None and data["committed_agree"]
     assert data["committed"]["version"] == 1 and data["frontier"]

@@ -260,6 +260,7 @@ def summary(report: Any) -> dict[str, Any]:
         "model_calls_to_target": report.model_calls_to_target,
         "virtual_ms_to_target": report.virtual_ms_to_target,
         "metric_calls": report.metric_calls, "model_calls": report.model_calls,
+        "budget": report.config.max_metric_calls, "leased_calls": report.leased_calls,
         "virtual_ms": report.virtual_ms, "accepted_candidates": report.accepted_candidates,
         "evaluated_keys": report.evaluated_keys, "duplicate_keys": report.duplicate_keys,
         "sync_bytes": report.sync_bytes, "frontiers_agree": report.frontiers_agree,
@@ -291,6 +292,9 @@ def render(data: dict[str, Any]) -> str:
         f"virtual {data['virtual_ms'] / 1000:.1f} s, candidates {data['accepted_candidates']}, "
         f"evaluated keys {data['evaluated_keys']} ({data['duplicate_keys']} evaluated twice), "
         f"sync {data['sync_bytes']} bytes",
+        f"budget {data['budget']} metric calls, leased through the Raft KV "
+        f"{data['leased_calls']}" if data["leased_calls"] else
+        f"budget {data['budget']} metric calls (soft: no leases)",
         f"frontier (every replica derives the same: {data['frontiers_agree']}):",
     ]
     for row in data["frontier"][:10]:

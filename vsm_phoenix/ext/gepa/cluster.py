@@ -68,6 +68,7 @@ from vsm_phoenix.ext.gepa.budget import (
     BudgetLease,
     LeaseUnavailable,
     lease_value,
+    release_value,
 )
 from vsm_phoenix.ext.gepa.deploy import DEPLOYED_KEY, Decision, Deployment, GepaNode
 from vsm_phoenix.ext.gepa.models import GuardedModel
@@ -364,9 +365,9 @@ class SimulatedCluster:
         if cfg.hard_budget:
             # A fresh KV session per incarnation: a restarted node must not reuse the
             # sequence numbers its previous incarnation's commands carried.
-            lease = BudgetLease(self._lease_acquirer(node_id, f"gepa-lease-{node_id}."
-                                                     f"{n.restarts}"),
-                                slice_calls=slice_calls)
+            acquire, give_back = self._lease_client(node_id,
+                                                    f"gepa-lease-{node_id}.{n.restarts}")
+            lease = BudgetLease(acquire, slice_calls=slice_calls, give_back=give_back)
         n.lease = lease
         ctx = NodeContext(node_id, lambda: self._work(node_id), cfg.evaluator,
                           replica_id=self.replica_id(node_id), lease=lease,
@@ -391,6 +392,9 @@ class SimulatedCluster:
                 stopper.reason = "budget spent"
             except LeaseUnavailable:
                 stopper.reason = "lease unavailable"
+            finally:
+                if lease is not None:  # the engine's last call is made: give back
+                    lease.release()    # (nothing after a crash: abandoned)
             return None
 
         def engine_run(stopper: ClusterStop) -> Any:
@@ -414,36 +418,43 @@ class SimulatedCluster:
         n.engine = _Engine(node_id, run, stop)
         n.steps = 0
 
-    def _lease_acquirer(self, node_id: str, client: str) -> Callable[[int], int]:
-        """``acquire(want)`` for ``node_id``'s :class:`BudgetLease`: a linearizable
-        read of :data:`BUDGET_KEY` and a compare-and-set raising it, sent through the
-        simulator from the engine's thread while the scheduler waits (so the run stays
-        a function of its seed; the virtual time it takes is the node's)."""
+    def _lease_client(self, node_id: str, client: str
+                      ) -> tuple[Callable[[int], int], Callable[[int], None]]:
+        """``acquire(want)`` and ``give_back(n)`` for ``node_id``'s
+        :class:`BudgetLease`: a linearizable read of :data:`BUDGET_KEY` and a
+        compare-and-set raising (lowering) it, sent through the simulator from the
+        engine's thread while the scheduler waits (so the run stays a function of its
+        seed; the virtual time it takes is the node's)."""
         seq = 0
         limit = self._limit()
         timeout = self.config.lease_timeout_ms
 
-        def acquire(want: int) -> int:
+        def cas(new_value: Callable[[str | None], tuple[str, int] | None]) -> int:
             nonlocal seq
             for _ in range(8):  # a concurrent lease may win the compare-and-set
                 try:
-                    current = self.kv_request(node_id, kv.get(BUDGET_KEY), timeout_ms=timeout)
-                    step = lease_value(current if isinstance(current, str) else None,
-                                       want, limit)
+                    got = self.kv_request(node_id, kv.get(BUDGET_KEY), timeout_ms=timeout)
+                    current = got if isinstance(got, str) else None
+                    step = new_value(current)
                     if step is None:
                         return 0
                     seq += 1
-                    done = self.kv_request(node_id, kv.cas(client, seq, BUDGET_KEY, current
-                                                           if isinstance(current, str)
-                                                           else None, step[0]),
-                                           timeout_ms=timeout)
+                    done = self.kv_request(
+                        node_id, kv.cas(client, seq, BUDGET_KEY, current, step[0]),
+                        timeout_ms=timeout)
                 except TimeoutError as exc:
                     raise LeaseUnavailable(f"{node_id}: {exc}") from None
                 if done is True:
                     return step[1]
-            raise LeaseUnavailable(f"{node_id}: the lease lost 8 compare-and-sets in a row")
+            raise LeaseUnavailable(f"{node_id}: lost 8 compare-and-sets in a row")
 
-        return acquire
+        def acquire(want: int) -> int:
+            return cas(lambda current: lease_value(current, want, limit))
+
+        def give_back(calls: int) -> None:
+            cas(lambda current: (release_value(current, calls), calls))
+
+        return acquire, give_back
 
     def start(self) -> None:
         for nid in self.node_ids:
@@ -463,7 +474,7 @@ class SimulatedCluster:
             t["published"] += n.ctx.published
             t["duplicates"] += n.ctx.duplicate_records
         if n.lease is not None:
-            n.totals["leased"] += n.lease.leased
+            n.totals["leased"] += n.lease.net
         if n.engine is not None:
             n.totals["lease_waits"] += n.engine.stop.lease_waits
         for m, k in ((n.task_model, "task"), (n.reflection, "reflection")):
@@ -494,6 +505,8 @@ class SimulatedCluster:
         n = self.nodes[node_id]
         if n.ctx is not None:
             n.ctx.take_deltas()  # in memory only: lost with the crash
+        if n.lease is not None:
+            n.lease.abandon()  # a crashed node gives nothing back
         self._retire(node_id)
         self.sim.crash(node_id)
 

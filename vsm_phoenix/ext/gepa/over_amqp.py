@@ -55,6 +55,7 @@ from vsm_phoenix.ext.gepa.budget import (
     BudgetLease,
     LeaseUnavailable,
     lease_value,
+    release_value,
 )
 from vsm_phoenix.ext.gepa.cluster import REPLICA, ClusterConfig
 from vsm_phoenix.ext.gepa.deploy import DEPLOYED_KEY, Decision, Deployment
@@ -99,7 +100,7 @@ class MemberReport:
     frontier: Frontier
     state_digest: bytes
     deployed: Decision | None = None
-    leased: int = 0
+    leased: int = 0  # calls leased minus calls given back
 
 
 def gepa_secrets(cluster: str, nodes: Sequence[str], kv_nodes: Sequence[str] = (),
@@ -123,33 +124,41 @@ def _join(delta: EvolutionState) -> Callable[[EvolutionState, str], EvolutionSta
     return mutate
 
 
-def _lease_acquirer(cluster: Any, kv_nodes: Sequence[str], config: ClusterConfig,
-                    loop: asyncio.AbstractEventLoop) -> Callable[[int], int]:
-    """``acquire(want)`` of a member's :class:`BudgetLease`, called from the engine's
-    thread: a linearizable read of :data:`BUDGET_KEY` and a compare-and-set raising it,
-    run on the member's event loop through :meth:`Cluster.kv`."""
+def _lease_client(cluster: Any, kv_nodes: Sequence[str], config: ClusterConfig,
+                  loop: asyncio.AbstractEventLoop
+                  ) -> tuple[Callable[[int], int], Callable[[int], None]]:
+    """``acquire(want)`` and ``give_back(n)`` of a member's :class:`BudgetLease`,
+    called from the engine's thread: a linearizable read of :data:`BUDGET_KEY` and a
+    compare-and-set raising (lowering) it, run on the member's event loop through
+    :meth:`Cluster.kv`."""
     kv = cluster.kv(kv_nodes)
     # The cluster's timeout, not the simulator's lease_timeout_ms: the first lease
     # (the seed's validation run, inside the adapter) may wait for the KV's election.
     timeout_s = cluster.timeout_s
 
-    async def lease(want: int) -> int:
+    async def cas(new_value: Callable[[str | None], tuple[str, int] | None]) -> int:
         for _ in range(8):  # a concurrent lease may win the compare-and-set
             current = await kv.get(BUDGET_KEY, timeout_s=timeout_s)
-            step = lease_value(current, want, config.max_metric_calls)
+            step = new_value(current)
             if step is None:
                 return 0
             if await kv.cas(BUDGET_KEY, current, step[0], timeout_s=timeout_s):
                 return step[1]
-        raise LeaseUnavailable("the lease lost 8 compare-and-sets in a row")
+        raise LeaseUnavailable("lost 8 compare-and-sets in a row")
 
-    def acquire(want: int) -> int:
+    def run(new_value: Callable[[str | None], tuple[str, int] | None]) -> int:
         try:
-            return asyncio.run_coroutine_threadsafe(lease(want), loop).result()
+            return asyncio.run_coroutine_threadsafe(cas(new_value), loop).result()
         except TimeoutError as exc:
             raise LeaseUnavailable(str(exc)) from None
 
-    return acquire
+    def acquire(want: int) -> int:
+        return run(lambda current: lease_value(current, want, config.max_metric_calls))
+
+    def give_back(calls: int) -> None:
+        run(lambda current: (release_value(current, calls), calls))
+
+    return acquire, give_back
 
 
 async def deploy(cluster: Any, kv_nodes: Sequence[str], state: EvolutionState,
@@ -213,8 +222,8 @@ async def run_member(
     val_ids = [instance_key(x) for x in task.valset]
     slice_calls = config.slice_calls(len(val_ids))
     if kv_nodes and config.hard_budget:
-        ctx.lease = BudgetLease(_lease_acquirer(cluster, kv_nodes, config, loop),
-                                slice_calls=slice_calls)
+        acquire, give_back = _lease_client(cluster, kv_nodes, config, loop)
+        ctx.lease = BudgetLease(acquire, slice_calls=slice_calls, give_back=give_back)
     task_model = GuardedModel(rule_model, name=f"{node_id}/task")
     reflection = GuardedModel(scripted_reflection, name=f"{node_id}/reflection")
     adapter = SharedAdapter(adapter_factory(task_model), ctx)
@@ -245,6 +254,8 @@ async def run_member(
         except LeaseUnavailable:
             stop.reason = "lease unavailable"
         finally:
+            if ctx.lease is not None:  # the engine's last call is made: give back
+                ctx.lease.release()
             task_model.close()
             reflection.close()
 
@@ -271,7 +282,7 @@ async def run_member(
         published=ctx.published, stop_reason=stop.reason,
         frontier=final.frontier(val_ids, config.evaluator),
         state_digest=hashlib.sha256(final.to_bytes()).digest(),
-        deployed=deployed, leased=0 if ctx.lease is None else ctx.lease.leased)
+        deployed=deployed, leased=0 if ctx.lease is None else ctx.lease.net)
 
 
 async def run_members(
