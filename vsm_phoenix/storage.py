@@ -156,6 +156,12 @@ class MemoryStorage:
                 undo[key] = self._data.get(key)
             self._data[key] = value
 
+    def put_owned(self, key: str, value: bytes) -> None:
+        """``put`` for a caller that holds :attr:`lock` outside any transaction of its
+        thread, with a ``str`` key and a ``bytes`` value (not checked): one dict
+        assignment, for writes made once per message."""
+        self._data[key] = value
+
     def delete(self, key: str) -> None:
         _check(key)
         with self._lock:
@@ -168,6 +174,13 @@ class MemoryStorage:
         _check_prefix(prefix)
         with self._lock:
             return sorted((k, v) for k, v in self._data.items() if k.startswith(prefix))
+
+    @property
+    def lock(self) -> threading.RLock:
+        """The store's reentrant lock. Every call takes it, and a transaction holds it
+        from start to end: a component that holds it while it reads, decides and
+        writes is atomic with respect to every transaction, without opening one."""
+        return self._lock
 
     def keys(self) -> list[str]:
         """Every key present, sorted (for tests and debugging)."""
@@ -185,7 +198,7 @@ class MemoryStorage:
     def transaction_hooks(self) -> TransactionHooks | None:
         """The hooks of the calling thread's transaction (``None`` outside one); see
         :func:`transaction_hooks`."""
-        if not self.in_transaction():
+        if self._depth == 0 or self._owner != threading.get_ident():  # (per message)
             return None
         if self._hooks is None:
             self._hooks = TransactionHooks()

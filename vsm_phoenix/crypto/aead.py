@@ -313,6 +313,29 @@ class KeysetAead:
         except InvalidTag:
             raise AuthenticationError("ciphertext failed authentication") from None
 
+    def decrypt_tail(self, data: bytes, start: int) -> bytes:
+        """``decrypt(data[start:], data[:start])`` without copying the ciphertext out
+        first: a sealed frame whose associated data is everything before its ciphertext
+        (the channel's). ``data`` must be ``bytes`` and ``0 <= start <= len(data)``."""
+        if len(data) - start < OVERHEAD:
+            raise AuthenticationError("ciphertext truncated")
+        hot = self.keyset._openers.get(data[start : start + TINK_PREFIX_SIZE])
+        if hot is None:
+            if data[start] != TINK_START_BYTE:
+                raise AuthenticationError("ciphertext has an unknown output prefix")
+            key_id = int.from_bytes(data[start + 1 : start + 5], "big")
+            cipher = self.keyset._aesgcm(self.keyset.usable(key_id, self._clock()))
+        else:
+            cipher, expires_at = hot
+            if expires_at is not None and self._clock() >= expires_at:
+                raise KeyExpiredError(f"key {data[start + 1 : start + 5].hex()} expired")
+        try:
+            return cipher.decrypt(
+                data[start + 5 : start + 17], data[start + 17 :], data[:start]
+            )
+        except InvalidTag:
+            raise AuthenticationError("ciphertext failed authentication") from None
+
     @staticmethod
     def key_id_of(ciphertext: bytes) -> int:
         """The key id in a ciphertext's prefix (unauthenticated; ``DecodeError`` when the

@@ -40,7 +40,7 @@ from collections.abc import Callable
 import cbor2
 
 from vsm_phoenix import cbor
-from vsm_phoenix.crypto.storage import Storage, atomic
+from vsm_phoenix.crypto.storage import MemoryStorage, Storage, atomic
 from vsm_phoenix.errors import DecodeError, InvalidArgument, ReplayError, TypeMismatch
 from vsm_phoenix.storage import TransactionHooks
 
@@ -226,12 +226,22 @@ def _check_lease(value: int, name: str) -> None:
 
 
 _BLOCKS: dict[int, struct.Struct] = {}
+_RECORDS: dict[int, struct.Struct] = {}
 
 
 def _blocks_struct(n: int) -> struct.Struct:
     packer = _BLOCKS.get(n)
     if packer is None:
         packer = _BLOCKS[n] = struct.Struct(f">{n}Q")
+    return packer
+
+
+def _record_struct(n: int) -> struct.Struct:
+    """The whole format-2 record of a ring of ``n`` blocks as one struct: each 9-byte
+    number is a high byte and a 64-bit word."""
+    packer = _RECORDS.get(n)
+    if packer is None:
+        packer = _RECORDS[n] = struct.Struct(f">BIBQBQBQ{n}Q")
     return packer
 
 
@@ -244,11 +254,10 @@ def encode_record(window: ReplayWindow, zone_seq: int = 0, zone_ts: int = 0) -> 
 
     big-endian; ``blocks`` is the ring of ``size / 64 + 1`` 64-bit words."""
     blocks = window._blocks
-    numbers = (window.size << 216 | (window.highest + 1) << 144 | zone_seq << 72 | zone_ts)
-    return (
-        b"\x02"
-        + numbers.to_bytes(31, "big")
-        + _blocks_struct(len(blocks)).pack(*blocks)
+    top = window.highest + 1
+    return _record_struct(len(blocks)).pack(
+        _RECORD_V2, window.size, top >> 64, top & _MASK, zone_seq >> 64, zone_seq & _MASK,
+        zone_ts >> 64, zone_ts & _MASK, *blocks,
     )
 
 
@@ -273,8 +282,12 @@ def decode_record(data: bytes) -> tuple[ReplayWindow, int, int]:
     window = ReplayWindow(size)
     window.highest = highest
     window._blocks = list(_blocks_struct(size // 64 + 1).unpack(data[32:]))
-    if window._normalized() != window._blocks:
-        raise DecodeError("replay record: bits outside the window")
+    # The ring in memory keeps the bits of numbers that slid out of the window in its
+    # oldest block (they are judged "too old" before any bit is read), and the record
+    # is written from it as it is, once per message: clear them here rather than on
+    # every write. (Refusing them made every restart after ``size`` + 64 messages of
+    # one sender fail to load its window.)
+    window._blocks = window._normalized()
     if highest >= 0 and not window._seen(highest):
         raise DecodeError("replay record: highest sequence not marked")
     return window, zone_seq, zone_ts
@@ -350,6 +363,7 @@ class ReplayGuard:
         "_lease_ms",
         "_lock",
         "_namespace",
+        "_put_exact",
         "_size",
         "_states",
         "_storage",
@@ -378,7 +392,24 @@ class ReplayGuard:
         self._hooks_of: Callable[[], TransactionHooks | None] | None = (
             hooks_of if callable(hooks_of) else None
         )
-        self._lock = threading.Lock()
+        # On the memory store our lock is the store's (reentrant) lock: an exact write
+        # per accept then needs no transaction, and a caller's transaction (which holds
+        # that lock throughout) can never wait for us while we wait for it.
+        self._lock: threading.Lock | threading.RLock = (
+            storage.lock if isinstance(storage, MemoryStorage) else threading.Lock()
+        )
+        # The exact write per accept (cheap store): the memory store's own assignment
+        # when nothing has overridden its ``put`` (we hold its lock, outside any
+        # transaction of ours: see ``_accept_exact``).
+        self._put_exact: Callable[[str, bytes], None] = (
+            storage.put_owned
+            if type(storage) is MemoryStorage or (
+                isinstance(storage, MemoryStorage)
+                and type(storage).put is MemoryStorage.put
+                and type(storage).put_owned is MemoryStorage.put_owned
+            )
+            else storage.put
+        )
         self._states: dict[str, _Sender] = {}
         self._dirty: set[str] = set()  # senders whose stored record is not exact
         self._txn: dict[str, _Sender] = {}  # senders touched in the current transaction
@@ -449,33 +480,69 @@ class ReplayGuard:
                     self._txn[sender] = state.copy()
                 state.window._mark(seq)
             return
-        if not self._cheap:
-            with self._lock:
-                state = self._state(sender)
-                state.check(seq, ts)
-                cover_ts = _TS_ALL - 1 if timestamp is None else ts
-                if not self._txn and seq < state.lease_seq and cover_ts < state.lease_ts:
-                    state.window._mark(seq)  # the stored zone covers it
-                    self._dirty.add(sender)
-                    return
+        if self._cheap:
+            self._accept_exact(sender, seq, ts)
+            return
+        with self._lock:
+            state = self._state(sender)
+            state.check(seq, ts)
+            cover_ts = _TS_ALL - 1 if timestamp is None else ts
+            if not self._txn and seq < state.lease_seq and cover_ts < state.lease_ts:
+                state.window._mark(seq)  # the stored zone covers it
+                self._dirty.add(sender)
+                return
         with atomic(self._storage), self._lock:
             state = self._state(sender)
             state.check(seq, ts)
             window = state.window.copy()
             window._mark(seq)
-            if self._cheap:
-                zone_seq, zone_ts = state.zone_seq, state.zone_ts
-            else:
-                zone_seq = max(state.lease_seq, min(seq, _MAX_SEQ) + self._lease)
-                lease_ts = _TS_ALL if timestamp is None else ts + self._lease_ms
-                zone_ts = max(state.lease_ts, lease_ts)
+            zone_seq = max(state.lease_seq, min(seq, _MAX_SEQ) + self._lease)
+            lease_ts = _TS_ALL if timestamp is None else ts + self._lease_ms
+            zone_ts = max(state.lease_ts, lease_ts)
             self._storage.put(
                 f"{self._namespace}/{sender}", encode_record(window, zone_seq, zone_ts)
             )
             state.window = window
             state.lease_seq, state.lease_ts = zone_seq, zone_ts
-            if not self._cheap:
-                self._dirty.add(sender)
+            self._dirty.add(sender)
+
+    def _accept_exact(self, sender: str, seq: int, ts: int) -> None:
+        """``accept`` on a store with cheap writes: the exact record is written before
+        the window in memory changes (a failed write changes nothing). The common case
+        -- a new highest number -- is written out here rather than through
+        ``check``/``_mark``, because it runs once per message."""
+        with self._lock:  # (the memory store's own lock: no transaction needed)
+            state = self._state(sender)
+            window = state.window
+            highest, blocks = window.highest, window._blocks
+            if seq <= highest or seq - highest > MAX_JUMP or (
+                seq < state.zone_seq and ts < state.zone_ts
+            ):
+                state.check(seq, ts)  # raises, or accepts a number inside the window
+                new = window.copy()
+                new._mark(seq)
+                blocks, top = new._blocks, new.highest
+            else:  # slide forward to ``seq``, clearing the blocks passed over
+                blocks = blocks.copy()
+                n = len(blocks)
+                current = highest >> 6 if highest >= 0 else -1
+                target = seq >> 6
+                for i in range(current + 1, current + min(target - current, n) + 1):
+                    blocks[i % n] = 0
+                blocks[target % n] |= 1 << (seq & 63)
+                top = seq
+            upper = top + 1
+            zone_seq, zone_ts = state.zone_seq, state.zone_ts
+            self._put_exact(
+                self._namespace + "/" + sender,
+                _record_struct(len(blocks)).pack(
+                    _RECORD_V2, window.size, upper >> 64, upper & _MASK,
+                    zone_seq >> 64, zone_seq & _MASK, zone_ts >> 64, zone_ts & _MASK,
+                    *blocks,
+                ),
+            )
+            window._blocks, window.highest = blocks, top
+            state.lease_seq, state.lease_ts = zone_seq, zone_ts
 
     def flush(self) -> None:
         """Write the exact window of every sender recorded only under a lease (a clean
