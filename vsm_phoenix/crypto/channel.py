@@ -82,12 +82,15 @@ from typing import Any
 from cryptography.exceptions import InvalidTag
 
 from vsm_phoenix import _canonical, cbor
+from vsm_phoenix.crypto._frames import match_header, seal_header
+from vsm_phoenix.crypto._frames_pure import Shape
+from vsm_phoenix.crypto._frames_pure import uint as _uint
 from vsm_phoenix.crypto.aead import OVERHEAD as _AEAD_OVERHEAD
 from vsm_phoenix.crypto.aead import KeysetAead
 from vsm_phoenix.crypto.keyset import TINK_PREFIX_SIZE, TINK_START_BYTE, KeyKind, Keyset
 from vsm_phoenix.crypto.mac import KeysetMac, _digest
 from vsm_phoenix.crypto.replay import DEFAULT_WINDOW, ReplayGuard
-from vsm_phoenix.crypto.storage import Storage, atomic
+from vsm_phoenix.crypto.storage import MemoryStorage, Storage, atomic
 from vsm_phoenix.errors import (
     AuthenticationError,
     DecodeError,
@@ -113,44 +116,9 @@ _FLAT = frozenset((str, bytes))
 _FLAT_OR_INT = frozenset((str, bytes, int))
 
 
-_SMALL_UINTS = tuple(bytes((n,)) for n in range(24))
 #: Bound of the per-channel caches of header shapes (seal templates, open skeletons).
 _SHAPES_MAX = 512
 _SHAPE_LENGTHS_MAX = 16
-
-
-def _uint(n: int) -> bytes:
-    """CBOR unsigned integer ``0 <= n < 2**64`` at its shortest (canonical) length."""
-    if n < 24:
-        return _SMALL_UINTS[n]
-    if n < 0x100:
-        return bytes((0x18, n))
-    if n < 0x10000:
-        return b"\x19" + n.to_bytes(2, "big")
-    if n < 0x100000000:
-        return b"\x1a" + n.to_bytes(4, "big")
-    return b"\x1b" + n.to_bytes(8, "big")
-
-
-def _read_uint(data: bytes, p: int) -> tuple[int, int]:
-    """The canonical CBOR unsigned integer at ``data[p]`` and the offset after it;
-    ``(-1, p)`` when there is none (another major type, or a longer head than needed)."""
-    b = data[p]
-    if b < 24:
-        return b, p + 1
-    if b == 0x1B:
-        n = int.from_bytes(data[p + 1 : p + 9], "big")
-        return (n, p + 9) if n >= 0x100000000 else (-1, p)
-    if b == 0x18:
-        n = data[p + 1] if p + 1 < len(data) else 0
-        return (n, p + 2) if n >= 24 else (-1, p)
-    if b == 0x19:
-        n = int.from_bytes(data[p + 1 : p + 3], "big")
-        return (n, p + 3) if n >= 0x100 else (-1, p)
-    if b == 0x1A:
-        n = int.from_bytes(data[p + 1 : p + 5], "big")
-        return (n, p + 5) if n >= 0x10000 else (-1, p)
-    return -1, p
 
 
 def _segments(full: Mapping[str, Any]) -> tuple[bytes, bytes, bytes] | None:
@@ -209,6 +177,9 @@ class SecureChannel:
         "_max_age_ms",
         "_max_skew_ms",
         "_next_seq",
+        "_openers",
+        "_peek",
+        "_reserved_raw",
         "_reserved_seq",
         "_seq_key",
         "_seq_lease",
@@ -261,17 +232,25 @@ class SecureChannel:
                 raise InvalidArgument("aead must wrap the channel's keyset")
         else:
             self._mac = KeysetMac(keyset, clock=clock)
+        self._openers = keyset._openers  # (the keyset's cache of AES-GCM objects)
         self._lock = threading.Lock()
         self._seq_lease = sequence_lease
         self._seq_key = _skey(identity, "seq")
         self._next_seq: int | None = None
         self._reserved_seq = 0
+        # On a store with cheap writes the persisted lease is read at every seal (a
+        # dict lookup), so that a counter written behind the channel's back -- an
+        # operator's repair, a test -- takes effect at the next seal.
+        self._peek: Callable[[str], bytes | None] | None = None
+        if getattr(storage, "cheap_writes", False) is True:
+            self._peek = storage.peek if isinstance(storage, MemoryStorage) else storage.get
+        self._reserved_raw: bytes | None = None
         # Header shapes seen (see "Cost" in the module doc): for seal, the caller's
         # header items -> (key prefix, head, middle, tail); for open, the bytes of a
         # header up to its sequence number -> (middle, tail, decoded header, key id,
         # principal), with the lengths of those keys.
         self._templates: dict[tuple[Any, ...], tuple[bytes, bytes, bytes, bytes]] = {}
-        self._skeletons: dict[bytes, tuple[bytes, bytes, dict[str, Any], bytes, str]] = {}
+        self._skeletons: dict[bytes, Shape] = {}
         self._shape_lengths: tuple[int, ...] = ()
 
     @property
@@ -285,12 +264,14 @@ class SecureChannel:
     def _take_sequence(self) -> int:
         """Next sequence number of this sender, leased from storage in blocks so that a
         restart never reuses one (it may skip up to ``sequence_lease``). Inside the
-        lease it costs an increment under our lock, no storage call; a lease write that
-        a caller's transaction rolls back is noticed (a rollback hook) and written again
+        lease it costs an increment under our lock (and, on a store with cheap writes,
+        a lookup of the persisted lease: see ``__init__``); a lease write that a
+        caller's transaction rolls back is noticed (a rollback hook) and written again
         above every number handed out."""
-        with self._lock:
+        seen = None if self._peek is None else self._peek(self._seq_key)
+        with self._lock:  # (storage first, then our lock: never the other order)
             seq = self._next_seq
-            if seq is not None and seq < self._reserved_seq:
+            if seq is not None and seq < self._reserved_seq and seen == self._reserved_raw:
                 self._next_seq = seq + 1
                 return seq
         # (storage first, then our lock: never the other order)
@@ -302,13 +283,18 @@ class SecureChannel:
             if self._next_seq is None or persisted != self._reserved_seq:
                 self._next_seq = max(self._next_seq or 1, persisted)
                 self._reserved_seq = persisted
+            if self._peek is not None:
+                self._reserved_raw = raw
             seq = self._next_seq
             if seq >= _MAX_SEQ:  # (the lease, above it, must fit the stored 8 bytes)
                 raise ReplayError("sequence numbers exhausted", "exhausted")
             if seq >= self._reserved_seq:
                 reserved = min(seq + self._seq_lease, _MAX_SEQ)
-                self._storage.put(self._seq_key, reserved.to_bytes(8, "big"))
+                encoded = reserved.to_bytes(8, "big")
+                self._storage.put(self._seq_key, encoded)
                 self._reserved_seq = reserved
+                if self._peek is not None:
+                    self._reserved_raw = encoded
                 hooks = transaction_hooks(self._storage)
                 if hooks is not None:
                     hooks.rollback.append(self._lease_rolled_back)
@@ -406,23 +392,9 @@ class SecureChannel:
         ts = int(self._clock() * 1000)
         if self._aead is not None:
             prefix, cipher, nonce = self._aead._reserve()
-            with self._lock:  # the sequence number: inside the lease, an increment
-                seq = self._next_seq
-                if seq is not None and seq < self._reserved_seq:
-                    self._next_seq = seq + 1
-                else:
-                    seq = None
-            if seq is None:
-                seq = self._take_sequence()
+            seq = self._take_sequence()
             if template is not None and template[0] == prefix:
-                _, head, middle, tail = template
-                s = _SMALL_UINTS[seq] if seq < 24 else _uint(seq)
-                t = b"\x1b" + ts.to_bytes(8, "big") if ts >= 0x100000000 else _uint(ts)
-                aad = b"".join((
-                    self._format,
-                    (len(head) + len(s) + len(middle) + len(t) + len(tail)).to_bytes(2, "big"),
-                    head, s, middle, t, tail,
-                ))
+                aad = seal_header(self._format, template[1], template[2], template[3], seq, ts)
             else:
                 aad = self._header(header, prefix, seq, ts)
             return b"".join((aad, prefix, nonce, cipher.encrypt(nonce, payload, aad)))
@@ -430,16 +402,10 @@ class SecureChannel:
         seq = self._take_sequence()
         prefix = key.prefix
         if template is not None and template[0] == prefix:
-            aad = self._encode(template, seq, ts)
+            aad = seal_header(self._format, template[1], template[2], template[3], seq, ts)
         else:
             aad = self._header(header, prefix, seq, ts)
         return aad + prefix + _digest(key, aad + payload) + payload
-
-    def _encode(self, template: tuple[bytes, bytes, bytes, bytes], seq: int, ts: int) -> bytes:
-        _, head, middle, tail = template
-        s, t = _uint(seq), _uint(ts)
-        size = len(head) + len(s) + len(middle) + len(t) + len(tail)
-        return b"".join((self._format, size.to_bytes(2, "big"), head, s, middle, t, tail))
 
     # ------------------------------------------------------------------ open
 
@@ -460,7 +426,7 @@ class SecureChannel:
         so a member cannot burn another's sequence numbers. ``recipient``: the address
         the frame must carry (default: this channel's identity), e.g. ``topic:x``."""
         want = self.identity if recipient is None else recipient
-        return self._open(data, want, sender, int(self._clock() * 1000))
+        return self._open(data, want, sender, *self._fresh_bounds())
 
     def open_many(
         self,
@@ -478,17 +444,36 @@ class SecureChannel:
         ``storage.transaction()`` and the replay windows are written once, at its
         commit."""
         want = self.identity if recipient is None else recipient
-        now_ms = int(self._clock() * 1000)
+        oldest, newest = self._fresh_bounds()
         out: list[tuple[dict[str, Any], bytes] | VsmPhoenixError] = []
         for data in frames:
             try:
-                out.append(self._open(data, want, sender, now_ms))
+                out.append(self._open(data, want, sender, oldest, newest))
             except (DecodeError, AuthenticationError, KeyExpiredError, ReplayError) as exc:
                 out.append(exc)
         return out
 
+    def _fresh_bounds(self) -> tuple[int, int]:
+        """The oldest and newest timestamp (ms) fresh now: ``max_age`` in the past and
+        ``max_skew`` in the future of one clock reading (open bounds when ``None``)."""
+        now_ms = int(self._clock() * 1000)
+        oldest = -1 if self._max_age_ms is None else now_ms - self._max_age_ms
+        newest = _MAX_SEQ + 1 if self._max_skew_ms is None else now_ms + self._max_skew_ms
+        return oldest, newest
+
+    def _stale(self, ts: int, oldest: int, newest: int) -> ReplayError:
+        if ts < oldest:
+            assert self._max_age_ms is not None
+            return ReplayError(
+                f"message is stale ({oldest + self._max_age_ms - ts} ms old)", "stale"
+            )
+        assert self._max_skew_ms is not None
+        return ReplayError(
+            f"message is from the future ({ts - newest + self._max_skew_ms} ms ahead)", "future"
+        )
+
     def _open(
-        self, data: bytes, want: str, sender: str | None, now_ms: int
+        self, data: bytes, want: str, sender: str | None, oldest: int, newest: int
     ) -> tuple[dict[str, Any], bytes]:
         # 1. parse the frame: no state touched
         if type(data) is not bytes:
@@ -504,7 +489,7 @@ class SecureChannel:
             raise AuthenticationError("frame truncated (header length past the end)")
         # 2. authenticate: nothing before this line reads the header
         if self._aead is not None:
-            hot = self.keyset._openers.get(data[end : end + 5])
+            hot = self._openers.get(data[end : end + 5])
             if hot is None or hot[1] is not None or len(data) - end < _AEAD_OVERHEAD:
                 payload = self._aead.decrypt_tail(data, end)  # (expiry, unknown keys)
             else:
@@ -517,35 +502,8 @@ class SecureChannel:
             payload = self._verify_mac(data[:end], data[end:])
         # 3. the now-authentic header: a shape seen before (module doc, "Cost") whose
         # two number slots hold canonical numbers, or else decoded and checked in full
-        for length in self._shape_lengths:
-            p = 3 + length
-            if p < end:
-                shape = self._skeletons.get(data[3:p])
-                if shape is not None:
-                    break
-        else:
-            shape = None
-        if shape is not None:
-            middle, tail, base, key_prefix, claimed = shape
-            seq = data[p]
-            if seq < 24:
-                p += 1
-            else:
-                seq, p = _read_uint(data, p)
-            if seq >= 0 and data.startswith(middle, p):
-                p += len(middle)
-                if p >= end:
-                    ts = -1
-                elif data[p] == 0x1B:
-                    ts = int.from_bytes(data[p + 1 : p + 9], "big")
-                    p = p + 9 if ts >= 0x100000000 else -1
-                else:
-                    ts, p = _read_uint(data, p)
-                if ts < 0 or p + len(tail) != end or not data.startswith(tail, p):
-                    shape = None
-            else:
-                shape = None
-        if shape is None:
+        found = match_header(data, end, self._skeletons, self._shape_lengths)
+        if found is None:
             header = self._decode_header(data[3:end])
             self._learn_skeleton(header, data, end)
             seq, ts, claimed = header["sequence"], header["timestamp"], header["sender"]
@@ -553,6 +511,8 @@ class SecureChannel:
                 raise AuthenticationError("header names a different key than the one used")
             addressee = header["recipient"]
         else:
+            shape, seq, ts = found
+            _, _, base, key_prefix, claimed = shape
             if not data.startswith(key_prefix, end):
                 raise AuthenticationError("header names a different key than the one used")
             addressee = base["recipient"]
@@ -563,12 +523,10 @@ class SecureChannel:
                 f"frame claims sender {claimed!r} but was sent by {sender!r}"
             )
         # 4. freshness, 5. record -- only now
-        if self._max_age_ms is not None and now_ms - ts > self._max_age_ms:
-            raise ReplayError(f"message is stale ({now_ms - ts} ms old)", "stale")
-        if self._max_skew_ms is not None and ts - now_ms > self._max_skew_ms:
-            raise ReplayError(f"message is from the future ({ts - now_ms} ms ahead)", "future")
+        if not oldest <= ts <= newest:
+            raise self._stale(ts, oldest, newest)
         self._guard.accept(claimed, seq, ts)
-        if shape is not None:
+        if found is not None:
             header = base.copy()
             header["sequence"] = seq
             header["timestamp"] = ts

@@ -40,6 +40,7 @@ from collections.abc import Callable
 import cbor2
 
 from vsm_phoenix import cbor
+from vsm_phoenix.crypto._frames import slide_mark
 from vsm_phoenix.crypto.storage import MemoryStorage, Storage, atomic
 from vsm_phoenix.errors import DecodeError, InvalidArgument, ReplayError, TypeMismatch
 from vsm_phoenix.storage import TransactionHooks
@@ -297,7 +298,7 @@ class _Sender:
     """One sender's state in memory: the window, the inherited zone (frames that an
     earlier incarnation may have accepted), and the zone the stored record covers."""
 
-    __slots__ = ("lease_seq", "lease_ts", "window", "zone_seq", "zone_ts")
+    __slots__ = ("lease_seq", "lease_ts", "render", "window", "zone_seq", "zone_ts")
 
     def __init__(self, window: ReplayWindow, zone_seq: int, zone_ts: int) -> None:
         self.window = window
@@ -305,6 +306,11 @@ class _Sender:
         self.zone_ts = zone_ts
         self.lease_seq = zone_seq
         self.lease_ts = zone_ts
+        self.render: Callable[[], bytes] | None = None  # ``record``, once written behind
+
+    def record(self) -> bytes:
+        """The exact stored record of this state (window and inherited zone)."""
+        return encode_record(self.window, self.zone_seq, self.zone_ts)
 
     def copy(self) -> _Sender:
         new = _Sender(self.window.copy(), self.zone_seq, self.zone_ts)
@@ -356,6 +362,7 @@ class ReplayGuard:
 
     __slots__ = (
         "__weakref__",
+        "_behind",
         "_cheap",
         "_dirty",
         "_hooks_of",
@@ -363,7 +370,6 @@ class ReplayGuard:
         "_lease_ms",
         "_lock",
         "_namespace",
-        "_put_exact",
         "_size",
         "_states",
         "_storage",
@@ -398,18 +404,11 @@ class ReplayGuard:
         self._lock: threading.Lock | threading.RLock = (
             storage.lock if isinstance(storage, MemoryStorage) else threading.Lock()
         )
-        # The exact write per accept (cheap store): the memory store's own assignment
-        # when nothing has overridden its ``put`` (we hold its lock, outside any
-        # transaction of ours: see ``_accept_exact``).
-        self._put_exact: Callable[[str, bytes], None] = (
-            storage.put_owned
-            if type(storage) is MemoryStorage or (
-                isinstance(storage, MemoryStorage)
-                and type(storage).put is MemoryStorage.put
-                and type(storage).put_owned is MemoryStorage.put_owned
-            )
-            else storage.put
-        )
+        # The plain memory store takes the exact record per accept as a write behind
+        # (``MemoryStorage.put_behind``): readers see what a write per accept would
+        # have left, and the record is encoded only when someone reads it. A subclass
+        # (which may count, fail or crash on writes) gets a real write per accept.
+        self._behind = type(storage) is MemoryStorage
         self._states: dict[str, _Sender] = {}
         self._dirty: set[str] = set()  # senders whose stored record is not exact
         self._txn: dict[str, _Sender] = {}  # senders touched in the current transaction
@@ -466,6 +465,10 @@ class ReplayGuard:
             ts = timestamp
         else:
             ts = _check_ts(timestamp)
+        if self._behind and not self._storage._depth and type(sender) is str:  # type: ignore[attr-defined]
+            # (no transaction of ours: ``_depth`` is 0 whenever this thread is in none)
+            self._accept_behind(sender, seq, ts)
+            return
         if type(sender) is not str or sender not in self._states:
             self._load(sender)
         hooks = None if self._hooks_of is None else self._hooks_of()
@@ -479,6 +482,9 @@ class ReplayGuard:
                         hooks.rollback.append(self._rollback_txn)
                     self._txn[sender] = state.copy()
                 state.window._mark(seq)
+            return
+        if self._behind:
+            self._accept_behind(sender, seq, ts)
             return
         if self._cheap:
             self._accept_exact(sender, seq, ts)
@@ -506,43 +512,45 @@ class ReplayGuard:
             state.lease_seq, state.lease_ts = zone_seq, zone_ts
             self._dirty.add(sender)
 
-    def _accept_exact(self, sender: str, seq: int, ts: int) -> None:
-        """``accept`` on a store with cheap writes: the exact record is written before
-        the window in memory changes (a failed write changes nothing). The common case
-        -- a new highest number -- is written out here rather than through
-        ``check``/``_mark``, because it runs once per message."""
-        with self._lock:  # (the memory store's own lock: no transaction needed)
-            state = self._state(sender)
+    def _accept_behind(self, sender: str, seq: int, ts: int) -> None:
+        """``accept`` on the plain memory store: mark the window and leave the exact
+        record to be written behind (see ``__init__``). The common case -- a new
+        highest number -- is written out here rather than through ``check``/``_mark``,
+        because it runs once per message."""
+        with self._lock:  # (the memory store's own lock: reading it here is fine)
+            state = self._states.get(sender)
+            if state is None:
+                self._load(sender)
+                state = self._state(sender)
             window = state.window
-            highest, blocks = window.highest, window._blocks
+            highest = window.highest
             if seq <= highest or seq - highest > MAX_JUMP or (
                 seq < state.zone_seq and ts < state.zone_ts
             ):
                 state.check(seq, ts)  # raises, or accepts a number inside the window
-                new = window.copy()
-                new._mark(seq)
-                blocks, top = new._blocks, new.highest
+                window._mark(seq)
             else:  # slide forward to ``seq``, clearing the blocks passed over
-                blocks = blocks.copy()
-                n = len(blocks)
-                current = highest >> 6 if highest >= 0 else -1
-                target = seq >> 6
-                for i in range(current + 1, current + min(target - current, n) + 1):
-                    blocks[i % n] = 0
-                blocks[target % n] |= 1 << (seq & 63)
-                top = seq
-            upper = top + 1
-            zone_seq, zone_ts = state.zone_seq, state.zone_ts
-            self._put_exact(
+                slide_mark(window._blocks, highest, seq)
+                window.highest = seq
+            render = state.render
+            if render is None:
+                render = state.render = state.record
+            self._storage.put_behind(self._namespace + "/" + sender, render)  # type: ignore[attr-defined]
+
+    def _accept_exact(self, sender: str, seq: int, ts: int) -> None:
+        """``accept`` on another store with cheap writes: the exact record is written
+        before the window in memory changes (a failed write changes nothing)."""
+        with atomic(self._storage), self._lock:
+            state = self._state(sender)
+            state.check(seq, ts)
+            window = state.window.copy()
+            window._mark(seq)
+            self._storage.put(
                 self._namespace + "/" + sender,
-                _record_struct(len(blocks)).pack(
-                    _RECORD_V2, window.size, upper >> 64, upper & _MASK,
-                    zone_seq >> 64, zone_seq & _MASK, zone_ts >> 64, zone_ts & _MASK,
-                    *blocks,
-                ),
+                encode_record(window, state.zone_seq, state.zone_ts),
             )
-            window._blocks, window.highest = blocks, top
-            state.lease_seq, state.lease_ts = zone_seq, zone_ts
+            state.window = window
+            state.lease_seq, state.lease_ts = state.zone_seq, state.zone_ts
 
     def flush(self) -> None:
         """Write the exact window of every sender recorded only under a lease (a clean
