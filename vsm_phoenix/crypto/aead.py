@@ -171,7 +171,7 @@ class KeysetAead:
         self._warned: set[int] = set()
         self._lock = threading.Lock()
         self._nonce_buf = b""
-        self._nonce_pos = 0
+        self._nonce_pos = _POOL_BYTES  # (empty: the first nonce fills the buffer)
         self._nonce_epoch = _fork_epoch
         self._next: dict[int, int] = {}
         self._reserved: dict[int, int] = {}
@@ -256,7 +256,7 @@ class KeysetAead:
     def _nonce_locked(self) -> bytes:
         """The next unused 12 bytes of the nonce buffer (caller holds ``_lock``)."""
         pos = self._nonce_pos
-        if pos + NONCE_SIZE > len(self._nonce_buf) or self._nonce_epoch != _fork_epoch:
+        if pos > _POOL_BYTES - NONCE_SIZE or self._nonce_epoch != _fork_epoch:
             self._nonce_buf, self._nonce_epoch, pos = os.urandom(_POOL_BYTES), _fork_epoch, 0
         self._nonce_pos = pos + NONCE_SIZE
         return self._nonce_buf[pos : pos + NONCE_SIZE]

@@ -425,8 +425,14 @@ class SecureChannel:
         ``AuthenticationError`` -- checked *before* the replay window records anything,
         so a member cannot burn another's sequence numbers. ``recipient``: the address
         the frame must carry (default: this channel's identity), e.g. ``topic:x``."""
-        want = self.identity if recipient is None else recipient
-        return self._open(data, want, sender, *self._fresh_bounds())
+        now_ms = int(self._clock() * 1000)  # (the bounds of ``_fresh_bounds``, inline)
+        return self._open(
+            data,
+            self.identity if recipient is None else recipient,
+            sender,
+            -1 if self._max_age_ms is None else now_ms - self._max_age_ms,
+            _MAX_SEQ + 1 if self._max_skew_ms is None else now_ms + self._max_skew_ms,
+        )
 
     def open_many(
         self,
@@ -480,17 +486,18 @@ class SecureChannel:
             if not isinstance(data, bytes | bytearray | memoryview):
                 raise DecodeError(f"frame must be bytes, not {type(data).__name__}")
             data = bytes(data)
-        if len(data) < 3:
+        size = len(data)
+        if size < 3:
             raise DecodeError("frame too short")
         if data[0] != self._format[0]:
             raise DecodeError(f"not a {self.mode.name} frame (format byte {data[0]:#04x})")
         end = 3 + (data[1] << 8 | data[2])
-        if end > len(data):
+        if end > size:
             raise AuthenticationError("frame truncated (header length past the end)")
         # 2. authenticate: nothing before this line reads the header
         if self._aead is not None:
             hot = self._openers.get(data[end : end + 5])
-            if hot is None or hot[1] is not None or len(data) - end < _AEAD_OVERHEAD:
+            if hot is None or hot[1] is not None or size - end < _AEAD_OVERHEAD:
                 payload = self._aead.decrypt_tail(data, end)  # (expiry, unknown keys)
             else:
                 try:
@@ -525,7 +532,7 @@ class SecureChannel:
         # 4. freshness, 5. record -- only now
         if not oldest <= ts <= newest:
             raise self._stale(ts, oldest, newest)
-        self._guard.accept(claimed, seq, ts)
+        self._guard._accept_authentic(claimed, seq, ts)
         if found is not None:
             header = base.copy()
             header["sequence"] = seq

@@ -465,11 +465,18 @@ class ReplayGuard:
             ts = timestamp
         else:
             ts = _check_ts(timestamp)
-        if self._behind and not self._storage._depth and type(sender) is str:  # type: ignore[attr-defined]
+        if type(sender) is not str:
+            raise TypeMismatch("sender must be a str")
+        self._accept_authentic(sender, seq, ts, timestamp is None)
+
+    def _accept_authentic(self, sender: str, seq: int, ts: int, no_ts: bool = False) -> None:
+        """``accept`` for arguments known good (a ``str`` sender, numbers in range: a
+        decoded, authenticated header); ``no_ts`` when the caller gave no timestamp."""
+        if self._behind and not self._storage._depth:  # type: ignore[attr-defined]
             # (no transaction of ours: ``_depth`` is 0 whenever this thread is in none)
             self._accept_behind(sender, seq, ts)
             return
-        if type(sender) is not str or sender not in self._states:
+        if sender not in self._states:
             self._load(sender)
         hooks = None if self._hooks_of is None else self._hooks_of()
         if hooks is not None:  # the caller's transaction: write once, at its commit
@@ -492,7 +499,7 @@ class ReplayGuard:
         with self._lock:
             state = self._state(sender)
             state.check(seq, ts)
-            cover_ts = _TS_ALL - 1 if timestamp is None else ts
+            cover_ts = _TS_ALL - 1 if no_ts else ts
             if not self._txn and seq < state.lease_seq and cover_ts < state.lease_ts:
                 state.window._mark(seq)  # the stored zone covers it
                 self._dirty.add(sender)
@@ -503,7 +510,7 @@ class ReplayGuard:
             window = state.window.copy()
             window._mark(seq)
             zone_seq = max(state.lease_seq, min(seq, _MAX_SEQ) + self._lease)
-            lease_ts = _TS_ALL if timestamp is None else ts + self._lease_ms
+            lease_ts = _TS_ALL if no_ts else ts + self._lease_ms
             zone_ts = max(state.lease_ts, lease_ts)
             self._storage.put(
                 f"{self._namespace}/{sender}", encode_record(window, zone_seq, zone_ts)
