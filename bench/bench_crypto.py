@@ -3,7 +3,9 @@
 For payloads of 64 B, 1 KiB and 64 KiB we time, side by side in one run and interleaved:
 
 * ``raw``: ``os.urandom(12)`` + ``AESGCM.encrypt`` + ``AESGCM.decrypt`` -- the least a
-  correct caller does (a fresh nonce per message);
+  correct caller does (a fresh nonce per message), with 39 bytes of AAD;
+* ``raw_channel_aad``: the same with as many AAD bytes as a channel frame's
+  (``channel_aad_bytes``: format, length and header): the baseline of the channel;
 * ``raw_fixed_nonce``: the same without nonce generation (a floor nobody may use);
 * ``ours``: :meth:`KeysetAead.encrypt` + :meth:`KeysetAead.decrypt` (Tink prefix, key
   lookup, counted nonce budget with an in-memory store);
@@ -16,8 +18,15 @@ For payloads of 64 B, 1 KiB and 64 KiB we time, side by side in one run and inte
 
 The figures of merit are ``ratio = raw time / ours time`` for ``KeysetAead`` (1.0 = no
 overhead; target >= 0.7 at 1 KiB) and ``channel_ratio_memory_1KiB`` /
-``channel_ratio_sqlite_1KiB`` for the channel (targets >= 0.3 / >= 0.2). Each figure is
-the best of several interleaved repetitions.
+``channel_ratio_sqlite_1KiB`` for the channel (targets >= 0.3 / >= 0.2), both against
+``raw_channel_aad``. Each figure is the best of many short interleaved batches, timed
+both by the wall clock and by the thread's CPU time. The channel figures and
+``store_size_penalty`` are the CPU-time ones: on a shared, oversubscribed machine a
+batch's wall time is mostly time spent descheduled (seen: raw AES-GCM at 18.6 us wall
+for 2.15 us of CPU in the same batches), which no number of repetitions removed; the
+wall-clock ratios are reported beside them (``*_wall``, ``us_per_op``). Both sides of
+every ratio are timed the same way. ``profile_1KiB`` is a cProfile summary of the
+channel's seal+open (shares of CPU time per function).
 
 ``store_size_penalty``: channel seal+open at 1 KiB with 100,000 unrelated keys in the
 receiver's in-memory store, over the same with an empty store (target <= 1.2), each
@@ -145,6 +154,16 @@ def _per_op(step: Callable[[bytes], bytes], payload: bytes, n: int) -> float:
     return (time.perf_counter() - t0) / n
 
 
+def _per_op_both(
+    step: Callable[[bytes], bytes], payload: bytes, n: int
+) -> tuple[float, float]:
+    """Seconds per op of one batch, wall clock and this thread's CPU time."""
+    c0, t0 = time.thread_time(), time.perf_counter()
+    for _ in range(n):
+        step(payload)
+    return (time.perf_counter() - t0) / n, (time.thread_time() - c0) / n
+
+
 def _profile(step: Callable[[bytes], bytes], n: int, top: int = 12) -> dict[str, Any]:
     """cProfile of ``n`` seal+open steps at 1 KiB, timed in thread CPU time: the
     functions with the most own time, as shares of the total (the profiler's overhead
@@ -196,8 +215,10 @@ def _run(quick: bool, tmp: Path) -> dict[str, Any]:
         "channel": _channel(keyset),
         "channel_sqlite": _channel_sqlite(keyset, tmp),
     }
-    reps = 5 if quick else 15
-    budget = 0.01 if quick else 0.04  # seconds per timed batch
+    # Many short interleaved batches: on a shared machine the best of each is the
+    # closest to an undisturbed run (a preempted batch only loses).
+    reps = 7 if quick else 31
+    budget = 0.008 if quick else 0.015  # seconds per timed batch of the raw path
     sizes: dict[str, Any] = {}
     progress.plan(len(SIZES) + 2)
     for label, size in SIZES.items():
@@ -208,12 +229,20 @@ def _run(quick: bool, tmp: Path) -> dict[str, Any]:
         # calibrate a batch size from the raw path
         n = max(20, int(budget / max(_per_op(impls["raw"], payload, 50), 1e-9)))
         best = {name: float("inf") for name in impls}
+        cpu = {name: float("inf") for name in impls}
         for _ in range(reps):
             for name, step in impls.items():
-                best[name] = min(best[name], _per_op(step, payload, n))
+                wall, used = _per_op_both(step, payload, n)
+                best[name] = min(best[name], wall)
+                cpu[name] = min(cpu[name], used)
         sizes[label] = {
             "bytes": size,
             "us_per_op": {k: round(v * 1e6, 3) for k, v in best.items()},
+            "cpu_us_per_op": {k: round(v * 1e6, 3) for k, v in cpu.items()},
+            "channel_ratio_cpu": round(cpu["raw_channel_aad"] / cpu["channel"], 3),
+            "channel_sqlite_ratio_cpu": round(
+                cpu["raw_channel_aad"] / cpu["channel_sqlite"], 3
+            ),
             "ratio": round(best["raw"] / best["ours"], 3),
             "ratio_vs_fixed_nonce": round(best["raw_fixed_nonce"] / best["ours"], 3),
             "channel_ratio": round(best["raw_channel_aad"] / best["channel"], 3),
@@ -224,9 +253,12 @@ def _run(quick: bool, tmp: Path) -> dict[str, Any]:
     stores = {"empty": _channel_in_txn(keyset, 0), "100k": _channel_in_txn(keyset, 100_000)}
     n = 500 if quick else 2000
     per = {name: float("inf") for name in stores}
+    per_wall = {name: float("inf") for name in stores}
     for _ in range(reps):
         for name, step in stores.items():
-            per[name] = min(per[name], _per_op(step, payload, n))
+            wall, used = _per_op_both(step, payload, n)
+            per[name] = min(per[name], used)
+            per_wall[name] = min(per_wall[name], wall)
     progress.step("profile: where a channel seal+open spends its time (cProfile)")
     (tmp / "profile").mkdir()
     profile = {
@@ -234,7 +266,7 @@ def _run(quick: bool, tmp: Path) -> dict[str, Any]:
         "sqlite": _profile(_channel_sqlite(keyset, tmp / "profile"), 2000 if quick else 20000),
     }
     one_kib = sizes["1KiB"]
-    memory, sqlite = one_kib["channel_ratio"], one_kib["channel_sqlite_ratio"]
+    memory, sqlite = one_kib["channel_ratio_cpu"], one_kib["channel_sqlite_ratio_cpu"]
     penalty = per["100k"] / per["empty"]
     return {
         "benchmark": "crypto_seal_open_vs_raw_aesgcm",
@@ -245,6 +277,10 @@ def _run(quick: bool, tmp: Path) -> dict[str, Any]:
         "meets_target": one_kib["ratio"] >= TARGET_1KIB,
         "channel_ratio_memory_1KiB": memory,
         "channel_ratio_sqlite_1KiB": sqlite,
+        "channel_ratio_memory_1KiB_wall": one_kib["channel_ratio"],
+        "channel_ratio_sqlite_1KiB_wall": one_kib["channel_sqlite_ratio"],
+        "timing": "channel ratios and store_size_penalty in thread CPU time; *_wall and "
+        "us_per_op in wall-clock time (best of the same batches)",
         "target_channel_memory": TARGET_CHANNEL_MEMORY,
         "target_channel_sqlite": TARGET_CHANNEL_SQLITE,
         "meets_channel_targets": memory >= TARGET_CHANNEL_MEMORY
@@ -252,7 +288,8 @@ def _run(quick: bool, tmp: Path) -> dict[str, Any]:
         "channel_aad_bytes": channel_aad,
         "profile_1KiB": profile,
         "store_size_penalty": round(penalty, 3),
-        "store_size_us_per_op": {k: round(v * 1e6, 3) for k, v in per.items()},
+        "store_size_cpu_us_per_op": {k: round(v * 1e6, 3) for k, v in per.items()},
+        "store_size_penalty_wall": round(per_wall["100k"] / per_wall["empty"], 3),
         "target_store_size_penalty": TARGET_STORE_PENALTY,
         "meets_store_size_target": penalty <= TARGET_STORE_PENALTY,
         "seconds": round(time.perf_counter() - t_start, 2),
