@@ -7,14 +7,20 @@ several repetitions, and the report is ratios -- nothing here asserts a time.
 * **Kernels** (``vsm_phoenix.crdt._pure`` vs ``_native``) on the same inputs.
 * **Types** (join, in-place join, mutators, codec) with the kernels ``_backend`` hands
   to the types swapped in process, so both backends run the very same type code.
-* **Targets** of issue 3: vector-clock join and compare at 1,000 replicas, ORSet join
-  at 10,000 elements (native/pure, vs the best pure-Python peer, vs pycrdt).
+* **Targets** of issues 3 and 11: vector-clock join and compare at 1,000 replicas, ORSet
+  join at 10,000 elements (native/pure, vs the best pure-Python peer, vs pycrdt). The
+  vector-clock and causal-context targets time the *public* operations (``a | b``,
+  ``compare``) with the same type code and the same array-backed states on both
+  backends; only the kernels differ, and the pure kernels are the reference twins
+  (lockstep loops over the same arrays, not a slowed-down stand-in).
 * **Peers**: ``python3-crdt`` (``py3crdt``), ``crdts`` and ``pycrdt`` (Yjs/yrs), each on
   the equivalent work; a peer that is not installed is reported as skipped.
 * **Memory** per element of a 100,000-element ORSet (tracemalloc), against a plain
   ``set`` of the same strings.
 * **Delta cost**: a one-dot delta into a 100k-element ORSet against the same into a
   1k-element one (``one_dot_delta_100k_over_1k``).
+* **OR-Map memory** (``ormap_memory``): bytes of an ORMap empty, with 1,000 keys, and
+  after removing every key, as ratios to the full and to the empty map.
 
 ``run(quick)`` returns the report (``python -m bench`` prints and saves it);
 ``pytest bench/bench_crdt.py`` runs the pytest-benchmark suites (sizes 10, 1k, 100k).
@@ -209,6 +215,7 @@ def mvreg_pair(n: int) -> tuple[MVRegister, MVRegister]:
 def kernel_cases(n: int) -> dict[str, tuple[Callable[[], tuple[Any, ...]], str]]:
     """For each kernel: a maker of fresh arguments at size ``n``, and what it is."""
     a, b = vv_pair(n)
+    ca, cb = VectorClock(a), VectorClock(b)
     vv, cloud, o_vv, o_cloud = ctx_pair(n)
     sa, sb = orset_pair(n)
     e_a, c_a, e_b, c_b = sa._store, sa._ctx, sb._store, sb._ctx
@@ -231,6 +238,15 @@ def kernel_cases(n: int) -> dict[str, tuple[Callable[[], tuple[Any, ...]], str]]
         "vc_join_into": (lambda: (dict(a), b), f"{n} replicas"),
         "vc_leq": (_same(a, b), f"{n} replicas"),
         "vc_compare": (_same(a, b), f"{n} replicas"),
+        "vc_join_arrays": (
+            lambda: (ca._ids, ca._ns[:], cb._ids, cb._ns),
+            f"{n} replicas, array clocks",
+        ),
+        "vc_leq_arrays": (_same(ca._ids, ca._ns, cb._ids, cb._ns), f"{n} replicas, array clocks"),
+        "vc_compare_arrays": (
+            _same(ca._ids, ca._ns, cb._ids, cb._ns),
+            f"{n} replicas, array clocks",
+        ),
         "ctx_contains": (_same(vv, cloud, probe[0], probe[1]), f"{n}-dot cloud"),
         "ctx_compact": (
             lambda: ({**vv, **o_vv}, cloud | o_cloud),
@@ -495,6 +511,62 @@ def memory(n: int) -> dict[str, Any]:
     return out
 
 
+
+def _traced_bytes(build: Callable[[], Any]) -> tuple[int, Any]:
+    """Traced bytes retained by ``build()`` (tracemalloc) and the object it built."""
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        keep = build()
+        gc.collect()
+        after = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    return after - before, keep
+
+
+def ormap_memory(n: int = 1_000) -> dict[str, Any]:
+    """Bytes an ORMap keeps (tracemalloc): empty, full, and after removing every key --
+    for ``n`` GCounter-valued keys (non-causal values, the issue's case) and for ``n``
+    GCounter plus ``n`` ORSet-valued keys (causal values too). Removing all keys must
+    give the nested state back."""
+
+    def build(with_sets: bool, remove: bool) -> Callable[[], ORMap]:
+        def go() -> ORMap:
+            m = ORMap()
+            for x in range(n):
+                m.update("replica-a", x, GCounter, functools.partial(_bump, "replica-a"))
+                if with_sets:
+                    m.update(
+                        "replica-a",
+                        ("set", x),
+                        ORSet,
+                        lambda s, x=x: s.add("replica-a", f"element-{x}"),
+                    )
+            if remove:
+                for x in range(n):
+                    m.remove(x)
+                    if with_sets:
+                        m.remove(("set", x))
+            return m
+
+        return go
+
+    empty, _ = _traced_bytes(ORMap)
+    out: dict[str, Any] = {"n": n, "ormap_bytes_empty": empty}
+    for label, with_sets in ((f"{n // 1000}k_gcounter_keys", False),
+                             (f"{n // 1000}k_gcounter_and_{n // 1000}k_orset_keys", True)):
+        full, _ = _traced_bytes(build(with_sets, False))
+        after, kept = _traced_bytes(build(with_sets, True))
+        out[f"ormap_bytes_full_{label}"] = full
+        out[f"ormap_bytes_after_remove_all_{label}"] = after
+        out[f"ormap_after_remove_all_over_full_{label}"] = round(after / full, 4)
+        out[f"ormap_after_remove_all_over_empty_{label}"] = round(after / max(empty, 1), 2)
+        out[f"ormap_encoded_bytes_after_remove_all_{label}"] = len(kept.to_bytes())
+    return out
+
+
 # -- the report ------------------------------------------------------------------------
 
 
@@ -591,16 +663,25 @@ def _targets(
         return dst
 
     delta_targets = {size: _delta_target(size) for size in (1_000, 100_000)}
+    ca, cb = VectorClock(va), VectorClock(vb)  # joins below never change them
+    xa, xb = (CausalContext._raw(v, c) for v, c in _ctx_pairs(100_000))
     for label, kernels in backends:
         t: dict[str, float] = {}
-        t["vc_join_into 1k (kernel)"] = per_call(
-            kernels.vc_join_into, lambda: (dict(va), vb), budget
+        t["vc_join_arrays 1k (kernel)"] = per_call(
+            kernels.vc_join_arrays, lambda: (ca._ids, ca._ns[:], cb._ids, cb._ns), budget
         )
-        t["vc_compare 1k (kernel)"] = per_call(kernels.vc_compare, _same(va, vb), budget)
+        t["vc_compare_arrays 1k (kernel)"] = per_call(
+            kernels.vc_compare_arrays, _same(ca._ids, ca._ns, cb._ids, cb._ns), budget
+        )
         with use_kernels(kernels):
-            ca, cb = VectorClock(va), VectorClock(vb)
+            # The public operations, the issue's measure: the same VectorClock code and
+            # arrays on both backends, only the kernels differ.
             t["VectorClock a | b 1k"] = per_call(operator.or_, _same(ca, cb), budget)
             t["VectorClock.compare 1k"] = per_call(VectorClock.compare, _same(ca, cb), budget)
+            t["VectorClock a |= one-replica delta 1k"] = per_call(
+                operator.ior, lambda: (ca.copy(), VectorClock({"replica-7": 10**6})), budget
+            )
+            t["CausalContext a | b 100k dots"] = per_call(operator.or_, _same(xa, xb), budget)
             t["ORSet a | b 10k"] = per_call(operator.or_, _same(a10, b10), budget * 2)
             t["ORSet a |= b 10k"] = per_call(operator.ior, lambda: (a10.copy(), b10), budget * 2)
             t["ORSet empty |= b 10k"] = per_call(fresh_join, _same(b10), budget * 2)
@@ -655,6 +736,10 @@ def _targets(
             "note": "time ratio ours/pycrdt: 1.0 = as fast, target <= 3",
         }
     out["memory_bytes_per_element"] = memory(20_000 if quick else 100_000)
+    out["ormap_memory"] = ormap_memory(1_000)
+    out["ormap_delta_cost"] = ormap_delta_cost(
+        backends, budget, (1_000, 20_000 if quick else 100_000)
+    )
     tick()
     out["goals"] = {
         "vc join/compare 1k native/pure >= 20": "see native_over_pure",
@@ -663,6 +748,8 @@ def _targets(
         "orset sync vs pycrdt within 3x": "see pycrdt",
         "one-dot delta 100k / 1k <= 2": "see one_dot_delta_100k_over_1k",
         "orset memory ours / plain set <= 3": "see memory_bytes_per_element",
+        "ormap memory after removing every key ~ empty": "see ormap_memory",
+        "ormap one-key delta big / small map ~ 1": "see ormap_delta_cost",
     }
     return out
 
@@ -681,6 +768,51 @@ def _delta_target(size: int) -> tuple[ORSet, Callable[[], ORSet]]:
         return src.add("replica-src", -1 - i // 2) if i % 2 == 0 else src.remove(-1 - i // 2)
 
     return target, next_delta
+
+
+def _ormap_delta_target(size: int) -> tuple[ORMap, Callable[[], ORMap]]:
+    """An ORMap of ``size`` GCounter keys and a maker of the next one-key delta from
+    another replica, alternately an update of a new key and the remove of that key."""
+    target, src = ORMap(), ORMap()
+    bump = functools.partial(_bump, "replica-a")
+    for x in range(size):
+        target.update("replica-a", x, GCounter, bump)
+    count = iter(range(10**12))
+    src_bump = functools.partial(_bump, "replica-src")
+
+    def next_delta() -> ORMap:
+        i = next(count)
+        key = ("src", i // 2)
+        return src.update("replica-src", key, GCounter, src_bump) if i % 2 == 0 else (
+            src.remove(key)
+        )
+
+    return target, next_delta
+
+
+def ormap_delta_cost(backends: list[tuple[str, ModuleType]], budget: float,
+                     sizes: tuple[int, int]) -> dict[str, Any]:
+    """Seconds per one-key delta into an ORMap of ``sizes[0]`` and of ``sizes[1]`` keys,
+    and the ratio big/small per backend (a delta should cost what it is)."""
+    out: dict[str, Any] = {}
+    for label, kernels in backends:
+        with use_kernels(kernels):
+            t = {}
+            for size in sizes:
+                target, next_delta = _ormap_delta_target(size)
+                target |= next_delta()  # builds the dot index before the timing
+                t[size] = per_call(
+                    operator.ior, lambda target=target, nd=next_delta: (target, nd()), budget
+                )
+        small, big = sizes
+        out[label] = {
+            f"ormap_one_key_delta_seconds_{small // 1000}k_keys": round(t[small], 8),
+            f"ormap_one_key_delta_seconds_{big // 1000}k_keys": round(t[big], 8),
+            f"ormap_one_key_delta_{big // 1000}k_over_{small // 1000}k": round(
+                t[big] / t[small], 2
+            ),
+        }
+    return out
 
 
 def summary(report: dict[str, Any]) -> list[tuple[str, str]]:
@@ -714,6 +846,13 @@ def summary(report: dict[str, Any]) -> list[tuple[str, str]]:
     for k, v in t.get("memory_bytes_per_element", {}).items():
         if k != "n":
             lines.append((f"memory/element {k}", str(v)))
+    for k, v in t.get("ormap_memory", {}).items():
+        if "_over_" in k:
+            lines.append((f"ORMap memory {k}", str(v)))
+    for label, row in t.get("ormap_delta_cost", {}).items():
+        for k, v in row.items():
+            if "_over_" in k:
+                lines.append((f"ORMap {k} ({label})", f"{v:.2f}x"))
     return lines
 
 

@@ -253,8 +253,9 @@ def encode_record(window: ReplayWindow, zone_seq: int = 0, zone_ts: int = 0) -> 
 
         0x02 || size (4) || highest + 1 (9) || zone_seq (9) || zone_ts (9) || blocks
 
-    big-endian; ``blocks`` is the ring of ``size / 64 + 1`` 64-bit words."""
-    blocks = window._blocks
+    big-endian; ``blocks`` is the ring of ``size / 64 + 1`` 64-bit words, with the bits
+    outside the window cleared (equal windows, equal records)."""
+    blocks = window._normalized()
     top = window.highest + 1
     return _record_struct(len(blocks)).pack(
         _RECORD_V2, window.size, top >> 64, top & _MASK, zone_seq >> 64, zone_seq & _MASK,
@@ -284,10 +285,10 @@ def decode_record(data: bytes) -> tuple[ReplayWindow, int, int]:
     window.highest = highest
     window._blocks = list(_blocks_struct(size // 64 + 1).unpack(data[32:]))
     # The ring in memory keeps the bits of numbers that slid out of the window in its
-    # oldest block (they are judged "too old" before any bit is read), and the record
-    # is written from it as it is, once per message: clear them here rather than on
-    # every write. (Refusing them made every restart after ``size`` + 64 messages of
-    # one sender fail to load its window.)
+    # oldest block (judged "too old" before any bit is read). Records are written with
+    # them cleared, but records written before that still hold them -- and refusing
+    # them made every restart after ``size`` + 64 messages of one sender fail to load
+    # its window: clear them here too.
     window._blocks = window._normalized()
     if highest >= 0 and not window._seen(highest):
         raise DecodeError("replay record: highest sequence not marked")

@@ -78,7 +78,7 @@ from vsm_phoenix.ext.breaker import (
     CountWindow,
 )
 from vsm_phoenix.protocol.envelope import Envelope
-from vsm_phoenix.protocol.envelope_batch import encode_envelopes
+from vsm_phoenix.protocol.envelope_batch import MAX_ENVELOPES, encode_envelopes
 from vsm_phoenix.storage import Storage, TransactionalStorage
 
 __all__ = [
@@ -208,17 +208,22 @@ class Outbox:
 
     def add(self, routing_key: str, item: bytes | Envelope) -> None:
         """Queue a sealed frame or an envelope (sealed with its publish) on ``routing_key``."""
-        buf = self._buffers.setdefault(routing_key, [])
+        buf = self._buffers.get(routing_key)
+        if buf is None:
+            buf = self._buffers[routing_key] = []
+            self._sizes[routing_key] = 0
         buf.append(item)
-        size = len(item) if type(item) is bytes else (
-            len(item.payload) + _ENVELOPE_OVERHEAD)  # type: ignore[union-attr]
-        self._sizes[routing_key] = self._sizes.get(routing_key, 0) + size
+        size = self._sizes[routing_key] + (
+            len(item) if type(item) is bytes
+            else len(item.payload) + _ENVELOPE_OVERHEAD)  # type: ignore[union-attr]
+        self._sizes[routing_key] = size
         self.pending += 1
-        self._idle.clear()
-        if self.pending >= self._config.max_outbox:
-            self._room.clear()
         cfg = self._config
-        if len(buf) >= cfg.batch_max_messages or self._sizes[routing_key] >= cfg.batch_max_bytes:
+        if self.pending == 1:  # (idle is set exactly when nothing is pending)
+            self._idle.clear()
+        if self.pending >= cfg.max_outbox:
+            self._room.clear()
+        if len(buf) >= cfg.batch_max_messages or size >= cfg.batch_max_bytes:
             self._flush_key(routing_key)
         elif self._linger is None:
             loop = asyncio.get_running_loop()
@@ -474,6 +479,10 @@ class Endpoint:
         """The body of one publish: sealed frames as they are, each run of envelopes to
         one address sealed as one :data:`ENVELOPES` frame, all signed as one batch."""
         frames: list[bytes] = []
+        if bytes not in set(map(type, items)) and len(
+                {(e.recipient, e.topic) for e in items}) == 1:  # the usual publish: one run
+            count = self._seal_run(list(items), frames)
+            return SealedBody(self.sign(frames) if frames else None, count)
         count = 0
         run: list[Envelope] = []
         for item in items:
@@ -489,12 +498,15 @@ class Endpoint:
         return SealedBody(self.sign(frames) if frames else None, count)
 
     def _seal_run(self, run: list[Envelope], frames: list[bytes]) -> int:
-        """Seal ``run`` (then empty it) as one frame appended to ``frames``; return how
-        many of its envelopes are in it (fewer when the key's budget runs out)."""
-        if not run:
-            return 0
+        """Seal ``run`` (then empty it) as frames appended to ``frames``, one per
+        :data:`~vsm_phoenix.protocol.envelope_batch.MAX_ENVELOPES`; return how many of
+        its envelopes they hold (fewer when the key's budget runs out)."""
         envs = run[:]
         run.clear()
+        return sum(self._seal_envelopes(envs[i:i + MAX_ENVELOPES], frames)
+                   for i in range(0, len(envs), MAX_ENVELOPES))
+
+    def _seal_envelopes(self, envs: list[Envelope], frames: list[bytes]) -> int:
         first = envs[0]
         address = first.recipient if first.recipient is not None else f"topic:{first.topic}"
         try:
@@ -518,9 +530,10 @@ class Endpoint:
         return allowed
 
     def _charge_ahead(self, n: int) -> int:
-        """Charge the sealing key for ``n`` messages, one of them left to the seal that
-        follows; return how many (``1..n``) the key's budget allows. ``CapacityError``
-        when it allows none (see the module doc: a use is a message)."""
+        """Charge the sealing key for ``n`` messages but one (the seal that follows
+        charges that one); return how many (``1..n``) to seal: all that the key's budget
+        still allows, and 1 when it allows none (the seal then raises
+        ``CapacityError``). See the module doc: a use is a message."""
         if n == 1:
             return 1
         key_id = self.aead.keyset.primary_id
