@@ -737,6 +737,9 @@ def _targets(
         }
     out["memory_bytes_per_element"] = memory(20_000 if quick else 100_000)
     out["ormap_memory"] = ormap_memory(1_000)
+    out["ormap_delta_cost"] = ormap_delta_cost(
+        backends, budget, (1_000, 20_000 if quick else 100_000)
+    )
     tick()
     out["goals"] = {
         "vc join/compare 1k native/pure >= 20": "see native_over_pure",
@@ -746,6 +749,7 @@ def _targets(
         "one-dot delta 100k / 1k <= 2": "see one_dot_delta_100k_over_1k",
         "orset memory ours / plain set <= 3": "see memory_bytes_per_element",
         "ormap memory after removing every key ~ empty": "see ormap_memory",
+        "ormap one-key delta big / small map ~ 1": "see ormap_delta_cost",
     }
     return out
 
@@ -764,6 +768,51 @@ def _delta_target(size: int) -> tuple[ORSet, Callable[[], ORSet]]:
         return src.add("replica-src", -1 - i // 2) if i % 2 == 0 else src.remove(-1 - i // 2)
 
     return target, next_delta
+
+
+def _ormap_delta_target(size: int) -> tuple[ORMap, Callable[[], ORMap]]:
+    """An ORMap of ``size`` GCounter keys and a maker of the next one-key delta from
+    another replica, alternately an update of a new key and the remove of that key."""
+    target, src = ORMap(), ORMap()
+    bump = functools.partial(_bump, "replica-a")
+    for x in range(size):
+        target.update("replica-a", x, GCounter, bump)
+    count = iter(range(10**12))
+    src_bump = functools.partial(_bump, "replica-src")
+
+    def next_delta() -> ORMap:
+        i = next(count)
+        key = ("src", i // 2)
+        return src.update("replica-src", key, GCounter, src_bump) if i % 2 == 0 else (
+            src.remove(key)
+        )
+
+    return target, next_delta
+
+
+def ormap_delta_cost(backends: list[tuple[str, ModuleType]], budget: float,
+                     sizes: tuple[int, int]) -> dict[str, Any]:
+    """Seconds per one-key delta into an ORMap of ``sizes[0]`` and of ``sizes[1]`` keys,
+    and the ratio big/small per backend (a delta should cost what it is)."""
+    out: dict[str, Any] = {}
+    for label, kernels in backends:
+        with use_kernels(kernels):
+            t = {}
+            for size in sizes:
+                target, next_delta = _ormap_delta_target(size)
+                target |= next_delta()  # builds the dot index before the timing
+                t[size] = per_call(
+                    operator.ior, lambda target=target, nd=next_delta: (target, nd()), budget
+                )
+        small, big = sizes
+        out[label] = {
+            f"ormap_one_key_delta_seconds_{small // 1000}k_keys": round(t[small], 8),
+            f"ormap_one_key_delta_seconds_{big // 1000}k_keys": round(t[big], 8),
+            f"ormap_one_key_delta_{big // 1000}k_over_{small // 1000}k": round(
+                t[big] / t[small], 2
+            ),
+        }
+    return out
 
 
 def summary(report: dict[str, Any]) -> list[tuple[str, str]]:
@@ -800,6 +849,10 @@ def summary(report: dict[str, Any]) -> list[tuple[str, str]]:
     for k, v in t.get("ormap_memory", {}).items():
         if "_over_" in k:
             lines.append((f"ORMap memory {k}", str(v)))
+    for label, row in t.get("ormap_delta_cost", {}).items():
+        for k, v in row.items():
+            if "_over_" in k:
+                lines.append((f"ORMap {k} ({label})", f"{v:.2f}x"))
     return lines
 
 

@@ -7,7 +7,6 @@ object whose canonical encoding is exactly that byte string. Non-bytes raise
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import cbor2
@@ -342,53 +341,60 @@ def test_deeply_nested_ormap_decodes_or_decode_error() -> None:
     assert decode(obj.to_bytes()) == obj  # format 1 read, written as format 2
 
 
-def _deepest_leaves() -> list[tuple[type[CRDT], Callable[[Any], CRDT]]]:
-    """Every type with a mutation storing the deepest element the domain allows."""
+def _deepest_leaves() -> list[CRDT]:
+    """One state of every type, holding the deepest element the domain allows."""
     deep: Any = "x"
     for _ in range(MAX_ATOM_DEPTH):
         deep = (deep,)
-    ts = Timestamp(5, 0, "r")
-    return [
-        (ORSet, lambda s: s.add("r", deep)),
-        (GSet, lambda s: s.add(deep)),
-        (TwoPSet, lambda s: s.add(deep)),
-        (LWWElementSet, lambda s: s.add(deep, ts)),
-        (MVRegister, lambda s: s.assign("r", deep)),
-        (LWWRegister, lambda s: s.assign(deep, ts)),
-        (GCounter, lambda s: s.increment("r")),
-    ]
+    orset, gset, twop = ORSet(), GSet(), TwoPSet()
+    orset.add("r", deep)
+    gset.add(deep)
+    twop.add(deep)
+    lww_set = LWWElementSet()
+    lww_set.add(deep, Timestamp(5, 0, "r"))
+    mv, lww = MVRegister(), LWWRegister()
+    mv.assign("r", deep)
+    lww.assign(deep, Timestamp(5, 0, "r"))
+    counter = GCounter()
+    counter.increment("r")
+    return [orset, gset, twop, lww_set, mv, lww, counter]
 
 
-def _nested(kind: type[CRDT], leaf: Callable[[Any], CRDT], key: Any, levels: int) -> Any:
-    """A ``mutate`` that builds ``levels`` maps under ``key`` inside its argument (the
-    argument being the outermost), with ``leaf`` applied at the bottom. Causal values
-    are built by their own mutators inside the map (their dots are the map's)."""
-    if levels == 1:
-        return lambda w: w.update("r", key, kind, leaf)
-    inner = _nested(kind, leaf, key, levels - 1)
-    return lambda w: w.update("r", key, ORMap, inner)
+def _wrap(inner: CRDT, key: Any) -> ORMap:
+    outer = ORMap()
+
+    def put(work: CRDT) -> CRDT:
+        work |= inner
+        return inner.copy()
+
+    outer.update("r", key, type(inner), put)
+    return outer
 
 
-@pytest.mark.parametrize(
-    ("kind", "leaf"), _deepest_leaves(), ids=[k.__name__ for k, _ in _deepest_leaves()]
-)
-def test_every_map_update_can_build_decodes(kind: type[CRDT], leaf: Callable[[Any], CRDT]) -> None:
+@pytest.mark.parametrize("leaf", _deepest_leaves(), ids=lambda c: type(c).__name__)
+def test_every_map_update_can_build_decodes(leaf: CRDT) -> None:
     """Issue 10: an ORMap nested 100 levels encoded but did not decode. Whatever
     ``update`` builds decodes, at the deepest nesting, with the deepest keys and
     leaves; one level more is refused at the mutator, the map unchanged."""
     key: Any = "k"
     for _ in range(MAX_ATOM_DEPTH):
         key = (key,)
-    state = ORMap()
-    _nested(kind, leaf, key, MAX_NESTING)(state)
-    assert nesting(state) == MAX_NESTING
+    state: CRDT = leaf
+    for _ in range(MAX_NESTING):
+        state = _wrap(state, key)
+    assert isinstance(state, ORMap) and nesting(state) == MAX_NESTING
     assert decode(state.to_bytes()) == state
     outer = ORMap()
     outer.update("r", "other", GCounter, lambda c: c.increment("r"))
     before = outer.copy()
     with pytest.raises(ValueError, match="nested deeper"):
-        outer.update("r", key, ORMap, _nested(kind, leaf, key, MAX_NESTING))
+        outer.update("r", key, ORMap, lambda w: _merge_into(w, state))
     assert outer == before and outer.to_bytes() == before.to_bytes()
+
+
+def _merge_into(work: ORMap, other: ORMap) -> ORMap:
+    work |= other
+    return other.copy()
 
 
 def test_nesting_built_inside_one_update_is_refused_too() -> None:

@@ -274,7 +274,7 @@ def test_ormaps_with_different_nested_types_compare_unequal() -> None:
     """``==`` never raises: maps whose same key holds different types are unequal."""
     a, b = ORMap(), ORMap()
     a.update("r1", "k", GCounter, lambda c: c.increment("r1"))
-    b.update("r2", "k", GSet, lambda s: s.add(1))
+    b.update("r1", "k", GSet, lambda s: s.add(1))
     assert (a == b) is False
     assert a != b
     with pytest.raises(TypeError):

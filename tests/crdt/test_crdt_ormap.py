@@ -266,11 +266,17 @@ def test_race_between_retype_and_old_type_update_is_refused_unchanged(
     assert a.to_bytes() == before_a and b.to_bytes() == before_b
 
 
-def test_same_dot_under_two_kinds_drops_both_deterministically(kernels: ModuleType) -> None:
+def test_same_dot_under_two_kinds_is_refused_both_ways(kernels: ModuleType) -> None:
     a, b = ORMap(), ORMap()
     a.update("r", "k", GCounter, inc("r"))
     b.update("r", "k", GSet, lambda s: s.add(1))  # "r" reused: the same dot (r, 1)
-    assert (a | b) == (b | a) and (a | b).value == {}
+    before_a, before_b = a.to_bytes(), b.to_bytes()
+    for x, y in ((a, b), (b, a)):
+        with pytest.raises(TypeError):
+            x | y
+        with pytest.raises(TypeError):
+            assert x <= y
+    assert a.to_bytes() == before_a and b.to_bytes() == before_b
 
 
 # -- conflicting dots (a replica id reused after losing its state) --------------------------
@@ -354,10 +360,26 @@ def test_delta_is_correct_locally_and_remotely(data: Any) -> None:
             assert (other_before | delta) | before == other_before | s
 
 
-def test_mutate_that_joins_a_foreign_causal_state_is_refused(kernels: ModuleType) -> None:
-    """A causal value's dots are the map's: a state built outside the map has dots of
-    another history (here (a, 1), which the map already holds as a presence dot), so
-    returning it as the delta is refused, the map unchanged."""
+def test_mutate_joining_a_state_built_elsewhere(kernels: ModuleType) -> None:
+    """A state built outside the map joins the nested value when its dots are new to
+    the map; the presence dot is minted after them, so it never collides."""
+    inner = ORSet()
+    inner.add("a", "x")  # (a, 1), minted outside any map
+    m, peer = ORMap(), ORMap()
+
+    def join_inner(s: ORSet) -> ORSet:
+        s |= inner
+        return inner.copy()
+
+    peer |= m.update("a", "k", ORSet, join_inner)
+    assert m.value == {"k": frozenset({"x"})} and peer == m
+    assert m.context.value == ({"a": 2}, frozenset())  # (a, 1) the element, (a, 2) presence
+
+
+def test_mutate_that_joins_a_colliding_foreign_state_is_refused(kernels: ModuleType) -> None:
+    """A causal value's dots are the map's: a state built outside the map whose dot
+    the map already holds for something else (here (a, 1), a presence dot) cannot be
+    taken; returning it as the delta is refused, the map unchanged."""
     foreign = ORSet()
     foreign.add("a", "x")
     m = ORMap()
@@ -600,3 +622,12 @@ def test_one_dot_delta_touches_only_its_keys() -> None:
     finally:
         cls.dots = original  # type: ignore[method-assign]
     assert calls < 20 and "new" not in m and len(m) == 2_001
+
+
+def test_earlier_format_2_golden_state_still_decodes_unchanged() -> None:
+    """The golden state's format-2 bytes from when the presence dot was minted before
+    the nested dots: a valid state, read and re-encoded byte for byte."""
+    raw = bytes.fromhex(_legacy()["ormap-v2-presence-dot-first"])
+    m = ORMap.from_bytes(raw)
+    assert m.to_bytes() == raw
+    assert m.value == {"count": 2, "set": frozenset({"e"}), "inner": {"k": "v"}}

@@ -27,9 +27,10 @@ but its dots in the (compact) context.
 
 A key holds one type at a time. Updating a present key with another type raises
 ``TypeError``; once the key is removed it may take a new type. Joining two states
-whose same key would keep surviving dots of two types raises ``TypeError`` (a remove
-and a re-typing update raced with an update of the old type); if one side's slot is
-wholly cancelled by the other's context, the join proceeds.
+whose same key holds two types raises ``TypeError`` -- unless one side's slot is
+wholly cancelled by the other's context (the re-typing update saw the remove), when
+the join proceeds. (A remove and a re-typing update racing with an update of the old
+type, or one dot under both types, are refused.)
 
 A dot held in two places (a replica id reused after losing its state: two keys, or
 presence and a nested store) survives in neither; the same dot carrying two different
@@ -289,9 +290,12 @@ def _filter_in_place(slot: _Slot, ca: CausalContext, cb: CausalContext) -> None:
         _join_nested(slot.nested, ca, _bottom_under(slot.kind, cb), cb)
 
 
-def _survives(slot: _Slot, other_ctx: CausalContext) -> bool:
-    """Whether some dot of ``slot`` is unseen by ``other_ctx``."""
-    return any(not other_ctx.contains(d) for d in slot.dots())
+def _alive(slot: _Slot, other_ctx: CausalContext, other_slot: _Slot) -> bool:
+    """Whether ``slot`` keeps a claim against the other side's slot of another type
+    under the same key: one of its dots is unseen there, or held there too (a reused
+    replica id)."""
+    theirs = set(other_slot.dots())
+    return any(d in theirs or not other_ctx.contains(d) for d in slot.dots())
 
 
 class ORMap(CRDT):
@@ -364,11 +368,12 @@ class ORMap(CRDT):
         of the mutation it applied (what the nested mutator returned), e.g.
         ``m.update("r1", "likes", GCounter, lambda c: c.increment("r1"))``. A causal
         value's copy carries the map's context, so its mutators mint dots unique in the
-        whole map; change it only through its own mutators (a causal state built
-        outside the map has dots of another history: joining it in is not supported,
-        and returning such a state as the delta raises ``TypeError``). The delta
-        carries, for a causal value, the nested delta; for a non-causal value, the
-        key's whole nested state (a counter cannot be split by update).
+        whole map. A causal state built outside the map may be joined into the copy:
+        its dots join the map's context, but a dot the map has already seen (minted
+        here for something else) cannot be taken back -- it is dropped by the join,
+        and returning a state that holds it as the delta raises ``TypeError``. The
+        delta carries, for a causal value, the nested delta; for a non-causal value,
+        the key's whole nested state (a counter cannot be split by update).
 
         ``TypeError`` if the key is present with another type, ``kind`` is not a
         concrete CRDT class or ``mutate`` returns something that is not a delta of
@@ -385,10 +390,10 @@ class ORMap(CRDT):
             raise TypeMismatch(
                 f"key {key!r} holds a {slot.kind.__name__}, not a {kind.__name__}"
             )
+        if _is_causal(kind):
+            return self._update_causal(replica, key, kind, mutate, slot)
         presence_dot = self._ctx.next_dot(replica)
         p: Dot = (presence_dot.replica, presence_dot.counter)
-        if _is_causal(kind):
-            return self._update_causal(key, kind, mutate, slot, p)
         work: C = slot.value_state().copy() if slot is not None else kind()  # type: ignore[assignment]
         child_delta = mutate(work)
         if type(child_delta) is not kind:
@@ -405,16 +410,15 @@ class ORMap(CRDT):
 
     def _update_causal(
         self,
+        replica: str,
         key: Atom,
         kind: type[C],
         mutate: Callable[[C], C],
         slot: _Slot | None,
-        p: Dot,
     ) -> ORMap:
-        # The working copy sees the map's context plus the presence dot, so the dots
-        # mutate mints are fresh map-wide and distinct from p.
+        # The working copy sees the map's context, so the dots mutate mints are fresh
+        # map-wide; the presence dot is minted after them, from everything work saw.
         scratch = self._ctx.copy()
-        scratch.add(p)
         work: C
         if slot is None:
             work = _bottom_under(kind, scratch)  # type: ignore[assignment]
@@ -441,6 +445,8 @@ class ORMap(CRDT):
                 "mutate must return the delta of the mutation it applied to its argument "
                 "(the returned state holds dots the working copy does not)"
             )
+        presence_dot = _ctx_of(work).next_dot(replica)
+        p: Dot = (presence_dot.replica, presence_dot.counter)
         # The delta claims: the dots the mutation dropped or minted that the nested
         # delta's own context names, the dots it ships, the presence dots.
         delta_ctx_dots: set[Dot] = {d for d in before ^ after if _ctx_of(child_delta).contains(d)}
@@ -452,6 +458,7 @@ class ORMap(CRDT):
         delta_nested = _copy_under(child_delta, delta_ctx)
         # Commit: nothing below can fail.
         self._ctx._join_into(_ctx_of(work))
+        self._ctx.add(p)
         _point(work, self._ctx)
         self._slots[key] = _Slot(kind, {p}, work)
         self._reindex(key, before | old_presence)
@@ -789,7 +796,7 @@ def _check_slots(
         if sa is None:
             continue
         if sa.kind is not sb.kind:
-            if _survives(sa, cb) and _survives(sb, ca):
+            if _alive(sa, cb, sb) and _alive(sb, ca, sa):
                 raise TypeMismatch(
                     f"key {k!r}: cannot join {sa.kind.__name__} with {sb.kind.__name__}"
                 )
