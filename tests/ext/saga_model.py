@@ -480,9 +480,9 @@ def explore(definition: SagaDefinition, budget: Budget, *, max_states: int = 200
             stop_at: int | None = None,
             progress: Callable[[Exploration], None] | None = None) -> Exploration:
     """Visit every reachable state (memoised); raise :class:`Violation` on the first
-    broken invariant, ``RuntimeError`` past ``max_states`` -- or, with ``stop_at``,
-    return what was checked after that many states (``complete=False``: a bounded
-    search, not a proof). ``progress`` is called every 10,000 states."""
+    broken invariant, ``RuntimeError`` past ``max_states`` -- or, with ``stop_at``
+    (which replaces ``max_states``), return what was checked after that many states
+    (``complete=False``: a bounded search, not a proof). ``progress`` is called every 10,000 states."""
     result = Exploration()
     # The memo holds 64-bit hashes of the state keys, not the keys (a key is a few KB:
     # millions of them exhaust memory). Two distinct states share a hash with
@@ -503,7 +503,7 @@ def explore(definition: SagaDefinition, budget: Budget, *, max_states: int = 200
             result.states -= 1
             result.complete = False
             return result
-        if result.states > max_states:
+        if stop_at is None and result.states > max_states:
             raise RuntimeError(f"state space over {max_states}")
         if progress is not None and result.states % 10_000 == 0:
             progress(result)
