@@ -482,7 +482,8 @@ def explore(definition: SagaDefinition, budget: Budget, *, max_states: int = 200
     """Visit every reachable state (memoised); raise :class:`Violation` on the first
     broken invariant, ``RuntimeError`` past ``max_states`` -- or, with ``stop_at``
     (which replaces ``max_states``), return what was checked after that many states
-    (``complete=False``: a bounded search, not a proof). ``progress`` is called every 10,000 states."""
+    (``complete=False``: a bounded search, not a proof). ``progress`` is called every
+    10,000 states."""
     result = Exploration()
     # The memo holds 64-bit hashes of the state keys, not the keys (a key is a few KB:
     # millions of them exhaust memory). Two distinct states share a hash with
