@@ -252,6 +252,10 @@ def kernel_cases(n: int) -> dict[str, tuple[Callable[[], tuple[Any, ...]], str]]
             _same(_encode_dotstore(e_a), c_a.vv, c_a.cloud),
             f"ORSet {n} elements (wire layout)",
         ),
+        "dotstore_parse": (
+            _same(sa.to_bytes(), 1 << 30, b"orset"),
+            f"ORSet {n} elements (canonical bytes; pure: declines)",
+        ),
     }
 
 

@@ -38,6 +38,7 @@ dotstore_index = kernels.dotstore_index
 dotstore_join_delta = kernels.dotstore_join_delta
 dotstore_copy = kernels.dotstore_copy
 dotstore_decode = kernels.dotstore_decode
+dotstore_parse = kernels.dotstore_parse
 dotfun_join = kernels.dotfun_join
 
 __all__ = [
@@ -54,6 +55,7 @@ __all__ = [
     "dotstore_index",
     "dotstore_join_delta",
     "dotstore_join_into",
+    "dotstore_parse",
     "kernels",
     "vc_compare",
     "vc_join_into",

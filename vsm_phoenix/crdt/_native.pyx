@@ -827,3 +827,330 @@ def dotstore_decode(state, vv, cloud):
     if out is _FALLBACK:
         return _pure.dotstore_decode(state, vv, cloud)
     return out
+
+
+# -- decoding straight from canonical bytes -----------------------------------------------
+
+cdef extern from "Python.h":
+    object PyUnicode_DecodeUTF8(const char *s, Py_ssize_t size, const char *errors)
+    object PyBytes_FromStringAndSize(const char *v, Py_ssize_t len)
+    object PyLong_FromUnsignedLongLong(unsigned long long v)
+    const char *PyBytes_AS_STRING(object o)
+    Py_ssize_t PyBytes_GET_SIZE(object o)
+
+from libc.string cimport memcmp
+
+
+cdef struct _Cursor:
+    const unsigned char *p
+    const unsigned char *end
+
+
+cdef inline bint _head(_Cursor *cur, int *major, unsigned long long *arg) noexcept:
+    """Read one CBOR head in preferred (shortest) form: its major type and argument.
+    False when the input ends, the argument is not at its shortest, or the head is an
+    indefinite length or reserved: none of those is canonical."""
+    cdef unsigned char ib
+    cdef int info, n, i
+    cdef unsigned long long v = 0
+    if cur.p >= cur.end:
+        return False
+    ib = cur.p[0]
+    cur.p += 1
+    major[0] = ib >> 5
+    info = ib & 31
+    if info < 24:
+        arg[0] = info
+        return True
+    if info == 24:
+        n = 1
+    elif info == 25:
+        n = 2
+    elif info == 26:
+        n = 4
+    elif info == 27:
+        n = 8
+    else:
+        return False
+    if cur.end - cur.p < n:
+        return False
+    for i in range(n):
+        v = (v << 8) | cur.p[i]
+    cur.p += n
+    if (
+        (n == 1 and v < 24)
+        or (n == 2 and v < 0x100)
+        or (n == 4 and v < 0x10000)
+        or (n == 8 and v < 0x100000000)
+    ):
+        return False
+    arg[0] = v
+    return True
+
+
+cdef inline bint _text(_Cursor *cur, const unsigned char **start, Py_ssize_t *size) noexcept:
+    """A text string's payload (not yet checked as UTF-8): False when the next item is
+    not a text string or the input ends inside it."""
+    cdef int major
+    cdef unsigned long long n
+    if not _head(cur, &major, &n) or major != 3 or n > <unsigned long long>(cur.end - cur.p):
+        return False
+    start[0] = cur.p
+    size[0] = <Py_ssize_t>n
+    cur.p += n
+    return True
+
+
+cdef inline int _raw_cmp(
+    const unsigned char *a, Py_ssize_t na, const unsigned char *b, Py_ssize_t nb
+) noexcept:
+    """Bytewise order of two byte strings (a proper prefix sorts first)."""
+    cdef int c = memcmp(a, b, na if na < nb else nb)
+    if c != 0:
+        return c
+    return -1 if na < nb else (1 if na > nb else 0)
+
+
+cdef class _Replicas:
+    """Replica ids met in one decode, by their UTF-8 bytes: each id becomes one ``str``
+    object shared by every dot that names it (no string per dot)."""
+    cdef dict by_raw
+    cdef const unsigned char *last
+    cdef Py_ssize_t last_size
+    cdef object last_str
+
+    def __cinit__(self):
+        self.by_raw = {}
+        self.last = NULL
+        self.last_size = -1
+
+    cdef object get(self, const unsigned char *s, Py_ssize_t n):
+        """The replica id with UTF-8 bytes ``s[:n]``; None when empty or not UTF-8."""
+        cdef object raw, r
+        if n == self.last_size and memcmp(s, self.last, n) == 0:
+            return self.last_str
+        if n == 0:
+            return None
+        raw = PyBytes_FromStringAndSize(<const char *>s, n)
+        r = self.by_raw.get(raw)
+        if r is None:
+            try:
+                r = PyUnicode_DecodeUTF8(<const char *>s, n, NULL)
+            except UnicodeDecodeError:
+                return None
+            self.by_raw[raw] = r
+        self.last, self.last_size, self.last_str = s, n, r
+        return r
+
+
+cdef object _parse_element(_Cursor *cur):
+    """One element: an int, str, bytes or None; _FALLBACK for anything else (tuples,
+    bignums, booleans, floats, malformed) -- the general decoder decides those."""
+    cdef int major
+    cdef unsigned long long n
+    cdef const unsigned char *start
+    if not _head(cur, &major, &n):
+        return _FALLBACK
+    if major == 0:
+        return PyLong_FromUnsignedLongLong(n)
+    if major == 1:
+        return -1 - PyLong_FromUnsignedLongLong(n)
+    if major == 2 or major == 3:
+        if n > <unsigned long long>(cur.end - cur.p):
+            return _FALLBACK
+        start = cur.p
+        cur.p += n
+        if major == 2:
+            return PyBytes_FromStringAndSize(<const char *>start, <Py_ssize_t>n)
+        try:
+            return PyUnicode_DecodeUTF8(<const char *>start, <Py_ssize_t>n, NULL)
+        except UnicodeDecodeError:
+            return _FALLBACK
+    if major == 7 and n == 22:
+        return None
+    return _FALLBACK
+
+
+cdef object _parse_dot(
+    _Cursor *cur,
+    _Replicas reps,
+    const unsigned char **rs,
+    Py_ssize_t *rn,
+    unsigned long long *cp,
+):
+    """``[replica, counter]`` with counter >= 1, as a tuple; ``*rs``/``*rn`` get the
+    replica's UTF-8 bytes and ``*cp`` the counter (for ordering). _FALLBACK when it is
+    anything else."""
+    cdef int major
+    cdef unsigned long long n, c
+    cdef object r
+    if not _head(cur, &major, &n) or major != 4 or n != 2:
+        return _FALLBACK
+    if not _text(cur, rs, rn):
+        return _FALLBACK
+    r = reps.get(rs[0], rn[0])
+    if r is None:
+        return _FALLBACK
+    if not _head(cur, &major, &c) or major != 0 or c == 0:
+        return _FALLBACK
+    cp[0] = c
+    return (r, PyLong_FromUnsignedLongLong(c))
+
+
+cdef inline int _dot_cmp(
+    const unsigned char *ra, Py_ssize_t na, unsigned long long ca,
+    const unsigned char *rb, Py_ssize_t nb, unsigned long long cb,
+) noexcept:
+    """The order of two dots ``(replica, counter)`` as Python orders the tuples: UTF-8
+    bytes order the replicas as their code points do."""
+    cdef int order = _raw_cmp(ra, na, rb, nb)
+    if order != 0:
+        return order
+    return -1 if ca < cb else (1 if ca > cb else 0)
+
+
+cdef object _parse_orset(const unsigned char *data, Py_ssize_t size, bytes tag):
+    cdef _Cursor cur
+    cdef _Replicas reps = _Replicas()
+    cdef int major
+    cdef unsigned long long n, m, i, j, c, prev_c = 0, have
+    cdef const unsigned char *prev = NULL
+    cdef const unsigned char *start
+    cdef const unsigned char *rs
+    cdef const unsigned char *prev_rs
+    cdef Py_ssize_t prev_size = 0, rn, prev_rn, tag_size = PyBytes_GET_SIZE(tag)
+    cdef dict store = {}
+    cdef dict vv = {}
+    cdef set cloud = set()
+    cdef list dots = []
+    cdef object element, dot, r
+    cdef set several
+    cdef PyObject *got
+    cur.p = data
+    cur.end = data + size
+    # [tag, version 1, [entries, [vv, cloud]]]
+    if not _head(&cur, &major, &n) or major != 4 or n != 3:
+        return _FALLBACK
+    if not _text(&cur, &start, &rn) or rn != tag_size:
+        return _FALLBACK
+    if memcmp(start, PyBytes_AS_STRING(tag), rn) != 0:
+        return _FALLBACK
+    if not _head(&cur, &major, &n) or major != 0 or n != 1:
+        return _FALLBACK
+    if not _head(&cur, &major, &n) or major != 4 or n != 2:
+        return _FALLBACK
+    # Entries: [[element, [dot, ...]], ...], elements strictly ascending by their
+    # canonical bytes (which the input holds: the slice each element was parsed from),
+    # each element's dots strictly ascending by (replica, counter).
+    if not _head(&cur, &major, &n) or major != 4:
+        return _FALLBACK
+    for i in range(n):
+        if not _head(&cur, &major, &m) or major != 4 or m != 2:
+            return _FALLBACK
+        start = cur.p
+        element = _parse_element(&cur)
+        if element is _FALLBACK:
+            return _FALLBACK
+        if prev != NULL and _raw_cmp(prev, prev_size, start, cur.p - start) >= 0:
+            return _FALLBACK
+        prev, prev_size = start, cur.p - start
+        if not _head(&cur, &major, &m) or major != 4 or m == 0:
+            return _FALLBACK
+        dot = _parse_dot(&cur, reps, &prev_rs, &prev_rn, &prev_c)
+        if dot is _FALLBACK:
+            return _FALLBACK
+        PyList_Append(dots, dot)
+        if m == 1:
+            PyDict_SetItem(store, element, dot)
+            continue
+        several = {dot}
+        for j in range(1, m):
+            dot = _parse_dot(&cur, reps, &rs, &rn, &c)
+            if dot is _FALLBACK:
+                return _FALLBACK
+            if _dot_cmp(prev_rs, prev_rn, prev_c, rs, rn, c) >= 0:
+                return _FALLBACK
+            prev_rs, prev_rn, prev_c = rs, rn, c
+            PySet_Add(several, dot)
+            PyList_Append(dots, dot)
+        PyDict_SetItem(store, element, several)
+    # The causal context: [{replica: counter >= 1}, [dot, ...]], keys in canonical
+    # order (shorter encodings first, then bytewise), cloud dots strictly ascending and
+    # compact (each beyond its replica's vector entry + 1).
+    if not _head(&cur, &major, &n) or major != 4 or n != 2:
+        return _FALLBACK
+    if not _head(&cur, &major, &n) or major != 5:
+        return _FALLBACK
+    prev = NULL
+    for i in range(n):
+        start = cur.p
+        if not _text(&cur, &rs, &rn):
+            return _FALLBACK
+        if prev != NULL and (
+            cur.p - start < prev_size
+            or (cur.p - start == prev_size and memcmp(prev, start, prev_size) >= 0)
+        ):
+            return _FALLBACK
+        prev, prev_size = start, cur.p - start
+        r = reps.get(rs, rn)
+        if r is None:
+            return _FALLBACK
+        if not _head(&cur, &major, &c) or major != 0 or c == 0:
+            return _FALLBACK
+        PyDict_SetItem(vv, r, PyLong_FromUnsignedLongLong(c))
+    if not _head(&cur, &major, &n) or major != 4:
+        return _FALLBACK
+    for i in range(n):
+        dot = _parse_dot(&cur, reps, &rs, &rn, &c)
+        if dot is _FALLBACK:
+            return _FALLBACK
+        if i > 0 and _dot_cmp(prev_rs, prev_rn, prev_c, rs, rn, c) >= 0:
+            return _FALLBACK
+        prev_rs, prev_rn, prev_c = rs, rn, c
+        got = PyDict_GetItemWithError(vv, dot[0])
+        have = 0 if got == NULL else <unsigned long long>(<object>got)
+        if c <= have or c - have == 1:
+            return _FALLBACK  # not compact
+        PySet_Add(cloud, dot)
+    if cur.p != cur.end:
+        return _FALLBACK  # trailing bytes
+    # Every stored dot is in the context, and supports one element only.
+    cdef set seen = set()
+    for dot in dots:
+        if PySet_Contains(seen, dot):
+            return _FALLBACK
+        PySet_Add(seen, dot)
+        got = PyDict_GetItemWithError(vv, dot[0])
+        if (got == NULL or dot[1] > <object>got) and not PySet_Contains(cloud, dot):
+            return _FALLBACK
+    return (store, vv, cloud)
+
+
+def dotstore_parse(data, max_size, tag):
+    """``(store, vv, cloud)`` of the canonical encoding ``data`` of an ORSet-layout
+    object tagged ``tag``, parsed straight from the bytes; None when this shortcut
+    does not apply.
+
+    The shortcut accepts a subset of what the general decoder accepts (exact ``bytes``
+    within ``max_size``; elements that are ints, strings, byte strings or null) and
+    checks every canonicality rule while it reads -- shortest heads, definite lengths,
+    ascending elements, dots and context, a compact context, no trailing bytes -- with
+    the invariants of the general decoder (dots in the context, each dot under one
+    element). On anything else it returns None and the caller runs the general
+    decoder, which raises or accepts: an answer here is always the general decoder's.
+    """
+    cdef object out = _FALLBACK
+    cdef int gc_was_on
+    if type(data) is not bytes or type(tag) is not bytes or type(max_size) is not int:
+        return None
+    if PyBytes_GET_SIZE(data) > max_size or PyBytes_GET_SIZE(data) == 0:
+        return None
+    gc_was_on = PyGC_Disable()
+    try:
+        out = _parse_orset(
+            <const unsigned char *>PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data), tag
+        )
+    finally:
+        if gc_was_on:
+            PyGC_Enable()
+    return None if out is _FALLBACK else out

@@ -416,3 +416,17 @@ def dotstore_decode(state: Any, vv: dict[str, int], cloud: set[Dot]) -> dict[Any
         seen |= dots
         out[key] = dots if len(dots) > 1 else next(iter(dots))
     return out
+
+
+def dotstore_parse(
+    data: object, max_size: int, tag: bytes
+) -> tuple[dict[Any, Dots], dict[str, int], set[Dot]] | None:
+    """``(store, vv, cloud)`` of the canonical encoding of an ORSet-layout object, read
+    straight from the bytes -- or None: "use the general decoder".
+
+    The pure twin always answers None: here the general decoder (parse, build, re-encode
+    and compare) *is* the reference. The native twin reads the common case (elements
+    that are ints, strings, byte strings or null) in one pass and answers None for
+    everything else; whatever it accepts, it returns what the general decoder would.
+    """
+    return None

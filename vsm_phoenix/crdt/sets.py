@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from typing import Any, Literal, Self, cast
 
 from vsm_phoenix.crdt import _backend as K
+from vsm_phoenix.crdt import codec
 from vsm_phoenix.crdt._base import CRDT
 from vsm_phoenix.crdt._domain import (
     Atom,
@@ -408,6 +409,13 @@ class ORSet(CRDT):
         return len(self._store) + len(self._ctx.cloud) + len(self._ctx.vv)
 
     def _join_into(self, other: Self) -> None:
+        if not self._store and not self._ctx.vv and not self._ctx.cloud:
+            # Bottom joined with anything is that thing: a copy, no per-dot work (a
+            # fresh replica taking a snapshot, a decoded state joined into an empty one).
+            self._store = K.dotstore_copy(other._store)
+            self._ctx = other._ctx.copy()
+            self._index = None
+            return
         if self.DELTA_RATIO * other._delta_size() <= len(self._store):
             self._join_indexed(other)
             return
@@ -445,6 +453,21 @@ class ORSet(CRDT):
 
     def _encode_state(self) -> Any:
         return [_encode_dotstore(self._store), self._ctx._encode_state()]
+
+    @classmethod
+    def from_bytes(cls, data: bytes, max_size: int = codec.MAX_DECODE_BYTES) -> Self:
+        """Decode bytes produced by :meth:`to_bytes` (``DecodeError`` for anything else).
+
+        The common case is read straight from the bytes by the ``dotstore_parse``
+        kernel, which checks canonical form as it reads instead of re-encoding the
+        state to compare; whatever that shortcut does not take, the general decoder
+        decides, with the same result.
+        """
+        fast = K.dotstore_parse(data, max_size, cls.TAG.encode())
+        if fast is not None:
+            store, vv, cloud = fast
+            return cls._raw(store, CausalContext._raw(vv, cloud))
+        return super().from_bytes(data, max_size)
 
     @classmethod
     def _from_state(cls, state: Any) -> Self:
