@@ -48,6 +48,8 @@ cdef extern from "Python.h":
     int PyGC_Enable()
     int PyGC_Disable()
     long long PyLong_AsLongLongAndOverflow(object o, int *overflow)
+    object PyLong_FromLongLong(long long v)
+    long long PyLong_AsLongLong(object o) except? -1
     bint PyLong_CheckExact(PyObject *o)
     bint PyUnicode_CheckExact(PyObject *o)
     Py_ssize_t PyUnicode_GET_LENGTH(object o)
@@ -363,6 +365,51 @@ def ctx_leq(vv, cloud, o_vv, o_cloud):
 
 
 # -- dot stores ----------------------------------------------------------------------
+#
+# A dot store is a dict whose values are packed dots (:mod:`vsm_phoenix.crdt._dots`):
+# an exact ``int`` for a key's lone dot, an ascending ``tuple`` of two or more
+# otherwise. The fast paths read a packed dot as one C integer (counter in the high
+# bits, the replica's index in ``_dots.REPLICAS`` in the low 32) and remember the last
+# replica's vector entry per context, so a run of dots from one replica costs no dict
+# lookup at all. Anything else -- counters past 2**31, unknown replica indexes, other
+# value types, unsorted tuples -- goes to the pure twin.
+
+from vsm_phoenix.crdt import _dots
+
+cdef list _REPLICAS = _dots.REPLICAS  # the very list the pure twin reads (append-only)
+
+cdef extern from *:
+    """
+    #define VSM_RID_MASK 0xFFFFFFFFLL          /* the replica index bits of a packed dot */
+    #define VSM_COUNTER_LIMIT 0x80000000ULL    /* counters below it pack below 2**63 */
+    #define VSM_U32_LIMIT 0x100000000ULL
+    """
+    const long long VSM_RID_MASK
+    const unsigned long long VSM_COUNTER_LIMIT
+    const unsigned long long VSM_U32_LIMIT
+
+cdef extern from *:
+    """
+    /* A non-negative exact int below 2**60 as a C long long, reading its one or two
+       30-bit digits directly (a packed dot with a counter below 2**28); 0 otherwise,
+       and the caller takes the general route. */
+    static inline int vsm_packed(PyObject *o, long long *out) {
+    #if PY_VERSION_HEX < 0x030C0000
+        Py_ssize_t size = Py_SIZE(o);
+        if (size == 2) {
+            digit *d = ((PyLongObject *)o)->ob_digit;
+            *out = (long long)d[0] | ((long long)d[1] << PyLong_SHIFT);
+            return 1;
+        }
+        if (size == 1) { *out = (long long)((PyLongObject *)o)->ob_digit[0]; return 1; }
+        if (size == 0) { *out = 0; return 1; }
+        return 0;
+    #else
+        return 0;
+    #endif
+    }
+    """
+    int vsm_packed(PyObject *o, long long *out) noexcept
 
 
 cdef inline bint _args_clean(a, a_vv, a_cloud, b, b_vv, b_cloud):
@@ -376,129 +423,211 @@ cdef inline bint _args_clean(a, a_vv, a_cloud, b, b_vv, b_cloud):
     )
 
 
-cdef object _unseen(set dots, dict vv, set cloud):
-    """The dots of ``dots`` not seen by ``(vv, cloud)``, as a new set (None when there
-    is none); False when a dot is not clean. Copies the set (which reuses the stored
-    hashes) and drops the seen dots, so the common all-unseen case hashes nothing."""
-    cdef object kept = PySet_New(dots)
-    cdef object d
-    cdef int s
-    for d in dots:
-        s = _seen(d, vv, cloud)
-        if s == UNCLEAN:
-            return False
-        if s == 1:
-            PySet_Discard(kept, d)
-    return kept if PySet_GET_SIZE(kept) else None
-
-
-cdef object _join_key(set dots, set other, dict a_vv, set a_cloud, dict b_vv, set b_cloud):
-    """The pure per-key rule when both sides hold the key, as a new set (None when
-    empty); False when a dot is not clean.
-
-    Same result as ``(dots & other) | {unseen-by-b in dots - other} | {unseen-by-a in
-    other - dots}``: start from a copy of ``dots``, drop the dots b has seen and does
-    not hold, add the dots of ``other`` a has not seen (a no-op for dots already in
-    both)."""
-    if PyObject_RichCompareBool(dots, other, Py_EQ):
-        return PySet_New(dots)
-    cdef object kept = PySet_New(dots)
-    cdef object d
-    cdef int s
-    for d in dots:
-        s = _seen(d, b_vv, b_cloud)
-        if s == UNCLEAN:
-            return False
-        if s == 1 and not PySet_Contains(other, d):
-            PySet_Discard(kept, d)
-    for d in other:
-        s = _seen(d, a_vv, a_cloud)
-        if s == UNCLEAN:
-            return False
-        if s == 0:
-            PySet_Add(kept, d)
-    return kept if PySet_GET_SIZE(kept) else None
-
-
 cdef object _FALLBACK = object()   # an impl's answer: "hand the call to the pure twin"
 
 
-cdef inline bint _is_dot(object v):
-    """A store value that is a lone dot (an exact 2-tuple; its parts are checked by
-    ``_seen`` before any use)."""
-    return PyTuple_CheckExact(<PyObject *>v) and PyTuple_GET_SIZE(v) == 2
+cdef struct _Ctx:
+    # A causal context being read, with a one-entry cache of the last replica looked up.
+    PyObject *vv
+    PyObject *cloud
+    Py_ssize_t rid
+    long long have
 
 
-cdef inline object _packed(object kept):
-    """Normal form of a kept set (or None): a lone dot unboxed, None when empty."""
-    cdef object d
-    if kept is None or kept is False:
-        return kept
-    if PySet_GET_SIZE(kept) > 1:
-        return kept
-    for d in <set>kept:
-        return d
-    return None
+cdef inline void _ctx_init(_Ctx *x, dict vv, set cloud) noexcept:
+    x.vv = <PyObject *>vv
+    x.cloud = <PyObject *>cloud
+    x.rid = -1
+    x.have = 0
 
 
-cdef object _join_value(object v, object o, dict a_vv, set a_cloud, dict b_vv, set b_cloud):
-    """The per-key rule for a key both stores hold, on values in either form: the kept
-    value in normal form (None when nothing survives), False when not clean."""
+cdef inline bint _unpack(PyObject *d, Py_ssize_t *rid, long long *c) noexcept:
+    """A clean packed dot: an exact int in [0, 2**63) naming a known replica."""
+    cdef long long p
+    if not PyLong_CheckExact(d):
+        return False
+    if not vsm_packed(d, &p) and (not vsm_small_int(d, &p) or p < 0):
+        return False
+    rid[0] = <Py_ssize_t>(p & VSM_RID_MASK)
+    c[0] = p >> 32
+    return rid[0] < PyList_GET_SIZE(_REPLICAS)
+
+
+cdef inline int _seen_p(PyObject *d, _Ctx *x) except -1:
+    """Whether the context holds the packed dot ``d``: 1 or 0, UNCLEAN when ``d`` or
+    the vector entry it meets is not the clean representation."""
+    cdef Py_ssize_t rid
+    cdef long long c, have
+    if not _unpack(d, &rid, &c):
+        return UNCLEAN
+    if rid != x.rid:
+        if _vv_get(<dict>x.vv, <object>PyList_GET_ITEM(_REPLICAS, rid), &have) != 1:
+            return UNCLEAN
+        x.rid = rid
+        x.have = have
+    if c <= x.have:
+        return 1
+    if PySet_GET_SIZE(<object>x.cloud) == 0:
+        return 0
+    return 1 if PySet_Contains(
+        <object>x.cloud, (<object>PyList_GET_ITEM(_REPLICAS, rid), c)
+    ) else 0
+
+
+cdef inline bint _is_many(object v) noexcept:
+    """A clean value of two or more dots: an exact tuple, at least 2 long (its items
+    are checked as they are read)."""
+    return PyTuple_CheckExact(<PyObject *>v) and PyTuple_GET_SIZE(v) >= 2
+
+
+cdef inline bint _item(object v, Py_ssize_t i, long long *p) noexcept:
+    """Item ``i`` of a tuple value as a C integer, when it is a clean packed dot."""
+    cdef PyObject *d = PyTuple_GET_ITEM(v, i)
+    if not PyLong_CheckExact(d):
+        return False
+    return vsm_packed(d, p) or (vsm_small_int(d, p) and p[0] >= 0)
+
+
+cdef object _normal(list kept):
+    """Packed dots, already ascending and distinct, in normal form (None when empty)."""
+    cdef Py_ssize_t n = PyList_GET_SIZE(kept)
+    if n == 0:
+        return None
+    if n == 1:
+        return <object>PyList_GET_ITEM(kept, 0)
+    return tuple(kept)
+
+
+cdef object _unseen_v(object v, _Ctx *x):
+    """The dots of ``v`` the context has not seen, in normal form (None when none; ``v``
+    itself when all), or _FALLBACK when ``v`` is not clean."""
+    cdef int s
+    cdef Py_ssize_t i, n
+    cdef long long p, prev = -1
+    cdef list kept
+    if PyLong_CheckExact(<PyObject *>v):
+        s = _seen_p(<PyObject *>v, x)
+        if s == UNCLEAN:
+            return _FALLBACK
+        return None if s else v
+    if not _is_many(v):
+        return _FALLBACK
+    n = PyTuple_GET_SIZE(v)
+    kept = None
+    for i in range(n):
+        if not _item(v, i, &p) or p <= prev:
+            return _FALLBACK
+        prev = p
+        s = _seen_p(PyTuple_GET_ITEM(v, i), x)
+        if s == UNCLEAN:
+            return _FALLBACK
+        if s == 1 and kept is None:
+            kept = list((<tuple>v)[:i])
+        elif s == 0 and kept is not None:
+            PyList_Append(kept, <object>PyTuple_GET_ITEM(v, i))
+    if kept is None:
+        return v
+    return _normal(kept)
+
+
+cdef object _join_v(object v, object o, _Ctx *a, _Ctx *b):
+    """The per-key rule for a key both stores hold (a dot survives when both hold it,
+    or when one holds it and the other's context has not seen it), in normal form;
+    ``v`` itself when equal to ``o``; _FALLBACK when not clean."""
+    cdef long long x, y, px = -1, py = -1
+    cdef Py_ssize_t i = 0, j = 0, n, m
     cdef int s, t
-    if _is_dot(v) and _is_dot(o):
-        # Both lone dots: the common case between replicas, no set is built.
-        s = _seen(v, b_vv, b_cloud)
-        t = _seen(o, a_vv, a_cloud)
-        if s == UNCLEAN or t == UNCLEAN:
-            return False
-        if PyObject_RichCompareBool(v, o, Py_EQ):
+    cdef bint one_v = PyLong_CheckExact(<PyObject *>v)
+    cdef bint one_o = PyLong_CheckExact(<PyObject *>o)
+    cdef bint changed = False
+    cdef list kept
+    if one_v and one_o:
+        if not (vsm_packed(<PyObject *>v, &x) or vsm_small_int(<PyObject *>v, &x)):
+            return _FALLBACK
+        if not (vsm_packed(<PyObject *>o, &y) or vsm_small_int(<PyObject *>o, &y)):
+            return _FALLBACK
+        if x == y:
             return v
+        s = _seen_p(<PyObject *>v, b)
+        t = _seen_p(<PyObject *>o, a)
+        if s == UNCLEAN or t == UNCLEAN:
+            return _FALLBACK
         if s == 0 and t == 0:
-            return {v, o}
+            return (v, o) if x < y else (o, v)
         if s == 0:
             return v
         if t == 0:
             return o
         return None
-    if type(v) is not set and not _is_dot(v):
-        return False
-    if type(o) is not set and not _is_dot(o):
-        return False
-    return _packed(_join_key(
-        {v} if type(v) is not set else <set>v,
-        {o} if type(o) is not set else <set>o,
-        a_vv, a_cloud, b_vv, b_cloud,
-    ))
-
-
-cdef object _unseen_value(object v, dict vv, set cloud):
-    """A value only one store holds: its dots unseen by ``(vv, cloud)`` in normal form
-    (None when none is left), False when not clean."""
-    cdef int s
-    if _is_dot(v):
-        s = _seen(v, vv, cloud)
-        if s == UNCLEAN:
-            return False
-        return v if s == 0 else None
-    if type(v) is not set:
-        return False
-    return _packed(_unseen(<set>v, vv, cloud))
+    if not (one_v or _is_many(v)) or not (one_o or _is_many(o)):
+        return _FALLBACK
+    # Merge the two ascending sequences (a lone dot is a sequence of one).
+    n = 1 if one_v else PyTuple_GET_SIZE(v)
+    m = 1 if one_o else PyTuple_GET_SIZE(o)
+    kept = []
+    while i < n or j < m:
+        if i < n:
+            if one_v:
+                if not vsm_small_int(<PyObject *>v, &x) or x < 0:
+                    return _FALLBACK
+            elif not _item(v, i, &x):
+                return _FALLBACK
+            if x <= px:
+                return _FALLBACK
+        if j < m:
+            if one_o:
+                if not vsm_small_int(<PyObject *>o, &y) or y < 0:
+                    return _FALLBACK
+            elif not _item(o, j, &y):
+                return _FALLBACK
+            if y <= py:
+                return _FALLBACK
+        if i < n and j < m and x == y:
+            PyList_Append(kept, v if one_v else <object>PyTuple_GET_ITEM(v, i))
+            px, py = x, y
+            i += 1
+            j += 1
+        elif j >= m or (i < n and x < y):
+            s = _seen_p(<PyObject *>v if one_v else PyTuple_GET_ITEM(v, i), b)
+            if s == UNCLEAN:
+                return _FALLBACK
+            if s == 0:
+                PyList_Append(kept, v if one_v else <object>PyTuple_GET_ITEM(v, i))
+            else:
+                changed = True
+            px = x
+            i += 1
+        else:
+            t = _seen_p(<PyObject *>o if one_o else PyTuple_GET_ITEM(o, j), a)
+            if t == UNCLEAN:
+                return _FALLBACK
+            if t == 0:
+                PyList_Append(kept, o if one_o else <object>PyTuple_GET_ITEM(o, j))
+                changed = True
+            py = y
+            j += 1
+    if not changed:
+        return v
+    return _normal(kept)
 
 
 cdef object _dotstore_join(dict a, dict a_vv, set a_cloud, dict b, dict b_vv, set b_cloud):
+    cdef _Ctx xa, xb
     cdef dict out = {}
     cdef Py_ssize_t pos = 0
     cdef PyObject *k
     cdef PyObject *v
     cdef PyObject *o
     cdef object kept
+    _ctx_init(&xa, a_vv, a_cloud)
+    _ctx_init(&xb, b_vv, b_cloud)
     while PyDict_Next(a, &pos, &k, &v):
         o = PyDict_GetItemWithError(b, <object>k)
         if o == NULL:
-            kept = _unseen_value(<object>v, b_vv, b_cloud)
+            kept = _unseen_v(<object>v, &xb)
         else:
-            kept = _join_value(<object>v, <object>o, a_vv, a_cloud, b_vv, b_cloud)
-        if kept is False:
+            kept = _join_v(<object>v, <object>o, &xa, &xb)
+        if kept is _FALLBACK:
             return _FALLBACK
         if kept is not None:
             PyDict_SetItem(out, <object>k, kept)
@@ -506,8 +635,8 @@ cdef object _dotstore_join(dict a, dict a_vv, set a_cloud, dict b, dict b_vv, se
     while PyDict_Next(b, &pos, &k, &v):
         if PyDict_GetItemWithError(a, <object>k) != NULL:
             continue
-        kept = _unseen_value(<object>v, a_vv, a_cloud)
-        if kept is False:
+        kept = _unseen_v(<object>v, &xa)
+        if kept is _FALLBACK:
             return _FALLBACK
         if kept is not None:
             PyDict_SetItem(out, <object>k, kept)
@@ -519,13 +648,13 @@ def dotstore_join(a, a_vv, a_cloud, b, b_vv, b_cloud):
 
     For each key, a dot survives when both sides have it, or when one side has it and
     the other side has never seen it (it is not in the other's context). Keys left with
-    no dot are dropped. Returns a new mapping; the inputs are not modified.
+    no dot are dropped. Returns a new mapping in normal form; the inputs are not
+    modified.
     """
     cdef object out = _FALLBACK
     cdef int gc_was_on
     if _args_clean(a, a_vv, a_cloud, b, b_vv, b_cloud):
-        # The result is acyclic (sets of dot tuples): pause the cyclic GC, which would
-        # otherwise rescan the growing heap of new sets several times per call.
+        # New tuples (keys with concurrent dots) are acyclic: no cyclic GC passes.
         gc_was_on = PyGC_Disable()
         try:
             out = _dotstore_join(a, a_vv, a_cloud, b, b_vv, b_cloud)
@@ -537,106 +666,48 @@ def dotstore_join(a, a_vv, a_cloud, b, b_vv, b_cloud):
     return out
 
 
-cdef int _key_unchanged(
-    set dots, set other, dict a_vv, set a_cloud, dict b_vv, set b_cloud
-) except -1:
-    """Whether the per-key join leaves ``dots`` exactly as it is: 1, 0 or UNCLEAN.
-    It does iff no dot of ``dots`` is seen by b without being held by ``other``, and
-    every dot only ``other`` holds was seen by a. Allocates nothing. (An empty
-    ``dots`` is never "unchanged": the join drops keys left without dots.)"""
-    if PySet_GET_SIZE(dots) < 2:
-        return 0  # empty: dropped; one dot: unboxed by the normal form
-    if PyObject_RichCompareBool(dots, other, Py_EQ):
-        return 1
-    cdef object d
-    cdef int s
-    for d in dots:
-        s = _seen(d, b_vv, b_cloud)
-        if s == UNCLEAN:
-            return UNCLEAN
-        if s == 1 and not PySet_Contains(other, d):
-            return 0
-    for d in other:
-        s = _seen(d, a_vv, a_cloud)
-        if s == UNCLEAN:
-            return UNCLEAN
-        if s == 0 and not PySet_Contains(dots, d):
-            return 0
-    return 1
-
-
-cdef object _unseen_or_same(set dots, dict vv, set cloud):
-    """For a key only ``a`` holds: True when every dot is unseen by ``(vv, cloud)`` (the
-    set stays as it is), else the new set of unseen dots (None if empty); False when
-    a dot is not clean."""
-    cdef object d
-    cdef int s
-    if PySet_GET_SIZE(dots) < 2:
-        return _packed(_unseen(dots, vv, cloud))
-    for d in dots:
-        s = _seen(d, vv, cloud)
-        if s == UNCLEAN:
-            return False
-        if s == 1:
-            return _packed(_unseen(dots, vv, cloud))
-    return True
-
-
 cdef object _dotstore_join_into(
     dict a, dict a_vv, set a_cloud, dict b, dict b_vv, set b_cloud
 ):
-    # Phase 1 (reads only): which keys change, and to what. Keys whose dots survive
-    # unchanged -- the common case between replicas that have synced -- cost no
-    # allocation at all.
+    # Phase 1 (reads only): which keys change, and to what. Keys whose dots stay as
+    # they are -- the common case between replicas that have synced -- cost a lookup
+    # and a C comparison, no allocation.
+    cdef _Ctx xa, xb
     cdef list changes = []
     cdef Py_ssize_t pos = 0, i, nchanges
     cdef PyObject *k
     cdef PyObject *v
     cdef PyObject *o
     cdef object kept
-    cdef int same, s
+    cdef int s
+    _ctx_init(&xa, a_vv, a_cloud)
+    _ctx_init(&xb, b_vv, b_cloud)
     while PyDict_Next(a, &pos, &k, &v):
         o = PyDict_GetItemWithError(b, <object>k)
-        if _is_dot(<object>v):
-            # A lone dot: it stays exactly when b holds the same dot or has not seen it.
-            if o == NULL:
-                s = _seen(<object>v, b_vv, b_cloud)
+        if o == NULL:
+            if PyLong_CheckExact(v):
+                s = _seen_p(v, &xb)
                 if s == UNCLEAN:
                     return _FALLBACK
                 if s == 0:
                     continue
                 kept = None
-            elif _is_dot(<object>o) and PyObject_RichCompareBool(<object>v, <object>o, Py_EQ):
-                if _seen(<object>v, b_vv, b_cloud) == UNCLEAN:
-                    return _FALLBACK
-                continue
             else:
-                kept = _join_value(<object>v, <object>o, a_vv, a_cloud, b_vv, b_cloud)
-        elif type(<object>v) is not set:
-            return _FALLBACK
-        elif o == NULL:
-            kept = _unseen_or_same(<set>v, b_vv, b_cloud)
-            if kept is True:
-                continue
-        elif type(<object>o) is not set:
-            kept = _join_value(<object>v, <object>o, a_vv, a_cloud, b_vv, b_cloud)
+                kept = _unseen_v(<object>v, &xb)
         else:
-            same = _key_unchanged(<set>v, <set>o, a_vv, a_cloud, b_vv, b_cloud)
-            if same == UNCLEAN:
-                return _FALLBACK
-            if same == 1:
-                continue
-            kept = _packed(_join_key(<set>v, <set>o, a_vv, a_cloud, b_vv, b_cloud))
-        if kept is False:
+            kept = _join_v(<object>v, <object>o, &xa, &xb)
+        if kept is _FALLBACK:
             return _FALLBACK
+        if kept is <object>v:
+            continue
         PyList_Append(changes, <object>k)
         PyList_Append(changes, kept)
     pos = 0
     while PyDict_Next(b, &pos, &k, &v):
         if PyDict_GetItemWithError(a, <object>k) != NULL:
             continue
-        kept = _unseen_value(<object>v, a_vv, a_cloud)
-        if kept is False:
+        kept = _unseen_v(<object>v, &xa)
+        if kept is _FALLBACK:
             return _FALLBACK
         if kept is not None:
             PyList_Append(changes, <object>k)
@@ -655,11 +726,8 @@ cdef object _dotstore_join_into(
 
 
 def dotstore_join_into(a, a_vv, a_cloud, b, b_vv, b_cloud):
-    """``a := dotstore_join(a, a_vv, a_cloud, b, b_vv, b_cloud)``, in place.
-
-    The sets of ``b`` are never shared with ``a``; a set of ``a`` may be replaced by a
-    new one (callers own the sets of their store). On an exception ``a`` is unchanged.
-    """
+    """``a := dotstore_join(a, a_vv, a_cloud, b, b_vv, b_cloud)``, in place (keys keep
+    their order; new keys follow). On an exception ``a`` is unchanged."""
     cdef object out = _FALLBACK
     cdef int gc_was_on
     if _args_clean(a, a_vv, a_cloud, b, b_vv, b_cloud):
@@ -680,27 +748,10 @@ dotstore_join_delta = _pure.dotstore_join_delta
 
 
 def dotstore_copy(entries):
-    """An independent copy of a dot store: a new mapping of new sets."""
+    """An independent copy of a dot store: a new mapping (the values are immutable)."""
     if type(entries) is not dict:
         return _pure.dotstore_copy(entries)
-    cdef int gc_was_on = PyGC_Disable()
-    cdef dict out = {}
-    cdef Py_ssize_t pos = 0
-    cdef PyObject *k
-    cdef PyObject *v
-    try:
-        # One pass in order (PySet_New of a set reuses its stored hashes). Building a
-        # new dict beats cloning the table and swapping values at scale: no second
-        # lookup, no incref/decref of the old sets.
-        while PyDict_Next(entries, &pos, &k, &v):
-            if PyTuple_CheckExact(v):
-                PyDict_SetItem(out, <object>k, <object>v)  # a lone dot: immutable, shared
-            else:
-                PyDict_SetItem(out, <object>k, PySet_New(<object>v))
-    finally:
-        if gc_was_on:
-            PyGC_Enable()
-    return out
+    return PyDict_Copy(entries)
 
 
 def dotfun_join(a, a_vv, a_cloud, b, b_vv, b_cloud):
@@ -752,13 +803,22 @@ cdef inline bint _same_plain_atom(PyObject *x, PyObject *y) except -1:
     return False
 
 
-cdef object _decode_dots(
-    list raws, dict vv, set cloud, set seen
-):
-    """One element's dot list: the new set, or _FALLBACK at the first irregularity
+cdef inline object _pack(object r, long long c, dict rids):
+    """The packed dot ``(r, c)`` (``rids`` caches replica indexes for one call)."""
+    cdef object rid = rids.get(r)
+    if rid is None:
+        rid = _dots.replica_id(r)
+        rids[r] = rid
+    if c < VSM_COUNTER_LIMIT:
+        return PyLong_FromLongLong((c << 32) | <long long>rid)
+    return (<object>c << 32) | rid
+
+
+cdef object _decode_dots(list raws, dict vv, set cloud, set seen, dict rids):
+    """One element's dot list in normal form, or _FALLBACK at the first irregularity
     (malformed, duplicate, outside the context: the pure twin then raises)."""
-    cdef set dots = set()
-    cdef object raw, d
+    cdef list dots = []
+    cdef object raw, d, p
     cdef PyObject *r
     cdef PyObject *c
     cdef long long cc, have
@@ -771,21 +831,27 @@ cdef object _decode_dots(
             return _FALLBACK
         if not _as_count(c, &cc) or cc < 1:
             return _FALLBACK
-        d = (<object>r, <object>c)
-        if PySet_Contains(seen, d):
-            return _FALLBACK
         if _vv_get(vv, <object>r, &have) != 1:
             return _FALLBACK
-        if cc > have and not (PySet_GET_SIZE(cloud) and PySet_Contains(cloud, d)):
+        if cc > have and not (
+            PySet_GET_SIZE(cloud) and PySet_Contains(cloud, (<object>r, <object>c))
+        ):
             return _FALLBACK
-        PySet_Add(dots, d)
-        PySet_Add(seen, d)
-    return dots
+        p = _pack(<object>r, cc, rids)
+        if PySet_Contains(seen, p):
+            return _FALLBACK
+        PySet_Add(seen, p)
+        PyList_Append(dots, p)
+    if PyList_GET_SIZE(dots) == 1:
+        return <object>PyList_GET_ITEM(dots, 0)
+    dots.sort()
+    return tuple(dots)
 
 
 cdef object _dotstore_decode(list state, dict vv, set cloud):
     cdef dict out = {}
     cdef set seen = set()
+    cdef dict rids = {}
     cdef object item, key, raws, dots
     cdef PyObject *k
     for item in state:
@@ -801,10 +867,10 @@ cdef object _dotstore_decode(list state, dict vv, set cloud):
             key = <object>k
         else:
             return _FALLBACK  # tuples and junk: the pure twin converts or raises
-        dots = _decode_dots(<list>raws, vv, cloud, seen)
+        dots = _decode_dots(<list>raws, vv, cloud, seen, rids)
         if dots is _FALLBACK:
             return _FALLBACK
-        PyDict_SetItem(out, key, _packed(dots))
+        PyDict_SetItem(out, key, dots)
     return out
 
 
@@ -881,7 +947,7 @@ cdef inline bint _head(_Cursor *cur, int *major, unsigned long long *arg) noexce
         (n == 1 and v < 24)
         or (n == 2 and v < 0x100)
         or (n == 4 and v < 0x10000)
-        or (n == 8 and v < 0x100000000)
+        or (n == 8 and v < VSM_U32_LIMIT)
     ):
         return False
     arg[0] = v
@@ -913,34 +979,41 @@ cdef inline int _raw_cmp(
 
 cdef class _Replicas:
     """Replica ids met in one decode, by their UTF-8 bytes: each id becomes one ``str``
-    object shared by every dot that names it (no string per dot)."""
+    object shared by every dot that names it (no string per dot) and its index in the
+    process's replica table (interned as it is met)."""
     cdef dict by_raw
     cdef const unsigned char *last
     cdef Py_ssize_t last_size
     cdef object last_str
+    cdef long long last_rid
 
     def __cinit__(self):
         self.by_raw = {}
         self.last = NULL
         self.last_size = -1
 
-    cdef object get(self, const unsigned char *s, Py_ssize_t n):
-        """The replica id with UTF-8 bytes ``s[:n]``; None when empty or not UTF-8."""
-        cdef object raw, r
+    cdef object get(self, const unsigned char *s, Py_ssize_t n, long long *rid):
+        """The replica id with UTF-8 bytes ``s[:n]`` and its index; None when empty or
+        not UTF-8."""
+        cdef object raw, r, entry
         if n == self.last_size and memcmp(s, self.last, n) == 0:
+            rid[0] = self.last_rid
             return self.last_str
         if n == 0:
             return None
         raw = PyBytes_FromStringAndSize(<const char *>s, n)
-        r = self.by_raw.get(raw)
-        if r is None:
+        entry = self.by_raw.get(raw)
+        if entry is None:
             try:
                 r = PyUnicode_DecodeUTF8(<const char *>s, n, NULL)
             except UnicodeDecodeError:
                 return None
-            self.by_raw[raw] = r
-        self.last, self.last_size, self.last_str = s, n, r
-        return r
+            entry = (r, _dots.replica_id(r))
+            self.by_raw[raw] = entry
+        self.last, self.last_size = s, n
+        self.last_str, self.last_rid = entry
+        rid[0] = self.last_rid
+        return self.last_str
 
 
 cdef object _parse_element(_Cursor *cur):
@@ -978,23 +1051,22 @@ cdef object _parse_dot(
     Py_ssize_t *rn,
     unsigned long long *cp,
 ):
-    """``[replica, counter]`` with counter >= 1, as a tuple; ``*rs``/``*rn`` get the
-    replica's UTF-8 bytes and ``*cp`` the counter (for ordering). _FALLBACK when it is
-    anything else."""
+    """``[replica, counter]`` with 1 <= counter < 2**31, as a packed dot; ``*rs`` /
+    ``*rn`` get the replica's UTF-8 bytes and ``*cp`` the counter (for ordering).
+    _FALLBACK when it is anything else (larger counters go the general way)."""
     cdef int major
     cdef unsigned long long n, c
-    cdef object r
+    cdef long long rid
     if not _head(cur, &major, &n) or major != 4 or n != 2:
         return _FALLBACK
     if not _text(cur, rs, rn):
         return _FALLBACK
-    r = reps.get(rs[0], rn[0])
-    if r is None:
+    if reps.get(rs[0], rn[0], &rid) is None:
         return _FALLBACK
-    if not _head(cur, &major, &c) or major != 0 or c == 0:
+    if not _head(cur, &major, &c) or major != 0 or c == 0 or c >= VSM_COUNTER_LIMIT:
         return _FALLBACK
     cp[0] = c
-    return (r, PyLong_FromUnsignedLongLong(c))
+    return PyLong_FromLongLong(<long long>(c << 32) | rid)
 
 
 cdef inline int _dot_cmp(
@@ -1024,8 +1096,10 @@ cdef object _parse_orset(const unsigned char *data, Py_ssize_t size, bytes tag):
     cdef set cloud = set()
     cdef list dots = []
     cdef object element, dot, r
-    cdef set several
+    cdef list several
     cdef PyObject *got
+    cdef long long rid, p, cc, last_rid = -1
+    cdef unsigned long long last_have = 0
     cur.p = data
     cur.end = data + size
     # [tag, version 1, [entries, [vv, cloud]]]
@@ -1063,7 +1137,7 @@ cdef object _parse_orset(const unsigned char *data, Py_ssize_t size, bytes tag):
         if m == 1:
             PyDict_SetItem(store, element, dot)
             continue
-        several = {dot}
+        several = [dot]
         for j in range(1, m):
             dot = _parse_dot(&cur, reps, &rs, &rn, &c)
             if dot is _FALLBACK:
@@ -1071,9 +1145,10 @@ cdef object _parse_orset(const unsigned char *data, Py_ssize_t size, bytes tag):
             if _dot_cmp(prev_rs, prev_rn, prev_c, rs, rn, c) >= 0:
                 return _FALLBACK
             prev_rs, prev_rn, prev_c = rs, rn, c
-            PySet_Add(several, dot)
+            PyList_Append(several, dot)
             PyList_Append(dots, dot)
-        PyDict_SetItem(store, element, several)
+        several.sort()
+        PyDict_SetItem(store, element, tuple(several))
     # The causal context: [{replica: counter >= 1}, [dot, ...]], keys in canonical
     # order (shorter encodings first, then bytewise), cloud dots strictly ascending and
     # compact (each beyond its replica's vector entry + 1).
@@ -1092,7 +1167,7 @@ cdef object _parse_orset(const unsigned char *data, Py_ssize_t size, bytes tag):
         ):
             return _FALLBACK
         prev, prev_size = start, cur.p - start
-        r = reps.get(rs, rn)
+        r = reps.get(rs, rn, &rid)
         if r is None:
             return _FALLBACK
         if not _head(&cur, &major, &c) or major != 0 or c == 0:
@@ -1107,11 +1182,12 @@ cdef object _parse_orset(const unsigned char *data, Py_ssize_t size, bytes tag):
         if i > 0 and _dot_cmp(prev_rs, prev_rn, prev_c, rs, rn, c) >= 0:
             return _FALLBACK
         prev_rs, prev_rn, prev_c = rs, rn, c
-        got = PyDict_GetItemWithError(vv, dot[0])
+        r = reps.last_str
+        got = PyDict_GetItemWithError(vv, r)
         have = 0 if got == NULL else <unsigned long long>(<object>got)
         if c <= have or c - have == 1:
             return _FALLBACK  # not compact
-        PySet_Add(cloud, dot)
+        PySet_Add(cloud, (r, PyLong_FromUnsignedLongLong(c)))
     if cur.p != cur.end:
         return _FALLBACK  # trailing bytes
     # Every stored dot is in the context, and supports one element only.
@@ -1120,8 +1196,17 @@ cdef object _parse_orset(const unsigned char *data, Py_ssize_t size, bytes tag):
         if PySet_Contains(seen, dot):
             return _FALLBACK
         PySet_Add(seen, dot)
-        got = PyDict_GetItemWithError(vv, dot[0])
-        if (got == NULL or dot[1] > <object>got) and not PySet_Contains(cloud, dot):
+        p = PyLong_AsLongLong(dot)  # < 2**63 by construction
+        rid = p & VSM_RID_MASK
+        cc = p >> 32
+        if rid != last_rid:
+            r = <object>PyList_GET_ITEM(_REPLICAS, <Py_ssize_t>rid)
+            got = PyDict_GetItemWithError(vv, r)
+            last_rid = rid
+            last_have = 0 if got == NULL else <unsigned long long>(<object>got)
+        if <unsigned long long>cc > last_have and not PySet_Contains(
+            cloud, (<object>PyList_GET_ITEM(_REPLICAS, <Py_ssize_t>rid), cc)
+        ):
             return _FALLBACK
     return (store, vv, cloud)
 
