@@ -4,29 +4,39 @@ Setup, all in one process and one event loop against the broker at ``$AMQP_URL``
 
 * **raw, equal batching** (the fair baseline): aio-pika alone does what the adapter's
   transport does, without the adapter. One connection publishes bodies of
-  ``BATCH`` frames each (the adapter's ``batch_max_messages``; every frame as long as a
-  sealed adapter frame, framed as a CBOR array as the adapter frames them), persistent,
+  ``BATCH`` frames each (the adapter's ``batch_max_messages``; every frame as long as
+  the adapter's body takes per message, so both move the same bytes:
+  ``body_bytes_per_message_batched``; framed as a CBOR array), persistent,
   with publisher confirms and at most ``WINDOW`` unconfirmed publishes; a second
   connection consumes with the adapter's prefetch, parses each body into its frames,
   and acks each group of deliveries with one cumulative ack, as the adapter does. It
   counts frames, not bodies.
-* **raw, unbatched**: one persistent, confirmed publish per frame (the old baseline:
+* **raw, unbatched**: one persistent, confirmed publish per frame, as long as the
+  adapter's body of one message (``body_bytes_unbatched``) (the old baseline:
   the "batched over raw" figure against it compares batching with no batching and is
   reported only beside the fair one).
 * **adapter**: two :class:`~vsm_phoenix.ext.amqp.AmqpNode` (SQLite stores, the runner's
   default ``synchronous=NORMAL``) run a tiny node: one client request makes ``a`` emit
-  ``N`` ``Send`` effects to ``b``; every envelope is sealed (AES-256-GCM), batched,
-  signed, published with confirms, verified, opened (authenticated, replay-checked and
-  recorded) and stepped by ``b``, acked after the group commit. Once with batching
-  (defaults), once with ``batch_max_messages=1``.
+  ``N`` ``Send`` effects to ``b``; the envelopes of each publish are sealed together
+  (one AES-256-GCM frame), signed (Ed25519), published with confirms, verified, opened
+  (authenticated, replay-checked and recorded), decoded and stepped by ``b``, acked
+  after the group commit. Once with batching (defaults), once with
+  ``batch_max_messages=1``.
 
 Each rate is N frames divided by the time from the first publish until the receiver
 has processed the last. ``ratio_batched_over_raw_equal_batching`` is the figure of
 merit (target >= 0.1). ``cpu_us_per_message`` is the process CPU time (both ends: they
-share the process) per frame. With ``profile`` set (the default for a full run) one
-more batched adapter run is profiled and ``profile_top`` lists where its time goes.
-Measurements are interleaved and the best of ``repeats`` is kept (a shared 2-core
-machine varies by 30 % between identical runs).
+share the process) per frame, for the adapter and for raw aio-pika.
+``cpu_us_per_message_by_side`` splits the adapter's CPU between its two ends without
+the broker: the sending end (the node's step making N ``Send`` effects, queueing them,
+and sealing and signing each publish's body) and the receiving end (authenticating each
+body, opening its frame, checking and decoding its envelopes and stepping the node, in
+one storage transaction per body); raw aio-pika's two ends do a CBOR encode and decode
+of the same bodies there. With ``profile`` set (the default for a full run) one more
+batched adapter run is profiled: ``profile_top`` lists the functions with the most own
+time, ``profile_areas`` sums own time by area (the event loop's wait in ``epoll`` is
+idle time, not work). Measurements are interleaved and the best of ``repeats`` is kept
+(a shared 2-core machine varies by 30 % between identical runs).
 
 ``run(quick)`` returns the figures; ``python -m bench --only amqp [--quick]`` prints
 them and writes the JSON report. Nothing here asserts a time. Without a broker, ``run``
@@ -51,7 +61,6 @@ import cbor2
 
 from bench import progress
 from vsm_phoenix.cli.base import amqp_url
-from vsm_phoenix.crypto import KeyKind, Keyset
 from vsm_phoenix.crypto.credentials import ClusterSecrets
 from vsm_phoenix.ext.amqp import (
     AmqpConfig,
@@ -203,9 +212,46 @@ async def _raw(url: str, n: int, frame_size: int, batch: int) -> tuple[float, fl
     return frames / elapsed, cpu / frames * 1e6
 
 
-async def _profile(url: str, n: int, tmp: Path) -> list[dict[str, Any]]:
+#: Where a function's own time goes in ``profile_areas``: the first rule whose pattern
+#: occurs in ``file:function`` names the area.
+_AREAS: tuple[tuple[str, str], ...] = (
+    ("select.epoll", "event loop: waiting for I/O (idle)"),
+    ("_socket.socket", "socket send/receive"),
+    ("sqlite3", "storage (SQLite)"),
+    ("vsm_phoenix/storage", "storage (SQLite)"),
+    ("ed25519", "batch signature (Ed25519)"),
+    ("vsm_phoenix/crypto/batch", "batch signature (Ed25519)"),
+    ("AESGCM", "AES-GCM"),
+    ("vsm_phoenix/crypto", "sealed channel, replay, key budget"),
+    ("vsm_phoenix/_canonical", "CBOR (parse, encode, canonical check)"),
+    ("vsm_phoenix/cbor", "CBOR (parse, encode, canonical check)"),
+    ("cbor2", "CBOR (parse, encode, canonical check)"),
+    ("vsm_phoenix/protocol/envelope", "envelopes: build, batch encode/decode"),
+    ("vsm_phoenix/protocol", "node: envelopes made by the node (Messenger, HLC)"),
+    ("vsm_phoenix/crdt", "node: envelopes made by the node (Messenger, HLC)"),
+    ("bench_amqp", "node: the benchmark's node"),
+    ("vsm_phoenix/ext/amqp", "adapter: outbox, dispatch, effects"),
+    ("vsm_phoenix/ext/breaker", "adapter: outbox, dispatch, effects"),
+    ("<attrs generated", "events and effects (attrs classes)"),
+    ("aio_pika", "aio-pika / aiormq / pamqp (AMQP framing)"),
+    ("aiormq", "aio-pika / aiormq / pamqp (AMQP framing)"),
+    ("pamqp", "aio-pika / aiormq / pamqp (AMQP framing)"),
+    ("asyncio", "asyncio (tasks, events, callbacks)"),
+)
+
+
+def _area(file: str, name: str) -> str:
+    where = f"{file.replace(chr(92), '/')}:{name}"
+    for pattern, area in _AREAS:
+        if pattern in where:
+            return area
+    return "other"
+
+
+async def _profile(url: str, n: int, tmp: Path) -> tuple[list[dict[str, Any]],
+                                                          dict[str, float]]:
     """Where a batched adapter run spends its time: the functions with the most own
-    time, as shares of the profiled total."""
+    time, as shares of the profiled total, and the shares summed by area."""
     profiler = cProfile.Profile()
     profiler.enable()
     try:
@@ -216,24 +262,99 @@ async def _profile(url: str, n: int, tmp: Path) -> list[dict[str, Any]]:
     entries = stats.stats  # type: ignore[attr-defined]
     total = sum(v[2] for v in entries.values()) or 1.0
     top = sorted(entries.items(), key=lambda kv: kv[1][2], reverse=True)[:15]
+    areas: dict[str, float] = {}
+    for (file, _line, name), v in entries.items():
+        area = _area(file, name)
+        areas[area] = areas.get(area, 0.0) + v[2] / total
+    summary = {k: round(v, 3) for k, v in sorted(areas.items(), key=lambda kv: -kv[1])}
     return [
         {"function": f"{Path(file).name}:{line}({name})", "own_share": round(v[2] / total, 3),
          "calls_per_message": round(v[1] / n, 2)}
         for (file, line, name), v in top
-    ]
+    ], summary
 
 
-def _frame_size() -> int:
-    """Length of one sealed adapter frame for the benchmark's envelope."""
-    from vsm_phoenix.crypto import SecureChannel
-    from vsm_phoenix.ext.amqp import ENVELOPE
-    from vsm_phoenix.storage import MemoryStorage
+class _Captured:
+    """What the receiving end needs of an incoming AMQP message."""
 
-    env = Messenger("a", random.Random(0)).envelope(int(time.time() * 1000), "bench.msg",
-                                                     b"x" * PAYLOAD, recipient="b")
-    header, body = env.wire_parts()
-    ch = SecureChannel(Keyset.generate(KeyKind.AES256_GCM), MemoryStorage(), identity="a")
-    return len(ch.seal({"recipient": "b", "content_type": ENVELOPE, "env": header}, body))
+    def __init__(self, body: bytes, routing_key: str) -> None:
+        self.body = body
+        self.routing_key = routing_key
+        self.channel = None
+
+
+class _CaptureOutbox:
+    """Stands in for the outbox when no broker is involved: keeps the queued items."""
+
+    def __init__(self) -> None:
+        self.items: dict[str, list[Any]] = {}
+
+    def add(self, routing_key: str, item: Any) -> None:
+        self.items.setdefault(routing_key, []).append(item)
+
+
+def _sides(n: int, tmp: Path) -> dict[str, float]:
+    """CPU microseconds per message at each end of the adapter, without the broker
+    (see the module doc), beside raw aio-pika's CBOR work on the same bodies."""
+    from vsm_phoenix.ext.amqp.endpoint import SealedBody
+
+    cluster = f"bench-{uuid.uuid4().hex[:8]}"
+    secrets = ClusterSecrets.create(cluster, nodes=["a", "b"])
+    na, nb = BlastNode("a", "b"), BlastNode("b", "a")
+    nb.expect = n
+    a = AmqpNode(na, credentials=secrets.credentials("a"),
+                 storage=SQLiteStorage(tmp / f"{cluster}-a.sqlite", synchronous="NORMAL"))
+    b = AmqpNode(nb, credentials=secrets.credentials("b"),
+                 storage=SQLiteStorage(tmp / f"{cluster}-b.sqlite", synchronous="NORMAL"))
+    outbox = _CaptureOutbox()
+    a._ep.outbox = outbox  # type: ignore[assignment]
+    c0 = time.process_time()
+    with a._ep.txn():
+        effects = a._step_persist(ClientRequest(a.now(), "bench", n))
+    a._carry_out(effects)
+    bodies: list[_Captured] = []
+    for key, items in outbox.items.items():
+        for i in range(0, len(items), BATCH):
+            sealed = a._ep.seal_body(items[i:i + BATCH])
+            assert isinstance(sealed, SealedBody) and sealed.body is not None
+            bodies.append(_Captured(sealed.body, key))
+    c1 = time.process_time()
+    for message in bodies:
+        with b._ep.txn():
+            b._handle(message)  # type: ignore[arg-type]
+    c2 = time.process_time()
+    if nb.received != n:
+        raise RuntimeError(f"the receiving end stepped {nb.received} of {n} envelopes")
+    frame = b"x" * _message_bytes(BATCH)
+    r0 = time.process_time()
+    raw = [cbor2.dumps([frame] * BATCH) for _ in range(len(bodies))]
+    r1 = time.process_time()
+    for body in raw:
+        cbor2.loads(body)
+    r2 = time.process_time()
+    frames = len(raw) * BATCH
+    return {
+        "adapter_send": round((c1 - c0) / n * 1e6, 2),
+        "adapter_receive": round((c2 - c1) / n * 1e6, 2),
+        "raw_send": round((r1 - r0) / frames * 1e6, 3),
+        "raw_receive": round((r2 - r1) / frames * 1e6, 3),
+    }
+
+
+def _message_bytes(batch: int) -> int:
+    """Bytes per message in an adapter body of ``batch`` of the benchmark's envelopes
+    (sealed, batched, signed): what raw aio-pika moves per frame, so both move the
+    same bytes."""
+    from vsm_phoenix.ext.amqp.endpoint import SealedBody
+
+    secrets = ClusterSecrets.create("bench-size", nodes=["a", "b"])
+    a = AmqpNode(BlastNode("a", "b"), credentials=secrets.credentials("a"))
+    now = int(time.time() * 1000)
+    envs = [a.node.msg.envelope(now, "bench.msg", b"x" * PAYLOAD, recipient="b")  # type: ignore[attr-defined]
+            for _ in range(batch)]
+    sealed = a._ep.seal_body(envs)
+    assert isinstance(sealed, SealedBody) and sealed.body is not None
+    return -(-len(sealed.body) // batch)
 
 
 async def _run(quick: bool, profile: bool) -> dict[str, Any]:
@@ -243,14 +364,14 @@ async def _run(quick: bool, profile: bool) -> dict[str, Any]:
         return {"benchmark": "amqp_throughput", "skipped": reason}
     n = 2_048 if quick else 10_240
     repeats = 1 if quick else 3
-    size = _frame_size()
+    size, size_one = _message_bytes(BATCH), _message_bytes(1)
     best = {"raw_batched": 0.0, "raw_unbatched": 0.0, "batched": 0.0, "unbatched": 0.0}
     cpu: dict[str, float] = {}
     stats: dict[str, dict[str, Any]] = {}
     t_start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench-amqp-") as d:
         tmp = Path(d)
-        progress.plan(4 * repeats + (1 if profile else 0))
+        progress.plan(4 * repeats + 1 + (1 if profile else 0))
 
         def keep(name: str, rate: float, us: float) -> None:
             if rate > best[name]:
@@ -263,14 +384,17 @@ async def _run(quick: bool, profile: bool) -> dict[str, Any]:
             rate, stats["batched"] = await _adapter(url, n, True, tmp)
             keep("batched", rate, stats["batched"]["cpu_us_per_message"])
             progress.step(f"raw aio-pika, one frame a publish (round {r + 1})")
-            keep("raw_unbatched", *await _raw(url, n, size, 1))
+            keep("raw_unbatched", *await _raw(url, n, size_one, 1))
             progress.step(f"adapter unbatched (round {r + 1})")
             rate, stats["unbatched"] = await _adapter(url, n, False, tmp)
             keep("unbatched", rate, stats["unbatched"]["cpu_us_per_message"])
-        top = None
+        progress.step("each end's CPU per message, without the broker")
+        sides = min((_sides(n, tmp) for _ in range(repeats)),
+                    key=lambda d: d["adapter_send"] + d["adapter_receive"])
+        top = areas = None
         if profile:
             progress.step("adapter batched under cProfile")
-            top = await _profile(url, n, tmp)
+            top, areas = await _profile(url, n, tmp)
     fair = best["batched"] / best["raw_batched"]
     batching = best["batched"] / best["unbatched"]
     report: dict[str, Any] = {
@@ -278,7 +402,8 @@ async def _run(quick: bool, profile: bool) -> dict[str, Any]:
         "messages": n,
         "repeats": repeats,
         "payload_bytes": PAYLOAD,
-        "sealed_frame_bytes": size,
+        "body_bytes_per_message_batched": size,
+        "body_bytes_unbatched": size_one,
         "batch": BATCH,
         "window": WINDOW,
         "prefetch": PREFETCH,
@@ -293,6 +418,7 @@ async def _run(quick: bool, profile: bool) -> dict[str, Any]:
             best["batched"] / best["raw_unbatched"], 3),
         "ratio_batched_over_unbatched": round(batching, 2),
         "cpu_us_per_message": {k: round(v, 2) for k, v in cpu.items()},
+        "cpu_us_per_message_by_side": sides,
         "target_equal_batching": TARGET_EQUAL_BATCHING,
         "target_batched_over_unbatched": TARGET_BATCHING,
         "meets_targets": fair >= TARGET_EQUAL_BATCHING and batching >= TARGET_BATCHING,
@@ -302,6 +428,7 @@ async def _run(quick: bool, profile: bool) -> dict[str, Any]:
     }
     if top is not None:
         report["profile_top"] = top
+        report["profile_areas"] = areas
     return report
 
 

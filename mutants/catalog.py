@@ -40,6 +40,7 @@ def _files(folder: str, *first: str, pattern: str = "test_*.py") -> list[str]:
 # targeted files first, for speed only: every listed test runs for a survivor).
 AREA_TESTS: dict[str, list[str]] = {
     "raft": [*_files("tests/protocol", "test_raft_mutants.py", "test_raft_bugs.py",
+                     "test_raft_message_size.py",
                      "test_raft_quorum.py", pattern="test_raft*.py"),
              "proofs/test_raft_model.py"],
     "kv": ["tests/protocol/test_kv_mutants.py", "tests/protocol/test_kv.py"],
@@ -66,6 +67,16 @@ COUNTERS = "vsm_phoenix/crdt/counters.py"
 
 MUTANTS: list[Mutant] = [
     # -- raft ---------------------------------------------------------------------------
+    Mutant("raft", RAFT,
+           "hi = self._append_end(prev, min(log.last_index, prev + self.config.max_batch))",
+           "hi = min(log.last_index, prev + self.config.max_batch)",
+           "appends bounded by entry count only: a lagging follower is sent more than "
+           "the envelope limit and never catches up"),
+    Mutant("raft", RAFT,
+           "            if budget < 0 and end > prev:",
+           "            if budget < 0:",
+           "the byte bound drops the one entry an append must always carry: an entry "
+           "larger than max_append_bytes is never shipped"),
     Mutant("raft", LOG,
            "return (last_term, last_index) >= (self.last_term, self.last_index)",
            "return last_index >= self.last_index",

@@ -19,7 +19,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from vsm_phoenix import cbor
-from vsm_phoenix.crdt import ORSet, _backend, _pure, codec
+from vsm_phoenix.crdt import ORSet, _pure, codec
 from vsm_phoenix.crdt._base import CRDT
 from vsm_phoenix.crdt.testing import corruptions, states
 from vsm_phoenix.errors import DecodeError
@@ -59,7 +59,7 @@ def check_agrees(data: Any) -> None:
             assert list(store) == list(ref._store)
             assert list(vv.items()) == list(ref._ctx.vv.items())
             assert cloud == ref._ctx.cloud
-            assert all(type(v) is tuple or type(v) is set for v in store.values())
+            assert all(type(v) is int or type(v) is tuple for v in store.values())
     assert _pure.dotstore_parse(data, codec.MAX_DECODE_BYTES, b"orset") is None
     got = outcome(ORSet.from_bytes, data)
     assert got[0] == want[0]
@@ -153,16 +153,31 @@ def test_arguments_the_shortcut_declines(kernels: ModuleType) -> None:
     assert ORSet.from_bytes(memoryview(good)) == ORSet.from_bytes(good)
 
 
-def test_replica_ids_are_shared_objects() -> None:
-    """A decoded store names each replica with one string object (memory)."""
-    s = ORSet()
-    for x in range(50):
-        s.add("replica-a", x)
-    out = ORSet.from_bytes(s.to_bytes())
-    ids = {id(d[0]) for d in out._store.values() if type(d) is tuple}
-    if _backend.BACKEND == "native":
-        assert len(ids) == 1
-        assert id(next(iter(out._ctx.vv))) in ids
+def test_a_refused_input_interns_no_replica_id() -> None:
+    """Decoders validate the whole input before any replica id enters the process's
+    table (the shortcut hands out provisional ids and interns them only at the end)."""
+    import uuid
+
+    from vsm_phoenix.crdt import _intern
+
+    fresh = [f"never-seen-{uuid.uuid4().hex}" for _ in range(4)]
+    refused = [
+        # a new replica's dot, then a dot outside the context (refused at the end)
+        _orset([[1, [[fresh[0], 1]]], [2, [["a", 9]]]], {fresh[0]: 1, "a": 1}, []),
+        # a new replica only in a non-compact cloud
+        _orset([], {fresh[1]: 2}, [[fresh[1], 3]]),
+        # trailing bytes after an otherwise valid state
+        _orset([[1, [[fresh[2], 1]]]], {fresh[2]: 1}, []) + b"\x00",
+    ]
+    for data in refused:
+        with pytest.raises(DecodeError):
+            ORSet.from_bytes(data)
+        with pytest.raises(DecodeError):
+            general(data)
+    assert all(_intern.lookup(r) == -1 for r in fresh[:3])
+    ok = ORSet.from_bytes(_orset([[1, [[fresh[3], 1]]]], {fresh[3]: 1}, []))
+    assert _intern.lookup(fresh[3]) >= 0
+    assert ok.dots_of(1) == {(fresh[3], 1)}
 
 
 def test_copy_copy_is_a_real_copy() -> None:

@@ -403,3 +403,47 @@ def test_sync_bytes_do_not_grow_with_the_graph() -> None:
         costs.append(stats.bytes_sent)
     diff = sum(len(e.raw) for e in extra)
     assert costs[1] <= costs[0] + 2 * 32 * 16 and costs[1] <= 2 * diff, costs
+
+
+_JSON_SCALARS = (st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1)
+                 | st.floats() | st.text(max_size=8) | st.binary(max_size=8))
+_PAYLOADS = st.recursive(
+    _JSON_SCALARS,
+    lambda inner: st.lists(inner, max_size=3)
+    | st.dictionaries(st.text(alphabet="$ab", max_size=4), inner, max_size=3),
+    max_leaves=12,
+)
+
+
+def _from_export(value: object) -> object:
+    """The inverse of the export's payload encoding (what a JSON reader would do)."""
+    if isinstance(value, list):
+        return [_from_export(v) for v in value]
+    if isinstance(value, dict):
+        if len(value) == 1 and "$bytes" in value:
+            return bytes.fromhex(value["$bytes"])
+        if len(value) == 1 and "$float" in value:
+            return float(value["$float"].lower().replace("infinity", "inf"))
+        return {(k[1:] if k.startswith("$") else k): _from_export(v) for k, v in value.items()}
+    return value
+
+
+def _strict_loads(text: str) -> object:
+    def refuse(token: str) -> object:
+        raise AssertionError(f"non-standard JSON literal {token}")
+    return json.loads(text, parse_constant=refuse)
+
+
+@given(_PAYLOADS)
+@example({"$bytes": "00", "x": [float("nan"), float("-inf"), b"\x01"], "hex": "ab"})
+def test_json_export_is_strict_and_unambiguous(payload: object) -> None:
+    """Any payload an event may carry exports as RFC 8259 JSON (no NaN/Infinity) and
+    reads back to the same value: bytes, non-finite floats and ``$`` keys included."""
+    g = EvidenceGraph(keys())
+    event = g.append(identities()["a"], payload, wall_ms=5)
+    doc = _strict_loads(g.to_json())
+    assert isinstance(doc, dict) and doc["version"] == 2
+    (exported,) = doc["events"]
+    back = _from_export(exported["payload"])
+    # compare through canonical CBOR, where NaN equals NaN and tuples are lists
+    assert cbor.dumps(back) == cbor.dumps(event.payload)

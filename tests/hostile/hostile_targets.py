@@ -363,6 +363,32 @@ register(Target("envelope.from_wire_parts", _envelope_seeds,
                 lambda: Subject(_from_wire_parts), (DecodeError,)))
 
 
+@functools.cache
+def _envelope_batch_seeds() -> list[bytes]:
+    from vsm_phoenix.protocol.envelope_batch import encode_envelopes
+
+    big = b"".join(i.to_bytes(2, "big") for i in range(2000))
+    direct = [_envelope(i, encode_cbor({"t": i})) for i in range(1, 4)]
+    topic = [_envelope(i, b"", recipient=None, topic="swim", correlation_id=b"c" * 8,
+                       causal_context=b"\x80", hop_limit=0) for i in range(2)]
+    return [
+        encode_envelopes(direct, sender="n2", recipient="n1"),
+        encode_envelopes(topic, sender="n2", topic="swim"),
+        encode_envelopes([_envelope(5, big), _envelope(6, b"x" * 5000)], sender="n2",
+                         recipient="n1", prefer_zstd=False),
+    ]
+
+
+def _decode_envelope_batch(data: bytes) -> list[Envelope]:
+    from vsm_phoenix.protocol.envelope_batch import decode_envelopes
+
+    return decode_envelopes(data, sender="n2", recipient="n1")
+
+
+register(Target("envelope_batch.decode_envelopes", _envelope_batch_seeds,
+                lambda: Subject(_decode_envelope_batch), (DecodeError,)))
+
+
 # -- the secure channel ----------------------------------------------------------------
 @functools.cache
 def _keysets() -> dict[ChannelMode, Keyset]:

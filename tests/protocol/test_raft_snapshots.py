@@ -149,9 +149,16 @@ def test_a_snapshot_larger_than_the_message_limit_gets_through_in_chunks() -> No
 
 def test_without_chunks_the_same_snapshot_never_arrives() -> None:
     """The control: one chunk as large as the snapshot is refused by the transport
-    every time, so the follower stays behind (and the test above is not vacuous)."""
+    every time, so the follower stays behind (and the test above is not vacuous).
+
+    ``RaftConfig`` now refuses a ``snapshot_chunk_bytes`` over the envelope limit, so
+    the control forces the value past the check to show why the check exists."""
+    with pytest.raises(LocalProtocolError, match="snapshot_chunk_bytes"):
+        RaftConfig(peers=tuple(IDS3), snapshot_chunk_bytes=1 << 30)
     pad = DEFAULT_MAX_MESSAGE + (1 << 20)
-    sim, _ = padded_cluster(pad, seed=1, snapshot_chunk_bytes=1 << 30)
+    sim, _ = padded_cluster(pad, seed=1)
+    for nid in IDS3:
+        object.__setattr__(raft(sim, nid).config, "snapshot_chunk_bytes", 1 << 30)
     lead, behind = lag_one_follower(sim)
     sim.heal()
     sim.run_for(500)

@@ -27,6 +27,9 @@ kernels, BACKEND = _select()
 vc_join_into = kernels.vc_join_into
 vc_leq = kernels.vc_leq
 vc_compare = kernels.vc_compare
+vc_join_arrays = kernels.vc_join_arrays
+vc_leq_arrays = kernels.vc_leq_arrays
+vc_compare_arrays = kernels.vc_compare_arrays
 ctx_contains = kernels.ctx_contains
 ctx_add = kernels.ctx_add
 ctx_compact = kernels.ctx_compact
@@ -58,6 +61,9 @@ __all__ = [
     "dotstore_parse",
     "kernels",
     "vc_compare",
+    "vc_compare_arrays",
+    "vc_join_arrays",
     "vc_join_into",
     "vc_leq",
+    "vc_leq_arrays",
 ]

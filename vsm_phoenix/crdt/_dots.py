@@ -4,11 +4,12 @@ A dot ``(replica, counter)`` inside a dot store (ORSet, ORMap presence) is one `
 
     packed = counter << RID_BITS | replica_id(replica)
 
-where ``replica_id`` is the replica's index in :data:`REPLICAS`, a per-process table of
-every replica id a dot store has held (interned on first use, never reused, never
-removed). A packed dot costs one 32-byte ``int`` (counters below 2**28) instead of a
-2-tuple and a counter ``int`` (84 bytes), hashes and compares as a machine word, and
-counters stay unbounded (they sit in the high bits).
+where ``replica_id`` is the replica's id in the per-process replica table
+(:mod:`vsm_phoenix.crdt._intern`, shared with the array clocks: interned on first use,
+never reused, never removed; :data:`REPLICAS` is that table). A packed dot costs one
+32-byte ``int`` (counters below 2**28) instead of a 2-tuple and a counter ``int`` (84
+bytes), hashes and compares as a machine word, and counters stay unbounded (they sit in
+the high bits).
 
 A *dot store* maps each key to its dots in *normal form*: the bare packed ``int`` when
 the key has one dot (the common case), else a ``tuple`` of two or more packed dots in
@@ -17,17 +18,18 @@ equal stores (of one process) are equal dicts. Packed values never leave the pro
 encoding writes ``[replica, counter]`` pairs in canonical order, and an ORSet pickles
 and deep-copies through its canonical bytes.
 
-The table only grows: its size is the number of distinct replica ids this process has
-seen in dot stores (including ids in decoded input, valid or not -- a decoder interns
-an id as it meets it). Replica ids are few in practice; a process that decodes
-unauthenticated input from many sources should bound the input it accepts first.
+The table only grows, by one entry per distinct replica id this process has put in a
+state. Decoders validate a whole input before they intern any of it (the native
+byte reader gives provisional ids to new replicas and interns them only once the
+input has proved valid), so a refused input leaves the table as it was.
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Hashable, Iterable, Mapping
 from typing import TypeVar
+
+from vsm_phoenix.crdt import _intern
 
 K = TypeVar("K", bound=Hashable)
 
@@ -35,27 +37,19 @@ K = TypeVar("K", bound=Hashable)
 RID_BITS = 32
 RID_MASK = (1 << RID_BITS) - 1
 
-#: Replica ids by index (append-only; the native kernels read it directly).
-REPLICAS: list[str] = []
-_IDS: dict[str, int] = {}
-_LOCK = threading.Lock()
+#: Replica ids by index: the process's replica table itself (append-only; the native
+#: kernels read it directly).
+REPLICAS: list[str] = _intern.names()
 
 #: What a dot store holds under a key: one packed dot, or a sorted tuple of two or more.
 Dots = int | tuple[int, ...]
 
 
 def replica_id(replica: str) -> int:
-    """The index of ``replica`` in :data:`REPLICAS`, interning it on first use."""
-    i = _IDS.get(replica)
-    if i is None:
-        with _LOCK:  # two threads interning one id must agree on its index
-            i = _IDS.get(replica)
-            if i is None:
-                i = len(REPLICAS)
-                if i > RID_MASK:
-                    raise MemoryError(f"more than {RID_MASK + 1} replica ids in one process")
-                REPLICAS.append(replica)
-                _IDS[replica] = i
+    """The id of ``replica`` (validated) in the replica table, interning it on first use."""
+    i = _intern.intern(replica)
+    if i > RID_MASK:
+        raise MemoryError(f"more than {RID_MASK + 1} replica ids in one process")
     return i
 
 

@@ -34,6 +34,8 @@ from cpython.object cimport PyObject, Py_EQ, Py_GT, PyObject_RichCompareBool
 from cpython.set cimport PySet_Add, PySet_Contains, PySet_Discard, PySet_New
 from cpython.list cimport PyList_Append, PyList_GET_SIZE, PyList_GET_ITEM
 from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
+from cpython.object cimport Py_SIZE
+cimport cpython.array as carray
 
 from vsm_phoenix.crdt import _pure
 
@@ -247,6 +249,210 @@ def vc_compare(a, b):
     return BEFORE if b_bigger else EQUAL
 
 
+# -- array-backed vector clocks ------------------------------------------------------
+#
+# ``(ids, ns)`` pairs of ``array('q')`` (see ``_pure``): the fast paths below read the
+# arrays' buffers directly and follow the pure twin's steps one for one (same path
+# choice, same binary search, same merge walk), so even ids that are not ascending give
+# the same result on both backends. A ``list`` of wide counters, another typecode or
+# any other container goes to the pure twin.
+
+
+cdef inline bint _is_q(object x):
+    return type(x) is carray.array and (<carray.array>x).ob_descr.typecode == c'q'
+
+
+cdef inline bint _clean_clocks(ai, an, bi, bn):
+    return _is_q(ai) and _is_q(an) and _is_q(bi) and _is_q(bn)
+
+
+cdef inline int _check_lengths(
+    carray.array ai, carray.array an, carray.array bi, carray.array bn
+) except -1:
+    if Py_SIZE(ai) != Py_SIZE(an) or Py_SIZE(bi) != Py_SIZE(bn):
+        raise ValueError("a clock needs one counter per replica id")
+    return 0
+
+
+cdef inline bint _same_ids(carray.array ai, carray.array bi) noexcept:
+    cdef Py_ssize_t n = Py_SIZE(ai)
+    if n != Py_SIZE(bi):
+        return False
+    return n == 0 or memcmp(ai.data.as_longlongs, bi.data.as_longlongs, n * 8) == 0
+
+
+cdef inline Py_ssize_t _bisect_left(const long long *a, Py_ssize_t n, long long x) noexcept:
+    """``bisect.bisect_left`` on ``a[:n]``, step for step."""
+    cdef Py_ssize_t lo = 0, hi = n, mid
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if a[mid] < x:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+cdef inline bint _any_greater(const long long *x, const long long *y, Py_ssize_t n) noexcept:
+    """Whether ``x[k] > y[k]`` for some ``k < n`` (branch-free: vectorised)."""
+    cdef Py_ssize_t k
+    cdef int found = 0
+    for k in range(n):
+        found |= x[k] > y[k]
+    return found != 0
+
+
+cdef object _vc_merged(carray.array ai, carray.array an, carray.array bi, carray.array bn):
+    cdef Py_ssize_t la = Py_SIZE(ai), lb = Py_SIZE(bi), i = 0, j = 0, k = 0
+    cdef carray.array ids = carray.clone(ai, la + lb, False)
+    cdef carray.array ns = carray.clone(an, la + lb, False)
+    cdef long long *pa = ai.data.as_longlongs
+    cdef long long *qa = an.data.as_longlongs
+    cdef long long *pb = bi.data.as_longlongs
+    cdef long long *qb = bn.data.as_longlongs
+    cdef long long *oi = ids.data.as_longlongs
+    cdef long long *on = ns.data.as_longlongs
+    cdef long long x, y
+    while i < la and j < lb:
+        x = pa[i]
+        y = pb[j]
+        if x == y:
+            oi[k] = x
+            on[k] = qa[i] if qa[i] >= qb[j] else qb[j]
+            i += 1
+            j += 1
+        elif x < y:
+            oi[k] = x
+            on[k] = qa[i]
+            i += 1
+        else:
+            oi[k] = y
+            on[k] = qb[j]
+            j += 1
+        k += 1
+    while i < la:
+        oi[k] = pa[i]
+        on[k] = qa[i]
+        i += 1
+        k += 1
+    while j < lb:
+        oi[k] = pb[j]
+        on[k] = qb[j]
+        j += 1
+        k += 1
+    carray.resize(ids, k)
+    carray.resize(ns, k)
+    return (ids, ns)
+
+
+def vc_join_arrays(ai, an, bi, bn):
+    """``a ⊔ b`` (pointwise maximum) of two array clocks; returns ``(ids, ns)``,
+    updating ``an`` in place when ``ai`` holds every id of ``bi`` (see the pure twin)."""
+    if not _clean_clocks(ai, an, bi, bn):
+        return _pure.vc_join_arrays(ai, an, bi, bn)
+    _check_lengths(ai, an, bi, bn)
+    cdef Py_ssize_t la = Py_SIZE(ai), lb = Py_SIZE(bi), k, p
+    cdef long long *pa = (<carray.array>ai).data.as_longlongs
+    cdef long long *qa = (<carray.array>an).data.as_longlongs
+    cdef long long *pb = (<carray.array>bi).data.as_longlongs
+    cdef long long *qb = (<carray.array>bn).data.as_longlongs
+    if _same_ids(ai, bi):
+        for k in range(la):  # branch-free: the compiler vectorises it
+            qa[k] = qb[k] if qb[k] > qa[k] else qa[k]
+        return (ai, an)
+    if lb * 4 <= la:
+        for k in range(lb):
+            p = _bisect_left(pa, la, pb[k])
+            if p == la or pa[p] != pb[k]:
+                break
+        else:
+            for k in range(lb):
+                p = _bisect_left(pa, la, pb[k])
+                if qb[k] > qa[p]:
+                    qa[p] = qb[k]
+            return (ai, an)
+    return _vc_merged(ai, an, bi, bn)
+
+
+def vc_leq_arrays(ai, an, bi, bn):
+    """``a ⊑ b`` for two array clocks (a replica absent from a clock counts 0)."""
+    if not _clean_clocks(ai, an, bi, bn):
+        return _pure.vc_leq_arrays(ai, an, bi, bn)
+    _check_lengths(ai, an, bi, bn)
+    cdef Py_ssize_t la = Py_SIZE(ai), lb = Py_SIZE(bi), i = 0, j = 0
+    cdef long long *pa = (<carray.array>ai).data.as_longlongs
+    cdef long long *qa = (<carray.array>an).data.as_longlongs
+    cdef long long *pb = (<carray.array>bi).data.as_longlongs
+    cdef long long *qb = (<carray.array>bn).data.as_longlongs
+    cdef long long x, n
+    if _same_ids(ai, bi):
+        return not _any_greater(qa, qb, la)
+    while i < la:
+        x = pa[i]
+        while j < lb and pb[j] < x:
+            j += 1
+        n = qb[j] if j < lb and pb[j] == x else 0
+        if qa[i] > n:
+            return False
+        i += 1
+    return True
+
+
+def vc_compare_arrays(ai, an, bi, bn):
+    """Causal order of two array clocks: EQUAL, BEFORE, AFTER or CONCURRENT."""
+    if not _clean_clocks(ai, an, bi, bn):
+        return _pure.vc_compare_arrays(ai, an, bi, bn)
+    _check_lengths(ai, an, bi, bn)
+    cdef Py_ssize_t la = Py_SIZE(ai), lb = Py_SIZE(bi), i = 0, j = 0
+    cdef long long *pa = (<carray.array>ai).data.as_longlongs
+    cdef long long *qa = (<carray.array>an).data.as_longlongs
+    cdef long long *pb = (<carray.array>bi).data.as_longlongs
+    cdef long long *qb = (<carray.array>bn).data.as_longlongs
+    cdef long long m, n
+    cdef int gt, lt
+    cdef bint a_bigger = False, b_bigger = False
+    if _same_ids(ai, bi):
+        # Branch-free blocks (vectorised), stopping early once both sides are bigger
+        # somewhere: the same verdict as the pure twin's loop.
+        while i < la and not (a_bigger and b_bigger):
+            j = i + 512 if la - i > 512 else la
+            gt = lt = 0
+            while i < j:
+                gt |= qa[i] > qb[i]
+                lt |= qa[i] < qb[i]
+                i += 1
+            a_bigger = a_bigger or gt != 0
+            b_bigger = b_bigger or lt != 0
+        if a_bigger and b_bigger:
+            return CONCURRENT
+    else:
+        while i < la or j < lb:
+            if j == lb or (i < la and pa[i] < pb[j]):
+                m = qa[i]
+                n = 0
+                i += 1
+            elif i == la or pb[j] < pa[i]:
+                m = 0
+                n = qb[j]
+                j += 1
+            else:
+                m = qa[i]
+                n = qb[j]
+                i += 1
+                j += 1
+            if m > n:
+                if b_bigger:
+                    return CONCURRENT
+                a_bigger = True
+            elif m < n:
+                if a_bigger:
+                    return CONCURRENT
+                b_bigger = True
+    if a_bigger:
+        return AFTER
+    return BEFORE if b_bigger else EQUAL
+
+
 # -- causal contexts -----------------------------------------------------------------
 
 
@@ -374,9 +580,10 @@ def ctx_leq(vv, cloud, o_vv, o_cloud):
 # lookup at all. Anything else -- counters past 2**31, unknown replica indexes, other
 # value types, unsorted tuples -- goes to the pure twin.
 
-from vsm_phoenix.crdt import _dots
+from vsm_phoenix.crdt import _dots, _intern
 
 cdef list _REPLICAS = _dots.REPLICAS  # the very list the pure twin reads (append-only)
+cdef object _lookup = _intern.lookup    # an id, or -1; never adds one
 
 cdef extern from *:
     """
@@ -803,22 +1010,12 @@ cdef inline bint _same_plain_atom(PyObject *x, PyObject *y) except -1:
     return False
 
 
-cdef inline object _pack(object r, long long c, dict rids):
-    """The packed dot ``(r, c)`` (``rids`` caches replica indexes for one call)."""
-    cdef object rid = rids.get(r)
-    if rid is None:
-        rid = _dots.replica_id(r)
-        rids[r] = rid
-    if c < VSM_COUNTER_LIMIT:
-        return PyLong_FromLongLong((c << 32) | <long long>rid)
-    return (<object>c << 32) | rid
-
-
-cdef object _decode_dots(list raws, dict vv, set cloud, set seen, dict rids):
-    """One element's dot list in normal form, or _FALLBACK at the first irregularity
-    (malformed, duplicate, outside the context: the pure twin then raises)."""
+cdef object _decode_dots(list raws, dict vv, set cloud, set seen):
+    """One element's dot list, validated, as a list of ``(replica, counter)``; or
+    _FALLBACK at the first irregularity (malformed, duplicate, outside the context:
+    the pure twin then raises)."""
     cdef list dots = []
-    cdef object raw, d, p
+    cdef object raw, d
     cdef PyObject *r
     cdef PyObject *c
     cdef long long cc, have
@@ -831,29 +1028,48 @@ cdef object _decode_dots(list raws, dict vv, set cloud, set seen, dict rids):
             return _FALLBACK
         if not _as_count(c, &cc) or cc < 1:
             return _FALLBACK
+        d = (<object>r, <object>c)
+        if PySet_Contains(seen, d):
+            return _FALLBACK
         if _vv_get(vv, <object>r, &have) != 1:
             return _FALLBACK
-        if cc > have and not (
-            PySet_GET_SIZE(cloud) and PySet_Contains(cloud, (<object>r, <object>c))
-        ):
+        if cc > have and not (PySet_GET_SIZE(cloud) and PySet_Contains(cloud, d)):
             return _FALLBACK
-        p = _pack(<object>r, cc, rids)
-        if PySet_Contains(seen, p):
-            return _FALLBACK
-        PySet_Add(seen, p)
-        PyList_Append(dots, p)
-    if PyList_GET_SIZE(dots) == 1:
-        return <object>PyList_GET_ITEM(dots, 0)
-    dots.sort()
-    return tuple(dots)
+        PySet_Add(seen, d)
+        PyList_Append(dots, d)
+    return dots
+
+
+cdef object _packed_dots(list dots, dict rids):
+    """Validated ``(replica, counter)`` dots in normal form (interning replica ids;
+    ``rids`` caches them for one call)."""
+    cdef list packed = []
+    cdef object d, rid
+    cdef long long c
+    for d in dots:
+        rid = rids.get(d[0])
+        if rid is None:
+            rid = _dots.replica_id(d[0])
+            rids[d[0]] = rid
+        _as_count(<PyObject *>d[1], &c)
+        if c < <long long>VSM_COUNTER_LIMIT:
+            PyList_Append(packed, PyLong_FromLongLong((c << 32) | <long long>rid))
+        else:
+            PyList_Append(packed, (d[1] << 32) | rid)
+    if PyList_GET_SIZE(packed) == 1:
+        return <object>PyList_GET_ITEM(packed, 0)
+    packed.sort()
+    return tuple(packed)
 
 
 cdef object _dotstore_decode(list state, dict vv, set cloud):
+    cdef list checked = []
     cdef dict out = {}
     cdef set seen = set()
     cdef dict rids = {}
     cdef object item, key, raws, dots
     cdef PyObject *k
+    cdef Py_ssize_t i
     for item in state:
         if type(item) is not list or PyList_GET_SIZE(item) != 2:
             return _FALLBACK
@@ -867,10 +1083,18 @@ cdef object _dotstore_decode(list state, dict vv, set cloud):
             key = <object>k
         else:
             return _FALLBACK  # tuples and junk: the pure twin converts or raises
-        dots = _decode_dots(<list>raws, vv, cloud, seen, rids)
+        dots = _decode_dots(<list>raws, vv, cloud, seen)
         if dots is _FALLBACK:
             return _FALLBACK
-        PyDict_SetItem(out, key, dots)
+        PyList_Append(checked, key)
+        PyList_Append(checked, dots)
+    # Valid: only now are replica ids interned (a refused input adds none).
+    for i in range(0, PyList_GET_SIZE(checked), 2):
+        PyDict_SetItem(
+            out,
+            <object>PyList_GET_ITEM(checked, i),
+            _packed_dots(<list>PyList_GET_ITEM(checked, i + 1), rids),
+        )
     return out
 
 
@@ -979,9 +1203,13 @@ cdef inline int _raw_cmp(
 
 cdef class _Replicas:
     """Replica ids met in one decode, by their UTF-8 bytes: each id becomes one ``str``
-    object shared by every dot that names it (no string per dot) and its index in the
-    process's replica table (interned as it is met)."""
+    object shared by every dot that names it (no string per dot) and its id in the
+    process's replica table. An id the table does not hold yet gets a provisional id
+    (the next free ones, in order); :meth:`commit` interns them once the whole input
+    has proved valid, so a refused input adds nothing to the table."""
     cdef dict by_raw
+    cdef dict by_id
+    cdef list pending
     cdef const unsigned char *last
     cdef Py_ssize_t last_size
     cdef object last_str
@@ -989,13 +1217,16 @@ cdef class _Replicas:
 
     def __cinit__(self):
         self.by_raw = {}
+        self.by_id = {}
+        self.pending = []
         self.last = NULL
         self.last_size = -1
 
     cdef object get(self, const unsigned char *s, Py_ssize_t n, long long *rid):
-        """The replica id with UTF-8 bytes ``s[:n]`` and its index; None when empty or
-        not UTF-8."""
+        """The replica id with UTF-8 bytes ``s[:n]`` and its (possibly provisional) id;
+        None when empty or not UTF-8."""
         cdef object raw, r, entry
+        cdef long long i
         if n == self.last_size and memcmp(s, self.last, n) == 0:
             rid[0] = self.last_rid
             return self.last_str
@@ -1008,12 +1239,30 @@ cdef class _Replicas:
                 r = PyUnicode_DecodeUTF8(<const char *>s, n, NULL)
             except UnicodeDecodeError:
                 return None
-            entry = (r, _dots.replica_id(r))
+            i = _lookup(r)
+            if i < 0:
+                i = PyList_GET_SIZE(_REPLICAS) + PyList_GET_SIZE(self.pending)
+                PyList_Append(self.pending, r)
+            entry = (r, i)
             self.by_raw[raw] = entry
+            self.by_id[i] = r
         self.last, self.last_size = s, n
         self.last_str, self.last_rid = entry
         rid[0] = self.last_rid
         return self.last_str
+
+    cdef bint commit(self):
+        """Intern the new replica ids; False if one did not get its provisional id (the
+        table grew meanwhile: the caller then starts over the general way)."""
+        cdef Py_ssize_t base = PyList_GET_SIZE(_REPLICAS), k
+        cdef object r
+        if not self.pending:
+            return True
+        for k in range(PyList_GET_SIZE(self.pending)):
+            r = <object>PyList_GET_ITEM(self.pending, k)
+            if self.by_raw[r.encode()][1] != _dots.replica_id(r):
+                return False
+        return PyList_GET_SIZE(_REPLICAS) == base + PyList_GET_SIZE(self.pending)
 
 
 cdef object _parse_element(_Cursor *cur):
@@ -1200,14 +1449,16 @@ cdef object _parse_orset(const unsigned char *data, Py_ssize_t size, bytes tag):
         rid = p & VSM_RID_MASK
         cc = p >> 32
         if rid != last_rid:
-            r = <object>PyList_GET_ITEM(_REPLICAS, <Py_ssize_t>rid)
+            r = reps.by_id[rid]
             got = PyDict_GetItemWithError(vv, r)
             last_rid = rid
             last_have = 0 if got == NULL else <unsigned long long>(<object>got)
-        if <unsigned long long>cc > last_have and not PySet_Contains(
-            cloud, (<object>PyList_GET_ITEM(_REPLICAS, <Py_ssize_t>rid), cc)
-        ):
+        if <unsigned long long>cc > last_have and not PySet_Contains(cloud, (r, cc)):
             return _FALLBACK
+    # Valid: intern the replica ids this process had not met (their provisional ids
+    # are the ones they get, unless another thread interned ids meanwhile).
+    if not reps.commit():
+        return _FALLBACK
     return (store, vv, cloud)
 
 

@@ -23,8 +23,10 @@ leave a half-applied state behind.
 
 from __future__ import annotations
 
+from array import array
+from bisect import bisect_left
 from collections.abc import Hashable
-from typing import Any, TypeVar
+from typing import Any, TypeAlias, TypeVar
 
 from vsm_phoenix.crdt._domain import atom_from_wire, atom_key, wire_count, wire_replica
 from vsm_phoenix.crdt._dots import (
@@ -35,13 +37,15 @@ from vsm_phoenix.crdt._dots import (
     dots_of,
     normal,
     pack,
-    replica_id,
 )
+from vsm_phoenix.crdt._intern import lookup
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 
 Dot = tuple[str, int]
+#: The counters of an array clock: 64-bit when they all fit, else a list.
+Counts: TypeAlias = "array[int] | list[int]"
 
 #: ``vc_compare`` results.
 EQUAL = 0
@@ -85,6 +89,163 @@ def vc_compare(a: dict[str, int], b: dict[str, int]) -> int:
             break
     if a_bigger:
         return CONCURRENT if b_bigger else AFTER
+    return BEFORE if b_bigger else EQUAL
+
+
+# -- array-backed vector clocks ------------------------------------------------------
+#
+# A clock is two parallel sequences: ``ids``, the interned replica ids (``_intern``) in
+# strictly ascending order, an ``array('q')``; and ``ns``, their counters (all >= 1), an
+# ``array('q')`` -- or a ``list`` when some counter does not fit in 64 bits (the
+# normal form: ``ns`` is a list iff a counter exceeds 2**63 - 1). The kernels below
+# take two clocks ``(ai, an)`` and ``(bi, bn)``; for ids that are not strictly
+# ascending their results are unspecified but identical on both backends (the native
+# twin follows the same steps).
+
+
+def _check_clock(ids: Any, ns: Any) -> None:
+    if len(ids) != len(ns):
+        raise ValueError("a clock needs one counter per replica id")
+
+
+def _merged(ai: Any, an: Counts, bi: Any, bn: Counts) -> tuple[array[int], Counts]:
+    """The pointwise maximum of two clocks as new sequences (a sorted-merge walk)."""
+    la, lb = len(ai), len(bi)
+    ids: list[int] = []
+    ns: list[int] = []
+    i = j = 0
+    while i < la and j < lb:
+        x, y = ai[i], bi[j]
+        if x == y:
+            m, n = an[i], bn[j]
+            ids.append(x)
+            ns.append(m if m >= n else n)
+            i += 1
+            j += 1
+        elif x < y:
+            ids.append(x)
+            ns.append(an[i])
+            i += 1
+        else:
+            ids.append(y)
+            ns.append(bn[j])
+            j += 1
+    if i < la:
+        ids.extend(ai[i:])
+        ns.extend(an[i:])
+    if j < lb:
+        ids.extend(bi[j:])
+        ns.extend(bn[j:])
+    if type(an) is list or type(bn) is list:
+        return array("q", ids), ns
+    return array("q", ids), array("q", ns)
+
+
+def _positions(ai: Any, bi: Any) -> list[int] | None:
+    """Where each id of ``bi`` sits in ``ai`` (binary search), or None if one is absent."""
+    la = len(ai)
+    out: list[int] = []
+    for x in bi:
+        k = bisect_left(ai, x)
+        if k == la or ai[k] != x:
+            return None
+        out.append(k)
+    return out
+
+
+def vc_join_arrays(ai: Any, an: Counts, bi: Any, bn: Counts) -> tuple[array[int], Counts]:
+    """``a ⊔ b`` (pointwise maximum) of two array clocks; returns ``(ids, ns)``.
+
+    When ``ai`` already holds every id of ``bi`` the join is done in place: ``an`` is
+    updated and ``(ai, an)`` returned (same replicas: one lockstep pass; a ``b`` at most
+    a quarter the size of ``a``: a binary search per entry of ``b``, so a small delta
+    costs O(|b| log |a|)). Otherwise -- or when ``an`` is an ``array`` and ``bn`` a
+    ``list`` (wider counters) -- new sequences are returned and ``an`` is untouched.
+    """
+    _check_clock(ai, an)
+    _check_clock(bi, bn)
+    widen = type(bn) is list and type(an) is not list
+    if ai == bi:
+        if widen:
+            an = list(an)
+        for k, (m, n) in enumerate(zip(an, bn, strict=True)):
+            if n > m:
+                an[k] = n
+        return ai, an
+    if len(bi) * 4 <= len(ai):
+        where = _positions(ai, bi)
+        if where is not None:
+            if widen:
+                an = list(an)
+            for k, n in zip(where, bn, strict=True):
+                if n > an[k]:
+                    an[k] = n
+            return ai, an
+    return _merged(ai, an, bi, bn)
+
+
+def vc_leq_arrays(ai: Any, an: Counts, bi: Any, bn: Counts) -> bool:
+    """``a ⊑ b`` for two array clocks: every counter of ``a`` is at most ``b``'s (a
+    replica absent from a clock counts 0)."""
+    _check_clock(ai, an)
+    _check_clock(bi, bn)
+    if ai == bi:
+        for m, n in zip(an, bn, strict=True):  # noqa: SIM110 - faster than all()
+            if m > n:
+                return False
+        return True
+    la, lb = len(ai), len(bi)
+    i = j = 0
+    while i < la:
+        x = ai[i]
+        while j < lb and bi[j] < x:
+            j += 1
+        n = bn[j] if j < lb and bi[j] == x else 0
+        if an[i] > n:
+            return False
+        i += 1
+    return True
+
+
+def vc_compare_arrays(ai: Any, an: Counts, bi: Any, bn: Counts) -> int:
+    """Causal order of two array clocks: EQUAL, BEFORE, AFTER or CONCURRENT."""
+    _check_clock(ai, an)
+    _check_clock(bi, bn)
+    a_bigger = b_bigger = False
+    if ai == bi:
+        for m, n in zip(an, bn, strict=True):
+            if m > n:
+                if b_bigger:
+                    return CONCURRENT
+                a_bigger = True
+            elif m < n:
+                if a_bigger:
+                    return CONCURRENT
+                b_bigger = True
+    else:
+        la, lb = len(ai), len(bi)
+        i = j = 0
+        while i < la or j < lb:
+            if j == lb or (i < la and ai[i] < bi[j]):
+                m, n = an[i], 0
+                i += 1
+            elif i == la or bi[j] < ai[i]:
+                m, n = 0, bn[j]
+                j += 1
+            else:
+                m, n = an[i], bn[j]
+                i += 1
+                j += 1
+            if m > n:
+                if b_bigger:
+                    return CONCURRENT
+                a_bigger = True
+            elif m < n:
+                if a_bigger:
+                    return CONCURRENT
+                b_bigger = True
+    if a_bigger:
+        return AFTER
     return BEFORE if b_bigger else EQUAL
 
 
@@ -327,7 +488,7 @@ def dotstore_join_delta(
             seen.extend(c for c in extra if c > n and c in held)
         else:
             seen = [c for c in held if c <= n or c in extra]
-        rid = replica_id(r)  # interned already: a dot of ``a`` names it
+        rid = lookup(r)  # interned: a dot of ``a`` names it
         for c in seen:
             key = held[c]
             theirs = b.get(key)
@@ -340,7 +501,7 @@ def dotstore_join_delta(
                 gains.append((key, d))
     # Phase 2: apply (cannot fail short of MemoryError), keeping the normal form.
     for key, r, c in drops:
-        d = c << RID_BITS | replica_id(r)
+        d = c << RID_BITS | lookup(r)
         a_value = a[key]
         if a_value == d:
             del a[key]
@@ -405,7 +566,7 @@ def dotstore_decode(state: Any, vv: dict[str, int], cloud: set[Dot]) -> dict[Any
     """
     if not isinstance(state, list):
         raise ValueError("expected an array of [key, dots]")
-    out: dict[Any, Dots] = {}
+    checked: list[tuple[Any, list[Dot]]] = []
     seen: set[Dot] = set()
     for item in state:
         if not (isinstance(item, list) and len(item) == 2 and isinstance(item[1], list)):
@@ -424,6 +585,10 @@ def dotstore_decode(state: Any, vv: dict[str, int], cloud: set[Dot]) -> dict[Any
                 raise ValueError(f"dot {d} is outside the causal context")
             seen.add(d)
             dots.append(d)
+        checked.append((key, dots))
+    # Valid: only now are the replica ids interned (a refused input adds none).
+    out: dict[Any, Dots] = {}
+    for key, dots in checked:
         out[key] = normal(pack(r, c) for r, c in dots)  # type: ignore[assignment]
     return out
 

@@ -13,11 +13,15 @@ All of it is sans-IO: the HLC never reads a clock; the caller passes wall time i
 from __future__ import annotations
 
 import enum
+from array import array
+from bisect import bisect_left
 from typing import Any, NamedTuple, Self
 
 from vsm_phoenix.crdt import _backend as K
+from vsm_phoenix.crdt import _intern
 from vsm_phoenix.crdt._base import CRDT
 from vsm_phoenix.crdt._domain import check_count, check_replica, wire_count, wire_replica
+from vsm_phoenix.crdt._pure import Counts
 from vsm_phoenix.errors import InvalidArgument, TypeMismatch
 
 __all__ = ["HLC", "Dot", "Ordering", "Timestamp", "VectorClock"]
@@ -45,36 +49,68 @@ _ORDERINGS = {o.value: o for o in Ordering}
 class VectorClock(CRDT):
     """Per-replica event counters; the join is the pointwise maximum.
 
+    Representation (array-backed): ``_ids``, the interned ids of the replicas with a
+    positive counter (:mod:`~vsm_phoenix.crdt._intern`), strictly ascending, in an
+    ``array('q')``; ``_ns``, their counters in the same order, an ``array('q')`` --
+    or a ``list`` when some counter does not fit in 64 bits (normal form: a list iff a
+    counter exceeds 2**63 - 1). 16 bytes per replica, and the kernels join and compare
+    two clocks in one pass over machine integers (in lockstep when both clocks hold the
+    same replicas; a small delta by binary search). ``_ids`` is never changed in place,
+    so clocks may share it; ``_ns`` belongs to one clock.
+
     Invariant: only positive counters are stored, so equal clocks have equal state.
     """
 
     TAG = "vclock"
-    __slots__ = ("_vv",)
+    __slots__ = ("_ids", "_ns")
+
+    _ids: array[int]
+    _ns: Counts
 
     def __init__(self, counters: dict[str, int] | None = None) -> None:
-        vv: dict[str, int] = {}
+        items: list[tuple[str, int]] = []
         for r, n in (counters or {}).items():
             check_replica(r)
             check_count(n, "counter")
             if n:
-                vv[r] = n
-        self._vv = vv
+                items.append((r, n))
+        self._ids, self._ns = _arrays(items)
 
     def increment(self, replica: str) -> VectorClock:
         """Count one event at ``replica``; returns the delta ``{replica: n}``."""
         check_replica(replica)
-        n = self._vv.get(replica, 0) + 1
-        self._vv[replica] = n
-        return VectorClock._raw({replica: n})
+        i = _intern.intern(replica)
+        ids = self._ids
+        k = bisect_left(ids, i)
+        if k < len(ids) and ids[k] == i:
+            n = self._ns[k] + 1
+            try:
+                self._ns[k] = n
+            except OverflowError:  # past 2**63 - 1: the counters widen to a list
+                wide = list(self._ns)
+                wide[k] = n
+                self._ns = wide
+        else:
+            n = 1
+            grown = array("q", ids)
+            grown.insert(k, i)
+            self._ns.insert(k, 1)
+            self._ids = grown
+        return VectorClock._raw(array("q", (i,)), _counts([n]))
 
     def get(self, replica: str) -> int:
         """The counter of ``replica`` (0 when absent)."""
-        return self._vv.get(replica, 0)
+        i = _intern.lookup(replica)
+        if i < 0:
+            return 0
+        ids = self._ids
+        k = bisect_left(ids, i)
+        return self._ns[k] if k < len(ids) and ids[k] == i else 0
 
     def compare(self, other: VectorClock) -> Ordering:
         """BEFORE if self happened before other, AFTER if after, EQUAL, or CONCURRENT."""
         o = self._same_type(other, "compare")
-        return _ORDERINGS[K.vc_compare(self._vv, o._vv)]
+        return _ORDERINGS[K.vc_compare_arrays(self._ids, self._ns, o._ids, o._ns)]
 
     def dominates(self, other: VectorClock) -> bool:
         """Strictly after: ``other <= self`` and ``other != self``."""
@@ -86,41 +122,67 @@ class VectorClock(CRDT):
 
     @property
     def value(self) -> dict[str, int]:
-        return dict(self._vv)
+        names = _intern.names()
+        return {names[i]: n for i, n in zip(self._ids, self._ns, strict=True)}
 
     def __len__(self) -> int:
-        return len(self._vv)
+        return len(self._ids)
 
     # -- CRDT plumbing ---------------------------------------------------------------
 
     @classmethod
-    def _raw(cls, vv: dict[str, int]) -> Self:
+    def _raw(cls, ids: array[int], ns: Counts) -> Self:
         obj = cls.__new__(cls)
-        obj._vv = vv
+        obj._ids = ids
+        obj._ns = ns
         return obj
 
     def _join_into(self, other: Self) -> None:
-        K.vc_join_into(self._vv, other._vv)
+        self._ids, self._ns = K.vc_join_arrays(self._ids, self._ns, other._ids, other._ns)
 
     def _leq(self, other: Self) -> bool:
-        return bool(K.vc_leq(self._vv, other._vv))
+        return bool(K.vc_leq_arrays(self._ids, self._ns, other._ids, other._ns))
 
     def _eq_state(self, other: Self) -> bool:
-        return self._vv == other._vv
+        return self._ids == other._ids and self._ns == other._ns
 
     def copy(self) -> Self:
-        return self._raw(dict(self._vv))
+        return self._raw(self._ids, self._ns[:])
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Self:
+        return self.copy()
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # By replica name: interned ids mean nothing in another process.
+        return (type(self), (self.value,))
 
     def _encode_state(self) -> Any:
-        return dict(self._vv)
+        return self.value
 
     @classmethod
     def _from_state(cls, state: Any) -> Self:
         if not isinstance(state, dict):
             raise ValueError("expected a map")
-        return cls._raw(
-            {wire_replica(r): wire_count(n, "counter", positive=True) for r, n in state.items()}
-        )
+        items = [
+            (wire_replica(r), wire_count(n, "counter", positive=True)) for r, n in state.items()
+        ]
+        return cls._raw(*_arrays(items))
+
+
+def _counts(values: list[int]) -> Counts:
+    """Counters in normal form: an ``array('q')`` when every one fits in 64 bits."""
+    try:
+        return array("q", values)
+    except OverflowError:
+        return values
+
+
+def _arrays(items: list[tuple[str, int]]) -> tuple[array[int], Counts]:
+    """The ``(ids, ns)`` of validated ``(replica, positive counter)`` pairs (distinct
+    replicas); interns the replicas."""
+    ids = _intern.intern_many([r for r, _ in items])
+    order = sorted(range(len(items)), key=ids.__getitem__)
+    return array("q", [ids[k] for k in order]), _counts([items[k][1] for k in order])
 
 
 class Timestamp(NamedTuple):

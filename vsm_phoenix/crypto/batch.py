@@ -7,6 +7,8 @@ publishes up to hundreds per body) authenticates the *batch* once, with the send
 Ed25519 :class:`~vsm_phoenix.crypto.identity.Identity`, and then opens each frame with
 the cluster's :class:`~vsm_phoenix.crypto.channel.SecureChannel`, requiring every
 frame's sealed sender to be the batch's signer (``channel.open(frame, sender=...)``).
+A frame may itself carry many messages (the AMQP adapter seals the envelopes of one
+publish as one frame): then one signature and one AEAD open cover them all.
 
 Wire format (canonical CBOR)::
 

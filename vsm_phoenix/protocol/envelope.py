@@ -9,6 +9,8 @@ is deliberate: a secure channel seals a message as ``seal(header, payload)`` —
 authenticating the header, encrypting the payload — and :meth:`Envelope.wire_parts` /
 :meth:`Envelope.from_wire_parts` are exactly those two halves. Without a channel the
 frame is the canonical CBOR array ``[header, payload]`` (:meth:`Envelope.to_bytes`).
+Many envelopes from one sender to one address, authenticated together, travel as one
+value of :mod:`vsm_phoenix.protocol.envelope_batch` instead (checked once per batch).
 
 Header fields (short keys keep small messages small)::
 
@@ -160,8 +162,44 @@ def _check_ts(value: object) -> Timestamp:
     return Timestamp(phys, logical, replica)
 
 
+_MAX_PHYSICAL: Final = 2**63 - 1
+_MAX_LOGICAL: Final = 2**32 - 1
+_OPTIONAL_BYTES: Final = (bytes, type(None))
+
+
+def _valid_common(inst: Envelope) -> bool:
+    """The usual envelope -- exact builtin types, every field in range -- passes in one
+    expression; ``False`` sends the rest to the field-by-field checks (which give the
+    error message, and accept what they accept: subclasses of str, bytes, list)."""
+    ts = inst.timestamp
+    mid = inst.message_id
+    cid = inst.correlation_id
+    name = inst.recipient if inst.topic is None else inst.topic
+    return (
+        type(mid) is bytes and 0 < len(mid) <= MAX_ID_BYTES
+        and type(inst.type) is str and 0 < len(inst.type) <= MAX_NAME_CHARS
+        and type(inst.sender) is str and 0 < len(inst.sender) <= MAX_NAME_CHARS
+        and (inst.recipient is None) != (inst.topic is None)
+        and type(name) is str and 0 < len(name) <= MAX_NAME_CHARS
+        and (cid is None or (type(cid) is bytes and 0 < len(cid) <= MAX_ID_BYTES))
+        and type(ts) is Timestamp
+        and type(ts[0]) is int and 0 <= ts[0] <= _MAX_PHYSICAL
+        and type(ts[1]) is int and 0 <= ts[1] <= _MAX_LOGICAL
+        and type(ts[2]) is str and 0 < len(ts[2]) <= MAX_NAME_CHARS
+        and type(inst.hop_limit) is int and 0 <= inst.hop_limit <= 255
+        and type(inst.causal_context) in _OPTIONAL_BYTES
+        and type(inst.payload) is bytes
+    )
+
+
 def _validate_envelope(inst: Envelope, _attr: object, _value: object) -> None:
     """attrs validator on the last field: the whole-object invariants."""
+    if not _valid_common(inst):
+        _check_fields(inst)
+
+
+def _check_fields(inst: Envelope) -> None:
+    """The field-by-field checks (``InvalidArgument`` naming the first bad field)."""
     try:
         _check_id(inst.message_id, "message_id")
         _check_name(inst.type, "type")
@@ -185,6 +223,8 @@ def _validate_envelope(inst: Envelope, _attr: object, _value: object) -> None:
 
 def _ts_converter(value: Any) -> Any:
     # Accept any (physical_ms, logical, replica) triple; store a crdt Timestamp.
+    if type(value) is Timestamp:
+        return value
     if isinstance(value, tuple | list) and len(value) == 3:
         return Timestamp(value[0], value[1], value[2])
     return value
@@ -338,6 +378,40 @@ class Envelope:
     def reply(self, **changes: Any) -> dict[str, Any]:
         """Routing fields for an answer: to the sender, correlated with this message."""
         return {"recipient": self.sender, "correlation_id": self.message_id, **changes}
+
+
+_new = object.__new__
+_set = object.__setattr__
+
+
+def _assemble(
+    message_id: bytes,
+    msg_type: str,
+    sender: str,
+    recipient: str | None,
+    topic: str | None,
+    correlation_id: bytes | None,
+    timestamp: Timestamp,
+    hop_limit: int,
+    causal_context: bytes | None,
+    payload: bytes,
+) -> Envelope:
+    """An envelope from fields a decoder has *already* checked one by one (exact types,
+    ranges, exactly one of recipient and topic): what the constructor's validation would
+    find, without running it again. Only for such decoders
+    (:mod:`vsm_phoenix.protocol.envelope_batch`); everyone else calls ``Envelope(...)``."""
+    env = _new(Envelope)
+    _set(env, "message_id", message_id)
+    _set(env, "type", msg_type)
+    _set(env, "sender", sender)
+    _set(env, "recipient", recipient)
+    _set(env, "topic", topic)
+    _set(env, "correlation_id", correlation_id)
+    _set(env, "timestamp", timestamp)
+    _set(env, "hop_limit", hop_limit)
+    _set(env, "causal_context", causal_context)
+    _set(env, "payload", payload)
+    return env
 
 
 def _decompress(method: int, body: bytes, size: int) -> bytes:

@@ -1,20 +1,39 @@
 """What nodes and control clients share: configuration, the connection, sealing and
 signing, the batching outbox with publisher confirms, and dead-lettering.
 
-Outgoing: a frame is sealed by the endpoint's
+Outgoing: items are appended to the :class:`Outbox`, and the items for one routing key
+share one publish: a body signed by the endpoint's identity
+(:func:`~vsm_phoenix.crypto.batch.seal_batch`) holding frames sealed by the endpoint's
 :class:`~vsm_phoenix.crypto.SecureChannel` (cluster keyset, AES-256-GCM, header as
-associated data) and appended to the :class:`Outbox`; frames to the same routing key
-share one publish, which is a batch signed by the endpoint's identity
-(:func:`~vsm_phoenix.crypto.batch.seal_batch`).
+associated data). Two kinds of item:
+
+* a protocol :class:`~vsm_phoenix.protocol.envelope.Envelope` (:meth:`Endpoint.send_envelope`)
+  is sealed when its publish leaves, *together with* the other envelopes of that
+  publish: one :data:`ENVELOPES` frame per publish (per run of envelopes to one address)
+  whose payload is the columnar batch of
+  :mod:`vsm_phoenix.protocol.envelope_batch`. So a publish of 256 envelopes costs one
+  header encoding, one sequence number, one AES-GCM seal and one signature, and the
+  receiver one signature check, one AES-GCM open, one canonical check and one replay
+  record. Per-frame sealing is kept only where a frame stands alone: control requests
+  and replies (:meth:`Endpoint.seal_to`, sealed at once so that the caller learns at
+  once whether sealing stopped), which are few;
+* an already sealed frame (:meth:`Endpoint.seal_to`).
 
 Incoming: :meth:`Endpoint.open_body` authenticates a whole body against the roster
 (one parse, one signature check) before any frame is looked at; frames are then
 opened with ``sender=`` the batch's signer, so a member can no longer seal a frame in
-another member's name.
+another member's name, and the envelopes of an :data:`ENVELOPES` frame take their
+sender and address from the frame's authenticated header.
 
 The cluster keyset is never rotated by one endpoint on its own (a key only it knew
 would make every peer refuse what it seals): sealing stops with an alarm at
-``key_usage_limit`` invocations of a key, after a warning at ``key_usage_warn``.
+``key_usage_limit`` uses of a key, after a warning at ``key_usage_warn``. A use is one
+*message*, whether it is sealed alone or in a batch: a batch of ``n`` envelopes is
+charged ``n`` uses (one AES-GCM invocation and ``n - 1`` counted ahead), so the limit
+means the same number of messages whatever the batching, and over-counts, never
+under-counts, the invocations NIST SP 800-38D bounds. When the budget has fewer uses
+left than a batch holds, the first envelopes are sealed and the rest are counted as
+``unsealed``.
 """
 
 from __future__ import annotations
@@ -42,6 +61,7 @@ from vsm_phoenix.errors import (
     KeyExpiredError,
     PermissionDenied,
     ReplayError,
+    VsmPhoenixError,
 )
 from vsm_phoenix.ext.amqp.topology import (
     DEFAULT_AMQP_URL,
@@ -57,13 +77,32 @@ from vsm_phoenix.ext.breaker import (
     CircuitBreaker,
     CountWindow,
 )
+from vsm_phoenix.protocol.envelope import Envelope
+from vsm_phoenix.protocol.envelope_batch import encode_envelopes
 from vsm_phoenix.storage import Storage, TransactionalStorage
 
-__all__ = ["BATCH_CONTENT_TYPE", "AmqpConfig", "Endpoint", "LogLimiter", "Outbox", "classify"]
+__all__ = [
+    "BATCH_CONTENT_TYPE",
+    "ENVELOPE",
+    "ENVELOPES",
+    "AmqpConfig",
+    "Endpoint",
+    "LogLimiter",
+    "Outbox",
+    "SealedBody",
+    "classify",
+]
 
 log = logging.getLogger("vsm_phoenix.ext.amqp")
 
 BATCH_CONTENT_TYPE: Final = "application/vnd.vsm-phoenix.batch+cbor"
+#: Content type of a frame holding one protocol envelope (header ``env``).
+ENVELOPE: Final = "vsm/envelope"
+#: Content type of a frame holding a batch of envelopes
+#: (:mod:`vsm_phoenix.protocol.envelope_batch`).
+ENVELOPES: Final = "vsm/envelopes"
+#: Bytes an envelope adds to a batch beyond its payload (for ``batch_max_bytes``).
+_ENVELOPE_OVERHEAD: Final = 64
 
 
 @attrs.frozen(kw_only=True)
@@ -129,21 +168,34 @@ class LogLimiter:
         log.log(level, msg, *args)
 
 
+@attrs.frozen
+class SealedBody:
+    """What a publish carries once sealed: the body (``None``: nothing could be sealed)
+    and the number of messages in it."""
+
+    body: bytes | None
+    count: int
+
+
 class Outbox:
-    """Per-routing-key batches, a linger timer, and a window of unconfirmed publishes."""
+    """Per-routing-key batches, a linger timer, and a window of unconfirmed publishes.
+
+    Items are sealed frames (``bytes``) or envelopes; ``seal(items)`` turns the items of
+    one publish into its body when the publish leaves -- ``bytes`` (every item is in it)
+    or a :class:`SealedBody` (fewer, or none)."""
 
     def __init__(
         self,
         config: AmqpConfig,
         publish: Callable[[str, bytes, int], Any],
-        sign: Callable[[list[bytes]], bytes],
+        seal: Callable[[list[Any]], bytes | SealedBody],
         stats: dict[str, int],
     ) -> None:
         self._config = config
         self._publish = publish
-        self._sign = sign
+        self._seal = seal
         self._stats = stats
-        self._buffers: dict[str, list[bytes]] = {}
+        self._buffers: dict[str, list[Any]] = {}
         self._sizes: dict[str, int] = {}
         self._linger: asyncio.TimerHandle | None = None
         self._window = asyncio.Semaphore(config.window)
@@ -154,10 +206,13 @@ class Outbox:
         self._room = asyncio.Event()
         self._room.set()
 
-    def add(self, routing_key: str, frame: bytes) -> None:
+    def add(self, routing_key: str, item: bytes | Envelope) -> None:
+        """Queue a sealed frame or an envelope (sealed with its publish) on ``routing_key``."""
         buf = self._buffers.setdefault(routing_key, [])
-        buf.append(frame)
-        self._sizes[routing_key] = self._sizes.get(routing_key, 0) + len(frame)
+        buf.append(item)
+        size = len(item) if type(item) is bytes else (
+            len(item.payload) + _ENVELOPE_OVERHEAD)  # type: ignore[union-attr]
+        self._sizes[routing_key] = self._sizes.get(routing_key, 0) + size
         self.pending += 1
         self._idle.clear()
         if self.pending >= self._config.max_outbox:
@@ -186,16 +241,23 @@ class Outbox:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _send(self, key: str, frames: list[bytes]) -> None:
-        body = self._sign(frames)
-        async with self._window:
-            await self._publish(key, body, len(frames))
-        self.pending -= len(frames)
-        self._stats["frames_confirmed"] += len(frames)
-        if self.pending < self._config.max_outbox // 2:
-            self._room.set()
-        if self.pending == 0:
-            self._idle.set()
+    async def _send(self, key: str, items: list[Any]) -> None:
+        try:
+            sealed = self._seal(items)
+            if isinstance(sealed, SealedBody):
+                body, count = sealed.body, sealed.count
+            else:
+                body, count = sealed, len(items)
+            if body is not None:
+                async with self._window:
+                    await self._publish(key, body, count)
+                self._stats["frames_confirmed"] += count
+        finally:
+            self.pending -= len(items)
+            if self.pending < self._config.max_outbox // 2:
+                self._room.set()
+            if self.pending == 0:
+                self._idle.set()
 
     async def wait_room(self) -> None:
         await self._room.wait()
@@ -304,12 +366,12 @@ class Endpoint:
             self.name, key_id, used, limit,
         )
 
-    def _sealing_stopped(self, exc: CapacityError) -> None:
+    def _sealing_stopped(self, exc: CapacityError, messages: int = 1) -> None:
         if self.sealing_error is None:
             log.critical("%s: sealing stopped: %s; rotate the cluster keyset and restart",
                          self.name, exc)
         self.sealing_error = str(exc)
-        self.stats["unsealed"] += 1
+        self.stats["unsealed"] += messages
 
     # -- connection ------------------------------------------------------------------------
     def txn(self) -> contextlib.AbstractContextManager[None]:
@@ -334,7 +396,7 @@ class Endpoint:
         await self.sub.set_qos(prefetch_count=self.config.prefetch)
         self.exchange = await self.pub.get_exchange(self.topology.exchange)
         self._dlx = await self.pub.get_exchange(self.topology.dlx)
-        self.outbox = Outbox(self.config, self._publish, self.sign, self.stats)
+        self.outbox = Outbox(self.config, self._publish, self.seal_body, self.stats)
 
     def _on_reconnect(self, *_args: Any) -> None:
         self.stats["reconnects"] += 1
@@ -393,6 +455,81 @@ class Endpoint:
         self.stats["frames_sent"] += 1
         self.outbox.add(routing_key, frame)
         return True
+
+    def send_envelope(self, routing_key: str, env: Envelope) -> None:
+        """Queue ``env`` on ``routing_key``; it is sealed in one frame with the other
+        envelopes of its publish when that publish leaves (:meth:`seal_body`). An
+        envelope that names another sender than this endpoint cannot share a batch
+        (whose envelopes take the sealed sender): it is sealed alone, as an
+        :data:`ENVELOPE` frame, and receivers refuse it as they always did."""
+        assert self.outbox is not None
+        if env.sender != self.name:
+            header, body = env.wire_parts()
+            address = env.recipient if env.recipient is not None else f"topic:{env.topic}"
+            self.seal_to(address, routing_key, {"content_type": ENVELOPE, "env": header}, body)
+            return
+        self.outbox.add(routing_key, env)
+
+    def seal_body(self, items: list[Any]) -> SealedBody:
+        """The body of one publish: sealed frames as they are, each run of envelopes to
+        one address sealed as one :data:`ENVELOPES` frame, all signed as one batch."""
+        frames: list[bytes] = []
+        count = 0
+        run: list[Envelope] = []
+        for item in items:
+            if type(item) is bytes:
+                count += self._seal_run(run, frames)
+                frames.append(item)
+                count += 1
+            else:
+                if run and (item.recipient != run[0].recipient or item.topic != run[0].topic):
+                    count += self._seal_run(run, frames)
+                run.append(item)
+        count += self._seal_run(run, frames)
+        return SealedBody(self.sign(frames) if frames else None, count)
+
+    def _seal_run(self, run: list[Envelope], frames: list[bytes]) -> int:
+        """Seal ``run`` (then empty it) as one frame appended to ``frames``; return how
+        many of its envelopes are in it (fewer when the key's budget runs out)."""
+        if not run:
+            return 0
+        envs = run[:]
+        run.clear()
+        first = envs[0]
+        address = first.recipient if first.recipient is not None else f"topic:{first.topic}"
+        try:
+            allowed = self._charge_ahead(len(envs))
+            payload = encode_envelopes(envs[:allowed], sender=self.name,
+                                       recipient=first.recipient, topic=first.topic)
+            frames.append(self.channel.seal({"recipient": address, "content_type": ENVELOPES},
+                                            payload))
+        except CapacityError as exc:
+            self._sealing_stopped(exc, len(envs))
+            return 0
+        except (VsmPhoenixError, ValueError, TypeError) as exc:
+            self.stats["unsealed"] += len(envs)
+            self.logs.log(logging.ERROR, "unsealable", "%s: could not seal %d envelopes to "
+                          "%s: %s", self.name, len(envs), address[:200], exc)
+            return 0
+        if allowed < len(envs):
+            self._sealing_stopped(CapacityError("the key reached its usage limit"),
+                                  len(envs) - allowed)
+        self.stats["frames_sent"] += allowed
+        return allowed
+
+    def _charge_ahead(self, n: int) -> int:
+        """Charge the sealing key for ``n`` messages, one of them left to the seal that
+        follows; return how many (``1..n``) the key's budget allows. ``CapacityError``
+        when it allows none (see the module doc: a use is a message)."""
+        if n == 1:
+            return 1
+        key_id = self.aead.keyset.primary_id
+        room = self.config.key_usage_limit - self.aead.usage(key_id)
+        allowed = max(1, min(n, room))  # room <= 0: the seal itself raises CapacityError
+        reserve = self.aead._reserve  # counts one invocation (no encryption happens)
+        for _ in range(allowed - 1):
+            reserve()
+        return allowed
 
     def open_body(self, body: bytes) -> OpenedBatch:
         """Authenticate a received body against the current roster (module doc)."""

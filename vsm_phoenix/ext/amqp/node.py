@@ -10,8 +10,9 @@ effect             carried out as
 =================  ================================================================
 ``Persist``        a write to the node's :class:`~vsm_phoenix.storage.Storage` under
                    ``node/<key>``, committed *before* any later effect runs
-``Send``           the envelope sealed by the endpoint's channel, appended to the
-                   outbox, published in a batch signed by the node's identity
+``Send``           the envelope appended to the outbox; the envelopes of one publish
+                   are sealed together by the endpoint's channel (one frame) and
+                   signed by the node's identity (one signature)
 ``SetTimer`` /     ``loop.call_later`` / its cancellation (one handle per name)
 ``CancelTimer``
 ``Deliver``        the reply of a pending request (in-process or over the control
@@ -25,6 +26,15 @@ signer's role, step the node, write its ``Persist`` effects, commit -- and only 
 carry out the other effects and ack the group (one cumulative ack). A crash before the
 commit loses nothing: the broker redelivers, and the replay record was rolled back with
 the state.
+
+An ``ENVELOPES`` frame (a batch of envelopes, sealed as one) is checked once: one
+AES-GCM open, one replay record, one role check, one canonical-form check and
+column-wise validation of the whole batch
+(:func:`~vsm_phoenix.protocol.envelope_batch.decode_envelopes`); its envelopes take the
+frame's sealed sender and address, and are stepped in order with one clock reading.
+The node refusing one of them fails that envelope only (``protocol``); a redelivered
+batch is one duplicate. Single ``ENVELOPE`` frames (one envelope with its header in
+the sealed header) are still accepted.
 
 Roles (from the roster): protocol envelopes need ``peer``; a control request needs the
 role its operation names in the control table (:mod:`vsm_phoenix.ext.amqp.control`:
@@ -84,9 +94,16 @@ from vsm_phoenix.ext.amqp.control import (
     may_ask,
     needed_role,
 )
-from vsm_phoenix.ext.amqp.endpoint import AmqpConfig, Endpoint, classify
+from vsm_phoenix.ext.amqp.endpoint import (
+    ENVELOPE,
+    ENVELOPES,
+    AmqpConfig,
+    Endpoint,
+    classify,
+)
 from vsm_phoenix.ext.amqp.topology import unword
 from vsm_phoenix.protocol.envelope import Envelope, decode_cbor, encode_cbor
+from vsm_phoenix.protocol.envelope_batch import decode_envelopes
 from vsm_phoenix.protocol.node import (
     CancelTimer,
     ClientRequest,
@@ -104,11 +121,10 @@ from vsm_phoenix.protocol.node import (
 )
 from vsm_phoenix.storage import MemoryStorage, Storage
 
-__all__ = ["ENVELOPE", "AmqpNode", "NodeFenced"]
+__all__ = ["ENVELOPE", "ENVELOPES", "AmqpNode", "NodeFenced"]
 
 log = logging.getLogger("vsm_phoenix.ext.amqp")
 
-ENVELOPE: Final = "vsm/envelope"
 MAX_PENDING_CONTROL: Final = 10_000
 _NODE_PREFIX: Final = "node/"
 _BOOT_KEY: Final = "runner/boots"
@@ -180,6 +196,7 @@ class AmqpNode:
         self._tasks: set[asyncio.Task[Any]] = set()
         self.booted_with: str = ""
         self.started = False
+        self._keys: dict[tuple[str | None, str | None, str], str] = {}  # routing keys
 
     @property
     def roster_serial(self) -> int:
@@ -310,16 +327,19 @@ class AmqpNode:
             log.exception("%s: node failed on timer %s", self.node_id, name)
 
     def _send(self, env: Envelope) -> None:
-        header, body = env.wire_parts()
-        topo = self.topology
-        if env.recipient is not None:
-            recipient = env.recipient
-            key = topo.direct_key(recipient, env.type)
-        else:
-            assert env.topic is not None
-            recipient = "topic:" + env.topic
-            key = topo.topic_key(env.topic, env.type)
-        self._ep.seal_to(recipient, key, {"content_type": ENVELOPE, "env": header}, body)
+        cache = (env.recipient, env.topic, env.type)
+        key = self._keys.get(cache)
+        if key is None:
+            topo = self.topology
+            if env.recipient is not None:
+                key = topo.direct_key(env.recipient, env.type)
+            else:
+                assert env.topic is not None
+                key = topo.topic_key(env.topic, env.type)
+            if len(self._keys) >= 4096:  # names are the node's own choice; still bounded
+                self._keys.clear()
+            self._keys[cache] = key
+        self._ep.send_envelope(key, env)
 
     def _deliver(self, d: Deliver) -> None:
         rid = d.request_id
@@ -437,6 +457,10 @@ class AmqpNode:
             try:
                 if isinstance(opened, Exception):
                     raise opened
+                if opened[0]["content_type"] == ENVELOPES:
+                    self._handle_envelopes(batch, opened[0], opened[1], recipient, res,
+                                           failures)
+                    continue
                 self._handle_frame(batch, opened[0], opened[1], res)
             except _Rejected as exc:
                 failures.append(("protocol", str(exc)))
@@ -455,6 +479,35 @@ class AmqpNode:
             reason, error = failures[0]
             res.dead = (reason, error, len(failures))
         return res
+
+    def _handle_envelopes(self, batch: OpenedBatch, header: dict[str, Any], payload: bytes,
+                          recipient: str, res: _Incoming,
+                          failures: list[tuple[str, str]]) -> None:
+        """Step the node with every envelope of an authentic ``ENVELOPES`` frame (see the
+        module doc). Errors of the whole frame are raised; an envelope the node refuses
+        (or fails on) is appended to ``failures`` and the others go on."""
+        if not batch.member.allows(ROLE_PEER):
+            raise PermissionDenied(f"{batch.signer!r} may not send protocol messages")
+        sender = header["sender"]
+        if sender == self.node_id:
+            return  # our own topic broadcast
+        if recipient.startswith("topic:"):
+            envs = decode_envelopes(payload, sender=sender, topic=recipient[6:])
+        else:
+            envs = decode_envelopes(payload, sender=sender, recipient=recipient)
+        self.stats["frames_received"] += len(envs) - 1
+        now = self.now()
+        step = self._step_persist
+        effects = res.effects
+        for env in envs:
+            try:
+                effects += step(Receive(now, env))
+            except DecodeError as exc:
+                failures.append(("protocol", f"{type(exc).__name__}: {exc}"))
+            except Exception as exc:  # a node bug must not stop the node
+                self._ep.logs.log(logging.ERROR, "node-error", "%s: node failed on a message: "
+                                  "%r", self.node_id, exc)
+                failures.append(("node-error", f"{type(exc).__name__}: {exc}"))
 
     def _handle_frame(self, batch: OpenedBatch, header: dict[str, Any], payload: bytes,
                       res: _Incoming) -> None:

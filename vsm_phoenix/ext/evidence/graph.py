@@ -37,6 +37,7 @@ from __future__ import annotations
 import hashlib
 import heapq
 import json
+import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Final
 
@@ -564,13 +565,19 @@ class EvidenceGraph:
 
     # -- export ------------------------------------------------------------------------
     def to_json(self, ids: Iterable[bytes] | None = None) -> str:
-        """The graph (or the events ``ids``, e.g. a :meth:`cut`) as JSON: events
-        parents first, ids and byte values in hex."""
+        """The graph (or the events ``ids``, e.g. a :meth:`cut`) as strict JSON
+        (RFC 8259: no ``NaN``/``Infinity`` literals): events parents first, ids in hex.
+
+        Payload values that JSON cannot hold are written as one-key objects whose key
+        starts with ``$``: bytes as ``{"$bytes": "<hex>"}``, non-finite floats as
+        ``{"$float": "NaN" | "Infinity" | "-Infinity"}``. A payload map key that itself
+        starts with ``$`` gets one more ``$`` in front, so every ``$`` object is
+        unambiguous (format version 2)."""
         chosen = set(self._events) if ids is None else {self._need(i) for i in ids}
         events = [e for e in self.topological() if e.id in chosen]
         doc = {
             "type": "vsm-phoenix/evidence-graph",
-            "version": 1,
+            "version": 2,
             "heads": [h.hex() for h in sorted(self._heads) if h in chosen],
             "events": [
                 {
@@ -586,7 +593,7 @@ class EvidenceGraph:
                 for e in events
             ],
         }
-        return json.dumps(doc, indent=1, sort_keys=True)
+        return json.dumps(doc, indent=1, sort_keys=True, allow_nan=False)
 
     def __repr__(self) -> str:
         return (f"EvidenceGraph({len(self._events)} events, {len(self._heads)} heads, "
@@ -594,10 +601,15 @@ class EvidenceGraph:
 
 
 def _jsonable(value: Any) -> Any:
+    """A payload value as strict JSON data (see :meth:`EvidenceGraph.to_json`)."""
     if isinstance(value, bytes):
-        return {"hex": value.hex()}
-    if isinstance(value, list):
+        return {"$bytes": value.hex()}
+    if isinstance(value, float) and not math.isfinite(value):
+        return {"$float": "NaN" if math.isnan(value) else
+                ("Infinity" if value > 0 else "-Infinity")}
+    if isinstance(value, list | tuple):
         return [_jsonable(v) for v in value]
     if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
+        return {("$" + k if k.startswith("$") else k): _jsonable(v)
+                for k, v in value.items()}
     return value

@@ -35,7 +35,8 @@ leaves as effects. Roles and transitions::
   replicated) and ``next`` (next index to send). A follower *probing* (after a
   rejection, or right after the election) gets one ``raft.append`` at a time; a
   follower *replicating* gets, with every append, all entries it has not acknowledged
-  (at most ``max_batch``: the window), sent when new entries arrive and on every
+  (at most ``max_batch`` entries and ``max_append_bytes`` of them, but always one: the
+  window), sent when new entries arrive and on every
   heartbeat — so a lost or reordered message never leaves a gap that needs a round
   trip to discover, and a heartbeat retransmits whatever was lost. Rejections carry a hint (the
   conflicting term and the first index the follower holds of it, or its log length),
@@ -110,6 +111,7 @@ Modules (one concept each)
 from __future__ import annotations
 
 from vsm_phoenix.protocol.raft.config import (
+    ENTRY_OVERHEAD_BYTES,
     K_FAILED,
     K_LEADER,
     K_NOT_LEADER,
@@ -119,6 +121,7 @@ from vsm_phoenix.protocol.raft.config import (
     KEY_SNAPSHOT,
     KEY_STATE,
     MAX_ENTRIES_PER_MESSAGE,
+    MAX_MESSAGE_BODY_BYTES,
     MAX_U63,
     T_ELECTION,
     T_FLUSH,
@@ -171,7 +174,9 @@ __all__ = [
     "K_NOT_LEADER",
     "K_OK",
     "K_UNKNOWN",
+    "ENTRY_OVERHEAD_BYTES",
     "MAX_ENTRIES_PER_MESSAGE",
+    "MAX_MESSAGE_BODY_BYTES",
     "MAX_U63",
     "M_APPEND",
     "M_APPEND_RESP",

@@ -16,6 +16,7 @@ from typing import Final
 import attrs
 
 from vsm_phoenix.errors import TypeMismatch
+from vsm_phoenix.protocol.envelope import DEFAULT_MAX_PAYLOAD
 from vsm_phoenix.protocol.node import LocalProtocolError
 from vsm_phoenix.protocol.raft.membership import Membership, MembershipError
 
@@ -28,7 +29,9 @@ __all__ = [
     "K_NOT_LEADER",
     "K_OK",
     "K_UNKNOWN",
+    "ENTRY_OVERHEAD_BYTES",
     "MAX_ENTRIES_PER_MESSAGE",
+    "MAX_MESSAGE_BODY_BYTES",
     "MAX_U63",
     "T_ELECTION",
     "T_FLUSH",
@@ -61,6 +64,14 @@ KEY_LOG_PREFIX: Final = "raft/log/"
 
 MAX_U63: Final = 2**63 - 1
 MAX_ENTRIES_PER_MESSAGE: Final = 65_536
+#: What one entry costs in an append beside its command bytes: term, framing, and a
+#: configuration entry's member list are all counted at this flat rate (a config is
+#: bounded by the membership codec and small).
+ENTRY_OVERHEAD_BYTES: Final = 32
+#: The largest body a Raft message may carry: the envelope's payload limit, which every
+#: receiver enforces, less room for the message's own fields. Every size knob of
+#: :class:`RaftConfig` must keep its messages under it, or peers refuse them forever.
+MAX_MESSAGE_BODY_BYTES: Final = DEFAULT_MAX_PAYLOAD - 64 * 1024
 
 
 def log_key(index: int) -> str:
@@ -101,6 +112,17 @@ class RaftConfig:
     reads for that long and ships them together, at most ``max_batch`` entries per
     message.
 
+    ``max_append_bytes`` bounds an append by size as ``max_batch`` bounds it by count
+    (etcd's ``MaxSizePerMsg``): entries are added while their command bytes (plus
+    :data:`ENTRY_OVERHEAD_BYTES` each) stay within it, and at least one entry always
+    goes, so the window never stalls. Without it, a follower that missed a burst of
+    large commands was sent ``max_batch`` of them at once, a message every peer refuses
+    (over the envelope's limit), and never caught up. ``max_command_bytes`` caps one
+    ``Propose.command`` (a larger one raises :class:`LocalProtocolError` and changes
+    nothing), so even a lone entry fits a message; its default (12 MiB) holds the KV's
+    largest command, a ``cas`` of two 1 M-character values. Both, and
+    ``snapshot_chunk_bytes``, must be at most :data:`MAX_MESSAGE_BODY_BYTES`.
+
     ``max_clock_drift_ms`` bounds how far ahead of this node's clock a peer's HLC
     stamp may be and still be merged into this node's HLC. It never stops Raft: a
     message stamped further ahead is processed all the same, its stamp left unmerged
@@ -131,6 +153,8 @@ class RaftConfig:
     unsafe_reconfigure_early: bool = False
     snapshot_chunk_bytes: int = 1 << 20
     max_snapshot_bytes: int = 1 << 30
+    max_append_bytes: int = 1 << 20
+    max_command_bytes: int = 12 << 20
 
     def __attrs_post_init__(self) -> None:
         if not self.peers or len(set(self.peers)) != len(self.peers):
@@ -147,6 +171,12 @@ class RaftConfig:
             raise LocalProtocolError("max_batch >= 1, batch_delay_ms >= 0, snapshot_threshold >= 1")
         if not 1 <= self.snapshot_chunk_bytes <= self.max_snapshot_bytes:
             raise LocalProtocolError("need 1 <= snapshot_chunk_bytes <= max_snapshot_bytes")
+        for name in ("max_append_bytes", "max_command_bytes", "snapshot_chunk_bytes"):
+            value = getattr(self, name)
+            if type(value) is not int or not 1 <= value <= MAX_MESSAGE_BODY_BYTES:
+                raise LocalProtocolError(
+                    f"{name} must be an integer in 1..{MAX_MESSAGE_BODY_BYTES} (a larger "
+                    "message would exceed the envelope limit every peer enforces)")
         if type(self.max_clock_drift_ms) is not int or self.max_clock_drift_ms < 0:
             raise LocalProtocolError("max_clock_drift_ms must be an integer >= 0")
 

@@ -26,6 +26,7 @@ from vsm_phoenix.protocol.node import (
     TimerFired,
 )
 from vsm_phoenix.protocol.raft.config import (
+    ENTRY_OVERHEAD_BYTES,
     K_FAILED,
     K_LEADER,
     K_NOT_LEADER,
@@ -316,6 +317,10 @@ class RaftNode:
         if isinstance(payload, Propose):
             if not isinstance(payload.command, bytes) or not payload.command:
                 raise LocalProtocolError("Propose.command must be non-empty bytes")
+            if len(payload.command) > self.config.max_command_bytes:
+                raise LocalProtocolError(
+                    f"Propose.command of {len(payload.command)} bytes exceeds "
+                    f"max_command_bytes={self.config.max_command_bytes}")
         elif isinstance(payload, Read):
             if not isinstance(payload.query, bytes):
                 raise LocalProtocolError("Read.query must be bytes")
@@ -557,7 +562,7 @@ class RaftNode:
         if pr.probing and pr.probe_sent and not heartbeat:
             return
         prev = pr.next - 1
-        hi = min(log.last_index, prev + self.config.max_batch)
+        hi = self._append_end(prev, min(log.last_index, prev + self.config.max_batch))
         if not heartbeat and (hi == prev or (not pr.probing and hi <= pr.sent_to)):
             return
         prev_term = log.term_at(prev)
@@ -569,6 +574,18 @@ class RaftNode:
             pr.probe_sent = True
         else:
             pr.sent_to = max(pr.sent_to, hi)
+
+    def _append_end(self, prev: int, hi: int) -> int:
+        """The last index an append after ``prev`` carries: at most ``hi``, and no more
+        entries than fit in ``max_append_bytes`` -- but always one, if any."""
+        budget = self.config.max_append_bytes
+        end = prev
+        for entry in self._log.between(prev, hi):
+            budget -= len(entry.data) + ENTRY_OVERHEAD_BYTES
+            if budget < 0 and end > prev:
+                break
+            end += 1
+        return end
 
     def _replicate(self) -> None:
         """Ship new entries now, or at the next flush when batching."""

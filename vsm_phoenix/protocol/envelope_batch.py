@@ -1,0 +1,227 @@
+"""Envelope batches: many envelopes from one sender to one address, as one CBOR value.
+
+Theory of operation
+-------------------
+A transport that authenticates a batch *as a whole* (the AMQP runner seals each batch
+with one :class:`~vsm_phoenix.crypto.SecureChannel` frame and signs the body once)
+should not pay per envelope for what the envelopes share: the header encoding, the
+canonical-form check, the sender and address checks. :func:`encode_envelopes` writes
+envelopes that share a sender and an address as *columns*; :func:`decode_envelopes`
+checks the whole value once and rebuilds the envelopes without per-envelope header
+maps. The sender and the address are not in the bytes: the caller takes them from the
+authenticated frame that carried the batch (its sealed sender and recipient), so an
+envelope in a batch cannot claim another sender or address than the frame it came in.
+
+Wire format (canonical CBOR, RFC 8949 §4.2; no maps, no floats, no tags)::
+
+    batch = [1, ids, types, correlation_ids, ts_physical, ts_logical, ts_replicas,
+             hop_limits, causal_contexts, compression, sizes, payloads]
+
+Every column is an array of the same length ``N`` (1 .. :data:`MAX_ENVELOPES`); entry
+``i`` of every column belongs to envelope ``i``. The fields mean what they mean in an
+:class:`~vsm_phoenix.protocol.envelope.Envelope` header (``id``, ``t``, ``c``, ``ts``,
+``h``, ``cc``, ``z``, ``n``), with the same ranges; ``payloads`` holds the wire payloads
+(compressed when ``compression`` says so).
+
+Invariants
+----------
+* ``decode_envelopes(encode_envelopes(es), sender=s, ...) == es`` for envelopes that
+  all have sender ``s`` and the given address; equal batches encode to equal bytes.
+* Decoding is total: any input either yields the envelopes or raises
+  :class:`~vsm_phoenix.errors.DecodeError`, never another exception and never a part of
+  the batch. It refuses what :meth:`Envelope.from_wire_parts` refuses (wrong types,
+  out-of-range fields, a payload whose size differs from its ``n``, bad compression),
+  non-canonical bytes, columns of unequal length, and batches whose declared payload
+  sizes add up to more than ``max_total``.
+
+Cost: one strict parse with one canonical check for the whole batch; every column is
+validated by C-level passes (``set(map(type, column))``, ``min``/``max``), so the
+Python work per envelope is building it. Decompression, when an envelope is
+compressed, is bounded per envelope by its ``n`` and per batch by ``max_total``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Final
+
+import cbor2
+
+from vsm_phoenix import cbor
+from vsm_phoenix.crdt import Timestamp
+from vsm_phoenix.errors import DecodeError, InvalidArgument
+from vsm_phoenix.protocol.envelope import (
+    COMPRESS_NONE,
+    COMPRESS_ZSTD,
+    DEFAULT_COMPRESS_THRESHOLD,
+    DEFAULT_MAX_PAYLOAD,
+    MAX_ID_BYTES,
+    MAX_NAME_CHARS,
+    Envelope,
+    _assemble,
+    _decompress,
+)
+
+__all__ = [
+    "BATCH_FORMAT",
+    "DEFAULT_MAX_TOTAL",
+    "MAX_ENVELOPES",
+    "decode_envelopes",
+    "encode_envelopes",
+]
+
+BATCH_FORMAT: Final = 1
+MAX_ENVELOPES: Final = 65_536
+#: Default bound on the sum of the declared (uncompressed) payload sizes of one batch.
+DEFAULT_MAX_TOTAL: Final = 64 * 1024 * 1024
+_COLUMNS: Final = 12
+_BYTES: Final[frozenset[type]] = frozenset((bytes,))
+_STR: Final[frozenset[type]] = frozenset((str,))
+_INT: Final[frozenset[type]] = frozenset((int,))
+_OPT_BYTES: Final[frozenset[type]] = frozenset((bytes, type(None)))
+
+
+def encode_envelopes(
+    envelopes: Sequence[Envelope],
+    *,
+    sender: str,
+    recipient: str | None = None,
+    topic: str | None = None,
+    compress_threshold: int = DEFAULT_COMPRESS_THRESHOLD,
+    prefer_zstd: bool = True,
+) -> bytes:
+    """The batch of ``envelopes`` (1 .. :data:`MAX_ENVELOPES`), which must all have
+    sender ``sender`` and the one address given (``recipient`` or ``topic``):
+    ``InvalidArgument`` otherwise. Payloads of at least ``compress_threshold`` bytes
+    are compressed as :meth:`Envelope.wire_parts` compresses them."""
+    n = len(envelopes)
+    if not 1 <= n <= MAX_ENVELOPES:
+        raise InvalidArgument(f"a batch holds 1..{MAX_ENVELOPES} envelopes")
+    if (recipient is None) == (topic is None):
+        raise InvalidArgument("give exactly one of recipient and topic")
+    if not all(type(e) is Envelope for e in envelopes):
+        raise InvalidArgument("a batch holds Envelope objects")
+    if (
+        {e.sender for e in envelopes} != {sender}
+        or {e.recipient for e in envelopes} != {recipient}
+        or {e.topic for e in envelopes} != {topic}
+    ):
+        raise InvalidArgument("every envelope of a batch has its sender and address")
+    stamps = [e.timestamp for e in envelopes]
+    payloads = [e.payload for e in envelopes]
+    sizes = list(map(len, payloads))
+    methods = [COMPRESS_NONE] * n
+    if max(sizes) >= compress_threshold:
+        for i, e in enumerate(envelopes):
+            if sizes[i] >= compress_threshold:
+                header, wire = e.wire_parts(compress_threshold=compress_threshold,
+                                            prefer_zstd=prefer_zstd)
+                methods[i], payloads[i] = header["z"], wire
+    value = [
+        BATCH_FORMAT,
+        [e.message_id for e in envelopes],
+        [e.type for e in envelopes],
+        [e.correlation_id for e in envelopes],
+        [t[0] for t in stamps],
+        [t[1] for t in stamps],
+        [t[2] for t in stamps],
+        [e.hop_limit for e in envelopes],
+        [e.causal_context for e in envelopes],
+        methods,
+        sizes,
+        payloads,
+    ]
+    # No maps and no floats: cbor2's plain encoding (shortest heads, definite lengths)
+    # is the canonical one, which decode_envelopes checks.
+    try:
+        return bytes(cbor2.dumps(value))
+    except Exception as exc:  # e.g. a name holding a lone surrogate (not UTF-8)
+        raise InvalidArgument(f"envelopes not CBOR-encodable: {exc}") from None
+
+
+def _types(column: list[Any], allowed: frozenset[type], what: str) -> None:
+    if not allowed.issuperset(map(type, column)):
+        raise DecodeError(f"batch column {what} holds a value of the wrong type")
+
+
+def _names(column: list[Any], what: str) -> None:
+    _types(column, _STR, what)
+    lengths = list(map(len, column))
+    if min(lengths) < 1 or max(lengths) > MAX_NAME_CHARS:
+        raise DecodeError(f"batch column {what}: names are 1..{MAX_NAME_CHARS} characters")
+
+
+def _ids(column: list[Any], what: str, optional: bool) -> None:
+    _types(column, _OPT_BYTES if optional else _BYTES, what)
+    present = [x for x in column if x is not None] if optional else column
+    if present:
+        lengths = list(map(len, present))
+        if min(lengths) < 1 or max(lengths) > MAX_ID_BYTES:
+            raise DecodeError(f"batch column {what}: ids are 1..{MAX_ID_BYTES} bytes")
+
+
+def _uints(column: list[Any], what: str, limit: int) -> None:
+    _types(column, _INT, what)  # (type() is int: bools are refused)
+    if min(column) < 0 or max(column) > limit:
+        raise DecodeError(f"batch column {what}: integers are in 0..{limit}")
+
+
+def decode_envelopes(
+    data: bytes,
+    *,
+    sender: str,
+    recipient: str | None = None,
+    topic: str | None = None,
+    max_payload: int = DEFAULT_MAX_PAYLOAD,
+    max_total: int = DEFAULT_MAX_TOTAL,
+) -> list[Envelope]:
+    """The envelopes of a batch made by :func:`encode_envelopes`, each with sender
+    ``sender`` and the address given (exactly one of ``recipient`` and ``topic``: the
+    caller's authenticated knowledge, see the module doc). ``DecodeError`` for anything
+    malformed (the module doc lists what), including a sender or address that is no
+    valid envelope field (they come from the wire too); ``InvalidArgument`` when both
+    or neither of ``recipient`` and ``topic`` are given."""
+    if (recipient is None) == (topic is None):
+        raise InvalidArgument("give exactly one of recipient and topic")
+    for name, value in (("sender", sender), ("recipient", recipient), ("topic", topic)):
+        if value is not None and (type(value) is not str or not 0 < len(value)
+                                  <= MAX_NAME_CHARS):
+            raise DecodeError(f"the batch {name} must be a str of 1..{MAX_NAME_CHARS} "
+                              "characters")
+    value = cbor.loads(data, wire=True)  # one parse, one canonical check, no tags
+    if type(value) is not list or len(value) != _COLUMNS:
+        raise DecodeError(f"an envelope batch is an array of {_COLUMNS} items")
+    if type(value[0]) is not int or value[0] != BATCH_FORMAT:
+        raise DecodeError("unsupported envelope batch format")
+    columns: list[list[Any]] = value[1:]
+    if not all(type(c) is list for c in columns):
+        raise DecodeError("every batch column is an array")
+    n = len(columns[0])
+    if not 1 <= n <= MAX_ENVELOPES or any(len(c) != n for c in columns):
+        raise DecodeError(f"batch columns hold the same number (1..{MAX_ENVELOPES}) of entries")
+    ids, types, cids, phys, logical, replicas, hops, ccs, methods, sizes, payloads = columns
+    _ids(ids, "ids", optional=False)
+    _names(types, "types")
+    _ids(cids, "correlation_ids", optional=True)
+    _uints(phys, "ts_physical", 2**63 - 1)
+    _uints(logical, "ts_logical", 2**32 - 1)
+    _names(replicas, "ts_replicas")
+    _uints(hops, "hop_limits", 255)
+    _types(ccs, _OPT_BYTES, "causal_contexts")
+    _uints(methods, "compression", COMPRESS_ZSTD)
+    _uints(sizes, "sizes", max_payload)
+    _types(payloads, _BYTES, "payloads")
+    if sum(sizes) > max_total:
+        raise DecodeError(f"batch payloads add up to more than {max_total} bytes")
+    if any(methods):
+        payloads = [p if z == COMPRESS_NONE else _decompress(z, p, s)
+                    for z, p, s in zip(methods, payloads, sizes, strict=True)]
+    if list(map(len, payloads)) != sizes:
+        raise DecodeError("a payload's size differs from its n")
+    stamps = list(map(Timestamp, phys, logical, replicas))
+    # every field was checked above, column by column: build without re-checking
+    return [
+        _assemble(mid, kind, sender, recipient, topic, cid, stamp, hop, cc, payload)
+        for mid, kind, cid, stamp, hop, cc, payload in zip(
+            ids, types, cids, stamps, hops, ccs, payloads, strict=True)
+    ]
