@@ -358,7 +358,9 @@ def _seen(d: int, vv: dict[str, int], cloud: set[Dot]) -> bool:
     """Whether the context ``(vv, cloud)`` holds the packed dot ``d``."""
     r = REPLICAS[d & RID_MASK]
     c = d >> RID_BITS
-    return c <= vv.get(r, 0) or (r, c) in cloud
+    if c <= vv.get(r, 0):
+        return True
+    return (r, c) in cloud
 
 
 def _unseen(v: Dots, vv: dict[str, int], cloud: set[Dot]) -> Dots | None:
