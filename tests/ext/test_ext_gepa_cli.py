@@ -16,7 +16,8 @@ def test_gepa_runs_and_reports(capsys: pytest.CaptureFixture[str]) -> None:
     out, err = capsys.readouterr()
     assert code == 0
     data = json.loads(out)
-    assert data["nodes"] == 2 and data["metric_calls"] >= 120
+    assert data["nodes"] == 2 and 0 < data["metric_calls"] <= 120  # a hard budget
+    assert data["metric_calls"] <= data["leased_calls"] <= data["budget"] == 120
     assert data["duplicate_keys"] == 0 and data["frontiers_agree"]
     assert data["committed"] is not None and data["committed_agree"]
     assert data["committed"]["version"] == 1 and data["frontier"]
@@ -35,7 +36,8 @@ def test_gepa_text_report_and_unreached_target(capsys: pytest.CaptureFixture[str
 @pytest.mark.parametrize("argv", [
     ["--nodes", "0"], ["--target", "2"], ["--budget", "0"],
     ["--transport", "amqp", "--independent"], ["--transport", "amqp", "--schedule", "turns"],
-    ["--amqp-url", "amqp://x"],
+    ["--amqp-url", "amqp://x"], ["--processes"], ["--kv-nodes", "2"],
+    ["--transport", "amqp", "--kv-nodes", "0"],
 ])
 def test_bad_usage_is_one_line_and_exit_2(argv: list[str],
                                           capsys: pytest.CaptureFixture[str]) -> None:

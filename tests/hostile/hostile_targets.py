@@ -1149,6 +1149,8 @@ def _gepa_record_seeds() -> list[bytes]:
     from vsm_phoenix.ext.gepa.records import Evaluation, encode_candidate, encode_evaluation
 
     return [encode_evaluation(Evaluation("ok", 0.5, {"feedback": "f", "k": [1, None]}, "n1")),
+            encode_evaluation(Evaluation("ok", 0.5, None, "n1",
+                                         objectives={"exact": 1.0, "brevity": 0.25})),
             encode_candidate({"rule": "a", "b": "c"}, frozenset({b"\x01" * 32}))]
 
 

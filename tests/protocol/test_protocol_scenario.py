@@ -46,3 +46,23 @@ def test_same_seed_same_trace_across_processes() -> None:
 @pytest.mark.parametrize("seed", range(3, 40))
 def test_demo_soak(seed: int, tmp_path: Path) -> None:
     assert run_demo(seed, str(tmp_path), progress=False) == 0, f"seed={seed}"
+
+
+def test_the_scenario_mutates_under_replica_ids_not_bare_node_ids() -> None:
+    """Counter entries and dots name a node's history (its sync origin), so an
+    incarnation without its disk could never re-issue them."""
+    from vsm_phoenix.protocol.cluster import ClusterNode
+    from vsm_phoenix.protocol.scenario import NODES, build_demo
+
+    sim, _ = build_demo(seed=0)
+    sim.run_until(25_000)
+    nodes = [n for n in (sim.node(i) for i in NODES) if isinstance(n, ClusterNode)]
+    origins = {n.sync.replica_id for n in nodes}
+    assert origins.isdisjoint(NODES)  # origins are '<id>.<random>', never the bare id
+    seen_ids: set[str] = set()
+    for n in nodes:
+        seen_ids |= set(n.sync.replicas["events"].counts)
+        tasks = n.sync.replicas["tasks"]
+        for element in tasks.value:
+            seen_ids |= {d.replica for d in tasks.dots_of(element)}
+    assert seen_ids and seen_ids <= origins and seen_ids.isdisjoint(NODES)

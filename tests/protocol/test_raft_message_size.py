@@ -20,6 +20,7 @@ from vsm_phoenix.protocol.node import ClientRequest, LocalProtocolError, Send
 from vsm_phoenix.protocol.raft import (
     ENTRY_OVERHEAD_BYTES,
     M_APPEND,
+    MAX_ENTRIES_PER_MESSAGE,
     MAX_MESSAGE_BODY_BYTES,
     AppendEntries,
     Propose,
@@ -136,6 +137,12 @@ def test_an_oversized_command_is_refused_and_changes_nothing() -> None:
 def test_size_knobs_beyond_the_envelope_limit_are_refused(name: str, value: object) -> None:
     with pytest.raises(LocalProtocolError, match=name):
         RaftConfig(peers=("a",), **{name: value})  # type: ignore[arg-type]
+
+
+def test_max_batch_beyond_what_peers_decode_is_refused() -> None:
+    RaftConfig(peers=("a",), max_batch=MAX_ENTRIES_PER_MESSAGE)
+    with pytest.raises(LocalProtocolError, match="max_batch"):
+        RaftConfig(peers=("a",), max_batch=MAX_ENTRIES_PER_MESSAGE + 1)
 
 
 def test_the_body_bound_leaves_room_in_the_envelope() -> None:

@@ -43,6 +43,8 @@ compressed, is bounded per envelope by its ``n`` and per batch by ``max_total``.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import repeat
+from operator import attrgetter
 from typing import Any, Final
 
 import cbor2
@@ -58,7 +60,7 @@ from vsm_phoenix.protocol.envelope import (
     MAX_ID_BYTES,
     MAX_NAME_CHARS,
     Envelope,
-    _assemble,
+    _assemble_columns,
     _decompress,
 )
 
@@ -79,6 +81,10 @@ _BYTES: Final[frozenset[type]] = frozenset((bytes,))
 _STR: Final[frozenset[type]] = frozenset((str,))
 _INT: Final[frozenset[type]] = frozenset((int,))
 _OPT_BYTES: Final[frozenset[type]] = frozenset((bytes, type(None)))
+#: The per-envelope fields of a batch, in column order (sender and address excluded).
+_FIELDS: Final = attrgetter("message_id", "type", "correlation_id", "timestamp", "hop_limit",
+                            "causal_context", "payload")
+_ADDRESS: Final = attrgetter("sender", "recipient", "topic")
 
 
 def encode_envelopes(
@@ -99,38 +105,25 @@ def encode_envelopes(
         raise InvalidArgument(f"a batch holds 1..{MAX_ENVELOPES} envelopes")
     if (recipient is None) == (topic is None):
         raise InvalidArgument("give exactly one of recipient and topic")
-    if not all(type(e) is Envelope for e in envelopes):
+    if set(map(type, envelopes)) != {Envelope}:
         raise InvalidArgument("a batch holds Envelope objects")
-    if (
-        {e.sender for e in envelopes} != {sender}
-        or {e.recipient for e in envelopes} != {recipient}
-        or {e.topic for e in envelopes} != {topic}
-    ):
+    if set(map(_ADDRESS, envelopes)) != {(sender, recipient, topic)}:
         raise InvalidArgument("every envelope of a batch has its sender and address")
-    stamps = [e.timestamp for e in envelopes]
-    payloads = [e.payload for e in envelopes]
+    # the columns, transposed by C-level iteration (a tuple encodes as an array)
+    ids, types, cids, stamps, hops, ccs, payloads = zip(*map(_FIELDS, envelopes), strict=True)
+    physical, logical, replicas = zip(*stamps, strict=True)
     sizes = list(map(len, payloads))
-    methods = [COMPRESS_NONE] * n
+    methods: Sequence[int] = (COMPRESS_NONE,) * n
     if max(sizes) >= compress_threshold:
+        methods, wire = [COMPRESS_NONE] * n, list(payloads)
         for i, e in enumerate(envelopes):
             if sizes[i] >= compress_threshold:
-                header, wire = e.wire_parts(compress_threshold=compress_threshold,
-                                            prefer_zstd=prefer_zstd)
-                methods[i], payloads[i] = header["z"], wire
-    value = [
-        BATCH_FORMAT,
-        [e.message_id for e in envelopes],
-        [e.type for e in envelopes],
-        [e.correlation_id for e in envelopes],
-        [t[0] for t in stamps],
-        [t[1] for t in stamps],
-        [t[2] for t in stamps],
-        [e.hop_limit for e in envelopes],
-        [e.causal_context for e in envelopes],
-        methods,
-        sizes,
-        payloads,
-    ]
+                header, packed = e.wire_parts(compress_threshold=compress_threshold,
+                                              prefer_zstd=prefer_zstd)
+                methods[i], wire[i] = header["z"], packed
+        payloads = tuple(wire)
+    value = [BATCH_FORMAT, ids, types, cids, physical, logical, replicas, hops, ccs, methods,
+             sizes, payloads]
     # No maps and no floats: cbor2's plain encoding (shortest heads, definite lengths)
     # is the canonical one, which decode_envelopes checks.
     try:
@@ -218,10 +211,9 @@ def decode_envelopes(
                     for z, p, s in zip(methods, payloads, sizes, strict=True)]
     if list(map(len, payloads)) != sizes:
         raise DecodeError("a payload's size differs from its n")
-    stamps = list(map(Timestamp, phys, logical, replicas))
-    # every field was checked above, column by column: build without re-checking
-    return [
-        _assemble(mid, kind, sender, recipient, topic, cid, stamp, hop, cc, payload)
-        for mid, kind, cid, stamp, hop, cc, payload in zip(
-            ids, types, cids, stamps, hops, ccs, payloads, strict=True)
-    ]
+    # Timestamp(p, l, r) without the named tuple's Python-level __new__
+    stamps = map(tuple.__new__, repeat(Timestamp, n), zip(phys, logical, replicas, strict=True))
+    # every field was checked above, column by column: build without re-checking,
+    # column by column too (no Python frame per envelope)
+    return _assemble_columns(n, (ids, types, repeat(sender, n), repeat(recipient, n),
+                                 repeat(topic, n), cids, stamps, hops, ccs, payloads))

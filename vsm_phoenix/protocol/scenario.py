@@ -55,20 +55,30 @@ def _replicas() -> dict[str, CRDT]:
     return {"tasks": ORSet(), "events": GCounter(), "balance": PNCounter()}
 
 
-def _add(node: str, task: str) -> Callable[[Any], CRDT]:
-    return lambda s: s.add(node, task)
+def _replica_id(sim: Simulator, node: str) -> str:
+    """The replica id of ``node``'s live incarnation (its sync origin, read when the
+    mutation runs): dots and counter entries name the node's history, not its bare id,
+    so an incarnation that lost its disk never re-issues a dot others hold."""
+    live = sim.node(node)
+    if not isinstance(live, ClusterNode):  # pragma: no cover - ops run on live nodes only
+        raise RuntimeError(f"{node} is down")
+    return live.sync.replica_id
+
+
+def _add(sim: Simulator, node: str, task: str) -> Callable[[Any], CRDT]:
+    return lambda s: s.add(_replica_id(sim, node), task)
 
 
 def _remove(task: str) -> Callable[[Any], CRDT]:
     return lambda s: s.remove(task)
 
 
-def _increment(node: str) -> Callable[[Any], CRDT]:
-    return lambda g: g.increment(node)
+def _increment(sim: Simulator, node: str) -> Callable[[Any], CRDT]:
+    return lambda g: g.increment(_replica_id(sim, node))
 
 
-def _decrement(node: str, amount: int) -> Callable[[Any], CRDT]:
-    return lambda p: p.decrement(node, amount)
+def _decrement(sim: Simulator, node: str, amount: int) -> Callable[[Any], CRDT]:
+    return lambda p: p.decrement(_replica_id(sim, node), amount)
 
 
 def build_demo(seed: int = 0) -> tuple[Simulator, dict[str, str]]:
@@ -105,16 +115,16 @@ def build_demo(seed: int = 0) -> tuple[Simulator, dict[str, str]]:
         if roll < 0.45:
             task = f"task-{next_task}"
             next_task += 1
-            sim.client_request(nid, Mutate("tasks", _add(nid, task)), delay_ms=at)
+            sim.client_request(nid, Mutate("tasks", _add(sim, nid, task)), delay_ms=at)
         elif roll < 0.6 and next_task:
             task = f"task-{rng.randrange(next_task)}"
             sim.client_request(nid, Mutate("tasks", _remove(task)), delay_ms=at)
         elif roll < 0.85:
-            rid = sim.client_request(nid, Mutate("events", _increment(nid)), delay_ms=at)
+            rid = sim.client_request(nid, Mutate("events", _increment(sim, nid)), delay_ms=at)
             increments[rid] = nid
         else:
             amount = rng.randint(1, 5)
-            sim.client_request(nid, Mutate("balance", _decrement(nid, amount)), delay_ms=at)
+            sim.client_request(nid, Mutate("balance", _decrement(sim, nid, amount)), delay_ms=at)
     return sim, increments
 
 

@@ -33,6 +33,12 @@ messages in the cluster — not the ``(n-1)^2`` of "forward what you received":
   repairs what pushes cannot reach (asymmetric links, an origin that crashed before
   every peer acknowledged, a peer that restarted empty) in ``O(log n)`` rounds, as
   push-pull gossip does.
+* **Large states.** A ``sync.delta`` larger than ``part_bytes`` (1 MiB) travels as
+  ``sync.part`` messages that the receiver reassembles, checks against their SHA-256
+  and then handles as the delta (:mod:`vsm_phoenix.protocol.parts`); without this, a
+  state over the envelope's 16 MiB limit was refused by every peer on every interval
+  and never converged. Parts are repeated with the delta until it is acknowledged,
+  and a receiver keeps the parts it has, so a lossy link still completes.
 * Joins are commutative, associative and idempotent, so lost, duplicated and
   reordered messages are harmless: **once every message between connected replicas
   eventually gets through, they converge**, and a node stops shipping once every peer
@@ -74,10 +80,11 @@ from typing import Any
 
 import attrs
 
+from vsm_phoenix import cbor
 from vsm_phoenix.crdt import CRDT, decode
 from vsm_phoenix.errors import DecodeError, VsmPhoenixError
 from vsm_phoenix.protocol.envelope import Envelope, decode_cbor, encode_cbor
-from vsm_phoenix.protocol.kit import Messenger, decode_payload
+from vsm_phoenix.protocol.kit import Messenger, decode_payload, encode_payload
 from vsm_phoenix.protocol.node import (
     ClientRequest,
     Deliver,
@@ -92,10 +99,12 @@ from vsm_phoenix.protocol.node import (
     Start,
     TimerFired,
 )
+from vsm_phoenix.protocol.parts import MAX_PART_BYTES, MAX_PARTS, Reassembler, split
 
 __all__ = ["Merge", "Mutate", "Read", "SyncConfig", "SyncNode"]
 
 T_SHIP = "sync.ship"
+M_PART = "sync.part"
 MAX_REPLICAS = 1024
 MAX_ORIGINS = 4096  # origins in a vector, peers remembered
 MAX_ID = 300  # characters in an origin id
@@ -116,7 +125,14 @@ class SyncConfig:
     always ship ``X`` (the baseline the benchmark compares). ``adopt_unknown``: accept
     replicas this node does not host yet (created from the peer's state); otherwise
     deltas for unknown names are rejected. ``pull``: run the digest exchange with one
-    random peer per interval (off only to measure what it costs)."""
+    random peer per interval (off only to measure what it costs).
+
+    ``part_bytes``: a ``sync.delta`` whose payload is larger goes as ``sync.part``
+    messages of at most this many bytes (:mod:`vsm_phoenix.protocol.parts`), so a state
+    larger than the envelope's 16 MiB limit still gets through. ``max_message_bytes``:
+    the largest payload sent or reassembled (a state that encodes larger is not sent:
+    :attr:`SyncNode.oversized` counts it and ``Deliver("sync.oversized")`` reports it).
+    ``max_assembly_bytes``: what all senders' transfers in progress may hold together."""
 
     interval_ms: int = 5000
     max_buffer: int = 256
@@ -124,10 +140,24 @@ class SyncConfig:
     full_state_only: bool = False
     adopt_unknown: bool = True
     pull: bool = True
+    part_bytes: int = 1 << 20
+    max_message_bytes: int = cbor.DEFAULT_MAX_SIZE
+    max_assembly_bytes: int = 2 * cbor.DEFAULT_MAX_SIZE
 
     def __attrs_post_init__(self) -> None:
         if self.interval_ms <= 0 or self.max_buffer <= 0:
             raise LocalProtocolError("interval_ms and max_buffer must be positive")
+        sizes = (self.part_bytes, self.max_message_bytes, self.max_assembly_bytes)
+        if any(type(v) is not int for v in sizes) or not (
+                1 <= self.part_bytes <= MAX_PART_BYTES
+                and 2 <= self.max_message_bytes <= cbor.DEFAULT_MAX_SIZE
+                and self.max_message_bytes <= self.max_assembly_bytes):
+            raise LocalProtocolError(
+                f"need 1 <= part_bytes <= {MAX_PART_BYTES}, 2 <= max_message_bytes <= "
+                f"{cbor.DEFAULT_MAX_SIZE} and max_message_bytes <= max_assembly_bytes")
+        if -(-self.max_message_bytes // self.part_bytes) > MAX_PARTS:
+            raise LocalProtocolError(f"max_message_bytes / part_bytes exceeds {MAX_PARTS} "
+                                     "parts: raise part_bytes")
 
 
 # -- application commands --------------------------------------------------------------
@@ -247,6 +277,12 @@ class SyncNode:
         self.full_sends = 0
         self.delta_sends = 0
         self.digest_sends = 0
+        #: ``sync.delta`` payloads sent as parts, and those too large to send at all.
+        self.part_sends = 0
+        self.oversized = 0
+        self.parts = Reassembler(max_message_bytes=self.config.max_message_bytes,
+                                 max_assembly_bytes=self.config.max_assembly_bytes,
+                                 stale_ms=3 * self.config.interval_ms)
 
     @property
     def node_id(self) -> str:
@@ -437,11 +473,12 @@ class SyncNode:
         theirs = self._known_vector(peer).get(self.origin, 0)
         if theirs >= self.counter:
             return []
-        return [self._ship(now, peer, {self.origin: (theirs + 1, self.counter)})]
+        return self._ship(now, peer, {self.origin: (theirs + 1, self.counter)})
 
-    def _ship(self, now: int, peer: str, need: Tags) -> Effect:
+    def _ship(self, now: int, peer: str, need: Tags) -> list[Effect]:
         """A ``sync.delta`` carrying at least the entries ``need``: joined from the
-        buffer, or the full state when some are gone (or ``full_state_only``)."""
+        buffer, or the full state when some are gone (or ``full_state_only``); as
+        ``sync.part`` messages when it is larger than ``part_bytes``."""
         found = None if self.config.full_state_only else self._collect(need)
         if found is None:
             self.full_sends += 1
@@ -459,7 +496,15 @@ class SyncNode:
             }
             if len(self.have) <= SMALL_VECTOR:  # lets the peer compare: no pull needed
                 body["v"] = dict(self.have)
-        return self.msg.send(now, peer, "sync.delta", body)
+        payload = encode_payload(body)
+        if len(payload) <= self.config.part_bytes:
+            return [self.msg.send(now, peer, "sync.delta", payload)]
+        if len(payload) > self.config.max_message_bytes:
+            self.oversized += 1
+            return [Deliver("sync.oversized", {"peer": peer, "bytes": len(payload)})]
+        self.part_sends += 1
+        return [self.msg.send(now, peer, M_PART, part)
+                for part in split(payload, self.config.part_bytes)]
 
     def _collect(self, need: Tags) -> tuple[Tags, dict[str, CRDT]] | None:
         """Join the buffered entries covering ``need``, or None if some are gone."""
@@ -587,12 +632,35 @@ class SyncNode:
             # (those go with the next push), as a pull would
             self._heard[env.sender] = now
             lacking = {o: r for o, r in self._lacking(their_vector).items() if o != self.origin}
-            return [self._ship(now, env.sender, lacking)] if lacking else []
+            return self._ship(now, env.sender, lacking) if lacking else []
         if env.type == "sync.digest":
             return self._on_digest(now, env)
+        if env.type == M_PART:
+            return self._on_part(now, env)
         if env.type != "sync.delta":
             raise RemoteProtocolError(f"sync node got {env.type!r}")
-        body = decode_payload(env)
+        return self._on_delta(now, env, decode_payload(env))
+
+    def _on_part(self, now: int, env: Envelope) -> list[Effect]:
+        """A part of a ``sync.delta`` too large for one envelope: kept until the
+        transfer is whole, then handled as that delta (see :mod:`.parts`)."""
+        part = self.parts.parse(env.sender, decode_payload(env), now)
+        whole = self.parts.assembled(env.sender, part)
+        if whole is None:
+            self.msg.accept(now, env)
+            self.parts.store(env.sender, part, now)
+            return []
+        try:
+            body = decode_cbor(whole)
+        except DecodeError as exc:
+            raise RemoteProtocolError(f"sync.part from {env.sender}: {exc}") from None
+        if not isinstance(body, dict):
+            raise RemoteProtocolError(f"sync.part from {env.sender}: bad payload shape")
+        out = self._on_delta(now, env, body)
+        self.parts.finish(env.sender)
+        return out
+
+    def _on_delta(self, now: int, env: Envelope, body: dict[str, Any]) -> list[Effect]:
         full, raw = body.get("full"), body.get("d")
         if type(full) is not bool or not isinstance(raw, dict):
             raise RemoteProtocolError("sync.delta needs o, full and d")
@@ -661,7 +729,7 @@ class SyncNode:
         out: list[Effect] = []
         lacking = self._lacking(vector)
         if lacking:
-            out.append(self._ship(now, env.sender, lacking))
+            out += self._ship(now, env.sender, lacking)
         if body["r"] == 1 and any(s > self.have.get(o, 0) for o, s in vector.items()):
             out.append(self.msg.send(now, env.sender, "sync.digest",
                                      {"o": self.origin, "v": dict(self.have), "r": 2}))

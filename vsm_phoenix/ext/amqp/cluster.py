@@ -172,6 +172,18 @@ class Replica(Generic[T]):
         return self._state().value
 
     @property
+    def replica_id(self) -> str:
+        """This member's id in the replica's clocks, dots and counter entries -- what
+        :meth:`update` passes to ``mutate``: its sync node's
+        :attr:`~vsm_phoenix.protocol.sync.SyncNode.replica_id` (fresh after a restart
+        without disk)."""
+        from vsm_phoenix.protocol.cluster import ClusterNode
+
+        member = self.cluster._member()
+        node = member.node
+        return node.sync.replica_id if isinstance(node, ClusterNode) else member.node_id
+
+    @property
     def digest(self) -> str:
         """A digest of the local state (equal digests, equal states)."""
         return replica_digest(self._state())

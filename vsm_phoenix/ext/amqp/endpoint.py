@@ -208,17 +208,22 @@ class Outbox:
 
     def add(self, routing_key: str, item: bytes | Envelope) -> None:
         """Queue a sealed frame or an envelope (sealed with its publish) on ``routing_key``."""
-        buf = self._buffers.setdefault(routing_key, [])
+        buf = self._buffers.get(routing_key)
+        if buf is None:
+            buf = self._buffers[routing_key] = []
+            self._sizes[routing_key] = 0
         buf.append(item)
-        size = len(item) if type(item) is bytes else (
-            len(item.payload) + _ENVELOPE_OVERHEAD)  # type: ignore[union-attr]
-        self._sizes[routing_key] = self._sizes.get(routing_key, 0) + size
+        size = self._sizes[routing_key] + (
+            len(item) if type(item) is bytes
+            else len(item.payload) + _ENVELOPE_OVERHEAD)  # type: ignore[union-attr]
+        self._sizes[routing_key] = size
         self.pending += 1
-        self._idle.clear()
-        if self.pending >= self._config.max_outbox:
-            self._room.clear()
         cfg = self._config
-        if len(buf) >= cfg.batch_max_messages or self._sizes[routing_key] >= cfg.batch_max_bytes:
+        if self.pending == 1:  # (idle is set exactly when nothing is pending)
+            self._idle.clear()
+        if self.pending >= cfg.max_outbox:
+            self._room.clear()
+        if len(buf) >= cfg.batch_max_messages or size >= cfg.batch_max_bytes:
             self._flush_key(routing_key)
         elif self._linger is None:
             loop = asyncio.get_running_loop()
@@ -474,6 +479,10 @@ class Endpoint:
         """The body of one publish: sealed frames as they are, each run of envelopes to
         one address sealed as one :data:`ENVELOPES` frame, all signed as one batch."""
         frames: list[bytes] = []
+        if bytes not in set(map(type, items)) and len(
+                {(e.recipient, e.topic) for e in items}) == 1:  # the usual publish: one run
+            count = self._seal_run(list(items), frames)
+            return SealedBody(self.sign(frames) if frames else None, count)
         count = 0
         run: list[Envelope] = []
         for item in items:

@@ -285,7 +285,10 @@ class AmqpNode:
 
     def _step_persist(self, event: Event) -> list[Effect]:
         """Step the node and write its ``Persist`` effects; return the other effects."""
-        effects = self.node.step(event)
+        return self._persist(self.node.step(event))
+
+    def _persist(self, effects: list[Effect]) -> list[Effect]:
+        """Write the ``Persist`` effects among ``effects``; return the others."""
         rest: list[Effect] = []
         for effect in effects:
             if isinstance(effect, Persist):
@@ -299,9 +302,10 @@ class AmqpNode:
         return rest
 
     def _carry_out(self, effects: list[Effect]) -> None:
+        send = self._send
         for effect in effects:
-            if isinstance(effect, Send):
-                self._send(effect.envelope)
+            if type(effect) is Send or isinstance(effect, Send):
+                send(effect.envelope)
             elif isinstance(effect, SetTimer):
                 old = self._timers.pop(effect.name, None)
                 if old is not None:
@@ -339,7 +343,11 @@ class AmqpNode:
             if len(self._keys) >= 4096:  # names are the node's own choice; still bounded
                 self._keys.clear()
             self._keys[cache] = key
-        self._ep.send_envelope(key, env)
+        outbox = self._ep.outbox
+        if env.sender == self.node_id and outbox is not None:
+            outbox.add(key, env)  # (what send_envelope does for our own envelopes)
+        else:
+            self._ep.send_envelope(key, env)
 
     def _deliver(self, d: Deliver) -> None:
         rid = d.request_id
@@ -497,11 +505,13 @@ class AmqpNode:
             envs = decode_envelopes(payload, sender=sender, recipient=recipient)
         self.stats["frames_received"] += len(envs) - 1
         now = self.now()
-        step = self._step_persist
+        step = self.node.step
         effects = res.effects
         for env in envs:
             try:
-                effects += step(Receive(now, env))
+                out = step(Receive(now, env))
+                if out:
+                    effects += self._persist(out)
             except DecodeError as exc:
                 failures.append(("protocol", f"{type(exc).__name__}: {exc}"))
             except Exception as exc:  # a node bug must not stop the node

@@ -1,10 +1,10 @@
 """Node processes for multi-process runs: start, kill, restart; broker fault injection.
 
-:class:`ProcessCluster` starts each node as ``python -m vsm_phoenix node ...`` with its
-own data directory entry and log file, and the cluster's secrets directory
-(:class:`~vsm_phoenix.crypto.credentials.ClusterSecrets`). :class:`BrokerAdmin`
-closes a cluster's broker connections (management API or ``rabbitmqctl``) on the
-broker of a given AMQP URL, to inject reconnections.
+:class:`ProcessCluster` starts each node as ``python -m vsm_phoenix node ...`` (or a
+command of the caller's) with its own data directory entry and log file, and the
+cluster's secrets directory (:class:`~vsm_phoenix.crypto.credentials.ClusterSecrets`).
+:class:`BrokerAdmin` closes a cluster's broker connections (management API or
+``rabbitmqctl``) on the broker of a given AMQP URL, to inject reconnections.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import sys
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Any, Final
 
@@ -44,7 +44,10 @@ class ProcessCluster:
 
     ``keys_dir`` is a directory written by
     :meth:`~vsm_phoenix.crypto.credentials.ClusterSecrets.write` that holds each node's
-    identity; the cluster name comes from its roster."""
+    identity; the cluster name comes from its roster. ``command`` (optional) builds
+    another command line for a node id -- e.g. a GEPA member process
+    (:mod:`vsm_phoenix.ext.gepa.processes`); the default runs ``vsm-phoenix node``
+    of ``kind`` with ``node_args``."""
 
     def __init__(
         self,
@@ -55,6 +58,7 @@ class ProcessCluster:
         keys_dir: Path,
         node_args: Sequence[str] = (),
         env: dict[str, str] | None = None,
+        command: Callable[[str], Sequence[str]] | None = None,
     ) -> None:
         self.node_ids = tuple(node_ids)
         self.kind = kind
@@ -64,8 +68,16 @@ class ProcessCluster:
         self.env = {**os.environ, **(env or {})}
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self._logs: dict[str, IO[bytes]] = {}
+        self._command = command
+
+    def exit_code(self, nid: str) -> int | None:
+        """``nid``'s exit status, or ``None`` while it runs (or was never started)."""
+        proc = self.procs.get(nid)
+        return None if proc is None else proc.poll()
 
     def command(self, nid: str) -> list[str]:
+        if self._command is not None:
+            return list(self._command(nid))
         return [
             sys.executable, "-m", "vsm_phoenix", "node",
             "--id", nid, "--kind", self.kind,

@@ -31,17 +31,24 @@ anti-entropy) when the step ends. Two schedules:
   sum of all steps (no parallel speed-up is claimed).
 
 The run ends when a replica's frontier reaches ``target`` (every engine is then told
-to stop), or when every engine has stopped (budget spent; each engine stops when its
-view of the cluster's spending reaches ``max_metric_calls``, so concurrent steps can
-overshoot by at most one step per node). Then the network runs alone for
-``settle_ms`` so the replicas converge. **Independent** mode (``share=False``) gives
-every node an empty peer list and ``max_metric_calls // nodes`` of its own: the
-baseline without sharing, on the same total budget.
+to stop), or when every engine has stopped (budget spent, or stalled). The budget is
+**hard** (``hard_budget``, the default; :mod:`~vsm_phoenix.ext.gepa.budget`): each
+engine makes metric calls only within slices of ``slice_calls`` it leased through the
+Raft KV, so the calls of all engines together never exceed ``max_metric_calls``,
+whatever the partitions and crashes; the KV commands are sent from the engine's thread
+through the simulator, and the virtual time they take is the node's. With
+``hard_budget=False`` each engine stops only when its view of the replicated counter
+reaches the budget: concurrent steps, and each side of a partition, overspend. Then
+the network runs alone for ``settle_ms`` so the replicas converge. **Independent**
+mode (``share=False``) gives every node an empty peer list, a KV of its own and
+``max_metric_calls // nodes`` calls: the baseline without sharing, on the same total
+budget.
 
 Faults between steps: :meth:`SimulatedCluster.partition` / ``heal`` (the network),
 ``crash`` (the engine thread is stopped and the sync node's memory lost) and
 ``restart`` (a fresh engine on the sync node rebuilt from what it persisted: cached
-evaluations are answered from that state, so the restart re-spends no budget on them).
+evaluations are answered from that state, so the restart re-spends no budget on them;
+the crashed incarnation's unused lease is lost, never reused).
 """
 
 from __future__ import annotations
@@ -55,6 +62,14 @@ from typing import Any, cast
 import attrs
 
 from vsm_phoenix.errors import InvalidArgument, VsmPhoenixError
+from vsm_phoenix.ext.gepa.budget import (
+    BUDGET_KEY,
+    BudgetExhausted,
+    BudgetLease,
+    LeaseUnavailable,
+    lease_value,
+    release_value,
+)
 from vsm_phoenix.ext.gepa.deploy import DEPLOYED_KEY, Decision, Deployment, GepaNode
 from vsm_phoenix.ext.gepa.models import GuardedModel
 from vsm_phoenix.ext.gepa.records import CandidateId, instance_key
@@ -65,6 +80,7 @@ from vsm_phoenix.ext.gepa.shared import (
     NodeContext,
     ReplicaEvaluationCache,
     SharedAdapter,
+    check_frontier_type,
 )
 from vsm_phoenix.ext.gepa.state import EvolutionState, Frontier
 from vsm_phoenix.ext.gepa.task import (
@@ -112,8 +128,13 @@ class ClusterConfig:
     max_rounds: int = 2_000
     minibatch_size: int = 3
     schedule: str = "parallel"
+    hard_budget: bool = True
+    lease_calls: int | None = None
+    lease_timeout_ms: int = 2_000
+    frontier_type: str = "instance"
 
     def __attrs_post_init__(self) -> None:
+        check_frontier_type(self.frontier_type)
         if self.schedule not in ("parallel", "turns"):
             raise InvalidArgument("schedule must be 'parallel' or 'turns'")
         for name in ("nodes", "max_metric_calls", "sync_interval_ms", "max_rounds",
@@ -121,12 +142,23 @@ class ClusterConfig:
             v = getattr(self, name)
             if type(v) is not int or v <= 0:
                 raise InvalidArgument(f"{name} must be a positive int")
-        for name in ("task_call_ms", "reflection_call_ms", "settle_ms"):
+        if self.lease_calls is not None and (type(self.lease_calls) is not int
+                                             or self.lease_calls <= 0):
+            raise InvalidArgument("lease_calls must be a positive int (or None)")
+        if type(self.hard_budget) is not bool:
+            raise InvalidArgument("hard_budget must be a bool")
+        for name in ("task_call_ms", "reflection_call_ms", "settle_ms", "lease_timeout_ms"):
             v = getattr(self, name)
             if type(v) is not int or v < 0:
                 raise InvalidArgument(f"{name} must be a non-negative int")
         if self.target is not None and not 0.0 <= self.target <= 1.0:
             raise InvalidArgument("target must be in [0, 1]")
+
+    def slice_calls(self, valset_size: int) -> int:
+        """Calls a budget lease takes at a time: ``lease_calls``, by default what one
+        GEPA iteration can cost (the parent's and the child's minibatch, then the
+        whole valset)."""
+        return self.lease_calls or 2 * self.minibatch_size + valset_size
 
 
 @attrs.frozen
@@ -141,6 +173,8 @@ class NodeReport:
     duplicate_records: int
     restarts: int
     stop_reason: str | None
+    leased: int = 0
+    lease_waits: int = 0
 
 
 @attrs.frozen
@@ -168,6 +202,7 @@ class RunReport:
     best_lineage: tuple[CandidateId, ...]
     deployed: Decision | None = None
     deployed_agree: bool = False
+    leased_calls: int = 0
 
 
 class _Engine:
@@ -227,11 +262,13 @@ class _Node:
         self.engine: _Engine | None = None
         self.migration: Migration | None = None
         self.restarts = 0
+        self.lease: BudgetLease | None = None
         self.work: EvolutionState | None = None
         self.clock = 0
         self.steps = 0  # steps of the current engine
         self.totals = {"metric_calls": 0, "hits": 0, "task": 0, "reflection": 0,
-                       "migrated": 0, "published": 0, "duplicates": 0}
+                       "migrated": 0, "published": 0, "duplicates": 0, "leased": 0,
+                       "lease_waits": 0}
         self.stop_reason: str | None = None
 
 
@@ -293,6 +330,15 @@ class SimulatedCluster:
         assert isinstance(r, EvolutionState)
         return r
 
+    def replica_id(self, node_id: str) -> str:
+        """The replica id ``node_id``'s budget counts go under (its sync node's
+        :attr:`~vsm_phoenix.protocol.sync.SyncNode.replica_id`; kept across a restart
+        with its disk)."""
+        node = self.sim.node(node_id)
+        if not isinstance(node, GepaNode):
+            raise InvalidArgument(f"node {node_id!r} is down")
+        return node.sync.replica_id
+
     def _work(self, node_id: str) -> EvolutionState:
         w = self.nodes[node_id].work
         if w is None:
@@ -314,13 +360,25 @@ class SimulatedCluster:
                                     cost_ms=cfg.reflection_call_ms)
         n.work = self.replica(node_id).copy()
         n.clock = max(n.clock, self.sim.now)
-        ctx = NodeContext(node_id, lambda: self._work(node_id), cfg.evaluator)
+        slice_calls = cfg.slice_calls(len(self.val_ids))
+        lease = None
+        if cfg.hard_budget:
+            # A fresh KV session per incarnation: a restarted node must not reuse the
+            # sequence numbers its previous incarnation's commands carried.
+            acquire, give_back = self._lease_client(node_id,
+                                                    f"gepa-lease-{node_id}.{n.restarts}")
+            lease = BudgetLease(acquire, slice_calls=slice_calls, give_back=give_back)
+        n.lease = lease
+        ctx = NodeContext(node_id, lambda: self._work(node_id), cfg.evaluator,
+                          replica_id=self.replica_id(node_id), lease=lease,
+                          frontier_type=cfg.frontier_type)
         n.ctx = ctx
         adapter = SharedAdapter(self.adapter_factory(n.task_model), ctx)
         migration = Migration(ctx, self.val_ids, enabled=cfg.share and cfg.migrate,
                               cache=ReplicaEvaluationCache(ctx))
         n.migration = migration
-        stop = ClusterStop(ctx, self._limit(), self.val_ids, target=cfg.target)
+        stop = ClusterStop(ctx, self._limit(), self.val_ids, target=cfg.target,
+                           reserve_calls=slice_calls if lease is not None else 0)
         trainset = KeyedLoader(self.task.trainset)
         valset = KeyedLoader(self.task.valset)
         # Each node explores with its own seed (and each incarnation with a new one).
@@ -328,6 +386,18 @@ class SimulatedCluster:
         reflection = n.reflection
 
         def run(stopper: ClusterStop) -> Any:
+            try:
+                return engine_run(stopper)
+            except BudgetExhausted:
+                stopper.reason = "budget spent"
+            except LeaseUnavailable:
+                stopper.reason = "lease unavailable"
+            finally:
+                if lease is not None:  # the engine's last call is made: give back
+                    lease.release()    # (nothing after a crash: abandoned)
+            return None
+
+        def engine_run(stopper: ClusterStop) -> Any:
             return optimize(
                 seed_candidate=dict(self.task.seed_candidate),
                 trainset=trainset,
@@ -335,6 +405,7 @@ class SimulatedCluster:
                 adapter=adapter,
                 reflection_lm=reflection,
                 candidate_selection_strategy="pareto",
+                frontier_type=cast(Any, cfg.frontier_type),
                 reflection_minibatch_size=cfg.minibatch_size,
                 stop_callbacks=[stopper],
                 callbacks=[cast(Any, migration)],
@@ -346,6 +417,44 @@ class SimulatedCluster:
 
         n.engine = _Engine(node_id, run, stop)
         n.steps = 0
+
+    def _lease_client(self, node_id: str, client: str
+                      ) -> tuple[Callable[[int], int], Callable[[int], None]]:
+        """``acquire(want)`` and ``give_back(n)`` for ``node_id``'s
+        :class:`BudgetLease`: a linearizable read of :data:`BUDGET_KEY` and a
+        compare-and-set raising (lowering) it, sent through the simulator from the
+        engine's thread while the scheduler waits (so the run stays a function of its
+        seed; the virtual time it takes is the node's)."""
+        seq = 0
+        limit = self._limit()
+        timeout = self.config.lease_timeout_ms
+
+        def cas(new_value: Callable[[str | None], tuple[str, int] | None]) -> int:
+            nonlocal seq
+            for _ in range(8):  # a concurrent lease may win the compare-and-set
+                try:
+                    got = self.kv_request(node_id, kv.get(BUDGET_KEY), timeout_ms=timeout)
+                    current = got if isinstance(got, str) else None
+                    step = new_value(current)
+                    if step is None:
+                        return 0
+                    seq += 1
+                    done = self.kv_request(
+                        node_id, kv.cas(client, seq, BUDGET_KEY, current, step[0]),
+                        timeout_ms=timeout)
+                except TimeoutError as exc:
+                    raise LeaseUnavailable(f"{node_id}: {exc}") from None
+                if done is True:
+                    return step[1]
+            raise LeaseUnavailable(f"{node_id}: lost 8 compare-and-sets in a row")
+
+        def acquire(want: int) -> int:
+            return cas(lambda current: lease_value(current, want, limit))
+
+        def give_back(calls: int) -> None:
+            cas(lambda current: (release_value(current, calls), calls))
+
+        return acquire, give_back
 
     def start(self) -> None:
         for nid in self.node_ids:
@@ -364,12 +473,16 @@ class SimulatedCluster:
             t["migrated"] += n.ctx.migrated
             t["published"] += n.ctx.published
             t["duplicates"] += n.ctx.duplicate_records
+        if n.lease is not None:
+            n.totals["leased"] += n.lease.net
+        if n.engine is not None:
+            n.totals["lease_waits"] += n.engine.stop.lease_waits
         for m, k in ((n.task_model, "task"), (n.reflection, "reflection")):
             if m is not None:
                 t = n.totals
                 t[k] += m.calls
                 m.close()
-        n.engine = n.ctx = n.migration = n.task_model = n.reflection = None
+        n.engine = n.ctx = n.migration = n.task_model = n.reflection = n.lease = None
         n.work = None
 
     # -- faults ---------------------------------------------------------------------------
@@ -392,6 +505,8 @@ class SimulatedCluster:
         n = self.nodes[node_id]
         if n.ctx is not None:
             n.ctx.take_deltas()  # in memory only: lost with the crash
+        if n.lease is not None:
+            n.lease.abandon()  # a crashed node gives nothing back
         self._retire(node_id)
         self.sim.crash(node_id)
 
@@ -449,17 +564,21 @@ class SimulatedCluster:
             self.sim.run_until(n.clock)
         n.work = self._work(nid) | self.replica(nid)  # what reached this node so far
         before = (n.task_model.calls, n.reflection.calls)
+        started = self.sim.now
         n.engine.step()
         n.steps += 1
         if n.migration is not None and n.migration.errors:
             raise EngineFailed(nid, n.migration.errors[0])
+        # Model calls cost their virtual time; budget leases (KV round trips the engine
+        # made through the simulator) cost the time the network ran meanwhile.
         cost = (n.task_model.calls - before[0]) * cfg.task_call_ms \
-            + (n.reflection.calls - before[1]) * cfg.reflection_call_ms
+            + (n.reflection.calls - before[1]) * cfg.reflection_call_ms \
+            + (self.sim.now - started)
         self.steps += 1
         self.busy_ms += cost
         if cfg.schedule == "parallel":
             n.clock += max(cost, 1)
-            self._flush(nid, delay_ms=n.clock - self.sim.now)
+            self._flush(nid, delay_ms=max(n.clock - self.sim.now, 0))
         else:
             n.clock = self.busy_ms
             self._flush(nid)
@@ -597,7 +716,8 @@ class SimulatedCluster:
                 task_model_calls=t["task"], reflection_calls=t["reflection"],
                 migrated=t["migrated"], published=t["published"],
                 duplicate_records=t["duplicates"], restarts=n.restarts,
-                stop_reason=n.stop_reason))
+                stop_reason=n.stop_reason, leased=t["leased"],
+                lease_waits=t["lease_waits"]))
         reached = self.reached_at is not None
         reads = self._reads
         first = next(iter(reads.values()), None)
@@ -615,6 +735,7 @@ class SimulatedCluster:
             frontiers_agree=agree, frontier=front, best_candidate=best,
             best_lineage=tuple(lineage), deployed=deployed,
             deployed_agree=bool(reads) and len(set(reads.values())) == 1,
+            leased_calls=sum(n.leased for n in nodes),
         )
 
     def _retire_and_flush(self, node_id: str) -> None:

@@ -172,17 +172,27 @@ class Deployment:
             cur = ps[0] if ps else None
         return Decision(f.best, texts, f.best_score, tuple(lineage))
 
-    def propose(self, decision: Decision, deployed: str | None) -> Propose | None:
-        """The compare-and-set that deploys ``decision`` over the ``deployed`` value
-        read from the KV, or ``None`` when it is not better than what is deployed."""
+    @staticmethod
+    def next_value(decision: Decision, deployed: str | None) -> str | None:
+        """The value that deploys ``decision`` over the ``deployed`` value read from
+        the KV (its version one more), or ``None`` when it is not better than what is
+        deployed. ``DecodeError`` when ``deployed`` is not a deployment record."""
         version = 1
         if deployed is not None:
             current = Decision.from_json(deployed)
             if current.candidate == decision.candidate or current.score >= decision.score:
                 return None
             version = current.version + 1
+        return attrs.evolve(decision, version=version).to_json()
+
+    def propose(self, decision: Decision, deployed: str | None) -> Propose | None:
+        """The compare-and-set (a Raft ``Propose`` for :class:`GepaNode`) that deploys
+        ``decision`` over ``deployed``, or ``None`` (see :meth:`next_value`). Over
+        AMQP, send ``KV.cas(DEPLOYED_KEY, deployed, next_value(...))`` instead."""
+        new = self.next_value(decision, deployed)
+        if new is None:
+            return None
         self.seq += 1
-        new = attrs.evolve(decision, version=version).to_json()
         return kv.cas(self.client, self.seq, DEPLOYED_KEY, deployed, new)
 
 

@@ -4,8 +4,9 @@ A *candidate* is GEPA's ``dict[str, str]`` (component name -> text). Its id is t
 SHA-256 of the canonical CBOR of that map, so two nodes that reach the same texts name
 the same candidate without talking. An *evaluation* is what one metric call produced
 for one key ``(candidate id, instance key, evaluator version)``: the output, the
-score, the trace (the adapter's trajectory, where GEPA adapters keep their feedback)
-and the node that evaluated it (evidence of who evaluated what).
+score, the trace (the adapter's trajectory, where GEPA adapters keep their feedback),
+the node that evaluated it (evidence of who evaluated what) and, when the adapter gives
+them, the per-objective scores (GEPA's ``objective_scores``).
 
 Outputs and traces are *plain data*: ``None``, ``bool``, ``int`` (64-bit), finite
 ``float``, ``str``, ``bytes``, lists and ``str``-keyed dicts of those (tuples are
@@ -35,6 +36,7 @@ __all__ = [
     "CandidateId",
     "EvalKey",
     "Evaluation",
+    "MAX_OBJECTIVES",
     "MAX_PLAIN_DEPTH",
     "MAX_RECORD_BYTES",
     "candidate_id",
@@ -151,14 +153,49 @@ class EvalKey:
         return (self.candidate, self.instance, self.evaluator)
 
 
+#: Most objective scores one evaluation may carry.
+MAX_OBJECTIVES = 64
+
+
+def _objectives(value: Mapping[str, float] | None) -> tuple[tuple[str, float], ...] | None:
+    """Objective scores (GEPA's ``objective_scores``: name -> score) in canonical form:
+    sorted ``(name, float)`` pairs. ``None`` stays ``None``."""
+    if value is None:
+        return None
+    if isinstance(value, tuple):  # already canonical (attrs.evolve, copies)
+        value = dict(value)
+    if not isinstance(value, Mapping):
+        raise TypeMismatch(f"objective scores are a dict, got {type(value).__name__}")
+    if len(value) > MAX_OBJECTIVES:
+        raise InvalidArgument(f"more than {MAX_OBJECTIVES} objective scores")
+    out: list[tuple[str, float]] = []
+    for name, score in value.items():
+        if type(name) is not str or not name or len(name) > 256:
+            raise InvalidArgument("objective names are non-empty str of at most 256 chars")
+        check_plain(name, "objective name")
+        if type(score) not in (int, float) or not math.isfinite(score):
+            raise InvalidArgument(f"objective {name!r}: the score must be a finite number")
+        out.append((name, float(score)))
+    return tuple(sorted(out))
+
+
 @attrs.frozen
 class Evaluation:
-    """One metric call's result. ``by`` is the node that evaluated."""
+    """One metric call's result. ``by`` is the node that evaluated. ``objectives``:
+    the adapter's per-objective scores for this instance (GEPA's ``objective_scores``,
+    needed by its ``objective``, ``hybrid`` and ``cartesian`` frontiers), stored as
+    sorted ``(name, score)`` pairs; :meth:`objective_scores` gives the dict."""
 
     output: Any
     score: float
     trace: Any
     by: str
+    objectives: tuple[tuple[str, float], ...] | None = attrs.field(default=None,
+                                                                    converter=_objectives)
+
+    def objective_scores(self) -> dict[str, float] | None:
+        """The objective scores as a dict (``None`` when the adapter gave none)."""
+        return None if self.objectives is None else dict(self.objectives)
 
     def __attrs_post_init__(self) -> None:
         if type(self.score) not in (int, float):
@@ -174,8 +211,13 @@ class Evaluation:
 
 
 def encode_evaluation(ev: Evaluation) -> bytes:
-    """Canonical CBOR ``[output, score, trace, by]``."""
-    raw = cbor.dumps([ev.output, ev.score, ev.trace, ev.by])
+    """Canonical CBOR ``[output, score, trace, by]``, or ``[output, score, trace, by,
+    {objective: score}]`` when the evaluation has objective scores (records without
+    them keep the first form, byte for byte)."""
+    fields = [ev.output, ev.score, ev.trace, ev.by]
+    if ev.objectives is not None:
+        fields.append(dict(ev.objectives))
+    raw = cbor.dumps(fields)
     if len(raw) > MAX_RECORD_BYTES:
         raise InvalidArgument(f"evaluation record of {len(raw)} bytes exceeds {MAX_RECORD_BYTES}")
     return raw
@@ -185,13 +227,19 @@ def decode_evaluation(data: bytes) -> Evaluation:
     """Strict decoder: ``DecodeError`` unless ``data`` is the canonical encoding of a
     valid evaluation record."""
     item = cbor.loads(data, max_size=MAX_RECORD_BYTES, wire=True)
-    if not (isinstance(item, list) and len(item) == 4):
-        raise DecodeError("an evaluation record is [output, score, trace, by]")
-    output, score, trace, by = item
+    if not (isinstance(item, list) and len(item) in (4, 5)):
+        raise DecodeError("an evaluation record is [output, score, trace, by(, objectives)]")
+    output, score, trace, by = item[:4]
+    objectives = item[4] if len(item) == 5 else None
     if type(score) is not float:
         raise DecodeError("evaluation score must be a float")
+    if objectives is not None and not (
+            type(objectives) is dict and all(type(v) is float for v in objectives.values())):
+        raise DecodeError("objective scores must be a map of floats")
+    if len(item) == 5 and objectives is None:
+        raise DecodeError("objective scores must be a map of floats")
     try:
-        ev = Evaluation(output=output, score=score, trace=trace, by=by)
+        ev = Evaluation(output=output, score=score, trace=trace, by=by, objectives=objectives)
     except (TypeError, ValueError) as exc:
         raise DecodeError(f"invalid evaluation record: {exc}") from None
     if encode_evaluation(ev) != bytes(data):

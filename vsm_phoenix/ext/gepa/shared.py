@@ -11,15 +11,18 @@ upstream hook               what is plugged in
                             a key already evaluated anywhere is answered from the
                             replica; only misses reach the user's ``evaluate``; every
                             miss is recorded and counted against this node's budget
+                            (and, with a :class:`~vsm_phoenix.ext.gepa.budget.
+                            BudgetLease`, made only within calls the node leased)
 ``valset`` / ``trainset``   :class:`KeyedLoader`: data ids are instance *content* keys
 ``cache_evaluation``        :class:`ReplicaEvaluationCache` (an ``EvaluationCache``)
                             so the engine's valset bookkeeping counts cache hits as
                             free; ``optimize`` only takes a flag, so :class:`Migration`
                             installs it in the state at the first iteration start
                             (``GEPAEngine`` takes it as ``evaluation_cache=``)
-``stop_callbacks``          :class:`ClusterStop`: cluster-wide metric-call budget, a
-                            target score on the replicated frontier, and the yield
-                            point of the deterministic scheduler
+``stop_callbacks``          :class:`ClusterStop`: cluster-wide metric-call budget
+                            (the replicated count, and a lease for the next iteration
+                            taken before it starts), a target score on the replicated
+                            frontier, and the yield point of the deterministic scheduler
 ``callbacks``               :class:`Migration`: publishes accepted candidates to the
                             replicated pool and imports candidates found elsewhere
 ==========================  ===========================================================
@@ -47,8 +50,18 @@ upstream hook               what is plugged in
    (``gepa_utils.remove_dominated_programs``, run at every selection and every
    accepted candidate) is cubic in the number of frontier programs -- with 0/1 scores
    and every node's candidates imported, it dominated the run time.
-4. *Objective scores are not shared* (only ``frontier_type="instance"`` is
-   supported): a record holds the output, the score and the trace.
+4. *Objective scores travel with the records.* Every frontier type of gepa 0.1.x
+   works (:data:`FRONTIER_TYPES`): a record holds the output, the score, the trace
+   and -- when the adapter returns ``EvaluationBatch.objective_scores`` -- the
+   per-objective scores, which the cache and the migration hand back to the engine.
+   Under ``objective``, ``hybrid`` and ``cartesian`` a record without them answers
+   nothing (the adapter is called), an adapter that returns none is refused with
+   ``InvalidArgument`` naming the frontier type, and a candidate whose records lack
+   them does not migrate. The replicated :class:`~vsm_phoenix.ext.gepa.state.Frontier`
+   (and the deployed prompt) stays per instance: the best mean validation score.
+5. *A user's ``batch_evaluate`` would bypass the wrapper* (GEPA calls it instead of
+   ``evaluate`` when the adapter has one): :meth:`SharedAdapter.batch_evaluate`
+   evaluates each pair through :meth:`SharedAdapter.evaluate` instead.
 
 Outputs and traces the replica cannot hold (not plain data, see
 :mod:`~vsm_phoenix.ext.gepa.records`) are recorded as ``None``; a trace-less record
@@ -59,12 +72,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Final, cast
 
 from gepa.core.adapter import EvaluationBatch
 from gepa.core.state import CachedEvaluation, EvaluationCache, GEPAState, ValsetEvaluation
 
 from vsm_phoenix.errors import InvalidArgument, TypeMismatch, VsmPhoenixError
+from vsm_phoenix.ext.gepa.budget import BudgetExhausted, LeaseUnavailable
 from vsm_phoenix.ext.gepa.records import (
     CandidateId,
     EvalKey,
@@ -76,27 +90,64 @@ from vsm_phoenix.ext.gepa.records import (
 from vsm_phoenix.ext.gepa.state import EvolutionState
 
 __all__ = [
+    "FRONTIER_TYPES",
     "ClusterStop",
     "KeyedLoader",
     "Migration",
     "NodeContext",
     "ReplicaEvaluationCache",
     "SharedAdapter",
+    "check_frontier_type",
 ]
+
+
+#: GEPA's frontier types this package shares (every one of gepa 0.1.x): ``instance``
+#: ranks by per-instance scores; ``objective``, ``hybrid`` and ``cartesian`` also by
+#: the adapter's per-objective scores, which the records then carry.
+FRONTIER_TYPES: Final = ("instance", "objective", "hybrid", "cartesian")
+
+
+def check_frontier_type(frontier_type: object) -> str:
+    """``frontier_type`` when it is one of :data:`FRONTIER_TYPES`, else
+    ``InvalidArgument`` naming them."""
+    if frontier_type not in FRONTIER_TYPES:
+        raise InvalidArgument(f"frontier_type must be one of {', '.join(FRONTIER_TYPES)}; "
+                              f"got {frontier_type!r}")
+    return str(frontier_type)
 
 
 class NodeContext:
     """What the hooks of one node share: the live replica (through ``replica()``, so
     the scheduler may swap it), the node id, the evaluator version, the deltas written
-    since the last :meth:`take_deltas`, and counts."""
+    since the last :meth:`take_deltas`, and counts.
+
+    ``replica_id`` is the id this node's budget counts go under: its sync node's
+    :attr:`~vsm_phoenix.protocol.sync.SyncNode.replica_id` (the history it names), not
+    the bare node id -- a node restarted without its disk takes a fresh one, so its
+    new counts never hide under the old incarnation's higher ones. ``node_id`` names
+    the evaluator in records (evidence). ``lease`` (optional) is the node's
+    :class:`~vsm_phoenix.ext.gepa.budget.BudgetLease`: when set, no metric call is
+    made that the lease does not cover. ``frontier_type`` is the engine's (see
+    :data:`FRONTIER_TYPES`)."""
 
     def __init__(self, node_id: str, replica: Callable[[], EvolutionState], evaluator: str,
-                 *, on_metric_call: Callable[[int], None] | None = None) -> None:
+                 *, on_metric_call: Callable[[int], None] | None = None,
+                 replica_id: str | None = None, lease: Any = None,
+                 frontier_type: str = "instance") -> None:
         if not isinstance(node_id, str) or not node_id:
             raise InvalidArgument("node_id must be a non-empty str")
         if not isinstance(evaluator, str) or not evaluator:
             raise InvalidArgument("evaluator must be a non-empty str")
+        if replica_id is not None and (not isinstance(replica_id, str) or not replica_id):
+            raise InvalidArgument("replica_id must be a non-empty str")
         self.node_id = node_id
+        self.replica_id = replica_id or node_id
+        self.lease = lease
+        check_frontier_type(frontier_type)
+        self.frontier_type = frontier_type
+        #: Whether evaluations must carry objective scores (every frontier but
+        #: "instance" ranks by them): a record without them then counts as a miss.
+        self.needs_objectives = frontier_type != "instance"
         self.replica = replica
         self.evaluator = evaluator
         self.on_metric_call = on_metric_call
@@ -176,46 +227,73 @@ class SharedAdapter:
         state = ctx.replica()
         cid = candidate_id(candidate)
         keys = [self.key(x) for x in batch]
-        found: dict[str, tuple[Any, float, Any]] = {}  # key -> (output, score, trace)
+        # key -> (output, score, trace, objective scores)
+        found: dict[str, tuple[Any, float, Any, dict[str, float] | None]] = {}
         todo: list[str] = []
         todo_items: list[Any] = []
         for k, item in zip(keys, batch, strict=True):
             if k in found or k in todo:
                 continue
             ev = state.resolved(ctx.key(cid, k))
-            if ev is not None and (ev.trace is not None or not capture_traces):
-                found[k] = (ev.output, ev.score, ev.trace)
+            if ev is not None and (ev.trace is not None or not capture_traces) and (
+                    ev.objectives is not None or not ctx.needs_objectives):
+                found[k] = (ev.output, ev.score, ev.trace, ev.objective_scores())
             else:
                 todo.append(k)
                 todo_items.append(item)
         ctx.hits += len(batch) - len(todo)
         if todo:
-            fresh = self.inner.evaluate(todo_items, candidate, capture_traces=True)
             n = len(todo)
+            lease = ctx.lease
+            if lease is not None:  # a hard budget: no call without a lease covering it
+                if not lease.ensure(n):  # LeaseUnavailable when the KV does not answer
+                    raise BudgetExhausted(n, lease.held)
+                lease.use(n)  # before the call: a call that fails still counts
+            fresh = self.inner.evaluate(todo_items, candidate, capture_traces=True)
             if len(fresh.outputs) != n or len(fresh.scores) != n:
                 raise InvalidArgument("the adapter returned a different number of results")
             traces = fresh.trajectories if fresh.trajectories is not None else [None] * n
             if len(traces) != n:
                 raise InvalidArgument("the adapter returned a different number of traces")
-            for k, out, score, trace in zip(todo, fresh.outputs, fresh.scores, traces,
-                                            strict=True):
+            objs = getattr(fresh, "objective_scores", None)
+            if objs is None and ctx.needs_objectives:
+                raise InvalidArgument(
+                    f"frontier_type={ctx.frontier_type!r} needs objective scores: the "
+                    "adapter's evaluate must return EvaluationBatch(objective_scores=...)")
+            objs = objs if objs is not None else [None] * n
+            if len(objs) != n:
+                raise InvalidArgument("the adapter returned a different number of "
+                                      "objective scores")
+            for k, out, score, trace, obj in zip(todo, fresh.outputs, fresh.scores, traces,
+                                                 objs, strict=True):
                 ev = Evaluation(_plain_or_none(out), float(score), _plain_or_none(trace),
-                                ctx.node_id)
+                                ctx.node_id, objectives=obj)
                 if state.records_for(ctx.key(cid, k)):
                     ctx.duplicate_records += 1
                 ctx.write(state.record(ctx.key(cid, k), ev))
                 # The caller gets its own call's result (the replica may resolve another).
-                found[k] = (out, ev.score, trace)
+                found[k] = (out, ev.score, trace, ev.objective_scores())
             ctx.metric_calls += n
-            ctx.write(state.spend(ctx.node_id, n))
+            ctx.write(state.spend(ctx.replica_id, n))
             if ctx.on_metric_call is not None:
                 ctx.on_metric_call(n)
+        objectives = [found[k][3] for k in keys]
         return EvaluationBatch(
             outputs=[found[k][0] for k in keys],
             scores=[found[k][1] for k in keys],
             trajectories=[found[k][2] for k in keys] if capture_traces else None,
+            objective_scores=(None if any(o is None for o in objectives)
+                              else cast(list[dict[str, float]], objectives)),
             num_metric_calls=len(todo),
         )
+
+    def batch_evaluate(self, items: list[tuple[dict[str, str], list[Any]]]
+                       ) -> list[EvaluationBatch[Any, Any]]:
+        """GEPA calls an adapter's ``batch_evaluate`` instead of ``evaluate`` when it
+        has one: defined here so that every evaluation goes through :meth:`evaluate`
+        (the replica, the budget) -- the user's own ``batch_evaluate`` is not called."""
+        return [self.evaluate(batch, candidate, capture_traces=True)
+                for candidate, batch in items]
 
     def make_reflective_dataset(self, candidate: dict[str, str], eval_batch: Any,
                                 components_to_update: list[str]) -> Any:
@@ -238,14 +316,17 @@ class ReplicaEvaluationCache(EvaluationCache[Any, Any]):
 
     def get(self, candidate: dict[str, str], example_id: Any) -> CachedEvaluation[Any] | None:
         ev = self.ctx.replica().resolved(self.ctx.key(candidate_id(candidate), example_id))
-        return None if ev is None else CachedEvaluation(ev.output, ev.score, None)
+        if ev is None or (ev.objectives is None and self.ctx.needs_objectives):
+            return None
+        return CachedEvaluation(ev.output, ev.score, ev.objective_scores())
 
     def put(self, candidate: dict[str, str], example_id: Any, output: Any, score: float,
             objective_scores: Any = None) -> None:
         key = self.ctx.key(candidate_id(candidate), example_id)
         state = self.ctx.replica()
         if not state.records_for(key):
-            ev = Evaluation(_plain_or_none(output), float(score), None, self.ctx.node_id)
+            ev = Evaluation(_plain_or_none(output), float(score), None, self.ctx.node_id,
+                            objectives=objective_scores)
             self.ctx.write(state.record(key, ev))
 
     def get_batch(self, candidate: dict[str, str], example_ids: list[Any]
@@ -262,8 +343,9 @@ class ReplicaEvaluationCache(EvaluationCache[Any, Any]):
 
     def put_batch(self, candidate: dict[str, str], example_ids: list[Any], outputs: list[Any],
                   scores: list[float], objective_scores_list: Any = None) -> None:
-        for eid, out, score in zip(example_ids, outputs, scores, strict=False):
-            self.put(candidate, eid, out, score)
+        objs = objective_scores_list or [None] * len(example_ids)
+        for eid, out, score, obj in zip(example_ids, outputs, scores, objs, strict=False):
+            self.put(candidate, eid, out, score, obj)
 
 
 class ClusterStop:
@@ -275,14 +357,26 @@ class ClusterStop:
     once the training set is solved, every iteration is such a skip, and with the
     evaluations cached it costs nothing -- upstream's metric-call budget alone would
     then never end the run.) ``before_check`` runs first at every call -- the
-    scheduler's yield point (once per engine iteration)."""
+    scheduler's yield point (once per engine iteration).
+
+    With a lease in the context (a hard budget), an engine that goes on first holds
+    ``reserve_calls`` leased calls for the coming iteration, waiting at the yield
+    point while the KV does not answer (see :meth:`_reserve`); the engine's run ends
+    with :class:`~vsm_phoenix.ext.gepa.budget.BudgetExhausted` from the adapter when
+    a call is needed that the rest of the budget cannot cover (the runners treat it as
+    "budget spent")."""
 
     def __init__(self, ctx: NodeContext, max_metric_calls: int, valset_ids: Sequence[str],
                  *, target: float | None = None, stall_iterations: int = 32,
-                 before_check: Callable[[], None] | None = None) -> None:
+                 before_check: Callable[[], None] | None = None,
+                 reserve_calls: int = 0) -> None:
         if type(max_metric_calls) is not int or max_metric_calls <= 0:
             raise InvalidArgument("max_metric_calls must be a positive int")
+        if type(reserve_calls) is not int or reserve_calls < 0:
+            raise InvalidArgument("reserve_calls must be a non-negative int")
         self.ctx = ctx
+        self.reserve_calls = reserve_calls
+        self.lease_waits = 0
         self.limit = max_metric_calls
         self.valset_ids = tuple(valset_ids)
         self.target = target
@@ -310,7 +404,29 @@ class ClusterStop:
             f = state.frontier(self.valset_ids, self.ctx.evaluator)
             if f.best_score is not None and f.best_score >= self.target:
                 self.reason = "target reached"
+        if self.reason is None and self.ctx.lease is not None:
+            self._reserve()
         return self.reason is not None
+
+    def _reserve(self) -> None:
+        """Hold a lease for the coming iteration (``reserve_calls``) before it starts.
+        While the KV does not answer, wait here (at the yield point, so the scheduler
+        and the network run on) until it does or a stop is requested. When the budget
+        has nothing left, go on with what is held (the adapter stops the engine at the
+        first call it cannot cover), or stop when nothing is."""
+        lease = self.ctx.lease
+        while True:
+            try:
+                if not lease.ensure(self.reserve_calls) and lease.held == 0:
+                    self.reason = "budget spent"
+                return
+            except LeaseUnavailable:
+                self.lease_waits += 1
+                if self.before_check is not None:
+                    self.before_check()
+                if self.stop_requested:
+                    self.reason = "stop requested"
+                    return
 
 
 class Migration:
@@ -376,22 +492,29 @@ class Migration:
             if any(ev is None for ev in evs):
                 continue  # scores not complete here yet
             row = tuple(ev.score for ev in evs if ev is not None)
-            if row in rows:
-                # GEPA's selector collapses candidates with equal score rows (its
-                # domination pruning keeps one); importing another costs its cubic
-                # pruning time and adds no choice.
+            if row in rows and not self.ctx.needs_objectives:
+                # GEPA's instance selector collapses candidates with equal score rows
+                # (its domination pruning keeps one); importing another costs its cubic
+                # pruning time and adds no choice. (Objective frontiers rank by more
+                # than the row: there every complete candidate migrates.)
                 self.skipped.add(cid)
                 continue
             rows.add(row)
             comps = state.candidate(cid)
             if comps is None or set(comps) != set(gs.list_of_named_predictors):
                 continue  # another task's candidate
+            objs = {v: ev.objective_scores() for v, ev in zip(self.valset_ids, evs,
+                                                              strict=True) if ev}
+            complete = all(o is not None for o in objs.values())
+            if self.ctx.needs_objectives and not complete:
+                continue  # the engine's frontier needs objective scores it cannot have
             evaluation = ValsetEvaluation(
                 outputs_by_val_id={v: ev.output for v, ev in zip(self.valset_ids, evs,
                                                                   strict=True) if ev},
                 scores_by_val_id={v: ev.score for v, ev in zip(self.valset_ids, evs,
                                                                 strict=True) if ev},
-                objective_scores_by_val_id=None,
+                objective_scores_by_val_id=(cast(dict[str, dict[str, float]], objs)
+                                            if complete else None),
             )
             parents = sorted(self.local[p] for p in state.parents(cid) if p in self.local)
             idx = gs.update_state_with_new_program(

@@ -11,7 +11,8 @@ evaluations     ``GSet``   ``(candidate id, instance key, evaluator, record)``: 
                            on validation instances the score matrix)
 pool            ``GSet``   ``(candidate id, record)``: content-addressed candidates
                            with their parents (grow-only lineage)
-budget          ``GCounter``  metric calls spent, one count per node
+budget          ``GCounter``  metric calls spent, one count per replica id (the
+                           spending sync node's history, see :meth:`spend`)
 ==============  =========  ============================================================
 
 The join is the join of the parts, so the lattice laws hold because they hold for
@@ -127,7 +128,7 @@ class EvolutionState(CRDT):
         """Insert a validated evaluation element (no-op if present)."""
         if element in self._evals:
             return
-        self._evals._items.add(element)
+        self._evals.add(element)
         self._parsed[element] = ev
         self._sortkey[element] = atom_key(element)
         cid, inst, evaluator, raw = element
@@ -142,7 +143,7 @@ class EvolutionState(CRDT):
                        ) -> None:
         if element in self._pool:
             return
-        self._pool._items.add(element)
+        self._pool.add(element)
         self._parsed[element] = parsed
         self._sortkey[element] = atom_key(element)
         cid = element[0]
@@ -193,9 +194,13 @@ class EvolutionState(CRDT):
         self._add_candidate(element, (comps, ps))
         return EvolutionState._raw({}, {element: (comps, ps)}, GCounter())
 
-    def spend(self, node: str, calls: int) -> EvolutionState:
-        """Count ``calls`` metric calls against ``node``; returns the delta."""
-        return EvolutionState._raw({}, {}, self._budget.increment(node, calls))
+    def spend(self, replica_id: str, calls: int) -> EvolutionState:
+        """Count ``calls`` metric calls against ``replica_id``; returns the delta. Pass
+        the spending node's :attr:`~vsm_phoenix.protocol.sync.SyncNode.replica_id`
+        (the history it names), never a bare node id: a ``GCounter`` entry only grows,
+        so an incarnation restarted without its disk that counted again from zero
+        under the old id would have its calls hidden by the old, higher count."""
+        return EvolutionState._raw({}, {}, self._budget.increment(replica_id, calls))
 
     # -- queries -------------------------------------------------------------------------
 
@@ -257,8 +262,13 @@ class EvolutionState(CRDT):
     def budget_spent(self) -> int:
         return self._budget.value
 
-    def spent_by(self, node: str) -> int:
-        return self._budget.count_of(node)
+    def spent_by(self, replica_id: str) -> int:
+        """Metric calls counted under ``replica_id`` (see :meth:`spend`)."""
+        return self._budget.count_of(replica_id)
+
+    def spenders(self) -> dict[str, int]:
+        """Every replica id that spent, with its count."""
+        return self._budget.counts
 
     def frontier(self, instances: Sequence[str], evaluator: str) -> Frontier:
         """The Pareto frontier over ``instances`` (see the module docstring)."""
@@ -303,21 +313,21 @@ class EvolutionState(CRDT):
     # -- CRDT plumbing -------------------------------------------------------------------
 
     def _join_into(self, other: Self) -> None:
-        for e in other._evals._items:
-            if e not in self._evals._items:
+        for e in other._evals.value:
+            if e not in self._evals:
                 self._add_eval(e, other._parsed[e])
-        for p in other._pool._items:
-            if p not in self._pool._items:
+        for p in other._pool.value:
+            if p not in self._pool:
                 self._add_candidate(p, other._parsed[p])
-        self._budget._join_into(other._budget)
+        self._budget |= other._budget
 
     def _leq(self, other: Self) -> bool:
-        return (self._evals._leq(other._evals) and self._pool._leq(other._pool)
-                and self._budget._leq(other._budget))
+        return (self._evals <= other._evals and self._pool <= other._pool
+                and self._budget <= other._budget)
 
     def _eq_state(self, other: Self) -> bool:
-        return (self._evals._eq_state(other._evals) and self._pool._eq_state(other._pool)
-                and self._budget._eq_state(other._budget))
+        return (self._evals == other._evals and self._pool == other._pool
+                and self._budget == other._budget)
 
     def copy(self) -> Self:
         obj = type(self)()
@@ -335,8 +345,8 @@ class EvolutionState(CRDT):
         # Layout (format 1): [evaluations gset, pool gset, budget gcounter] -- exactly
         # the GSet layout (elements in canonical order), with the sort keys cached.
         key = self._sortkey.__getitem__
-        return [[atom_to_wire(e) for e in sorted(self._evals._items, key=key)],
-                [atom_to_wire(e) for e in sorted(self._pool._items, key=key)],
+        return [[atom_to_wire(e) for e in sorted(self._evals.value, key=key)],
+                [atom_to_wire(e) for e in sorted(self._pool.value, key=key)],
                 self._budget._encode_state()]
 
     @classmethod
@@ -346,6 +356,6 @@ class EvolutionState(CRDT):
         evals = GSet._from_state(state[0])
         pool = GSet._from_state(state[1])
         budget = GCounter._from_state(state[2])
-        parsed_evals = {e: cls._parse_eval_element(e) for e in evals._items}
-        parsed_pool = {p: cls._parse_pool_element(p) for p in pool._items}
+        parsed_evals = {e: cls._parse_eval_element(e) for e in evals.value}
+        parsed_pool = {p: cls._parse_pool_element(p) for p in pool.value}
         return cls._raw(parsed_evals, parsed_pool, budget)

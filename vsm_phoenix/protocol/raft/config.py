@@ -169,6 +169,9 @@ class RaftConfig:
             raise LocalProtocolError("need 0 < heartbeat_ms < election_timeout_ms")
         if self.max_batch < 1 or self.batch_delay_ms < 0 or self.snapshot_threshold < 1:
             raise LocalProtocolError("max_batch >= 1, batch_delay_ms >= 0, snapshot_threshold >= 1")
+        if self.max_batch > MAX_ENTRIES_PER_MESSAGE:
+            raise LocalProtocolError(f"max_batch must be at most {MAX_ENTRIES_PER_MESSAGE}: "
+                                     "peers refuse an append with more entries")
         if not 1 <= self.snapshot_chunk_bytes <= self.max_snapshot_bytes:
             raise LocalProtocolError("need 1 <= snapshot_chunk_bytes <= max_snapshot_bytes")
         for name in ("max_append_bytes", "max_command_bytes", "snapshot_chunk_bytes"):
