@@ -195,3 +195,19 @@ def test_copy_copy_is_a_real_copy() -> None:
     c.add("c", 3)
     assert s.value == {1, 2} and c.value == {2, 3}
     assert s.dots_of(1) == {("a", 1), ("b", 1)}
+
+
+def test_a_join_into_bottom_copies_and_keeps_the_context_object() -> None:
+    """Bottom joined with a state becomes an independent copy of it, and keeps its own
+    context object (a container may share that object with the set)."""
+    src = ORSet()
+    for x in range(20):
+        src.add("a", x)
+    src.remove(3)
+    dst = ORSet()
+    ctx = dst._ctx
+    dst |= src
+    assert dst == src and dst.to_bytes() == src.to_bytes()
+    assert dst._ctx is ctx and dst._store is not src._store
+    dst.add("b", 3)
+    assert 3 not in src and 3 in dst

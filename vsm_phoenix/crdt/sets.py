@@ -429,10 +429,12 @@ class ORSet(CRDT):
 
     def _join_into(self, other: Self) -> None:
         if not self._store and not self._ctx.vv and not self._ctx.cloud:
-            # Bottom joined with anything is that thing: a copy, no per-dot work (a
-            # fresh replica taking a snapshot, a decoded state joined into an empty one).
+            # Bottom joined with anything is that thing: a copy of the store, no per-dot
+            # work (a fresh replica taking a snapshot, a decoded state joined into an
+            # empty one). The context object is kept (joined in place): a container may
+            # share it with this set.
             self._store = K.dotstore_copy(other._store)
-            self._ctx = other._ctx.copy()
+            self._ctx._join_into(other._ctx)
             self._index = None
             return
         if self.DELTA_RATIO * other._delta_size() <= len(self._store):
