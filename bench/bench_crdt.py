@@ -21,6 +21,8 @@ several repetitions, and the report is ratios -- nothing here asserts a time.
   1k-element one (``one_dot_delta_100k_over_1k``).
 * **Delta ratio**: plain/indexed join time for deltas of k elements into a 10k-element
   ORSet, per backend, and the crossover ``n / k`` that ``ORSet.DELTA_RATIO`` is set to.
+* **OR-Map memory** (``ormap_memory``): bytes of an ORMap empty, with 1,000 keys, and
+  after removing every key, as ratios to the full and to the empty map.
 
 ``run(quick)`` returns the report (``python -m bench`` prints and saves it);
 ``pytest bench/bench_crdt.py`` runs the pytest-benchmark suites (sizes 10, 1k, 100k).
@@ -516,6 +518,62 @@ def memory(n: int) -> dict[str, Any]:
     return out
 
 
+
+def _traced_bytes(build: Callable[[], Any]) -> tuple[int, Any]:
+    """Traced bytes retained by ``build()`` (tracemalloc) and the object it built."""
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        keep = build()
+        gc.collect()
+        after = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    return after - before, keep
+
+
+def ormap_memory(n: int = 1_000) -> dict[str, Any]:
+    """Bytes an ORMap keeps (tracemalloc): empty, full, and after removing every key --
+    for ``n`` GCounter-valued keys (non-causal values, the issue's case) and for ``n``
+    GCounter plus ``n`` ORSet-valued keys (causal values too). Removing all keys must
+    give the nested state back."""
+
+    def build(with_sets: bool, remove: bool) -> Callable[[], ORMap]:
+        def go() -> ORMap:
+            m = ORMap()
+            for x in range(n):
+                m.update("replica-a", x, GCounter, functools.partial(_bump, "replica-a"))
+                if with_sets:
+                    m.update(
+                        "replica-a",
+                        ("set", x),
+                        ORSet,
+                        lambda s, x=x: s.add("replica-a", f"element-{x}"),
+                    )
+            if remove:
+                for x in range(n):
+                    m.remove(x)
+                    if with_sets:
+                        m.remove(("set", x))
+            return m
+
+        return go
+
+    empty, _ = _traced_bytes(ORMap)
+    out: dict[str, Any] = {"n": n, "ormap_bytes_empty": empty}
+    for label, with_sets in ((f"{n // 1000}k_gcounter_keys", False),
+                             (f"{n // 1000}k_gcounter_and_{n // 1000}k_orset_keys", True)):
+        full, _ = _traced_bytes(build(with_sets, False))
+        after, kept = _traced_bytes(build(with_sets, True))
+        out[f"ormap_bytes_full_{label}"] = full
+        out[f"ormap_bytes_after_remove_all_{label}"] = after
+        out[f"ormap_after_remove_all_over_full_{label}"] = round(after / full, 4)
+        out[f"ormap_after_remove_all_over_empty_{label}"] = round(after / max(empty, 1), 2)
+        out[f"ormap_encoded_bytes_after_remove_all_{label}"] = len(kept.to_bytes())
+    return out
+
+
 # -- the report ------------------------------------------------------------------------
 
 
@@ -686,6 +744,10 @@ def _targets(
             "note": "time ratio ours/pycrdt: 1.0 = as fast; goal for decode + join <= 1",
         }
     out["memory_bytes_per_element"] = memory(20_000 if quick else 100_000)
+    out["ormap_memory"] = ormap_memory(1_000)
+    out["ormap_delta_cost"] = ormap_delta_cost(
+        backends, budget, (1_000, 20_000 if quick else 100_000)
+    )
     tick()
     out["delta_ratio"] = delta_ratio(
         backends, 10_000, (64, 256, 1024, 4096) if not quick else (256, 1024), budget
@@ -699,6 +761,8 @@ def _targets(
         "ORSet.DELTA_RATIO at the plain/indexed crossover": "see delta_ratio",
         "one-dot delta 100k / 1k <= 2": "see one_dot_delta_100k_over_1k",
         "orset memory ours / plain set <= 3": "see memory_bytes_per_element",
+        "ormap memory after removing every key ~ empty": "see ormap_memory",
+        "ormap one-key delta big / small map ~ 1": "see ormap_delta_cost",
     }
     return out
 
@@ -769,6 +833,51 @@ def _delta_target(size: int) -> tuple[ORSet, Callable[[], ORSet]]:
     return target, next_delta
 
 
+def _ormap_delta_target(size: int) -> tuple[ORMap, Callable[[], ORMap]]:
+    """An ORMap of ``size`` GCounter keys and a maker of the next one-key delta from
+    another replica, alternately an update of a new key and the remove of that key."""
+    target, src = ORMap(), ORMap()
+    bump = functools.partial(_bump, "replica-a")
+    for x in range(size):
+        target.update("replica-a", x, GCounter, bump)
+    count = iter(range(10**12))
+    src_bump = functools.partial(_bump, "replica-src")
+
+    def next_delta() -> ORMap:
+        i = next(count)
+        key = ("src", i // 2)
+        return src.update("replica-src", key, GCounter, src_bump) if i % 2 == 0 else (
+            src.remove(key)
+        )
+
+    return target, next_delta
+
+
+def ormap_delta_cost(backends: list[tuple[str, ModuleType]], budget: float,
+                     sizes: tuple[int, int]) -> dict[str, Any]:
+    """Seconds per one-key delta into an ORMap of ``sizes[0]`` and of ``sizes[1]`` keys,
+    and the ratio big/small per backend (a delta should cost what it is)."""
+    out: dict[str, Any] = {}
+    for label, kernels in backends:
+        with use_kernels(kernels):
+            t = {}
+            for size in sizes:
+                target, next_delta = _ormap_delta_target(size)
+                target |= next_delta()  # builds the dot index before the timing
+                t[size] = per_call(
+                    operator.ior, lambda target=target, nd=next_delta: (target, nd()), budget
+                )
+        small, big = sizes
+        out[label] = {
+            f"ormap_one_key_delta_seconds_{small // 1000}k_keys": round(t[small], 8),
+            f"ormap_one_key_delta_seconds_{big // 1000}k_keys": round(t[big], 8),
+            f"ormap_one_key_delta_{big // 1000}k_over_{small // 1000}k": round(
+                t[big] / t[small], 2
+            ),
+        }
+    return out
+
+
 def summary(report: dict[str, Any]) -> list[tuple[str, str]]:
     """(label, value) lines for the ratio table of ``python -m bench``."""
     lines: list[tuple[str, str]] = []
@@ -809,6 +918,13 @@ def summary(report: dict[str, Any]) -> list[tuple[str, str]]:
                     f"{v['plain_over_indexed_by_k']})",
                 )
             )
+    for k, v in t.get("ormap_memory", {}).items():
+        if "_over_" in k:
+            lines.append((f"ORMap memory {k}", str(v)))
+    for label, row in t.get("ormap_delta_cost", {}).items():
+        for k, v in row.items():
+            if "_over_" in k:
+                lines.append((f"ORMap {k} ({label})", f"{v:.2f}x"))
     return lines
 
 

@@ -29,10 +29,10 @@ Modelling choices (where the model abstracts the implementation)
   decode: no dot supports two elements).
 * A causal context is a set of dots (``Array(Dot, Bool)``); its compact
   ``(version vector, cloud)`` encoding is a representation of that set.
-* ORMap values join by composition: they are modelled once with GCounter values and
-  once with an *uninterpreted* value lattice (a sort ``V`` with a join axiomatised
-  only by the semilattice laws and a bottom), which proves the lifting for every
-  value type at once.
+* ORMap (format 2) over non-causal values: each key's update dots carry the value the
+  update wrote; modelled once with GCounter values and once with an *uninterpreted*
+  value lattice (a sort ``V`` with a join axiomatised only by the semilattice laws and
+  a bottom), which proves the lifting for every value type at once.
 """
 
 from __future__ import annotations
@@ -597,92 +597,116 @@ def mvregister_model() -> Model:
                  to_z3, invariant=lambda s: dotfun_invariant(s[0], s[1]))
 
 
-# -- OR-Map: presence as an OR-Set of keys, values by composition -----------------------
-NO_VALUES_V = z3.K(E, vbot)
-NO_COUNTERS = z3.Lambda([z3.Const("k!0", E), z3.Const("r!0", R)], z3.IntVal(0))
-
-
+# -- OR-Map (format 2): keys → dot functions of values; a remove drops the key's dots ---
 def ormap_model(values: str) -> Model:
-    """``values="V"``: any value lattice (uninterpreted, axiomatised);
-    ``values="GCounter"``: GCounter values (a concrete instance, tied to the code)."""
+    """The map over non-causal values: each key holds the update dots minted for it
+    (a dot store, as the OR-Set's) and each present dot carries the value its update
+    wrote; a dot both sides hold joins its two values. ``values="V"``: any value
+    lattice (uninterpreted, axiomatised); ``values="GCounter"``: GCounter values (a
+    concrete instance, tied to the code). Absent dots carry bottom (normal form).
+    Causal values (ORSet, MVRegister, maps) share the map's context and are the OR-Set
+    and MV-Register dot stores above, keyed once more: not modelled separately."""
     generic = values == "V"
+    d_, r_ = z3.Const("d!v", Dot), z3.Const("r!v", R)
+    bottom_vals = z3.K(Dot, vbot) if generic else z3.Lambda([d_, r_], z3.IntVal(0))
 
-    def vals_join(a: Any, b: Any) -> Any:
-        k = z3.Const("k!j", E)
-        if generic:
-            return z3.Lambda([k], vjoin(a[k], b[k]))
-        r = z3.Const("r!vj", R)
-        return z3.Lambda([k, r], z3.If(a[k, r] >= b[k, r], a[k, r], b[k, r]))
+    def present(store: Any, d: Any) -> Any:
+        return store[elem_of(d), d]
 
-    def vals_leq(a: Any, b: Any) -> Any:
-        k = z3.Const("k!l", E)
-        if generic:
-            return z3.ForAll([k], vleq(a[k], b[k]))
-        r = z3.Const("r!vl", R)
-        return z3.ForAll([k, r], a[k, r] <= b[k, r])
+    def val(v: Any, d: Any, r: Any) -> Any:
+        return v[d] if generic else v[d, r]
 
-    def vals_inv(a: Any) -> list[Any]:
+    def lam(body: Callable[[Any, Any], Any], name: str) -> Any:
+        d, r = z3.Const(f"d!{name}", Dot), z3.Const(f"r!{name}", R)
+        return z3.Lambda([d], body(d, None)) if generic else z3.Lambda([d, r], body(d, r))
+
+    def vjoin_at(a: Any, b: Any, d: Any, r: Any) -> Any:
         if generic:
-            return []
-        k, r = z3.Const("k!n", E), z3.Const("r!n2", R)
-        return [z3.ForAll([k, r], a[k, r] >= 0)]
+            return vjoin(a[d], b[d])
+        return z3.If(a[d, r] >= b[d, r], a[d, r], b[d, r])
+
+    def bot() -> Any:
+        return vbot if generic else z3.IntVal(0)
+
+    def vals_inv(store: Any, v: Any) -> list[Any]:
+        d, r = z3.Const("d!vi", Dot), z3.Const("r!vi", R)
+        if generic:
+            return [z3.ForAll([d], z3.Implies(z3.Not(present(store, d)), v[d] == vbot))]
+        return [
+            z3.ForAll([d, r], z3.Implies(z3.Not(present(store, d)), v[d, r] == 0)),
+            z3.ForAll([d, r], v[d, r] >= 0),
+        ]
 
     def fresh(name: str) -> tuple[State, list[Any]]:
         (s, c), inv = _fresh_dotstore(name)
-        v = (z3.Array(name + ".v", E, V) if generic
-             else z3.Array(name + ".v", E, R, z3.IntSort()))
-        return (s, c, v), inv + vals_inv(v)
+        v = (z3.Array(name + ".v", Dot, V) if generic
+             else z3.Array(name + ".v", Dot, R, z3.IntSort()))
+        return (s, c, v), inv + vals_inv(s, v)
 
     def join(a: State, b: State) -> State:
-        return (dotstore_join(a[0], a[1], b[0], b[1]), _dot_union(a[1], b[1]),
-                vals_join(a[2], b[2]))
+        store = dotstore_join(a[0], a[1], b[0], b[1])
+
+        def body(d: Any, r: Any) -> Any:
+            pa, pb = present(a[0], d), present(b[0], d)
+            both = vjoin_at(a[2], b[2], d, r)
+            one = z3.If(pa, val(a[2], d, r), val(b[2], d, r))
+            return z3.If(present(store, d), z3.If(z3.And(pa, pb), both, one), bot())
+
+        return store, _dot_union(a[1], b[1]), lam(body, "j")
+
+    def eq(a: State, b: State) -> Any:
+        return z3.And(a[0] == b[0], a[1] == b[1], a[2] == b[2])
 
     def leq(a: State, b: State) -> Any:
-        return z3.And(_dotstore_leq(a, b), vals_leq(a[2], b[2]))
-
-    bottom_vals = NO_VALUES_V if generic else NO_COUNTERS
+        # Exactly the implementation's ORMap._leq: contexts ordered, and the join is b.
+        return z3.And(_dot_subset(a[1], b[1]), eq(join(a, b), b))
 
     def update(s: State, tag: str) -> Mutation:
-        """Mark the key present with a fresh dot and join the child's delta into its
-        value (the child mutator is inflationary: its result is ``old ⊔ child delta``)."""
+        """Mint a fresh dot for key ``x``; it carries ``w``, the value the update
+        wrote (any value: the laws hold whatever ``mutate`` did), and supersedes the
+        key's dots."""
         m = _dotstore_add(s, tag)
-        x = z3.Const(f"x!{tag}", E)
-        if generic:
-            child = z3.Const(f"cd!{tag}", V)
-            new_val = z3.Store(s[2], x, vjoin(s[2][x], child))
-            delta_vals = z3.Store(NO_VALUES_V, x, child)
-            child_inv: list[Any] = []
-        else:
-            r0, n = z3.Const(f"r0!{tag}", R), z3.Int(f"n!{tag}")
-            k, r = z3.Const("k!u", E), z3.Const("r!u", R)
-            total = s[2][x, r0] + n
-            new_val = z3.Lambda([k, r], z3.If(z3.And(k == x, r == r0), total, s[2][k, r]))
-            delta_vals = z3.Lambda([k, r], z3.If(z3.And(k == x, r == r0), total, 0))
-            child_inv = [n >= 0]
         assert m.delta is not None
+        x, d0 = z3.Const(f"x!{tag}", E), z3.Const(f"d0!{tag}", Dot)
+        w = (z3.Const(f"w!{tag}", V) if generic
+             else z3.Array(f"w!{tag}", R, z3.IntSort()))
+
+        def w_at(r: Any) -> Any:
+            return w if generic else w[r]
+
+        after_v = lam(lambda d, r: z3.If(d == d0, w_at(r),
+                                         z3.If(s[0][x, d], bot(), val(s[2], d, r))), "u")
+        delta_v = lam(lambda d, r: z3.If(d == d0, w_at(r), bot()), "ud")
+        w_inv = [] if generic else [z3.ForAll([r_], w[r_] >= 0)]
         return Mutation(
-            m.pre + child_inv,
-            (*m.after, new_val),
-            (*m.delta, delta_vals),
-            m.delta_invariants + vals_inv(delta_vals),
+            m.pre + w_inv,
+            (*m.after, after_v),
+            (*m.delta, delta_v),
+            m.delta_invariants + vals_inv(m.delta[0], delta_v),
         )
 
     def remove(s: State, tag: str) -> Mutation:
         m = _dotstore_remove(s, tag)
         assert m.delta is not None
-        return Mutation(m.pre, (*m.after, s[2]), (*m.delta, bottom_vals))
+        x = z3.Const(f"x!{tag}", E)
+        after_v = lam(lambda d, r: z3.If(s[0][x, d], bot(), val(s[2], d, r)), "rm")
+        return Mutation(m.pre, (*m.after, after_v), (*m.delta, bottom_vals))
 
     def to_z3(o: ORMap) -> State:
-        k, r = z3.Const("k!z", E), z3.Const("r!z", R)
-        vals: Any = NO_COUNTERS
-        for key in sorted(o._values, key=atom_key):
-            g = o._values[key]
-            if not isinstance(g, GCounter):
+        entries: dict[Any, set[tuple[str, int]]] = {}
+        vals: Any = bottom_vals
+        d, r = z3.Const("d!z", Dot), z3.Const("r!z", R)
+        for key, slot in o._slots.items():
+            if slot.kind is not GCounter or slot.states is None:
                 raise TypeError("the concrete ORMap model holds GCounter values")
-            vals = z3.Lambda([k, r], z3.If(k == elem(key), _counts_z3(g.counts)[r], vals[k, r]))
-        return entries_z3(o._presence._entries), ctx_z3(o._presence._ctx), vals
+            entries[key] = set(slot.states)
+            for dot, g in sorted(slot.states.items()):
+                assert isinstance(g, GCounter)
+                vals = z3.Lambda([d, r], z3.If(d == dot_z3(dot), _counts_z3(g.counts)[r],
+                                               vals[d, r]))
+        return entries_z3(entries), ctx_z3(o._ctx), vals
 
-    return Model(
+    model = Model(
         f"ORMap[{values}]",
         fresh,
         join,
@@ -691,8 +715,10 @@ def ormap_model(values: str) -> Model:
         {"update": update, "remove": remove},
         None if generic else to_z3,
         value_lattice_axioms() if generic else [],
-        invariant=lambda s: dotstore_invariant(s[0], s[1]) + vals_inv(s[2]),
+        invariant=lambda s: dotstore_invariant(s[0], s[1]) + vals_inv(s[0], s[2]),
     )
+    model.eq = eq  # type: ignore[method-assign]
+    return model
 
 
 MODELS: dict[str, Callable[[], Model]] = {

@@ -191,7 +191,7 @@ def _dot_facts(type_name: str, *states: Any) -> list[Any]:
                 for e, ds in s._entries.items() for d in ds]
     if type_name == "ORMap[GCounter]":
         return [elem_of(dot_z3(d)) == elem(k) for s in states
-                for k, ds in s._presence._entries.items() for d in ds]
+                for k, slot in s._slots.items() for d in slot.dots()]
     return []
 
 

@@ -170,38 +170,109 @@ def model_value(cls: type[CRDT], events: dict[int, Event], known: set[int], bias
             ops[i].op.args[0] for i in ops if not any(lt(clocks[i], clocks[j]) for j in ops)
         )
     if cls is ORMap:
-        out_map: dict[Any, Any] = {}
-        keys = {e.op.args[0] for e in ops.values()}
-        for k in keys:
-            updates = {i for i, e in ops.items() if e.op.name == "update" and e.op.args[0] == k}
-            if not updates:
-                continue
-            alive = any(
-                not any(
-                    r.op.name == "remove" and r.op.args[0] == k and i in r.past
-                    for r in ops.values()
-                )
-                for i in updates
-            )
-            if not alive:
-                continue
-            kind = ops[next(iter(updates))].op.args[1]
-            # The nested CRDT sees every update of this key (values always merge); its
-            # ops' pasts are the updates of this key they had seen.
-            nested = {
-                i: Event(
-                    events[i].op.args[2],
-                    frozenset(
-                        j
-                        for j in events[i].past
-                        if events[j].op.name == "update" and events[j].op.args[0] == k
-                    ),
-                )
-                for i in updates
-            }
-            out_map[k] = model_value(kind, nested, updates, "add")
-        return out_map
+        return _ormap_value(events, known, frozenset(), events)
     raise TypeError(cls)
+
+
+CAUSAL_KINDS = (ORSet, MVRegister, ORMap)
+
+
+def _ormap_value(
+    events: dict[int, Event], known: set[int], cancels: frozenset[int], glob: dict[int, Event]
+) -> Any:
+    """The OR-Map oracle (format 2: a remove frees what it observed).
+
+    ``events`` are this level's ops (nested ops share the ids of the top-level updates
+    that carry them), ``glob`` the top-level events (their ``past`` is the op's whole
+    happened-before history) and ``cancels`` the ids of removes of enclosing keys.
+
+    A key is present when some update of it was observed by no remove of it (nor of
+    an enclosing key). Causal values (ORSet, MVRegister, ORMap) keep exactly the nested
+    effects no such remove observed. A non-causal value is the join of what the
+    surviving updates wrote; an update writes its own op plus what the updates it had
+    seen wrote, except those observed by a remove it had seen.
+    """
+    ops = {i: events[i] for i in known}
+
+    def observed(i: int, by: frozenset[int]) -> bool:
+        return any(i in glob[r].past for r in by)
+
+    out: dict[Any, Any] = {}
+    for k in {e.op.args[0] for e in ops.values()}:
+        updates = {i for i, e in ops.items() if e.op.name == "update" and e.op.args[0] == k}
+        removes = cancels | {
+            i for i, e in ops.items() if e.op.name == "remove" and e.op.args[0] == k
+        }
+        live = {i for i in updates if not observed(i, removes)}
+        if not live:
+            continue
+        kind = ops[next(iter(updates))].op.args[1]
+        nested = {
+            i: Event(events[i].op.args[2], frozenset(j for j in events[i].past if j in updates))
+            for i in updates
+        }
+        if kind in CAUSAL_KINDS:
+            out[k] = _causal_value(kind, nested, updates, removes, glob)
+            continue
+        written: dict[int, frozenset[int]] = {}
+        ops_k: set[int] = set()
+        for u in live:
+            ops_k |= _wrote(u, nested, removes, glob, written)
+        out[k] = model_value(kind, nested, ops_k, "add")
+    return out
+
+
+def _wrote(
+    u: int,
+    nested: dict[int, Event],
+    removes: frozenset[int],
+    glob: dict[int, Event],
+    written: dict[int, frozenset[int]],
+) -> frozenset[int]:
+    """The ops whose effect non-causal update ``u`` wrote under its dot: its own and
+    what the updates it had seen wrote, unless a remove it had seen observed them."""
+    if u not in written:
+        seen = [r for r in removes if r in glob[u].past]
+        acc = {u}
+        for v in nested[u].past:
+            if not any(v in glob[r].past for r in seen):
+                acc |= _wrote(v, nested, removes, glob, written)
+        written[u] = frozenset(acc)
+    return written[u]
+
+
+def _causal_value(
+    kind: type[CRDT],
+    nested: dict[int, Event],
+    ids: set[int],
+    cancels: frozenset[int],
+    glob: dict[int, Event],
+) -> Any:
+    """A causal value's oracle with every effect a remove in ``cancels`` observed gone."""
+    if kind is ORMap:
+        return _ormap_value(nested, ids, cancels, glob)
+
+    def cancelled(i: int) -> bool:
+        return any(i in glob[c].past for c in cancels)
+
+    ops = {i: nested[i] for i in ids}
+    if kind is ORSet:
+        present = set()
+        for i, e in ops.items():
+            if e.op.name != "add" or cancelled(i):
+                continue
+            el = e.op.args[0]
+            if not any(
+                r.op.name == "remove" and r.op.args[0] == el and i in r.past for r in ops.values()
+            ):
+                present.add(el)
+        return frozenset(present)
+    assert kind is MVRegister
+    return frozenset(
+        e.op.args[0]
+        for i, e in ops.items()
+        if not any(i in o.past for o in ops.values()) and not cancelled(i)
+    )
 
 
 def observed_value(s: CRDT) -> Any:

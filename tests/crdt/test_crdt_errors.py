@@ -161,11 +161,13 @@ def test_invalid_arguments_refused_and_state_unchanged(cls: type[CRDT], data: An
 def test_ormap_update_with_other_kind_for_existing_key() -> None:
     m = ORMap()
     m.update("r1", "k", GCounter, lambda c: c.increment("r1"))
-    m.remove("k")  # the nested value survives a remove: the kind stays fixed
     before = m.to_bytes()
     with pytest.raises(TypeError):
         m.update("r1", "k", GSet, lambda s: s.add(1))
     assert m.to_bytes() == before
+    m.remove("k")  # the remove frees the nested value: the key may take a new type
+    m.update("r1", "k", GSet, lambda s: s.add(1))
+    assert m.value == {"k": frozenset({1})}
 
 
 def test_mutate_exception_propagates_unchanged() -> None:

@@ -8,11 +8,13 @@ state the explorer tries every choice the environment has:
   or not applied and answered with an error;
 * an in-flight action or compensation succeeds, fails permanently, fails retryably,
   or times out having taken effect or not;
-* a timer fires (virtual time jumps to it);
+* a coordinator's earliest timer fires (virtual time jumps to it; one coordinator's
+  timers share a clock, so they fire in deadline order);
 * the driving coordinator **crashes** (its in-flight actions become zombies that may
   still take effect later) or is **partitioned** (it lives on, unaware), and a new
   coordinator takes the saga over once the lease has expired;
-* a zombie action takes effect.
+* a zombie action takes effect (only where it can make a difference: next to an
+  invocation of the same step, or once no coordinator is left -- see ``choices``).
 
 Faults are bounded by budgets so the space is finite; states are memoised. Safety is
 checked on every transition, the end states at every leaf (see :class:`Violation`).
@@ -22,7 +24,7 @@ from __future__ import annotations
 
 import copy
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import attrs
@@ -122,29 +124,95 @@ class World:
     def key(self) -> Any:
         return (
             tuple(self.log),
-            tuple((n, attrs.astuple(r)) for n, r in sorted(self.resources.items())),
-            tuple((n, c.state_key()) for n, c in sorted(self.cores.items())),
+            tuple((n, r.state, r.do_effects, r.undo_effects)
+                  for n, r in sorted(self.resources.items())),
+            tuple((n, _core_key(c)) for n, c in sorted(self.cores.items())),
             tuple(sorted((n, a.expected, len(a.records)) for n, a in self.appends.items())),
             tuple((n, tuple(sorted(map(_inv_key, v)))) for n, v in sorted(self.inflight.items())),
             tuple((n, tuple(sorted(t.items()))) for n, t in sorted(self.timers.items())),
             tuple(sorted(map(_inv_key, self.zombies))), tuple(self.finished),
-            self.now, attrs.astuple(self.budget),
+            self.now, self.budget.failures, self.budget.crashes, self.budget.partitions,
+            self.budget.append_faults, self.budget.lease_timers,
         )
 
     def clone(self) -> World:
         return World(
             definition=self.definition, log=list(self.log), recs=list(self.recs),
-            resources={n: attrs.evolve(r) for n, r in self.resources.items()},
-            cores={n: copy.deepcopy(c) for n, c in self.cores.items()},
+            resources={n: Resource(r.state, r.do_effects, r.undo_effects)
+                       for n, r in self.resources.items()},
+            cores={n: _copy_core(c) for n, c in self.cores.items()},
             appends=dict(self.appends),
             inflight={n: list(v) for n, v in self.inflight.items()},
             timers={n: dict(t) for n, t in self.timers.items()},
             zombies=list(self.zombies), finished=list(self.finished), now=self.now,
-            owners=self.owners, budget=attrs.evolve(self.budget),
+            owners=self.owners,
+            budget=Budget(self.budget.failures, self.budget.crashes, self.budget.partitions,
+                          self.budget.append_faults, self.budget.lease_timers),
             invoked_do=set(self.invoked_do))
 
     def records(self) -> list[Record]:
         return list(self.recs)
+
+
+class _NoJitter(random.Random):
+    """A random source without state: backoff jitter is always zero (the explorer
+    chooses when timers fire anyway), so cores share it instead of copying one."""
+
+    def randint(self, a: int, b: int) -> int:
+        return a
+
+    def random(self) -> float:
+        return 0.0
+
+
+_NO_JITTER = _NoJitter(0)
+
+#: Encodings of records by identity: records are frozen and shared between cloned
+#: worlds, so each is encoded once (kept alive here so an id is never reused).
+_ENCODED: dict[int, tuple[Record, bytes]] = {}
+
+
+def _enc(r: Record) -> bytes:
+    hit = _ENCODED.get(id(r))
+    if hit is None:
+        hit = _ENCODED[id(r)] = (r, encode_record(r))
+    return hit[1]
+
+
+_DECODED: dict[bytes, Record] = {}
+
+
+def _dec(data: bytes) -> Record:
+    """What a reader gets back from the log (decoded once per distinct record)."""
+    hit = _DECODED.get(data)
+    if hit is None:
+        hit = _DECODED[data] = decode_record(data)
+    return hit
+
+
+def _core_key(c: SagaCore) -> tuple[Any, ...]:
+    """``SagaCore.state_key()`` with cached record encodings (same content)."""
+    return (
+        tuple(map(_enc, c.durable)),
+        None if c.pending is None else tuple(map(_enc, c.pending)),
+        tuple(map(_enc, c.queue)),
+        tuple(sorted(c.in_flight.items())),
+        tuple(sorted(c.retry_at.items())),
+        c.epoch, c.lease_until, c.started, c.lost, c.finished,
+    )
+
+
+def _copy_core(c: SagaCore) -> SagaCore:
+    """``SagaCore.__deepcopy__`` without copying the (stateless) random source."""
+    if c.rng is not _NO_JITTER:
+        return copy.deepcopy(c)
+    new = object.__new__(SagaCore)
+    new.__dict__.update(c.__dict__)
+    new.durable = list(c.durable)
+    new.queue = list(c.queue)
+    new.in_flight = dict(c.in_flight)
+    new.retry_at = dict(c.retry_at)
+    return new
 
 
 def _inv_key(i: Invoke) -> tuple[str, bool, int]:
@@ -162,8 +230,7 @@ def new_world(definition: SagaDefinition, budget: Budget) -> World:
 def _spawn(w: World) -> str:
     w.owners += 1
     name = f"n{w.owners}"
-    w.cores[name] = SagaCore(w.definition, SAGA_ID, name, rng=random.Random(w.owners),
-                             lease_ms=1_000)
+    w.cores[name] = SagaCore(w.definition, SAGA_ID, name, rng=_NO_JITTER, lease_ms=1_000)
     w.inflight[name] = []
     w.timers[name] = {}
     return name
@@ -248,15 +315,28 @@ def choices(w: World) -> Iterator[tuple[str, Any]]:
                 yield ("timeout-applied", (owner, i))
                 yield ("timeout-not-applied", (owner, i))
     for owner, timers in sorted(w.timers.items()):
-        for name in sorted(timers):
-            if name == "lease" and not b.lease_timers:
-                continue
-            if name == "deadline" and b.failures == 0:
-                continue  # a saga timing out counts as a failure
-            yield ("timer", (owner, name))
-    for i, _ in enumerate(w.zombies):
-        yield ("zombie-applies", i)
-        yield ("zombie-dies", i)
+        enabled = {name: at for name, at in timers.items()
+                   if not (name == "lease" and not b.lease_timers)
+                   # a saga timing out counts as a failure
+                   and not (name == "deadline" and b.failures == 0)}
+        # One coordinator's timers run on one clock: they fire in deadline order (a
+        # timer the budget holds back never fires). Across coordinators, any order.
+        first = min(enabled.values(), default=None)
+        for name in sorted(enabled):
+            if enabled[name] == first:
+                yield ("timer", (owner, name))
+    # A zombie touches only its step's resource, which no core reads: its effect
+    # commutes with every transition but those on the same resource (an invocation of
+    # that step answering) and the end check. So it may take effect only where one of
+    # those is enabled, or once no coordinator is left; and dying early is the same as
+    # dying at the end (partial-order reduction: every distinguishable order is kept).
+    ending = not w.cores
+    busy = {inv.step for invs in w.inflight.values() for inv in invs}
+    for i, z in enumerate(w.zombies):
+        if ending or z.step in busy:
+            yield ("zombie-applies", i)
+        if ending:
+            yield ("zombie-dies", i)
     if w.cores:
         live = sorted(w.cores)
         if b.crashes and len(live) == 1:
@@ -274,8 +354,9 @@ def step(w: World, choice: tuple[str, Any]) -> World:
         a = w.appends.pop(owner)
         if kind != "append-error":
             if len(w.log) == a.expected:
-                w.log.extend(encode_record(r) for r in a.records)
-                w.recs.extend(decode_record(encode_record(r)) for r in a.records)
+                encoded = [_enc(r) for r in a.records]
+                w.log.extend(encoded)
+                w.recs.extend(_dec(data) for data in encoded)
                 applied = True
             else:
                 applied = False
@@ -394,10 +475,10 @@ class Exploration:
     outcomes: dict[str, int] = attrs.field(factory=dict)
 
 
-def explore(definition: SagaDefinition, budget: Budget, *, max_states: int = 200_000
-            ) -> Exploration:
+def explore(definition: SagaDefinition, budget: Budget, *, max_states: int = 200_000,
+            progress: Callable[[Exploration], None] | None = None) -> Exploration:
     """Visit every reachable state (memoised); raise :class:`Violation` on the first
-    broken invariant."""
+    broken invariant. ``progress`` is called every 10,000 states."""
     result = Exploration()
     seen: set[Any] = set()
     stack = [new_world(definition, budget)]
@@ -408,8 +489,13 @@ def explore(definition: SagaDefinition, budget: Budget, *, max_states: int = 200
             continue
         seen.add(k)
         result.states += 1
+        if result.states <= 64:  # the cached key is the core's own (guards drift)
+            for c in w.cores.values():
+                assert _core_key(c) == c.state_key()
         if result.states > max_states:
             raise RuntimeError(f"state space over {max_states}")
+        if progress is not None and result.states % 10_000 == 0:
+            progress(result)
         options = list(choices(w))
         live = bool(w.cores) or bool(w.zombies)
         if not options or not live:

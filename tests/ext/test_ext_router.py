@@ -5,6 +5,7 @@ are refused with the documented errors, recorded, and change nothing."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import random
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from vsm_phoenix.errors import (
     ReplayError,
     TypeMismatch,
 )
-from vsm_phoenix.ext.agents.grants import CapabilityGrant, GrantBook
+from vsm_phoenix.ext.agents.grants import CapabilityGrant, GrantBook, advertisement
 from vsm_phoenix.ext.router import (
     Command,
     CommandRouter,
@@ -32,7 +33,7 @@ from vsm_phoenix.ext.router import (
     sign_command,
 )
 from vsm_phoenix.protocol.sim import Simulator
-from vsm_phoenix.protocol.swim import SwimConfig, SwimNode
+from vsm_phoenix.protocol.swim import SwimConfig, SwimNode, UpdateMetadata
 from vsm_phoenix.storage import MemoryStorage, SQLiteStorage
 
 NOW = 1_700_000_000_000
@@ -171,38 +172,170 @@ def test_replay_protection_survives_a_restart_on_sqlite(tmp_path: Path) -> None:
         again.open(wire)
 
 
-def test_capabilities_must_be_granted_and_advertised() -> None:
-    grants = GrantBook(ROSTER)
-    grants.add(CapabilityGrant.issue(IDS["admin"], CLUSTER, "n1", ["saga.drive"], serial=1))
-    advertised = {"n1": ("saga.drive",), "n2": ("saga.drive",)}  # n2 claims, ungranted
-
+def _swim(advertised: dict[str, tuple[str, ...]], until_ms: int = 3_000) -> Simulator:
     def factory(nid: str, rng: random.Random) -> SwimNode:
         return SwimNode(nid, rng, SwimConfig(seeds=("n1",), period_ms=200,
                                              ping_timeout_ms=50),
-                        capabilities=advertised[nid])
+                        capabilities=advertised.get(nid, ()))
 
-    sim = Simulator(factory, ["n1", "n2"], seed=1)
-    sim.run_until(3_000)
-    view = sim.node("n1")
+    sim = Simulator(factory, sorted(advertised), seed=1)
+    sim.run_until(until_ms)
+    return sim
+
+
+def _view(sim: Simulator, nid: str = "n1") -> SwimNode:
+    view = sim.node(nid)
     assert isinstance(view, SwimNode)
+    return view
 
-    async def drive(cmd: Command) -> str:
-        return cmd.principal
 
-    router = CommandRouter(ROSTER, grants=grants, membership=view, clock_ms=lambda: NOW)
-    router.register("saga.resume", drive, capability="saga.drive")
+async def _drive(cmd: Command) -> str:
+    return cmd.principal
+
+
+def _grant(agent: str, caps: list[str], serial: int, **kw: Any) -> CapabilityGrant:
+    return CapabilityGrant.issue(AUTHORITY, CLUSTER, agent, caps, serial=serial, **kw)
+
+
+def test_capabilities_must_be_granted_and_advertised() -> None:
+    grants = GrantBook(ROSTER, authority_only=True)
+    grants.add(_grant("n1", ["saga.drive"], 1))
+    sim = _swim({"n1": ("saga.drive",), "n2": ("saga.drive",)})  # n2 claims, ungranted
+    router = CommandRouter(ROSTER, grants=grants, membership=_view(sim),
+                           clock_ms=lambda: NOW)
+    router.register("saga.resume", _drive, capability="saga.drive")
     assert asyncio.run(router.dispatch(_sign("n1", "saga.resume", 1))) == "n1"
-    with pytest.raises(PermissionDenied, match="granted and advertised"):
+    with pytest.raises(PermissionDenied, match="not granted"):
         router.open(_sign("n2", "saga.resume", 1))
     # revoking is a newer grant with fewer capabilities
-    grants.add(CapabilityGrant.issue(IDS["admin"], CLUSTER, "n1", [], serial=2))
-    with pytest.raises(PermissionDenied):
+    grants.add(_grant("n1", [], 2))
+    with pytest.raises(PermissionDenied, match="not granted"):
         router.open(_sign("n1", "saga.resume", 2))
+    # granted but not advertised
+    grants.add(_grant("n2", ["saga.drive", "orders.audit"], 1))
+    router.register("orders.audit", _drive, capability="orders.audit")
+    with pytest.raises(PermissionDenied, match="not advertise"):
+        router.open(_sign("n2", "orders.audit", 2))
     # grants alone, without a membership view
     plain = CommandRouter(ROSTER, grants=grants, clock_ms=lambda: NOW)
-    plain.register("saga.resume", drive, capability="saga.drive")
-    grants.add(CapabilityGrant.issue(IDS["admin"], CLUSTER, "n2", ["saga.drive"], serial=1))
-    assert plain.open(_sign("n2", "saga.resume", 1)).principal == "n2"
+    plain.register("orders.audit", _drive, capability="orders.audit")
+    assert plain.open(_sign("n2", "orders.audit", 1)).principal == "n2"
+
+
+def test_only_the_cluster_authority_grants_capabilities() -> None:
+    """An admin principal's key lives online: its grants do not reach the router."""
+    with pytest.raises(InvalidArgument, match="authority"):
+        CommandRouter(ROSTER, grants=GrantBook(ROSTER))
+    book = GrantBook(ROSTER, authority_only=True)
+    by_admin = CapabilityGrant.issue(IDS["admin"], CLUSTER, "n1", ["saga.drive"], serial=5)
+    with pytest.raises(PermissionDenied, match="authority"):
+        book.add(by_admin)
+    other = Authority.generate()  # a key that is not the roster's authority
+    with pytest.raises(AuthenticationError, match="not a cluster authority"):
+        book.add(CapabilityGrant.issue(other, CLUSTER, "n1", ["saga.drive"], serial=6))
+    with pytest.raises(AuthenticationError, match="another cluster"):
+        book.add(CapabilityGrant.issue(AUTHORITY, "c2", "n1", ["saga.drive"], serial=6))
+    # a grant's signature is valid as nothing else: an authority-signed body swapped
+    # under an admin's name, or the roster's signature reused, does not verify
+    good = _grant("n1", ["saga.drive"], 7)
+    body, key, sig = cbor.loads(good.to_bytes())
+    for forged in (cbor.dumps([body, "admin", sig]),
+                   cbor.dumps([ROSTER.body, key, ROSTER.signature]),
+                   cbor.dumps([body.replace(b"saga", b"sagb"), key, sig])):
+        with pytest.raises((AuthenticationError, PermissionDenied, DecodeError)):
+            book.add(forged)
+    assert book.grant("n1") is None and book.add(good)
+    assert CapabilityGrant.from_bytes(good.to_bytes(), ROSTER) == good
+    assert good.by_authority and good.version == 2
+
+
+def test_an_expired_grant_grants_nothing() -> None:
+    grants = GrantBook(ROSTER, authority_only=True)
+    grants.add(_grant("n1", ["saga.drive"], 1, expires_ms=NOW + 1_000))
+    now = [NOW]
+    router = CommandRouter(ROSTER, grants=grants, clock_ms=lambda: now[0])
+    router.register("saga.resume", _drive, capability="saga.drive")
+    assert router.open(_sign("n1", "saga.resume", 1)).nonce == 1
+    now[0] = NOW + 1_000
+    with pytest.raises(PermissionDenied, match="expired"):
+        router.open(_sign("n1", "saga.resume", 2, at=now[0]))
+    assert grants.granted("n1", now_ms=now[0]) == frozenset()
+    assert router.decisions[-1].error == "PermissionDenied"
+    # a renewal (newer serial, later expiry) restores it; the refused nonce is unburnt
+    grants.add(_grant("n1", ["saga.drive"], 2, expires_ms=NOW + 60_000))
+    assert router.open(_sign("n1", "saga.resume", 2, at=now[0])).nonce == 2
+
+
+def test_grants_travel_through_membership_and_so_do_revocations() -> None:
+    g1 = _grant("n2", ["saga.drive"], 1)
+    sim = _swim({"n1": (), "n2": ("saga.drive", advertisement(g1)), "n3": ()})
+    grants = GrantBook(ROSTER, authority_only=True)  # n1 was never handed the grant
+    router = CommandRouter(ROSTER, grants=grants, membership=_view(sim),
+                           clock_ms=lambda: NOW)
+    router.register("saga.resume", _drive, capability="saga.drive")
+    assert router.open(_sign("n2", "saga.resume", 1)).principal == "n2"
+    assert grants.grant("n2") == g1
+    # the operator's node (n3) spreads the revocation; n2 keeps advertising its old grant
+    revoke = _grant("n2", [], 2)
+    sim.client_request("n3", UpdateMetadata(add_capabilities=(advertisement(revoke),)))
+    sim.run_until(6_000)
+    with pytest.raises(PermissionDenied, match="not granted"):
+        router.open(_sign("n2", "saga.resume", 2))
+    # forged and malformed advertisements are counted and change nothing
+    body, key, sig = cbor.loads(g1.to_bytes())
+    forged = CapabilityGrant.issue(IDS["admin"], CLUSTER, "n3", ["saga.drive"], serial=9)
+    junk = ("grant:!!!", "grant:" + "A" * 10, advertisement(forged),
+            "grant:" + base64.urlsafe_b64encode(cbor.dumps([body.replace(b"n2", b"n3"),
+                                                            key, sig])).decode())
+    sim.client_request("n3", UpdateMetadata(add_capabilities=junk))
+    sim.run_until(9_000)
+    before = {a: grants.grant(a) for a in ("n1", "n2", "n3")}
+    assert grants.learn(_view(sim)) == 0
+    assert {a: grants.grant(a) for a in ("n1", "n2", "n3")} == before
+    assert sum(grants.refused.values()) >= len(junk)
+
+
+@given(st.text(max_size=200), st.binary(max_size=300))
+def test_hostile_advertisements_and_grant_bytes_change_nothing(text: str,
+                                                               data: bytes) -> None:
+    grants = GrantBook(ROSTER, authority_only=True)
+    grants.add(_grant("n1", ["saga.drive"], 3))
+    with pytest.raises((DecodeError, AuthenticationError, PermissionDenied)):
+        grants.add(data)
+    sim_view = _HostileView({"n2": frozenset({"grant:" + text, text})})
+    grants.learn(sim_view)  # type: ignore[arg-type]
+    assert grants.granted("n1") == {"saga.drive"} and grants.grant("n2") is None
+
+
+class _HostileView:
+    """A membership view whose member advertises what the test says (duck-typed)."""
+
+    def __init__(self, caps: dict[str, frozenset[str]]) -> None:
+        self.caps = caps
+
+    def alive_members(self) -> list[str]:
+        return sorted(self.caps)
+
+    def member(self, nid: str) -> Any:
+        return _Info(self.caps[nid]) if nid in self.caps else None
+
+
+class _Info:
+    def __init__(self, capabilities: frozenset[str]) -> None:
+        self.capabilities = capabilities
+
+
+def test_a_principal_the_roster_drops_is_refused_whatever_its_grants() -> None:
+    book = RosterBook(ROSTER, storage=MemoryStorage())
+    grants = GrantBook(book, authority_only=True)
+    grants.add(_grant("n1", ["saga.drive"], 1))
+    router = CommandRouter(book, grants=grants, clock_ms=lambda: NOW)
+    router.register("saga.resume", _drive, capability="saga.drive")
+    assert router.open(_sign("n1", "saga.resume", 1)).principal == "n1"
+    members = {p: (IDS[p].verify_key, ["write"]) for p in ("ops", "n2")}
+    assert book.adopt(AUTHORITY.issue(CLUSTER, members, serial=2))
+    with pytest.raises(AuthenticationError, match="roster"):
+        router.open(_sign("n1", "saga.resume", 2))
 
 
 def test_a_roster_book_adopts_a_newer_roster_and_the_router_follows() -> None:

@@ -60,6 +60,11 @@ def test_the_cli_runs_the_scenario_and_refuses_bad_usage(
     assert "1/1 runs" in out
     assert main(["simulate", "--scenario", "saga", "--sagas", "0"]) == 2
     assert main(["simulate", "--scenario", "kv", "--saga-log", "kv"]) == 2
-    assert main(["simulate", "--scenario", "saga", "--transport", "amqp"]) == 2
+    # over RabbitMQ the log is the KV, and the simulator-only options are refused
+    assert main(["simulate", "--scenario", "saga", "--transport", "amqp",
+                 "--saga-log", "sqlite"]) == 2
+    assert main(["simulate", "--scenario", "saga", "--transport", "amqp", "--runs", "2"]) == 2
+    assert main(["simulate", "--scenario", "saga", "--transport", "amqp", "--nodes", "5"]) == 2
+    assert main(["simulate", "--scenario", "saga", "--transport", "amqp", "--sagas", "0"]) == 2
     err = capsys.readouterr().err
     assert "vsm-phoenix simulate:" in err

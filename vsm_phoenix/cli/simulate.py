@@ -62,7 +62,8 @@ def register(sub: Any) -> None:
                    help="crdt: SWIM + delta sync cluster converges; kv: Raft KV checked for "
                    "linearizability; agents: capability-aware agents with leased roles, "
                    "audited in the evidence graph (sim only); saga: three coordinators run "
-                   "order sagas under faults, every saga checked (sim only)")
+                   "order sagas under faults, every saga checked (on the Raft KV of 3 node "
+                   "processes with --transport amqp)")
     p.add_argument("--seed", type=int, default=0, help="(first) seed (default 0)")
     p.add_argument("--nodes", type=int, default=None,
                    help="cluster size (default: 5 for sim crdt, 3 otherwise; sim crdt is "
@@ -76,7 +77,8 @@ def register(sub: Any) -> None:
                    help="print only failures and totals")
     g.add_argument("--saga-log", choices=["kv", "sqlite", "memory"], default=None,
                    help="saga: the shared log (default kv: the Raft KV)")
-    g.add_argument("--sagas", type=int, default=None, help="saga: sagas per seed (default 200)")
+    g.add_argument("--sagas", type=int, default=None,
+                   help="saga: sagas per seed (default 200; also with --transport amqp)")
     g.add_argument("--reconfigure", action="store_true", default=None,
                    help="kv: change the membership during each run (two spare servers "
                         "added as learners, promoted, and the leader of the moment "
@@ -121,12 +123,16 @@ def _given(args: argparse.Namespace, table: dict[str, str]) -> list[str]:
 
 def _simulate(args: argparse.Namespace) -> int:
     prog = "vsm-phoenix simulate"
+    if args.transport == "amqp" and args.scenario == "saga":
+        from vsm_phoenix.cli.saga import simulate_saga_amqp_cli
+
+        return simulate_saga_amqp_cli(args, prog)
     wrong = _given(args, AMQP_ONLY if args.transport == "sim" else SIM_ONLY)
     if wrong:
         other = "amqp" if args.transport == "sim" else "sim"
         return usage_exit(prog, f"{', '.join(wrong)} only with --transport {other}")
     if args.transport == "amqp":
-        if args.scenario in ("agents", "saga"):
+        if args.scenario == "agents":
             return usage_exit(prog, f"the {args.scenario} scenario runs on the simulator only")
         return _simulate_amqp(args)
     if args.scenario == "crdt":

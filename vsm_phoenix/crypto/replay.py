@@ -242,8 +242,10 @@ def encode_record(window: ReplayWindow, zone_seq: int = 0, zone_ts: int = 0) -> 
 
         0x02 || size (4) || highest + 1 (9) || zone_seq (9) || zone_ts (9) || blocks
 
-    big-endian; ``blocks`` is the ring of ``size / 64 + 1`` 64-bit words."""
-    blocks = window._blocks
+    big-endian; ``blocks`` is the ring of ``size / 64 + 1`` 64-bit words, with the bits
+    outside the window cleared (:func:`decode_record` refuses any: a raw ring that still
+    held a bit below the window made the record unreadable after a restart)."""
+    blocks = window._normalized()
     numbers = (window.size << 216 | (window.highest + 1) << 144 | zone_seq << 72 | zone_ts)
     return (
         b"\x02"

@@ -31,10 +31,23 @@ step   check                                                       refused with
 7      a handler is registered for ``name``                        ``UnknownCommand``
 8      the issuer's roster roles grant the handler's ``role``      ``PermissionDenied``
 9      the issuer holds the handler's ``capability``: granted by   ``PermissionDenied``
-       a signed :class:`~vsm_phoenix.ext.agents.grants.CapabilityGrant`
-       and, with a membership view, advertised there too
+       a :class:`~vsm_phoenix.ext.agents.grants.CapabilityGrant`
+       signed by the cluster authority key, not expired at the
+       router's clock, and, with a membership view, advertised
+       there too
 10     record the nonce (:class:`~vsm_phoenix.crypto.replay.ReplayGuard`)
 =====  ==========================================================  =====================
+
+Capabilities come from the cluster **authority** (the offline key that signs the
+roster), never from a principal: the router takes only a
+``GrantBook(roster, authority_only=True)``. Grants reach the router directly
+(:meth:`GrantBook.add`) or **through membership**: a member advertises a grant as a
+capability string (:func:`~vsm_phoenix.ext.agents.grants.advertisement`) and, with a
+``membership`` view, the router adopts every valid grant its live members advertise
+(:meth:`GrantBook.learn`, each string verified once) before checking. Revoking is a
+newer grant with fewer capabilities (an operator's node may advertise it for everyone);
+a grant's ``expires_ms`` bounds how long a revocation that has not arrived yet can be
+ignored. A command whose issuer the roster no longer lists is refused at step 2.
 
 So an input that does not authenticate costs one parse and at most one signature
 check, and only an authentic, fresh, authorised command touches the replay window
@@ -235,8 +248,10 @@ class CommandRouter:
     """Verifies signed commands and dispatches them to handlers (see the module doc).
 
     ``roster``: who is who (a :class:`Roster`, or a :class:`RosterBook` that may adopt
-    newer rosters). ``grants``: capability grants; ``membership``: a SWIM node whose
-    view must also advertise a capability (omit it to trust grants alone).
+    newer rosters). ``grants``: authority-signed capability grants
+    (``GrantBook(roster, authority_only=True)``); ``membership``: a SWIM node whose
+    view must also advertise a capability and whose members' advertised grants are
+    learnt (omit it to trust the book's grants alone).
     ``storage``: where the replay windows live (in memory by default; pass a
     :class:`~vsm_phoenix.storage.SQLiteStorage` so a restart cannot re-accept).
     """
@@ -259,6 +274,9 @@ class CommandRouter:
             raise TypeMismatch("roster must be a Roster or RosterBook")
         if grants is not None and not isinstance(grants, GrantBook):
             raise TypeMismatch("grants must be a GrantBook")
+        if grants is not None and not grants.authority_only:
+            raise InvalidArgument("the router honours only grants signed by the cluster "
+                                  "authority: give it GrantBook(roster, authority_only=True)")
         if membership is not None and grants is None:
             raise InvalidArgument("a membership view needs grants to check against")
         for value, what in ((max_age_ms, "max_age_ms"), (max_skew_ms, "max_skew_ms"),
@@ -368,20 +386,28 @@ class CommandRouter:
             raise UnknownCommand(name)
         self.roster.require(issuer, route.role)  # PermissionDenied
         if route.capability is not None:
-            self._require_capability(principal_of(issuer), name, route.capability)
+            self._require_capability(principal_of(issuer), name, route.capability, now)
         self.guard.accept(issuer, nonce, issued_ms)
         return Command(name=name, args=args, issuer=issuer, issued_ms=issued_ms, nonce=nonce)
 
-    def _require_capability(self, principal: str, name: str, capability: str) -> None:
+    def _require_capability(self, principal: str, name: str, capability: str,
+                            now: int) -> None:
         assert self.grants is not None
         if self.membership is not None:
-            held = self.grants.effective(self.membership, principal)
-        else:
-            held = self.grants.granted(principal)
-        if capability not in held:
-            where = "granted and advertised" if self.membership is not None else "granted"
-            raise PermissionDenied(f"{principal!r} does not hold capability {capability!r} "
-                                   f"({where}) for command {name!r}")
+            self.grants.learn(self.membership)
+        grant = self.grants.grant(principal)
+        if grant is None or capability not in grant.capabilities:
+            raise PermissionDenied(f"{principal!r} is not granted capability "
+                                   f"{capability!r} for command {name!r}")
+        if grant.expired(now):
+            raise PermissionDenied(f"{principal!r}'s grant (serial {grant.serial}) expired "
+                                   f"{now - (grant.expires_ms or 0)} ms ago; command "
+                                   f"{name!r} needs {capability!r}")
+        if self.membership is not None and capability not in self.grants.effective(
+                self.membership, principal, now_ms=now):
+            raise PermissionDenied(f"{principal!r} does not advertise capability "
+                                   f"{capability!r} in the membership view (granted, not "
+                                   f"advertised) for command {name!r}")
 
     async def dispatch(self, data: object, *, now_ms: int | None = None) -> Any:
         """:meth:`open` the command, then await its handler's answer. A handler that

@@ -338,6 +338,13 @@ def fold(log: Sequence[Record]) -> SagaView:
     return v
 
 
+def _same_log(a: Sequence[Record], b: Sequence[Record]) -> bool:
+    """Whether two logs hold the same records (equal objects, else equal bytes: a
+    record read back may carry a list where ours has a tuple)."""
+    return len(a) == len(b) and all(
+        x is y or x == y or encode_record(x) == encode_record(y) for x, y in zip(a, b, strict=True))
+
+
 # -- the core -------------------------------------------------------------------------
 class SagaCore:
     """Drives one saga for coordinator ``owner`` (see the module docstring)."""
@@ -494,14 +501,12 @@ class SagaCore:
     def _appended(self, event: Appended) -> list[Effect]:
         assert self.pending is not None
         batch = self.pending
-        if not event.ok:
-            current = [encode_record(r) for r in event.log or ()]
-            if current != [encode_record(r) for r in (*self.durable, *batch)]:
-                self.pending = None
-                self.lost = True
-                self.in_flight.clear()
-                return [Abandoned(reason=f"saga {self.saga_id}: another coordinator "
-                                         "extended the log")]
+        if not event.ok and not _same_log(event.log or (), (*self.durable, *batch)):
+            self.pending = None
+            self.lost = True
+            self.in_flight.clear()
+            return [Abandoned(reason=f"saga {self.saga_id}: another coordinator "
+                                     "extended the log")]
         self.pending = None
         self.durable.extend(batch)
         effects: list[Effect] = []

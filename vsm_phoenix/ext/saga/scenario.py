@@ -34,7 +34,7 @@ import asyncio
 import random
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -67,8 +67,8 @@ from vsm_phoenix.ext.saga.records import (
 )
 from vsm_phoenix.storage import MemoryStorage, SQLiteStorage
 
-__all__ = ["LOGS", "Resources", "SagaRun", "check_saga", "order_definition",
-           "run_saga_scenario"]
+__all__ = ["LOGS", "Resources", "SagaRun", "ScenarioBackend", "check_saga",
+           "order_definition", "run_saga_scenario", "run_scenario_on"]
 
 LOGS: Final = ("kv", "sqlite", "memory")
 STEPS: Final = ("order", "stock", "credit", "charge", "ship", "notify")
@@ -259,27 +259,102 @@ class _PartitionableLog:
         return await self.inner.saga_ids(active_only=active_only)
 
 
-def _open_log(kind: str, seed: int, workdir: Path) -> tuple[Callable[[], SagaLog],
-                                                          SimulatedRaftKV | None]:
+async def _load_retrying(log: SagaLog, saga_id: str, attempts: int = 20) -> list[Record] | None:
+    """``log.load`` retried while the log is unreachable (a KV electing a leader)."""
+    for attempt in range(attempts):
+        try:
+            return await log.load(saga_id)
+        except (ConnectionError, TimeoutError, OSError):
+            if attempt == attempts - 1:
+                raise
+            await asyncio.sleep(0.2)
+    raise AssertionError("unreachable")
+
+
+def _where(task: asyncio.Task[Any], depth: int = 24) -> str:
+    """Where a suspended task waits: its await chain, outermost first (a diagnostic)."""
+    parts: list[str] = []
+    coro: Any = task.get_coro()
+    while coro is not None and len(parts) < depth:
+        frame = getattr(coro, "cr_frame", None)
+        if frame is None:
+            if isinstance(coro, asyncio.Task):
+                coro = coro.get_coro()
+                continue
+            parts.append(type(coro).__name__)
+            break
+        parts.append(f"{frame.f_code.co_name}:{frame.f_lineno}")
+        coro = getattr(coro, "cr_await", None)
+    return " -> ".join(parts)
+
+
+@attrs.define(kw_only=True)
+class ScenarioBackend:
+    """Where the scenario's shared log lives and how its faults strike (the transport).
+
+    ``make_log(role)`` gives a fresh client of the shared log for a coordinator, the
+    submitting client or the checker (``role`` names which). ``kv_fault`` (optional)
+    strikes the log's own replicas once and heals them (a KV leader crash). ``restart``
+    (optional) is what a crashed coordinator's replacement process connects with: a new
+    log client for that coordinator. ``pace`` stretches every fault interval and
+    duration (1.0 suits the in-process logs; slower transports want more), and
+    ``lease_ms`` / ``step_timeout_ms`` / ``late_s`` are the coordinators' lease, the
+    steps' timeout and how late a late answer comes."""
+
+    name: str
+    make_log: Callable[[str], SagaLog]
+    kv_fault: Callable[[random.Random, Callable[[str], None]], Awaitable[None]] | None = None
+    restart: Callable[[str], Awaitable[SagaLog]] | None = None
+    pace: float = 1.0
+    lease_ms: int = 400
+    step_timeout_ms: int = 150
+    late_s: float = 0.2
+    final_timeout_s: float = 60.0
+    stall_s: float = 30.0
+
+
+def _open_log(kind: str, seed: int, workdir: Path) -> ScenarioBackend:
     if kind == "kv":
         kv = SimulatedRaftKV(seed=seed)
-        return (lambda: KVSagaLog(kv)), kv
+
+        async def kv_fault(frng: random.Random, say: Callable[[str], None]) -> None:
+            leader = kv.leader or kv.nodes[0]
+            say(f"  crash KV leader {leader}, partition {kv.nodes[-1]}")
+            kv.sim.crash(leader)
+            kv.sim.partition([kv.nodes[-1]])
+            await asyncio.sleep(frng.uniform(0.05, 0.2))
+            kv.sim.restart(leader)
+            kv.sim.heal()
+
+        return ScenarioBackend(name=kind, make_log=lambda _role: KVSagaLog(kv),
+                               kv_fault=kv_fault)
     if kind == "sqlite":
         path = workdir / f"sagas-{seed}.db"
-        return (lambda: StorageSagaLog(SQLiteStorage(path, synchronous="NORMAL"))), None
+        return ScenarioBackend(name=kind, make_log=lambda _role: StorageSagaLog(
+            SQLiteStorage(path, synchronous="NORMAL")))
     store = MemoryStorage()
-    return (lambda: StorageSagaLog(store)), None
+    return ScenarioBackend(name=kind, make_log=lambda _role: StorageSagaLog(store))
 
 
-async def _scenario(kind: str, seed: int, sagas: int, concurrency: int, faults: bool,
-                    workdir: Path, say: Callable[[str], None]) -> SagaRun:
+#: A progress report: sagas ended so far, sagas in all, the fault and recovery counts.
+ProgressFn = Callable[[int, int, dict[str, int]], None]
+
+
+async def run_scenario_on(backend: ScenarioBackend, *, seed: int, sagas: int,
+                          concurrency: int, faults: bool = True,
+                          say: Callable[[str], None] = lambda _line: None,
+                          progress: ProgressFn | None = None,
+                          progress_every_s: float = 2.0) -> SagaRun:
+    """The scenario (module docstring) over ``backend``'s log, in the running loop;
+    ``progress`` is called every ``progress_every_s`` (default: a ``say`` line)."""
     rng = random.Random(f"{seed}/saga-scenario")
     resources = Resources()
+    pace = backend.pace
     fault_model = _Faults(random.Random(f"{seed}/faults"), p_retryable=0.08 if faults else 0,
                           p_permanent=0.06 if faults else 0, p_late=0.02 if faults else 0,
-                          late_s=0.2)
-    definition = order_definition(resources, fault_model)
-    make_log, kv = _open_log(kind, seed, workdir)
+                          late_s=backend.late_s)
+    definition = order_definition(resources, fault_model,
+                                  step_timeout_ms=backend.step_timeout_ms)
     loop = asyncio.get_running_loop()
     t0 = loop.time()
 
@@ -287,10 +362,10 @@ async def _scenario(kind: str, seed: int, sagas: int, concurrency: int, faults: 
         return 1_000_000 + int((loop.time() - t0) * 1000)
 
     names = ["n1", "n2", "n3"]
-    views = {n: _PartitionableLog(make_log()) for n in names}
+    views = {n: _PartitionableLog(backend.make_log(n)) for n in names}
     stats = {"crashes": 0, "partitions": 0, "recovered": 0, "abandoned": 0,
              "kv_faults": 0, "recover_errors": 0, "resubmitted": 0}
-    lease_ms = 400
+    lease_ms = backend.lease_ms
 
     def orchestrator(name: str) -> SagaOrchestrator:
         return SagaOrchestrator(views[name], name, [definition], lease_ms=lease_ms,
@@ -304,12 +379,12 @@ async def _scenario(kind: str, seed: int, sagas: int, concurrency: int, faults: 
     sem = asyncio.Semaphore(concurrency)
 
     def track(name: str, coro: Any) -> asyncio.Task[Any]:
-        task = loop.create_task(coro)
+        task = loop.create_task(coro, name=f"{name}:{getattr(coro, '__qualname__', '')}")
         tasks[name].add(task)
         task.add_done_callback(tasks[name].discard)
         return task
 
-    client_log = make_log()  # the client's own view of the log (never partitioned)
+    client_log = backend.make_log("client")  # the client's own view (never partitioned)
 
     async def start(saga_id: str) -> None:
         async with sem:
@@ -319,10 +394,13 @@ async def _scenario(kind: str, seed: int, sagas: int, concurrency: int, faults: 
                     r = await track(name, orchs[name].run(definition, {"order": saga_id},
                                                           saga_id=saga_id))
                 except asyncio.CancelledError:
+                    me = asyncio.current_task()
+                    if me is not None and me.cancelling():
+                        raise  # the run itself is being torn down
                     # the coordinator crashed. If the saga reached the log, recovery
                     # finishes it; if not, the client submits it again elsewhere.
-                    await asyncio.sleep(0.05)
-                    if await client_log.load(saga_id) is None:
+                    await asyncio.sleep(0.05 * pace)
+                    if await _load_retrying(client_log, saga_id) is None:
                         stats["resubmitted"] += 1
                         continue
                     return
@@ -353,70 +431,103 @@ async def _scenario(kind: str, seed: int, sagas: int, concurrency: int, faults: 
 
     async def nemesis(stop: asyncio.Event) -> None:
         frng = random.Random(f"{seed}/nemesis")
+        kinds = ["crash", "partition", "kv"] if backend.kv_fault else ["crash", "partition"]
         while not stop.is_set():
-            await asyncio.sleep(frng.uniform(0.15, 0.4))
+            await asyncio.sleep(frng.uniform(0.15, 0.4) * pace)
             if stop.is_set() or not faults:
                 break
             victim = frng.choice(names)
-            what = frng.choice(["crash", "partition", "kv"] if kv else ["crash", "partition"])
+            what = frng.choice(kinds)
             if what == "crash" and up[victim]:
                 stats["crashes"] += 1
                 say(f"  crash {victim} ({len(orchs[victim].driving)} sagas in flight)")
                 up[victim] = False
                 for t in list(tasks[victim]):
                     t.cancel()
-                await asyncio.sleep(frng.uniform(0.1, 0.5))
+                await asyncio.sleep(frng.uniform(0.1, 0.5) * pace)
+                if backend.restart is not None:  # a new process: a new connection
+                    views[victim].inner = await backend.restart(victim)
                 orchs[victim] = orchestrator(victim)  # a new process, same node id
                 up[victim] = True
             elif what == "partition" and not views[victim].cut:
                 stats["partitions"] += 1
                 say(f"  partition {victim} from the log")
                 views[victim].cut = True
-                await asyncio.sleep(frng.uniform(0.3, 0.8))  # longer than the lease
+                await asyncio.sleep(frng.uniform(0.3, 0.8) * pace)  # longer than the lease
                 views[victim].cut = False
-            elif what == "kv" and kv is not None:
+            elif what == "kv" and backend.kv_fault is not None:
                 stats["kv_faults"] += 1
-                leader = kv.leader or kv.nodes[0]
-                say(f"  crash KV leader {leader}, partition {kv.nodes[-1]}")
-                kv.sim.crash(leader)
-                kv.sim.partition([kv.nodes[-1]])
-                await asyncio.sleep(frng.uniform(0.05, 0.2))
-                kv.sim.restart(leader)
-                kv.sim.heal()
+                await backend.kv_fault(frng, say)
+
+    def report() -> None:
+        if progress is not None:
+            progress(len(outcomes), sagas, stats)
+        else:
+            say(f"  {len(outcomes)}/{sagas} sagas ended")
 
     stop = asyncio.Event()
-    background = [loop.create_task(recoverer(n, stop)) for n in names]
-    background.append(loop.create_task(nemesis(stop)))
+    background = [loop.create_task(recoverer(n, stop), name=f"recoverer-{n}")
+                  for n in names]
+    background.append(loop.create_task(nemesis(stop), name="nemesis"))
     progress_at = time.monotonic()
-    starters = [loop.create_task(start(i)) for i in ids]
-    while not all(s.done() for s in starters):
-        await asyncio.sleep(0.1)
-        if time.monotonic() - progress_at > 2:
-            progress_at = time.monotonic()
-            say(f"  {len(outcomes)}/{sagas} sagas ended")
-    stop.set()
-    await asyncio.gather(*background)
+    starters = [loop.create_task(start(i), name=f"client-{i}") for i in ids]
+
+    async def watchdog() -> None:
+        """No saga ended for ``stall_s``: say where every task waits (a diagnostic)."""
+        seen = -1
+        while True:
+            await asyncio.sleep(backend.stall_s)
+            now_seen = len(outcomes) + stats["recovered"]
+            if now_seen == seen:
+                say(f"  stalled: nothing ended for {backend.stall_s:.0f} s; the tasks:")
+                me = asyncio.current_task()
+                for t in sorted(asyncio.all_tasks(), key=lambda t: t.get_name()):
+                    if t is not me:
+                        say(f"    {t.get_name()}: {_where(t)}")
+            seen = now_seen
+
+    dog = loop.create_task(watchdog())
+    try:
+        while not all(s.done() for s in starters):
+            await asyncio.sleep(0.1)
+            if time.monotonic() - progress_at > progress_every_s:
+                progress_at = time.monotonic()
+                report()
+        for s in starters:
+            s.result()  # a client that failed (not a crash: those are retried) fails the run
+        stop.set()
+        await asyncio.gather(*background)
+    finally:
+        stop.set()
+        for task in [*starters, *background]:
+            task.cancel()
+        await asyncio.gather(*starters, *background, return_exceptions=True)
     for v in views.values():
         v.cut = False
     for n in names:
         up[n] = True
-    views["checker"] = _PartitionableLog(make_log())
+    views["checker"] = _PartitionableLog(backend.make_log("checker"))
     checker = orchestrator("checker")
-    deadline = loop.time() + 60
+    deadline = loop.time() + backend.final_timeout_s
     while loop.time() < deadline:  # the last recoveries: sagas whose driver died late
-        left = await checker.log.saga_ids(active_only=True)
-        if not left:
-            break
-        await asyncio.sleep(lease_ms / 1000)
-        for r in await checker.recover():
-            stats["recovered"] += 1
-            outcomes[r.saga_id] = r.outcome
-    log = make_log()
+        try:
+            if not await checker.log.saga_ids(active_only=True):
+                break
+            await asyncio.sleep(lease_ms / 1000)
+            for r in await checker.recover():
+                stats["recovered"] += 1
+                outcomes[r.saga_id] = r.outcome
+        except (ConnectionError, TimeoutError, OSError):  # the log is electing a leader
+            stats["recover_errors"] += 1
+            await asyncio.sleep(0.2)
+        report()
+    dog.cancel()
+    log = backend.make_log("checker")
     violations: list[str] = []
     counts = {R_COMPLETED: 0, R_COMPENSATED: 0, R_STUCK: 0}
     takeovers = 0
     for saga_id in ids:
-        records = await log.load(saga_id)
+        records = await _load_retrying(log, saga_id)
         violations.extend(check_saga(saga_id, records, resources))
         if records is not None and records[-1].kind in TERMINAL:
             counts[records[-1].kind] += 1
@@ -428,7 +539,7 @@ async def _scenario(kind: str, seed: int, sagas: int, concurrency: int, faults: 
             state = "compensating" if fold(records).compensating is not None else "running"
             violations.append(f"{saga_id}: still {state}")
     stats["takeovers"] = takeovers
-    return SagaRun(log=kind, seed=seed, sagas=sagas, outcomes=counts,
+    return SagaRun(log=backend.name, seed=seed, sagas=sagas, outcomes=counts,
                    violations=tuple(violations), stats=stats,
                    elapsed_s=loop.time() - t0)
 
@@ -444,4 +555,6 @@ def run_saga_scenario(*, log: str = "kv", seed: int = 0, sagas: int = 200,
         raise InvalidArgument("sagas and concurrency must be positive ints")
     with tempfile.TemporaryDirectory(prefix="vsm-saga-") as tmp:
         where = workdir if workdir is not None else Path(tmp)
-        return asyncio.run(_scenario(log, seed, sagas, concurrency, faults, where, say))
+        backend = _open_log(log, seed, where)
+        return asyncio.run(run_scenario_on(backend, seed=seed, sagas=sagas,
+                                           concurrency=concurrency, faults=faults, say=say))
