@@ -228,6 +228,7 @@ _AREAS: tuple[tuple[str, str], ...] = (
     ("vsm_phoenix/crypto/batch", "batch signature (Ed25519)"),
     ("AESGCM", "AES-GCM"),
     ("vsm_phoenix/crypto", "sealed channel, replay, key budget"),
+    ("cbor.py:int_fits", "node: envelopes made by the node (Messenger, HLC)"),  # HLC check
     ("vsm_phoenix/_canonical", "CBOR (parse, encode, canonical check)"),
     ("vsm_phoenix/cbor", "CBOR (parse, encode, canonical check)"),
     ("cbor2", "CBOR (parse, encode, canonical check)"),

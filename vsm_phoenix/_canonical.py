@@ -25,7 +25,7 @@ from typing import Any
 
 import cbor2
 
-__all__ = ["dumps", "head", "is_canonical"]
+__all__ = ["dumps", "head", "is_canonical", "key_order"]
 
 _KEYS: dict[str, bytes] = {}
 _ORDERS: dict[tuple[Any, ...], tuple[Any, ...] | None] = {}
@@ -78,6 +78,12 @@ def _order(keys: tuple[Any, ...]) -> tuple[Any, ...] | None:
         if len(_ORDERS) < _CACHE_MAX:
             _ORDERS[keys] = order
     return order
+
+
+def key_order(keys: tuple[Any, ...]) -> tuple[Any, ...] | None:
+    """``keys`` (str or bytes map keys) in the order a canonical map writes them;
+    ``None`` when one is neither str nor bytes."""
+    return _order(keys)
 
 
 _CONTAINERS = frozenset((dict, list))

@@ -129,7 +129,7 @@ class MemoryStorage:
     costs what it writes, not the size of the store.
     """
 
-    __slots__ = ("_data", "_depth", "_hooks", "_lock", "_owner", "_undo")
+    __slots__ = ("_behind", "_data", "_depth", "_hooks", "_lock", "_owner", "_undo")
 
     #: A write is a dict assignment: callers may write per message (see
     #: :class:`~vsm_phoenix.crypto.replay.ReplayGuard`).
@@ -142,23 +142,63 @@ class MemoryStorage:
         self._owner = 0
         self._undo: dict[str, bytes | None] | None = None
         self._hooks: TransactionHooks | None = None
+        self._behind: dict[str, Callable[[], bytes]] = {}
+
+    def _settle(self) -> None:
+        """Write every value put behind (lock held): before any read, and before a
+        transaction starts, so that its undo log and its readers see real values."""
+        rendered = [(key, render()) for key, render in self._behind.items()]
+        self._behind = {}
+        self._data.update(rendered)
 
     def get(self, key: str) -> bytes | None:
         _check(key)
         with self._lock:
+            if self._behind:
+                self._settle()
             return self._data.get(key)
+
+    def peek(self, key: str) -> bytes | None:
+        """``get`` without the lock or the argument check: one dict lookup, for a
+        value read once per message (a ``str`` key; a key written behind is read as
+        ``get`` reads it)."""
+        if key in self._behind:
+            return self.get(key)
+        return self._data.get(key)
 
     def put(self, key: str, value: bytes) -> None:
         _check(key, value)
         with self._lock:
+            if self._behind:
+                self._behind.pop(key, None)
             undo = self._undo
             if undo is not None and key not in undo:
                 undo[key] = self._data.get(key)
             self._data[key] = value
 
+    def put_behind(self, key: str, render: Callable[[], bytes]) -> None:
+        """Write behind: ``key`` holds ``render()`` as of the next read of the store
+        (``get``, ``items``, ``keys``, ``len``) or the next transaction, whichever
+        comes first, unless a later ``put``/``delete`` of ``key`` replaces it.
+
+        For a component that would otherwise write its state under ``key`` after
+        every change: it changes its state under :attr:`lock` and calls this (once is
+        enough while ``render`` stays the same), and ``render`` returns, whenever it is
+        called, exactly what that write would have stored -- so every reader sees what
+        a write per change would have left, and nobody pays for the encodings nobody
+        reads. The caller holds :attr:`lock` outside any transaction of its thread
+        (inside one, the value is written now)."""
+        if self._depth:
+            self.put(key, render())
+            return
+        if self._behind.get(key) is not render:
+            self._behind[key] = render
+
     def delete(self, key: str) -> None:
         _check(key)
         with self._lock:
+            if self._behind:
+                self._behind.pop(key, None)
             undo = self._undo
             if undo is not None and key not in undo:
                 undo[key] = self._data.get(key)
@@ -167,15 +207,28 @@ class MemoryStorage:
     def items(self, prefix: str = "") -> list[tuple[str, bytes]]:
         _check_prefix(prefix)
         with self._lock:
+            if self._behind:
+                self._settle()
             return sorted((k, v) for k, v in self._data.items() if k.startswith(prefix))
+
+    @property
+    def lock(self) -> threading.RLock:
+        """The store's reentrant lock. Every call takes it, and a transaction holds it
+        from start to end: a component that holds it while it reads, decides and
+        writes is atomic with respect to every transaction, without opening one."""
+        return self._lock
 
     def keys(self) -> list[str]:
         """Every key present, sorted (for tests and debugging)."""
         with self._lock:
+            if self._behind:
+                self._settle()
             return sorted(self._data)
 
     def __len__(self) -> int:
         with self._lock:
+            if self._behind:
+                self._settle()
             return len(self._data)
 
     def in_transaction(self) -> bool:
@@ -185,7 +238,7 @@ class MemoryStorage:
     def transaction_hooks(self) -> TransactionHooks | None:
         """The hooks of the calling thread's transaction (``None`` outside one); see
         :func:`transaction_hooks`."""
-        if not self.in_transaction():
+        if self._depth == 0 or self._owner != threading.get_ident():  # (per message)
             return None
         if self._hooks is None:
             self._hooks = TransactionHooks()
@@ -210,6 +263,12 @@ class _MemoryTransaction:
         s = self._s
         s._lock.acquire()
         if s._depth == 0:
+            if s._behind:
+                try:
+                    s._settle()
+                except BaseException:
+                    s._lock.release()
+                    raise
             s._undo = {}
             s._hooks = None
             s._owner = threading.get_ident()

@@ -12,30 +12,21 @@
 from __future__ import annotations
 
 import copy
-import importlib
 import os
 import pickle
 import subprocess
 import sys
 from array import array
-from collections.abc import Callable
-from types import ModuleType
 from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from kernel_twin import BACKENDS, check_same, needs_native
 
 from vsm_phoenix.crdt import Ordering, VectorClock, _intern, _pure
 from vsm_phoenix.errors import DecodeError
 
-_native: ModuleType | None
-try:
-    _native = importlib.import_module("vsm_phoenix.crdt._native")
-except ImportError:  # pragma: no cover - depends on the build
-    _native = None
-
-BACKENDS = [_pure] if _native is None else [_pure, _native]
 KERNELS = ("vc_join_arrays", "vc_leq_arrays", "vc_compare_arrays")
 WIDE = 2**63 - 1
 
@@ -127,31 +118,6 @@ def test_in_place_paths_equal_the_merge_walk(pair: tuple[dict[str, int], dict[st
 
 # -- native against pure ------------------------------------------------------------------
 
-
-def _outcome(fn: Callable[..., Any], args: tuple[Any, ...]) -> tuple[str, Any]:
-    try:
-        return ("returned", fn(*args))
-    except Exception as exc:  # the type is what we compare
-        return ("raised", type(exc))
-
-
-def check_same(name: str, *args: Any) -> None:
-    assert _native is not None
-    p_args, n_args = copy.deepcopy(args), copy.deepcopy(args)
-    p = _outcome(getattr(_pure, name), p_args)
-    n = _outcome(getattr(_native, name), n_args)
-    assert p[0] == n[0], f"{name}: pure {p}, native {n}"
-    if p[0] == "raised":
-        assert p[1] is n[1]
-    else:
-        assert type(p[1]) is type(n[1]) and p[1] == n[1]
-        if type(p[1]) is tuple:
-            assert [type(x) for x in p[1]] == [type(x) for x in n[1]]
-    assert p_args == n_args, f"{name}: arguments left in different states"
-    assert [type(x) for x in p_args] == [type(x) for x in n_args]
-
-
-needs_native = pytest.mark.skipif(_native is None, reason="vsm_phoenix.crdt._native not built")
 
 int64 = st.integers(-(2**63), 2**63 - 1)
 small = st.integers(-3, 8)

@@ -197,3 +197,32 @@ def test_guard_does_not_persist_rejections() -> None:
     assert dict(storage.items()) == snapshot
     with pytest.raises(TypeMismatch):
         guard.check(b"s", 1)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("backend", ["memory", "sqlite"])
+@pytest.mark.parametrize("size", [64, 1024])
+def test_guard_reloads_a_window_that_slid_past_its_ring(
+    backend: str, size: int, tmp_path: Path
+) -> None:
+    """More than ``size`` + 64 messages of one sender leave bits of numbers that slid
+    out of the window in the ring's oldest block; the stored record must still load
+    after a restart (it once raised DecodeError for every later frame of that sender)."""
+    path = tmp_path / "w.db"
+    storage: MemoryStorage | SQLiteStorage = (
+        MemoryStorage() if backend == "memory" else SQLiteStorage(path)
+    )
+    guard = ReplayGuard(storage, size=size)
+    last = size + 100
+    for seq in range(1, last + 1):
+        guard.accept("s", seq, 7)
+    if isinstance(storage, SQLiteStorage):
+        storage.close()
+        storage = SQLiteStorage(path)
+    restarted = ReplayGuard(storage, size=size)
+    for seq in (last, last - 1, last - size + 1):
+        with pytest.raises(ReplayError):
+            restarted.accept("s", seq, 7)
+    restarted.accept("s", last + 1, 7)
+    assert restarted.highest("s") == last + 1
+    if isinstance(storage, SQLiteStorage):
+        storage.close()

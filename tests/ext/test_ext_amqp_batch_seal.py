@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,7 +31,7 @@ from vsm_phoenix.protocol.envelope import Envelope
 from vsm_phoenix.protocol.envelope_batch import decode_envelopes, encode_envelopes
 from vsm_phoenix.protocol.kit import Messenger
 from vsm_phoenix.protocol.node import Start
-from vsm_phoenix.storage import MemoryStorage
+from vsm_phoenix.storage import MemoryStorage, SQLiteStorage
 
 SECRETS = ClusterSecrets.create("batch-seal", nodes=["a", "b", "c"],
                                 clients={"ops": ["admin"]})
@@ -296,3 +297,37 @@ def test_any_bit_flip_in_a_body_is_refused_and_changes_nothing(n: int,
     res = handle(b, bytes(body))
     assert res.dead is not None and res.dead[0] in ("decode", "authentication")
     assert counts(b)["pings"] == 0 and b._ep.channel.replay_guard.highest("a") == -1
+
+
+def test_a_publish_larger_than_a_batch_frame_is_split(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(endpoint_module, "MAX_ENVELOPES", 7)
+    a, b = sender(), receiver()
+    sealed = a.seal_body(pings(20))
+    assert isinstance(sealed, SealedBody) and sealed.count == 20 and sealed.body is not None
+    assert len(open_batch(sealed.body, SECRETS.roster).frames) == 3  # 7 + 7 + 6
+    assert handle(b, sealed.body).dead is None and counts(b)["pings"] == 20
+
+
+def test_batches_are_replay_checked_across_restarts_of_both_ends(tmp_path: Path) -> None:
+    """Over SQLite: a receiver that restarts (without closing: a crash) still refuses a
+    batch it committed, and a sender that restarts never reuses a sequence number, so
+    its new batches are accepted."""
+    def a_at() -> Endpoint:
+        return Endpoint(SECRETS.credentials("a"), storage=SQLiteStorage(tmp_path / "a.db"),
+                        config=AmqpConfig(), clock=time.time)
+
+    def b_at() -> AmqpNode:
+        node = AmqpNode(EchoNode("b", random.Random(0)), credentials=SECRETS.credentials("b"),
+                        storage=SQLiteStorage(tmp_path / "b.db"))
+        node.node.step(Start(0))
+        return node
+
+    a, b = a_at(), b_at()
+    first, second = body_of(a, pings(3)), body_of(a, pings(4))
+    assert handle(b, first).dead is None and counts(b)["pings"] == 3
+    b = b_at()  # the receiver crashed after its commit and came back
+    assert handle(b, first).dead is None and counts(b)["pings"] == 0
+    assert b.stats["duplicates"] == 1  # the redelivered batch: refused, not stepped
+    assert handle(b, second).dead is None and counts(b)["pings"] == 4
+    a = a_at()  # the sender crashed and came back: fresh sequence numbers
+    assert handle(b, body_of(a, pings(5))).dead is None and counts(b)["pings"] == 9

@@ -45,6 +45,8 @@ from cpython.list cimport PyList_Append, PyList_GET_SIZE, PyList_GET_ITEM
 from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
 from cpython.object cimport Py_SIZE
 cimport cpython.array as carray
+from libc.limits cimport LLONG_MAX
+from libc.string cimport memcmp
 
 from vsm_phoenix.crdt import _pure
 
@@ -526,10 +528,172 @@ def ctx_compact(vv, cloud):
     return None
 
 
-# The incremental context kernels touch only what the other side names: a handful of
-# dict/set operations per dot, which CPython already runs in C. The twin shares them.
-ctx_add = _pure.ctx_add
-ctx_join_into = _pure.ctx_join_into
+# The incremental context kernels touch only what the other side names. Their fast
+# paths first check, reading only, every value they will compare (exact ``str``
+# replicas, exact ``int`` counters that fit in 64 bits, 2-tuple dots) and hand
+# anything else to the pure twin; then they run the pure twin's steps in the same
+# order -- the same dict and set operations on the same objects -- as C loops.
+
+cdef int _fold_run_c(dict vv, set cloud, object r, long long c) except -1:
+    """``_pure._fold_run``: ``vv[r] = c`` after folding the cloud dots ``(r, c+1),
+    (r, c+2), ...``; at the edge of 64 bits the pure twin finishes the run."""
+    if PySet_GET_SIZE(cloud):
+        while c < LLONG_MAX:
+            nxt = (r, c + 1)
+            if not PySet_Contains(cloud, nxt):
+                break
+            PySet_Discard(cloud, nxt)
+            c += 1
+        else:
+            _pure._fold_run(vv, cloud, r, c)
+            return 0
+    PyDict_SetItem(vv, r, c)
+    return 0
+
+
+cdef inline int _clean_dot(object d, dict vv, long long *c, long long *have) except -1:
+    """1 with ``*c`` and ``*have`` (``vv.get(r, 0)``) for a dot ``(exact str, clean int)``
+    whose vector entry is clean; 0 otherwise."""
+    if not PyTuple_CheckExact(<PyObject *>d) or PyTuple_GET_SIZE(d) != 2:
+        return 0
+    if not PyUnicode_CheckExact(PyTuple_GET_ITEM(d, 0)):
+        return 0
+    if not _as_count(PyTuple_GET_ITEM(d, 1), c):
+        return 0
+    return 1 if _vv_get(vv, <object>PyTuple_GET_ITEM(d, 0), have) == 1 else 0
+
+
+def ctx_add(vv, cloud, r, c):
+    """Insert the dot ``(r, c)`` into the compact context ``(vv, cloud)``, keeping it
+    compact. Costs O(1) plus the dots it folds -- never a pass over the cloud."""
+    cdef long long cc, have
+    if (
+        type(vv) is not dict
+        or type(cloud) is not set
+        or not PyUnicode_CheckExact(<PyObject *>r)
+        or not _as_count(<PyObject *>c, &cc)
+        or _vv_get(<dict>vv, r, &have) != 1
+    ):
+        return _pure.ctx_add(vv, cloud, r, c)
+    if cc <= have:
+        return None
+    if cc == have + 1:
+        _fold_run_c(<dict>vv, <set>cloud, r, cc)
+    else:
+        PySet_Add(cloud, (r, c))
+    return None
+
+
+cdef inline bint _clean_cloud_dot(object d) noexcept:
+    """Whether ``d`` is a 2-tuple ``(exact str, exact int that fits in 64 bits)``."""
+    cdef long long c
+    return (
+        PyTuple_CheckExact(<PyObject *>d)
+        and PyTuple_GET_SIZE(d) == 2
+        and PyUnicode_CheckExact(PyTuple_GET_ITEM(d, 0))
+        and _as_count(PyTuple_GET_ITEM(d, 1), &c)
+    )
+
+
+cdef bint _ctx_join_clean(dict vv, set cloud, dict o_vv, set o_cloud) except -1:
+    """Read-only first phase of ``ctx_join_into``: whether every value of ``o_vv`` and
+    ``o_cloud`` the join compares is clean -- exact ``str`` replicas, 64-bit counters,
+    clean vector entries for them. (The receiving cloud's dots are compared only by the
+    pass over it, which checks them itself.) Otherwise the pure twin runs the call."""
+    cdef Py_ssize_t pos = 0
+    cdef PyObject *k
+    cdef PyObject *v
+    cdef long long n, have, c
+    cdef object d
+    if o_vv is vv or o_cloud is cloud:
+        return False  # aliased: the pure twin's loops define what happens
+    while PyDict_Next(o_vv, &pos, &k, &v):
+        if not PyUnicode_CheckExact(k) or not _as_count(v, &n):
+            return False
+        if _vv_get(vv, <object>k, &have) != 1:
+            return False
+        if n < 0 or have < 0:
+            return False  # keeps ``n - have`` within 64 bits
+    for d in o_cloud:
+        if not _clean_dot(d, vv, &c, &have):
+            return False
+    return True
+
+
+cdef int _drop_covered_c(set cloud, dict wide) except -1:
+    """``_pure._drop_covered``: one pass collecting the cloud's dots ``(r, c)`` with
+    ``c <= wide.get(r, 0)``, then their removal. At the first dot that is not clean,
+    before anything changed, the pure twin does the whole step instead."""
+    cdef list drop = []
+    cdef long long c, top
+    cdef object d
+    for d in cloud:
+        if not _clean_cloud_dot(d):
+            _pure._drop_covered(cloud, wide)
+            return 0
+        _vv_get(wide, <object>PyTuple_GET_ITEM(d, 0), &top)
+        _as_count(PyTuple_GET_ITEM(d, 1), &c)
+        if c <= top:
+            PyList_Append(drop, d)
+    for d in drop:
+        PySet_Discard(cloud, d)
+    return 0
+
+
+def ctx_join_into(vv, cloud, o_vv, o_cloud):
+    """``(vv, cloud) := (vv, cloud) ∪ (o_vv, o_cloud)``, compact, in place: the pure
+    twin's incremental steps -- the same dict and set operations in the same order --
+    as C loops, once every value they compare has proved clean."""
+    if (
+        type(vv) is not dict
+        or type(cloud) is not set
+        or type(o_vv) is not dict
+        or type(o_cloud) is not set
+        or not _ctx_join_clean(vv, cloud, o_vv, o_cloud)
+    ):
+        return _pure.ctx_join_into(vv, cloud, o_vv, o_cloud)
+    cdef dict a_vv = <dict>vv
+    cdef set a_cloud = <set>cloud
+    cdef list grown = []
+    cdef Py_ssize_t pos = 0, i, ng
+    cdef PyObject *k
+    cdef PyObject *v
+    cdef long long n, have, c
+    cdef dict wide
+    cdef object r, d
+    while PyDict_Next(o_vv, &pos, &k, &v):
+        _as_count(v, &n)
+        _vv_get(a_vv, <object>k, &have)
+        if n > have:
+            PyDict_SetItem(a_vv, <object>k, <object>v)
+            PyList_Append(grown, (<object>k, have, n))
+    ng = PyList_GET_SIZE(grown)
+    if PySet_GET_SIZE(a_cloud) and ng:
+        wide = {}
+        for i in range(ng):
+            r, have, n = <tuple>PyList_GET_ITEM(grown, i)
+            if n - have - 1 <= PySet_GET_SIZE(a_cloud):
+                c = have + 1
+                while c < n:  # have + 2 .. n, with no step past n (n may be 2**63 - 1)
+                    c += 1
+                    PySet_Discard(a_cloud, (r, c))
+            else:
+                PyDict_SetItem(wide, r, n)
+        if PyDict_GET_SIZE(wide):
+            _drop_covered_c(a_cloud, wide)
+        for i in range(ng):
+            r, have, n = <tuple>PyList_GET_ITEM(grown, i)
+            _fold_run_c(a_vv, a_cloud, r, n)
+    for d in <set>o_cloud:
+        _as_count(PyTuple_GET_ITEM(d, 1), &c)
+        _vv_get(a_vv, <object>PyTuple_GET_ITEM(d, 0), &have)
+        if c <= have:
+            continue
+        if c == have + 1:
+            _fold_run_c(a_vv, a_cloud, <object>PyTuple_GET_ITEM(d, 0), c)
+        else:
+            PySet_Add(a_cloud, d)
+    return None
 
 
 def ctx_leq(vv, cloud, o_vv, o_cloud):

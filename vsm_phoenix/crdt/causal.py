@@ -5,6 +5,14 @@ version vector (every dot ``(r, 1..vv[r])``) plus a *dot cloud* of the dots that
 contiguous with it. It is always kept compact -- no cloud dot is covered by or adjacent
 to the vector -- so equal sets have equal state and equal bytes. It is a lattice (the
 join is set union) and the causal half of every dotted CRDT (ORSet, ORMap, MVRegister).
+
+The pair ``(vv, cloud)`` -- a ``dict`` of replica id to counter and a ``set`` of
+``(replica, counter)`` tuples -- is also what the dot-store kernels read, so it stays in
+that form. ``ctx_add`` and ``ctx_join_into`` touch only what the added dot or the other
+context names (plus the cloud dots a grown vector entry newly covers); the native twins
+run the same steps as C loops, which saves the interpreter's share: about 1.5-3.5x on
+delta-sized joins, little on joins that probe or scan a large cloud, where the time is
+the set's own hashing and memory traffic.
 """
 
 from __future__ import annotations

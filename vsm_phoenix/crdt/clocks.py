@@ -2,7 +2,9 @@
 
 * :class:`Dot` -- one event: ``(replica, counter)``, counters start at 1.
 * :class:`VectorClock` -- a join-semilattice of per-replica counters; ``compare()``
-  gives the causal order (BEFORE / AFTER / EQUAL / CONCURRENT).
+  gives the causal order (BEFORE / AFTER / EQUAL / CONCURRENT). Array-backed: interned
+  replica ids (:mod:`~vsm_phoenix.crdt._intern`) and counters in two ``array('q')``,
+  joined and compared by the ``vc_*_arrays`` kernels.
 * :class:`Timestamp` and :class:`HLC` -- hybrid logical clocks (Kulkarni et al., 2014):
   timestamps close to physical time that never go backwards and respect causality,
   totally ordered by ``(physical_ms, logical, replica)``.

@@ -171,7 +171,7 @@ class KeysetAead:
         self._warned: set[int] = set()
         self._lock = threading.Lock()
         self._nonce_buf = b""
-        self._nonce_pos = 0
+        self._nonce_pos = _POOL_BYTES  # (empty: the first nonce fills the buffer)
         self._nonce_epoch = _fork_epoch
         self._next: dict[int, int] = {}
         self._reserved: dict[int, int] = {}
@@ -256,7 +256,7 @@ class KeysetAead:
     def _nonce_locked(self) -> bytes:
         """The next unused 12 bytes of the nonce buffer (caller holds ``_lock``)."""
         pos = self._nonce_pos
-        if pos + NONCE_SIZE > len(self._nonce_buf) or self._nonce_epoch != _fork_epoch:
+        if pos > _POOL_BYTES - NONCE_SIZE or self._nonce_epoch != _fork_epoch:
             self._nonce_buf, self._nonce_epoch, pos = os.urandom(_POOL_BYTES), _fork_epoch, 0
         self._nonce_pos = pos + NONCE_SIZE
         return self._nonce_buf[pos : pos + NONCE_SIZE]
@@ -310,6 +310,29 @@ class KeysetAead:
                 raise KeyExpiredError(f"key {ciphertext[1:5].hex()} expired")
         try:  # (bytes slices: measured faster than memoryview slices here)
             return cipher.decrypt(ciphertext[5:17], ciphertext[17:], associated_data)
+        except InvalidTag:
+            raise AuthenticationError("ciphertext failed authentication") from None
+
+    def decrypt_tail(self, data: bytes, start: int) -> bytes:
+        """``decrypt(data[start:], data[:start])`` without copying the ciphertext out
+        first: a sealed frame whose associated data is everything before its ciphertext
+        (the channel's). ``data`` must be ``bytes`` and ``0 <= start <= len(data)``."""
+        if len(data) - start < OVERHEAD:
+            raise AuthenticationError("ciphertext truncated")
+        hot = self.keyset._openers.get(data[start : start + TINK_PREFIX_SIZE])
+        if hot is None:
+            if data[start] != TINK_START_BYTE:
+                raise AuthenticationError("ciphertext has an unknown output prefix")
+            key_id = int.from_bytes(data[start + 1 : start + 5], "big")
+            cipher = self.keyset._aesgcm(self.keyset.usable(key_id, self._clock()))
+        else:
+            cipher, expires_at = hot
+            if expires_at is not None and self._clock() >= expires_at:
+                raise KeyExpiredError(f"key {data[start + 1 : start + 5].hex()} expired")
+        try:
+            return cipher.decrypt(
+                data[start + 5 : start + 17], data[start + 17 :], data[:start]
+            )
         except InvalidTag:
             raise AuthenticationError("ciphertext failed authentication") from None
 

@@ -40,7 +40,8 @@ from collections.abc import Callable
 import cbor2
 
 from vsm_phoenix import cbor
-from vsm_phoenix.crypto.storage import Storage, atomic
+from vsm_phoenix.crypto._frames import slide_mark
+from vsm_phoenix.crypto.storage import MemoryStorage, Storage, atomic
 from vsm_phoenix.errors import DecodeError, InvalidArgument, ReplayError, TypeMismatch
 from vsm_phoenix.storage import TransactionHooks
 
@@ -226,12 +227,22 @@ def _check_lease(value: int, name: str) -> None:
 
 
 _BLOCKS: dict[int, struct.Struct] = {}
+_RECORDS: dict[int, struct.Struct] = {}
 
 
 def _blocks_struct(n: int) -> struct.Struct:
     packer = _BLOCKS.get(n)
     if packer is None:
         packer = _BLOCKS[n] = struct.Struct(f">{n}Q")
+    return packer
+
+
+def _record_struct(n: int) -> struct.Struct:
+    """The whole format-2 record of a ring of ``n`` blocks as one struct: each 9-byte
+    number is a high byte and a 64-bit word."""
+    packer = _RECORDS.get(n)
+    if packer is None:
+        packer = _RECORDS[n] = struct.Struct(f">BIBQBQBQ{n}Q")
     return packer
 
 
@@ -243,14 +254,12 @@ def encode_record(window: ReplayWindow, zone_seq: int = 0, zone_ts: int = 0) -> 
         0x02 || size (4) || highest + 1 (9) || zone_seq (9) || zone_ts (9) || blocks
 
     big-endian; ``blocks`` is the ring of ``size / 64 + 1`` 64-bit words, with the bits
-    outside the window cleared (:func:`decode_record` refuses any: a raw ring that still
-    held a bit below the window made the record unreadable after a restart)."""
+    outside the window cleared (equal windows, equal records)."""
     blocks = window._normalized()
-    numbers = (window.size << 216 | (window.highest + 1) << 144 | zone_seq << 72 | zone_ts)
-    return (
-        b"\x02"
-        + numbers.to_bytes(31, "big")
-        + _blocks_struct(len(blocks)).pack(*blocks)
+    top = window.highest + 1
+    return _record_struct(len(blocks)).pack(
+        _RECORD_V2, window.size, top >> 64, top & _MASK, zone_seq >> 64, zone_seq & _MASK,
+        zone_ts >> 64, zone_ts & _MASK, *blocks,
     )
 
 
@@ -275,8 +284,12 @@ def decode_record(data: bytes) -> tuple[ReplayWindow, int, int]:
     window = ReplayWindow(size)
     window.highest = highest
     window._blocks = list(_blocks_struct(size // 64 + 1).unpack(data[32:]))
-    if window._normalized() != window._blocks:
-        raise DecodeError("replay record: bits outside the window")
+    # The ring in memory keeps the bits of numbers that slid out of the window in its
+    # oldest block (judged "too old" before any bit is read). Records are written with
+    # them cleared, but records written before that still hold them -- and refusing
+    # them made every restart after ``size`` + 64 messages of one sender fail to load
+    # its window: clear them here too.
+    window._blocks = window._normalized()
     if highest >= 0 and not window._seen(highest):
         raise DecodeError("replay record: highest sequence not marked")
     return window, zone_seq, zone_ts
@@ -286,7 +299,7 @@ class _Sender:
     """One sender's state in memory: the window, the inherited zone (frames that an
     earlier incarnation may have accepted), and the zone the stored record covers."""
 
-    __slots__ = ("lease_seq", "lease_ts", "window", "zone_seq", "zone_ts")
+    __slots__ = ("lease_seq", "lease_ts", "render", "window", "zone_seq", "zone_ts")
 
     def __init__(self, window: ReplayWindow, zone_seq: int, zone_ts: int) -> None:
         self.window = window
@@ -294,6 +307,11 @@ class _Sender:
         self.zone_ts = zone_ts
         self.lease_seq = zone_seq
         self.lease_ts = zone_ts
+        self.render: Callable[[], bytes] | None = None  # ``record``, once written behind
+
+    def record(self) -> bytes:
+        """The exact stored record of this state (window and inherited zone)."""
+        return encode_record(self.window, self.zone_seq, self.zone_ts)
 
     def copy(self) -> _Sender:
         new = _Sender(self.window.copy(), self.zone_seq, self.zone_ts)
@@ -345,6 +363,7 @@ class ReplayGuard:
 
     __slots__ = (
         "__weakref__",
+        "_behind",
         "_cheap",
         "_dirty",
         "_hooks_of",
@@ -380,7 +399,17 @@ class ReplayGuard:
         self._hooks_of: Callable[[], TransactionHooks | None] | None = (
             hooks_of if callable(hooks_of) else None
         )
-        self._lock = threading.Lock()
+        # On the memory store our lock is the store's (reentrant) lock: an exact write
+        # per accept then needs no transaction, and a caller's transaction (which holds
+        # that lock throughout) can never wait for us while we wait for it.
+        self._lock: threading.Lock | threading.RLock = (
+            storage.lock if isinstance(storage, MemoryStorage) else threading.Lock()
+        )
+        # The plain memory store takes the exact record per accept as a write behind
+        # (``MemoryStorage.put_behind``): readers see what a write per accept would
+        # have left, and the record is encoded only when someone reads it. A subclass
+        # (which may count, fail or crash on writes) gets a real write per accept.
+        self._behind = type(storage) is MemoryStorage
         self._states: dict[str, _Sender] = {}
         self._dirty: set[str] = set()  # senders whose stored record is not exact
         self._txn: dict[str, _Sender] = {}  # senders touched in the current transaction
@@ -437,7 +466,18 @@ class ReplayGuard:
             ts = timestamp
         else:
             ts = _check_ts(timestamp)
-        if type(sender) is not str or sender not in self._states:
+        if type(sender) is not str:
+            raise TypeMismatch("sender must be a str")
+        self._accept_authentic(sender, seq, ts, timestamp is None)
+
+    def _accept_authentic(self, sender: str, seq: int, ts: int, no_ts: bool = False) -> None:
+        """``accept`` for arguments known good (a ``str`` sender, numbers in range: a
+        decoded, authenticated header); ``no_ts`` when the caller gave no timestamp."""
+        if self._behind and not self._storage._depth:  # type: ignore[attr-defined]
+            # (no transaction of ours: ``_depth`` is 0 whenever this thread is in none)
+            self._accept_behind(sender, seq, ts)
+            return
+        if sender not in self._states:
             self._load(sender)
         hooks = None if self._hooks_of is None else self._hooks_of()
         if hooks is not None:  # the caller's transaction: write once, at its commit
@@ -451,33 +491,74 @@ class ReplayGuard:
                     self._txn[sender] = state.copy()
                 state.window._mark(seq)
             return
-        if not self._cheap:
-            with self._lock:
-                state = self._state(sender)
-                state.check(seq, ts)
-                cover_ts = _TS_ALL - 1 if timestamp is None else ts
-                if not self._txn and seq < state.lease_seq and cover_ts < state.lease_ts:
-                    state.window._mark(seq)  # the stored zone covers it
-                    self._dirty.add(sender)
-                    return
+        if self._behind:
+            self._accept_behind(sender, seq, ts)
+            return
+        if self._cheap:
+            self._accept_exact(sender, seq, ts)
+            return
+        with self._lock:
+            state = self._state(sender)
+            state.check(seq, ts)
+            cover_ts = _TS_ALL - 1 if no_ts else ts
+            if not self._txn and seq < state.lease_seq and cover_ts < state.lease_ts:
+                state.window._mark(seq)  # the stored zone covers it
+                self._dirty.add(sender)
+                return
         with atomic(self._storage), self._lock:
             state = self._state(sender)
             state.check(seq, ts)
             window = state.window.copy()
             window._mark(seq)
-            if self._cheap:
-                zone_seq, zone_ts = state.zone_seq, state.zone_ts
-            else:
-                zone_seq = max(state.lease_seq, min(seq, _MAX_SEQ) + self._lease)
-                lease_ts = _TS_ALL if timestamp is None else ts + self._lease_ms
-                zone_ts = max(state.lease_ts, lease_ts)
+            zone_seq = max(state.lease_seq, min(seq, _MAX_SEQ) + self._lease)
+            lease_ts = _TS_ALL if no_ts else ts + self._lease_ms
+            zone_ts = max(state.lease_ts, lease_ts)
             self._storage.put(
                 f"{self._namespace}/{sender}", encode_record(window, zone_seq, zone_ts)
             )
             state.window = window
             state.lease_seq, state.lease_ts = zone_seq, zone_ts
-            if not self._cheap:
-                self._dirty.add(sender)
+            self._dirty.add(sender)
+
+    def _accept_behind(self, sender: str, seq: int, ts: int) -> None:
+        """``accept`` on the plain memory store: mark the window and leave the exact
+        record to be written behind (see ``__init__``). The common case -- a new
+        highest number -- is written out here rather than through ``check``/``_mark``,
+        because it runs once per message."""
+        with self._lock:  # (the memory store's own lock: reading it here is fine)
+            state = self._states.get(sender)
+            if state is None:
+                self._load(sender)
+                state = self._state(sender)
+            window = state.window
+            highest = window.highest
+            if seq <= highest or seq - highest > MAX_JUMP or (
+                seq < state.zone_seq and ts < state.zone_ts
+            ):
+                state.check(seq, ts)  # raises, or accepts a number inside the window
+                window._mark(seq)
+            else:  # slide forward to ``seq``, clearing the blocks passed over
+                slide_mark(window._blocks, highest, seq)
+                window.highest = seq
+            render = state.render
+            if render is None:
+                render = state.render = state.record
+            self._storage.put_behind(self._namespace + "/" + sender, render)  # type: ignore[attr-defined]
+
+    def _accept_exact(self, sender: str, seq: int, ts: int) -> None:
+        """``accept`` on another store with cheap writes: the exact record is written
+        before the window in memory changes (a failed write changes nothing)."""
+        with atomic(self._storage), self._lock:
+            state = self._state(sender)
+            state.check(seq, ts)
+            window = state.window.copy()
+            window._mark(seq)
+            self._storage.put(
+                self._namespace + "/" + sender,
+                encode_record(window, state.zone_seq, state.zone_ts),
+            )
+            state.window = window
+            state.lease_seq, state.lease_ts = state.zone_seq, state.zone_ts
 
     def flush(self) -> None:
         """Write the exact window of every sender recorded only under a lease (a clean

@@ -78,7 +78,7 @@ from vsm_phoenix.ext.breaker import (
     CountWindow,
 )
 from vsm_phoenix.protocol.envelope import Envelope
-from vsm_phoenix.protocol.envelope_batch import encode_envelopes
+from vsm_phoenix.protocol.envelope_batch import MAX_ENVELOPES, encode_envelopes
 from vsm_phoenix.storage import Storage, TransactionalStorage
 
 __all__ = [
@@ -498,12 +498,15 @@ class Endpoint:
         return SealedBody(self.sign(frames) if frames else None, count)
 
     def _seal_run(self, run: list[Envelope], frames: list[bytes]) -> int:
-        """Seal ``run`` (then empty it) as one frame appended to ``frames``; return how
-        many of its envelopes are in it (fewer when the key's budget runs out)."""
-        if not run:
-            return 0
+        """Seal ``run`` (then empty it) as frames appended to ``frames``, one per
+        :data:`~vsm_phoenix.protocol.envelope_batch.MAX_ENVELOPES`; return how many of
+        its envelopes they hold (fewer when the key's budget runs out)."""
         envs = run[:]
         run.clear()
+        return sum(self._seal_envelopes(envs[i:i + MAX_ENVELOPES], frames)
+                   for i in range(0, len(envs), MAX_ENVELOPES))
+
+    def _seal_envelopes(self, envs: list[Envelope], frames: list[bytes]) -> int:
         first = envs[0]
         address = first.recipient if first.recipient is not None else f"topic:{first.topic}"
         try:
@@ -527,9 +530,10 @@ class Endpoint:
         return allowed
 
     def _charge_ahead(self, n: int) -> int:
-        """Charge the sealing key for ``n`` messages, one of them left to the seal that
-        follows; return how many (``1..n``) the key's budget allows. ``CapacityError``
-        when it allows none (see the module doc: a use is a message)."""
+        """Charge the sealing key for ``n`` messages but one (the seal that follows
+        charges that one); return how many (``1..n``) to seal: all that the key's budget
+        still allows, and 1 when it allows none (the seal then raises
+        ``CapacityError``). See the module doc: a use is a message."""
         if n == 1:
             return 1
         key_id = self.aead.keyset.primary_id

@@ -14,6 +14,13 @@ imported by name:
   (adapter wrapper, replica-backed evaluation cache, cluster budget stop, migration);
 * :mod:`~vsm_phoenix.ext.gepa.cluster` -- :class:`SimulatedCluster`: N engines on the
   deterministic simulator, synced by delta anti-entropy;
+* :mod:`~vsm_phoenix.ext.gepa.budget` -- the hard metric-call budget: slices leased
+  through the Raft KV (no call without a lease; given back when an engine ends);
+* :mod:`~vsm_phoenix.ext.gepa.deploy` -- the deployed prompt, committed through the
+  Raft KV, and signed evidence of a candidate's scores;
+* :mod:`~vsm_phoenix.ext.gepa.over_amqp` -- engines whose state syncs over RabbitMQ
+  (Cluster members, KV members for the budget and the deployed prompt);
+* :mod:`~vsm_phoenix.ext.gepa.processes` -- the same with one OS process per member;
 * :mod:`~vsm_phoenix.ext.gepa.models` -- model calls behind the circuit breaker, and
   an OpenAI-compatible client;
 * :mod:`~vsm_phoenix.ext.gepa.task` -- the shipped deterministic task.
