@@ -19,6 +19,8 @@ several repetitions, and the report is ratios -- nothing here asserts a time.
   ``set`` of the same strings.
 * **Delta cost**: a one-dot delta into a 100k-element ORSet against the same into a
   1k-element one (``one_dot_delta_100k_over_1k``).
+* **Delta ratio**: plain/indexed join time for deltas of k elements into a 10k-element
+  ORSet, per backend, and the crossover ``n / k`` that ``ORSet.DELTA_RATIO`` is set to.
 * **OR-Map memory** (``ormap_memory``): bytes of an ORMap empty, with 1,000 keys, and
   after removing every key, as ratios to the full and to the empty map.
 
@@ -32,6 +34,7 @@ import contextlib
 import functools
 import gc
 import importlib
+import itertools
 import operator
 import random
 import time
@@ -267,6 +270,10 @@ def kernel_cases(n: int) -> dict[str, tuple[Callable[[], tuple[Any, ...]], str]]
         "dotstore_decode": (
             _same(_encode_dotstore(e_a), c_a.vv, c_a.cloud),
             f"ORSet {n} elements (wire layout)",
+        ),
+        "dotstore_parse": (
+            _same(sa.to_bytes(), 1 << 30, b"orset"),
+            f"ORSet {n} elements (canonical bytes; pure: declines)",
         ),
     }
 
@@ -613,6 +620,7 @@ def run(quick: bool = False) -> dict[str, Any]:
     jobs += [("type", n, t) for n in sizes for t in type_cases(n)]
     targets = [f"targets: kernels and joins, {label}" for label, _ in backends]
     targets += ["peers: python3-crdt, crdts", "peer: pycrdt", "memory per element"]
+    targets += ["delta ratio crossover"]
     with _progress([f"{kind} {name} n={n}" for kind, n, name in jobs] + targets) as bar:
         for kind, n, name in jobs:
             row: dict[str, Any] = {"kind": kind, "case": name, "size": n}
@@ -733,7 +741,7 @@ def _targets(
             "ours_a_or_b_over_pycrdt_merge": round(
                 ours["ORSet a | b 10k"] / pycrdt["merge_seconds"], 2
             ),
-            "note": "time ratio ours/pycrdt: 1.0 = as fast, target <= 3",
+            "note": "time ratio ours/pycrdt: 1.0 = as fast; goal for decode + join <= 1",
         }
     out["memory_bytes_per_element"] = memory(20_000 if quick else 100_000)
     out["ormap_memory"] = ormap_memory(1_000)
@@ -741,16 +749,71 @@ def _targets(
         backends, budget, (1_000, 20_000 if quick else 100_000)
     )
     tick()
+    out["delta_ratio"] = delta_ratio(
+        backends, 10_000, (64, 256, 1024, 4096) if not quick else (256, 1024), budget
+    )
+    tick()
     out["goals"] = {
         "vc join/compare 1k native/pure >= 20": "see native_over_pure",
         "orset join 10k native/pure >= 10": "see native_over_pure['ORSet a | b 10k']",
-        "orset join 10k vs best pure-Python peer >= 50": "see speedup_vs_best_pure_peer",
-        "orset sync vs pycrdt within 3x": "see pycrdt",
+        "orset join 10k vs best pure-Python peer >= 200": "see speedup_vs_best_pure_peer",
+        "orset decode + join 10k vs pycrdt fresh apply <= 1": "see pycrdt",
+        "ORSet.DELTA_RATIO at the plain/indexed crossover": "see delta_ratio",
         "one-dot delta 100k / 1k <= 2": "see one_dot_delta_100k_over_1k",
         "orset memory ours / plain set <= 3": "see memory_bytes_per_element",
         "ormap memory after removing every key ~ empty": "see ormap_memory",
         "ormap one-key delta big / small map ~ 1": "see ormap_delta_cost",
     }
+    return out
+
+
+def delta_ratio(
+    backends: list[tuple[str, ModuleType]], n: int, sizes: tuple[int, ...], budget: float
+) -> dict[str, Any]:
+    """Where ``ORSet.DELTA_RATIO`` should sit: for a delta of ``k`` fresh elements from
+    another replica into an ``n``-element set (dot index built), the time of the plain
+    kernel join over the time of the indexed join; the crossover (ratio 1) is at
+    ``n / k``, interpolated log-linearly between the measured sizes."""
+    target = ORSet()
+    for x in range(n):
+        target.add("replica-a", x)
+    out: dict[str, Any] = {"n": n, "ORSet.DELTA_RATIO (active backend)": ORSet.DELTA_RATIO}
+    for label, kernels in backends:
+        with use_kernels(kernels):
+            index = _backend.dotstore_index(target._store)
+            rows: list[tuple[int, float]] = []
+            for k in sizes:
+                src, delta = ORSet(), ORSet()
+                for x in range(k):
+                    delta |= src.add("replica-src", -1 - x)
+
+                def fresh(index: dict[str, dict[int, Any]] = index) -> tuple[Any, ...]:
+                    c = target.copy()
+                    c._index = {r: dict(by) for r, by in index.items()}
+                    return (c,)
+
+                def plain(c: ORSet, d: ORSet = delta) -> None:
+                    a, b = c._ctx, d._ctx
+                    c._index = None
+                    _backend.dotstore_join_into(c._store, a.vv, a.cloud, d._store, b.vv, b.cloud)
+                    a._join_into(b)
+
+                def indexed(c: ORSet, d: ORSet = delta) -> None:
+                    c._join_indexed(d)
+
+                tp = per_call(plain, fresh, budget, repeat=3)
+                ti = per_call(indexed, fresh, budget, repeat=3)
+                rows.append((k, tp / ti))
+        crossover: float | None = None
+        for (k0, r0), (k1, r1) in itertools.pairwise(rows):
+            if r0 >= 1 >= r1 and r0 != r1:
+                t = (r0 - 1) / (r0 - r1)
+                crossover = n / (k0 * (k1 / k0) ** t)
+                break
+        out[label] = {
+            "plain_over_indexed_by_k": {str(k): round(r, 2) for k, r in rows},
+            "crossover_n_over_k": round(crossover, 1) if crossover else "beyond the sizes",
+        }
     return out
 
 
@@ -846,6 +909,15 @@ def summary(report: dict[str, Any]) -> list[tuple[str, str]]:
     for k, v in t.get("memory_bytes_per_element", {}).items():
         if k != "n":
             lines.append((f"memory/element {k}", str(v)))
+    for k, v in t.get("delta_ratio", {}).items():
+        if isinstance(v, dict):
+            lines.append(
+                (
+                    f"delta ratio crossover ({k})",
+                    f"n/k = {v['crossover_n_over_k']} (plain/indexed by k: "
+                    f"{v['plain_over_indexed_by_k']})",
+                )
+            )
     for k, v in t.get("ormap_memory", {}).items():
         if "_over_" in k:
             lines.append((f"ORMap memory {k}", str(v)))

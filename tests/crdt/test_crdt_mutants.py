@@ -11,10 +11,12 @@ from __future__ import annotations
 import contextlib
 import importlib
 from types import ModuleType
+from typing import Any
 
 import pytest
 
 from vsm_phoenix.crdt import _pure
+from vsm_phoenix.crdt._dots import sets_of, store_of
 from vsm_phoenix.errors import DecodeError
 
 BACKENDS: list[ModuleType] = [_pure]
@@ -94,17 +96,20 @@ def test_context_order_checks_every_dot_of_a_vector_run(k: ModuleType) -> None:
     assert not k.ctx_leq({"a": 1}, {("a", 3)}, {"a": 1}, {("a", 4)})
 
 
-def sets(store: dict[object, object]) -> dict[object, set[tuple[str, int]]]:
-    """A dot store with every key's support as a set (a key supported by one dot may be
-    held as the bare dot)."""
-    return {key: set(dots) if isinstance(dots, set) else {dots}  # type: ignore[arg-type]
-            for key, dots in store.items()}
+def sets(store: dict[Any, Any]) -> dict[Any, set[tuple[str, int]]]:
+    """A dot store with every key's support as a set of ``(replica, counter)``."""
+    return sets_of(store)
+
+
+def packed(entries: dict[Any, set[tuple[str, int]]]) -> dict[Any, Any]:
+    """A dot store in the packed normal form from ``{key: {(replica, counter), ...}}``."""
+    return store_of(entries)
 
 
 # -- dot stores and dot functions ------------------------------------------------------------------
 def test_dot_store_join_drops_keys_the_other_side_removed(k: ModuleType) -> None:
     seen_and_removed = ({}, {"a": 1}, set())
-    holding = ({"k": {("a", 1)}}, {"a": 1}, set())
+    holding = (packed({"k": {("a", 1)}}), {"a": 1}, set())
     assert sets(k.dotstore_join(*seen_and_removed, *holding)) == {}
     assert sets(k.dotstore_join(*holding, *seen_and_removed)) == {}
     unseen = ({}, {}, set())
@@ -113,16 +118,16 @@ def test_dot_store_join_drops_keys_the_other_side_removed(k: ModuleType) -> None
 
 
 def test_dot_store_join_of_a_shared_key_keeps_only_live_dots(k: ModuleType) -> None:
-    both = ({"k": {("a", 1), ("b", 1)}}, {"a": 1, "b": 1}, set())
-    removed_b = ({"k": {("a", 1)}}, {"a": 1, "b": 1}, set())  # saw (b, 1), removed it
+    both = (packed({"k": {("a", 1), ("b", 1)}}), {"a": 1, "b": 1}, set())
+    removed_b = (packed({"k": {("a", 1)}}), {"a": 1, "b": 1}, set())  # saw (b, 1), removed it
     assert sets(k.dotstore_join(*both, *removed_b)) == {"k": {("a", 1)}}
     assert sets(k.dotstore_join(*removed_b, *both)) == {"k": {("a", 1)}}
-    removed_c = ({"k": {("a", 1)}}, {"a": 1}, {("c", 5)})  # (c, 5) seen via the cloud
-    added_c = ({"k": {("a", 1), ("c", 5)}}, {"a": 1}, {("c", 5)})
+    removed_c = (packed({"k": {("a", 1)}}), {"a": 1}, {("c", 5)})  # (c, 5) seen via the cloud
+    added_c = (packed({"k": {("a", 1), ("c", 5)}}), {"a": 1}, {("c", 5)})
     assert sets(k.dotstore_join(*removed_c, *added_c)) == {"k": {("a", 1)}}
     assert sets(k.dotstore_join(*added_c, *removed_c)) == {"k": {("a", 1)}}
-    fresh_c = ({"k": {("a", 1), ("c", 5)}}, {"a": 1}, {("c", 5)})
-    assert sets(k.dotstore_join(*fresh_c, {"k": {("a", 1)}}, {"a": 1}, set())) == {
+    fresh_c = (packed({"k": {("a", 1), ("c", 5)}}), {"a": 1}, {("c", 5)})
+    assert sets(k.dotstore_join(*fresh_c, packed({"k": {("a", 1)}}), {"a": 1}, set())) == {
         "k": {("a", 1), ("c", 5)}}
 
 

@@ -41,6 +41,7 @@ dotstore_index = kernels.dotstore_index
 dotstore_join_delta = kernels.dotstore_join_delta
 dotstore_copy = kernels.dotstore_copy
 dotstore_decode = kernels.dotstore_decode
+dotstore_parse = kernels.dotstore_parse
 dotfun_join = kernels.dotfun_join
 
 __all__ = [
@@ -57,6 +58,7 @@ __all__ = [
     "dotstore_index",
     "dotstore_join_delta",
     "dotstore_join_into",
+    "dotstore_parse",
     "kernels",
     "vc_compare",
     "vc_compare_arrays",

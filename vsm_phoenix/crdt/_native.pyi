@@ -71,3 +71,6 @@ def dotfun_join(
 def dotstore_decode(
     state: Any, vv: dict[str, int], cloud: set[Dot]
 ) -> dict[Any, Dots]: ...
+def dotstore_parse(
+    data: object, max_size: int, tag: bytes
+) -> tuple[dict[Any, Dots], dict[str, int], set[Dot]] | None: ...

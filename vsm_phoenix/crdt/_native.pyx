@@ -1,7 +1,7 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
 # cython: infer_types=False, embedsignature=True
 """Cython twin of :mod:`vsm_phoenix.crdt._pure`: the same functions, signatures,
-results and exceptions, on the same ``dict`` / ``set`` representations.
+results and exceptions, on the same representations.
 
 How the twin stays identical:
 
@@ -19,15 +19,24 @@ How the twin stays identical:
   rerun the pure function from scratch.
 
 The fast paths iterate dicts with ``PyDict_Next`` (no item tuples), walk clocks with
-the same key order in lockstep, compare counters as C integers, copy dot sets with
-their stored hashes, allocate a dot set only when the result needs one, and pause the
-cyclic GC while building stores of (acyclic) dot sets.
+the same key order in lockstep, compare counters as C integers, and pause the cyclic GC
+while building stores.
 
-Profile of ``ORSet a | b`` at 10,000 elements (callgrind, native backend, when every
-element held a ``set``): about 9% of the instructions ran in this module; the rest was
-CPython's own dict/set insertion, lookup, allocation, hashing and GC for one ``set`` per
-element. A dot store therefore keeps an element's lone dot unboxed (the bare tuple),
-and the joins here take two lone dots without building any set.
+Dot stores hold packed dots (:mod:`vsm_phoenix.crdt._dots`: one ``int`` per dot, an
+ascending ``tuple`` for a key's concurrent dots). Profile of ``ORSet a | b`` at 10,000
+elements (callgrind): when every element held a ``set`` of tuple dots, about 9% of the
+instructions ran in this module and the rest was CPython's dict/set/alloc/GC work for
+one ``set`` per element; with packed dots a join reads each dot as a C integer (its
+two 30-bit digits directly), keeps the last replica's vector entry per context (no
+lookup for a run of one replica's dots), allocates only for keys whose dots change,
+and ``copy`` is one ``PyDict_Copy``. The join went from ~20M to ~8M instructions;
+what remains is mostly the dict lookups of the keys themselves.
+
+``dotstore_parse`` reads an ORSet's canonical bytes straight into a dot store, checking
+canonical form as it reads (shortest heads, definite lengths, ascending elements, dots
+and context keys, compact context, no trailing bytes) instead of building, re-encoding
+and comparing; it declines (None) whatever it does not handle, and the general decoder
+runs. Its pure twin always declines: the general decoder is the reference.
 """
 
 from cpython.object cimport PyObject, Py_EQ, Py_GT, PyObject_RichCompareBool
@@ -52,6 +61,8 @@ cdef extern from "Python.h":
     int PyGC_Enable()
     int PyGC_Disable()
     long long PyLong_AsLongLongAndOverflow(object o, int *overflow)
+    object PyLong_FromLongLong(long long v)
+    long long PyLong_AsLongLong(object o) except? -1
     bint PyLong_CheckExact(PyObject *o)
     bint PyUnicode_CheckExact(PyObject *o)
     Py_ssize_t PyUnicode_GET_LENGTH(object o)
@@ -733,6 +744,52 @@ def ctx_leq(vv, cloud, o_vv, o_cloud):
 
 
 # -- dot stores ----------------------------------------------------------------------
+#
+# A dot store is a dict whose values are packed dots (:mod:`vsm_phoenix.crdt._dots`):
+# an exact ``int`` for a key's lone dot, an ascending ``tuple`` of two or more
+# otherwise. The fast paths read a packed dot as one C integer (counter in the high
+# bits, the replica's index in ``_dots.REPLICAS`` in the low 32) and remember the last
+# replica's vector entry per context, so a run of dots from one replica costs no dict
+# lookup at all. Anything else -- counters past 2**31, unknown replica indexes, other
+# value types, unsorted tuples -- goes to the pure twin.
+
+from vsm_phoenix.crdt import _dots, _intern
+
+cdef list _REPLICAS = _dots.REPLICAS  # the very list the pure twin reads (append-only)
+cdef object _lookup = _intern.lookup    # an id, or -1; never adds one
+
+cdef extern from *:
+    """
+    #define VSM_RID_MASK 0xFFFFFFFFLL          /* the replica index bits of a packed dot */
+    #define VSM_COUNTER_LIMIT 0x80000000ULL    /* counters below it pack below 2**63 */
+    #define VSM_U32_LIMIT 0x100000000ULL
+    """
+    const long long VSM_RID_MASK
+    const unsigned long long VSM_COUNTER_LIMIT
+    const unsigned long long VSM_U32_LIMIT
+
+cdef extern from *:
+    """
+    /* A non-negative exact int below 2**60 as a C long long, reading its one or two
+       30-bit digits directly (a packed dot with a counter below 2**28); 0 otherwise,
+       and the caller takes the general route. */
+    static inline int vsm_packed(PyObject *o, long long *out) {
+    #if PY_VERSION_HEX < 0x030C0000
+        Py_ssize_t size = Py_SIZE(o);
+        if (size == 2) {
+            digit *d = ((PyLongObject *)o)->ob_digit;
+            *out = (long long)d[0] | ((long long)d[1] << PyLong_SHIFT);
+            return 1;
+        }
+        if (size == 1) { *out = (long long)((PyLongObject *)o)->ob_digit[0]; return 1; }
+        if (size == 0) { *out = 0; return 1; }
+        return 0;
+    #else
+        return 0;
+    #endif
+    }
+    """
+    int vsm_packed(PyObject *o, long long *out) noexcept
 
 
 cdef inline bint _args_clean(a, a_vv, a_cloud, b, b_vv, b_cloud):
@@ -746,129 +803,211 @@ cdef inline bint _args_clean(a, a_vv, a_cloud, b, b_vv, b_cloud):
     )
 
 
-cdef object _unseen(set dots, dict vv, set cloud):
-    """The dots of ``dots`` not seen by ``(vv, cloud)``, as a new set (None when there
-    is none); False when a dot is not clean. Copies the set (which reuses the stored
-    hashes) and drops the seen dots, so the common all-unseen case hashes nothing."""
-    cdef object kept = PySet_New(dots)
-    cdef object d
-    cdef int s
-    for d in dots:
-        s = _seen(d, vv, cloud)
-        if s == UNCLEAN:
-            return False
-        if s == 1:
-            PySet_Discard(kept, d)
-    return kept if PySet_GET_SIZE(kept) else None
-
-
-cdef object _join_key(set dots, set other, dict a_vv, set a_cloud, dict b_vv, set b_cloud):
-    """The pure per-key rule when both sides hold the key, as a new set (None when
-    empty); False when a dot is not clean.
-
-    Same result as ``(dots & other) | {unseen-by-b in dots - other} | {unseen-by-a in
-    other - dots}``: start from a copy of ``dots``, drop the dots b has seen and does
-    not hold, add the dots of ``other`` a has not seen (a no-op for dots already in
-    both)."""
-    if PyObject_RichCompareBool(dots, other, Py_EQ):
-        return PySet_New(dots)
-    cdef object kept = PySet_New(dots)
-    cdef object d
-    cdef int s
-    for d in dots:
-        s = _seen(d, b_vv, b_cloud)
-        if s == UNCLEAN:
-            return False
-        if s == 1 and not PySet_Contains(other, d):
-            PySet_Discard(kept, d)
-    for d in other:
-        s = _seen(d, a_vv, a_cloud)
-        if s == UNCLEAN:
-            return False
-        if s == 0:
-            PySet_Add(kept, d)
-    return kept if PySet_GET_SIZE(kept) else None
-
-
 cdef object _FALLBACK = object()   # an impl's answer: "hand the call to the pure twin"
 
 
-cdef inline bint _is_dot(object v):
-    """A store value that is a lone dot (an exact 2-tuple; its parts are checked by
-    ``_seen`` before any use)."""
-    return PyTuple_CheckExact(<PyObject *>v) and PyTuple_GET_SIZE(v) == 2
+cdef struct _Ctx:
+    # A causal context being read, with a one-entry cache of the last replica looked up.
+    PyObject *vv
+    PyObject *cloud
+    Py_ssize_t rid
+    long long have
 
 
-cdef inline object _packed(object kept):
-    """Normal form of a kept set (or None): a lone dot unboxed, None when empty."""
-    cdef object d
-    if kept is None or kept is False:
-        return kept
-    if PySet_GET_SIZE(kept) > 1:
-        return kept
-    for d in <set>kept:
-        return d
-    return None
+cdef inline void _ctx_init(_Ctx *x, dict vv, set cloud) noexcept:
+    x.vv = <PyObject *>vv
+    x.cloud = <PyObject *>cloud
+    x.rid = -1
+    x.have = 0
 
 
-cdef object _join_value(object v, object o, dict a_vv, set a_cloud, dict b_vv, set b_cloud):
-    """The per-key rule for a key both stores hold, on values in either form: the kept
-    value in normal form (None when nothing survives), False when not clean."""
+cdef inline bint _unpack(PyObject *d, Py_ssize_t *rid, long long *c) noexcept:
+    """A clean packed dot: an exact int in [0, 2**63) naming a known replica."""
+    cdef long long p
+    if not PyLong_CheckExact(d):
+        return False
+    if not vsm_packed(d, &p) and (not vsm_small_int(d, &p) or p < 0):
+        return False
+    rid[0] = <Py_ssize_t>(p & VSM_RID_MASK)
+    c[0] = p >> 32
+    return rid[0] < PyList_GET_SIZE(_REPLICAS)
+
+
+cdef inline int _seen_p(PyObject *d, _Ctx *x) except -1:
+    """Whether the context holds the packed dot ``d``: 1 or 0, UNCLEAN when ``d`` or
+    the vector entry it meets is not the clean representation."""
+    cdef Py_ssize_t rid
+    cdef long long c, have
+    if not _unpack(d, &rid, &c):
+        return UNCLEAN
+    if rid != x.rid:
+        if _vv_get(<dict>x.vv, <object>PyList_GET_ITEM(_REPLICAS, rid), &have) != 1:
+            return UNCLEAN
+        x.rid = rid
+        x.have = have
+    if c <= x.have:
+        return 1
+    if PySet_GET_SIZE(<object>x.cloud) == 0:
+        return 0
+    return 1 if PySet_Contains(
+        <object>x.cloud, (<object>PyList_GET_ITEM(_REPLICAS, rid), c)
+    ) else 0
+
+
+cdef inline bint _is_many(object v) noexcept:
+    """A clean value of two or more dots: an exact tuple, at least 2 long (its items
+    are checked as they are read)."""
+    return PyTuple_CheckExact(<PyObject *>v) and PyTuple_GET_SIZE(v) >= 2
+
+
+cdef inline bint _item(object v, Py_ssize_t i, long long *p) noexcept:
+    """Item ``i`` of a tuple value as a C integer, when it is a clean packed dot."""
+    cdef PyObject *d = PyTuple_GET_ITEM(v, i)
+    if not PyLong_CheckExact(d):
+        return False
+    return vsm_packed(d, p) or (vsm_small_int(d, p) and p[0] >= 0)
+
+
+cdef object _normal(list kept):
+    """Packed dots, already ascending and distinct, in normal form (None when empty)."""
+    cdef Py_ssize_t n = PyList_GET_SIZE(kept)
+    if n == 0:
+        return None
+    if n == 1:
+        return <object>PyList_GET_ITEM(kept, 0)
+    return tuple(kept)
+
+
+cdef object _unseen_v(object v, _Ctx *x):
+    """The dots of ``v`` the context has not seen, in normal form (None when none; ``v``
+    itself when all), or _FALLBACK when ``v`` is not clean."""
+    cdef int s
+    cdef Py_ssize_t i, n
+    cdef long long p, prev = -1
+    cdef list kept
+    if PyLong_CheckExact(<PyObject *>v):
+        s = _seen_p(<PyObject *>v, x)
+        if s == UNCLEAN:
+            return _FALLBACK
+        return None if s else v
+    if not _is_many(v):
+        return _FALLBACK
+    n = PyTuple_GET_SIZE(v)
+    kept = None
+    for i in range(n):
+        if not _item(v, i, &p) or p <= prev:
+            return _FALLBACK
+        prev = p
+        s = _seen_p(PyTuple_GET_ITEM(v, i), x)
+        if s == UNCLEAN:
+            return _FALLBACK
+        if s == 1 and kept is None:
+            kept = list((<tuple>v)[:i])
+        elif s == 0 and kept is not None:
+            PyList_Append(kept, <object>PyTuple_GET_ITEM(v, i))
+    if kept is None:
+        return v
+    return _normal(kept)
+
+
+cdef object _join_v(object v, object o, _Ctx *a, _Ctx *b):
+    """The per-key rule for a key both stores hold (a dot survives when both hold it,
+    or when one holds it and the other's context has not seen it), in normal form;
+    ``v`` itself when equal to ``o``; _FALLBACK when not clean."""
+    cdef long long x, y, px = -1, py = -1
+    cdef Py_ssize_t i = 0, j = 0, n, m
     cdef int s, t
-    if _is_dot(v) and _is_dot(o):
-        # Both lone dots: the common case between replicas, no set is built.
-        s = _seen(v, b_vv, b_cloud)
-        t = _seen(o, a_vv, a_cloud)
-        if s == UNCLEAN or t == UNCLEAN:
-            return False
-        if PyObject_RichCompareBool(v, o, Py_EQ):
+    cdef bint one_v = PyLong_CheckExact(<PyObject *>v)
+    cdef bint one_o = PyLong_CheckExact(<PyObject *>o)
+    cdef bint changed = False
+    cdef list kept
+    if one_v and one_o:
+        if not (vsm_packed(<PyObject *>v, &x) or vsm_small_int(<PyObject *>v, &x)):
+            return _FALLBACK
+        if not (vsm_packed(<PyObject *>o, &y) or vsm_small_int(<PyObject *>o, &y)):
+            return _FALLBACK
+        if x == y:
             return v
+        s = _seen_p(<PyObject *>v, b)
+        t = _seen_p(<PyObject *>o, a)
+        if s == UNCLEAN or t == UNCLEAN:
+            return _FALLBACK
         if s == 0 and t == 0:
-            return {v, o}
+            return (v, o) if x < y else (o, v)
         if s == 0:
             return v
         if t == 0:
             return o
         return None
-    if type(v) is not set and not _is_dot(v):
-        return False
-    if type(o) is not set and not _is_dot(o):
-        return False
-    return _packed(_join_key(
-        {v} if type(v) is not set else <set>v,
-        {o} if type(o) is not set else <set>o,
-        a_vv, a_cloud, b_vv, b_cloud,
-    ))
-
-
-cdef object _unseen_value(object v, dict vv, set cloud):
-    """A value only one store holds: its dots unseen by ``(vv, cloud)`` in normal form
-    (None when none is left), False when not clean."""
-    cdef int s
-    if _is_dot(v):
-        s = _seen(v, vv, cloud)
-        if s == UNCLEAN:
-            return False
-        return v if s == 0 else None
-    if type(v) is not set:
-        return False
-    return _packed(_unseen(<set>v, vv, cloud))
+    if not (one_v or _is_many(v)) or not (one_o or _is_many(o)):
+        return _FALLBACK
+    # Merge the two ascending sequences (a lone dot is a sequence of one).
+    n = 1 if one_v else PyTuple_GET_SIZE(v)
+    m = 1 if one_o else PyTuple_GET_SIZE(o)
+    kept = []
+    while i < n or j < m:
+        if i < n:
+            if one_v:
+                if not vsm_small_int(<PyObject *>v, &x) or x < 0:
+                    return _FALLBACK
+            elif not _item(v, i, &x):
+                return _FALLBACK
+            if x <= px:
+                return _FALLBACK
+        if j < m:
+            if one_o:
+                if not vsm_small_int(<PyObject *>o, &y) or y < 0:
+                    return _FALLBACK
+            elif not _item(o, j, &y):
+                return _FALLBACK
+            if y <= py:
+                return _FALLBACK
+        if i < n and j < m and x == y:
+            PyList_Append(kept, v if one_v else <object>PyTuple_GET_ITEM(v, i))
+            px, py = x, y
+            i += 1
+            j += 1
+        elif j >= m or (i < n and x < y):
+            s = _seen_p(<PyObject *>v if one_v else PyTuple_GET_ITEM(v, i), b)
+            if s == UNCLEAN:
+                return _FALLBACK
+            if s == 0:
+                PyList_Append(kept, v if one_v else <object>PyTuple_GET_ITEM(v, i))
+            else:
+                changed = True
+            px = x
+            i += 1
+        else:
+            t = _seen_p(<PyObject *>o if one_o else PyTuple_GET_ITEM(o, j), a)
+            if t == UNCLEAN:
+                return _FALLBACK
+            if t == 0:
+                PyList_Append(kept, o if one_o else <object>PyTuple_GET_ITEM(o, j))
+                changed = True
+            py = y
+            j += 1
+    if not changed:
+        return v
+    return _normal(kept)
 
 
 cdef object _dotstore_join(dict a, dict a_vv, set a_cloud, dict b, dict b_vv, set b_cloud):
+    cdef _Ctx xa, xb
     cdef dict out = {}
     cdef Py_ssize_t pos = 0
     cdef PyObject *k
     cdef PyObject *v
     cdef PyObject *o
     cdef object kept
+    _ctx_init(&xa, a_vv, a_cloud)
+    _ctx_init(&xb, b_vv, b_cloud)
     while PyDict_Next(a, &pos, &k, &v):
         o = PyDict_GetItemWithError(b, <object>k)
         if o == NULL:
-            kept = _unseen_value(<object>v, b_vv, b_cloud)
+            kept = _unseen_v(<object>v, &xb)
         else:
-            kept = _join_value(<object>v, <object>o, a_vv, a_cloud, b_vv, b_cloud)
-        if kept is False:
+            kept = _join_v(<object>v, <object>o, &xa, &xb)
+        if kept is _FALLBACK:
             return _FALLBACK
         if kept is not None:
             PyDict_SetItem(out, <object>k, kept)
@@ -876,8 +1015,8 @@ cdef object _dotstore_join(dict a, dict a_vv, set a_cloud, dict b, dict b_vv, se
     while PyDict_Next(b, &pos, &k, &v):
         if PyDict_GetItemWithError(a, <object>k) != NULL:
             continue
-        kept = _unseen_value(<object>v, a_vv, a_cloud)
-        if kept is False:
+        kept = _unseen_v(<object>v, &xa)
+        if kept is _FALLBACK:
             return _FALLBACK
         if kept is not None:
             PyDict_SetItem(out, <object>k, kept)
@@ -889,13 +1028,13 @@ def dotstore_join(a, a_vv, a_cloud, b, b_vv, b_cloud):
 
     For each key, a dot survives when both sides have it, or when one side has it and
     the other side has never seen it (it is not in the other's context). Keys left with
-    no dot are dropped. Returns a new mapping; the inputs are not modified.
+    no dot are dropped. Returns a new mapping in normal form; the inputs are not
+    modified.
     """
     cdef object out = _FALLBACK
     cdef int gc_was_on
     if _args_clean(a, a_vv, a_cloud, b, b_vv, b_cloud):
-        # The result is acyclic (sets of dot tuples): pause the cyclic GC, which would
-        # otherwise rescan the growing heap of new sets several times per call.
+        # New tuples (keys with concurrent dots) are acyclic: no cyclic GC passes.
         gc_was_on = PyGC_Disable()
         try:
             out = _dotstore_join(a, a_vv, a_cloud, b, b_vv, b_cloud)
@@ -907,106 +1046,48 @@ def dotstore_join(a, a_vv, a_cloud, b, b_vv, b_cloud):
     return out
 
 
-cdef int _key_unchanged(
-    set dots, set other, dict a_vv, set a_cloud, dict b_vv, set b_cloud
-) except -1:
-    """Whether the per-key join leaves ``dots`` exactly as it is: 1, 0 or UNCLEAN.
-    It does iff no dot of ``dots`` is seen by b without being held by ``other``, and
-    every dot only ``other`` holds was seen by a. Allocates nothing. (An empty
-    ``dots`` is never "unchanged": the join drops keys left without dots.)"""
-    if PySet_GET_SIZE(dots) < 2:
-        return 0  # empty: dropped; one dot: unboxed by the normal form
-    if PyObject_RichCompareBool(dots, other, Py_EQ):
-        return 1
-    cdef object d
-    cdef int s
-    for d in dots:
-        s = _seen(d, b_vv, b_cloud)
-        if s == UNCLEAN:
-            return UNCLEAN
-        if s == 1 and not PySet_Contains(other, d):
-            return 0
-    for d in other:
-        s = _seen(d, a_vv, a_cloud)
-        if s == UNCLEAN:
-            return UNCLEAN
-        if s == 0 and not PySet_Contains(dots, d):
-            return 0
-    return 1
-
-
-cdef object _unseen_or_same(set dots, dict vv, set cloud):
-    """For a key only ``a`` holds: True when every dot is unseen by ``(vv, cloud)`` (the
-    set stays as it is), else the new set of unseen dots (None if empty); False when
-    a dot is not clean."""
-    cdef object d
-    cdef int s
-    if PySet_GET_SIZE(dots) < 2:
-        return _packed(_unseen(dots, vv, cloud))
-    for d in dots:
-        s = _seen(d, vv, cloud)
-        if s == UNCLEAN:
-            return False
-        if s == 1:
-            return _packed(_unseen(dots, vv, cloud))
-    return True
-
-
 cdef object _dotstore_join_into(
     dict a, dict a_vv, set a_cloud, dict b, dict b_vv, set b_cloud
 ):
-    # Phase 1 (reads only): which keys change, and to what. Keys whose dots survive
-    # unchanged -- the common case between replicas that have synced -- cost no
-    # allocation at all.
+    # Phase 1 (reads only): which keys change, and to what. Keys whose dots stay as
+    # they are -- the common case between replicas that have synced -- cost a lookup
+    # and a C comparison, no allocation.
+    cdef _Ctx xa, xb
     cdef list changes = []
     cdef Py_ssize_t pos = 0, i, nchanges
     cdef PyObject *k
     cdef PyObject *v
     cdef PyObject *o
     cdef object kept
-    cdef int same, s
+    cdef int s
+    _ctx_init(&xa, a_vv, a_cloud)
+    _ctx_init(&xb, b_vv, b_cloud)
     while PyDict_Next(a, &pos, &k, &v):
         o = PyDict_GetItemWithError(b, <object>k)
-        if _is_dot(<object>v):
-            # A lone dot: it stays exactly when b holds the same dot or has not seen it.
-            if o == NULL:
-                s = _seen(<object>v, b_vv, b_cloud)
+        if o == NULL:
+            if PyLong_CheckExact(v):
+                s = _seen_p(v, &xb)
                 if s == UNCLEAN:
                     return _FALLBACK
                 if s == 0:
                     continue
                 kept = None
-            elif _is_dot(<object>o) and PyObject_RichCompareBool(<object>v, <object>o, Py_EQ):
-                if _seen(<object>v, b_vv, b_cloud) == UNCLEAN:
-                    return _FALLBACK
-                continue
             else:
-                kept = _join_value(<object>v, <object>o, a_vv, a_cloud, b_vv, b_cloud)
-        elif type(<object>v) is not set:
-            return _FALLBACK
-        elif o == NULL:
-            kept = _unseen_or_same(<set>v, b_vv, b_cloud)
-            if kept is True:
-                continue
-        elif type(<object>o) is not set:
-            kept = _join_value(<object>v, <object>o, a_vv, a_cloud, b_vv, b_cloud)
+                kept = _unseen_v(<object>v, &xb)
         else:
-            same = _key_unchanged(<set>v, <set>o, a_vv, a_cloud, b_vv, b_cloud)
-            if same == UNCLEAN:
-                return _FALLBACK
-            if same == 1:
-                continue
-            kept = _packed(_join_key(<set>v, <set>o, a_vv, a_cloud, b_vv, b_cloud))
-        if kept is False:
+            kept = _join_v(<object>v, <object>o, &xa, &xb)
+        if kept is _FALLBACK:
             return _FALLBACK
+        if kept is <object>v:
+            continue
         PyList_Append(changes, <object>k)
         PyList_Append(changes, kept)
     pos = 0
     while PyDict_Next(b, &pos, &k, &v):
         if PyDict_GetItemWithError(a, <object>k) != NULL:
             continue
-        kept = _unseen_value(<object>v, a_vv, a_cloud)
-        if kept is False:
+        kept = _unseen_v(<object>v, &xa)
+        if kept is _FALLBACK:
             return _FALLBACK
         if kept is not None:
             PyList_Append(changes, <object>k)
@@ -1025,11 +1106,8 @@ cdef object _dotstore_join_into(
 
 
 def dotstore_join_into(a, a_vv, a_cloud, b, b_vv, b_cloud):
-    """``a := dotstore_join(a, a_vv, a_cloud, b, b_vv, b_cloud)``, in place.
-
-    The sets of ``b`` are never shared with ``a``; a set of ``a`` may be replaced by a
-    new one (callers own the sets of their store). On an exception ``a`` is unchanged.
-    """
+    """``a := dotstore_join(a, a_vv, a_cloud, b, b_vv, b_cloud)``, in place (keys keep
+    their order; new keys follow). On an exception ``a`` is unchanged."""
     cdef object out = _FALLBACK
     cdef int gc_was_on
     if _args_clean(a, a_vv, a_cloud, b, b_vv, b_cloud):
@@ -1050,27 +1128,10 @@ dotstore_join_delta = _pure.dotstore_join_delta
 
 
 def dotstore_copy(entries):
-    """An independent copy of a dot store: a new mapping of new sets."""
+    """An independent copy of a dot store: a new mapping (the values are immutable)."""
     if type(entries) is not dict:
         return _pure.dotstore_copy(entries)
-    cdef int gc_was_on = PyGC_Disable()
-    cdef dict out = {}
-    cdef Py_ssize_t pos = 0
-    cdef PyObject *k
-    cdef PyObject *v
-    try:
-        # One pass in order (PySet_New of a set reuses its stored hashes). Building a
-        # new dict beats cloning the table and swapping values at scale: no second
-        # lookup, no incref/decref of the old sets.
-        while PyDict_Next(entries, &pos, &k, &v):
-            if PyTuple_CheckExact(v):
-                PyDict_SetItem(out, <object>k, <object>v)  # a lone dot: immutable, shared
-            else:
-                PyDict_SetItem(out, <object>k, PySet_New(<object>v))
-    finally:
-        if gc_was_on:
-            PyGC_Enable()
-    return out
+    return PyDict_Copy(entries)
 
 
 def dotfun_join(a, a_vv, a_cloud, b, b_vv, b_cloud):
@@ -1122,12 +1183,11 @@ cdef inline bint _same_plain_atom(PyObject *x, PyObject *y) except -1:
     return False
 
 
-cdef object _decode_dots(
-    list raws, dict vv, set cloud, set seen
-):
-    """One element's dot list: the new set, or _FALLBACK at the first irregularity
-    (malformed, duplicate, outside the context: the pure twin then raises)."""
-    cdef set dots = set()
+cdef object _decode_dots(list raws, dict vv, set cloud, set seen):
+    """One element's dot list, validated, as a list of ``(replica, counter)``; or
+    _FALLBACK at the first irregularity (malformed, duplicate, outside the context:
+    the pure twin then raises)."""
+    cdef list dots = []
     cdef object raw, d
     cdef PyObject *r
     cdef PyObject *c
@@ -1148,16 +1208,41 @@ cdef object _decode_dots(
             return _FALLBACK
         if cc > have and not (PySet_GET_SIZE(cloud) and PySet_Contains(cloud, d)):
             return _FALLBACK
-        PySet_Add(dots, d)
         PySet_Add(seen, d)
+        PyList_Append(dots, d)
     return dots
 
 
+cdef object _packed_dots(list dots, dict rids):
+    """Validated ``(replica, counter)`` dots in normal form (interning replica ids;
+    ``rids`` caches them for one call)."""
+    cdef list packed = []
+    cdef object d, rid
+    cdef long long c
+    for d in dots:
+        rid = rids.get(d[0])
+        if rid is None:
+            rid = _dots.replica_id(d[0])
+            rids[d[0]] = rid
+        _as_count(<PyObject *>d[1], &c)
+        if c < <long long>VSM_COUNTER_LIMIT:
+            PyList_Append(packed, PyLong_FromLongLong((c << 32) | <long long>rid))
+        else:
+            PyList_Append(packed, (d[1] << 32) | rid)
+    if PyList_GET_SIZE(packed) == 1:
+        return <object>PyList_GET_ITEM(packed, 0)
+    packed.sort()
+    return tuple(packed)
+
+
 cdef object _dotstore_decode(list state, dict vv, set cloud):
+    cdef list checked = []
     cdef dict out = {}
     cdef set seen = set()
+    cdef dict rids = {}
     cdef object item, key, raws, dots
     cdef PyObject *k
+    cdef Py_ssize_t i
     for item in state:
         if type(item) is not list or PyList_GET_SIZE(item) != 2:
             return _FALLBACK
@@ -1174,7 +1259,15 @@ cdef object _dotstore_decode(list state, dict vv, set cloud):
         dots = _decode_dots(<list>raws, vv, cloud, seen)
         if dots is _FALLBACK:
             return _FALLBACK
-        PyDict_SetItem(out, key, _packed(dots))
+        PyList_Append(checked, key)
+        PyList_Append(checked, dots)
+    # Valid: only now are replica ids interned (a refused input adds none).
+    for i in range(0, PyList_GET_SIZE(checked), 2):
+        PyDict_SetItem(
+            out,
+            <object>PyList_GET_ITEM(checked, i),
+            _packed_dots(<list>PyList_GET_ITEM(checked, i + 1), rids),
+        )
     return out
 
 
@@ -1197,3 +1290,376 @@ def dotstore_decode(state, vv, cloud):
     if out is _FALLBACK:
         return _pure.dotstore_decode(state, vv, cloud)
     return out
+
+
+# -- decoding straight from canonical bytes -----------------------------------------------
+
+cdef extern from "Python.h":
+    object PyUnicode_DecodeUTF8(const char *s, Py_ssize_t size, const char *errors)
+    object PyBytes_FromStringAndSize(const char *v, Py_ssize_t len)
+    object PyLong_FromUnsignedLongLong(unsigned long long v)
+    const char *PyBytes_AS_STRING(object o)
+    Py_ssize_t PyBytes_GET_SIZE(object o)
+
+from libc.string cimport memcmp
+
+
+cdef struct _Cursor:
+    const unsigned char *p
+    const unsigned char *end
+
+
+cdef inline bint _head(_Cursor *cur, int *major, unsigned long long *arg) noexcept:
+    """Read one CBOR head in preferred (shortest) form: its major type and argument.
+    False when the input ends, the argument is not at its shortest, or the head is an
+    indefinite length or reserved: none of those is canonical."""
+    cdef unsigned char ib
+    cdef int info, n, i
+    cdef unsigned long long v = 0
+    if cur.p >= cur.end:
+        return False
+    ib = cur.p[0]
+    cur.p += 1
+    major[0] = ib >> 5
+    info = ib & 31
+    if info < 24:
+        arg[0] = info
+        return True
+    if info == 24:
+        n = 1
+    elif info == 25:
+        n = 2
+    elif info == 26:
+        n = 4
+    elif info == 27:
+        n = 8
+    else:
+        return False
+    if cur.end - cur.p < n:
+        return False
+    for i in range(n):
+        v = (v << 8) | cur.p[i]
+    cur.p += n
+    if (
+        (n == 1 and v < 24)
+        or (n == 2 and v < 0x100)
+        or (n == 4 and v < 0x10000)
+        or (n == 8 and v < VSM_U32_LIMIT)
+    ):
+        return False
+    arg[0] = v
+    return True
+
+
+cdef inline bint _text(_Cursor *cur, const unsigned char **start, Py_ssize_t *size) noexcept:
+    """A text string's payload (not yet checked as UTF-8): False when the next item is
+    not a text string or the input ends inside it."""
+    cdef int major
+    cdef unsigned long long n
+    if not _head(cur, &major, &n) or major != 3 or n > <unsigned long long>(cur.end - cur.p):
+        return False
+    start[0] = cur.p
+    size[0] = <Py_ssize_t>n
+    cur.p += n
+    return True
+
+
+cdef inline int _raw_cmp(
+    const unsigned char *a, Py_ssize_t na, const unsigned char *b, Py_ssize_t nb
+) noexcept:
+    """Bytewise order of two byte strings (a proper prefix sorts first)."""
+    cdef int c = memcmp(a, b, na if na < nb else nb)
+    if c != 0:
+        return c
+    return -1 if na < nb else (1 if na > nb else 0)
+
+
+cdef class _Replicas:
+    """Replica ids met in one decode, by their UTF-8 bytes: each id becomes one ``str``
+    object shared by every dot that names it (no string per dot) and its id in the
+    process's replica table. An id the table does not hold yet gets a provisional id
+    (the next free ones, in order); :meth:`commit` interns them once the whole input
+    has proved valid, so a refused input adds nothing to the table."""
+    cdef dict by_raw
+    cdef dict by_id
+    cdef list pending
+    cdef const unsigned char *last
+    cdef Py_ssize_t last_size
+    cdef object last_str
+    cdef long long last_rid
+
+    def __cinit__(self):
+        self.by_raw = {}
+        self.by_id = {}
+        self.pending = []
+        self.last = NULL
+        self.last_size = -1
+
+    cdef object get(self, const unsigned char *s, Py_ssize_t n, long long *rid):
+        """The replica id with UTF-8 bytes ``s[:n]`` and its (possibly provisional) id;
+        None when empty or not UTF-8."""
+        cdef object raw, r, entry
+        cdef long long i
+        if n == self.last_size and memcmp(s, self.last, n) == 0:
+            rid[0] = self.last_rid
+            return self.last_str
+        if n == 0:
+            return None
+        raw = PyBytes_FromStringAndSize(<const char *>s, n)
+        entry = self.by_raw.get(raw)
+        if entry is None:
+            try:
+                r = PyUnicode_DecodeUTF8(<const char *>s, n, NULL)
+            except UnicodeDecodeError:
+                return None
+            i = _lookup(r)
+            if i < 0:
+                i = PyList_GET_SIZE(_REPLICAS) + PyList_GET_SIZE(self.pending)
+                PyList_Append(self.pending, r)
+            entry = (r, i)
+            self.by_raw[raw] = entry
+            self.by_id[i] = r
+        self.last, self.last_size = s, n
+        self.last_str, self.last_rid = entry
+        rid[0] = self.last_rid
+        return self.last_str
+
+    cdef bint commit(self):
+        """Intern the new replica ids; False if one did not get its provisional id (the
+        table grew meanwhile: the caller then starts over the general way)."""
+        cdef Py_ssize_t base = PyList_GET_SIZE(_REPLICAS), k
+        cdef object r
+        if not self.pending:
+            return True
+        for k in range(PyList_GET_SIZE(self.pending)):
+            r = <object>PyList_GET_ITEM(self.pending, k)
+            if self.by_raw[r.encode()][1] != _dots.replica_id(r):
+                return False
+        return PyList_GET_SIZE(_REPLICAS) == base + PyList_GET_SIZE(self.pending)
+
+
+cdef object _parse_element(_Cursor *cur):
+    """One element: an int, str, bytes or None; _FALLBACK for anything else (tuples,
+    bignums, booleans, floats, malformed) -- the general decoder decides those."""
+    cdef int major
+    cdef unsigned long long n
+    cdef const unsigned char *start
+    if not _head(cur, &major, &n):
+        return _FALLBACK
+    if major == 0:
+        return PyLong_FromUnsignedLongLong(n)
+    if major == 1:
+        return -1 - PyLong_FromUnsignedLongLong(n)
+    if major == 2 or major == 3:
+        if n > <unsigned long long>(cur.end - cur.p):
+            return _FALLBACK
+        start = cur.p
+        cur.p += n
+        if major == 2:
+            return PyBytes_FromStringAndSize(<const char *>start, <Py_ssize_t>n)
+        try:
+            return PyUnicode_DecodeUTF8(<const char *>start, <Py_ssize_t>n, NULL)
+        except UnicodeDecodeError:
+            return _FALLBACK
+    if major == 7 and n == 22:
+        return None
+    return _FALLBACK
+
+
+cdef object _parse_dot(
+    _Cursor *cur,
+    _Replicas reps,
+    const unsigned char **rs,
+    Py_ssize_t *rn,
+    unsigned long long *cp,
+):
+    """``[replica, counter]`` with 1 <= counter < 2**31, as a packed dot; ``*rs`` /
+    ``*rn`` get the replica's UTF-8 bytes and ``*cp`` the counter (for ordering).
+    _FALLBACK when it is anything else (larger counters go the general way)."""
+    cdef int major
+    cdef unsigned long long n, c
+    cdef long long rid
+    if not _head(cur, &major, &n) or major != 4 or n != 2:
+        return _FALLBACK
+    if not _text(cur, rs, rn):
+        return _FALLBACK
+    if reps.get(rs[0], rn[0], &rid) is None:
+        return _FALLBACK
+    if not _head(cur, &major, &c) or major != 0 or c == 0 or c >= VSM_COUNTER_LIMIT:
+        return _FALLBACK
+    cp[0] = c
+    return PyLong_FromLongLong(<long long>(c << 32) | rid)
+
+
+cdef inline int _dot_cmp(
+    const unsigned char *ra, Py_ssize_t na, unsigned long long ca,
+    const unsigned char *rb, Py_ssize_t nb, unsigned long long cb,
+) noexcept:
+    """The order of two dots ``(replica, counter)`` as Python orders the tuples: UTF-8
+    bytes order the replicas as their code points do."""
+    cdef int order = _raw_cmp(ra, na, rb, nb)
+    if order != 0:
+        return order
+    return -1 if ca < cb else (1 if ca > cb else 0)
+
+
+cdef object _parse_orset(const unsigned char *data, Py_ssize_t size, bytes tag):
+    cdef _Cursor cur
+    cdef _Replicas reps = _Replicas()
+    cdef int major
+    cdef unsigned long long n, m, i, j, c, prev_c = 0, have
+    cdef const unsigned char *prev = NULL
+    cdef const unsigned char *start
+    cdef const unsigned char *rs
+    cdef const unsigned char *prev_rs
+    cdef Py_ssize_t prev_size = 0, rn, prev_rn, tag_size = PyBytes_GET_SIZE(tag)
+    cdef dict store = {}
+    cdef dict vv = {}
+    cdef set cloud = set()
+    cdef list dots = []
+    cdef object element, dot, r
+    cdef list several
+    cdef PyObject *got
+    cdef long long rid, p, cc, last_rid = -1
+    cdef unsigned long long last_have = 0
+    cur.p = data
+    cur.end = data + size
+    # [tag, version 1, [entries, [vv, cloud]]]
+    if not _head(&cur, &major, &n) or major != 4 or n != 3:
+        return _FALLBACK
+    if not _text(&cur, &start, &rn) or rn != tag_size:
+        return _FALLBACK
+    if memcmp(start, PyBytes_AS_STRING(tag), rn) != 0:
+        return _FALLBACK
+    if not _head(&cur, &major, &n) or major != 0 or n != 1:
+        return _FALLBACK
+    if not _head(&cur, &major, &n) or major != 4 or n != 2:
+        return _FALLBACK
+    # Entries: [[element, [dot, ...]], ...], elements strictly ascending by their
+    # canonical bytes (which the input holds: the slice each element was parsed from),
+    # each element's dots strictly ascending by (replica, counter).
+    if not _head(&cur, &major, &n) or major != 4:
+        return _FALLBACK
+    for i in range(n):
+        if not _head(&cur, &major, &m) or major != 4 or m != 2:
+            return _FALLBACK
+        start = cur.p
+        element = _parse_element(&cur)
+        if element is _FALLBACK:
+            return _FALLBACK
+        if prev != NULL and _raw_cmp(prev, prev_size, start, cur.p - start) >= 0:
+            return _FALLBACK
+        prev, prev_size = start, cur.p - start
+        if not _head(&cur, &major, &m) or major != 4 or m == 0:
+            return _FALLBACK
+        dot = _parse_dot(&cur, reps, &prev_rs, &prev_rn, &prev_c)
+        if dot is _FALLBACK:
+            return _FALLBACK
+        PyList_Append(dots, dot)
+        if m == 1:
+            PyDict_SetItem(store, element, dot)
+            continue
+        several = [dot]
+        for j in range(1, m):
+            dot = _parse_dot(&cur, reps, &rs, &rn, &c)
+            if dot is _FALLBACK:
+                return _FALLBACK
+            if _dot_cmp(prev_rs, prev_rn, prev_c, rs, rn, c) >= 0:
+                return _FALLBACK
+            prev_rs, prev_rn, prev_c = rs, rn, c
+            PyList_Append(several, dot)
+            PyList_Append(dots, dot)
+        several.sort()
+        PyDict_SetItem(store, element, tuple(several))
+    # The causal context: [{replica: counter >= 1}, [dot, ...]], keys in canonical
+    # order (shorter encodings first, then bytewise), cloud dots strictly ascending and
+    # compact (each beyond its replica's vector entry + 1).
+    if not _head(&cur, &major, &n) or major != 4 or n != 2:
+        return _FALLBACK
+    if not _head(&cur, &major, &n) or major != 5:
+        return _FALLBACK
+    prev = NULL
+    for i in range(n):
+        start = cur.p
+        if not _text(&cur, &rs, &rn):
+            return _FALLBACK
+        if prev != NULL and (
+            cur.p - start < prev_size
+            or (cur.p - start == prev_size and memcmp(prev, start, prev_size) >= 0)
+        ):
+            return _FALLBACK
+        prev, prev_size = start, cur.p - start
+        r = reps.get(rs, rn, &rid)
+        if r is None:
+            return _FALLBACK
+        if not _head(&cur, &major, &c) or major != 0 or c == 0:
+            return _FALLBACK
+        PyDict_SetItem(vv, r, PyLong_FromUnsignedLongLong(c))
+    if not _head(&cur, &major, &n) or major != 4:
+        return _FALLBACK
+    for i in range(n):
+        dot = _parse_dot(&cur, reps, &rs, &rn, &c)
+        if dot is _FALLBACK:
+            return _FALLBACK
+        if i > 0 and _dot_cmp(prev_rs, prev_rn, prev_c, rs, rn, c) >= 0:
+            return _FALLBACK
+        prev_rs, prev_rn, prev_c = rs, rn, c
+        r = reps.last_str
+        got = PyDict_GetItemWithError(vv, r)
+        have = 0 if got == NULL else <unsigned long long>(<object>got)
+        if c <= have or c - have == 1:
+            return _FALLBACK  # not compact
+        PySet_Add(cloud, (r, PyLong_FromUnsignedLongLong(c)))
+    if cur.p != cur.end:
+        return _FALLBACK  # trailing bytes
+    # Every stored dot is in the context, and supports one element only.
+    cdef set seen = set()
+    for dot in dots:
+        if PySet_Contains(seen, dot):
+            return _FALLBACK
+        PySet_Add(seen, dot)
+        p = PyLong_AsLongLong(dot)  # < 2**63 by construction
+        rid = p & VSM_RID_MASK
+        cc = p >> 32
+        if rid != last_rid:
+            r = reps.by_id[rid]
+            got = PyDict_GetItemWithError(vv, r)
+            last_rid = rid
+            last_have = 0 if got == NULL else <unsigned long long>(<object>got)
+        if <unsigned long long>cc > last_have and not PySet_Contains(cloud, (r, cc)):
+            return _FALLBACK
+    # Valid: intern the replica ids this process had not met (their provisional ids
+    # are the ones they get, unless another thread interned ids meanwhile).
+    if not reps.commit():
+        return _FALLBACK
+    return (store, vv, cloud)
+
+
+def dotstore_parse(data, max_size, tag):
+    """``(store, vv, cloud)`` of the canonical encoding ``data`` of an ORSet-layout
+    object tagged ``tag``, parsed straight from the bytes; None when this shortcut
+    does not apply.
+
+    The shortcut accepts a subset of what the general decoder accepts (exact ``bytes``
+    within ``max_size``; elements that are ints, strings, byte strings or null) and
+    checks every canonicality rule while it reads -- shortest heads, definite lengths,
+    ascending elements, dots and context, a compact context, no trailing bytes -- with
+    the invariants of the general decoder (dots in the context, each dot under one
+    element). On anything else it returns None and the caller runs the general
+    decoder, which raises or accepts: an answer here is always the general decoder's.
+    """
+    cdef object out = _FALLBACK
+    cdef int gc_was_on
+    if type(data) is not bytes or type(tag) is not bytes or type(max_size) is not int:
+        return None
+    if PyBytes_GET_SIZE(data) > max_size or PyBytes_GET_SIZE(data) == 0:
+        return None
+    gc_was_on = PyGC_Disable()
+    try:
+        out = _parse_orset(
+            <const unsigned char *>PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data), tag
+        )
+    finally:
+        if gc_was_on:
+            PyGC_Enable()
+    return None if out is _FALLBACK else out

@@ -11,10 +11,10 @@ Representations (shared by both backends):
 * a *dot cloud* is a ``set[tuple[str, int]]``;
 * a causal context is the pair ``(vv, cloud)``, kept *compact*: no cloud dot
   ``(r, c)`` has ``c <= vv.get(r, 0) + 1`` (such a dot is folded into ``vv``);
-* a *dot store* maps a key to the dots that support it (ORSet, ORMap keys): the bare
-  dot tuple when there is one (the common case: no ``set`` per element), a ``set`` of
-  two or more dots otherwise. Kernels return stores in that normal form whatever form
-  their inputs use;
+* a *dot store* maps a key to the dots that support it (ORSet, ORMap keys), each dot
+  packed into one ``int`` (:mod:`vsm_phoenix.crdt._dots`): the bare packed dot when
+  there is one (the common case), an ascending ``tuple`` of two or more otherwise.
+  Kernels return stores in that normal form;
 * a *dot fun* maps a dot to a value (MVRegister).
 
 Kernels never raise on well-formed input; callers validate first, so a kernel cannot
@@ -26,32 +26,26 @@ from __future__ import annotations
 from array import array
 from bisect import bisect_left
 from collections.abc import Hashable
-from typing import Any, TypeAlias, TypeVar, cast
+from typing import Any, TypeAlias, TypeVar
 
 from vsm_phoenix.crdt._domain import atom_from_wire, atom_key, wire_count, wire_replica
+from vsm_phoenix.crdt._dots import (
+    REPLICAS,
+    RID_BITS,
+    RID_MASK,
+    Dots,
+    dots_of,
+    normal,
+    pack,
+)
+from vsm_phoenix.crdt._intern import lookup
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 
 Dot = tuple[str, int]
-#: What a dot store holds under a key: one dot, or a set of two or more.
-Dots = Dot | set[Dot]
 #: The counters of an array clock: 64-bit when they all fit, else a list.
 Counts: TypeAlias = "array[int] | list[int]"
-
-
-def _dots(v: Dots) -> set[Dot]:
-    """The dots of a store value as a (possibly new) set."""
-    return {v} if type(v) is tuple else v  # type: ignore[return-value]
-
-
-def _packed(kept: set[Dot]) -> Dots | None:
-    """A non-empty set of dots in normal form (a lone dot unboxed); None if empty."""
-    if len(kept) > 1:
-        return kept
-    for d in kept:
-        return d
-    return None
 
 #: ``vc_compare`` results.
 EQUAL = 0
@@ -366,6 +360,43 @@ def ctx_leq(vv: dict[str, int], cloud: set[Dot], o_vv: dict[str, int], o_cloud: 
     return True
 
 
+def _seen(d: int, vv: dict[str, int], cloud: set[Dot]) -> bool:
+    """Whether the context ``(vv, cloud)`` holds the packed dot ``d``."""
+    r = REPLICAS[d & RID_MASK]
+    c = d >> RID_BITS
+    if c <= vv.get(r, 0):
+        return True
+    return (r, c) in cloud
+
+
+def _unseen(v: Dots, vv: dict[str, int], cloud: set[Dot]) -> Dots | None:
+    """The dots of ``v`` the context ``(vv, cloud)`` has not seen, in normal form."""
+    if type(v) is int:
+        return None if _seen(v, vv, cloud) else v
+    kept = [d for d in v if not _seen(d, vv, cloud)]  # type: ignore[union-attr]
+    if len(kept) == len(v):  # type: ignore[arg-type]
+        return v
+    return normal(kept)
+
+
+def _join_values(
+    v: Dots,
+    o: Dots,
+    a_vv: dict[str, int],
+    a_cloud: set[Dot],
+    b_vv: dict[str, int],
+    b_cloud: set[Dot],
+) -> Dots | None:
+    """The per-key rule when both stores hold the key: a dot survives when both hold it,
+    or when one holds it and the other's context has not seen it."""
+    if v == o:
+        return v
+    mine, theirs = dots_of(v), dots_of(o)
+    kept = [d for d in mine if d in theirs or not _seen(d, b_vv, b_cloud)]
+    kept += [d for d in theirs if d not in mine and not _seen(d, a_vv, a_cloud)]
+    return normal(kept)
+
+
 def dotstore_join(
     a: dict[K, Dots],
     a_vv: dict[str, int],
@@ -378,35 +409,24 @@ def dotstore_join(
 
     For each key, a dot survives when both sides have it, or when one side has it and
     the other side has never seen it (it is not in the other's context). Keys left with
-    no dot are dropped. Returns a new mapping in normal form; the inputs are not
-    modified (a lone dot tuple may be shared: tuples are immutable).
+    no dot are dropped. Returns a new mapping in normal form (values are immutable and
+    may be shared with the inputs); the inputs are not modified.
     """
     out: dict[K, Dots] = {}
     for key, value in a.items():
-        dots = _dots(value)
         theirs = b.get(key)
         if theirs is None:
-            kept = {d for d in dots if not (d[1] <= b_vv.get(d[0], 0) or d in b_cloud)}
+            kept = _unseen(value, b_vv, b_cloud)
         else:
-            other = _dots(theirs)
-            kept = dots & other
-            for d in dots:
-                if d not in other and not (d[1] <= b_vv.get(d[0], 0) or d in b_cloud):
-                    kept.add(d)
-            for d in other:
-                if d not in dots and not (d[1] <= a_vv.get(d[0], 0) or d in a_cloud):
-                    kept.add(d)
-        packed = _packed(kept)
-        if packed is not None:
-            out[key] = packed
+            kept = _join_values(value, theirs, a_vv, a_cloud, b_vv, b_cloud)
+        if kept is not None:
+            out[key] = kept
     for key, value in b.items():
         if key in a:
             continue
-        dots = _dots(value)
-        kept = {d for d in dots if not (d[1] <= a_vv.get(d[0], 0) or d in a_cloud)}
-        packed = _packed(kept)
-        if packed is not None:
-            out[key] = packed
+        kept = _unseen(value, a_vv, a_cloud)
+        if kept is not None:
+            out[key] = kept
     return out
 
 
@@ -418,11 +438,8 @@ def dotstore_join_into(
     b_vv: dict[str, int],
     b_cloud: set[Dot],
 ) -> None:
-    """``a := dotstore_join(a, a_vv, a_cloud, b, b_vv, b_cloud)``, in place.
-
-    The sets of ``b`` are never shared with ``a``; a set of ``a`` may be replaced by a
-    new one (callers own the sets of their store). On an exception ``a`` is unchanged.
-    """
+    """``a := dotstore_join(a, a_vv, a_cloud, b, b_vv, b_cloud)``, in place (keys keep
+    their order; new keys follow). On an exception ``a`` is unchanged."""
     joined = dotstore_join(a, a_vv, a_cloud, b, b_vv, b_cloud)
     a.clear()
     a.update(joined)
@@ -432,11 +449,12 @@ def dotstore_index(entries: dict[K, Dots]) -> dict[str, dict[int, K]]:
     """The dot index of a dot store: replica → counter → the key that dot supports."""
     index: dict[str, dict[int, K]] = {}
     for key, value in entries.items():
-        for r, c in _dots(value):
+        for d in dots_of(value):
+            r = REPLICAS[d & RID_MASK]
             by_counter = index.get(r)
             if by_counter is None:
                 by_counter = index[r] = {}
-            by_counter[c] = key
+            by_counter[d >> RID_BITS] = key
     return index
 
 
@@ -458,7 +476,7 @@ def dotstore_join_delta(
     counters ``a`` holds. The dots ``a`` gains are ``b``'s dots that ``a``'s context
     has not seen. Cost: O(|b| + Σ_r min(|ctx_b ∩ r|, |a ∩ r|)) -- a one-dot delta
     costs O(1) whatever the size of ``a``. On an exception ``a`` and ``index`` are
-    unchanged (phase 1 reads only). The sets of ``b`` are never shared with ``a``.
+    unchanged (phase 1 reads only).
     """
     cloud_by_r: dict[str, set[int]] = {}
     for r, c in b_cloud:
@@ -478,48 +496,42 @@ def dotstore_join_delta(
             seen.extend(c for c in extra if c > n and c in held)
         else:
             seen = [c for c in held if c <= n or c in extra]
+        rid = lookup(r)  # interned: a dot of ``a`` names it
         for c in seen:
             key = held[c]
             theirs = b.get(key)
-            if theirs is None or (r, c) not in _dots(theirs):
+            if theirs is None or (c << RID_BITS | rid) not in dots_of(theirs):
                 drops.append((key, r, c))
-    gains: list[tuple[K, Dot]] = []
+    gains: list[tuple[K, int]] = []
     for key, value in b.items():
-        for d in _dots(value):
-            if not (d[1] <= a_vv.get(d[0], 0) or d in a_cloud):
+        for d in dots_of(value):
+            if not _seen(d, a_vv, a_cloud):
                 gains.append((key, d))
     # Phase 2: apply (cannot fail short of MemoryError), keeping the normal form.
     for key, r, c in drops:
-        held_dots = a[key]
-        if type(held_dots) is tuple:
+        d = c << RID_BITS | lookup(r)
+        a_value = a[key]
+        if a_value == d:
             del a[key]
         else:
-            held_dots.discard((r, c))  # type: ignore[union-attr]
-            if len(held_dots) == 1:
-                a[key] = next(iter(held_dots))
+            a[key] = normal(x for x in dots_of(a_value) if x != d)  # type: ignore[assignment]
         del index[r][c]
     for key, d in gains:
         have = a.get(key)
         if have is None:
             a[key] = d
-        elif type(have) is tuple:
-            a[key] = {have, d}
         else:
-            have.add(d)  # type: ignore[union-attr]
-        r, c = d
+            a[key] = normal((*dots_of(have), d))  # type: ignore[assignment]
+        r = REPLICAS[d & RID_MASK]
         by_counter = index.get(r)
         if by_counter is None:
             by_counter = index[r] = {}
-        by_counter[c] = key
+        by_counter[d >> RID_BITS] = key
 
 
 def dotstore_copy(entries: dict[K, Dots]) -> dict[K, Dots]:
-    """An independent copy of a dot store: a new mapping of new sets (lone dot tuples
-    are shared: they are immutable)."""
-    return {
-        key: dots if type(dots) is tuple else set(cast(set[Dot], dots))
-        for key, dots in entries.items()
-    }
+    """An independent copy of a dot store: a new mapping (the values are immutable)."""
+    return dict(entries)
 
 
 def dotfun_join(
@@ -562,7 +574,7 @@ def dotstore_decode(state: Any, vv: dict[str, int], cloud: set[Dot]) -> dict[Any
     """
     if not isinstance(state, list):
         raise ValueError("expected an array of [key, dots]")
-    out: dict[Any, Dots] = {}
+    checked: list[tuple[Any, list[Dot]]] = []
     seen: set[Dot] = set()
     for item in state:
         if not (isinstance(item, list) and len(item) == 2 and isinstance(item[1], list)):
@@ -570,16 +582,34 @@ def dotstore_decode(state: Any, vv: dict[str, int], cloud: set[Dot]) -> dict[Any
         key = atom_from_wire(item[0])
         if not item[1]:
             raise ValueError("a present key needs at least one dot")
-        dots: set[Dot] = set()
+        dots: list[Dot] = []
         for raw in item[1]:
             if not (isinstance(raw, list) and len(raw) == 2):
                 raise ValueError("a dot is [replica, counter]")
             d = (wire_replica(raw[0]), wire_count(raw[1], "dot counter", positive=True))
-            if d in seen or d in dots:
+            if d in seen:
                 raise ValueError(f"dot {d} appears twice")
             if not ctx_contains(vv, cloud, d[0], d[1]):
                 raise ValueError(f"dot {d} is outside the causal context")
-            dots.add(d)
-        seen |= dots
-        out[key] = dots if len(dots) > 1 else next(iter(dots))
+            seen.add(d)
+            dots.append(d)
+        checked.append((key, dots))
+    # Valid: only now are the replica ids interned (a refused input adds none).
+    out: dict[Any, Dots] = {}
+    for key, dots in checked:
+        out[key] = normal(pack(r, c) for r, c in dots)  # type: ignore[assignment]
     return out
+
+
+def dotstore_parse(
+    data: object, max_size: int, tag: bytes
+) -> tuple[dict[Any, Dots], dict[str, int], set[Dot]] | None:
+    """``(store, vv, cloud)`` of the canonical encoding of an ORSet-layout object, read
+    straight from the bytes -- or None: "use the general decoder".
+
+    The pure twin always answers None: here the general decoder (parse, build, re-encode
+    and compare) *is* the reference. The native twin reads the common case (elements
+    that are ints, strings, byte strings or null) in one pass and answers None for
+    everything else; whatever it accepts, it returns what the general decoder would.
+    """
+    return None

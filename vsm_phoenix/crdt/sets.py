@@ -15,9 +15,10 @@ Elements are atoms (see :mod:`vsm_phoenix.crdt._domain`): ``None``, ``int``, ``s
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any, Literal, Self, cast
+from typing import Any, ClassVar, Literal, Self
 
 from vsm_phoenix.crdt import _backend as K
+from vsm_phoenix.crdt import codec
 from vsm_phoenix.crdt._base import CRDT
 from vsm_phoenix.crdt._domain import (
     Atom,
@@ -27,7 +28,8 @@ from vsm_phoenix.crdt._domain import (
     check_atom,
     check_replica,
 )
-from vsm_phoenix.crdt._pure import Dots, _dots
+from vsm_phoenix.crdt._dots import REPLICAS as _REPLICAS
+from vsm_phoenix.crdt._dots import RID_BITS, RID_MASK, Dots, dots_of, pack, unpack
 from vsm_phoenix.crdt.causal import CausalContext
 from vsm_phoenix.crdt.clocks import Dot, Timestamp
 from vsm_phoenix.errors import InvalidArgument
@@ -309,9 +311,14 @@ class ORSet(CRDT):
     but their dots in the (compact) context.
 
     Invariants (checked on decode): every stored dot is in the context; no element
-    has an empty dot set; no dot supports two elements. The store keeps an element's
-    only dot as the bare ``(replica, counter)`` tuple -- no ``set`` per element, the
-    common case -- and a ``set`` only for two or more concurrent adds.
+    has an empty dot set; no dot supports two elements.
+
+    Representation (:mod:`vsm_phoenix.crdt._dots`): the store is a ``dict`` from
+    element to its dots, each dot packed into one ``int`` (counter in the high bits,
+    the replica's index in a per-process id table in the low 32). An element's only
+    dot -- the common case -- is stored bare; two or more concurrent adds are an
+    ascending ``tuple``. Every value is immutable, so ``copy`` copies one dict, and
+    no element costs a ``set`` or a tuple per dot.
 
     Joining a small delta costs what the delta is: the first such join builds a *dot
     index* (replica → counter → element) that later joins walk instead of the whole
@@ -324,7 +331,14 @@ class ORSet(CRDT):
     __slots__ = ("_ctx", "_index", "_store")
 
     #: A delta goes the indexed way when ``DELTA_RATIO * its size <= len(self)``.
-    DELTA_RATIO = 8
+    #: Tuned per kernel backend at the measured crossover, where the indexed join and
+    #: the plain kernel cost the same (``python -m bench --only crdt`` reports it as
+    #: ``targets.delta_ratio``: plain/indexed time for deltas of k elements into a
+    #: 10k-element set). The native plain kernel is ~10x faster than the pure one while
+    #: the indexed walk is the same Python on both, so the crossover differs: about
+    #: n/k = 20-25 native, about 2 pure (the indexed walk beat the pure kernel 2x even
+    #: at k = n/2.5). A wrong ratio only costs time: both paths give the same state.
+    DELTA_RATIO: ClassVar[int] = 20 if K.BACKEND == "native" else 2
 
     def __init__(self) -> None:
         self._store: dict[Atom, Dots] = {}
@@ -346,17 +360,18 @@ class ORSet(CRDT):
         check_replica(replica)
         check_atom(element)
         dot = self._ctx.next_dot(replica)
-        d = (dot.replica, dot.counter)
+        r, c = dot.replica, dot.counter
+        p = pack(r, c)
         held = self._store.get(element)
-        old: set[tuple[str, int]] = set() if held is None else set(_dots(held))
-        delta = ORSet._raw({element: d}, CausalContext._of_dots(old | {d}))
-        self._store[element] = d
-        self._ctx._add(*d)
+        old = set() if held is None else {unpack(x) for x in dots_of(held)}
+        delta = ORSet._raw({element: p}, CausalContext._of_dots(old | {(r, c)}))
+        self._store[element] = p
+        self._ctx._add(r, c)
         index = self._index
         if index is not None:
-            for r, c in old:
-                del index[r][c]
-            index.setdefault(d[0], {})[d[1]] = element
+            for o_r, o_c in old:
+                del index[o_r][o_c]
+            index.setdefault(r, {})[c] = element
         return delta
 
     def remove(self, element: Atom) -> ORSet:
@@ -367,11 +382,11 @@ class ORSet(CRDT):
         held = self._store.pop(element, None)
         if held is None:
             return ORSet()
-        old = _dots(held)
+        old = {unpack(x) for x in dots_of(held)}
         if self._index is not None:
             for r, c in old:
                 del self._index[r][c]
-        return ORSet._raw({}, CausalContext._of_dots(set(old)))
+        return ORSet._raw({}, CausalContext._of_dots(old))
 
     def __contains__(self, element: object) -> bool:
         try:
@@ -393,14 +408,19 @@ class ORSet(CRDT):
 
     def dots_of(self, element: Atom) -> frozenset[Dot]:
         """The dots of the adds that currently support ``element``."""
-        held = self._store.get(element)
-        return frozenset() if held is None else frozenset(Dot(*d) for d in _dots(held))
+        try:
+            held = self._store.get(element)
+        except TypeError:  # unhashable: never an element
+            return frozenset()
+        if held is None:
+            return frozenset()
+        return frozenset(Dot(*unpack(d)) for d in dots_of(held))
 
     @property
     def _entries(self) -> dict[Atom, set[tuple[str, int]]]:
-        """The store with every element's dots as a set (a new mapping; for models and
-        debugging -- the store itself keeps a lone dot unboxed)."""
-        return {e: set(_dots(v)) for e, v in self._store.items()}
+        """The store with every element's dots as a set of ``(replica, counter)``
+        tuples (a new mapping; for models and debugging)."""
+        return {e: {unpack(d) for d in dots_of(v)} for e, v in self._store.items()}
 
     def _delta_size(self) -> int:
         """What joining this state costs the indexed way, in dots (the vector entries
@@ -408,6 +428,15 @@ class ORSet(CRDT):
         return len(self._store) + len(self._ctx.cloud) + len(self._ctx.vv)
 
     def _join_into(self, other: Self) -> None:
+        if not self._store and not self._ctx.vv and not self._ctx.cloud:
+            # Bottom joined with anything is that thing: a copy of the store, no per-dot
+            # work (a fresh replica taking a snapshot, a decoded state joined into an
+            # empty one). The context object is kept (joined in place): a container may
+            # share it with this set.
+            self._store = K.dotstore_copy(other._store)
+            self._ctx._join_into(other._ctx)
+            self._index = None
+            return
         if self.DELTA_RATIO * other._delta_size() <= len(self._store):
             self._join_indexed(other)
             return
@@ -443,8 +472,31 @@ class ORSet(CRDT):
     def copy(self) -> Self:
         return self._raw(K.dotstore_copy(self._store), self._ctx.copy())
 
+    def __deepcopy__(self, memo: dict[int, Any]) -> Self:
+        return self.copy()
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Packed dots name replicas by their index in this process's table: a pickle
+        # carries the canonical bytes instead.
+        return (type(self).from_bytes, (self.to_bytes(),))
+
     def _encode_state(self) -> Any:
         return [_encode_dotstore(self._store), self._ctx._encode_state()]
+
+    @classmethod
+    def from_bytes(cls, data: bytes, max_size: int = codec.MAX_DECODE_BYTES) -> Self:
+        """Decode bytes produced by :meth:`to_bytes` (``DecodeError`` for anything else).
+
+        The common case is read straight from the bytes by the ``dotstore_parse``
+        kernel, which checks canonical form as it reads instead of re-encoding the
+        state to compare; whatever that shortcut does not take, the general decoder
+        decides, with the same result.
+        """
+        fast = K.dotstore_parse(data, max_size, cls.TAG.encode())
+        if fast is not None:
+            store, vv, cloud = fast
+            return cls._raw(store, CausalContext._raw(vv, cloud))
+        return super().from_bytes(data, max_size)
 
     @classmethod
     def _from_state(cls, state: Any) -> Self:
@@ -457,12 +509,13 @@ class ORSet(CRDT):
 
 def _encode_dotstore(entries: dict[Atom, Dots]) -> list[Any]:
     out = []
+    replicas = _REPLICAS
     for e in sorted(entries, key=atom_key):
         v = entries[e]
-        if type(v) is tuple:
-            dots = [[v[0], v[1]]]
+        if type(v) is int:
+            dots = [[replicas[v & RID_MASK], v >> RID_BITS]]
         else:
-            dots = [[r, c] for r, c in sorted(cast(set[tuple[str, int]], v))]
+            dots = [[r, c] for r, c in sorted(unpack(d) for d in dots_of(v))]
         out.append([atom_to_wire(e), dots])
     return out
 
