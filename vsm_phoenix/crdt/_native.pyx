@@ -1301,7 +1301,6 @@ cdef extern from "Python.h":
     const char *PyBytes_AS_STRING(object o)
     Py_ssize_t PyBytes_GET_SIZE(object o)
 
-from libc.string cimport memcmp
 
 
 cdef struct _Cursor:
