@@ -450,17 +450,8 @@ def peer_pycrdt(n: int, budget: float) -> dict[str, Any]:
 
 def bytes_per_element(build: Callable[[], Any], n: int) -> float:
     """Traced bytes retained by ``build()`` per element (tracemalloc)."""
-    gc.collect()
-    tracemalloc.start()
-    try:
-        before = tracemalloc.get_traced_memory()[0]
-        keep = build()
-        gc.collect()
-        after = tracemalloc.get_traced_memory()[0]
-    finally:
-        tracemalloc.stop()
-    del keep
-    return (after - before) / n
+    retained, _ = _traced_bytes(build)
+    return retained / n
 
 
 def memory(n: int) -> dict[str, Any]:
