@@ -68,12 +68,12 @@ COUNTERS = "vsm_phoenix/crdt/counters.py"
 MUTANTS: list[Mutant] = [
     # -- raft ---------------------------------------------------------------------------
     Mutant("raft", RAFT,
-           "hi = self._append_end(prev, min(log.last_index, prev + self.config.max_batch))",
-           "hi = min(log.last_index, prev + self.config.max_batch)",
+           "entries = self._append_entries(prev, min(",
+           "entries = log.between(prev, min(",
            "appends bounded by entry count only: a lagging follower is sent more than "
            "the envelope limit and never catches up"),
     Mutant("raft", RAFT,
-           "            if budget < 0 and end > prev:",
+           "            if budget < 0 and n > 0:",
            "            if budget < 0:",
            "the byte bound drops the one entry an append must always carry: an entry "
            "larger than max_append_bytes is never shipped"),

@@ -562,30 +562,30 @@ class RaftNode:
         if pr.probing and pr.probe_sent and not heartbeat:
             return
         prev = pr.next - 1
-        hi = self._append_end(prev, min(log.last_index, prev + self.config.max_batch))
+        entries = self._append_entries(prev, min(log.last_index, prev + self.config.max_batch))
+        hi = prev + len(entries)
         if not heartbeat and (hi == prev or (not pr.probing and hi <= pr.sent_to)):
             return
         prev_term = log.term_at(prev)
         assert prev_term is not None
         self._send(peer, AppendEntries(term=self.term, prev_index=prev, prev_term=prev_term,
-                                       entries=log.between(prev, hi), commit=self.commit_index,
+                                       entries=entries, commit=self.commit_index,
                                        seq=self._seq))
         if pr.probing:
             pr.probe_sent = True
         else:
             pr.sent_to = max(pr.sent_to, hi)
 
-    def _append_end(self, prev: int, hi: int) -> int:
-        """The last index an append after ``prev`` carries: at most ``hi``, and no more
-        entries than fit in ``max_append_bytes`` -- but always one, if any."""
+    def _append_entries(self, prev: int, hi: int) -> tuple[Entry, ...]:
+        """The entries an append after ``prev`` carries: up to ``hi``, and no more than
+        fit in ``max_append_bytes`` -- but always one, if any."""
+        entries = self._log.between(prev, hi)
         budget = self.config.max_append_bytes
-        end = prev
-        for entry in self._log.between(prev, hi):
+        for n, entry in enumerate(entries):
             budget -= len(entry.data) + ENTRY_OVERHEAD_BYTES
-            if budget < 0 and end > prev:
-                break
-            end += 1
-        return end
+            if budget < 0 and n > 0:
+                return entries[:n]
+        return entries
 
     def _replicate(self) -> None:
         """Ship new entries now, or at the next flush when batching."""
