@@ -81,7 +81,8 @@ def _common() -> argparse.ArgumentParser:
 
 def register(sub: Any) -> None:
     p = sub.add_parser(
-        "ctl", help="ask running nodes for a control operation (add, read, put, status...)",
+        "ctl", help="ask running nodes for a control operation (add, read, put, command, "
+                 "status...)",
         description=__doc__.split("\n\n")[1] if __doc__ else None,
     )
     p.add_argument("nodes", metavar="NODE", help="node id, id,id,... or all")

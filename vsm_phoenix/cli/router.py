@@ -166,6 +166,11 @@ def describe_decision(record: Any) -> str:
 # -- vsm-phoenix ctl NODE command ------------------------------------------------------------
 def add_command_arguments(q: argparse.ArgumentParser) -> None:
     """The arguments of ``ctl NODE command``."""
+    q.description = ("Sign command NAME with the --as principal's identity (or send the "
+                     "bytes of --wire) and hand it to NODE, which runs it or relays it to "
+                     "--to. Carrying a command needs only the 'read' role: the signature "
+                     "says who asks, and the router checks that issuer's roles and "
+                     "capabilities. Prints the decision; exit 1 when it is refused.")
     q.add_argument("name", metavar="NAME", nargs="?", default=None,
                    help="the command (e.g. kv.set); omit it with --wire")
     q.add_argument("args", metavar="KEY=VALUE", nargs="*", default=[],
