@@ -239,6 +239,53 @@ def test_signed_commands_over_rabbitmq(clusters: Any, broker_url: str) -> None:
     asyncio.run(main())
 
 
+@pytest.mark.amqp
+def test_a_roster_installed_live_reaches_the_routers(clusters: Any, broker_url: str) -> None:
+    """`ctl roster` (the runner's roster book) is what the router checks: a writer the
+    new roster removes is refused at once, on every node, without a restart."""
+    pytest.importorskip("aio_pika")
+    import time
+
+    from vsm_phoenix.ext.amqp import AmqpConfig, Cluster
+    from vsm_phoenix.ext.amqp.client import AmqpClient
+    from vsm_phoenix.ext.router_node import RouterKind
+
+    ids = ("n1", "n2")
+    secrets = clusters.secrets(*ids)
+    name = secrets.roster.cluster
+    writer = secrets.identities["writer"]
+    kind = RouterKind(secrets.roster, period_ms=200)
+
+    def wire(nonce: int) -> bytes:
+        return sign_command(writer, name, "kv.set", {"k": "a", "v": str(nonce)},
+                            issued_ms=int(time.time() * 1000), nonce=nonce)
+
+    async def main() -> None:
+        async with contextlib.AsyncExitStack() as stack:
+            for n in ids:
+                await stack.enter_async_context(
+                    Cluster.connect(broker_url, secrets.credentials(n), kind=kind))
+            client = AmqpClient(credentials=secrets.credentials("ops"),
+                                config=AmqpConfig(url=broker_url))
+            await client.start(ids)
+            stack.push_async_callback(client.close)
+            kind1, ok = await client.request("n1", {"op": "command", "w": wire(1)}, 10.0)
+            assert kind1 == K_ACCEPTED, ok
+            secrets.reissue(remove=["writer"])
+            for n in ids:
+                _, adopted = await client.request(
+                    n, {"op": "roster", "roster": secrets.roster.to_bytes()}, 10.0)
+                assert adopted == {"serial": 2, "adopted": True}
+            for n in ids:
+                kind2, refused = await client.request(n, {"op": "command", "w": wire(2)}, 10.0)
+                assert kind2 == K_REFUSED and refused["error"] == "AuthenticationError"
+                assert "'writer' is not in the roster" in refused["reason"]
+            _, data = await client.request("n1", {"op": "data"}, 10.0)
+            assert data == {"a": "1"}
+
+    asyncio.run(main())
+
+
 @given(st.dictionaries(st.sampled_from(["op", "w", "to", "limit", "x"]),
                        st.one_of(st.sampled_from(["command", "data", "decisions", "stop"]),
                                  st.integers(),
@@ -377,3 +424,19 @@ def test_router_replies_say_accepted_or_refused() -> None:
     node = _lone()
     assert kind.decode_request(node, {"op": "decisions", "limit": "7"}).limit == 7
     assert kind.decode_request(node, {"op": "decisions"}).limit == 20
+
+
+def test_bind_roster_takes_only_a_book_of_the_same_cluster() -> None:
+    from vsm_phoenix.crypto.identity import RosterBook
+    from vsm_phoenix.errors import InvalidArgument, TypeMismatch
+
+    node = _lone()
+    with pytest.raises(TypeMismatch):
+        node.bind_roster(ROSTER)  # type: ignore[arg-type]
+    other = AUTHORITY.issue("elsewhere", {"n1": (IDS["n1"].verify_key, ["peer"])})
+    with pytest.raises(InvalidArgument):
+        node.bind_roster(RosterBook(other))
+    assert node.router.roster is ROSTER
+    book = RosterBook(ROSTER)
+    node.bind_roster(book)
+    assert node.router.roster is book and node.grants.roster is book

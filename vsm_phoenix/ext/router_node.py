@@ -7,7 +7,9 @@ composes a :class:`~vsm_phoenix.protocol.swim.SwimNode` (membership: who is aliv
 each member advertises -- capabilities and capability grants) and a
 :class:`~vsm_phoenix.ext.router.CommandRouter` whose membership view is that SWIM node.
 The same code runs on the simulator and, through :class:`RouterKind`, as an AMQP node
-(``Cluster.connect(url, credentials, kind=RouterKind(...))``).
+(``Cluster.connect(url, credentials, kind=RouterKind(...))``). There the runner hands
+the node its roster book (:meth:`RouterNode.bind_roster`), so a roster installed live
+(the ``roster`` control request) governs the router at once.
 
 A signed command (:func:`~vsm_phoenix.ext.router.sign_command`) is carried as opaque
 bytes: the client hands it to any node in a :class:`RouteCommand`, naming the node that
@@ -307,6 +309,20 @@ class RouterNode:
     @property
     def node_id(self) -> str:
         return self._id
+
+    def bind_roster(self, book: RosterBook) -> None:
+        """Trust ``book`` from now on -- the AMQP runner's roster book, which adopts the
+        newer rosters a ``roster`` control request installs -- so a principal removed
+        or re-keyed live is refused at once (the runner calls this when it takes the
+        node). ``InvalidArgument`` for a book of another cluster."""
+        if not isinstance(book, RosterBook):
+            raise TypeMismatch("bind_roster needs a RosterBook")
+        if book.cluster != self.roster.cluster:
+            raise InvalidArgument(f"the roster book is for cluster {book.cluster!r}, not "
+                                  f"{self.roster.cluster!r}")
+        self.roster = book
+        self.grants.roster = book
+        self.router.roster = book
 
     def state_key(self) -> tuple[Any, ...]:
         guard = self.router.guard
