@@ -60,6 +60,23 @@ def test_a_run_whose_sagas_stop_ending_fails_and_names_them() -> None:
     assert any(line.startswith("stalled:") for line in lines)
 
 
+class _NeverSettledLog(StorageSagaLog):
+    """A log that keeps listing one saga as unfinished whatever happens to it."""
+
+    async def saga_ids(self, *, active_only: bool = False) -> list[str]:
+        ids = await super().saga_ids(active_only=active_only)
+        return ids if "s5-0001" in ids else [*ids, "s5-0001"]
+
+
+def test_an_ended_saga_left_listed_as_unfinished_is_a_violation() -> None:
+    store = MemoryStorage()
+    backend = ScenarioBackend(name="unsettled", make_log=lambda _role: _NeverSettledLog(store))
+    run = asyncio.run(run_scenario_on(backend, seed=5, sagas=4, concurrency=4, faults=False))
+    assert run.violations == (
+        "the log still lists 1 ended sagas as unfinished: ['s5-0001']",)
+    assert sum(run.outcomes.values()) == 4
+
+
 @pytest.mark.soak
 @pytest.mark.parametrize("log", ["memory", "sqlite", "kv"])
 def test_the_full_scenario(log: str) -> None:

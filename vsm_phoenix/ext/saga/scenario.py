@@ -60,7 +60,7 @@ from vsm_phoenix.ext.saga.definition import (
     StepContext,
 )
 from vsm_phoenix.ext.saga.log import KVSagaLog, SagaLog, StorageSagaLog
-from vsm_phoenix.ext.saga.orchestrator import SagaOrchestrator
+from vsm_phoenix.ext.saga.orchestrator import ABANDONED, SagaOrchestrator, SagaResult
 from vsm_phoenix.ext.saga.raftkv import SimulatedRaftKV
 from vsm_phoenix.ext.saga.records import (
     R_CLAIMED,
@@ -446,7 +446,7 @@ async def run_scenario_on(backend: ScenarioBackend, *, seed: int, sagas: int,
                         continue
                     where[saga_id] = f"left to recovery ({name} crashed)"
                     return
-                if r.outcome == "abandoned":
+                if r.outcome == ABANDONED:
                     stats["abandoned"] += 1
                     where[saga_id] = f"left to recovery ({name} lost it)"
                 else:
@@ -455,6 +455,13 @@ async def run_scenario_on(backend: ScenarioBackend, *, seed: int, sagas: int,
 
     scan_errors: dict[str, str] = {}  # each coordinator's last failed recovery scan
 
+    def took_over(r: SagaResult) -> None:
+        stats["recovered"] += 1
+        if r.outcome == ABANDONED:  # another coordinator took it from us meanwhile
+            stats["abandoned"] += 1
+        else:
+            report_end(r.saga_id, r.outcome)
+
     async def take_over(orch: SagaOrchestrator, saga_id: str) -> None:
         try:
             r = await orch.resume(saga_id)
@@ -462,11 +469,7 @@ async def run_scenario_on(backend: ScenarioBackend, *, seed: int, sagas: int,
             return  # another coordinator was faster
         except (ConnectionError, TimeoutError, OSError):
             return  # the log is unreachable: a later scan tries again
-        stats["recovered"] += 1
-        if r.outcome == "abandoned":
-            stats["abandoned"] += 1
-        else:
-            report_end(r.saga_id, r.outcome)
+        took_over(r)
 
     async def scan(name: str) -> None:
         orch = orchs[name]
@@ -619,8 +622,7 @@ async def run_scenario_on(backend: ScenarioBackend, *, seed: int, sagas: int,
                 break
             await asyncio.sleep(lease_ms / 2000)
             for r in await checker.recover():
-                stats["recovered"] += 1
-                report_end(r.saga_id, r.outcome)
+                took_over(r)
         except (ConnectionError, TimeoutError, OSError):  # the log is electing a leader
             stats["recover_errors"] += 1
             await asyncio.sleep(0.2)
