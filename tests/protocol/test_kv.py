@@ -137,7 +137,8 @@ def test_bad_snapshot_shapes() -> None:
                 {"v": 2, "d": {}, "s": {}, "n": 1, "x": -1},
                 {"v": 2, "d": {}, "s": {"c": [1, None]}, "n": 1, "x": 0},  # 3 fields in v2
                 {"v": 2, "d": {}, "s": {"c": [1, None, 2]}, "n": 1, "x": 0},  # used > clock
-                {"v": 2, "d": {}, "s": {"c": [1, "x", 1]}, "n": 1, "x": 0}):
+                {"v": 2, "d": {}, "s": {"c": [1, "x", 1]}, "n": 1, "x": 0},
+                {"v": 2, "d": {}, "s": {"c": [1, [2], 1]}, "n": 1, "x": 0}):  # unhashable
         with pytest.raises(DecodeError):
             sm.check_snapshot(encode_cbor(doc))
 

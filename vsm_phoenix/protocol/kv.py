@@ -461,7 +461,8 @@ class KVStateMachine:
                     or not isinstance(entry, list) or len(entry) != width
                     or type(entry[0]) is not int or entry[0] < 1
                     or not (entry[1] is None or type(entry[1]) is bool
-                            or (version > 1 and entry[1] in _RECORDED))):
+                            or (version > 1 and isinstance(entry[1], str)
+                                 and entry[1] in _RECORDED))):
                 raise DecodeError("KV snapshot session must be client: [seq, result, used]")
             used = n if version == 1 else entry[2]
             if type(used) is not int or not 0 <= n - used <= cfg.session_ttl_commands:
