@@ -187,6 +187,18 @@ MUTANTS: list[Mutant] = [
            "        if m.term < self.term:\n            answer(0)\n",
            "        if m.term < self.term - 1:\n            answer(0)\n",
            "a follower installs a snapshot from the leader of the previous term"),
+    Mutant("raft", RAFT,
+           "        if m.term > self.term:\n            self._become_follower(m.term, None)\n"
+           "            return\n        if self.role is Role.CANDIDATE",
+           "        if m.term > self.term:\n            return\n"
+           "        if self.role is Role.CANDIDATE",
+           "a candidate refused with a higher term keeps campaigning in its own"),
+    Mutant("raft", RAFT,
+           "            elif not m.granted and m.term > self.term:\n"
+           "                self._become_follower(m.term, None)\n",
+           "            elif not m.granted and m.term > self.term:\n"
+           "                pass\n",
+           "a pre-candidate refused with a higher term keeps its own term"),
     # -- kv ----------------------------------------------------------------------------
     Mutant("kv", KV, "elif seq <= last.seq:", "elif seq < last.seq:",
            "a retried command applied twice"),
