@@ -199,6 +199,13 @@ MUTANTS: list[Mutant] = [
            "            elif not m.granted and m.term > self.term:\n"
            "                pass\n",
            "a pre-candidate refused with a higher term keeps its own term"),
+    Mutant("raft", RAFT,
+           "behind = sorted(p for p in target.voters & cur.learners if not self._caught_up(p))",
+           "behind: list[str] = []",
+           "a learner promoted to voter before it caught up"),
+    Mutant("raft", RAFT, "return (pr is not None and pr.match >= 1\n",
+           "return (pr is not None\n",
+           "a learner that never acknowledged anything counts as caught up on a short log"),
     # -- kv ----------------------------------------------------------------------------
     Mutant("kv", KV, "elif seq <= last.seq:", "elif seq < last.seq:",
            "a retried command applied twice"),
