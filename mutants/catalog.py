@@ -215,6 +215,13 @@ MUTANTS: list[Mutant] = [
            "            from_leader",
            "a leader ignores a higher term in an append response (under check-quorum "
            "without pre-vote a rejoining node stays out for good)"),
+    Mutant("raft", RAFT,
+           "behind = sorted(p for p in target.voters & cur.learners if not self._caught_up(p))",
+           "behind: list[str] = []",
+           "a learner promoted to voter before it caught up"),
+    Mutant("raft", RAFT, "return (pr is not None and pr.match >= 1\n",
+           "return (pr is not None\n",
+           "a learner that never acknowledged anything counts as caught up on a short log"),
     # -- sync --------------------------------------------------------------------------
     Mutant("sync", SYNC, "        if lo > cur + 1:  # a gap", "        if lo > hi + 1:  # a gap",
            "a delta that leaves a gap is claimed whole: the entries in the gap are never "
