@@ -199,6 +199,24 @@ MUTANTS: list[Mutant] = [
            "            elif not m.granted and m.term > self.term:\n"
            "                pass\n",
            "a pre-candidate refused with a higher term keeps its own term"),
+    Mutant("raft", RAFT,
+           "if len(target.voters ^ cur.voters) > 1:",
+           "if len(target.voters ^ cur.voters) > 2:",
+           "a change without the joint stage may swap a voter (or add or remove two): "
+           "an old and a new majority can be disjoint"),
+    Mutant("raft", RAFT,
+           "        if msg.term > self.term:\n            from_leader",
+           "        if msg.term > self.term and not isinstance(msg, AppendResponse):\n"
+           "            from_leader",
+           "a leader ignores a higher term in an append response (under check-quorum "
+           "without pre-vote a rejoining node stays out for good)"),
+    Mutant("raft", RAFT,
+           "behind = sorted(p for p in target.voters & cur.learners if not self._caught_up(p))",
+           "behind: list[str] = []",
+           "a learner promoted to voter before it caught up"),
+    Mutant("raft", RAFT, "return (pr is not None and pr.match >= 1\n",
+           "return (pr is not None\n",
+           "a learner that never acknowledged anything counts as caught up on a short log"),
     # -- kv ----------------------------------------------------------------------------
     Mutant("kv", KV, "elif seq <= last.seq:", "elif seq < last.seq:",
            "a retried command applied twice"),
