@@ -50,6 +50,9 @@ AREA_TESTS: dict[str, list[str]] = {
                  "tests/protocol/test_envelope_bounds.py",
                  "tests/protocol/test_protocol_envelope.py"],
     "swim": ["tests/protocol/test_swim_mutants.py", "tests/protocol/test_protocol_swim.py"],
+    "sync": ["tests/protocol/test_sync_mutants.py", "tests/protocol/test_sync_parts.py",
+             "tests/protocol/test_protocol_sync.py",
+             "tests/protocol/test_protocol_sync_stateful.py"],
     "crdt": [*_files("tests/crdt", "test_crdt_mutants.py"), "proofs/test_lattice_laws.py",
              "proofs/test_lattice_models_match.py"],
 }
@@ -58,6 +61,8 @@ RAFT = "vsm_phoenix/protocol/raft/node.py"
 LOG = "vsm_phoenix/protocol/raft/log.py"
 QUORUM = "vsm_phoenix/protocol/raft/quorum.py"
 KV = "vsm_phoenix/protocol/kv.py"
+SYNC = "vsm_phoenix/protocol/sync.py"
+PARTS = "vsm_phoenix/protocol/parts.py"
 CHANNEL = "vsm_phoenix/crypto/channel.py"
 REPLAY = "vsm_phoenix/crypto/replay.py"
 ENVELOPE = "vsm_phoenix/protocol/envelope.py"
@@ -217,6 +222,30 @@ MUTANTS: list[Mutant] = [
     Mutant("raft", RAFT, "return (pr is not None and pr.match >= 1\n",
            "return (pr is not None\n",
            "a learner that never acknowledged anything counts as caught up on a short log"),
+    # -- sync --------------------------------------------------------------------------
+    Mutant("sync", SYNC, "        if lo > cur + 1:  # a gap", "        if lo > hi + 1:  # a gap",
+           "a delta that leaves a gap is claimed whole: the entries in the gap are never "
+           "asked for again"),
+    Mutant("sync", SYNC, "            elif not d <= local:\n", "            elif not local <= d:\n",
+           "a received delta is joined only when it covers the local state"),
+    Mutant("sync", SYNC,
+           'self.origin = f"{self._id}.{self.rng.getrandbits(32):08x}"',
+           'self.origin = f"{self._id}.{0:08x}"',
+           "a node restarted without its disk reuses its old origin (and so its dots)"),
+    Mutant("sync", SYNC,
+           "for p in sorted(set(self.peers) | set(self.known) | set(self._ever))]",
+           "for p in sorted(self.peers)]",
+           "buffered entries are dropped once the current peers hold them, though a "
+           "member cut off by a partition still needs them"),
+    Mutant("sync", PARTS, "        if fn & 1 or fn == sn:\n", "        if fn & 1:\n",
+           "an inclusion proof on the right edge of an unbalanced tree is refused"),
+    Mutant("sync", PARTS,
+           "        if _root_from_proof(index, count, _leaf(data), proof) != root:\n",
+           "        if _root_from_proof(index, count, _leaf(data), proof) is None:\n",
+           "a part is kept when its proof fits the tree shape, whatever root it leads to"),
+    Mutant("sync", PARTS, "                if held > size or (last and held != size):\n",
+           "                if held > size:\n",
+           "a transfer completes with fewer bytes than it declared"),
     # -- kv ----------------------------------------------------------------------------
     Mutant("kv", KV, "elif seq <= last.seq:", "elif seq < last.seq:",
            "a retried command applied twice"),
