@@ -297,7 +297,8 @@ class ScenarioBackend:
     ``lease_ms`` / ``step_timeout_ms`` / ``late_s`` are the coordinators' lease, the
     steps' timeout and how late a late answer comes. The run fails as ``stalled`` when
     no saga ends for ``stall_s``, or when the last recoveries after the clients are done
-    take longer than ``final_timeout_s``."""
+    take longer than ``final_timeout_s``; ``health`` (optional) says how the log's own
+    replicas are doing, for that report."""
 
     name: str
     make_log: Callable[[str], SagaLog]
@@ -309,6 +310,7 @@ class ScenarioBackend:
     late_s: float = 0.2
     final_timeout_s: float = 60.0
     stall_s: float = 30.0
+    health: Callable[[], Awaitable[str]] | None = None
 
 
 def _open_log(kind: str, seed: int, workdir: Path) -> ScenarioBackend:
@@ -564,16 +566,32 @@ async def run_scenario_on(backend: ScenarioBackend, *, seed: int, sagas: int,
             return
 
     async def stall(why: str) -> None:
+        """Stop waiting: say why, and describe every unfinished saga (its log read
+        concurrently, each read bounded, so the report itself cannot stall)."""
         left = [i for i in ids if i not in ended]
+        bound = max(1.0, backend.stall_s / 2)
         try:
-            listed = set(await client_log.saga_ids(active_only=True))
+            listed = set(await asyncio.wait_for(client_log.saga_ids(active_only=True),
+                                                bound))
         except (ConnectionError, TimeoutError, OSError):
             listed = set()
+
+        async def one(saga_id: str) -> str:
+            try:
+                line = await asyncio.wait_for(
+                    describe_saga(client_log, saga_id, clock, listed), bound)
+            except TimeoutError:
+                line = f"{saga_id}: its log did not answer in {bound:.0f} s"
+            return f"  {line}; client: {where[saga_id]}"
+
         lines = [f"stalled: {why}; {len(left)} sagas unfinished "
                  f"(coordinators up: {', '.join(n for n in names if up[n]) or 'none'})"]
-        for saga_id in left[:40]:
-            lines.append("  " + await describe_saga(client_log, saga_id, clock, listed)
-                         + f"; client: {where[saga_id]}")
+        if backend.health is not None:
+            try:
+                lines.append(f"  the log: {await asyncio.wait_for(backend.health(), bound)}")
+            except (ConnectionError, TimeoutError, OSError) as exc:
+                lines.append(f"  the log: no health report ({type(exc).__name__})")
+        lines.extend(await asyncio.gather(*(one(i) for i in left[:40])))
         if len(left) > 40:
             lines.append(f"  ... and {len(left) - 40} more")
         lines.extend(f"  last failed recovery scan of {n}: {e}"
