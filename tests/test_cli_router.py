@@ -14,6 +14,7 @@ from test_cli_keys import run
 
 from vsm_phoenix import cbor
 from vsm_phoenix.cli import main
+from vsm_phoenix.cli.base import UsageError
 from vsm_phoenix.cli.router import router_kind
 from vsm_phoenix.crypto.credentials import ClusterSecrets, Credentials
 from vsm_phoenix.crypto.identity import Authority, Roster
@@ -146,6 +147,9 @@ def test_routes_and_grants_make_the_router_kind(keys: Path, tmp_path: Path,
     assert set(kind.capabilities["n1"]) == {"jobs", advertisement(grant), advertisement(other)}
     args.routes = "router_app:not_routes"  # a callable, returning the wrong thing
     with pytest.raises(TypeError):
+        router_kind(args, creds)
+    args.routes = "router_app:broken"  # a callable that raises: one line, exit 2
+    with pytest.raises(UsageError, match="RuntimeError: no database"):
         router_kind(args, creds)
     if "router_app" in sys.modules:
         del sys.modules["router_app"]
