@@ -315,6 +315,9 @@ class _CrashingLog:
     async def saga_ids(self, *, active_only: bool = False) -> list[str]:
         return await self.inner.saga_ids(active_only=active_only)
 
+    async def settle(self, saga_id: str) -> None:
+        await self.inner.settle(saga_id)
+
 
 @pytest.mark.parametrize("applied", [False, True], ids=["before-append", "after-append"])
 @pytest.mark.parametrize("fail_at", [None, "charge", "ship"])
