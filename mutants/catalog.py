@@ -306,21 +306,22 @@ MUTANTS: list[Mutant] = [
            "client ids of any length admitted at apply time"),
     # -- channel (crypto) ---------------------------------------------------------------
     Mutant("channel", CHANNEL,
-           "if self._max_age_ms is not None and now_ms - ts > self._max_age_ms:",
-           "if self._max_age_ms is not None and now_ms - ts > 2 * self._max_age_ms:",
+           "        oldest = -1 if self._max_age_ms is None else now_ms - self._max_age_ms\n",
+           "        oldest = -1 if self._max_age_ms is None else now_ms - 2 * self._max_age_ms\n",
            "staleness bound doubled"),
-    Mutant("channel", CHANNEL,
-           "if self._max_skew_ms is not None and ts - now_ms > self._max_skew_ms:",
-           "if False:",
+    Mutant("channel", CHANNEL, "        if not oldest <= ts <= newest:\n",
+           "        if not oldest <= ts:\n",
            "messages from the future accepted"),
-    Mutant("channel", CHANNEL,
-           "if header[\"recipient\"] != want:",
-           "if False:",
+    Mutant("channel", CHANNEL, "        if addressee != want:\n", "        if False:\n",
            "a frame for another recipient accepted"),
     Mutant("channel", CHANNEL,
-           "if header[\"key_id\"] != key_id:",
-           "if False:",
+           '            if header["key_id"] != int.from_bytes(data[end + 1 : end + 5], "big"):\n',
+           "            if False:\n",
            "header may name another key than the one that authenticated it"),
+    Mutant("channel", CHANNEL, "            if not data.startswith(key_prefix, end):\n",
+           "            if False:\n",
+           "a header of a known shape may name another key than the one that authenticated "
+           "it (the cached-shape path)"),
     Mutant("channel", REPLAY, "if seq <= self.highest - self.size:",
            "if seq < self.highest - self.size:",
            "window one too wide: a sequence whose bit was recycled is accepted"),
@@ -334,23 +335,17 @@ MUTANTS: list[Mutant] = [
            "            if seq > self._reserved_seq:\n",
            "sequence at the lease boundary handed out unreserved (reused after a restart)"),
     Mutant("channel", CHANNEL,
-           '        ts = header["timestamp"]\n'
-           "        if self._max_age_ms is not None and now_ms - ts > self._max_age_ms:\n"
-           '            raise ReplayError(f"message is stale ({now_ms - ts} ms old)", "stale")\n'
-           "        if self._max_skew_ms is not None and ts - now_ms > self._max_skew_ms:\n"
-           '            raise ReplayError(f"message is from the future ({ts - now_ms} ms ahead)", '
-           '"future")\n'
-           '        self._guard.accept(claimed, header["sequence"], ts)\n',
-           '        ts = header["timestamp"]\n'
-           '        self._guard.accept(claimed, header["sequence"], ts)\n'
-           "        if self._max_age_ms is not None and now_ms - ts > self._max_age_ms:\n"
-           '            raise ReplayError(f"message is stale ({now_ms - ts} ms old)", "stale")\n'
-           "        if self._max_skew_ms is not None and ts - now_ms > self._max_skew_ms:\n"
-           '            raise ReplayError(f"message is from the future ({ts - now_ms} ms ahead)", '
-           '"future")\n',
+           "        if not oldest <= ts <= newest:\n"
+           "            raise self._stale(ts, oldest, newest)\n"
+           "        self._guard._accept_authentic(claimed, seq, ts)\n",
+           "        self._guard._accept_authentic(claimed, seq, ts)\n"
+           "        if not oldest <= ts <= newest:\n"
+           "            raise self._stale(ts, oldest, newest)\n",
            "replay window records a stale frame before the freshness check refuses it"),
-    Mutant("channel", CHANNEL, "now_ms - ts > self._max_age_ms:",
-           "now_ms - ts >= self._max_age_ms + 1000:",
+    Mutant("channel", CHANNEL,
+           "        oldest = -1 if self._max_age_ms is None else now_ms - self._max_age_ms\n",
+           "        oldest = -1 if self._max_age_ms is None else "
+           "now_ms - self._max_age_ms - 1000\n",
            "staleness bound a second too lenient"),
     Mutant("channel", REPLAY, "            for i in range(1, min(target - current, n) + 1):\n",
            "            for i in range(1, min(target - current, n)):\n",
@@ -359,9 +354,17 @@ MUTANTS: list[Mutant] = [
            "        self._blocks[(seq >> 6) % n] = 1 << (seq & 63)\n",
            "recording a sequence clears the other bits of its block (replays accepted)"),
     Mutant("channel", REPLAY,
-           "            window = state.window.copy()\n            window._mark(seq)\n",
-           "            window = state.window\n            window._mark(seq)\n",
+           "            window = state.window.copy()\n            window._mark(seq)\n"
+           "            zone_seq",
+           "            window = state.window\n            window._mark(seq)\n"
+           "            zone_seq",
            "guard updates its cached window before the write is durable"),
+    Mutant("channel", REPLAY,
+           "            window = state.window.copy()\n            window._mark(seq)\n"
+           "            self._storage.put(",
+           "            window = state.window\n            window._mark(seq)\n"
+           "            self._storage.put(",
+           "guard (exact-write store) updates its cached window before the write is durable"),
     Mutant("channel", CHANNEL, 'claimed.partition("#")[0] != sender',
            'claimed != sender',
            "frames of a principal's sessions (sender#session) refused"),
@@ -469,6 +472,26 @@ MUTANTS: list[Mutant] = [
     Mutant("swim", SWIM, "        growing = now - self._grew_at <= 2 * self.config.period_ms\n",
            "        growing = False\n",
            "no push-pull while the table grows (only every push_pull_ms)"),
+    Mutant("swim", SWIM,
+           "        target = self._order[self._order_idx]\n        self._order_idx += 1\n",
+           "        target = self._order[self._order_idx]\n",
+           "the round-robin probe order never advances (one member probed for ever)"),
+    Mutant("swim", SWIM,
+           "        if (m.status in _LIVE and inc >= m.incarnation) or (\n"
+           "            m.status is Status.DEAD and kind == \"left\"",
+           "        if (m.status in _LIVE) or (\n"
+           "            m.status is Status.DEAD and kind == \"left\"",
+           "a dead rumour of an older incarnation kills a member that refuted it"),
+    Mutant("swim", SWIM,
+           "            if (m.status is Status.ALIVE and inc >= m.incarnation) or (\n"
+           "                m.status is Status.SUSPECT and inc > m.incarnation\n"
+           "            ):\n                m.status, m.incarnation = Status.SUSPECT, inc\n"
+           "                m.suspect_start, m.suspecters = now, [extra]",
+           "            if (m.status is Status.ALIVE) or (\n"
+           "                m.status is Status.SUSPECT and inc > m.incarnation\n"
+           "            ):\n                m.status, m.incarnation = Status.SUSPECT, inc\n"
+           "                m.suspect_start, m.suspecters = now, [extra]",
+           "a suspicion of an older incarnation re-suspects a member that refuted it"),
     # -- crdt kernels (pure) -----------------------------------------------------------------
     Mutant("crdt", PURE, "        if n > a.get(r, 0):\n            a[r] = n",
            "        if a.get(r, 0) < n:\n            a[r] = n",
