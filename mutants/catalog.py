@@ -50,6 +50,9 @@ AREA_TESTS: dict[str, list[str]] = {
                  "tests/protocol/test_envelope_bounds.py",
                  "tests/protocol/test_protocol_envelope.py"],
     "swim": ["tests/protocol/test_swim_mutants.py", "tests/protocol/test_protocol_swim.py"],
+    "sync": ["tests/protocol/test_sync_mutants.py", "tests/protocol/test_sync_parts.py",
+             "tests/protocol/test_protocol_sync.py",
+             "tests/protocol/test_protocol_sync_stateful.py"],
     "crdt": [*_files("tests/crdt", "test_crdt_mutants.py"), "proofs/test_lattice_laws.py",
              "proofs/test_lattice_models_match.py"],
 }
@@ -58,6 +61,8 @@ RAFT = "vsm_phoenix/protocol/raft/node.py"
 LOG = "vsm_phoenix/protocol/raft/log.py"
 QUORUM = "vsm_phoenix/protocol/raft/quorum.py"
 KV = "vsm_phoenix/protocol/kv.py"
+SYNC = "vsm_phoenix/protocol/sync.py"
+PARTS = "vsm_phoenix/protocol/parts.py"
 CHANNEL = "vsm_phoenix/crypto/channel.py"
 REPLAY = "vsm_phoenix/crypto/replay.py"
 ENVELOPE = "vsm_phoenix/protocol/envelope.py"
@@ -217,6 +222,30 @@ MUTANTS: list[Mutant] = [
     Mutant("raft", RAFT, "return (pr is not None and pr.match >= 1\n",
            "return (pr is not None\n",
            "a learner that never acknowledged anything counts as caught up on a short log"),
+    # -- sync --------------------------------------------------------------------------
+    Mutant("sync", SYNC, "        if lo > cur + 1:  # a gap", "        if lo > hi + 1:  # a gap",
+           "a delta that leaves a gap is claimed whole: the entries in the gap are never "
+           "asked for again"),
+    Mutant("sync", SYNC, "            elif not d <= local:\n", "            elif not local <= d:\n",
+           "a received delta is joined only when it covers the local state"),
+    Mutant("sync", SYNC,
+           'self.origin = f"{self._id}.{self.rng.getrandbits(32):08x}"',
+           'self.origin = f"{self._id}.{0:08x}"',
+           "a node restarted without its disk reuses its old origin (and so its dots)"),
+    Mutant("sync", SYNC,
+           "for p in sorted(set(self.peers) | set(self.known) | set(self._ever))]",
+           "for p in sorted(self.peers)]",
+           "buffered entries are dropped once the current peers hold them, though a "
+           "member cut off by a partition still needs them"),
+    Mutant("sync", PARTS, "        if fn & 1 or fn == sn:\n", "        if fn & 1:\n",
+           "an inclusion proof on the right edge of an unbalanced tree is refused"),
+    Mutant("sync", PARTS,
+           "        if _root_from_proof(index, count, _leaf(data), proof) != root:\n",
+           "        if _root_from_proof(index, count, _leaf(data), proof) is None:\n",
+           "a part is kept when its proof fits the tree shape, whatever root it leads to"),
+    Mutant("sync", PARTS, "                if held > size or (last and held != size):\n",
+           "                if held > size:\n",
+           "a transfer completes with fewer bytes than it declared"),
     # -- kv ----------------------------------------------------------------------------
     Mutant("kv", KV, "elif seq <= last.seq:", "elif seq < last.seq:",
            "a retried command applied twice"),
@@ -277,21 +306,22 @@ MUTANTS: list[Mutant] = [
            "client ids of any length admitted at apply time"),
     # -- channel (crypto) ---------------------------------------------------------------
     Mutant("channel", CHANNEL,
-           "if self._max_age_ms is not None and now_ms - ts > self._max_age_ms:",
-           "if self._max_age_ms is not None and now_ms - ts > 2 * self._max_age_ms:",
+           "        oldest = -1 if self._max_age_ms is None else now_ms - self._max_age_ms\n",
+           "        oldest = -1 if self._max_age_ms is None else now_ms - 2 * self._max_age_ms\n",
            "staleness bound doubled"),
-    Mutant("channel", CHANNEL,
-           "if self._max_skew_ms is not None and ts - now_ms > self._max_skew_ms:",
-           "if False:",
+    Mutant("channel", CHANNEL, "        if not oldest <= ts <= newest:\n",
+           "        if not oldest <= ts:\n",
            "messages from the future accepted"),
-    Mutant("channel", CHANNEL,
-           "if header[\"recipient\"] != want:",
-           "if False:",
+    Mutant("channel", CHANNEL, "        if addressee != want:\n", "        if False:\n",
            "a frame for another recipient accepted"),
     Mutant("channel", CHANNEL,
-           "if header[\"key_id\"] != key_id:",
-           "if False:",
+           '            if header["key_id"] != int.from_bytes(data[end + 1 : end + 5], "big"):\n',
+           "            if False:\n",
            "header may name another key than the one that authenticated it"),
+    Mutant("channel", CHANNEL, "            if not data.startswith(key_prefix, end):\n",
+           "            if False:\n",
+           "a header of a known shape may name another key than the one that authenticated "
+           "it (the cached-shape path)"),
     Mutant("channel", REPLAY, "if seq <= self.highest - self.size:",
            "if seq < self.highest - self.size:",
            "window one too wide: a sequence whose bit was recycled is accepted"),
@@ -305,23 +335,17 @@ MUTANTS: list[Mutant] = [
            "            if seq > self._reserved_seq:\n",
            "sequence at the lease boundary handed out unreserved (reused after a restart)"),
     Mutant("channel", CHANNEL,
-           '        ts = header["timestamp"]\n'
-           "        if self._max_age_ms is not None and now_ms - ts > self._max_age_ms:\n"
-           '            raise ReplayError(f"message is stale ({now_ms - ts} ms old)", "stale")\n'
-           "        if self._max_skew_ms is not None and ts - now_ms > self._max_skew_ms:\n"
-           '            raise ReplayError(f"message is from the future ({ts - now_ms} ms ahead)", '
-           '"future")\n'
-           '        self._guard.accept(claimed, header["sequence"], ts)\n',
-           '        ts = header["timestamp"]\n'
-           '        self._guard.accept(claimed, header["sequence"], ts)\n'
-           "        if self._max_age_ms is not None and now_ms - ts > self._max_age_ms:\n"
-           '            raise ReplayError(f"message is stale ({now_ms - ts} ms old)", "stale")\n'
-           "        if self._max_skew_ms is not None and ts - now_ms > self._max_skew_ms:\n"
-           '            raise ReplayError(f"message is from the future ({ts - now_ms} ms ahead)", '
-           '"future")\n',
+           "        if not oldest <= ts <= newest:\n"
+           "            raise self._stale(ts, oldest, newest)\n"
+           "        self._guard._accept_authentic(claimed, seq, ts)\n",
+           "        self._guard._accept_authentic(claimed, seq, ts)\n"
+           "        if not oldest <= ts <= newest:\n"
+           "            raise self._stale(ts, oldest, newest)\n",
            "replay window records a stale frame before the freshness check refuses it"),
-    Mutant("channel", CHANNEL, "now_ms - ts > self._max_age_ms:",
-           "now_ms - ts >= self._max_age_ms + 1000:",
+    Mutant("channel", CHANNEL,
+           "        oldest = -1 if self._max_age_ms is None else now_ms - self._max_age_ms\n",
+           "        oldest = -1 if self._max_age_ms is None else "
+           "now_ms - self._max_age_ms - 1000\n",
            "staleness bound a second too lenient"),
     Mutant("channel", REPLAY, "            for i in range(1, min(target - current, n) + 1):\n",
            "            for i in range(1, min(target - current, n)):\n",
@@ -330,9 +354,17 @@ MUTANTS: list[Mutant] = [
            "        self._blocks[(seq >> 6) % n] = 1 << (seq & 63)\n",
            "recording a sequence clears the other bits of its block (replays accepted)"),
     Mutant("channel", REPLAY,
-           "            window = state.window.copy()\n            window._mark(seq)\n",
-           "            window = state.window\n            window._mark(seq)\n",
+           "            window = state.window.copy()\n            window._mark(seq)\n"
+           "            zone_seq",
+           "            window = state.window\n            window._mark(seq)\n"
+           "            zone_seq",
            "guard updates its cached window before the write is durable"),
+    Mutant("channel", REPLAY,
+           "            window = state.window.copy()\n            window._mark(seq)\n"
+           "            self._storage.put(",
+           "            window = state.window\n            window._mark(seq)\n"
+           "            self._storage.put(",
+           "guard (exact-write store) updates its cached window before the write is durable"),
     Mutant("channel", CHANNEL, 'claimed.partition("#")[0] != sender',
            'claimed != sender',
            "frames of a principal's sessions (sender#session) refused"),
@@ -440,6 +472,26 @@ MUTANTS: list[Mutant] = [
     Mutant("swim", SWIM, "        growing = now - self._grew_at <= 2 * self.config.period_ms\n",
            "        growing = False\n",
            "no push-pull while the table grows (only every push_pull_ms)"),
+    Mutant("swim", SWIM,
+           "        target = self._order[self._order_idx]\n        self._order_idx += 1\n",
+           "        target = self._order[self._order_idx]\n",
+           "the round-robin probe order never advances (one member probed for ever)"),
+    Mutant("swim", SWIM,
+           "        if (m.status in _LIVE and inc >= m.incarnation) or (\n"
+           "            m.status is Status.DEAD and kind == \"left\"",
+           "        if (m.status in _LIVE) or (\n"
+           "            m.status is Status.DEAD and kind == \"left\"",
+           "a dead rumour of an older incarnation kills a member that refuted it"),
+    Mutant("swim", SWIM,
+           "            if (m.status is Status.ALIVE and inc >= m.incarnation) or (\n"
+           "                m.status is Status.SUSPECT and inc > m.incarnation\n"
+           "            ):\n                m.status, m.incarnation = Status.SUSPECT, inc\n"
+           "                m.suspect_start, m.suspecters = now, [extra]",
+           "            if (m.status is Status.ALIVE) or (\n"
+           "                m.status is Status.SUSPECT and inc > m.incarnation\n"
+           "            ):\n                m.status, m.incarnation = Status.SUSPECT, inc\n"
+           "                m.suspect_start, m.suspecters = now, [extra]",
+           "a suspicion of an older incarnation re-suspects a member that refuted it"),
     # -- crdt kernels (pure) -----------------------------------------------------------------
     Mutant("crdt", PURE, "        if n > a.get(r, 0):\n            a[r] = n",
            "        if a.get(r, 0) < n:\n            a[r] = n",

@@ -10,10 +10,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from test_cli_keys import run
 
 from vsm_phoenix import cbor
 from vsm_phoenix.cli import main
+from vsm_phoenix.cli.base import UsageError
 from vsm_phoenix.cli.router import router_kind
 from vsm_phoenix.crypto.credentials import ClusterSecrets, Credentials
 from vsm_phoenix.crypto.identity import Authority, Roster
@@ -147,6 +150,9 @@ def test_routes_and_grants_make_the_router_kind(keys: Path, tmp_path: Path,
     args.routes = "router_app:not_routes"  # a callable, returning the wrong thing
     with pytest.raises(TypeError):
         router_kind(args, creds)
+    args.routes = "router_app:broken"  # a callable that raises: one line, exit 2
+    with pytest.raises(UsageError, match="RuntimeError: no database"):
+        router_kind(args, creds)
     if "router_app" in sys.modules:
         del sys.modules["router_app"]
 
@@ -198,3 +204,47 @@ def test_ctl_help_lists_the_router_operations(capsys: pytest.CaptureFixture[str]
     out = capsys.readouterr().out
     for flag in ("--to", "--wire", "--save", "--nonce", "--session", "KEY=VALUE"):
         assert flag in out
+
+
+@pytest.fixture(scope="module")
+def shared_keys(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    secrets = ClusterSecrets.create("rt", nodes=["n1"], clients={"viewer": ["read"]})
+    return secrets.write(tmp_path_factory.mktemp("router-keys") / "keys")
+
+
+_WORD = st.text(st.characters(blacklist_categories=("Cs",)), max_size=24)
+
+
+@settings(max_examples=80, deadline=None)
+@given(name=st.one_of(st.none(), _WORD), args=st.lists(_WORD, max_size=3),
+       extra=st.lists(st.sampled_from(["--nonce", "--session", "--to", "--wire", "--save",
+                                       "-1", "99999999999999999999999", "x y", ""]),
+                      max_size=4))
+def test_hostile_command_lines_exit_2_in_one_line_or_reach_for_the_broker(
+        shared_keys: Path, name: str | None, args: list[str], extra: list[str]) -> None:
+    """Whatever ``ctl NODE command`` is given: a usage error (one line, exit 2, nothing
+    written) or a signed command sent to the (dead) broker (exit 1) -- never a
+    traceback. ``--save``/``--wire`` name files inside a scratch directory only."""
+    import contextlib
+    import io
+    import os
+
+    argv = ["ctl", "n1", "command", *([name] if name is not None else []), *args, *extra,
+            "--keys", str(shared_keys), "--amqp-url", DEAD, "--as", "viewer",
+            "--timeout-s", "1"]
+    out, err = io.StringIO(), io.StringIO()
+    before = sorted(os.listdir(shared_keys))
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), \
+            contextlib.chdir(shared_keys.parent):
+        try:
+            code = main(argv)
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+    text = err.getvalue()
+    assert "Traceback" not in text
+    assert code in (1, 2), (argv, code, text)
+    if code == 2:
+        assert len(text.strip().splitlines()) == 1, text
+        assert sorted(os.listdir(shared_keys)) == before
+    else:
+        assert "cannot reach the broker" in text

@@ -37,3 +37,7 @@ ROUTES = {
 
 def not_routes() -> list[str]:
     return ["note.add"]
+
+
+def broken() -> dict[str, RouteSpec]:
+    raise RuntimeError("no database")

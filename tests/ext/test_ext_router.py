@@ -485,3 +485,15 @@ def test_a_handler_failure_is_a_second_decision_and_spends_the_nonce() -> None:
     assert list(router.decisions)[-1] == decision and router.counts["handler:ValueError"] == 1
     with pytest.raises(ReplayError):
         router.open(_sign("ops", "orders.cancel", 4))
+
+
+def test_an_audit_hook_that_raises_changes_no_decision() -> None:
+    def hook(decision: Any) -> None:
+        raise OSError("disk full")
+
+    router, _ = _router(on_decision=hook)
+    cmd = router.open(_sign("ops", "orders.cancel", 1))
+    assert cmd.nonce == 1 and router.guard.highest("ops") == 1
+    with pytest.raises(ReplayError):
+        router.open(_sign("ops", "orders.cancel", 1))
+    assert router.counts == {"accepted": 1, "ReplayError": 1, "on_decision:OSError": 2}

@@ -41,7 +41,8 @@ class _FaultyKV:
     def __init__(self, kv: SimulatedRaftKV, fault: type[BaseException] | None = None) -> None:
         self.kv, self.fault = kv, fault
         self.struck: set[str] = set()
-        self.index_cas_lost = 0
+        self.index_cas = self.index_cas_lost = 0
+        self.fail_index_cas: set[int] = set()  # these index writes time out, unapplied
 
     async def get(self, key: str, *, timeout_s: float | None = None) -> str | None:
         return await self.kv.get(key)
@@ -51,6 +52,10 @@ class _FaultyKV:
 
     async def cas(self, key: str, expected: str | None, value: str, *,
                   timeout_s: float | None = None) -> bool:
+        if key.endswith("/index"):
+            self.index_cas += 1
+            if self.index_cas in self.fail_index_cas:
+                raise TimeoutError("the index write did not answer")
         ok = await self.kv.cas(key, expected, value)
         if key.endswith("/index") and not ok:
             self.index_cas_lost += 1
@@ -223,6 +228,47 @@ def test_concurrent_coordinators_never_lose_an_index_entry() -> None:
         assert sorted(await log.saga_ids()) == stuck
         assert await log.saga_ids(active_only=True) == []
         assert parse_index(await kv.get(log.index_key)) == ([], await log.saga_ids())
+
+    asyncio.run(main())
+
+
+def _records(saga_id: str, end: str) -> tuple[list[Record], list[Record]]:
+    head = [Record("started", 1, "n1", 1, {"saga": "order", "ctx": {}, "timeout_ms": 5}),
+            Record("claimed", 1, "n1", 1, {"until": 9})]
+    reason = {} if end == "completed" else {"reason": "r"}
+    return head, [Record(end, 2, "n1", 1, reason)]
+
+
+@pytest.mark.parametrize("fail", [False, True], ids=["clean", "a-batch-times-out"])
+def test_sagas_ending_at_once_leave_the_index_in_a_few_writes(fail: bool) -> None:
+    """30 sagas of one client end at once: their removals share a handful of index
+    writes instead of 30 racing ones. When a write carrying others' removals times
+    out, only its own caller sees the error; the others are written on their turns."""
+
+    async def main() -> None:
+        kv = SimulatedRaftKV(seed=16)
+        faulty = _FaultyKV(kv)
+        log = KVSagaLog(faulty)
+        ends = {f"g{i}": ("stuck" if i % 5 == 0 else "completed") for i in range(30)}
+        for saga_id, end in ends.items():
+            assert await log.append(saga_id, 0, _records(saga_id, end)[0])
+        if fail:
+            faulty.fail_index_cas = {2}  # the write after the first: a batch of many
+        answers = await asyncio.gather(
+            *(log.append(i, 2, _records(i, end)[1]) for i, end in ends.items()),
+            return_exceptions=True)
+        failed = [i for i, a in zip(ends, answers, strict=True) if a is not True]
+        assert faulty.index_cas <= 6
+        stuck = [i for i, end in ends.items() if end == "stuck"]
+        if fail:
+            assert len(failed) == 1 and isinstance(answers[list(ends).index(failed[0])],
+                                                   TimeoutError)
+            assert await log.saga_ids(active_only=True) == failed  # the others are out
+            await log.settle(failed[0])
+        else:
+            assert failed == []
+        assert await log.saga_ids(active_only=True) == []
+        assert sorted(await log.saga_ids()) == sorted(stuck)
 
     asyncio.run(main())
 

@@ -87,7 +87,10 @@ def _routes(spec: str) -> Any:
 
     obj = load_attribute(spec, "--routes")
     if callable(obj):
-        obj = obj()
+        try:
+            obj = obj()
+        except Exception as exc:
+            raise UsageError(f"--routes {spec}(): {type(exc).__name__}: {exc}") from None
     return obj
 
 

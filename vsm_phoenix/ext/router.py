@@ -285,6 +285,8 @@ class CommandRouter:
     learnt (omit it to trust the book's grants alone).
     ``storage``: where the replay windows live (in memory by default; pass a
     :class:`~vsm_phoenix.storage.SQLiteStorage` so a restart cannot re-accept).
+    ``on_decision``: called with every decision; if it raises, the decision stands and
+    the failure is counted in :attr:`counts` under ``on_decision:<class>``.
     """
 
     def __init__(
@@ -352,13 +354,19 @@ class CommandRouter:
     def _cluster(self) -> str:
         return self.roster.cluster
 
+    def _count(self, key: str) -> None:
+        self.counts[key] = self.counts.get(key, 0) + 1
+
     def _decide(self, decision: Decision) -> None:
         self.decisions.append(decision)
         # a handler's failure counts under its error, not as a second acceptance
-        key = decision.error or ("accepted" if decision.accepted else "refused")
-        self.counts[key] = self.counts.get(key, 0) + 1
+        self._count(decision.error or ("accepted" if decision.accepted else "refused"))
         if self.on_decision is not None:
-            self.on_decision(decision)
+            try:
+                self.on_decision(decision)
+            except Exception as exc:  # an audit hook never changes the decision: an
+                # accepted command's nonce is already spent, and the caller must persist it
+                self._count(f"on_decision:{type(exc).__name__}")
 
     def open(self, data: object, *, now_ms: int | None = None) -> Command:
         """Authenticate and authorise a command (steps 1-10 of the module doc); the

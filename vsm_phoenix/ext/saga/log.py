@@ -33,9 +33,10 @@ Records read back are decoded with the strict decoder
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Final, Protocol, runtime_checkable
 
 from vsm_phoenix import cbor
@@ -227,7 +228,9 @@ class KVSagaLog:
       still listed. A ``cas`` that loses to a concurrent append or removal re-reads and
       retries (up to ``settle_attempts`` times, then :class:`TimeoutError`, and the
       saga stays listed until the next settle): no entry another coordinator wrote
-      meanwhile can be lost, and no unfinished saga ever leaves the index.
+      meanwhile can be lost, and no unfinished saga ever leaves the index. The
+      removals one client has pending go in one write (a group commit), so many sagas
+      ending at once do not each lose their ``cas`` to the others.
 
     So the index holds the unfinished sagas, the stuck ones (listable for an operator
     until someone removes them), and, briefly, ended ones whose removal a crash or a
@@ -252,6 +255,8 @@ class KVSagaLog:
         self.timeout_s = timeout_s
         self.settle_attempts = settle_attempts
         self._known: dict[str, tuple[str, int]] = {}
+        self._index_lock = asyncio.Lock()
+        self._pending: dict[str, tuple[bool, asyncio.Future[None]]] = {}
 
     def _key(self, saga_id: str) -> str:
         return f"{self.prefix}/log/{saga_id}"
@@ -315,19 +320,50 @@ class KVSagaLog:
 
     async def _unlist(self, saga_id: str, *, stuck: bool) -> None:
         """Take the ended ``saga_id`` off the unfinished list (listing it as stuck if
-        ``stuck``) by compare-and-set, re-reading after each lost race."""
+        ``stuck``).
+
+        Group commit: the sagas this client ends meanwhile wait on one lock, and whoever
+        holds it writes every removal pending so far in one read-modify-write -- with
+        many sagas ending at once, one write for all instead of one per saga, each
+        losing its ``cas`` to the others."""
+        done = asyncio.get_running_loop().create_future()
+        self._pending[saga_id] = (stuck, done)
+        try:
+            async with self._index_lock:
+                if done.done():
+                    return  # an earlier holder's batch took it
+                batch, self._pending = self._pending, {}
+                try:
+                    await self._write_removals({i: st for i, (st, _) in batch.items()})
+                except BaseException:
+                    for other, item in batch.items():  # their own turns retry them
+                        if other != saga_id:
+                            self._pending.setdefault(other, item)
+                    raise
+                for _, fut in batch.values():
+                    if not fut.done():
+                        fut.set_result(None)
+        finally:
+            if self._pending.get(saga_id, (False, None))[1] is done:
+                del self._pending[saga_id]
+
+    async def _write_removals(self, removals: Mapping[str, bool]) -> None:
+        """One compare-and-set of the index that removes ``removals`` (saga id ->
+        whether it is stuck) from the unfinished list; re-read after each lost race."""
         for _ in range(self.settle_attempts):
             value = await self._index()
             unfinished, stuck_ids = parse_index(value)
-            if saga_id not in unfinished and (not stuck or saga_id in stuck_ids):
+            listed = set(unfinished)
+            marked = set(stuck_ids)
+            if not any(i in listed or (st and i not in marked) for i, st in removals.items()):
                 return
-            new = format_index([i for i in unfinished if i != saga_id],
-                               [*stuck_ids, saga_id] if stuck and saga_id not in stuck_ids
-                               else stuck_ids)
+            new = format_index([i for i in unfinished if i not in removals],
+                               [*stuck_ids, *(i for i, st in removals.items()
+                                              if st and i not in marked)])
             if await self.kv.cas(self.index_key, value, new, timeout_s=self.timeout_s):
                 return
-        raise TimeoutError(f"saga {saga_id}: the index kept changing; it stays listed "
-                           "until the next settle")
+        raise TimeoutError(f"{len(removals)} ended sagas: the index kept changing; they "
+                           "stay listed until the next settle")
 
     async def saga_ids(self, *, active_only: bool = False) -> list[str]:
         unfinished, stuck = parse_index(await self._index())

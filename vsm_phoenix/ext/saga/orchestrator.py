@@ -147,6 +147,7 @@ class SagaOrchestrator:
         self.classify = classify
         self.definitions: dict[str, SagaDefinition] = {}
         self._driving: set[str] = set()
+        self._lease_seen: dict[str, int] = {}  # saga id -> a lease end a scan saw
         for d in definitions:
             self.register(d)
 
@@ -207,10 +208,17 @@ class SagaOrchestrator:
         (:meth:`SagaLog.settle`: a crash interrupted its removal from the list).
 
         This is the scan of :meth:`recover`, for a driver that resumes each saga in its
-        own task (so that driving taken-over sagas never delays the next scan)."""
+        own task (so that driving taken-over sagas never delays the next scan). A saga
+        whose lease was seen to run until ``T`` is not read again before ``T`` on this
+        coordinator's clock (a lease only moves forward), so frequent scans cost about
+        one read per saga per lease, not one per saga per scan."""
         todo = []
-        for saga_id in await self.log.saga_ids(active_only=True):
-            if saga_id in self._driving:
+        listed = await self.log.saga_ids(active_only=True)
+        still = set(listed)
+        seen = {i: t for i, t in self._lease_seen.items() if i in still}
+        self._lease_seen = seen  # bounded by what the log lists
+        for saga_id in listed:
+            if saga_id in self._driving or seen.get(saga_id, 0) > self.clock_ms():
                 continue
             log = await self.log.load(saga_id)
             if log is None:
@@ -219,9 +227,11 @@ class SagaOrchestrator:
             if view.terminal:
                 await self._settle(saga_id)
                 continue
-            if view.lease_until > self.clock_ms() or view.saga not in self.definitions:
+            if view.lease_until > self.clock_ms():
+                seen[saga_id] = view.lease_until
                 continue
-            todo.append(saga_id)
+            if view.saga in self.definitions:
+                todo.append(saga_id)
         return todo
 
     async def recover(self) -> list[SagaResult]:

@@ -297,7 +297,8 @@ class ScenarioBackend:
     ``lease_ms`` / ``step_timeout_ms`` / ``late_s`` are the coordinators' lease, the
     steps' timeout and how late a late answer comes. The run fails as ``stalled`` when
     no saga ends for ``stall_s``, or when the last recoveries after the clients are done
-    take longer than ``final_timeout_s``."""
+    take longer than ``final_timeout_s``; ``health`` (optional) says how the log's own
+    replicas are doing, for that report."""
 
     name: str
     make_log: Callable[[str], SagaLog]
@@ -309,6 +310,7 @@ class ScenarioBackend:
     late_s: float = 0.2
     final_timeout_s: float = 60.0
     stall_s: float = 30.0
+    health: Callable[[], Awaitable[str]] | None = None
 
 
 def _open_log(kind: str, seed: int, workdir: Path) -> ScenarioBackend:
@@ -564,16 +566,32 @@ async def run_scenario_on(backend: ScenarioBackend, *, seed: int, sagas: int,
             return
 
     async def stall(why: str) -> None:
+        """Stop waiting: say why, and describe every unfinished saga (its log read
+        concurrently, each read bounded, so the report itself cannot stall)."""
         left = [i for i in ids if i not in ended]
+        bound = max(1.0, backend.stall_s / 2)
         try:
-            listed = set(await client_log.saga_ids(active_only=True))
+            listed = set(await asyncio.wait_for(client_log.saga_ids(active_only=True),
+                                                bound))
         except (ConnectionError, TimeoutError, OSError):
             listed = set()
+
+        async def one(saga_id: str) -> str:
+            try:
+                line = await asyncio.wait_for(
+                    describe_saga(client_log, saga_id, clock, listed), bound)
+            except TimeoutError:
+                line = f"{saga_id}: its log did not answer in {bound:.0f} s"
+            return f"  {line}; client: {where[saga_id]}"
+
         lines = [f"stalled: {why}; {len(left)} sagas unfinished "
                  f"(coordinators up: {', '.join(n for n in names if up[n]) or 'none'})"]
-        for saga_id in left[:40]:
-            lines.append("  " + await describe_saga(client_log, saga_id, clock, listed)
-                         + f"; client: {where[saga_id]}")
+        if backend.health is not None:
+            try:
+                lines.append(f"  the log: {await asyncio.wait_for(backend.health(), bound)}")
+            except (ConnectionError, TimeoutError, OSError) as exc:
+                lines.append(f"  the log: no health report ({type(exc).__name__})")
+        lines.extend(await asyncio.gather(*(one(i) for i in left[:40])))
         if len(left) > 40:
             lines.append(f"  ... and {len(left) - 40} more")
         lines.extend(f"  last failed recovery scan of {n}: {e}"
@@ -640,8 +658,14 @@ async def run_scenario_on(backend: ScenarioBackend, *, seed: int, sagas: int,
     log = backend.make_log("checker")
     counts = {R_COMPLETED: 0, R_COMPENSATED: 0, R_STUCK: 0}
     takeovers = 0
+    # a stalled run may have lost its log: one bounded try per saga, not twenty
+    read = await _read_logs(log, ids, attempts=1 if stalled else 20)
     for saga_id in ids:
-        records = await _load_retrying(log, saga_id)
+        records = read[saga_id]
+        if isinstance(records, BaseException):
+            violations.append(f"{saga_id}: its log could not be read "
+                              f"({type(records).__name__}: {records})")
+            continue
         violations.extend(check_saga(saga_id, records, resources))
         if records is not None and records[-1].kind in TERMINAL:
             counts[records[-1].kind] += 1
@@ -656,6 +680,22 @@ async def run_scenario_on(backend: ScenarioBackend, *, seed: int, sagas: int,
     return SagaRun(log=backend.name, seed=seed, sagas=sagas, outcomes=counts,
                    violations=tuple(violations), stats=stats,
                    elapsed_s=loop.time() - t0)
+
+
+async def _read_logs(log: SagaLog, ids: Sequence[str], *, attempts: int
+                     ) -> dict[str, list[Record] | BaseException | None]:
+    """Every saga's log, read 32 at a time (each retried ``attempts`` times while the
+    log is unreachable; then the error in its place)."""
+    sem = asyncio.Semaphore(32)
+
+    async def one(saga_id: str) -> list[Record] | BaseException | None:
+        async with sem:
+            try:
+                return await _load_retrying(log, saga_id, attempts)
+            except (ConnectionError, TimeoutError, OSError) as exc:
+                return exc
+
+    return dict(zip(ids, await asyncio.gather(*(one(i) for i in ids)), strict=True))
 
 
 async def _settled_check(checker: SagaOrchestrator, attempts: int = 5) -> list[str]:
