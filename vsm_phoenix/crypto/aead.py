@@ -261,15 +261,38 @@ class KeysetAead:
         self._nonce_pos = pos + NONCE_SIZE
         return self._nonce_buf[pos : pos + NONCE_SIZE]
 
+    def _hot_room_locked(self) -> int:
+        """How many invocations the fast path may still count (caller holds ``_lock``):
+        ``0`` unless the primary is the cached one and not expired; otherwise what is
+        left of the persisted lease below the rotation threshold or the limit."""
+        if self._hot_id != self.keyset._primary or (
+            self._hot_expires is not None and self._clock() >= self._hot_expires
+        ):
+            return 0
+        return self._hot_limit - self._hot_next
+
+    def charge(self, uses: int) -> None:
+        """Count ``uses`` invocations of the sealing key without encrypting anything: a
+        sealer that counts a use per *message* charges the other messages of a frame
+        it seals as one (the seal counts the frame's own). Within the persisted lease
+        this is one addition; across a lease, the rotation threshold or the limit it
+        counts one use at a time, exactly as that many seals would (it may write the
+        next lease, rotate when ``auto_rotate`` is set, or raise ``CapacityError``
+        with the uses before the limit counted)."""
+        if type(uses) is not int or uses < 0:
+            raise InvalidArgument("uses must be an int >= 0")
+        with self._lock:
+            if self._hot_room_locked() >= uses:
+                self._hot_next += uses
+                return
+        for _ in range(uses):
+            self._reserve()
+
     def _reserve(self) -> tuple[bytes, AESGCM, bytes]:
         """Charge one invocation to the sealing key; return its prefix, its cipher and a
         fresh nonce."""
         with self._lock:
-            if (
-                self._hot_id == self.keyset._primary
-                and self._hot_next < self._hot_limit
-                and (self._hot_expires is None or self._clock() < self._hot_expires)
-            ):
+            if self._hot_room_locked() > 0:
                 # Fast path: same primary, not expired, inside the persisted lease and
                 # below the rotation threshold -- counting is one increment, no storage.
                 self._hot_next += 1
