@@ -11,15 +11,17 @@ from types import ModuleType
 from typing import Any
 
 import attrs
+import cbor2
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vsm_phoenix.crdt import Timestamp
-from vsm_phoenix.errors import InvalidArgument
+from vsm_phoenix.errors import DecodeError, InvalidArgument
 from vsm_phoenix.protocol import _fill_pure
 from vsm_phoenix.protocol import envelope as envelope_module
 from vsm_phoenix.protocol.envelope import Envelope
+from vsm_phoenix.protocol.envelope_batch import encode_envelopes
 from vsm_phoenix.protocol.kit import Messenger
 from vsm_phoenix.protocol.node import Receive, Send
 
@@ -150,3 +152,141 @@ def test_messenger_send_is_send_of_its_envelope() -> None:
         assert sent == Send(b.envelope(1000, "t.x", {"i": i}, recipient="b"))
     with pytest.raises(InvalidArgument):
         a.send(1000, "", "t.x", b"")
+
+
+# -- parse_columns: the batch parser of both backends --------------------------------------
+
+def _parsed(backend: ModuleType, data: Any, max_payload: int = 1 << 24) -> Any:
+    try:
+        return ("ok", backend.parse_columns(data, max_payload))
+    except DecodeError:
+        return ("raised", DecodeError)
+
+
+def _agree(data: Any, max_payload: int = 1 << 24) -> Any:
+    verdicts = [_parsed(backend, data, max_payload) for backend in BACKENDS]
+    assert all(v == verdicts[0] for v in verdicts), verdicts
+    return verdicts[0]
+
+
+names = st.text(min_size=1, max_size=12)
+small_ids = st.binary(min_size=1, max_size=32)
+
+
+@st.composite
+def batch_bytes(draw: st.DrawFn) -> bytes:
+    to_topic = draw(st.booleans())
+    address = draw(names)
+    envs = [
+        Envelope(message_id=draw(small_ids), type=draw(st.sampled_from(["t.a", "t.b", "é.ü"])),
+                 sender="s", recipient=None if to_topic else address,
+                 topic=address if to_topic else None, correlation_id=draw(st.none() | small_ids),
+                 timestamp=(draw(st.integers(0, 2**63 - 1)), draw(st.integers(0, 2**32 - 1)),
+                            draw(st.sampled_from(["s", "r", "ß" * 256]))),
+                 hop_limit=draw(st.integers(0, 255)),
+                 causal_context=draw(st.none() | st.binary(max_size=30)),
+                 payload=draw(st.binary(max_size=300) | st.just(b"z" * 3000)))
+        for _ in range(draw(st.integers(1, 6)))
+    ]
+    return encode_envelopes(envs, sender="s", recipient=None if to_topic else address,
+                            topic=address if to_topic else None)
+
+
+@settings(max_examples=300, deadline=None)
+@given(batch_bytes(), st.data())
+def test_both_parsers_agree_on_batches_and_their_mutations(raw: bytes,
+                                                           data: st.DataObject) -> None:
+    assert _agree(raw)[0] == "ok"
+    mutated = bytearray(raw)
+    for _ in range(data.draw(st.integers(1, 3))):
+        at = data.draw(st.integers(0, len(mutated) - 1))
+        mutated[at] ^= data.draw(st.integers(1, 255))
+    cut = data.draw(st.integers(0, len(mutated)))
+    _agree(bytes(mutated))
+    _agree(bytes(mutated[:cut]))
+    _agree(raw + data.draw(st.binary(min_size=1, max_size=3)))  # trailing bytes
+    _agree(raw, data.draw(st.integers(-1, 400)))  # max_payload
+
+
+cbor_values = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(-(2**64), 2**64 - 1), st.binary(max_size=4),
+              st.text(max_size=4), st.floats()),
+    lambda inner: st.lists(inner, max_size=4), max_leaves=30)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.lists(cbor_values, min_size=1, max_size=3), cbor_values),
+                min_size=11, max_size=11), st.sampled_from([0, 1, 2]))
+def test_both_parsers_agree_on_batch_shaped_values(columns: list[Any], version: int) -> None:
+    value = [version, *columns]
+    _agree(cbor2.dumps(value))
+    _agree(cbor2.dumps(value, canonical=True))
+
+
+@pytest.mark.parametrize("data", [
+    b"", b"\x8c", b"\x9f\xff", b"\x8c\x01" + b"\x9f\x41a\xff" * 11,  # indefinite columns
+    bytes.fromhex("8c18010000"),  # the version in a longer head than needed
+    b"\x8c\x01" + b"\x81\x41a" * 11,  # one envelope, everything a byte string
+    b"\xd9\xd9\xf7" + b"\x8c\x01",  # a tag
+])
+def test_both_parsers_refuse_malformed_batches(data: bytes) -> None:
+    assert _agree(data) == ("raised", DecodeError)
+
+
+def test_non_bytes_input_goes_the_pure_way() -> None:
+    good = encode_envelopes([Envelope(message_id=b"i", type="t", sender="s", recipient="r",
+                                      timestamp=(1, 2, "s"))], sender="s", recipient="r")
+    for backend in BACKENDS:
+        assert _parsed(backend, bytearray(good)) == _parsed(_fill_pure, good)
+        assert _parsed(backend, memoryview(good)) == _parsed(_fill_pure, good)
+        assert _parsed(backend, "text") == ("raised", DecodeError)
+
+
+# -- encode_batch: the batch encoder of both backends -------------------------------------
+
+def _encoded(backend: ModuleType, envs: Any, sender: Any, recipient: Any, topic: Any,
+             threshold: int) -> bytes | None:
+    layout = backend.Layout(Envelope, FIELDS)
+    out: bytes | None = backend.encode_batch(layout, envs, sender, recipient, topic,
+                                             threshold)
+    return out
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.data(), st.integers(1, 6), st.booleans(), st.sampled_from([0, 5, 1024, 10**9]))
+def test_both_encoders_write_the_bytes_of_the_general_path(
+    data: st.DataObject, n: int, to_topic: bool, threshold: int
+) -> None:
+    address = data.draw(names)
+    envs = [
+        Envelope(message_id=data.draw(small_ids), type=data.draw(names), sender="s",
+                 recipient=None if to_topic else address, topic=address if to_topic else None,
+                 correlation_id=data.draw(st.none() | small_ids),
+                 timestamp=(data.draw(st.integers(0, 2**63 - 1)),
+                            data.draw(st.integers(0, 2**32 - 1)), data.draw(names)),
+                 hop_limit=data.draw(st.integers(0, 255)),
+                 causal_context=data.draw(st.none() | st.binary(max_size=30)),
+                 payload=data.draw(st.binary(max_size=40)))
+        for _ in range(n)
+    ]
+    recipient, topic = (None, address) if to_topic else (address, None)
+    general = cbor2.dumps(_fill_pure.batch_value(envs))
+    plain = max(len(e.payload) for e in envs) < threshold
+    for backend in BACKENDS:
+        got = _encoded(backend, envs, "s", recipient, topic, threshold)
+        assert got == (general if plain else None)
+        # another sender or address, or a stranger in the list: not the plain case
+        assert _encoded(backend, envs, "t", recipient, topic, threshold) is None
+        assert _encoded(backend, envs, "s", topic, recipient, threshold) is None
+        assert _encoded(backend, [*envs, "x"], "s", recipient, topic, threshold) is None
+    assert encode_envelopes(envs, sender="s", recipient=recipient, topic=topic,
+                            compress_threshold=threshold if plain else 10**9) == general
+
+
+def test_encoders_leave_unencodable_names_to_the_general_path() -> None:
+    env = Envelope(message_id=b"i", type="t\ud800", sender="s", recipient="r",
+                   timestamp=(1, 2, "s"))
+    for backend in BACKENDS:
+        assert _encoded(backend, [env], "s", "r", None, 1024) is None
+    with pytest.raises(InvalidArgument):
+        encode_envelopes([env], sender="s", recipient="r")

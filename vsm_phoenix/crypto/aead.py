@@ -242,6 +242,9 @@ class KeysetAead:
     def usage(self, key_id: int) -> int:
         """Invocations charged to ``key_id`` so far (including leased-but-unused ones
         from earlier incarnations)."""
+        with self._lock:
+            if key_id == self._hot_id:  # (counted on the fast path: keep it)
+                return self._hot_next
         with atomic(self._storage), self._lock:
             self._flush_hot()
             return self._count(key_id)
@@ -275,18 +278,22 @@ class KeysetAead:
         """Count ``uses`` invocations of the sealing key without encrypting anything: a
         sealer that counts a use per *message* charges the other messages of a frame
         it seals as one (the seal counts the frame's own). Within the persisted lease
-        this is one addition; across a lease, the rotation threshold or the limit it
-        counts one use at a time, exactly as that many seals would (it may write the
-        next lease, rotate when ``auto_rotate`` is set, or raise ``CapacityError``
-        with the uses before the limit counted)."""
+        this is one addition; where the lease, the rotation threshold or the limit
+        ends it takes the slow path for one use, exactly as the next seal would (it
+        may write the next lease, rotate when ``auto_rotate`` is set, or raise
+        ``CapacityError`` with the uses before the limit counted), and goes on."""
         if type(uses) is not int or uses < 0:
             raise InvalidArgument("uses must be an int >= 0")
-        with self._lock:
-            if self._hot_room_locked() >= uses:
-                self._hot_next += uses
-                return
-        for _ in range(uses):
-            self._reserve()
+        while uses:
+            with self._lock:
+                room = self._hot_room_locked()
+                if room > 0:  # the fast path's increments, added up
+                    step = min(room, uses)
+                    self._hot_next += step
+                    uses -= step
+                    continue
+            self._reserve()  # the slow path: a lease, a rotation, the limit
+            uses -= 1
 
     def _reserve(self) -> tuple[bytes, AESGCM, bytes]:
         """Charge one invocation to the sealing key; return its prefix, its cipher and a

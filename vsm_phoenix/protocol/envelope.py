@@ -60,6 +60,7 @@ from vsm_phoenix import cbor
 from vsm_phoenix.crdt import Timestamp
 from vsm_phoenix.errors import DecodeError, InvalidArgument
 from vsm_phoenix.protocol import _fill
+from vsm_phoenix.protocol._fill_pure import MAX_ID_BYTES, MAX_NAME_CHARS, fields_ok
 
 _zstd: Any
 try:  # optional accelerator
@@ -89,8 +90,6 @@ COMPRESS_ZSTD: Final = 2
 DEFAULT_COMPRESS_THRESHOLD: Final = 1024
 DEFAULT_MAX_PAYLOAD: Final = 16 * 1024 * 1024
 DEFAULT_MAX_MESSAGE: Final = DEFAULT_MAX_PAYLOAD + 4096
-MAX_ID_BYTES: Final = 32
-MAX_NAME_CHARS: Final = 256
 
 HlcTuple = tuple[int, int, str]
 """Wire form of a hybrid-logical-clock timestamp: (physical_ms, logical, replica);
@@ -163,34 +162,14 @@ def _check_ts(value: object) -> Timestamp:
     return Timestamp(phys, logical, replica)
 
 
-_MAX_PHYSICAL: Final = 2**63 - 1
-_MAX_LOGICAL: Final = 2**32 - 1
-_OPTIONAL_BYTES: Final = (bytes, type(None))
-
-
 def _valid_common(inst: Envelope) -> bool:
     """The usual envelope -- exact builtin types, every field in range -- passes in one
-    expression; ``False`` sends the rest to the field-by-field checks (which give the
-    error message, and accept what they accept: subclasses of str, bytes, list)."""
-    ts = inst.timestamp
-    mid = inst.message_id
-    cid = inst.correlation_id
-    name = inst.recipient if inst.topic is None else inst.topic
-    return (
-        type(mid) is bytes and 0 < len(mid) <= MAX_ID_BYTES
-        and type(inst.type) is str and 0 < len(inst.type) <= MAX_NAME_CHARS
-        and type(inst.sender) is str and 0 < len(inst.sender) <= MAX_NAME_CHARS
-        and (inst.recipient is None) != (inst.topic is None)
-        and type(name) is str and 0 < len(name) <= MAX_NAME_CHARS
-        and (cid is None or (type(cid) is bytes and 0 < len(cid) <= MAX_ID_BYTES))
-        and type(ts) is Timestamp
-        and type(ts[0]) is int and 0 <= ts[0] <= _MAX_PHYSICAL
-        and type(ts[1]) is int and 0 <= ts[1] <= _MAX_LOGICAL
-        and type(ts[2]) is str and 0 < len(ts[2]) <= MAX_NAME_CHARS
-        and type(inst.hop_limit) is int and 0 <= inst.hop_limit <= 255
-        and type(inst.causal_context) in _OPTIONAL_BYTES
-        and type(inst.payload) is bytes
-    )
+    expression (:func:`vsm_phoenix.protocol._fill_pure.fields_ok`); ``False`` sends the
+    rest to the field-by-field checks (which give the error message, and accept what
+    they accept: subclasses of str, bytes, list)."""
+    return fields_ok(inst.message_id, inst.type, inst.sender, inst.recipient, inst.topic,
+                     inst.correlation_id, inst.timestamp, inst.hop_limit,
+                     inst.causal_context, inst.payload)
 
 
 def _check_fields(inst: Envelope) -> None:
