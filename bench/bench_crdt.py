@@ -224,7 +224,7 @@ def kernel_cases(n: int) -> dict[str, tuple[Callable[[], tuple[Any, ...]], str]]
     e_a, c_a, e_b, c_b = sa._store, sa._ctx, sb._store, sb._ctx
     store_args = (e_a, c_a.vv, c_a.cloud, e_b, c_b.vv, c_b.cloud)
     ra, rb = mvreg_pair(min(n, 1_000))  # n concurrent writers: built in O(n^2)
-    fun_args = (ra._writes, ra._ctx.vv, ra._ctx.cloud, rb._writes, rb._ctx.vv, rb._ctx.cloud)
+    fun_args = (ra._store, ra._ctx.vv, ra._ctx.cloud, rb._store, rb._ctx.vv, rb._ctx.cloud)
     probe = next(iter(cloud)) if cloud else ("replica-0", 1)
     # ctx_add / dotstore_join_delta run on private copies, the same dot / one-dot delta
     # each call (the first call inserts, the rest walk the same path and find it there).
@@ -266,7 +266,7 @@ def kernel_cases(n: int) -> dict[str, tuple[Callable[[], tuple[Any, ...]], str]]
         "dotstore_copy": (_same(e_a), f"ORSet {n} elements"),
         "dotstore_index": (_same(e_a), f"ORSet {n} elements"),
         "dotstore_join_delta": (_same(*delta_args), f"one-dot delta into ORSet {n} elements"),
-        "dotfun_join": (_same(*fun_args), f"MVRegister {len(ra._writes)} values"),
+        "dotfun_join": (_same(*fun_args), f"MVRegister {len(ra._store)} values"),
         "dotstore_decode": (
             _same(_encode_dotstore(e_a), c_a.vv, c_a.cloud),
             f"ORSet {n} elements (wire layout)",

@@ -43,12 +43,16 @@ AREA_TESTS: dict[str, list[str]] = {
                      "test_raft_message_size.py",
                      "test_raft_quorum.py", pattern="test_raft*.py"),
              "proofs/test_raft_model.py"],
-    "kv": ["tests/protocol/test_kv_mutants.py", "tests/protocol/test_kv.py"],
+    "kv": ["tests/protocol/test_kv_mutants.py", "tests/protocol/test_kv_sessions.py",
+           "tests/protocol/test_kv.py"],
     "channel": _files("tests/crypto", "test_channel_mutants.py"),
     "envelope": ["tests/protocol/test_envelope_mutants.py",
                  "tests/protocol/test_envelope_bounds.py",
                  "tests/protocol/test_protocol_envelope.py"],
     "swim": ["tests/protocol/test_swim_mutants.py", "tests/protocol/test_protocol_swim.py"],
+    "sync": ["tests/protocol/test_sync_mutants.py", "tests/protocol/test_sync_parts.py",
+             "tests/protocol/test_protocol_sync.py",
+             "tests/protocol/test_protocol_sync_stateful.py"],
     "crdt": [*_files("tests/crdt", "test_crdt_mutants.py"), "proofs/test_lattice_laws.py",
              "proofs/test_lattice_models_match.py"],
 }
@@ -57,6 +61,8 @@ RAFT = "vsm_phoenix/protocol/raft/node.py"
 LOG = "vsm_phoenix/protocol/raft/log.py"
 QUORUM = "vsm_phoenix/protocol/raft/quorum.py"
 KV = "vsm_phoenix/protocol/kv.py"
+SYNC = "vsm_phoenix/protocol/sync.py"
+PARTS = "vsm_phoenix/protocol/parts.py"
 CHANNEL = "vsm_phoenix/crypto/channel.py"
 REPLAY = "vsm_phoenix/crypto/replay.py"
 ENVELOPE = "vsm_phoenix/protocol/envelope.py"
@@ -186,57 +192,136 @@ MUTANTS: list[Mutant] = [
            "        if m.term < self.term:\n            answer(0)\n",
            "        if m.term < self.term - 1:\n            answer(0)\n",
            "a follower installs a snapshot from the leader of the previous term"),
+    Mutant("raft", RAFT,
+           "        if m.term > self.term:\n            self._become_follower(m.term, None)\n"
+           "            return\n        if self.role is Role.CANDIDATE",
+           "        if m.term > self.term:\n            return\n"
+           "        if self.role is Role.CANDIDATE",
+           "a candidate refused with a higher term keeps campaigning in its own"),
+    Mutant("raft", RAFT,
+           "            elif not m.granted and m.term > self.term:\n"
+           "                self._become_follower(m.term, None)\n",
+           "            elif not m.granted and m.term > self.term:\n"
+           "                pass\n",
+           "a pre-candidate refused with a higher term keeps its own term"),
+    Mutant("raft", RAFT,
+           "if len(target.voters ^ cur.voters) > 1:",
+           "if len(target.voters ^ cur.voters) > 2:",
+           "a change without the joint stage may swap a voter (or add or remove two): "
+           "an old and a new majority can be disjoint"),
+    Mutant("raft", RAFT,
+           "        if msg.term > self.term:\n            from_leader",
+           "        if msg.term > self.term and not isinstance(msg, AppendResponse):\n"
+           "            from_leader",
+           "a leader ignores a higher term in an append response (under check-quorum "
+           "without pre-vote a rejoining node stays out for good)"),
+    Mutant("raft", RAFT,
+           "behind = sorted(p for p in target.voters & cur.learners if not self._caught_up(p))",
+           "behind: list[str] = []",
+           "a learner promoted to voter before it caught up"),
+    Mutant("raft", RAFT, "return (pr is not None and pr.match >= 1\n",
+           "return (pr is not None\n",
+           "a learner that never acknowledged anything counts as caught up on a short log"),
+    # -- sync --------------------------------------------------------------------------
+    Mutant("sync", SYNC, "        if lo > cur + 1:  # a gap", "        if lo > hi + 1:  # a gap",
+           "a delta that leaves a gap is claimed whole: the entries in the gap are never "
+           "asked for again"),
+    Mutant("sync", SYNC, "            elif not d <= local:\n", "            elif not local <= d:\n",
+           "a received delta is joined only when it covers the local state"),
+    Mutant("sync", SYNC,
+           'self.origin = f"{self._id}.{self.rng.getrandbits(32):08x}"',
+           'self.origin = f"{self._id}.{0:08x}"',
+           "a node restarted without its disk reuses its old origin (and so its dots)"),
+    Mutant("sync", SYNC,
+           "for p in sorted(set(self.peers) | set(self.known) | set(self._ever))]",
+           "for p in sorted(self.peers)]",
+           "buffered entries are dropped once the current peers hold them, though a "
+           "member cut off by a partition still needs them"),
+    Mutant("sync", PARTS, "        if fn & 1 or fn == sn:\n", "        if fn & 1:\n",
+           "an inclusion proof on the right edge of an unbalanced tree is refused"),
+    Mutant("sync", PARTS,
+           "        if _root_from_proof(index, count, _leaf(data), proof) != root:\n",
+           "        if _root_from_proof(index, count, _leaf(data), proof) is None:\n",
+           "a part is kept when its proof fits the tree shape, whatever root it leads to"),
+    Mutant("sync", PARTS, "                if held > size or (last and held != size):\n",
+           "                if held > size:\n",
+           "a transfer completes with fewer bytes than it declared"),
     # -- kv ----------------------------------------------------------------------------
-    Mutant("kv", KV, "if last is not None and seq <= last[0]:",
-           "if last is not None and seq < last[0]:",
+    Mutant("kv", KV, "elif seq <= last.seq:", "elif seq < last.seq:",
            "a retried command applied twice"),
-    Mutant("kv", KV, 'self.data[key] = self.data.get(key, "") + cmd["v"]',
-           'self.data[key] = cmd["v"] + self.data.get(key, "")',
+    Mutant("kv", KV, 'value = self.data.get(key, "") + cmd["v"]',
+           'value = cmd["v"] + self.data.get(key, "")',
            "append prepends"),
-    Mutant("kv", KV, 'result = self.data.get(key) == cmd["e"]',
-           'result = self.data.get(key) != cmd["e"]',
+    Mutant("kv", KV, 'if self.data.get(key) != cmd["e"]:', 'if self.data.get(key) == cmd["e"]:',
            "compare-and-set inverted"),
-    Mutant("kv", KV, "return last[1] if seq == last[0] else STALE",
-           "return last[1]",
+    Mutant("kv", KV, "return _answer(last.result) if seq == last.seq else STALE",
+           "return _answer(last.result)",
            "a stale command answered with the latest result"),
-    Mutant("kv", KV, "self.sessions[client] = (seq, result)", "pass",
+    Mutant("kv", KV, "sessions[client] = Session(seq, result, now)",
+           "sessions[client] = Session(seq, None, now)",
+           "a session forgets its result (a retried cas answers None)"),
+    Mutant("kv", KV, "        self._record(client, seq, result)\n", "",
            "sessions never recorded"),
-    Mutant("kv", KV, '"s": {c: [s, r] for c, (s, r) in self.sessions.items()},', '"s": {},',
+    Mutant("kv", KV, '"s": {c: [s.seq, s.result, s.used] for c, s in self.sessions.items()},',
+           '"s": {},',
            "sessions left out of the snapshot (a retry after compaction applies twice)"),
-    Mutant("kv", KV, 'result = self.data.get(key) == cmd["e"]',
-           'result = self.data.get(key, "") == cmd["e"]',
+    Mutant("kv", KV, 'if self.data.get(key) != cmd["e"]:',
+           'if self.data.get(key, "") != cmd["e"]:',
            "compare-and-set treats an absent key as the empty string"),
-    Mutant("kv", KV, "            self.data.pop(key, None)\n",
-           '            self.data[key] = ""\n',
+    Mutant("kv", KV, "        old = self.data.pop(key, None)\n",
+           '        old = self.data.get(key)\n        self.data[key] = ""\n',
            "delete leaves an empty value instead of removing the key"),
     Mutant("kv", KV, '        return self.data.get(q["k"])\n',
            '        return self.data.get(q["k"], "")\n',
            "a read of an absent key answers the empty string"),
-    Mutant("kv", KV, "            sessions[c] = (entry[0], entry[1])\n", "",
-           "restoring a snapshot drops the sessions it carries"),
-    Mutant("kv", KV, "            if result:\n                self.data[key] = cmd[\"v\"]\n",
-           "            self.data[key] = cmd[\"v\"]\n",
-           "compare-and-set writes even when the compare fails"),
-    Mutant("kv", KV, "        if obj[\"v\"] != SNAPSHOT_VERSION:\n",
-           "        if obj[\"v\"] > SNAPSHOT_VERSION:\n",
+    Mutant("kv", KV, "            rows.append((used, c, Session(entry[0], entry[1], used)))\n",
+           "", "restoring a snapshot drops the sessions it carries"),
+    Mutant("kv", KV, "            return self._write(key, cmd[\"v\"]) or True\n",
+           "            self._write(key, cmd[\"v\"])\n            return False\n",
+           "a successful compare-and-set answers False"),
+    Mutant("kv", KV, "version not in (1, SNAPSHOT_VERSION)", "version > SNAPSHOT_VERSION",
            "snapshot of an unknown (older) version accepted"),
+    # Bounded sessions: eviction, expiry and the refusal of an expired client.
+    Mutant("kv", KV, "if seq != 1 and self.sessions_dropped:", "if False:",
+           "an expired client's retry applied again"),
+    Mutant("kv", KV, "while len(sessions) > self.config.max_sessions:",
+           "while len(sessions) > self.config.max_sessions + 1:",
+           "one session over the bound"),
+    Mutant("kv", KV, "while now - next(iter(sessions.values())).used > ttl:",
+           "while now - next(iter(sessions.values())).used > ttl + 1:",
+           "sessions outlive their TTL by one command"),
+    Mutant("kv", KV, "        sessions.pop(client, None)\n", "",
+           "a used session is not moved to the end: eviction is FIFO, not LRU"),
+    Mutant("kv", KV, "rows.sort(key=lambda row: (row[0], row[1]))",
+           "rows.sort(key=lambda row: row[1])",
+           "a restored replica evicts in another order than one that applied the log"),
+    Mutant("kv", KV, "        self.sessions_dropped += before - len(sessions)\n", "",
+           "drops never counted: expired clients are let in again"),
+    Mutant("kv", KV, "if grow > 0 and self._data_chars + grow > self.config.max_data_chars:",
+           "if self._data_chars + grow > self.config.max_data_chars + 1:",
+           "the data quota is exceeded by one and shrinking writes are refused"),
+    Mutant("kv", KV, "            if len(value) > MAX_VALUE:\n", "            if False:\n",
+           "an append grows a value past MAX_VALUE"),
+    Mutant("kv", KV, "len(c) > MAX_CLIENT_ID or ", "",
+           "client ids of any length admitted at apply time"),
     # -- channel (crypto) ---------------------------------------------------------------
     Mutant("channel", CHANNEL,
-           "if self._max_age_ms is not None and now_ms - ts > self._max_age_ms:",
-           "if self._max_age_ms is not None and now_ms - ts > 2 * self._max_age_ms:",
+           "        oldest = -1 if self._max_age_ms is None else now_ms - self._max_age_ms\n",
+           "        oldest = -1 if self._max_age_ms is None else now_ms - 2 * self._max_age_ms\n",
            "staleness bound doubled"),
-    Mutant("channel", CHANNEL,
-           "if self._max_skew_ms is not None and ts - now_ms > self._max_skew_ms:",
-           "if False:",
+    Mutant("channel", CHANNEL, "        if not oldest <= ts <= newest:\n",
+           "        if not oldest <= ts:\n",
            "messages from the future accepted"),
-    Mutant("channel", CHANNEL,
-           "if header[\"recipient\"] != want:",
-           "if False:",
+    Mutant("channel", CHANNEL, "        if addressee != want:\n", "        if False:\n",
            "a frame for another recipient accepted"),
     Mutant("channel", CHANNEL,
-           "if header[\"key_id\"] != key_id:",
-           "if False:",
+           '            if header["key_id"] != int.from_bytes(data[end + 1 : end + 5], "big"):\n',
+           "            if False:\n",
            "header may name another key than the one that authenticated it"),
+    Mutant("channel", CHANNEL, "            if not data.startswith(key_prefix, end):\n",
+           "            if False:\n",
+           "a header of a known shape may name another key than the one that authenticated "
+           "it (the cached-shape path)"),
     Mutant("channel", REPLAY, "if seq <= self.highest - self.size:",
            "if seq < self.highest - self.size:",
            "window one too wide: a sequence whose bit was recycled is accepted"),
@@ -250,23 +335,17 @@ MUTANTS: list[Mutant] = [
            "            if seq > self._reserved_seq:\n",
            "sequence at the lease boundary handed out unreserved (reused after a restart)"),
     Mutant("channel", CHANNEL,
-           '        ts = header["timestamp"]\n'
-           "        if self._max_age_ms is not None and now_ms - ts > self._max_age_ms:\n"
-           '            raise ReplayError(f"message is stale ({now_ms - ts} ms old)", "stale")\n'
-           "        if self._max_skew_ms is not None and ts - now_ms > self._max_skew_ms:\n"
-           '            raise ReplayError(f"message is from the future ({ts - now_ms} ms ahead)", '
-           '"future")\n'
-           '        self._guard.accept(claimed, header["sequence"], ts)\n',
-           '        ts = header["timestamp"]\n'
-           '        self._guard.accept(claimed, header["sequence"], ts)\n'
-           "        if self._max_age_ms is not None and now_ms - ts > self._max_age_ms:\n"
-           '            raise ReplayError(f"message is stale ({now_ms - ts} ms old)", "stale")\n'
-           "        if self._max_skew_ms is not None and ts - now_ms > self._max_skew_ms:\n"
-           '            raise ReplayError(f"message is from the future ({ts - now_ms} ms ahead)", '
-           '"future")\n',
+           "        if not oldest <= ts <= newest:\n"
+           "            raise self._stale(ts, oldest, newest)\n"
+           "        self._guard._accept_authentic(claimed, seq, ts)\n",
+           "        self._guard._accept_authentic(claimed, seq, ts)\n"
+           "        if not oldest <= ts <= newest:\n"
+           "            raise self._stale(ts, oldest, newest)\n",
            "replay window records a stale frame before the freshness check refuses it"),
-    Mutant("channel", CHANNEL, "now_ms - ts > self._max_age_ms:",
-           "now_ms - ts >= self._max_age_ms + 1000:",
+    Mutant("channel", CHANNEL,
+           "        oldest = -1 if self._max_age_ms is None else now_ms - self._max_age_ms\n",
+           "        oldest = -1 if self._max_age_ms is None else "
+           "now_ms - self._max_age_ms - 1000\n",
            "staleness bound a second too lenient"),
     Mutant("channel", REPLAY, "            for i in range(1, min(target - current, n) + 1):\n",
            "            for i in range(1, min(target - current, n)):\n",
@@ -275,9 +354,17 @@ MUTANTS: list[Mutant] = [
            "        self._blocks[(seq >> 6) % n] = 1 << (seq & 63)\n",
            "recording a sequence clears the other bits of its block (replays accepted)"),
     Mutant("channel", REPLAY,
-           "            window = state.window.copy()\n            window._mark(seq)\n",
-           "            window = state.window\n            window._mark(seq)\n",
+           "            window = state.window.copy()\n            window._mark(seq)\n"
+           "            zone_seq",
+           "            window = state.window\n            window._mark(seq)\n"
+           "            zone_seq",
            "guard updates its cached window before the write is durable"),
+    Mutant("channel", REPLAY,
+           "            window = state.window.copy()\n            window._mark(seq)\n"
+           "            self._storage.put(",
+           "            window = state.window\n            window._mark(seq)\n"
+           "            self._storage.put(",
+           "guard (exact-write store) updates its cached window before the write is durable"),
     Mutant("channel", CHANNEL, 'claimed.partition("#")[0] != sender',
            'claimed != sender',
            "frames of a principal's sessions (sender#session) refused"),

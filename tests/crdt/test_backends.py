@@ -73,7 +73,10 @@ clouds = st.sets(dots, max_size=8)
 keys = st.integers(-3, 20) | st.text(max_size=3) | st.tuples(st.integers(0, 3), st.text(max_size=2))
 # Dot stores in the packed normal form (``_dots``): a lone packed dot or an ascending tuple.
 stores = st.dictionaries(keys, st.sets(dots, min_size=1, max_size=3), max_size=8).map(store_of)
-dotfuns = st.dictionaries(dots, st.integers() | st.text(max_size=3), max_size=8)
+# Dot functions (MVRegister) keyed by packed dots.
+dotfuns = st.dictionaries(dots, st.integers() | st.text(max_size=3), max_size=8).map(
+    lambda f: {pack(r, c): v for (r, c), v in f.items()}
+)
 
 hashables = st.recursive(
     st.none()
@@ -117,7 +120,13 @@ hostile_stores = (
     )
     | anything
 )
-hostile_dotfuns = dotfuns | st.dictionaries(hashables, anything, max_size=4) | anything
+hostile_dotfuns = (
+    dotfuns
+    | st.dictionaries(hashables, anything, max_size=4)
+    # Packed-looking keys: negative, huge, unknown replica indexes.
+    | st.dictionaries(st.integers(-5, 2**70), st.integers() | st.text(max_size=2), max_size=4)
+    | anything
+)
 
 
 def _big_vv(rnd: random.Random, n: int) -> dict[str, int]:
@@ -491,8 +500,13 @@ class _SetSub(set):  # type: ignore[type-arg]
         ("dotstore_join_into", ({1: pack("a", 3)}, {}, set(), {2: pack("a", 3)}, {"a": 3}, set())),
         ("dotstore_copy", ({1: 5},)),
         ("dotstore_copy", (_DictSub({1: {("a", 1)}}),)),
-        ("dotfun_join", ({("a", 1): "x", "junk": 1}, {}, set(), {}, {"a": 1}, set())),
-        ("dotfun_join", ({("a", 1): "x"}, {}, set(), {}, {"a": [1]}, set())),
+        ("dotfun_join", ({pack("a", 1): "x", "junk": 1}, {}, set(), {}, {"a": 1}, set())),
+        ("dotfun_join", ({pack("a", 1): "x"}, {}, set(), {}, {"a": [1]}, set())),
+        ("dotfun_join", ({("a", 1): "x"}, {}, set(), {}, {"a": 1}, set())),
+        ("dotfun_join", ({True: "x"}, {}, set(), {1: "y"}, {}, set())),
+        ("dotfun_join", ({RID_MASK: "x"}, {}, set(), {}, {}, set())),
+        ("dotfun_join", ({pack("a", 1): "x"}, {}, set(), {pack("a", 1): "y"}, {"a": 1}, set())),
+        ("dotfun_join", ({pack("a", 1): 1}, {}, set(), {pack("a", 1): True}, {"a": 1}, set())),
         ("dotstore_decode", ([[1, [["a", 1]]], [2, [["a", 1]]]], {"a": 1}, set())),
         ("dotstore_decode", ([[1, [["a", 2]]]], {"a": 1}, set())),
         ("dotstore_decode", ([[1, [["a", 2]]]], {"a": 1}, {("a", 2)})),

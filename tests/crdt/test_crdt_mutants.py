@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from vsm_phoenix.crdt import _pure
-from vsm_phoenix.crdt._dots import sets_of, store_of
+from vsm_phoenix.crdt._dots import pack, sets_of, store_of
 from vsm_phoenix.errors import DecodeError
 
 BACKENDS: list[ModuleType] = [_pure]
@@ -132,11 +132,11 @@ def test_dot_store_join_of_a_shared_key_keeps_only_live_dots(k: ModuleType) -> N
 
 
 def test_dot_fun_join_honours_the_other_sides_cloud(k: ModuleType) -> None:
-    written = ({("a", 3): "x"}, {"a": 3}, set())
+    written = ({pack("a", 3): "x"}, {"a": 3}, set())
     overwritten = ({}, {"a": 1}, {("a", 3)})  # saw dot (a, 3) and replaced it
     assert k.dotfun_join(*written, *overwritten) == {}
     assert k.dotfun_join(*overwritten, *written) == {}
-    assert k.dotfun_join(*written, {}, {"a": 1}, set()) == {("a", 3): "x"}
+    assert k.dotfun_join(*written, {}, {"a": 1}, set()) == {pack("a", 3): "x"}
 
 
 @pytest.mark.parametrize(("state", "vv", "cloud"), [

@@ -392,3 +392,108 @@ def test_random_bytes_are_refused_without_a_trace(data: bytes) -> None:
     with pytest.raises((DecodeError, AuthenticationError)):
         router.open(data)
     assert seen == [] and _state(router) == {}
+
+
+# -- signing: what the router would refuse is never signed ---------------------------------
+@pytest.mark.parametrize("args", [{"s": {1, 2}}, {"big": 2**70}, {"m": {1: "int key"}},
+                                  {"o": object()}])
+def test_sign_command_refuses_args_the_router_could_not_parse(args: dict[str, Any]) -> None:
+    with pytest.raises(InvalidArgument):
+        sign_command(IDS["ops"], CLUSTER, "orders.cancel", args, issued_ms=NOW, nonce=1)
+
+
+@given(st.one_of(st.none(), st.integers(), st.binary(max_size=8), st.text(max_size=8)),
+       st.one_of(st.none(), st.integers(), st.text(max_size=200), st.binary(max_size=8)),
+       st.one_of(st.none(), st.integers(), st.text(max_size=8),
+                 st.dictionaries(st.one_of(st.text(max_size=4), st.integers()),
+                                 st.integers(), max_size=3)),
+       st.one_of(st.integers(), st.floats(), st.none()),
+       st.one_of(st.integers(), st.floats(), st.none(), st.text(max_size=4)))
+def test_sign_command_refuses_hostile_arguments_with_the_documented_errors(
+        cluster: Any, name: Any, args: Any, issued: Any, nonce: Any) -> None:
+    try:
+        wire = sign_command(IDS["ops"], cluster, name, args, issued_ms=issued, nonce=nonce)
+    except (TypeMismatch, InvalidArgument):
+        return
+    # whatever it signs, a router of that cluster parses (and judges on its merits)
+    router, _ = _router(roster=_people_of(cluster), clock_ms=lambda: issued)
+    try:
+        cmd = router.open(wire)
+    except (UnknownCommand, PermissionDenied):  # judged: the name routes nowhere, or
+        return  # the route needs more than ops has
+    assert (cmd.name, cmd.args, cmd.issued_ms, cmd.nonce) == (name, args, issued, nonce)
+
+
+def _people_of(cluster: str) -> Roster:
+    return AUTHORITY.issue(cluster, {p: (m.verify_key, sorted(m.roles))
+                                     for p, m in ROSTER.members.items()})
+
+
+_BODY = st.deferred(lambda: st.one_of(
+    st.none(), st.booleans(), st.integers(min_value=-2**64 + 1, max_value=2**64 - 1),
+    st.text(max_size=12), st.binary(max_size=12),
+    st.lists(_BODY, max_size=6),
+    st.dictionaries(st.text(max_size=6), _BODY, max_size=3)))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.one_of(
+    st.lists(_BODY, max_size=7).map(lambda items: ["vsm-phoenix/command", *items[:4]]),
+    _BODY))
+def test_an_authentic_signer_with_a_hostile_body_changes_nothing(doc: Any) -> None:
+    """The signature holds, the body is anything: DecodeError (or a judgement on the
+    merits for a well-formed one), and a refusal spends no nonce and runs no handler."""
+    from vsm_phoenix.ext.router import _signed_bytes
+
+    router, seen = _router()
+    body = cbor.dumps(doc)
+    wire = cbor.dumps([1, "ops", body, IDS["ops"].sign(_signed_bytes(CLUSTER, "ops", body))])
+    try:
+        cmd = router.open(wire)
+    except (DecodeError, ReplayError, UnknownCommand, PermissionDenied) as exc:
+        assert _state(router) == {} and seen == []
+        (d,) = router.decisions
+        assert not d.accepted and d.error == type(exc).__name__
+        return
+    assert isinstance(cmd.name, str) and isinstance(cmd.args, dict)
+    assert router.guard.highest("ops") == cmd.nonce
+
+
+def test_clock_nonces_fit_the_replay_window_and_increase() -> None:
+    from vsm_phoenix.crypto.replay import MAX_JUMP
+    from vsm_phoenix.ext.router import NONCE_EPOCH_MS, clock_nonce
+
+    assert clock_nonce(NONCE_EPOCH_MS) == 0
+    now = NONCE_EPOCH_MS + 35 * 365 * 86_400_000  # 2059
+    assert clock_nonce(now) > MAX_JUMP > clock_nonce(now - 2 * 365 * 86_400_000)
+    router, _ = _router()
+    start = NONCE_EPOCH_MS + 10**11
+    for at in (start, start + 1):
+        wire = sign_command(IDS["ops"], CLUSTER, "orders.cancel", {}, issued_ms=at,
+                            nonce=clock_nonce(at))
+        assert router.open(wire, now_ms=at).nonce == clock_nonce(at)
+    for bad in (NONCE_EPOCH_MS - 1, "1", 1.5):
+        with pytest.raises(InvalidArgument):
+            clock_nonce(bad)  # type: ignore[arg-type]
+
+
+def test_a_handler_failure_is_a_second_decision_and_spends_the_nonce() -> None:
+    router, _ = _router()
+    cmd = router.open(_sign("ops", "orders.cancel", 4))
+    decision = router.handler_failed(cmd, ValueError("out of stock"), now_ms=NOW + 1)
+    assert decision.accepted and decision.error == "handler:ValueError"
+    assert list(router.decisions)[-1] == decision and router.counts["handler:ValueError"] == 1
+    with pytest.raises(ReplayError):
+        router.open(_sign("ops", "orders.cancel", 4))
+
+
+def test_an_audit_hook_that_raises_changes_no_decision() -> None:
+    def hook(decision: Any) -> None:
+        raise OSError("disk full")
+
+    router, _ = _router(on_decision=hook)
+    cmd = router.open(_sign("ops", "orders.cancel", 1))
+    assert cmd.nonce == 1 and router.guard.highest("ops") == 1
+    with pytest.raises(ReplayError):
+        router.open(_sign("ops", "orders.cancel", 1))
+    assert router.counts == {"accepted": 1, "ReplayError": 1, "on_decision:OSError": 2}

@@ -15,6 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from vsm_phoenix.crypto.identity import Authority, Identity
+from vsm_phoenix.errors import AuthenticationError as AuthenticationErrorType
 from vsm_phoenix.ext.agents.grants import CapabilityGrant, advertisement
 from vsm_phoenix.ext.router import sign_command
 from vsm_phoenix.ext.router_node import (
@@ -23,6 +24,7 @@ from vsm_phoenix.ext.router_node import (
     M_COMMAND,
     M_RESULT,
     ReadData,
+    ReadDecisions,
     RouteCommand,
     RouterNode,
 )
@@ -237,8 +239,56 @@ def test_signed_commands_over_rabbitmq(clusters: Any, broker_url: str) -> None:
     asyncio.run(main())
 
 
-@given(st.dictionaries(st.sampled_from(["op", "w", "to", "x"]),
-                       st.one_of(st.sampled_from(["command", "data", "stop"]), st.integers(),
+@pytest.mark.amqp
+def test_a_roster_installed_live_reaches_the_routers(clusters: Any, broker_url: str) -> None:
+    """`ctl roster` (the runner's roster book) is what the router checks: a writer the
+    new roster removes is refused at once, on every node, without a restart."""
+    pytest.importorskip("aio_pika")
+    import time
+
+    from vsm_phoenix.ext.amqp import AmqpConfig, Cluster
+    from vsm_phoenix.ext.amqp.client import AmqpClient
+    from vsm_phoenix.ext.router_node import RouterKind
+
+    ids = ("n1", "n2")
+    secrets = clusters.secrets(*ids)
+    name = secrets.roster.cluster
+    writer = secrets.identities["writer"]
+    kind = RouterKind(secrets.roster, period_ms=200)
+
+    def wire(nonce: int) -> bytes:
+        return sign_command(writer, name, "kv.set", {"k": "a", "v": str(nonce)},
+                            issued_ms=int(time.time() * 1000), nonce=nonce)
+
+    async def main() -> None:
+        async with contextlib.AsyncExitStack() as stack:
+            for n in ids:
+                await stack.enter_async_context(
+                    Cluster.connect(broker_url, secrets.credentials(n), kind=kind))
+            client = AmqpClient(credentials=secrets.credentials("ops"),
+                                config=AmqpConfig(url=broker_url))
+            await client.start(ids)
+            stack.push_async_callback(client.close)
+            kind1, ok = await client.request("n1", {"op": "command", "w": wire(1)}, 10.0)
+            assert kind1 == K_ACCEPTED, ok
+            secrets.reissue(remove=["writer"])
+            for n in ids:
+                _, adopted = await client.request(
+                    n, {"op": "roster", "roster": secrets.roster.to_bytes()}, 10.0)
+                assert adopted == {"serial": 2, "adopted": True}
+            for n in ids:
+                kind2, refused = await client.request(n, {"op": "command", "w": wire(2)}, 10.0)
+                assert kind2 == K_REFUSED and refused["error"] == "AuthenticationError"
+                assert "'writer' is not in the roster" in refused["reason"]
+            _, data = await client.request("n1", {"op": "data"}, 10.0)
+            assert data == {"a": "1"}
+
+    asyncio.run(main())
+
+
+@given(st.dictionaries(st.sampled_from(["op", "w", "to", "limit", "x"]),
+                       st.one_of(st.sampled_from(["command", "data", "decisions", "stop"]),
+                                 st.integers(),
                                  st.binary(max_size=40), st.text(max_size=10), st.none()),
                        max_size=4))
 def test_hostile_control_requests_are_refused_or_routed(raw: dict[str, Any]) -> None:
@@ -252,8 +302,141 @@ def test_hostile_control_requests_are_refused_or_routed(raw: dict[str, Any]) -> 
         request = kind.decode_request(node, raw)
     except InvalidArgument:
         return
-    assert isinstance(request, RouteCommand | ReadData)
+    assert isinstance(request, RouteCommand | ReadData | ReadDecisions)
     out = node.step(ClientRequest(10, "r1", request))
     assert node.state_key() == before  # nothing here is signed: refused, nothing changed
-    assert all(d.kind in ("router.refused", "router.data") for d in out
+    assert all(d.kind in ("router.refused", "router.data", "router.decisions") for d in out
                if isinstance(d, Deliver))
+
+
+# -- applications: routes, failing handlers, the decision log -------------------------------
+def _failing(data: dict[str, str], cmd: Any) -> None:
+    data["half"] = "written"
+    raise ValueError("out of stock")
+
+
+def _leaves_bytes(data: dict[str, Any], cmd: Any) -> None:
+    data["k"] = b"not a str"
+
+
+def _answers_object(data: dict[str, str], cmd: Any) -> object:
+    return object()
+
+
+def _app_node() -> RouterNode:
+    from vsm_phoenix.ext.router_node import DEFAULT_ROUTES, RouteSpec
+
+    routes = {**DEFAULT_ROUTES, "fail": RouteSpec(_failing), "bytes": RouteSpec(_leaves_bytes),
+              "object": RouteSpec(_answers_object)}
+    node = RouterNode("n2", random.Random(1), ROSTER, routes=routes)
+    node.step(Start(0))
+    return node
+
+
+def _run(node: RouterNode, name: str, nonce: int, **args: Any) -> Deliver:
+    wire = sign_command(IDS["ops"], CLUSTER, name, args, issued_ms=100, nonce=nonce)
+    out = node.step(ClientRequest(100, f"r{nonce}", RouteCommand(wire)))
+    (answer,) = [e for e in out if isinstance(e, Deliver)]
+    return answer
+
+
+@pytest.mark.parametrize("name", ["fail", "bytes", "object"])
+def test_a_failing_handler_changes_no_data_spends_its_nonce_and_is_recorded(name: str) -> None:
+    from vsm_phoenix.protocol.node import Persist
+
+    node = _app_node()
+    assert _run(node, "kv.set", 1, k="a", v="1").kind == K_ACCEPTED
+    wire = sign_command(IDS["ops"], CLUSTER, name, {}, issued_ms=100, nonce=2)
+    out = node.step(ClientRequest(100, "r2", RouteCommand(wire)))
+    (answer,) = [e for e in out if isinstance(e, Deliver)]
+    assert answer.kind == K_REFUSED and answer.payload["error"].startswith("handler:")
+    assert node.data == {"a": "1"}
+    # the nonce is spent, durably: only the replay window is persisted
+    assert [e.key for e in out if isinstance(e, Persist)] == ["router/replay/ops"]
+    assert _run(node, name, 2).payload["error"] == "ReplayError"
+    decisions = [(d.command, d.accepted, d.error) for d in node.router.decisions]
+    assert decisions[1:3] == [(name, True, None), (name, True, answer.payload["error"])]
+    assert node.router.counts[answer.payload["error"]] == 1
+
+
+def test_the_decision_log_is_read_newest_last_and_bounded() -> None:
+    from vsm_phoenix.ext.router_node import K_DECISIONS, ReadDecisions
+    from vsm_phoenix.protocol.node import LocalProtocolError
+
+    node = _app_node()
+    _run(node, "kv.set", 1, k="a", v="1")
+    _run(node, "kv.set", 1, k="a", v="2")  # replayed
+    node.step(ClientRequest(100, "x", RouteCommand(b"\x00junk")))
+    (d,) = node.step(ClientRequest(100, "d", ReadDecisions(2)))
+    assert isinstance(d, Deliver) and d.kind == K_DECISIONS
+    assert [(r["accepted"], r["error"]) for r in d.payload] == [
+        (False, "ReplayError"), (False, "DecodeError")]
+    assert d.payload[0]["issuer"] == "ops" and d.payload[1]["issuer"] is None
+    encode_cbor(d.payload)  # travels as it is
+    for bad in (0, 10_000, "5", True):
+        with pytest.raises(LocalProtocolError):
+            node.step(ClientRequest(100, "d", ReadDecisions(bad)))  # type: ignore[arg-type]
+
+
+def test_routes_are_checked_before_a_node_is_built() -> None:
+    from vsm_phoenix.errors import InvalidArgument, TypeMismatch
+    from vsm_phoenix.ext.router_node import DEFAULT_ROUTES, RouterKind, RouteSpec
+
+    async def coroutine(data: dict[str, str], cmd: Any) -> None:
+        return None
+
+    class AsyncCallable:
+        async def __call__(self, data: dict[str, str], cmd: Any) -> None:
+            return None
+
+    with pytest.raises(InvalidArgument):
+        RouteSpec(coroutine)
+    with pytest.raises(InvalidArgument):
+        RouteSpec(AsyncCallable())
+    with pytest.raises(TypeMismatch):
+        RouteSpec("not callable")  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgument):
+        RouteSpec(_failing, role="root")
+    with pytest.raises(InvalidArgument):
+        RouteSpec(_failing, capability="has space")
+    for routes, error in (({}, InvalidArgument), ({"bad name": RouteSpec(_failing)},
+                                                  InvalidArgument),
+                          ({"x": _failing}, TypeMismatch), (["x"], TypeMismatch)):
+        with pytest.raises(error):
+            RouterKind(ROSTER, routes=routes)  # type: ignore[arg-type]
+        with pytest.raises(error):
+            RouterNode("n2", random.Random(1), ROSTER, routes=routes)  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgument):
+        RouterKind(ROSTER, max_age_ms=-1)
+    other = Authority.generate()
+    with pytest.raises(AuthenticationErrorType):
+        RouterKind(ROSTER, grants=[CapabilityGrant.issue(other, CLUSTER, "n3", ["jobs"], 1)])
+    assert RouterKind(ROSTER, routes=DEFAULT_ROUTES, grants=[JOBS.to_bytes()]).grants
+
+
+def test_router_replies_say_accepted_or_refused() -> None:
+    from vsm_phoenix.ext.router_node import RouterKind
+
+    kind = RouterKind(ROSTER)
+    assert kind.encode_reply(Deliver(K_ACCEPTED, {"result": None}))["decision"] == "accepted"
+    assert kind.encode_reply(Deliver(K_REFUSED, {"error": "X"}))["decision"] == "refused"
+    assert kind.encode_reply(Deliver("router.data", {"a": "b"})) == {"a": "b"}
+    node = _lone()
+    assert kind.decode_request(node, {"op": "decisions", "limit": "7"}).limit == 7
+    assert kind.decode_request(node, {"op": "decisions"}).limit == 20
+
+
+def test_bind_roster_takes_only_a_book_of_the_same_cluster() -> None:
+    from vsm_phoenix.crypto.identity import RosterBook
+    from vsm_phoenix.errors import InvalidArgument, TypeMismatch
+
+    node = _lone()
+    with pytest.raises(TypeMismatch):
+        node.bind_roster(ROSTER)  # type: ignore[arg-type]
+    other = AUTHORITY.issue("elsewhere", {"n1": (IDS["n1"].verify_key, ["peer"])})
+    with pytest.raises(InvalidArgument):
+        node.bind_roster(RosterBook(other))
+    assert node.router.roster is ROSTER
+    book = RosterBook(ROSTER)
+    node.bind_roster(book)
+    assert node.router.roster is book and node.grants.roster is book

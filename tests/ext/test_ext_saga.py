@@ -315,6 +315,9 @@ class _CrashingLog:
     async def saga_ids(self, *, active_only: bool = False) -> list[str]:
         return await self.inner.saga_ids(active_only=active_only)
 
+    async def settle(self, saga_id: str) -> None:
+        await self.inner.settle(saga_id)
+
 
 @pytest.mark.parametrize("applied", [False, True], ids=["before-append", "after-append"])
 @pytest.mark.parametrize("fail_at", [None, "charge", "ship"])
@@ -467,5 +470,53 @@ def test_bad_arguments_are_refused() -> None:
             await o.resume("missing")
         with pytest.raises(InvalidArgument):
             await o.sagas(state="weird")
+
+    asyncio.run(main())
+
+
+class _CountingLog(StorageSagaLog):
+    """Counts the saga logs read."""
+
+    loads = 0
+
+    async def load(self, saga_id: str) -> list[Record] | None:
+        self.loads += 1
+        return await super().load(saga_id)
+
+
+def test_a_scan_reads_a_leased_saga_again_only_once_its_lease_may_have_ended() -> None:
+    """Frequent recovery scans cost a read per saga per lease, not per scan; and a
+    saga whose owner died is still found as soon as its lease ends."""
+    ledger = Ledger()
+
+    async def main() -> None:
+        hang = asyncio.Event()
+
+        async def gate(ctx: StepContext) -> None:
+            if ctx.step == "ship":
+                hang.set()
+                await asyncio.sleep(3600)
+
+        d = order_saga(ledger, gate=gate, timeout_ms=400)
+        log = _CountingLog(MemoryStorage())
+        a = _orch(log, "a", [d], Clock(), lease_ms=1_000)
+        task = asyncio.create_task(a.run("order", {}, saga_id="w1"))
+        await hang.wait()
+        task.cancel()  # a dies holding a lease that covers the step's timeout
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        until = fold(await log.load("w1") or []).lease_until
+        now = [until - 1_000]
+        b = SagaOrchestrator(log, "b", [d], clock_ms=lambda: now[0], rng=random.Random(2))
+        log.loads = 0
+        assert await b.expired() == []
+        assert log.loads == 1
+        for _ in range(5):
+            now[0] += 150
+            assert await b.expired() == []
+        assert log.loads == 1  # the lease was seen to run until `until`
+        now[0] = until
+        assert await b.expired() == ["w1"]
+        assert log.loads == 2
 
     asyncio.run(main())

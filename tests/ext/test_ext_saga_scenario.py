@@ -3,11 +3,21 @@ ends and passes every check; the checker itself flags broken logs."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Sequence
+
 import pytest
 
 from vsm_phoenix.cli import main
-from vsm_phoenix.ext.saga import Record
-from vsm_phoenix.ext.saga.scenario import Resources, check_saga, run_saga_scenario
+from vsm_phoenix.ext.saga import Record, StorageSagaLog
+from vsm_phoenix.ext.saga.scenario import (
+    Resources,
+    ScenarioBackend,
+    check_saga,
+    run_saga_scenario,
+    run_scenario_on,
+)
+from vsm_phoenix.storage import MemoryStorage
 
 
 @pytest.mark.parametrize("log", ["memory", "sqlite", "kv"])
@@ -16,6 +26,55 @@ def test_the_scenario_ends_every_saga_consistently(log: str) -> None:
     assert run.violations == ()
     assert sum(run.outcomes.values()) == 30 and run.ok
     assert run.outcomes["completed"] > 0
+
+
+class _StuckLog(StorageSagaLog):
+    """A log that refuses every write to one saga once it has begun: that saga can
+    never end (its coordinator retries the write for ever)."""
+
+    def __init__(self, storage: MemoryStorage, victim: str) -> None:
+        super().__init__(storage)
+        self.victim = victim
+
+    async def append(self, saga_id: str, expected: int, records: Sequence[Record]) -> bool:
+        if saga_id == self.victim and expected > 0:
+            raise ConnectionError("the disk is full")
+        return await super().append(saga_id, expected, records)
+
+
+def test_a_run_whose_sagas_stop_ending_fails_and_names_them() -> None:
+    """The scenario never waits silently: once no saga has ended for ``stall_s`` it
+    stops, and its violations say which sagas are unfinished and why."""
+    store = MemoryStorage()
+    backend = ScenarioBackend(name="stuck", make_log=lambda _role: _StuckLog(store, "s4-0002"),
+                              stall_s=1.0)
+    lines: list[str] = []
+    run = asyncio.run(run_scenario_on(backend, seed=4, sagas=6, concurrency=6, faults=False,
+                                      say=lines.append))
+    assert not run.ok
+    assert run.violations[0].startswith("stalled: no saga ended for")
+    assert "1 sagas unfinished" in run.violations[0]
+    (why,) = [v for v in run.violations if v.lstrip().startswith("s4-0002: running")]
+    assert "listed for recovery" in why and "client: run by n" in why
+    assert run.outcomes["completed"] == 5
+    assert any(line.startswith("stalled:") for line in lines)
+
+
+class _NeverSettledLog(StorageSagaLog):
+    """A log that keeps listing one saga as unfinished whatever happens to it."""
+
+    async def saga_ids(self, *, active_only: bool = False) -> list[str]:
+        ids = await super().saga_ids(active_only=active_only)
+        return ids if "s5-0001" in ids else [*ids, "s5-0001"]
+
+
+def test_an_ended_saga_left_listed_as_unfinished_is_a_violation() -> None:
+    store = MemoryStorage()
+    backend = ScenarioBackend(name="unsettled", make_log=lambda _role: _NeverSettledLog(store))
+    run = asyncio.run(run_scenario_on(backend, seed=5, sagas=4, concurrency=4, faults=False))
+    assert run.violations == (
+        "the log still lists 1 ended sagas as unfinished: ['s5-0001']",)
+    assert sum(run.outcomes.values()) == 4
 
 
 @pytest.mark.soak

@@ -699,6 +699,9 @@ class _Recorder:
 _IDS = ("n1", "n2", "n3")
 _RAFT = RaftConfig(peers=_IDS, election_timeout_ms=150, heartbeat_ms=30, snapshot_threshold=8)
 _SYNC = SyncConfig(interval_ms=50, peers=_IDS, max_buffer=4)
+#: Every delta over 64 bytes travels as ``sync.part`` messages, so the seeds hold parts.
+_SYNC_PARTS = SyncConfig(interval_ms=50, peers=_IDS, max_buffer=4, part_bytes=64,
+                         max_message_bytes=1 << 16, max_assembly_bytes=1 << 17)
 _SWIM = SwimConfig(seeds=("n1",), period_ms=100, ping_timeout_ms=30, join_retry_ms=100)
 
 
@@ -714,13 +717,18 @@ def _sync_node(nid: str, rng: random.Random) -> Node:
     return SyncNode(nid, rng, _SYNC, replicas=_sync_replicas())
 
 
+def _sync_parts_node(nid: str, rng: random.Random) -> Node:
+    return SyncNode(nid, rng, _SYNC_PARTS, replicas=_sync_replicas())
+
+
 def _swim_node(nid: str, rng: random.Random) -> Node:
     caps = {"n1": ["gpu"], "n2": ["cpu", "gpu"], "n3": []}[nid]
     return SwimNode(nid, rng, _SWIM, capabilities=caps, load=0.5)
 
 
 _FACTORIES: dict[str, Callable[[str, random.Random], Node]] = {
-    "raft": _raft_node, "sync": _sync_node, "swim": _swim_node,
+    "raft": _raft_node, "sync": _sync_node, "sync-parts": _sync_parts_node,
+    "swim": _swim_node,
 }
 
 
@@ -736,7 +744,7 @@ def _drive(kind: str, sim: Simulator) -> None:
         sim.run_for(300)
         sim.restart("n3")
         sim.run_for(700)
-    elif kind == "sync":
+    elif kind in ("sync", "sync-parts"):
         for i in range(10):
             nid = _IDS[i % 3]
             sim.client_request(nid, Mutate("s", lambda s, n=nid, i=i: s.add(n, f"e{i}")),

@@ -22,6 +22,7 @@ from vsm_phoenix.protocol.kv import (
     delete,
     get,
     kv_node_factory,
+    open_session,
     put,
 )
 from vsm_phoenix.protocol.node import ClientRequest, Deliver, LocalProtocolError, Start
@@ -104,7 +105,8 @@ def test_command_builders_validate() -> None:
 def test_snapshot_round_trip_includes_sessions() -> None:
     sm = KVStateMachine()
     sm.apply(put("c", 1, "a", "1").command)
-    sm.apply(cas("d", 7, "b", None, "2").command)
+    sm.apply(open_session("d").command)
+    sm.apply(cas("d", 7, "b", None, "2").command)  # numbers may skip once open
     other = KVStateMachine()
     other.restore(sm.snapshot())
     assert other.data == sm.data and other.sessions == sm.sessions
@@ -127,10 +129,16 @@ def test_bad_snapshots_are_decode_errors(data: bytes) -> None:
 
 def test_bad_snapshot_shapes() -> None:
     sm = KVStateMachine()
-    for doc in ({"v": 2, "d": {}, "s": {}, "n": 0}, {"v": 1, "d": {"a": 1}, "s": {}, "n": 0},
+    for doc in ({"v": 3, "d": {}, "s": {}, "n": 0}, {"v": 1, "d": {"a": 1}, "s": {}, "n": 0},
                 {"v": 1, "d": {}, "s": {"c": [0, None]}, "n": 0},
                 {"v": 1, "d": {}, "s": {"c": [1, "x"]}, "n": 0},
-                {"v": 1, "d": {}, "s": {}, "n": -1}):
+                {"v": 1, "d": {}, "s": {}, "n": -1},
+                {"v": 2, "d": {}, "s": {}, "n": 1},  # no drop count
+                {"v": 2, "d": {}, "s": {}, "n": 1, "x": -1},
+                {"v": 2, "d": {}, "s": {"c": [1, None]}, "n": 1, "x": 0},  # 3 fields in v2
+                {"v": 2, "d": {}, "s": {"c": [1, None, 2]}, "n": 1, "x": 0},  # used > clock
+                {"v": 2, "d": {}, "s": {"c": [1, "x", 1]}, "n": 1, "x": 0},
+                {"v": 2, "d": {}, "s": {"c": [1, [2], 1]}, "n": 1, "x": 0}):  # unhashable
         with pytest.raises(DecodeError):
             sm.check_snapshot(encode_cbor(doc))
 

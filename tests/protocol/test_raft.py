@@ -315,6 +315,29 @@ def test_without_pre_vote_a_rejoining_node_inflates_terms() -> None:
     assert raft(sim, loner).term > term + 3
 
 
+def test_a_leader_answered_with_a_higher_term_steps_down() -> None:
+    """Figure 2 again, at the leader: a rejoining node that inflated its term (no
+    pre-vote) refuses the leader's appends with its term. A leader that ignored those
+    answers kept leading in its old term, and under check-quorum its followers ignore
+    the loner's vote requests (leader stickiness): the loner stayed out for good."""
+    sim, _ = cluster(IDS3, seed=7, pre_vote=False, check_quorum=True)
+    lead = wait_leader(sim)
+    loner = next(i for i in IDS3 if i != lead)
+    sim.partition([loner])
+    sim.run_for(3_000)
+    inflated = raft(sim, loner).term
+    assert inflated > raft(sim, lead).term
+    sim.heal()
+    sim.run_for(2_000)
+    now_leading = wait_leader(sim)
+    assert raft(sim, now_leading).term >= inflated
+    rid = sim.client_request(now_leading, Propose(b"after the heal"))
+    sim.run_for(1_000)
+    d = reply(sim, now_leading, rid)
+    assert d is not None and d.kind == K_OK
+    assert all(b"after the heal" in applied(sim, n) for n in IDS3)
+
+
 class _CountingRaft(RaftNode):
     """Counts the ``raft.append`` rejections this node sends."""
 

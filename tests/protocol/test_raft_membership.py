@@ -301,6 +301,26 @@ def test_one_change_at_a_time_also_without_the_joint_stage() -> None:
         assert d is not None and d.kind == K_FAILED and "in progress" in d.payload
 
 
+@pytest.mark.parametrize("ids,voters", [
+    (IDS3, ["n1", "n2", "n4"]),  # a swap: majorities {n1 n3} and {n2 n4} miss each other
+    (IDS3, [*IDS3, "n4", "n5"]),  # two added: {n1 n2} and {n3 n4 n5}
+    ([*IDS3, "n4", "n5"], ["n1", "n4", "n5"]),  # two removed: {n2 n3 n4}, {n1 n5}
+])
+def test_a_change_of_two_voters_needs_the_joint_stage(ids: list[str],
+                                                      voters: list[str]) -> None:
+    """Without the joint stage only one voter may change: any two changed voters
+    let a majority of the old and one of the new configuration be disjoint."""
+    sim, _, _ = cluster(ids, seed=5)
+    lead = wait_leader(sim)
+    sim.run_for(200)
+    last = raft(sim, lead).last_index
+    rid = sim.client_request(lead, Reconfigure(voters=voters, joint=False))
+    settle(sim, 20)
+    d = reply(sim, lead, rid)
+    assert d is not None and d.kind == K_FAILED and "at most one voter" in d.payload
+    assert raft(sim, lead).last_index == last and raft(sim, lead).membership == conf(*ids)
+
+
 def test_refusals_change_nothing() -> None:
     sim, _, _ = cluster(IDS3, seed=6)
     lead = wait_leader(sim)

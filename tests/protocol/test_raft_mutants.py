@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -178,6 +179,23 @@ def test_a_late_pre_vote_grant_of_an_earlier_pre_campaign_is_not_counted() -> No
     assert node.role is Role.PRE_CANDIDATE and node.term == 2
     deliver(node, VoteResponse(term=3, granted=True, pre=True), "n2")
     assert node.role is Role.CANDIDATE and node.term == 3
+
+
+@pytest.mark.parametrize("pre_vote", [False, True])
+def test_a_refusal_carrying_a_higher_term_ends_the_campaign(pre_vote: bool) -> None:
+    """Figure 2: a response with a higher term makes the receiver adopt it and follow.
+    A (pre-)candidate that ignored it went on campaigning behind the cluster, one
+    refused term at a time."""
+    node = restarted("n1", [1], 1, RaftConfig(peers=IDS3, pre_vote=pre_vote))
+    node.step(TimerFired(1, T_ELECTION))
+    assert node.role is (Role.PRE_CANDIDATE if pre_vote else Role.CANDIDATE)
+    effects = deliver(node, VoteResponse(term=7, granted=False, pre=pre_vote), "n2")
+    assert (node.role, node.term, node.voted_for, node.leader_id) == (
+        Role.FOLLOWER, 7, None, None)
+    assert not [e for e in effects if isinstance(e, Send)]
+    assert any(isinstance(e, Persist) and e.key == KEY_STATE for e in effects)
+    node.step(TimerFired(5_000, T_ELECTION))
+    assert node.term == (7 if pre_vote else 8)  # a pre-campaign asks for 8, takes nothing
 
 
 # -- a leader ignores answers of an earlier term ---------------------------------------------

@@ -4,9 +4,11 @@
 ``demo``       the in-process scenarios behind ``make demo``
 ``simulate``   a scenario on the deterministic simulator, or (``--transport amqp``)
                as node processes over RabbitMQ (:mod:`~vsm_phoenix.cli.simulate`)
-``keys``       make, show, rotate and export a cluster's keys (:mod:`~.keys`)
+``keys``       make, show, rotate and export a cluster's keys; sign capability
+               grants (:mod:`~.keys`, :mod:`~.router`)
 ``node``       run one node process against the broker (:mod:`~.node`)
-``ctl``        ask running nodes for a control operation (:mod:`~.ctl`)
+``ctl``        ask running nodes for a control operation, e.g. submit a signed
+               command to a router node (:mod:`~.ctl`, :mod:`~.router`)
 ``check``      check a history for linearizability (:mod:`~.check`)
 ``bench``      the benchmark report (:mod:`~.bench`)
 ``gepa``       distributed GEPA on the simulator (:mod:`~.gepa`)

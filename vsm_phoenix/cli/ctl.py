@@ -5,13 +5,15 @@ roster). The operations and the roster role each needs come from one table
 (:mod:`vsm_phoenix.ext.amqp.control` and the node kinds): ``status``, ``stop``,
 ``reset-replay``, ``roster`` on every node; ``add``, ``remove``, ``read``, ``match`` on
 ``crdt`` nodes; ``get``, ``put``, ``append``, ``cas``, ``delete`` on ``kv`` nodes (a
-write follows the leader hint and is applied exactly once); and ``wait-converged``,
+write follows the leader hint and is applied exactly once); ``command`` (sign a command
+and submit it), ``data`` and ``decisions`` on ``router`` nodes; and ``wait-converged``,
 which polls ``status`` until the nodes hold equal states.
 
 The client speaks as ``--as PRINCIPAL`` (default: the one identity in the keys
 directory that is not a node). Its role is checked against the roster before
 anything is sent. Output is plain text, or JSON with ``--json``. Exit status: 0 done,
-1 a node refused or did not answer (or did not converge), 2 bad usage or files.
+1 a node refused (a router refused the command) or did not answer (or did not
+converge), 2 bad usage or files.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from vsm_phoenix.cli import router
 from vsm_phoenix.cli.base import (
     EXIT_FAILED,
     EXIT_OK,
@@ -43,16 +46,19 @@ __all__ = ["all_operations", "register", "run"]
 
 PROG = "vsm-phoenix ctl"
 WAIT_CONVERGED = "wait-converged"
+COMMAND = "command"
 
 
 def all_operations() -> dict[str, Any]:
     """Every control operation by name: the node's and each built-in kind's."""
     from vsm_phoenix.ext.amqp.control import NODE_OPERATIONS
     from vsm_phoenix.ext.amqp.kinds import BUILTIN_KINDS
+    from vsm_phoenix.ext.router_node import router_operations
 
     table: dict[str, Any] = dict(NODE_OPERATIONS)
-    for make in BUILTIN_KINDS.values():
-        for name, op in make().operations.items():
+    for ops in [*(make().operations for make in BUILTIN_KINDS.values()),
+                router_operations()]:
+        for name, op in ops.items():
             table.setdefault(name, op)
     return table
 
@@ -75,7 +81,8 @@ def _common() -> argparse.ArgumentParser:
 
 def register(sub: Any) -> None:
     p = sub.add_parser(
-        "ctl", help="ask running nodes for a control operation (add, read, put, status...)",
+        "ctl", help="ask running nodes for a control operation (add, read, put, command, "
+                 "status...)",
         description=__doc__.split("\n\n")[1] if __doc__ else None,
     )
     p.add_argument("nodes", metavar="NODE", help="node id, id,id,... or all")
@@ -84,6 +91,9 @@ def register(sub: Any) -> None:
     for name, op in all_operations().items():
         q = ops.add_parser(name, help=f"{op.help} [{op.role}]", parents=[common],
                            description=f"{op.help}. Needs the {op.role!r} role.")
+        if name == COMMAND:  # signed here: see vsm_phoenix.cli.router
+            router.add_command_arguments(q)
+            continue
         for param in op.params:
             if param.optional and not param.many:
                 q.add_argument(f"--{param.metavar.lower()}", dest=param.key,
@@ -172,7 +182,11 @@ def run(args: argparse.Namespace) -> int:
         if not may_ask(credentials.roster.members[principal], role):
             raise UsageError(f"{args.op} needs the {role!r} role, which the roster does not "
                              f"give {principal!r}")
-        request = None if op is None else build_request(op, _values(args, op))
+        request: dict[str, Any] | None = None
+        if op is not None and op.name == COMMAND:
+            request = router.command_request(args, credentials)
+        elif op is not None:
+            request = build_request(op, _values(args, op))
     except (UsageError, OSError, ValueError, TypeError, VsmPhoenixError) as exc:
         return usage_exit(PROG, exc)
     try:
@@ -210,9 +224,15 @@ async def _ctl(args: argparse.Namespace, url: str, credentials: Any, nodes: list
                     answers[node] = await cluster.ask(node, request)
                 if answers[node] is None and op.role != "read":
                     answers[node] = "ok"
+                if op.name == COMMAND and (not isinstance(answers[node], Mapping)
+                                           or answers[node].get("decision") != "accepted"):
+                    failed = True  # the router refused it (the answer says why)
             except (ControlError, TimeoutError) as exc:
                 failed = True
                 answers[node] = {"error": f"{type(exc).__name__}: {exc}"}
+        if op.name == "decisions" and not args.json:  # one line each, as nodes log them
+            answers = {n: [router.describe_decision(d) for d in a] if isinstance(a, list)
+                       else a for n, a in answers.items()}
         _print(args, nodes, answers)
         return EXIT_FAILED if failed else EXIT_OK
     finally:

@@ -1,4 +1,4 @@
-"""``vsm-phoenix keys new|show|rotate|export``: a cluster's secrets as files.
+"""``vsm-phoenix keys new|show|rotate|export|grant``: a cluster's secrets as files.
 
 A keys directory (:class:`~vsm_phoenix.crypto.credentials.ClusterSecrets`) holds::
 
@@ -8,9 +8,10 @@ A keys directory (:class:`~vsm_phoenix.crypto.credentials.ClusterSecrets`) holds
     <principal>.identity.json one per node or client                        (0600)
 
 Nothing secret is printed unless asked: ``show`` prints public facts only (ids, roles,
-key ids and fingerprints), and ``export`` writes secrets to stdout only for
-``--out -``. Files are replaced atomically with owner-only modes; ``new`` refuses to
-overwrite a directory that already holds keys.
+key ids and fingerprints, the authority's public key), and ``export`` writes secrets to
+stdout only for ``--out -``. ``grant`` signs a capability grant with the authority for
+router nodes (:mod:`vsm_phoenix.cli.router`). Files are replaced atomically with
+owner-only modes; ``new`` refuses to overwrite a directory that already holds keys.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from vsm_phoenix.cli import router
 from vsm_phoenix.cli.base import EXIT_OK, UsageError, usage_exit
 from vsm_phoenix.crypto.credentials import (
     AUTHORITY_FILE,
@@ -57,7 +59,8 @@ def _roles(spec: str) -> tuple[str, list[str]]:
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("keys", help="make, show, rotate and export a cluster's keys",
+    p = sub.add_parser("keys", help="make, show, rotate and export a cluster's keys; "
+                                    "sign capability grants",
                        description=__doc__.split("\n\n")[1] if __doc__ else None)
     keys = p.add_subparsers(dest="keys_command", required=True, metavar="COMMAND",
                             parser_class=type(p))
@@ -126,6 +129,8 @@ def register(sub: Any) -> None:
                    help="a directory (--principal) or a file; - for stdout")
     q.set_defaults(run=_export)
 
+    router.add_grant_parser(keys, _guard)
+
 
 def _guard(fn: Any) -> Any:
     """Bad input -> one line, exit 2."""
@@ -178,6 +183,7 @@ def _describe(d: Path) -> dict[str, Any]:
             "issued_ms": roster.issued_ms,
             "signed_by": _fingerprint(roster.signed_by.to_bytes()),
             "authorities": [_fingerprint(k.to_bytes()) for k in roster.authorities],
+            "authority_keys": [k.to_bytes().hex() for k in roster.authorities],
         },
         "principals": {
             p: {"roles": sorted(m.roles), "key": _fingerprint(m.verify_key.to_bytes()),
@@ -212,6 +218,8 @@ def _show(args: argparse.Namespace) -> int:
     print(f"cluster   {doc['cluster']}")
     print(f"roster    serial {r['serial']}, signed by {r['signed_by']}"
           f"{'' if doc['authority_here'] else ' (authority.json not here)'}")
+    for key in r["authority_keys"]:
+        print(f"authority {key}   (public: --authority-key of router nodes)")
     for p, m in doc["principals"].items():
         have = "" if m["identity_file"] else "  (identity file not here)"
         print(f"  {p:<16} {','.join(m['roles']):<18} key {m['key']}{have}")

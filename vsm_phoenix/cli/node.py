@@ -5,8 +5,10 @@ Order of events:
 
 1. Every argument and file is checked -- the node kind, the log level, the keyset,
    the node's identity and the roster (the identity must be the node id, the roster
-   must list it with the ``peer`` role). A problem is one line on stderr and exit
-   status 2; no file has been created and the broker has not been contacted.
+   must list it with the ``peer`` role), and for ``--kind router`` the routes, the
+   grants and the pinned authority key (:mod:`vsm_phoenix.cli.router`). A problem is
+   one line on stderr and exit status 2; no file has been created and the broker has
+   not been contacted.
 2. The data directory is locked (``<data-dir>/<id>.lock``): one process per node id
    (exit 2 when taken).
 3. The broker: while it does not answer, the node says so in one line and retries
@@ -22,11 +24,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import signal
 import sys
 from pathlib import Path
 from typing import Any
 
+from vsm_phoenix.cli import router
 from vsm_phoenix.cli.base import (
     EXIT_FAILED,
     EXIT_OK,
@@ -132,7 +136,8 @@ def register(sub: Any) -> None:
     p.add_argument("--id", required=True, help="node id (its identity's principal)")
     p.add_argument("--kind", default="crdt",
                    help="crdt (default: SWIM + delta-synced CRDT replicas), swim, kv "
-                        "(Raft KV), or module:attribute naming a NodeKind")
+                        "(Raft KV), router (signed commands: see the router options), or "
+                        "module:attribute naming a NodeKind")
     p.add_argument("--peers", default=None,
                    help="comma-separated ids of the other nodes (default: every peer "
                         "in the roster)")
@@ -147,6 +152,7 @@ def register(sub: Any) -> None:
                         "seconds (default: wait for ever)")
     add_key_options(p)
     add_transport_options(p)
+    router.add_node_options(p)
     p.set_defaults(run=run)
 
 
@@ -160,7 +166,8 @@ def run(args: argparse.Namespace) -> int:
         level = parse_level(args.log_level)
         if args.broker_wait_s is not None and args.broker_wait_s < 0:
             raise UsageError("--broker-wait-s must be >= 0")
-        kind = load_kind(args.kind)
+        router.check_node_options(args)
+        kind = None if args.kind == "router" else load_kind(args.kind)
         credentials = load_credentials(args, args.id)
         if credentials.principal != args.id:
             raise UsageError(f"the identity is {credentials.principal!r}, not {args.id!r}")
@@ -174,6 +181,9 @@ def run(args: argparse.Namespace) -> int:
         peers = (roster_peers(credentials) if args.peers is None
                  else [p for p in args.peers.split(",") if p])
         config = config_from(args, url)
+        if kind is None:  # built from the roster, the grants and the routes
+            kind = router.router_kind(args, credentials,
+                                      logging.getLogger("vsm_phoenix.router"))
     except (UsageError, OSError, ValueError, TypeError, VsmPhoenixError) as exc:
         return usage_exit(PROG, exc)
     configure_logging(level, url,

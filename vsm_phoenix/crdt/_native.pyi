@@ -61,13 +61,13 @@ def dotstore_join_delta(
 ) -> None: ...
 def dotstore_copy(entries: dict[K, Dots]) -> dict[K, Dots]: ...
 def dotfun_join(
-    a: dict[Dot, V],
+    a: dict[int, V],
     a_vv: dict[str, int],
     a_cloud: set[Dot],
-    b: dict[Dot, V],
+    b: dict[int, V],
     b_vv: dict[str, int],
     b_cloud: set[Dot],
-) -> dict[Dot, V]: ...
+) -> dict[int, V]: ...
 def dotstore_decode(
     state: Any, vv: dict[str, int], cloud: set[Dot]
 ) -> dict[Any, Dots]: ...

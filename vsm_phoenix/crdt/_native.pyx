@@ -151,23 +151,6 @@ cdef inline int _vv_get(dict vv, object r, long long *out) except -1:
     return UNCLEAN
 
 
-cdef inline int _seen(object d, dict vv, set cloud) except -1:
-    """``d[1] <= vv.get(d[0], 0) or d in cloud`` for a clean dot ``d``: 1 or 0, or
-    UNCLEAN when ``d`` or the counter it meets is not the clean representation."""
-    cdef long long c, have
-    if not PyTuple_CheckExact(<PyObject *>d) or PyTuple_GET_SIZE(d) != 2:
-        return UNCLEAN
-    if not _as_count(PyTuple_GET_ITEM(d, 1), &c):
-        return UNCLEAN
-    if _vv_get(vv, <object>PyTuple_GET_ITEM(d, 0), &have) != 1:
-        return UNCLEAN
-    if c <= have:
-        return 1
-    if PySet_GET_SIZE(cloud) == 0:
-        return 0
-    return 1 if PySet_Contains(cloud, d) else 0
-
-
 # -- version vectors ---------------------------------------------------------------
 
 
@@ -1135,7 +1118,7 @@ def dotstore_copy(entries):
 
 
 def dotfun_join(a, a_vv, a_cloud, b, b_vv, b_cloud):
-    """Join of two dot functions (dot → value) under their causal contexts.
+    """Join of two dot functions (packed dot → value) under their causal contexts.
 
     A dot survives when both sides hold it, or when one side holds it and the other
     has not seen it. When both sides hold a dot with different values, the value with
@@ -1143,31 +1126,35 @@ def dotfun_join(a, a_vv, a_cloud, b, b_vv, b_cloud):
     """
     if not _args_clean(a, a_vv, a_cloud, b, b_vv, b_cloud):
         return _pure.dotfun_join(a, a_vv, a_cloud, b, b_vv, b_cloud)
+    cdef _Ctx xa, xb
     cdef dict out = {}
     cdef Py_ssize_t pos = 0
     cdef PyObject *k
     cdef PyObject *v
     cdef PyObject *o
     cdef int s
+    _ctx_init(&xa, <dict>a_vv, <set>a_cloud)
+    _ctx_init(&xb, <dict>b_vv, <set>b_cloud)
+    # Every key is checked clean (an exact packed int naming a known replica) before
+    # it is looked up in the other store: no user code runs on the fast path.
     while PyDict_Next(a, &pos, &k, &v):
+        s = _seen_p(k, &xb)
+        if s == UNCLEAN:
+            return _pure.dotfun_join(a, a_vv, a_cloud, b, b_vv, b_cloud)
         o = PyDict_GetItemWithError(b, <object>k)
         if o != NULL:
             if o != v and not _same_plain_atom(o, v):
                 return _pure.dotfun_join(a, a_vv, a_cloud, b, b_vv, b_cloud)
             PyDict_SetItem(out, <object>k, <object>v)
-            continue
-        s = _seen(<object>k, <dict>b_vv, <set>b_cloud)
-        if s == UNCLEAN:
-            return _pure.dotfun_join(a, a_vv, a_cloud, b, b_vv, b_cloud)
-        if s == 0:
+        elif s == 0:
             PyDict_SetItem(out, <object>k, <object>v)
     pos = 0
     while PyDict_Next(b, &pos, &k, &v):
-        if PyDict_GetItemWithError(a, <object>k) != NULL:
-            continue
-        s = _seen(<object>k, <dict>a_vv, <set>a_cloud)
+        s = _seen_p(k, &xa)
         if s == UNCLEAN:
             return _pure.dotfun_join(a, a_vv, a_cloud, b, b_vv, b_cloud)
+        if PyDict_GetItemWithError(a, <object>k) != NULL:
+            continue
         if s == 0:
             PyDict_SetItem(out, <object>k, <object>v)
     return out

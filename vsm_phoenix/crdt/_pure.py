@@ -15,7 +15,7 @@ Representations (shared by both backends):
   packed into one ``int`` (:mod:`vsm_phoenix.crdt._dots`): the bare packed dot when
   there is one (the common case), an ascending ``tuple`` of two or more otherwise.
   Kernels return stores in that normal form;
-* a *dot fun* maps a dot to a value (MVRegister).
+* a *dot fun* maps a packed dot to a value (MVRegister).
 
 Kernels never raise on well-formed input; callers validate first, so a kernel cannot
 leave a half-applied state behind.
@@ -535,14 +535,14 @@ def dotstore_copy(entries: dict[K, Dots]) -> dict[K, Dots]:
 
 
 def dotfun_join(
-    a: dict[Dot, V],
+    a: dict[int, V],
     a_vv: dict[str, int],
     a_cloud: set[Dot],
-    b: dict[Dot, V],
+    b: dict[int, V],
     b_vv: dict[str, int],
     b_cloud: set[Dot],
-) -> dict[Dot, V]:
-    """Join of two dot functions (dot → value) under their causal contexts.
+) -> dict[int, V]:
+    """Join of two dot functions (packed dot → value) under their causal contexts.
 
     A dot survives when both sides hold it, or when one side holds it and the other
     has not seen it. A dot is written once, so both sides normally hold the same value
@@ -550,17 +550,17 @@ def dotfun_join(
     with the greater canonical bytes (``atom_key``) wins on every replica, so the join
     stays commutative and replicas converge.
     """
-    out: dict[Dot, V] = {}
+    out: dict[int, V] = {}
     for d, v in a.items():
         if d in b:
             w = b[d]
             if w is not v and w != v and atom_key(w) > atom_key(v):  # type: ignore[arg-type]
                 v = w
             out[d] = v
-        elif not (d[1] <= b_vv.get(d[0], 0) or d in b_cloud):
+        elif not _seen(d, b_vv, b_cloud):
             out[d] = v
     for d, v in b.items():
-        if d not in a and not (d[1] <= a_vv.get(d[0], 0) or d in a_cloud):
+        if d not in a and not _seen(d, a_vv, a_cloud):
             out[d] = v
     return out
 

@@ -61,6 +61,7 @@ from vsm_phoenix.crdt._domain import (
     wire_count,
     wire_replica,
 )
+from vsm_phoenix.crdt._dots import unpack
 from vsm_phoenix.crdt.causal import CausalContext
 from vsm_phoenix.crdt.registers import MVRegister
 from vsm_phoenix.crdt.sets import ORSet
@@ -100,7 +101,8 @@ def _nested_dots(x: CRDT) -> Iterator[Dot]:
             for d in x.dots_of(e):
                 yield (d.replica, d.counter)
     elif isinstance(x, MVRegister):
-        yield from x._writes
+        for p in x._store:
+            yield unpack(p)
     else:
         assert isinstance(x, ORMap)
         for s in x._slots.values():
@@ -111,7 +113,7 @@ def _store_empty(x: CRDT) -> bool:
     if isinstance(x, ORSet):
         return len(x) == 0
     if isinstance(x, MVRegister):
-        return not x._writes
+        return not x._store
     assert isinstance(x, ORMap)
     return not x._slots
 

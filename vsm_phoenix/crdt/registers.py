@@ -16,6 +16,7 @@ from vsm_phoenix.crdt._domain import (
     wire_count,
     wire_replica,
 )
+from vsm_phoenix.crdt._dots import pack, unpack
 from vsm_phoenix.crdt.causal import CausalContext
 from vsm_phoenix.crdt.clocks import Timestamp
 
@@ -106,19 +107,28 @@ class MVRegister(CRDT):
     fresh dot and supersedes every write this replica has seen; writes that did not see
     each other survive side by side until a later write sees them all. ``value`` is
     the frozenset of surviving values (empty at bottom).
+
+    Representation: the dot function is a ``dict`` keyed by packed dots (one ``int``
+    per dot, :mod:`vsm_phoenix.crdt._dots`), as the OR-Set's dot store is. Packed dots
+    never leave the process: the encoding writes ``[replica, counter]`` pairs in
+    canonical order, and a register pickles through its canonical bytes.
+
+    Two states holding the same dot with different values (a replica id reused after
+    losing its state) join deterministically: the value with the greater canonical
+    bytes wins, on every replica.
     """
 
     TAG = "mvreg"
-    __slots__ = ("_ctx", "_writes")
+    __slots__ = ("_ctx", "_store")
 
     def __init__(self) -> None:
-        self._writes: dict[tuple[str, int], Atom] = {}
+        self._store: dict[int, Atom] = {}
         self._ctx = CausalContext()
 
     @classmethod
-    def _raw(cls, writes: dict[tuple[str, int], Atom], ctx: CausalContext) -> Self:
+    def _raw(cls, store: dict[int, Atom], ctx: CausalContext) -> Self:
         obj = cls.__new__(cls)
-        obj._writes, obj._ctx = writes, ctx
+        obj._store, obj._ctx = store, ctx
         return obj
 
     def assign(self, replica: str, value: Atom) -> MVRegister:
@@ -127,36 +137,53 @@ class MVRegister(CRDT):
         check_atom(value)
         dot = self._ctx.next_dot(replica)
         d = (dot.replica, dot.counter)
-        delta = MVRegister._raw({d: value}, CausalContext._of_dots(set(self._writes) | {d}))
-        self._writes = {d: value}
-        self._ctx.add(d)
+        p = pack(*d)
+        seen = {unpack(x) for x in self._store}
+        seen.add(d)
+        delta = MVRegister._raw({p: value}, CausalContext._of_dots(seen))
+        self._store = {p: value}
+        self._ctx._add(*d)
         return delta
 
     @property
     def value(self) -> frozenset[Atom]:
-        return frozenset(self._writes.values())
+        return frozenset(self._store.values())
+
+    @property
+    def _writes(self) -> dict[tuple[str, int], Atom]:
+        """The writes keyed by ``(replica, counter)`` tuples (a new mapping; for models
+        and debugging)."""
+        return {unpack(d): v for d, v in self._store.items()}
 
     def _join_into(self, other: Self) -> None:
         a, b = self._ctx, other._ctx
-        self._writes = K.dotfun_join(self._writes, a.vv, a.cloud, other._writes, b.vv, b.cloud)
+        self._store = K.dotfun_join(self._store, a.vv, a.cloud, other._store, b.vv, b.cloud)
         a._join_into(b)
 
     def _leq(self, other: Self) -> bool:
         if not self._ctx._leq(other._ctx):
             return False
         a, b = self._ctx, other._ctx
-        joined = K.dotfun_join(self._writes, a.vv, a.cloud, other._writes, b.vv, b.cloud)
-        return bool(joined == other._writes)
+        joined = K.dotfun_join(self._store, a.vv, a.cloud, other._store, b.vv, b.cloud)
+        return bool(joined == other._store)
 
     def _eq_state(self, other: Self) -> bool:
-        return self._writes == other._writes and self._ctx._eq_state(other._ctx)
+        return self._store == other._store and self._ctx._eq_state(other._ctx)
 
     def copy(self) -> Self:
-        return self._raw(dict(self._writes), self._ctx.copy())
+        return self._raw(dict(self._store), self._ctx.copy())
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Self:
+        return self.copy()
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Packed dots name replicas by their index in this process's table: a pickle
+        # carries the canonical bytes instead.
+        return (type(self).from_bytes, (self.to_bytes(),))
 
     def _encode_state(self) -> Any:
-        writes = [[[r, c], atom_to_wire(self._writes[(r, c)])] for r, c in sorted(self._writes)]
-        return [writes, self._ctx._encode_state()]
+        writes = sorted((unpack(d), v) for d, v in self._store.items())
+        return [[[[r, c], atom_to_wire(v)] for (r, c), v in writes], self._ctx._encode_state()]
 
     @classmethod
     def _from_state(cls, state: Any) -> Self:
@@ -176,4 +203,5 @@ class MVRegister(CRDT):
             if not K.ctx_contains(ctx.vv, ctx.cloud, d[0], d[1]):
                 raise ValueError(f"dot {d} is outside the causal context")
             writes[d] = atom_from_wire(item[1])
-        return cls._raw(writes, ctx)
+        # Valid: only now are the replica ids interned (a refused input adds none).
+        return cls._raw({pack(r, c): v for (r, c), v in writes.items()}, ctx)

@@ -54,8 +54,15 @@ check, and only an authentic, fresh, authorised command touches the replay windo
 (ARCHITECTURE.md: "replay windows record a message only after it authenticates").
 :meth:`CommandRouter.dispatch` then awaits the handler. Every decision -- accepted,
 or refused and why (the error class and its message) -- is appended to a bounded
-:attr:`CommandRouter.decisions` log and handed to ``on_decision``; a refused input
-changes nothing else.
+:attr:`CommandRouter.decisions` log, counted in :attr:`CommandRouter.counts` (under
+``accepted`` or the refusing error's class) and handed to ``on_decision``; a refused
+input changes nothing else. A handler that raises is a second decision of the same
+command (:meth:`CommandRouter.handler_failed`: ``accepted``, its nonce spent, counted
+under ``handler:<class>``).
+
+A signer without a durable counter (a command-line client) takes its nonces from the
+clock (:func:`clock_nonce`); :func:`sign_command` refuses arguments the router's strict
+parse would refuse (sets, integers beyond 64 bits, map keys that are not strings).
 """
 
 from __future__ import annotations
@@ -106,10 +113,14 @@ __all__ = [
     "ReplayError",
     "TypeMismatch",
     "UnknownCommand",
+    "check_command_name",
+    "clock_nonce",
     "sign_command",
 ]
 
 COMMAND_VERSION: Final = 1
+#: The origin of :func:`clock_nonce`: 2024-01-01T00:00:00Z, in ms since the Unix epoch.
+NONCE_EPOCH_MS: Final = 1_704_067_200_000
 MAX_COMMAND_BYTES: Final = 256 * 1024
 MAX_NAME: Final = 128
 _DOMAIN: Final = "vsm-phoenix/command"
@@ -126,7 +137,9 @@ class UnknownCommand(InvalidArgument):
         self.name = name
 
 
-def _check_name(name: object) -> str:
+def check_command_name(name: object) -> str:
+    """A command name: 1..128 printable characters without whitespace
+    (``TypeMismatch`` / ``InvalidArgument`` otherwise)."""
     if not isinstance(name, str):
         raise TypeMismatch("a command name is a str")
     if not 1 <= len(name) <= MAX_NAME or not name.isprintable() or any(
@@ -191,6 +204,8 @@ def sign_command(identity: Identity, cluster: str, name: str, args: Mapping[str,
     may name a session of the identity's principal (``ops#3f2a``)."""
     if not isinstance(identity, Identity):
         raise TypeMismatch("identity must be an Identity")
+    if not isinstance(cluster, str):
+        raise TypeMismatch("cluster must be a str")
     sender = identity.principal if issuer is None else issuer
     if not isinstance(sender, str) or principal_of(sender) != identity.principal:
         raise InvalidArgument("the issuer must be the identity's principal or a session of it")
@@ -198,7 +213,7 @@ def sign_command(identity: Identity, cluster: str, name: str, args: Mapping[str,
         _check_issuer(sender)
     except DecodeError as exc:
         raise InvalidArgument(str(exc)) from None
-    _check_name(name)
+    check_command_name(name)
     if not isinstance(args, Mapping) or not all(isinstance(k, str) for k in args):
         raise TypeMismatch("command args must be a map with str keys")
     for value, what in ((issued_ms, "issued_ms"), (nonce, "nonce")):
@@ -209,11 +224,27 @@ def sign_command(identity: Identity, cluster: str, name: str, args: Mapping[str,
     except Exception as exc:  # cbor2 raises several types for unencodable values
         raise InvalidArgument(f"command args are not CBOR-encodable: "
                               f"{type(exc).__name__}") from None
+    try:  # what the router's strict parse refuses (sets, bignums, int map keys) is
+        cbor.loads(body, max_size=MAX_COMMAND_BYTES, wire=True)  # never signed
+    except DecodeError as exc:
+        raise InvalidArgument(f"command args would not parse at the router: {exc}") from None
     signature = identity.sign(_signed_bytes(cluster, sender, body))
     wire = cbor.dumps([COMMAND_VERSION, sender, body, signature])
     if len(wire) > MAX_COMMAND_BYTES:
         raise InvalidArgument(f"command of {len(wire)} bytes exceeds {MAX_COMMAND_BYTES}")
     return wire
+
+
+def clock_nonce(now_ms: int) -> int:
+    """A nonce from the clock, for a signer without a durable counter (a command-line
+    client): milliseconds since :data:`NONCE_EPOCH_MS`. Its commands signed in order
+    at most one per millisecond, or up to 1024 ms out of order, are accepted; a replay
+    window refuses a first nonce more than 2**40 ahead
+    (:data:`~vsm_phoenix.crypto.replay.MAX_JUMP`), which Unix-epoch milliseconds
+    already are and these will be only after 2058."""
+    if type(now_ms) is not int or now_ms < NONCE_EPOCH_MS:
+        raise InvalidArgument("clock_nonce needs a time in ms after 2024-01-01")
+    return now_ms - NONCE_EPOCH_MS
 
 
 class CommandSigner:
@@ -254,6 +285,8 @@ class CommandRouter:
     learnt (omit it to trust the book's grants alone).
     ``storage``: where the replay windows live (in memory by default; pass a
     :class:`~vsm_phoenix.storage.SQLiteStorage` so a restart cannot re-accept).
+    ``on_decision``: called with every decision; if it raises, the decision stands and
+    the failure is counted in :attr:`counts` under ``on_decision:<class>``.
     """
 
     def __init__(
@@ -301,7 +334,7 @@ class CommandRouter:
                  capability: str | None = None) -> None:
         """Route command ``name`` to ``handler`` for issuers whose roster roles grant
         ``role`` and who hold ``capability`` (when given)."""
-        _check_name(name)
+        check_command_name(name)
         if not callable(handler):
             raise TypeMismatch("handler must be callable")
         if role not in ROLES:
@@ -321,12 +354,19 @@ class CommandRouter:
     def _cluster(self) -> str:
         return self.roster.cluster
 
+    def _count(self, key: str) -> None:
+        self.counts[key] = self.counts.get(key, 0) + 1
+
     def _decide(self, decision: Decision) -> None:
         self.decisions.append(decision)
-        key = "accepted" if decision.accepted else (decision.error or "refused")
-        self.counts[key] = self.counts.get(key, 0) + 1
+        # a handler's failure counts under its error, not as a second acceptance
+        self._count(decision.error or ("accepted" if decision.accepted else "refused"))
         if self.on_decision is not None:
-            self.on_decision(decision)
+            try:
+                self.on_decision(decision)
+            except Exception as exc:  # an audit hook never changes the decision: an
+                # accepted command's nonce is already spent, and the caller must persist it
+                self._count(f"on_decision:{type(exc).__name__}")
 
     def open(self, data: object, *, now_ms: int | None = None) -> Command:
         """Authenticate and authorise a command (steps 1-10 of the module doc); the
@@ -364,12 +404,12 @@ class CommandRouter:
             raise DecodeError("command body is [domain, name, args, issued_ms, nonce]")
         _, name, args, issued_ms, nonce = doc
         try:
-            _check_name(name)
+            check_command_name(name)
         except (TypeError, ValueError) as exc:
             raise DecodeError(f"command name: {exc}") from None
         seen["command"] = name
-        if not isinstance(args, dict):
-            raise DecodeError("command args must be a map")
+        if not isinstance(args, dict) or not all(isinstance(k, str) for k in args):
+            raise DecodeError("command args must be a map with str keys")
         for value, what in ((issued_ms, "issued_ms"), (nonce, "nonce")):
             if type(value) is not int or not 0 <= value <= _MAX_U63:
                 raise DecodeError(f"command {what} must be an int in 0..2**63-1")
@@ -409,15 +449,25 @@ class CommandRouter:
                                    f"{capability!r} in the membership view (granted, not "
                                    f"advertised) for command {name!r}")
 
+    def handler_failed(self, cmd: Command, exc: BaseException, *,
+                       now_ms: int | None = None) -> Decision:
+        """Record that the handler of an accepted ``cmd`` raised ``exc``: a second
+        decision, ``accepted`` (its nonce is spent) with ``error`` ``handler:<class>``.
+        :meth:`dispatch` calls it; so does a caller that runs handlers itself
+        (:class:`~vsm_phoenix.ext.router_node.RouterNode`)."""
+        decision = Decision(at_ms=self.clock_ms() if now_ms is None else now_ms,
+                            accepted=True, command=cmd.name, issuer=cmd.issuer,
+                            nonce=cmd.nonce, error=f"handler:{type(exc).__name__}",
+                            reason=str(exc)[:300])
+        self._decide(decision)
+        return decision
+
     async def dispatch(self, data: object, *, now_ms: int | None = None) -> Any:
         """:meth:`open` the command, then await its handler's answer. A handler that
-        raises is recorded (``error`` is the exception class) and its error re-raised."""
+        raises is recorded (:meth:`handler_failed`) and its error re-raised."""
         cmd = self.open(data, now_ms=now_ms)
         try:
             return await self._routes[cmd.name].handler(cmd)
         except Exception as exc:
-            self._decide(Decision(at_ms=self.clock_ms() if now_ms is None else now_ms,
-                                  accepted=True, command=cmd.name, issuer=cmd.issuer,
-                                  nonce=cmd.nonce, error=f"handler:{type(exc).__name__}",
-                                  reason=str(exc)[:300]))
+            self.handler_failed(cmd, exc, now_ms=now_ms)
             raise

@@ -7,7 +7,9 @@ composes a :class:`~vsm_phoenix.protocol.swim.SwimNode` (membership: who is aliv
 each member advertises -- capabilities and capability grants) and a
 :class:`~vsm_phoenix.ext.router.CommandRouter` whose membership view is that SWIM node.
 The same code runs on the simulator and, through :class:`RouterKind`, as an AMQP node
-(``Cluster.connect(url, credentials, kind=RouterKind(...))``).
+(``Cluster.connect(url, credentials, kind=RouterKind(...))``). There the runner hands
+the node its roster book (:meth:`RouterNode.bind_roster`), so a roster installed live
+(the ``roster`` control request) governs the router at once.
 
 A signed command (:func:`~vsm_phoenix.ext.router.sign_command`) is carried as opaque
 bytes: the client hands it to any node in a :class:`RouteCommand`, naming the node that
@@ -28,19 +30,27 @@ ClientRequest RouteCommand      target here: run it (below); else ``Send(router.
 Receive router.command          run it, ``Send(router.result)`` back to the sender
 Receive router.result           ``Deliver`` of the relayed answer to the waiting request
 ClientRequest ReadData          ``Deliver(router.data)``: the application data
+ClientRequest ReadDecisions     ``Deliver(router.decisions)``: the newest router decisions
 Receive / timer / cmd swim.*    whatever the SWIM node returns
 ==============================  ===============================================================
 
 *Running* a command: :meth:`CommandRouter.open` (at the event's ``now``), then the
-route's handler on the node's application data. An accepted command answers
-``Deliver(router.accepted, {command, issuer, nonce, at, result})`` after the
-``Persist`` of the issuer's replay window and of every data key it changed (persists
-before the answer, so a restart cannot accept the command again); a refused one
-``Deliver(router.refused, {error, reason, at})`` and changes nothing (the router
-records the decision either way). The default application (:data:`DEFAULT_ROUTES`)
-is a small key-value map: ``kv.set`` / ``kv.delete`` for writers, ``kv.get`` for
-readers, and ``job.claim`` for members holding the authority-granted ``jobs``
-capability, advertised through membership.
+route's handler on a copy of the node's application data (a ``dict[str, str]``). An
+accepted command answers ``Deliver(router.accepted, {command, issuer, nonce, at,
+result})`` after the ``Persist`` of the issuer's replay window and of every data key
+it changed (persists before the answer, so a restart cannot accept the command
+again); a refused one ``Deliver(router.refused, {error, reason, at})`` and changes
+nothing. A handler that raises, returns what CBOR cannot carry or leaves a key or
+value that is not a string answers ``router.refused`` with error
+``handler:<class>``: its nonce is spent (persisted), the data are left as they were.
+The router records every decision (:attr:`CommandRouter.decisions`, bounded, and
+``on_decision``), a handler's failure as a second one
+(:meth:`CommandRouter.handler_failed`). The default application
+(:data:`DEFAULT_ROUTES`) is a small key-value map: ``kv.set`` / ``kv.delete`` for
+writers, ``kv.get`` for readers, and ``job.claim`` for members holding the
+authority-granted ``jobs`` capability, advertised through membership. Other
+applications are a table of :class:`RouteSpec` (``routes=``; :func:`load_routes`
+reads one named ``module:attribute``).
 
 A ``router.command`` / ``router.result`` payload that does not decode raises
 :class:`~vsm_phoenix.protocol.node.RemoteProtocolError` and changes nothing; a result
@@ -49,6 +59,7 @@ for no pending request (late, or never asked) is dropped.
 
 from __future__ import annotations
 
+import inspect
 import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Final
@@ -59,12 +70,19 @@ from vsm_phoenix.crypto.identity import (
     ROLE_PEER,
     ROLE_READ,
     ROLE_WRITE,
+    ROLES,
     Roster,
     RosterBook,
 )
 from vsm_phoenix.errors import InvalidArgument, TypeMismatch, VsmPhoenixError
-from vsm_phoenix.ext.agents.grants import CapabilityGrant, GrantBook
-from vsm_phoenix.ext.router import MAX_COMMAND_BYTES, Command, CommandRouter
+from vsm_phoenix.ext.agents.grants import CapabilityGrant, GrantBook, check_capability
+from vsm_phoenix.ext.router import (
+    MAX_COMMAND_BYTES,
+    Command,
+    CommandRouter,
+    Decision,
+    check_command_name,
+)
 from vsm_phoenix.protocol.envelope import Envelope, decode_cbor, encode_cbor
 from vsm_phoenix.protocol.kit import Messenger, decode_payload
 from vsm_phoenix.protocol.node import (
@@ -88,14 +106,19 @@ __all__ = [
     "DEFAULT_ROUTES",
     "K_ACCEPTED",
     "K_DATA",
+    "K_DECISIONS",
     "K_REFUSED",
+    "MAX_DECISIONS_READ",
     "M_COMMAND",
     "M_RESULT",
     "ReadData",
+    "ReadDecisions",
     "RouteCommand",
     "RouteSpec",
     "RouterKind",
     "RouterNode",
+    "decision_record",
+    "router_operations",
 ]
 
 M_COMMAND: Final = "router.command"
@@ -103,6 +126,9 @@ M_RESULT: Final = "router.result"
 K_ACCEPTED: Final = "router.accepted"
 K_REFUSED: Final = "router.refused"
 K_DATA: Final = "router.data"
+K_DECISIONS: Final = "router.decisions"
+#: The most decisions one :class:`ReadDecisions` answers.
+MAX_DECISIONS_READ: Final = 1000
 _DATA: Final = "router/data/"
 _REPLAY_NS: Final = "router/replay"
 _MAX_PENDING: Final = 1024
@@ -124,17 +150,52 @@ class ReadData:
     """Answer with the node's application data."""
 
 
+@attrs.frozen
+class ReadDecisions:
+    """Answer with the router's ``limit`` newest decisions, oldest first
+    (:func:`decision_record` each)."""
+
+    limit: int = 20
+
+
+def decision_record(decision: Decision) -> dict[str, Any]:
+    """A decision as a CBOR-encodable map (the fields of :class:`Decision`)."""
+    return attrs.asdict(decision)
+
+
 #: A handler: the node's data (mutable) and the authenticated command -> the answer.
 Handler = Callable[[dict[str, str], Command], Any]
 
 
 @attrs.frozen
 class RouteSpec:
-    """A command route: its handler, the roster role and the capability it needs."""
+    """A command route: its handler, the roster role and the capability it needs.
+    The handler is a plain (not ``async``) callable ``handler(data, command)``: it may
+    change ``data`` (a ``dict[str, str]``) and returns the answer (CBOR-encodable)."""
 
     handler: Handler
     role: str = ROLE_WRITE
     capability: str | None = None
+
+    def __attrs_post_init__(self) -> None:
+        if not callable(self.handler):
+            raise TypeMismatch("a route's handler must be callable")
+        if inspect.iscoroutinefunction(self.handler) or inspect.iscoroutinefunction(
+                type(self.handler).__call__):
+            raise InvalidArgument("a RouterNode handler is a plain function: the node runs "
+                                  "it inside a step, it cannot await")
+        if self.role not in ROLES:
+            raise InvalidArgument(f"a route's role is one of {sorted(ROLES)}")
+        if self.capability is not None:
+            check_capability(self.capability)
+
+
+def _check_data(data: dict[Any, Any]) -> None:
+    """What a handler leaves must persist and reload as it is: str keys and values."""
+    for k, v in data.items():
+        if not isinstance(k, str) or not isinstance(v, str) or not 1 <= len(k) <= _MAX_KEY:
+            raise TypeMismatch(f"a handler left {str(k)[:64]!r} -> {type(v).__name__}: the "
+                               f"data hold str keys (1..{_MAX_KEY}) and str values")
 
 
 def _key(cmd: Command) -> str:
@@ -182,9 +243,26 @@ class _Unreachable:
         raise LocalProtocolError("RouterNode runs its handlers itself")
 
 
+def _check_routes(routes: object) -> dict[str, RouteSpec]:
+    if not isinstance(routes, Mapping):
+        raise TypeMismatch("routes must be a mapping of command name to RouteSpec")
+    checked: dict[str, RouteSpec] = {}
+    for name, spec in routes.items():
+        check_command_name(name)
+        if not isinstance(spec, RouteSpec):
+            raise TypeMismatch(f"route {name!r} must be a RouteSpec, not "
+                               f"{type(spec).__name__}")
+        checked[name] = spec
+    if not checked:
+        raise InvalidArgument("routes must name at least one command")
+    return checked
+
+
 class RouterNode:
     """See the module docstring. ``grants``: the authority-signed grants the node
-    starts with (bytes or objects); more are learnt from membership."""
+    starts with (bytes or objects); more are learnt from membership. ``routes``: the
+    application (default :data:`DEFAULT_ROUTES`). ``on_decision``: called with every
+    decision the router records (an audit trail, e.g. a log line)."""
 
     def __init__(
         self,
@@ -198,6 +276,7 @@ class RouterNode:
         routes: Mapping[str, RouteSpec] | None = None,
         max_age_ms: int = 30_000,
         max_skew_ms: int = 5_000,
+        on_decision: Callable[[Decision], None] | None = None,
     ) -> None:
         self._id = node_id
         self.rng = rng
@@ -208,9 +287,10 @@ class RouterNode:
         self.grants = GrantBook(roster, authority_only=True)
         for g in grants:
             self.grants.add(g)
-        self.routes = dict(DEFAULT_ROUTES if routes is None else routes)
+        self.routes = _check_routes(DEFAULT_ROUTES if routes is None else routes)
         self.max_age_ms = max_age_ms
         self.max_skew_ms = max_skew_ms
+        self.on_decision = on_decision
         self.data: dict[str, str] = {}
         self._replay = MemoryStorage()
         self.router = self._make_router()
@@ -220,7 +300,8 @@ class RouterNode:
     def _make_router(self) -> CommandRouter:
         router = CommandRouter(self.roster, grants=self.grants, membership=self.swim,
                                storage=self._replay, max_age_ms=self.max_age_ms,
-                               max_skew_ms=self.max_skew_ms, clock_ms=lambda: 0)
+                               max_skew_ms=self.max_skew_ms, clock_ms=lambda: 0,
+                               on_decision=self.on_decision)
         for name, spec in self.routes.items():
             router.register(name, _Unreachable(), role=spec.role, capability=spec.capability)
         return router
@@ -228,6 +309,20 @@ class RouterNode:
     @property
     def node_id(self) -> str:
         return self._id
+
+    def bind_roster(self, book: RosterBook) -> None:
+        """Trust ``book`` from now on -- the AMQP runner's roster book, which adopts the
+        newer rosters a ``roster`` control request installs -- so a principal removed
+        or re-keyed live is refused at once (the runner calls this when it takes the
+        node). ``InvalidArgument`` for a book of another cluster."""
+        if not isinstance(book, RosterBook):
+            raise TypeMismatch("bind_roster needs a RosterBook")
+        if book.cluster != self.roster.cluster:
+            raise InvalidArgument(f"the roster book is for cluster {book.cluster!r}, not "
+                                  f"{self.roster.cluster!r}")
+        self.roster = book
+        self.grants.roster = book
+        self.router.roster = book
 
     def state_key(self) -> tuple[Any, ...]:
         guard = self.router.guard
@@ -253,10 +348,20 @@ class RouterNode:
                 return self._route(event.now, event.payload, event.request_id)
             if isinstance(event.payload, ReadData):
                 return [Deliver(K_DATA, dict(self.data), event.request_id)]
+            if isinstance(event.payload, ReadDecisions):
+                return [Deliver(K_DECISIONS, self._decisions(event.payload.limit),
+                                event.request_id)]
             return self.swim.step(event)
         if isinstance(event, TimerFired):
             return self.swim.step(event)
         raise LocalProtocolError(f"unknown event {event!r}")
+
+    def _decisions(self, limit: object) -> list[dict[str, Any]]:
+        if type(limit) is not int or not 1 <= limit <= MAX_DECISIONS_READ:
+            raise LocalProtocolError(f"ReadDecisions.limit is an int in 1.."
+                                     f"{MAX_DECISIONS_READ}")
+        log = self.router.decisions
+        return [decision_record(d) for d in list(log)[max(0, len(log) - limit):]]
 
     def _reload(self, persisted: Mapping[str, bytes]) -> None:
         data: dict[str, str] = {}
@@ -287,16 +392,18 @@ class RouterNode:
         try:
             result = spec.handler(work, cmd)
             encode_cbor(result)  # the answer must travel
+            changed = sorted((k for k in set(before) | set(work)
+                              if before.get(k) != work.get(k)), key=repr)
+            _check_data({k: work[k] for k in changed if k in work})
         except Exception as exc:
-            answer: dict[str, Any] = {"error": f"handler:{type(exc).__name__}",
-                                      "reason": str(exc)[:300], "at": self._id,
-                                      "command": cmd.name, "nonce": cmd.nonce}
+            failed = self.router.handler_failed(cmd, exc, now_ms=now)
+            answer: dict[str, Any] = {"error": failed.error, "reason": failed.reason,
+                                      "at": self._id, "command": cmd.name,
+                                      "nonce": cmd.nonce}
             kind = K_REFUSED
         else:
             self.data = work
-            for k in sorted(set(before) | set(work)):
-                if before.get(k) != work.get(k):
-                    out.append(Persist(_DATA + k, encode_cbor(work.get(k))))
+            out += [Persist(_DATA + k, encode_cbor(work.get(k))) for k in changed]
             answer = {"command": cmd.name, "issuer": cmd.issuer, "nonce": cmd.nonce,
                       "at": self._id, "result": result}
             kind = K_ACCEPTED
@@ -366,39 +473,66 @@ class RouterNode:
 
 
 # -- the AMQP node kind --------------------------------------------------------------------
+def router_operations() -> dict[str, Any]:
+    """The control operations of :class:`RouterKind` (no roster needed: ``vsm-phoenix
+    ctl`` lists them beside the other kinds')."""
+    from vsm_phoenix.ext.amqp.control import Operation, Param
+
+    return {
+        "command": Operation("command", ROLE_READ, "run a signed command (vsm-phoenix "
+                             "command router) on this node or relay it to 'to'",
+                             (Param("w", "WIRE", "the signed command"),
+                              Param("to", "NODE", "the node that runs it", optional=True))),
+        "data": Operation("data", ROLE_READ, "the router node's application data"),
+        "decisions": Operation("decisions", ROLE_READ,
+                               "the router's newest decisions (accepted or refused, why)",
+                               (Param("limit", "LIMIT", "how many, newest last (default 20, at "
+                                      f"most {MAX_DECISIONS_READ})", optional=True),)),
+    }
+
+
 class RouterKind:
     """:class:`RouterNode` as an AMQP node kind (see :mod:`vsm_phoenix.ext.amqp.kinds`).
 
     ``roster``: the cluster's roster (each node's router trusts it); ``grants``: the
     authority-signed grants every node starts with; ``capabilities``: what each node id
-    advertises (capability names and grant advertisements). Operations: ``command``
-    (``w``: the signed command bytes, ``to``: the node that runs it) -- the ``read``
-    role is enough to carry one, since the command's own signature says who asks --
-    and ``data`` (the application data). Status: members, the router's decision
-    counts, the data size."""
+    advertises (capability names and grant advertisements); ``routes``: the application
+    (default :data:`DEFAULT_ROUTES`); ``max_age_ms`` / ``max_skew_ms``: the freshness
+    bounds; ``on_decision``: every router decision (``vsm-phoenix node`` logs them).
+    Arguments are checked here, before any node is built.
+
+    Operations: ``command`` (``w``: the signed command bytes, ``to``: the node that
+    runs it) -- the ``read`` role is enough to carry one, since the command's own
+    signature says who asks; its answer is the node's reply with ``decision``:
+    ``accepted`` or ``refused`` added -- ``data`` (the application data) and
+    ``decisions`` (``limit``: the newest decisions, oldest first). Status: members,
+    the router's decision counts, the data size."""
 
     name = "router"
 
     def __init__(self, roster: Roster | RosterBook, *,
                  grants: Sequence[CapabilityGrant | bytes] = (),
                  capabilities: Mapping[str, Sequence[str]] | None = None,
-                 period_ms: int = 300) -> None:
-        from vsm_phoenix.ext.amqp.control import Operation, Param
-
+                 routes: Mapping[str, RouteSpec] | None = None,
+                 max_age_ms: int = 30_000,
+                 max_skew_ms: int = 5_000,
+                 period_ms: int = 300,
+                 on_decision: Callable[[Decision], None] | None = None) -> None:
         if not isinstance(roster, Roster | RosterBook):
             raise TypeMismatch("roster must be a Roster or RosterBook")
+        book = GrantBook(roster, authority_only=True)
+        for g in grants:  # each verifies now (DecodeError, AuthenticationError, ...)
+            book.add(g)
         self.roster = roster
         self.grants = list(grants)
         self.capabilities = dict(capabilities or {})
+        self.routes = _check_routes(DEFAULT_ROUTES if routes is None else routes)
+        self.max_age_ms = max_age_ms
+        self.max_skew_ms = max_skew_ms
         self.period_ms = period_ms
-        self.operations = {
-            "command": Operation("command", ROLE_READ, "run a signed command (vsm-phoenix "
-                                 "command router) on this node or relay it to 'to'",
-                                 (Param("w", "WIRE", "the signed command"),
-                                  Param("to", "NODE", "the node that runs it",
-                                        optional=True))),
-            "data": Operation("data", ROLE_READ, "the node's application data"),
-        }
+        self.on_decision = on_decision
+        CommandRouter(roster, max_age_ms=max_age_ms, max_skew_ms=max_skew_ms)  # validates
+        self.operations = router_operations()
 
     def build(self, node_id: str, rng: random.Random, peers: Sequence[str]) -> Node:
         swim = SwimConfig(seeds=tuple(peers), period_ms=self.period_ms,
@@ -407,15 +541,25 @@ class RouterKind:
                           reconnect_interval_ms=4 * self.period_ms)
         return RouterNode(node_id, rng, self.roster, swim=swim,
                           capabilities=self.capabilities.get(node_id, ()),
-                          grants=self.grants)
+                          grants=self.grants, routes=self.routes,
+                          max_age_ms=self.max_age_ms, max_skew_ms=self.max_skew_ms,
+                          on_decision=self.on_decision)
 
     def decode_request(self, node: Node, raw: Mapping[str, Any]) -> Any:
         op = raw.get("op")
         if op == "data":
             return ReadData()
+        if op == "decisions":
+            limit = raw.get("limit", 20)
+            if isinstance(limit, str) and limit.isdecimal() and len(limit) <= 4:
+                limit = int(limit)  # the command line sends text
+            if type(limit) is not int or not 1 <= limit <= MAX_DECISIONS_READ:
+                raise InvalidArgument(f"decisions: 'limit' is an int in "
+                                      f"1..{MAX_DECISIONS_READ}")
+            return ReadDecisions(limit)
         if op != "command":
             raise InvalidArgument(f"unknown router operation {str(op)[:64]!r} "
-                                  "(have: command, data)")
+                                  "(have: command, data, decisions)")
         wire, to = raw.get("w"), raw.get("to")
         if not isinstance(wire, bytes) or len(wire) > MAX_COMMAND_BYTES:
             raise InvalidArgument(f"command needs 'w': the signed command bytes "
@@ -427,7 +571,10 @@ class RouterKind:
     def encode_reply(self, deliver: Deliver) -> Any:
         from vsm_phoenix.ext.amqp.kinds import plain
 
-        return plain(deliver.payload)
+        value = plain(deliver.payload)
+        if deliver.kind in (K_ACCEPTED, K_REFUSED) and isinstance(value, dict):
+            value["decision"] = "accepted" if deliver.kind == K_ACCEPTED else "refused"
+        return value
 
     def status(self, node: Node) -> dict[str, Any]:
         assert isinstance(node, RouterNode)

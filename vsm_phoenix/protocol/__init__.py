@@ -49,7 +49,7 @@ from vsm_phoenix.errors import (  # the errors this package raises
 from vsm_phoenix.protocol.cluster import ClusterNode
 from vsm_phoenix.protocol.envelope import Envelope, decode_cbor, encode_cbor
 from vsm_phoenix.protocol.kit import Messenger, decode_payload, encode_payload
-from vsm_phoenix.protocol.kv import STALE, KVError, KVStateMachine, kv_node_factory
+from vsm_phoenix.protocol.kv import STALE, KVConfig, KVError, KVStateMachine, kv_node_factory
 from vsm_phoenix.protocol.node import (
     CancelTimer,
     ClientRequest,
@@ -105,6 +105,7 @@ __all__ = [
     "VsmPhoenixError",
     "STALE",
     "Entry",
+    "KVConfig",
     "KVError",
     "KVStateMachine",
     "Propose",

@@ -6,25 +6,28 @@ that may need to ship more at once (a CRDT's full state) splits the encoded payl
 into parts with :func:`split`, and the receiver puts them back together with a
 :class:`Reassembler`, as Raft ships a snapshot in chunks.
 
-A part's body is ``{"h": digest, "i": index, "n": count, "z": size, "b": bytes}``:
-``digest`` is the SHA-256 of the whole payload, which names the transfer and checks
-it; ``size`` its length. Parts may arrive in any order, twice, or not at all: the
-sender repeats a transfer (as sync does every interval until acknowledged), the
-receiver keeps what it has (a repeated part is ignored), so a lossy link completes a
-transfer in a few rounds rather than never.
+A part's body is ``{"h": root, "i": index, "n": count, "z": size, "b": bytes,
+"m": proof}``. ``root`` names the transfer: the Merkle tree hash of its pieces
+(RFC 9162 §2.1.1: a leaf is ``SHA-256(0x00 || piece)``, a node
+``SHA-256(0x01 || left || right)``), and ``proof`` is the piece's inclusion proof
+(§2.1.3), at most :data:`MAX_PROOF` sibling hashes. So each part is checked when it
+arrives, and a bad one is refused before it is kept: a transfer assembled from kept
+parts always carries exactly the payload its root names. ``size`` is the payload's
+length. Parts may arrive in any order, twice, or not at all: the sender repeats a
+transfer (as sync does every interval until acknowledged), the receiver keeps what
+it has (a repeated part is ignored), so a lossy link completes a transfer in a few
+rounds rather than never.
 
 Bounds (what a peer can make a receiver hold)
 ---------------------------------------------
-* one transfer in progress per sender: a part of another digest replaces it;
+* one transfer in progress per sender: a part of another root replaces it;
 * ``max_message_bytes`` per transfer, at most :data:`MAX_PARTS` parts;
 * at most ``max_assembly_bytes`` and :data:`MAX_ASSEMBLIES` transfers in progress in
   all, counted by their *declared* sizes when they start; a transfer that would
   exceed them is refused, unless transfers idle for ``stale_ms`` can make room.
 
-A malformed part, or one inconsistent with its transfer, raises
-``RemoteProtocolError`` and changes nothing. The one exception is a completed transfer
-whose bytes do not match its digest: its parts are discarded (there is no telling
-which was bad) and ``RemoteProtocolError`` says so.
+A malformed part, one whose proof does not lead to its root, or one inconsistent
+with its transfer, raises ``RemoteProtocolError`` and changes nothing.
 """
 
 from __future__ import annotations
@@ -37,17 +40,56 @@ import attrs
 from vsm_phoenix.protocol.envelope import DEFAULT_MAX_PAYLOAD
 from vsm_phoenix.protocol.node import RemoteProtocolError
 
-__all__ = ["DIGEST_BYTES", "MAX_ASSEMBLIES", "MAX_PARTS", "MAX_PART_BYTES", "Part",
-           "Reassembler", "split"]
+__all__ = ["DIGEST_BYTES", "MAX_ASSEMBLIES", "MAX_PARTS", "MAX_PART_BYTES", "MAX_PROOF",
+           "Part", "Reassembler", "split"]
 
 DIGEST_BYTES: Final = 32
 #: The most parts one transfer may have (bounds the receiver's bookkeeping).
 MAX_PARTS: Final = 65_536
 #: The most transfers a receiver keeps in progress at once (one per sender).
 MAX_ASSEMBLIES: Final = 64
+#: The longest inclusion proof: the height of a tree of :data:`MAX_PARTS` leaves.
+MAX_PROOF: Final = (MAX_PARTS - 1).bit_length()
 #: The largest part: the envelope limit less room for the part's own fields.
 MAX_PART_BYTES: Final = DEFAULT_MAX_PAYLOAD - 64 * 1024
-_FIELDS: Final = frozenset("hinzb")
+_FIELDS: Final = frozenset("hinzbm")
+
+
+def _leaf(piece: bytes) -> bytes:
+    return hashlib.sha256(b"\x00" + piece).digest()
+
+
+def _node(left: bytes, right: bytes) -> bytes:
+    return hashlib.sha256(b"\x01" + left + right).digest()
+
+
+def _tree(leaves: list[bytes]) -> tuple[bytes, list[list[bytes]]]:
+    """The Merkle tree hash of ``leaves`` (leaf hashes, at least one) and each leaf's
+    inclusion proof, siblings from the leaf up (RFC 9162 §2.1.1 and §2.1.3.1)."""
+    if len(leaves) == 1:
+        return leaves[0], [[]]
+    k = 1 << ((len(leaves) - 1).bit_length() - 1)  # the largest power of two < n
+    left, left_proofs = _tree(leaves[:k])
+    right, right_proofs = _tree(leaves[k:])
+    return _node(left, right), ([[*p, right] for p in left_proofs]
+                                + [[*p, left] for p in right_proofs])
+
+
+def _root_from_proof(index: int, count: int, leaf: bytes, proof: list[bytes]) -> bytes | None:
+    """The root that ``proof`` leads to from ``leaf`` at ``index`` of ``count``, or
+    None when the proof's length does not fit the tree (RFC 9162 §2.1.3.2)."""
+    fn, sn, r = index, count - 1, leaf
+    for sibling in proof:
+        if sn == 0:
+            return None
+        if fn & 1 or fn == sn:
+            r = _node(sibling, r)
+            while not fn & 1 and fn:
+                fn, sn = fn >> 1, sn >> 1
+        else:
+            r = _node(r, sibling)
+        fn, sn = fn >> 1, sn >> 1
+    return r if sn == 0 else None
 
 
 def split(payload: bytes, part_bytes: int) -> list[dict[str, Any]]:
@@ -57,19 +99,19 @@ def split(payload: bytes, part_bytes: int) -> list[dict[str, Any]]:
         raise ValueError(f"part_bytes must be in 1..{MAX_PART_BYTES}")
     if len(payload) <= part_bytes:
         raise ValueError("a payload that fits in one part is sent whole, not split")
-    digest = hashlib.sha256(payload).digest()
     pieces = [payload[i : i + part_bytes] for i in range(0, len(payload), part_bytes)]
     if len(pieces) > MAX_PARTS:
         raise ValueError(f"{len(pieces)} parts exceed {MAX_PARTS}: raise part_bytes")
-    return [{"h": digest, "i": i, "n": len(pieces), "z": len(payload), "b": piece}
-            for i, piece in enumerate(pieces)]
+    root, proofs = _tree([_leaf(piece) for piece in pieces])
+    return [{"h": root, "i": i, "n": len(pieces), "z": len(payload), "b": piece,
+             "m": proof} for i, (piece, proof) in enumerate(zip(pieces, proofs, strict=True))]
 
 
 @attrs.frozen
 class Part:
     """One checked part (see the module docstring for the fields)."""
 
-    digest: bytes
+    root: bytes
     index: int
     count: int
     size: int
@@ -78,7 +120,7 @@ class Part:
 
 @attrs.define
 class _Assembly:
-    digest: bytes
+    root: bytes
     count: int
     size: int
     parts: dict[int, bytes] = attrs.field(factory=dict)
@@ -115,25 +157,32 @@ class Reassembler:
 
     def snapshot(self) -> tuple[Any, ...]:
         """A comparable picture of everything held (for tests of "nothing changed")."""
-        return tuple(sorted((s, a.digest, a.count, a.size, tuple(sorted(a.parts.items())))
+        return tuple(sorted((s, a.root, a.count, a.size, tuple(sorted(a.parts.items())))
                             for s, a in self._by_sender.items()))
 
     def parse(self, sender: str, body: object, now: int) -> Part:
         """Check ``body`` as a part from ``sender`` against the bounds and the
         transfer it belongs to; changes nothing."""
         if not isinstance(body, dict) or set(body) != _FIELDS:
-            raise RemoteProtocolError("sync part is {h, i, n, z, b}")
-        digest, data = body["h"], body["b"]
-        if not isinstance(digest, bytes) or len(digest) != DIGEST_BYTES:
+            raise RemoteProtocolError("sync part is {h, i, n, z, b, m}")
+        root, data = body["h"], body["b"]
+        if not isinstance(root, bytes) or len(root) != DIGEST_BYTES:
             raise RemoteProtocolError(f"sync part: h must be {DIGEST_BYTES} bytes")
         size = _uint(body["z"], 2, self.max_message_bytes, "z")
         count = _uint(body["n"], 2, min(size, MAX_PARTS), "n")
         index = _uint(body["i"], 0, count - 1, "i")
         if not isinstance(data, bytes) or not 1 <= len(data) <= size:
             raise RemoteProtocolError(f"sync part: b must be 1..{size} bytes")
-        part = Part(digest, index, count, size, data)
+        proof = body["m"]
+        if (not isinstance(proof, list) or len(proof) > MAX_PROOF
+                or not all(isinstance(h, bytes) and len(h) == DIGEST_BYTES for h in proof)):
+            raise RemoteProtocolError(f"sync part: m must be at most {MAX_PROOF} hashes "
+                                      f"of {DIGEST_BYTES} bytes")
+        if _root_from_proof(index, count, _leaf(data), proof) != root:
+            raise RemoteProtocolError("sync part: its proof does not lead to its root h")
+        part = Part(root, index, count, size, data)
         current = self._by_sender.get(sender)
-        if current is not None and current.digest == digest:
+        if current is not None and current.root == root:
             if (current.count, current.size) != (count, size):
                 raise RemoteProtocolError("sync part disagrees with its transfer's n or z")
             if index not in current.parts:
@@ -158,27 +207,23 @@ class Reassembler:
 
     def assembled(self, sender: str, part: Part) -> bytes | None:
         """The whole payload if ``part`` (checked by :meth:`parse`) completes its
-        transfer, else ``None``; changes nothing, except that a completed transfer
-        failing its digest is discarded (``RemoteProtocolError``)."""
+        transfer, else ``None``; changes nothing. Every kept part was proven to belong
+        to the transfer's root, so the whole is the payload that root names."""
         current = self._by_sender.get(sender)
-        if current is None or current.digest != part.digest:
+        if current is None or current.root != part.root:
             return None  # a first part never completes: count >= 2
         if part.index in current.parts or len(current.parts) + 1 != current.count:
             return None
         pieces = {**current.parts, part.index: part.data}
-        whole = b"".join(pieces[i] for i in range(current.count))
-        if hashlib.sha256(whole).digest() != current.digest:
-            del self._by_sender[sender]
-            raise RemoteProtocolError("sync parts do not match their digest: discarded")
-        return whole
+        return b"".join(pieces[i] for i in range(current.count))
 
     def store(self, sender: str, part: Part, now: int) -> None:
-        """Keep ``part`` (checked by :meth:`parse`); a part of a new digest replaces
+        """Keep ``part`` (checked by :meth:`parse`); a part of a new root replaces
         the sender's transfer in progress and evicts idle ones to make room."""
         current = self._by_sender.get(sender)
-        if current is None or current.digest != part.digest:
+        if current is None or current.root != part.root:
             self._evict_stale(now, exclude=sender)
-            current = _Assembly(part.digest, part.count, part.size)
+            current = _Assembly(part.root, part.count, part.size)
             self._by_sender[sender] = current
         if part.index not in current.parts:
             current.parts[part.index] = part.data

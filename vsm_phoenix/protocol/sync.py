@@ -34,11 +34,12 @@ messages in the cluster — not the ``(n-1)^2`` of "forward what you received":
   every peer acknowledged, a peer that restarted empty) in ``O(log n)`` rounds, as
   push-pull gossip does.
 * **Large states.** A ``sync.delta`` larger than ``part_bytes`` (1 MiB) travels as
-  ``sync.part`` messages that the receiver reassembles, checks against their SHA-256
-  and then handles as the delta (:mod:`vsm_phoenix.protocol.parts`); without this, a
-  state over the envelope's 16 MiB limit was refused by every peer on every interval
-  and never converged. Parts are repeated with the delta until it is acknowledged,
-  and a receiver keeps the parts it has, so a lossy link still completes.
+  ``sync.part`` messages, each checked by its Merkle inclusion proof before it is
+  kept; the receiver reassembles them and then handles the whole as the delta
+  (:mod:`vsm_phoenix.protocol.parts`); without this, a state over the envelope's
+  16 MiB limit was refused by every peer on every interval and never converged.
+  Parts are repeated with the delta until it is acknowledged, and a receiver keeps
+  the parts it has, so a lossy link still completes.
 * Joins are commutative, associative and idempotent, so lost, duplicated and
   reordered messages are harmless: **once every message between connected replicas
   eventually gets through, they converge**, and a node stops shipping once every peer

@@ -10,7 +10,13 @@ operation to the node it believes leads, follows ``raft.not-leader`` hints, retr
 timeouts and on ``raft.unknown`` with the same sequence number (the store's sessions
 make that exactly-once), and records every operation (call and return in virtual
 time) into a :class:`~vsm_phoenix.verify.history.HistoryRecorder`. The operation mix
-is :func:`random_kv_op`, shared with the AMQP runner's workload.
+is :func:`random_kv_op`, shared with the AMQP runner's workload. A client whose
+session expired (:data:`~vsm_phoenix.protocol.kv.E_SESSION_EXPIRED`, when the store's
+:class:`~vsm_phoenix.protocol.kv.KVConfig` bounds evict it, or when its first command
+was abandoned unapplied) records that operation as pending — its outcome is unknown —
+and goes on under a new session id, as the store asks. With ``open_sessions`` every
+session starts with :func:`~vsm_phoenix.protocol.kv.open_session`, so that even a
+session's first write is never applied twice.
 
 :func:`simulate_kv` is a whole randomized run: a cluster, a workload and a nemesis
 (:func:`schedule_faults`) that partitions, cuts links one way, crashes and restarts
@@ -33,6 +39,7 @@ import attrs
 
 from vsm_phoenix.errors import VsmPhoenixError
 from vsm_phoenix.protocol.kv import (
+    E_SESSION_EXPIRED,
     STALE,
     KVError,
     append,
@@ -40,6 +47,7 @@ from vsm_phoenix.protocol.kv import (
     delete,
     get,
     kv_node_factory,
+    open_session,
     put,
 )
 from vsm_phoenix.protocol.node import Deliver, NodeFactory
@@ -115,7 +123,10 @@ def random_kv_op(rng: random.Random, keys: Sequence[str], value: str,
 # -- simulated clients ----------------------------------------------------------------
 @attrs.define
 class _Client:
-    client_id: str
+    client_id: str  # the history's process; ``session`` is the KV's client id
+    session: str = ""
+    renewals: int = 0
+    opening: bool = False
     seq: int = 0
     op: KVOp | None = None
     request: Propose | Read | None = None
@@ -138,7 +149,9 @@ class KVWorkload:
     operation's interval (sound for linearizability). ``submit`` queues scripted
     operations; ``random_ops`` makes clients issue random ones until ``stop_at``.
     An operation unanswered for ``op_timeout_ms`` is abandoned as *pending* (it may
-    still take effect; the next one gets a new sequence number).
+    still take effect; the next one gets a new sequence number). A command refused
+    for want of a session is pending too, and the client renews its session (see the
+    module docstring); ``open_sessions`` opens each session explicitly first.
     """
 
     def __init__(
@@ -154,6 +167,7 @@ class KVWorkload:
         op_timeout_ms: int = 3_000,
         think_ms: tuple[int, int] = (0, 20),
         nodes: Sequence[str] | None = None,
+        open_sessions: bool = False,
     ) -> None:
         self.sim = sim
         self.nodes = list(nodes if nodes is not None else sim.node_ids)
@@ -164,10 +178,12 @@ class KVWorkload:
         self.attempt_timeout_ms = attempt_timeout_ms
         self.op_timeout_ms = op_timeout_ms
         self.think_ms = think_ms
-        self.clients = [_Client(f"c{i}") for i in range(clients)]
+        self.open_sessions = open_sessions
+        self.clients = [_Client(f"c{i}", f"c{i}") for i in range(clients)]
         self.random_until: int | None = None
         self.results: dict[str, list[tuple[KVOp, Any]]] = {c.client_id: [] for c in self.clients}
-        self.stats = {"ok": 0, "abandoned": 0, "retries": 0, "not_leader": 0, "unknown": 0}
+        self.stats = {"ok": 0, "abandoned": 0, "retries": 0, "not_leader": 0, "unknown": 0,
+                      "expired": 0}
         self._owner: dict[str, tuple[_Client, int]] = {}
         self._cursor: dict[str, int] = {n: len(sim.delivered[n]) for n in self.nodes}
         self._running_until = -1
@@ -225,7 +241,7 @@ class KVWorkload:
             self._ticking = False
 
     def _random_op(self, c: _Client) -> KVOp:
-        return random_kv_op(self.rng, self.keys, f"{c.client_id}.{c.seq + 1}",
+        return random_kv_op(self.rng, self.keys, f"{c.session}.{c.seq + 1}",
                             self._last_values)
 
     def _maybe_start(self, c: _Client, now: int) -> None:
@@ -242,7 +258,9 @@ class KVWorkload:
         c.attempts = 0
         if not isinstance(op, KVGet):
             c.seq += 1
-        c.request = command_for(op, c.client_id, max(c.seq, 1))
+        c.opening = self.open_sessions and c.seq == 1 and not isinstance(op, KVGet)
+        c.request = (open_session(c.session) if c.opening
+                     else command_for(op, c.session, max(c.seq, 1)))
         c.op_started = now
         self.recorder.invoke(c.client_id, op, now)
         self._send(c, now)
@@ -275,6 +293,14 @@ class KVWorkload:
         if d.kind == K_OK:
             result = d.payload
             op = c.op
+            if c.opening and result is None:  # the session is open: now the operation
+                c.opening, c.seq, c.attempts, c.target = False, 2, 0, node
+                c.request = command_for(op, c.session, c.seq)
+                self._send(c, now)
+                return
+            if isinstance(result, KVError) and result.code == E_SESSION_EXPIRED:
+                self._renew(c, now)
+                return
             if isinstance(result, KVError) or result is STALE:
                 raise KVClientError(f"{c.client_id} got {result!r} for {op!r}")
             if isinstance(op, KVCas):
@@ -312,6 +338,15 @@ class KVWorkload:
             self.stats["unknown"] += 1
             c.target = None
             c.retry_at = now + 20
+
+    def _renew(self, c: _Client, now: int) -> None:
+        """The store refused ``c``'s command (no session): its outcome is unknown, so
+        it stays pending, and the client continues under a fresh session id."""
+        self.recorder.info(c.client_id)
+        self.stats["expired"] += 1
+        c.renewals += 1
+        c.session, c.seq = f"{c.client_id}~{c.renewals}", 0
+        self._finish(c, now)
 
     def _remember(self, key: str, value: str) -> None:
         seen = self._last_values.setdefault(key, [])
@@ -432,6 +467,7 @@ def simulate_kv(
     monitor_every_ms: int = 25,
     factory: Callable[[RaftConfig], NodeFactory] = kv_node_factory,
     reconfigure: bool = False,
+    open_sessions: bool = False,
 ) -> KVRun:
     """One randomized KV run: ``clients`` issue random operations for ``duration_ms``
     while (with ``faults``) a nemesis partitions, blocks links, crashes and restarts
@@ -447,7 +483,11 @@ def simulate_kv(
     added as a learner, promoted, and the leader of the moment removed), under the same
     nemesis, which then strikes all servers; the run goes on after ``settle_ms`` (up
     to 5 s more) until the last step is acknowledged. ``KVRun.membership_problems``
-    says whether the cluster ended in the configuration requested last."""
+    says whether the cluster ended in the configuration requested last.
+
+    ``open_sessions`` is :class:`KVWorkload`'s (each session opened explicitly).
+    ``factory`` makes the nodes: ``partial(kv_node_factory, kv=KVConfig(...))`` runs a
+    store with other session bounds."""
     voters: list[str] = [f"n{i + 1}" for i in range(nodes)]
     spares: list[str] = [f"n{nodes + i + 1}" for i in range(2)] if reconfigure else []
     ids = voters + spares
@@ -472,7 +512,8 @@ def simulate_kv(
 
     sim.schedule(0, watch)
     workload = KVWorkload(sim, clients=clients, keys=keys, seed=seed,
-                          op_timeout_ms=max(1_000, settle_ms // 2))
+                          op_timeout_ms=max(1_000, settle_ms // 2),
+                          open_sessions=open_sessions)
     workload.random_ops(duration_ms)
     if not reconfigure:
         workload.run_until(end)

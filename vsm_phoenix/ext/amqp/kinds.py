@@ -8,6 +8,11 @@ Built-in kinds (``vsm-phoenix node --kind ...``):
            ``set`` from the start and adopts every replica a peer ships
 ``swim``   membership only (:class:`~vsm_phoenix.protocol.swim.SwimNode`)
 ``kv``     Raft + the linearizable KV (:mod:`vsm_phoenix.protocol.kv`)
+``router`` SWIM + the signed command router
+           (:class:`~vsm_phoenix.ext.router_node.RouterKind`); it is built from
+           the cluster's roster, grants and routes, so ``vsm-phoenix node``
+           builds it from its options (:mod:`vsm_phoenix.cli.router`), and
+           :func:`load_kind` refuses the bare name
 =========  ==================================================================
 
 or any ``module:attribute`` naming a :class:`NodeKind` (or a zero-argument callable
@@ -41,6 +46,7 @@ __all__ = [
     "KVKind",
     "NodeKind",
     "SwimKind",
+    "load_attribute",
     "load_kind",
     "plain",
     "replica_digest",
@@ -346,22 +352,44 @@ BUILTIN_KINDS: Final[Mapping[str, Callable[[], NodeKind]]] = {
 }
 
 
+#: Kinds built from the cluster's credentials and options, not by :func:`load_kind`.
+ROSTER_KINDS: Final = ("router",)
+
+
+def load_attribute(spec: str, what: str) -> Any:
+    """The object ``module:attribute`` names (``module.sub:attr.inner`` reaches nested
+    attributes). ``InvalidArgument`` naming ``what`` when ``spec`` is not of that form,
+    or the module or attribute cannot be imported (the import's own error included)."""
+    module, sep, attr = spec.partition(":")
+    if not sep or not module or not attr:
+        raise InvalidArgument(f"{what} {spec!r} is not module:attribute")
+    try:
+        obj: Any = importlib.import_module(module)
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+    except Exception as exc:  # the module's own import may fail in any way
+        raise InvalidArgument(f"{what} {spec!r} cannot be loaded: "
+                              f"{type(exc).__name__}: {exc}") from None
+    return obj
+
+
 def load_kind(spec: str) -> NodeKind:
     """A built-in kind by name (``crdt``, ``swim``, ``kv``) or ``module:attribute``
     naming a kind object or a zero-argument callable returning one.
-    ``InvalidArgument`` for anything else (an unknown name, a module or attribute that
-    cannot be imported, an object that is not a kind)."""
+    ``InvalidArgument`` for anything else (an unknown name, one of
+    :data:`ROSTER_KINDS`, a module or attribute that cannot be imported, an object
+    that is not a kind)."""
     if spec in BUILTIN_KINDS:
         return BUILTIN_KINDS[spec]()
+    if spec in ROSTER_KINDS:
+        raise InvalidArgument(f"the {spec} kind is built from the roster: "
+                              "RouterKind(roster, ...), or `vsm-phoenix node --kind router`")
     if ":" not in spec:
         raise InvalidArgument(
-            f"unknown node kind {spec!r} ({', '.join(BUILTIN_KINDS)} or module:attribute)"
+            f"unknown node kind {spec!r} ({', '.join([*BUILTIN_KINDS, *ROSTER_KINDS])} "
+            "or module:attribute)"
         )
-    module, _, attr = spec.partition(":")
-    try:
-        obj = getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError, ValueError) as exc:
-        raise InvalidArgument(f"node kind {spec!r} cannot be loaded: {exc}") from None
+    obj = load_attribute(spec, "node kind")
     if callable(obj) and not hasattr(obj, "build"):
         obj = obj()
     if not all(hasattr(obj, a) for a in ("build", "operations", "decode_request", "status")):

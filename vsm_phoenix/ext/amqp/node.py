@@ -187,6 +187,11 @@ class AmqpNode:
         self.on_deliver = on_deliver
         self._clock = clock
         self._ep = Endpoint(credentials, storage=self.storage, config=self.config, clock=clock)
+        # a node that checks principals itself (a command router) trusts this runner's
+        # roster, newer ones installed by a ``roster`` request included
+        bind = getattr(node, "bind_roster", None)
+        if callable(bind):
+            bind(self._ep.book)
         self.topology = self._ep.topology
         self.stats = self._ep.stats
         self.recent: deque[Deliver] = deque(maxlen=1000)

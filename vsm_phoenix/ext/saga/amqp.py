@@ -246,13 +246,20 @@ async def _run(settings: SagaAmqpSettings, keys: Path) -> int:
             await wait_ready(control, (victim,), timeout=60.0)
             say(f"  KV node {victim} restarted from its store")
 
+        async def health() -> str:
+            st = await statuses()
+            return "KV nodes " + "  ".join(
+                f"{nid}:DOWN" if not procs.alive(nid) else
+                f"{nid}:no answer" if nid not in st else f"{nid}:{_cell(st[nid])}"
+                for nid in nodes) + " (L leader, F follower, C candidate / term / applied)"
+
         pace = settings.lease_ms / 400
         backend = ScenarioBackend(
             name="kv-amqp", make_log=make_log, restart=restart,
             kv_fault=kill_leader if settings.kv_kills else None, pace=pace,
             lease_ms=settings.lease_ms, step_timeout_ms=settings.lease_ms // 6,
             late_s=settings.lease_ms / 4000, final_timeout_s=max(60.0, 40 * pace),
-            stall_s=max(30.0, settings.lease_ms / 100))
+            stall_s=max(30.0, settings.lease_ms / 100), health=health)
         latest: dict[str, Any] = {"ended": 0, "stats": {}}
 
         def on_progress(ended: int, total: int, stats: dict[str, int]) -> None:

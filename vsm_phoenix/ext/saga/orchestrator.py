@@ -6,7 +6,11 @@ a saga and returns its :class:`SagaResult` once the saga has ended (its terminal
 is durable). Any number of orchestrators on any number of nodes may share one log
 (a SQLite file, the Raft KV): :meth:`recover` takes over every unfinished saga whose
 lease has expired -- a coordinator that crashed -- and drives it to its end, which is
-what a node does when it starts. Definitions are registered by name, because a log
+what a node does when it starts (:meth:`expired` is its scan alone, for a driver that
+resumes each saga in its own task). A saga that ends is settled
+(:meth:`~vsm_phoenix.ext.saga.log.SagaLog.settle`: off the log's list of unfinished
+sagas) by the coordinator that sees it end, and again by any scan that finds it still
+listed. Definitions are registered by name, because a log
 names the definition its saga runs.
 
 The driver carries out the :class:`~vsm_phoenix.ext.saga.core.SagaCore`'s effects:
@@ -20,6 +24,7 @@ across nodes; see the core for why safety does not depend on clocks agreeing).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -57,6 +62,7 @@ from vsm_phoenix.ext.saga.records import (
     R_COMPENSATED,
     R_COMPLETED,
     R_STUCK,
+    TERMINAL,
     check_name,
 )
 
@@ -141,6 +147,7 @@ class SagaOrchestrator:
         self.classify = classify
         self.definitions: dict[str, SagaDefinition] = {}
         self._driving: set[str] = set()
+        self._lease_seen: dict[str, int] = {}  # saga id -> a lease end a scan saw
         for d in definitions:
             self.register(d)
 
@@ -162,9 +169,12 @@ class SagaOrchestrator:
         ctx = dict(context or {})
         if saga_id is None:
             saga_id = f"{self.node_id}-{self.rng.getrandbits(64):016x}"
+        if saga_id in self._driving:
+            raise LeaseHeld(saga_id, self.node_id, 0)
         core = SagaCore(definition, saga_id, self.node_id, rng=self.rng,
                         lease_ms=self.lease_ms)
         effects = core.step(Begin(now_ms=self.clock_ms(), context=ctx))
+        self._driving.add(saga_id)
         return await self._drive(core, effects)
 
     async def resume(self, saga_id: str) -> SagaResult:
@@ -173,43 +183,79 @@ class SagaOrchestrator:
         check_name(saga_id, "saga id")
         if saga_id in self._driving:
             raise LeaseHeld(saga_id, self.node_id, 0)
-        log = await self.log.load(saga_id)
-        if log is None:
-            raise InvalidArgument(f"no saga {saga_id!r} in the log")
-        name = fold(log).saga
-        definition = self.definitions.get(name)
-        if definition is None:
-            raise InvalidArgument(f"saga {saga_id} runs {name!r}, which is not registered")
-        core = SagaCore(definition, saga_id, self.node_id, rng=self.rng,
-                        lease_ms=self.lease_ms)
-        effects = core.step(TakeOver(now_ms=self.clock_ms(), log=tuple(log)))
+        self._driving.add(saga_id)  # before the first await: one driver per saga here
+        try:
+            log = await self.log.load(saga_id)
+            if log is None:
+                raise InvalidArgument(f"no saga {saga_id!r} in the log")
+            name = fold(log).saga
+            definition = self.definitions.get(name)
+            if definition is None:
+                raise InvalidArgument(f"saga {saga_id} runs {name!r}, which is not "
+                                      "registered")
+            core = SagaCore(definition, saga_id, self.node_id, rng=self.rng,
+                            lease_ms=self.lease_ms)
+            effects = core.step(TakeOver(now_ms=self.clock_ms(), log=tuple(log)))
+        except BaseException:
+            self._driving.discard(saga_id)
+            raise
         return await self._drive(core, effects)
 
-    async def recover(self) -> list[SagaResult]:
-        """Resume, concurrently, every unfinished saga not driven here whose lease has
-        expired; the results of those this coordinator drove to their end."""
+    async def expired(self) -> list[str]:
+        """The unfinished sagas this coordinator may take over now: listed by the log,
+        not driven here, their lease expired on this coordinator's clock, their
+        definition registered. A listed saga found ended is settled on the way
+        (:meth:`SagaLog.settle`: a crash interrupted its removal from the list).
+
+        This is the scan of :meth:`recover`, for a driver that resumes each saga in its
+        own task (so that driving taken-over sagas never delays the next scan). A saga
+        whose lease was seen to run until ``T`` is not read again before ``T`` on this
+        coordinator's clock (a lease only moves forward), so frequent scans cost about
+        one read per saga per lease, not one per saga per scan."""
         todo = []
-        for saga_id in await self.log.saga_ids(active_only=True):
-            if saga_id in self._driving:
+        listed = await self.log.saga_ids(active_only=True)
+        still = set(listed)
+        seen = {i: t for i, t in self._lease_seen.items() if i in still}
+        self._lease_seen = seen  # bounded by what the log lists
+        for saga_id in listed:
+            if saga_id in self._driving or seen.get(saga_id, 0) > self.clock_ms():
                 continue
             log = await self.log.load(saga_id)
             if log is None:
                 continue
             view = fold(log)
-            if view.terminal or view.lease_until > self.clock_ms():
+            if view.terminal:
+                await self._settle(saga_id)
                 continue
-            if view.saga not in self.definitions:
+            if view.lease_until > self.clock_ms():
+                seen[saga_id] = view.lease_until
                 continue
-            todo.append(saga_id)
+            if view.saga in self.definitions:
+                todo.append(saga_id)
+        return todo
+
+    async def recover(self) -> list[SagaResult]:
+        """Resume, concurrently, every saga :meth:`expired` lists, and wait for them;
+        the results of those this coordinator drove to their end.
+
+        A saga whose log cannot be reached (``ConnectionError``, ``TimeoutError``,
+        ``OSError``) is skipped: the next call tries it again. Any other error is
+        raised once every resume has ended; cancelling the call cancels them all."""
+        todo = await self.expired()
 
         async def one(saga_id: str) -> SagaResult | None:
             try:
                 return await self.resume(saga_id)
             except LeaseHeld:
                 return None  # someone renewed or took it first
+            except (ConnectionError, TimeoutError, OSError):
+                return None  # the log is unreachable: the next scan tries again
 
-        results = await asyncio.gather(*(one(s) for s in todo))
-        return [r for r in results if r is not None]
+        results = await asyncio.gather(*(one(s) for s in todo), return_exceptions=True)
+        for r in results:
+            if isinstance(r, BaseException):
+                raise r
+        return [r for r in results if isinstance(r, SagaResult)]
 
     # -- queries ----------------------------------------------------------------------
     async def status(self, saga_id: str) -> SagaStatus | None:
@@ -218,8 +264,10 @@ class SagaOrchestrator:
         return None if log is None else SagaStatus.of(saga_id, fold(log))
 
     async def sagas(self, *, state: str | None = None) -> list[SagaStatus]:
-        """Every saga in the log (only those in ``state``: ``running``, ``compensating``,
-        ``completed``, ``compensated``, ``stuck``)."""
+        """Every saga the log lists (only those in ``state``: ``running``,
+        ``compensating``, ``completed``, ``compensated``, ``stuck``). Every unfinished
+        and every stuck saga is listed; a :class:`~vsm_phoenix.ext.saga.log.KVSagaLog`
+        lists no completed or compensated saga (:meth:`status` still answers for one)."""
         if state not in (None, "running", "compensating", R_COMPLETED, R_COMPENSATED,
                          R_STUCK):
             raise InvalidArgument(f"unknown saga state {state!r}")
@@ -238,8 +286,9 @@ class SagaOrchestrator:
 
     # -- the driver -------------------------------------------------------------------
     async def _drive(self, core: SagaCore, effects: list[Effect]) -> SagaResult:
+        """Carry out ``effects`` and every later one until the saga ends here; the
+        caller has put the saga in :attr:`_driving`, which this empties."""
         saga_id = core.saga_id
-        self._driving.add(saga_id)
         loop = asyncio.get_running_loop()
         events: asyncio.Queue[Callable[[int], Event]] = asyncio.Queue()
         timers: dict[str, asyncio.TimerHandle] = {}
@@ -264,10 +313,14 @@ class SagaOrchestrator:
                        tasks: set[asyncio.Task[None]],
                        loop: asyncio.AbstractEventLoop) -> SagaResult | None:
         queue = list(effects)
+        wrote_end = False  # whether our own acknowledged append wrote the terminal record
         while queue:
             e = queue.pop(0)
             if isinstance(e, Append):
-                queue.extend(core.step(await self._append(core, e)))
+                answer = await self._append(core, e)
+                wrote_end = isinstance(answer, Appended) and answer.ok and any(
+                    r.kind in TERMINAL for r in e.records)
+                queue.extend(core.step(answer))
             elif isinstance(e, Invoke):
                 task = loop.create_task(self._invoke(core, e, events))
                 tasks.add(task)
@@ -281,6 +334,8 @@ class SagaOrchestrator:
                     e.delay_ms / 1000, events.put_nowait,
                     lambda now, name=name: TimerFired(now_ms=now, name=name))
             elif isinstance(e, Finished):
+                if not wrote_end:  # a lost answer, or an ended saga taken over
+                    await self._settle(core.saga_id)
                 view = core.view()
                 results = {n: s.result for n, s in view.steps.items() if s.done}
                 return SagaResult(saga_id=core.saga_id, outcome=e.outcome, reason=e.reason,
@@ -289,6 +344,12 @@ class SagaOrchestrator:
                 assert isinstance(e, Abandoned)
                 return SagaResult(saga_id=core.saga_id, outcome=ABANDONED, reason=e.reason)
         return None
+
+    async def _settle(self, saga_id: str) -> None:
+        """:meth:`SagaLog.settle`, best effort: the saga has ended whatever the log's
+        list says, and the next recovery scan settles it if this fails."""
+        with contextlib.suppress(Exception):
+            await self.log.settle(saga_id)
 
     async def _append(self, core: SagaCore, e: Append) -> Event:
         try:

@@ -135,6 +135,14 @@ class RaftConfig:
     bytes (so a snapshot larger than the transport's message limit still gets
     through); a follower refuses to assemble one larger than ``max_snapshot_bytes``.
 
+    ``max_promotion_lag_entries`` (default 64, one append's worth at the default
+    ``max_batch``): a :class:`~.requests.Reconfigure` that makes a learner a voter is
+    answered ``raft.failed`` (retry later) unless the leader knows the learner holds
+    an entry and lags its log by at most this many entries (etcd's learner readiness
+    check). A voter that cannot yet follow would otherwise count in every majority at
+    once: with one other voter down, nothing commits until it catches up. Servers added
+    straight as voters are not checked (add them as learners first).
+
     ``unsafe_reconfigure_early`` lets a leader append a configuration change before
     it has committed an entry of its own term — the single-server-change bug Ongaro
     reported in 2015, kept (like ``unsafe_commit_old_terms``) only as a test target.
@@ -155,6 +163,7 @@ class RaftConfig:
     max_snapshot_bytes: int = 1 << 30
     max_append_bytes: int = 1 << 20
     max_command_bytes: int = 12 << 20
+    max_promotion_lag_entries: int = 64
 
     def __attrs_post_init__(self) -> None:
         if not self.peers or len(set(self.peers)) != len(self.peers):
@@ -182,6 +191,8 @@ class RaftConfig:
                     "message would exceed the envelope limit every peer enforces)")
         if type(self.max_clock_drift_ms) is not int or self.max_clock_drift_ms < 0:
             raise LocalProtocolError("max_clock_drift_ms must be an integer >= 0")
+        if type(self.max_promotion_lag_entries) is not int or self.max_promotion_lag_entries < 0:
+            raise LocalProtocolError("max_promotion_lag_entries must be an integer >= 0")
 
     @property
     def bootstrap(self) -> Membership:

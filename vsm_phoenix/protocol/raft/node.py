@@ -197,8 +197,8 @@ class RaftNode:
 
     def match_index(self, peer: str) -> int | None:
         """At a leader, the highest index known replicated on ``peer`` (a member);
-        ``None`` elsewhere. An application promotes a learner once this is close to
-        :attr:`last_index`."""
+        ``None`` elsewhere. A learner is promoted only once this is within
+        ``RaftConfig.max_promotion_lag_entries`` of :attr:`last_index`."""
         pr = self._progress.get(peer) if self.role is Role.LEADER else None
         return None if pr is None else pr.match
 
@@ -812,6 +812,11 @@ class RaftNode:
         if target == cur:
             self._deliver(K_OK, cur.describe(), rid)
             return
+        behind = sorted(p for p in target.voters & cur.learners if not self._caught_up(p))
+        if behind:
+            self._deliver(K_FAILED, f"learner {behind[0][:64]!r} has not caught up "
+                                    "(max_promotion_lag_entries); retry later", rid)
+            return
         if target.voters == cur.voters or not r.joint:
             if len(target.voters ^ cur.voters) > 1:
                 self._deliver(K_FAILED, "a change without the joint stage adds or removes "
@@ -828,6 +833,14 @@ class RaftNode:
         for p in added:  # probe the newcomers now rather than at the next heartbeat
             if self.role is Role.LEADER and p in self._progress:
                 self._send_append(p, heartbeat=True)
+
+    def _caught_up(self, learner: str) -> bool:
+        """Whether ``learner`` may be promoted (etcd's ``isLearnerReady``): it has
+        acknowledged entries and lags this leader's log by at most
+        ``max_promotion_lag_entries``."""
+        pr = self._progress.get(learner)
+        return (pr is not None and pr.match >= 1
+                and self.last_index - pr.match <= self.config.max_promotion_lag_entries)
 
     def _on_transfer(self, rid: str, target: str) -> None:
         if target == self._id:

@@ -61,8 +61,9 @@ class Reconfigure:
 
     Answered ``raft.ok`` (payload: the new configuration, as
     :meth:`Membership.describe`) once the new configuration is committed;
-    ``raft.failed`` when a change is still in progress or this leader has not yet
-    committed an entry of its own term (retry later); ``raft.unknown`` when leadership
+    ``raft.failed`` when a change is still in progress, this leader has not yet
+    committed an entry of its own term, or a learner to promote has not caught up
+    (``RaftConfig.max_promotion_lag_entries``) (retry later); ``raft.unknown`` when leadership
     was lost meanwhile (the change may or may not complete); ``raft.not-leader``
     elsewhere.
 
