@@ -472,6 +472,26 @@ MUTANTS: list[Mutant] = [
     Mutant("swim", SWIM, "        growing = now - self._grew_at <= 2 * self.config.period_ms\n",
            "        growing = False\n",
            "no push-pull while the table grows (only every push_pull_ms)"),
+    Mutant("swim", SWIM,
+           "        target = self._order[self._order_idx]\n        self._order_idx += 1\n",
+           "        target = self._order[self._order_idx]\n",
+           "the round-robin probe order never advances (one member probed for ever)"),
+    Mutant("swim", SWIM,
+           "        if (m.status in _LIVE and inc >= m.incarnation) or (\n"
+           "            m.status is Status.DEAD and kind == \"left\"",
+           "        if (m.status in _LIVE) or (\n"
+           "            m.status is Status.DEAD and kind == \"left\"",
+           "a dead rumour of an older incarnation kills a member that refuted it"),
+    Mutant("swim", SWIM,
+           "            if (m.status is Status.ALIVE and inc >= m.incarnation) or (\n"
+           "                m.status is Status.SUSPECT and inc > m.incarnation\n"
+           "            ):\n                m.status, m.incarnation = Status.SUSPECT, inc\n"
+           "                m.suspect_start, m.suspecters = now, [extra]",
+           "            if (m.status is Status.ALIVE) or (\n"
+           "                m.status is Status.SUSPECT and inc > m.incarnation\n"
+           "            ):\n                m.status, m.incarnation = Status.SUSPECT, inc\n"
+           "                m.suspect_start, m.suspecters = now, [extra]",
+           "a suspicion of an older incarnation re-suspects a member that refuted it"),
     # -- crdt kernels (pure) -----------------------------------------------------------------
     Mutant("crdt", PURE, "        if n > a.get(r, 0):\n            a[r] = n",
            "        if a.get(r, 0) < n:\n            a[r] = n",

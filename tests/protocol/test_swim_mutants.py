@@ -107,6 +107,24 @@ def test_dead_at_the_suspected_incarnation_is_taken() -> None:
     assert "n1" not in node.alive_members()
 
 
+def test_rumours_of_an_incarnation_the_member_refuted_change_nothing() -> None:
+    """n1 refuted a suspicion by raising its incarnation to 1. Suspect and dead rumours
+    about incarnation 0 still circulate: they speak of a life n1 has left behind and
+    must neither re-suspect nor kill it (only news of incarnation >= 1 may)."""
+    node, peers = started()
+    peers.gossip(node, 10, ["suspect", "n1", 0, "n2"])
+    peers.gossip(node, 11, alive("n1", 1))
+    assert status(node, "n1") == (Status.ALIVE, 1)
+    effects = peers.gossip(node, 12, ["suspect", "n1", 0, "n2"])
+    assert status(node, "n1") == (Status.ALIVE, 1) and not suspicion_timers(effects, "n1")
+    peers.gossip(node, 13, ["dead", "n1", 0, "n2"])
+    assert status(node, "n1") == (Status.ALIVE, 1) and "n1" in node.alive_members()
+    peers.gossip(node, 14, ["suspect", "n1", 1, "n2"])
+    assert status(node, "n1") == (Status.SUSPECT, 1)
+    peers.gossip(node, 15, ["dead", "n1", 0, "n2"])  # still older than the suspicion
+    assert status(node, "n1") == (Status.SUSPECT, 1)
+
+
 def test_an_alive_rumour_one_above_our_incarnation_is_outbid() -> None:
     """Someone spreads alive(n0, 1) while n0 is at 0 (a stale rumour of an earlier life,
     say): n0 must move *above* it, to 2, or its own alive(0) would lose everywhere."""

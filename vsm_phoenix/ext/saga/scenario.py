@@ -658,8 +658,14 @@ async def run_scenario_on(backend: ScenarioBackend, *, seed: int, sagas: int,
     log = backend.make_log("checker")
     counts = {R_COMPLETED: 0, R_COMPENSATED: 0, R_STUCK: 0}
     takeovers = 0
+    # a stalled run may have lost its log: one bounded try per saga, not twenty
+    read = await _read_logs(log, ids, attempts=1 if stalled else 20)
     for saga_id in ids:
-        records = await _load_retrying(log, saga_id)
+        records = read[saga_id]
+        if isinstance(records, BaseException):
+            violations.append(f"{saga_id}: its log could not be read "
+                              f"({type(records).__name__}: {records})")
+            continue
         violations.extend(check_saga(saga_id, records, resources))
         if records is not None and records[-1].kind in TERMINAL:
             counts[records[-1].kind] += 1
@@ -674,6 +680,22 @@ async def run_scenario_on(backend: ScenarioBackend, *, seed: int, sagas: int,
     return SagaRun(log=backend.name, seed=seed, sagas=sagas, outcomes=counts,
                    violations=tuple(violations), stats=stats,
                    elapsed_s=loop.time() - t0)
+
+
+async def _read_logs(log: SagaLog, ids: Sequence[str], *, attempts: int
+                     ) -> dict[str, list[Record] | BaseException | None]:
+    """Every saga's log, read 32 at a time (each retried ``attempts`` times while the
+    log is unreachable; then the error in its place)."""
+    sem = asyncio.Semaphore(32)
+
+    async def one(saga_id: str) -> list[Record] | BaseException | None:
+        async with sem:
+            try:
+                return await _load_retrying(log, saga_id, attempts)
+            except (ConnectionError, TimeoutError, OSError) as exc:
+                return exc
+
+    return dict(zip(ids, await asyncio.gather(*(one(i) for i in ids)), strict=True))
 
 
 async def _settled_check(checker: SagaOrchestrator, attempts: int = 5) -> list[str]:
