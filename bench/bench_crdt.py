@@ -21,6 +21,9 @@ several repetitions, and the report is ratios -- nothing here asserts a time.
   1k-element one (``one_dot_delta_100k_over_1k``).
 * **Delta ratio**: plain/indexed join time for deltas of k elements into a 10k-element
   ORSet, per backend, and the crossover ``n / k`` that ``ORSet.DELTA_RATIO`` is set to.
+* **Dot clouds**: ``CausalContext a | b`` of two interleaved 100k-dot clouds (native /
+  pure), and after a lost delta (``lost_delta``): ``ORSet.add`` with a 100k-dot cloud
+  against one without, and 100k one-dot deltas applied one by one in a shuffled order.
 * **OR-Map memory** (``ormap_memory``): bytes of an ORMap empty, with 1,000 keys, and
   after removing every key, as ratios to the full and to the empty map.
 
@@ -31,6 +34,7 @@ several repetitions, and the report is ratios -- nothing here asserts a time.
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 import gc
 import importlib
@@ -54,6 +58,7 @@ from vsm_phoenix.crdt import (
     _backend,
     _pure,
 )
+from vsm_phoenix.crdt._dots import Cloud, cloud_dots, cloud_of
 from vsm_phoenix.crdt.sets import _encode_dotstore
 
 SIZES = (10, 1_000, 100_000)
@@ -103,13 +108,17 @@ def per_call(
     """Best CPU seconds per ``fn(*make_args())``, excluding ``make_args``.
 
     Arguments for a batch are made before the batch is timed, so in-place operations
-    get fresh inputs without their copies being counted.
+    get fresh inputs without their copies being counted. A batch is sized by the
+    slower of the call and the making of its arguments, so inputs that are costly to
+    copy (a 100k-dot cloud for a call of microseconds) keep the batch small.
     """
     repeat = repeat or REPEAT
+    t0 = time.process_time()
     args = make_args()
+    made = time.process_time() - t0
     t0 = time.process_time()
     fn(*args)
-    one = max(time.process_time() - t0, 1e-7)
+    one = max(time.process_time() - t0, made, 1e-7)
     n = max(1, min(20_000, int(budget / repeat / one)))
     best = float("inf")
     for _ in range(repeat):
@@ -154,20 +163,33 @@ def vv_pair(n: int, seed: int = 1) -> tuple[dict[str, int], dict[str, int]]:
     return a, b
 
 
-def ctx_pair(
-    n: int, seed: int = 2
-) -> tuple[dict[str, int], set[tuple[str, int]], dict[str, int], set[tuple[str, int]]]:
+def ctx_pair(n: int, seed: int = 2) -> tuple[dict[str, int], Cloud, dict[str, int], Cloud]:
     """Two contexts over 8 replicas with ``n`` cloud dots between them (half of them
     contiguous with the other side's vector, so compaction has work to do)."""
     rnd = random.Random(seed)
     reps = [f"replica-{i}" for i in range(8)]
     vv = {r: rnd.randint(1, 50) for r in reps}
     o_vv = {r: c + rnd.randint(0, 3) for r, c in vv.items()}
-    cloud = {(rnd.choice(reps), rnd.randint(60, 60 + n)) for _ in range(n // 2)}
-    o_cloud = {(r, c) for r in reps for c in range(o_vv[r] + 1, o_vv[r] + 1 + n // 16)}
+    cloud = cloud_of((rnd.choice(reps), rnd.randint(60, 60 + n)) for _ in range(n // 2))
+    o_cloud = cloud_of((r, c) for r in reps for c in range(o_vv[r] + 1, o_vv[r] + 1 + n // 16))
     _pure.ctx_compact(vv, cloud)
     _pure.ctx_compact(o_vv, o_cloud)
     return vv, cloud, o_vv, o_cloud
+
+
+@functools.lru_cache(maxsize=2)
+def cloud_pair(n: int, seed: int = 3) -> tuple[CausalContext, CausalContext]:
+    """Two contexts of about ``n`` cloud dots each over 8 replicas, interleaved (each
+    replica's counters drawn from the same range): a join merges the clouds entry by
+    entry, the dense case."""
+    rnd = random.Random(seed)
+    reps = [f"replica-{i}" for i in range(8)]
+    top = n // 2
+
+    def one() -> CausalContext:
+        return CausalContext._of_dots({(rnd.choice(reps), rnd.randint(2, top)) for _ in range(n)})
+
+    return one(), one()
 
 
 @functools.lru_cache(maxsize=16)
@@ -225,17 +247,18 @@ def kernel_cases(n: int) -> dict[str, tuple[Callable[[], tuple[Any, ...]], str]]
     store_args = (e_a, c_a.vv, c_a.cloud, e_b, c_b.vv, c_b.cloud)
     ra, rb = mvreg_pair(min(n, 1_000))  # n concurrent writers: built in O(n^2)
     fun_args = (ra._store, ra._ctx.vv, ra._ctx.cloud, rb._store, rb._ctx.vv, rb._ctx.cloud)
-    probe = next(iter(cloud)) if cloud else ("replica-0", 1)
+    probe = next(((r, cs[len(cs) // 2]) for r, cs in cloud.items()), ("replica-0", 1))
+    union = cloud_of(cloud_dots(cloud) | cloud_dots(o_cloud))
     # ctx_add / dotstore_join_delta run on private copies, the same dot / one-dot delta
     # each call (the first call inserts, the rest walk the same path and find it there).
-    add_vv, add_cloud = dict(vv), set(cloud)
+    add_vv, add_cloud = dict(vv), copy.deepcopy(cloud)
     add_dot = ("replica-0", add_vv.get("replica-0", 0) + 2 + n)
     delta_src = ORSet()
     with use_kernels(_pure):
         delta = delta_src.add("replica-delta", "x")
     d_store = _pure.dotstore_copy(e_a)
     d_index = _pure.dotstore_index(d_store)
-    d_vv, d_cloud = dict(c_a.vv), set(c_a.cloud)
+    d_vv, d_cloud = dict(c_a.vv), copy.deepcopy(c_a.cloud)
     delta_args = (d_store, d_index, d_vv, d_cloud, delta._store, delta._ctx.vv, delta._ctx.cloud)
     return {
         "vc_join_into": (lambda: (dict(a), b), f"{n} replicas"),
@@ -252,11 +275,14 @@ def kernel_cases(n: int) -> dict[str, tuple[Callable[[], tuple[Any, ...]], str]]
         ),
         "ctx_contains": (_same(vv, cloud, probe[0], probe[1]), f"{n}-dot cloud"),
         "ctx_compact": (
-            lambda: ({**vv, **o_vv}, cloud | o_cloud),
-            f"{len(cloud) + len(o_cloud)}-dot cloud",
+            lambda: ({**vv, **o_vv}, {r: cs[:] for r, cs in union.items()}),
+            f"{sum(len(cs) for cs in union.values())}-dot cloud",
         ),
         "ctx_add": (_same(add_vv, add_cloud, *add_dot), f"one dot into a {n}-dot cloud"),
-        "ctx_join_into": (lambda: (dict(vv), set(cloud), o_vv, o_cloud), f"{n}-dot clouds"),
+        "ctx_join_into": (
+            lambda: (dict(vv), copy.deepcopy(cloud), o_vv, o_cloud),
+            f"{n}-dot clouds",
+        ),
         "ctx_leq": (_same(vv, cloud, *_joined_ctx(vv, cloud, o_vv, o_cloud)), f"{n}-dot clouds"),
         "dotstore_join": (_same(*store_args), f"ORSet {n} elements"),
         "dotstore_join_into": (
@@ -279,9 +305,9 @@ def kernel_cases(n: int) -> dict[str, tuple[Callable[[], tuple[Any, ...]], str]]
 
 
 def _joined_ctx(
-    vv: dict[str, int], cloud: set[Any], o_vv: dict[str, int], o_cloud: set[Any]
-) -> tuple[dict[str, int], set[Any]]:
-    j_vv, j_cloud = dict(vv), set(cloud)
+    vv: dict[str, int], cloud: Cloud, o_vv: dict[str, int], o_cloud: Cloud
+) -> tuple[dict[str, int], Cloud]:
+    j_vv, j_cloud = dict(vv), copy.deepcopy(cloud)
     _pure.ctx_join_into(j_vv, j_cloud, o_vv, o_cloud)
     return j_vv, j_cloud
 
@@ -338,7 +364,7 @@ def type_cases(n: int) -> dict[str, Callable[[], tuple[Callable[..., Any], Calla
     }
 
 
-def _ctx_pairs(n: int) -> list[tuple[dict[str, int], set[Any]]]:
+def _ctx_pairs(n: int) -> list[tuple[dict[str, int], Cloud]]:
     vv, cloud, o_vv, o_cloud = ctx_pair(n)
     return [(vv, cloud), (o_vv, o_cloud)]
 
@@ -681,6 +707,9 @@ def _targets(
                 operator.ior, lambda: (ca.copy(), VectorClock({"replica-7": 10**6})), budget
             )
             t["CausalContext a | b 100k dots"] = per_call(operator.or_, _same(xa, xb), budget)
+            t["CausalContext a | b 100k-dot clouds"] = per_call(
+                operator.or_, _same(*cloud_pair(100_000)), budget
+            )
             t["ORSet a | b 10k"] = per_call(operator.or_, _same(a10, b10), budget * 2)
             t["ORSet a |= b 10k"] = per_call(operator.ior, lambda: (a10.copy(), b10), budget * 2)
             t["ORSet empty |= b 10k"] = per_call(fresh_join, _same(b10), budget * 2)
@@ -698,6 +727,10 @@ def _targets(
             k: round(times["pure"][k] / times["native"][k], 2) for k in times["native"]
         }
     ours = times.get("native", times["pure"])
+    out["ctx_join_100k_dot_clouds_native_over_pure"] = out.get("native_over_pure", {}).get(
+        "CausalContext a | b 100k-dot clouds"
+    )
+    out["lost_delta"] = lost_delta(backends, 20_000 if quick else 100_000, budget)
     out["one_dot_delta_100k_over_1k"] = {
         label: round(t["ORSet |= one-dot delta 100k"] / t["ORSet |= one-dot delta 1k"], 2)
         for label, t in times.items()
@@ -751,6 +784,10 @@ def _targets(
         "orset decode + join 10k vs pycrdt fresh apply <= 1": "see pycrdt",
         "ORSet.DELTA_RATIO at the plain/indexed crossover": "see delta_ratio",
         "one-dot delta 100k / 1k <= 2": "see one_dot_delta_100k_over_1k",
+        "CausalContext a | b, 100k-dot clouds, native/pure": "see "
+        "ctx_join_100k_dot_clouds_native_over_pure",
+        "add after a lost delta ~ add without a cloud; out-of-order deltas finish": "see "
+        "lost_delta",
         "orset memory ours / plain set <= 3": "see memory_bytes_per_element",
         "ormap memory after removing every key ~ empty": "see ormap_memory",
         "ormap one-key delta big / small map ~ 1": "see ormap_delta_cost",
@@ -804,6 +841,47 @@ def delta_ratio(
         out[label] = {
             "plain_over_indexed_by_k": {str(k): round(r, 2) for k, r in rows},
             "crossover_n_over_k": round(crossover, 1) if crossover else "beyond the sizes",
+        }
+    return out
+
+
+def lost_delta(backends: list[tuple[str, ModuleType]], n: int, budget: float) -> dict[str, Any]:
+    """A replica that lost the first of ``n`` one-dot deltas holds every later dot in its
+    cloud: ``ORSet.add`` there against an ``add`` into a set of the same size with no
+    cloud (per backend), and the CPU seconds to apply the same ``n`` deltas one by one
+    in a shuffled order (measured once: the cloud grows and folds as they arrive)."""
+    out: dict[str, Any] = {"n": n}
+    src = ORSet()
+    with use_kernels(_pure):
+        deltas = [src.add("replica-s", i) for i in range(n + 1)]
+    order = deltas[:]
+    random.Random(7).shuffle(order)
+    for label, kernels in backends:
+        with use_kernels(kernels):
+            clouded, plain = ORSet(), ORSet()
+            for d in deltas[1:]:
+                clouded |= d
+            for i in range(n):
+                plain.add("replica-s", i)
+            cloud_dots_before = clouded._ctx.cloud_size
+            counter = iter(range(1, 10**12))
+
+            def adding(s: ORSet, count: Iterator[int] = counter) -> Callable[[], tuple[Any, ...]]:
+                return lambda: (s, "replica-s", -next(count))
+
+            t_cloud = per_call(ORSet.add, adding(clouded), budget)
+            t_plain = per_call(ORSet.add, adding(plain), budget)
+            fresh = ORSet()
+            started = time.process_time()
+            for d in order:
+                fresh |= d
+            spent = time.process_time() - started
+        out[label] = {
+            "cloud_dots": cloud_dots_before,
+            "add_seconds_with_cloud": round(t_cloud, 8),
+            "add_seconds_without_cloud": round(t_plain, 8),
+            "add_with_cloud_over_without": round(t_cloud / t_plain, 2),
+            "out_of_order_deltas_seconds": round(spent, 3),
         }
     return out
 
@@ -895,6 +973,16 @@ def summary(report: dict[str, Any]) -> list[tuple[str, str]]:
     for k, v in t.get("pycrdt", {}).items():
         if k != "note":
             lines.append((f"TARGET pycrdt {k}", f"{v:.2f} (ours/pycrdt time)"))
+    for label, row in t.get("lost_delta", {}).items():
+        if isinstance(row, dict):
+            lines.append(
+                (
+                    f"TARGET lost delta, {row['cloud_dots']}-dot cloud ({label})",
+                    f"add {row['add_with_cloud_over_without']:.2f}x the cloudless add; "
+                    f"{t['lost_delta']['n']} out-of-order deltas in "
+                    f"{row['out_of_order_deltas_seconds']:.2f} s",
+                )
+            )
     for k, v in t.get("one_dot_delta_100k_over_1k", {}).items():
         lines.append((f"TARGET one-dot delta 100k / 1k ({k})", f"{v:.2f}x (goal <= 2)"))
     for k, v in t.get("memory_bytes_per_element", {}).items():

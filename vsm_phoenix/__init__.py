@@ -25,6 +25,7 @@ from vsm_phoenix.errors import (
     KeyNotFoundError,
     PermissionDenied,
     ReplayError,
+    SizeOverflow,
     TypeMismatch,
     VsmPhoenixError,
 )
@@ -40,6 +41,7 @@ __all__ = [
     "KeyNotFoundError",
     "PermissionDenied",
     "ReplayError",
+    "SizeOverflow",
     "TypeMismatch",
     "VsmPhoenixError",
     "__version__",

@@ -2,8 +2,8 @@
 
 Every error the library raises on purpose derives from :class:`VsmPhoenixError`, so a
 caller can catch "anything vsm-phoenix refused" in one clause. Errors that mirror a
-builtin (``TypeError``, ``ValueError``) derive from both, so code that expects the
-builtin keeps working.
+builtin (``TypeError``, ``ValueError``, ``OverflowError``) derive from both, so code
+that expects the builtin keeps working.
 
 The rule behind all of them (ARCHITECTURE.md, principle 5 and "Error rules"): after
 an error the object that raised it is unchanged. Each package re-exports the errors it
@@ -21,6 +21,7 @@ __all__ = [
     "KeyNotFoundError",
     "PermissionDenied",
     "ReplayError",
+    "SizeOverflow",
     "TypeMismatch",
     "VsmPhoenixError",
 ]
@@ -72,6 +73,11 @@ class CapacityError(VsmPhoenixError):
 
 class InvalidArgument(VsmPhoenixError, ValueError):
     """An argument has the right type but a value outside its domain."""
+
+
+class SizeOverflow(VsmPhoenixError, OverflowError):
+    """A size too large for where it must go: ``len()`` of a causal context holding
+    more than ``sys.maxsize`` dots (its ``.size`` is exact)."""
 
 
 class TypeMismatch(VsmPhoenixError, TypeError):

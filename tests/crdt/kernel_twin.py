@@ -7,15 +7,16 @@ must match both, including the types of the results and of the arguments after.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from types import ModuleType
 from typing import Any
 
 import pytest
 
-from vsm_phoenix.crdt import _pure
+from vsm_phoenix.crdt import _backend, _pure
 
 native: ModuleType | None
 try:
@@ -59,3 +60,17 @@ def check_same(name: str, *args: Any) -> Any:
         if type(x) is dict:
             assert list(x) == list(y), f"{name}: dict order differs"
     return n[1]
+
+
+@contextlib.contextmanager
+def kernels_of(mod: ModuleType) -> Iterator[None]:
+    """Hand the types the kernels of ``mod`` (via ``_backend``) for the block."""
+    names = [n for n in _backend.__all__ if n not in ("BACKEND", "kernels")]
+    saved = {n: getattr(_backend, n) for n in names}
+    try:
+        for n in names:
+            setattr(_backend, n, getattr(mod, n))
+        yield
+    finally:
+        for n, fn in saved.items():
+            setattr(_backend, n, fn)

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from vsm_phoenix.crdt import _pure
+from vsm_phoenix.crdt._dots import cloud_of as C
 from vsm_phoenix.crdt._dots import pack, sets_of, store_of
 from vsm_phoenix.errors import DecodeError
 
@@ -56,44 +57,44 @@ def test_clock_compare_on_single_steps(k: ModuleType) -> None:
 
 # -- causal contexts -----------------------------------------------------------------------------
 def test_context_contains_the_vectors_last_dot(k: ModuleType) -> None:
-    assert k.ctx_contains({"a": 3}, set(), "a", 3)
-    assert k.ctx_contains({"a": 3}, set(), "a", 1)
-    assert not k.ctx_contains({"a": 3}, set(), "a", 4)
-    assert k.ctx_contains({"a": 3}, {("a", 5)}, "a", 5)
-    assert not k.ctx_contains({}, {("a", 5)}, "b", 5)
+    assert k.ctx_contains({"a": 3}, {}, "a", 3)
+    assert k.ctx_contains({"a": 3}, {}, "a", 1)
+    assert not k.ctx_contains({"a": 3}, {}, "a", 4)
+    assert k.ctx_contains({"a": 3}, C({("a", 5)}), "a", 5)
+    assert not k.ctx_contains({}, C({("a", 5)}), "b", 5)
 
 
 def test_compaction_never_folds_across_a_gap(k: ModuleType) -> None:
-    vv, cloud = {"a": 1}, {("a", 3), ("b", 2)}
+    vv, cloud = {"a": 1}, C({("a", 3), ("b", 2)})
     k.ctx_compact(vv, cloud)
-    assert (vv, cloud) == ({"a": 1}, {("a", 3), ("b", 2)})
-    vv, cloud = {"a": 1}, {("a", 2), ("a", 4), ("a", 1)}
+    assert (vv, cloud) == ({"a": 1}, C({("a", 3), ("b", 2)}))
+    vv, cloud = {"a": 1}, C({("a", 2), ("a", 4), ("a", 1)})
     k.ctx_compact(vv, cloud)
-    assert (vv, cloud) == ({"a": 2}, {("a", 4)})
+    assert (vv, cloud) == ({"a": 2}, C({("a", 4)}))
 
 
 def test_compaction_absorbs_every_contiguous_run_whatever_the_set_order(k: ModuleType) -> None:
     dots = {(r, c) for r in ("a", "b", "c", "replica-d") for c in range(1, 41)}
     dots.add(("e", 7))
     vv: dict[str, int] = {}
-    cloud = set(dots)
+    cloud = C(dots)
     k.ctx_compact(vv, cloud)
     assert vv == {"a": 40, "b": 40, "c": 40, "replica-d": 40}
-    assert cloud == {("e", 7)}
+    assert cloud == C({("e", 7)})
 
 
 def test_context_join_is_compact(k: ModuleType) -> None:
-    vv, cloud = {"a": 1}, {("a", 3)}
-    k.ctx_join_into(vv, cloud, {"b": 1}, {("a", 2), ("b", 2)})
-    assert (vv, cloud) == ({"a": 3, "b": 2}, set())
+    vv, cloud = {"a": 1}, C({("a", 3)})
+    k.ctx_join_into(vv, cloud, {"b": 1}, C({("a", 2), ("b", 2)}))
+    assert (vv, cloud) == ({"a": 3, "b": 2}, {})
 
 
 def test_context_order_checks_every_dot_of_a_vector_run(k: ModuleType) -> None:
     # {a:1} is not inside ({}, {b:5}): the shortcut on cloud sizes does not decide it
-    assert not k.ctx_leq({"a": 1}, set(), {}, {("b", 5)})
-    assert not k.ctx_leq({"a": 2}, set(), {"a": 1}, {("b", 5), ("c", 9)})
-    assert k.ctx_leq({"a": 1}, {("a", 3)}, {"a": 3}, set())
-    assert not k.ctx_leq({"a": 1}, {("a", 3)}, {"a": 1}, {("a", 4)})
+    assert not k.ctx_leq({"a": 1}, {}, {}, C({("b", 5)}))
+    assert not k.ctx_leq({"a": 2}, {}, {"a": 1}, C({("b", 5), ("c", 9)}))
+    assert k.ctx_leq({"a": 1}, C({("a", 3)}), {"a": 3}, {})
+    assert not k.ctx_leq({"a": 1}, C({("a", 3)}), {"a": 1}, C({("a", 4)}))
 
 
 def sets(store: dict[Any, Any]) -> dict[Any, set[tuple[str, int]]]:
@@ -108,42 +109,42 @@ def packed(entries: dict[Any, set[tuple[str, int]]]) -> dict[Any, Any]:
 
 # -- dot stores and dot functions ------------------------------------------------------------------
 def test_dot_store_join_drops_keys_the_other_side_removed(k: ModuleType) -> None:
-    seen_and_removed = ({}, {"a": 1}, set())
-    holding = (packed({"k": {("a", 1)}}), {"a": 1}, set())
+    seen_and_removed = ({}, {"a": 1}, {})
+    holding = (packed({"k": {("a", 1)}}), {"a": 1}, {})
     assert sets(k.dotstore_join(*seen_and_removed, *holding)) == {}
     assert sets(k.dotstore_join(*holding, *seen_and_removed)) == {}
-    unseen = ({}, {}, set())
+    unseen = ({}, {}, {})
     assert sets(k.dotstore_join(*unseen, *holding)) == {"k": {("a", 1)}}
     assert sets(k.dotstore_join(*holding, *unseen)) == {"k": {("a", 1)}}
 
 
 def test_dot_store_join_of_a_shared_key_keeps_only_live_dots(k: ModuleType) -> None:
-    both = (packed({"k": {("a", 1), ("b", 1)}}), {"a": 1, "b": 1}, set())
-    removed_b = (packed({"k": {("a", 1)}}), {"a": 1, "b": 1}, set())  # saw (b, 1), removed it
+    both = (packed({"k": {("a", 1), ("b", 1)}}), {"a": 1, "b": 1}, {})
+    removed_b = (packed({"k": {("a", 1)}}), {"a": 1, "b": 1}, {})  # saw (b, 1), removed it
     assert sets(k.dotstore_join(*both, *removed_b)) == {"k": {("a", 1)}}
     assert sets(k.dotstore_join(*removed_b, *both)) == {"k": {("a", 1)}}
-    removed_c = (packed({"k": {("a", 1)}}), {"a": 1}, {("c", 5)})  # (c, 5) seen via the cloud
-    added_c = (packed({"k": {("a", 1), ("c", 5)}}), {"a": 1}, {("c", 5)})
+    removed_c = (packed({"k": {("a", 1)}}), {"a": 1}, C({("c", 5)}))  # (c, 5) seen via the cloud
+    added_c = (packed({"k": {("a", 1), ("c", 5)}}), {"a": 1}, C({("c", 5)}))
     assert sets(k.dotstore_join(*removed_c, *added_c)) == {"k": {("a", 1)}}
     assert sets(k.dotstore_join(*added_c, *removed_c)) == {"k": {("a", 1)}}
-    fresh_c = (packed({"k": {("a", 1), ("c", 5)}}), {"a": 1}, {("c", 5)})
-    assert sets(k.dotstore_join(*fresh_c, packed({"k": {("a", 1)}}), {"a": 1}, set())) == {
+    fresh_c = (packed({"k": {("a", 1), ("c", 5)}}), {"a": 1}, C({("c", 5)}))
+    assert sets(k.dotstore_join(*fresh_c, packed({"k": {("a", 1)}}), {"a": 1}, {})) == {
         "k": {("a", 1), ("c", 5)}}
 
 
 def test_dot_fun_join_honours_the_other_sides_cloud(k: ModuleType) -> None:
-    written = ({pack("a", 3): "x"}, {"a": 3}, set())
-    overwritten = ({}, {"a": 1}, {("a", 3)})  # saw dot (a, 3) and replaced it
+    written = ({pack("a", 3): "x"}, {"a": 3}, {})
+    overwritten = ({}, {"a": 1}, C({("a", 3)}))  # saw dot (a, 3) and replaced it
     assert k.dotfun_join(*written, *overwritten) == {}
     assert k.dotfun_join(*overwritten, *written) == {}
-    assert k.dotfun_join(*written, {}, {"a": 1}, set()) == {pack("a", 3): "x"}
+    assert k.dotfun_join(*written, {}, {"a": 1}, {}) == {pack("a", 3): "x"}
 
 
 @pytest.mark.parametrize(("state", "vv", "cloud"), [
-    ([["k1", [["a", 1]]], ["k2", [["a", 1]]]], {"a": 1}, set()),  # one dot, two keys
-    ([["k", [["a", 2]]]], {"a": 1}, set()),  # outside the context
-    ([["k", [["a", 3]]]], {"a": 1}, {("a", 4)}),
-    ([["k", [["b", 1]]]], {"a": 1}, set()),
+    ([["k1", [["a", 1]]], ["k2", [["a", 1]]]], {"a": 1}, {}),  # one dot, two keys
+    ([["k", [["a", 2]]]], {"a": 1}, {}),  # outside the context
+    ([["k", [["a", 3]]]], {"a": 1}, C({("a", 4)})),
+    ([["k", [["b", 1]]]], {"a": 1}, {}),
 ])
 def test_dot_store_decoder_refuses_dots_the_context_does_not_allow(
     k: ModuleType, state: list[object], vv: dict[str, int], cloud: set[tuple[str, int]]
@@ -154,5 +155,5 @@ def test_dot_store_decoder_refuses_dots_the_context_does_not_allow(
 
 def test_dot_store_decoder_accepts_what_the_context_covers(k: ModuleType) -> None:
     state = [["k1", [["a", 1], ["b", 4]]], ["k2", [["a", 2]]]]
-    assert sets(k.dotstore_decode(state, {"a": 2}, {("b", 4)})) == {
+    assert sets(k.dotstore_decode(state, {"a": 2}, C({("b", 4)}))) == {
         "k1": {("a", 1), ("b", 4)}, "k2": {("a", 2)}}

@@ -24,6 +24,7 @@ from vsm_phoenix.crdt.sets import GSet, LWWElementSet, ORSet, TwoPSet
 from vsm_phoenix.errors import (  # the errors this package raises
     DecodeError,
     InvalidArgument,
+    SizeOverflow,
     TypeMismatch,
     VsmPhoenixError,
 )
@@ -31,6 +32,7 @@ from vsm_phoenix.errors import (  # the errors this package raises
 __all__ = [
     "DecodeError",
     "InvalidArgument",
+    "SizeOverflow",
     "TypeMismatch",
     "VsmPhoenixError",
     "BACKEND",

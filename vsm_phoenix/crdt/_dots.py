@@ -26,8 +26,9 @@ input has proved valid), so a refused input leaves the table as it was.
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Hashable, Iterable, Mapping
-from typing import TypeVar
+from typing import TypeAlias, TypeVar
 
 from vsm_phoenix.crdt import _intern
 
@@ -94,3 +95,42 @@ def sets_of(store: Mapping[K, Dots]) -> dict[K, set[tuple[str, int]]]:
     """``{key: {(replica, counter), ...}}`` of a dot store (the inverse of
     :func:`store_of`)."""
     return {key: {unpack(d) for d in dots_of(v)} for key, v in store.items()}
+
+
+# -- dot clouds ----------------------------------------------------------------------
+#
+# The cloud of a causal context (:mod:`vsm_phoenix.crdt.causal`) maps each replica id
+# to its cloud counters: a strictly ascending ``array('q')``, or a ``list`` when the
+# greatest of them does not fit in 64 bits (the normal form). No entry is empty.
+
+#: The greatest counter an ``array('q')`` holds.
+QMAX = 2**63 - 1
+
+#: One replica's cloud counters, strictly ascending.
+Counters: TypeAlias = "array[int] | list[int]"
+#: A dot cloud: replica id → its cloud counters.
+Cloud: TypeAlias = "dict[str, array[int] | list[int]]"
+
+
+def counters(ascending: list[int]) -> Counters:
+    """The normal form of a cloud entry from strictly ascending counters."""
+    if ascending and ascending[-1] > QMAX:
+        return ascending
+    return array("q", ascending)
+
+
+def cloud_of(dots: Iterable[tuple[str, int]]) -> Cloud:
+    """The cloud (replica → ascending counters) of ``(replica, counter)`` dots
+    (duplicates dropped; not compacted against any vector)."""
+    by_replica: dict[str, set[int]] = {}
+    for r, c in dots:
+        cs = by_replica.get(r)
+        if cs is None:
+            cs = by_replica[r] = set()
+        cs.add(c)
+    return {r: counters(sorted(cs)) for r, cs in by_replica.items()}
+
+
+def cloud_dots(cloud: Cloud) -> set[tuple[str, int]]:
+    """The ``(replica, counter)`` dots of a cloud (the inverse of :func:`cloud_of`)."""
+    return {(r, c) for r, cs in cloud.items() for c in cs}

@@ -6,15 +6,16 @@ results and exceptions, on the same representations.
 How the twin stays identical:
 
 * every function first checks that its containers have the *exact* builtin types the
-  representations promise (``dict``, ``set``, 2-``tuple`` dots, ``str`` replicas,
+  representations promise (``dict``, ``array('q')`` cloud entries, ``str`` replicas,
   ``int`` counters that fit in 64 bits); anything else -- subclasses, hostile or
   malformed input -- is handed to the pure function, which therefore defines the
   result and the exception for it;
 * a function that changes its arguments in place either mirrors the pure loop step
   for step with Python comparison semantics (``vc_join_into``: an exception leaves
-  the same partial state), or validates everything before it changes anything and
-  delegates to the pure function when validation fails (``ctx_compact``,
-  ``dotstore_join_into``);
+  the same partial state; ``ctx_add`` / ``ctx_join_into``: the same binary searches
+  and dict operations, a step it does not take handed to the pure step), or validates
+  everything before it changes anything and delegates to the pure function when
+  validation fails (``dotstore_join_into``);
 * a function that only reads its arguments may abandon its fast path at any point and
   rerun the pure function from scratch.
 
@@ -40,13 +41,13 @@ runs. Its pure twin always declines: the general decoder is the reference.
 """
 
 from cpython.object cimport PyObject, Py_EQ, Py_GT, PyObject_RichCompareBool
-from cpython.set cimport PySet_Add, PySet_Contains, PySet_Discard, PySet_New
+from cpython.set cimport PySet_Add, PySet_Contains
 from cpython.list cimport PyList_Append, PyList_GET_SIZE, PyList_GET_ITEM
 from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
 from cpython.object cimport Py_SIZE
 cimport cpython.array as carray
 from libc.limits cimport LLONG_MAX
-from libc.string cimport memcmp
+from libc.string cimport memcmp, memmove
 
 from vsm_phoenix.crdt import _pure
 
@@ -57,7 +58,6 @@ cdef extern from "Python.h":
     int PyDict_DelItem(object p, object key) except -1
     object PyDict_Copy(object p)
     Py_ssize_t PyDict_GET_SIZE(object p)
-    Py_ssize_t PySet_GET_SIZE(object p)
     int PyGC_Enable()
     int PyGC_Disable()
     long long PyLong_AsLongLongAndOverflow(object o, int *overflow)
@@ -448,282 +448,385 @@ def vc_compare_arrays(ai, an, bi, bn):
 
 
 # -- causal contexts -----------------------------------------------------------------
+#
+# A context is ``(vv, cloud)``: a dict of replica to counter and a dict of replica to
+# its cloud counters, a strictly ascending ``array('q')`` (see the pure twin). The fast
+# paths take exact dicts, exact ``str`` replicas, exact ints within 64 bits and exact
+# ``array('q')`` cloud entries; they run the pure twin's steps -- the same dict
+# operations in the same order, the same binary searches -- as C loops over the
+# arrays' memory. A step the fast path does not take (a ``list`` entry, a counter at
+# the edge of 64 bits, unsorted input on a merge) is handed to the pure twin's helper
+# for that step, or, before anything changed, the whole call to the pure twin.
+
+cdef carray.array _Q_TEMPLATE = carray.array("q")
+
+
+cdef inline Py_ssize_t _bisect_right(const long long *a, Py_ssize_t n, long long x) noexcept:
+    """``bisect.bisect_right`` on ``a[:n]``, step for step."""
+    cdef Py_ssize_t lo = 0, hi = n, mid
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if x < a[mid]:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+cdef object _NOT_Q = object()  # ``_entry``'s answer for an entry that is not clean
+
+
+cdef inline object _entry(dict cloud, object r):
+    """``cloud.get(r)``: None when absent, the entry when an exact ``array('q')``,
+    ``_NOT_Q`` otherwise."""
+    cdef PyObject *cs = PyDict_GetItemWithError(cloud, r)
+    if cs == NULL:
+        return None
+    if not _is_q(<object>cs):
+        return _NOT_Q
+    return <object>cs
+
+
+cdef inline bint _ascending(carray.array cs) noexcept:
+    """Whether ``cs`` is strictly ascending."""
+    cdef Py_ssize_t i, n = Py_SIZE(cs)
+    cdef long long *d = cs.data.as_longlongs
+    for i in range(1, n):
+        if d[i - 1] >= d[i]:
+            return False
+    return True
+
+
+cdef inline int _insert_at(carray.array cs, Py_ssize_t k, long long c) except -1:
+    """``cs.insert(k, c)``: grow by one (amortised) and move the tail up."""
+    cdef Py_ssize_t n = Py_SIZE(cs)
+    carray.resize_smart(cs, n + 1)
+    if n > k:
+        memmove(cs.data.as_longlongs + k + 1, cs.data.as_longlongs + k, (n - k) * 8)
+    cs.data.as_longlongs[k] = c
+    return 0
+
+
+cdef inline int _del_prefix(carray.array cs, Py_ssize_t k) except -1:
+    """``del cs[:k]`` for ``0 < k < len(cs)``."""
+    cdef Py_ssize_t n = Py_SIZE(cs)
+    memmove(cs.data.as_longlongs, cs.data.as_longlongs + k, (n - k) * 8)
+    carray.resize_smart(cs, n - k)
+    return 0
 
 
 def ctx_contains(vv, cloud, r, c):
     """Whether the dot ``(r, c)`` is in the causal context ``(vv, cloud)``."""
     cdef long long cc, have
-    if (
-        type(vv) is not dict
-        or type(cloud) is not set
-        or not _as_count(<PyObject *>c, &cc)
-    ):
+    cdef carray.array cs
+    cdef object e
+    cdef Py_ssize_t k, n
+    if type(vv) is not dict or type(cloud) is not dict or not _as_count(<PyObject *>c, &cc):
         return _pure.ctx_contains(vv, cloud, r, c)
-    if _vv_get(vv, r, &have) != 1:
+    if _vv_get(<dict>vv, r, &have) != 1:
         return _pure.ctx_contains(vv, cloud, r, c)
     if cc <= have:
         return True
-    return PySet_Contains(cloud, (r, c))
+    e = _entry(<dict>cloud, r)
+    if e is None:
+        return False
+    if e is _NOT_Q:
+        return _pure.ctx_contains(vv, cloud, r, c)
+    cs = <carray.array>e
+    n = Py_SIZE(cs)
+    k = _bisect_left(cs.data.as_longlongs, n, cc)
+    return k < n and cs.data.as_longlongs[k] == cc
 
 
-def ctx_compact(vv, cloud):
-    """Fold every cloud dot that extends the version vector contiguously into it, and
-    drop cloud dots the vector already covers. In place; restores compactness."""
-    if type(cloud) is set and PySet_GET_SIZE(cloud) == 0:
-        return None
-    if type(vv) is not dict or type(cloud) is not set:
-        return _pure.ctx_compact(vv, cloud)
-    cdef list drop = []
-    cdef dict starts = {}
-    cdef long long c = 0, have = 0
-    cdef PyObject *r
-    cdef object dot, rep
-    # Phase 1: validate every dot, note the covered ones and the replicas whose run
-    # can grow (a dot right after the vector's entry); nothing changes until every
-    # dot has proved clean.
-    for dot in <set>cloud:
-        if not PyTuple_CheckExact(<PyObject *>dot) or PyTuple_GET_SIZE(dot) != 2:
-            return _pure.ctx_compact(vv, cloud)
-        r = PyTuple_GET_ITEM(dot, 0)
-        if not PyUnicode_CheckExact(r) or not _as_count(PyTuple_GET_ITEM(dot, 1), &c):
-            return _pure.ctx_compact(vv, cloud)
-        if _vv_get(<dict>vv, <object>r, &have) != 1:
-            return _pure.ctx_compact(vv, cloud)
-        if c <= have:
-            PyList_Append(drop, dot)
-        elif c == have + 1:  # no overflow: have < c <= LLONG_MAX
-            PyDict_SetItem(starts, <object>r, <object>PyTuple_GET_ITEM(dot, 1))
-    # Phase 2: apply. Same end state as the pure sorted sweep -- per replica the run
-    # of counters contiguous with the vector is folded in, covered dots are dropped --
-    # without sorting: each run is followed by membership tests from its first dot.
-    for dot in drop:
-        PySet_Discard(cloud, dot)
-    # Sorted, as the pure sweep goes: replicas new to ``vv`` are inserted in the same
-    # order on both backends.
-    for rep in (sorted(starts) if len(starts) > 1 else starts):
-        _as_count(PyDict_GetItemWithError(starts, rep), &c)
-        while True:
-            PySet_Discard(cloud, (rep, c))
-            if c == 9223372036854775807 or not PySet_Contains(cloud, (rep, c + 1)):
-                break
-            c += 1
-        PyDict_SetItem(vv, rep, c)
-    return None
-
-
-# The incremental context kernels touch only what the other side names. Their fast
-# paths first check, reading only, every value they will compare (exact ``str``
-# replicas, exact ``int`` counters that fit in 64 bits, 2-tuple dots) and hand
-# anything else to the pure twin; then they run the pure twin's steps in the same
-# order -- the same dict and set operations on the same objects -- as C loops.
-
-cdef int _fold_run_c(dict vv, set cloud, object r, long long c) except -1:
-    """``_pure._fold_run``: ``vv[r] = c`` after folding the cloud dots ``(r, c+1),
-    (r, c+2), ...``; at the edge of 64 bits the pure twin finishes the run."""
-    if PySet_GET_SIZE(cloud):
-        while c < LLONG_MAX:
-            nxt = (r, c + 1)
-            if not PySet_Contains(cloud, nxt):
-                break
-            PySet_Discard(cloud, nxt)
-            c += 1
-        else:
+cdef int _fold_run_c(dict vv, dict cloud, object r, long long c) except -1:
+    """``_pure._fold_run``: ``vv[r]`` := ``c`` extended by the run at the front of
+    ``cloud[r]`` (which leaves the cloud). A ``list`` entry, or a run that could pass
+    2**63 - 1, is the pure step's."""
+    cdef carray.array cs
+    cdef object e = _entry(cloud, r)
+    cdef Py_ssize_t n, k = 0
+    cdef long long *d
+    if e is _NOT_Q:
+        _pure._fold_run(vv, cloud, r, c)
+        return 0
+    if e is not None:
+        cs = <carray.array>e
+        n = Py_SIZE(cs)
+        if c > LLONG_MAX - 1 - n:
             _pure._fold_run(vv, cloud, r, c)
             return 0
-    PyDict_SetItem(vv, r, c)
+        d = cs.data.as_longlongs
+        while k < n and d[k] == c + 1 + k:
+            k += 1
+        if k:
+            c = d[k - 1]
+            if k == n:
+                PyDict_DelItem(cloud, r)
+            else:
+                _del_prefix(cs, k)
+    PyDict_SetItem(vv, r, PyLong_FromLongLong(c))
     return 0
 
 
-cdef inline int _clean_dot(object d, dict vv, long long *c, long long *have) except -1:
-    """1 with ``*c`` and ``*have`` (``vv.get(r, 0)``) for a dot ``(exact str, clean int)``
-    whose vector entry is clean; 0 otherwise."""
-    if not PyTuple_CheckExact(<PyObject *>d) or PyTuple_GET_SIZE(d) != 2:
+cdef int _settle_c(dict vv, dict cloud, object r) except -1:
+    """``_pure._settle``: drop the covered prefix of ``cloud[r]``, fold the run."""
+    cdef carray.array cs
+    cdef object e = _entry(cloud, r)
+    cdef long long have
+    cdef Py_ssize_t k, n
+    if e is None:
         return 0
-    if not PyUnicode_CheckExact(PyTuple_GET_ITEM(d, 0)):
+    if e is _NOT_Q or _vv_get(vv, r, &have) != 1:
+        _pure._settle(vv, cloud, r)
         return 0
-    if not _as_count(PyTuple_GET_ITEM(d, 1), c):
+    cs = <carray.array>e
+    n = Py_SIZE(cs)
+    k = _bisect_right(cs.data.as_longlongs, n, have)
+    if k == n:
+        PyDict_DelItem(cloud, r)
         return 0
-    return 1 if _vv_get(vv, <object>PyTuple_GET_ITEM(d, 0), have) == 1 else 0
+    if k:
+        _del_prefix(cs, k)
+    if have < LLONG_MAX and cs.data.as_longlongs[0] == have + 1:
+        _fold_run_c(vv, cloud, r, have)
+    return 0
+
+
+# Shared with the twin: run on construction and decoding, never on a hot path.
+ctx_compact = _pure.ctx_compact
 
 
 def ctx_add(vv, cloud, r, c):
     """Insert the dot ``(r, c)`` into the compact context ``(vv, cloud)``, keeping it
-    compact. Costs O(1) plus the dots it folds -- never a pass over the cloud."""
+    compact: a binary search and an insertion, or a fold when it extends the vector."""
     cdef long long cc, have
+    cdef carray.array cs
+    cdef object e
+    cdef Py_ssize_t k, n
     if (
         type(vv) is not dict
-        or type(cloud) is not set
+        or type(cloud) is not dict
         or not PyUnicode_CheckExact(<PyObject *>r)
         or not _as_count(<PyObject *>c, &cc)
         or _vv_get(<dict>vv, r, &have) != 1
     ):
         return _pure.ctx_add(vv, cloud, r, c)
+    e = _entry(<dict>cloud, r)
+    if e is _NOT_Q:
+        return _pure.ctx_add(vv, cloud, r, c)
     if cc <= have:
         return None
-    if cc == have + 1:
-        _fold_run_c(<dict>vv, <set>cloud, r, cc)
-    else:
-        PySet_Add(cloud, (r, c))
+    if have < LLONG_MAX and cc == have + 1:
+        _fold_run_c(<dict>vv, <dict>cloud, r, cc)
+        return None
+    if e is None:
+        cs = carray.clone(_Q_TEMPLATE, 1, False)
+        cs.data.as_longlongs[0] = cc
+        PyDict_SetItem(cloud, r, cs)
+        return None
+    cs = <carray.array>e
+    n = Py_SIZE(cs)
+    k = _bisect_left(cs.data.as_longlongs, n, cc)
+    if k < n and cs.data.as_longlongs[k] == cc:
+        return None
+    _insert_at(cs, k, cc)
     return None
 
 
-cdef inline bint _clean_cloud_dot(object d) noexcept:
-    """Whether ``d`` is a 2-tuple ``(exact str, exact int that fits in 64 bits)``."""
-    cdef long long c
-    return (
-        PyTuple_CheckExact(<PyObject *>d)
-        and PyTuple_GET_SIZE(d) == 2
-        and PyUnicode_CheckExact(PyTuple_GET_ITEM(d, 0))
-        and _as_count(PyTuple_GET_ITEM(d, 1), &c)
-    )
+cdef int _union_into_c(dict cloud, object r, carray.array cs, carray.array ocs) except -1:
+    """``_pure._union_into`` for two ``array('q')`` entries: insertions when ``ocs``
+    is sparse against ``cs`` (the same binary searches), else a C merge of the two
+    (when both are strictly ascending: the pure step's sorted union of them)."""
+    cdef Py_ssize_t n = Py_SIZE(cs), m = Py_SIZE(ocs), i = 0, j = 0, k = 0, p
+    cdef long long *a
+    cdef long long *b
+    cdef long long *o
+    cdef long long x
+    cdef carray.array out
+    if _pure.SPARSE * m <= n:
+        for j in range(m):
+            x = ocs.data.as_longlongs[j]
+            n = Py_SIZE(cs)
+            p = _bisect_left(cs.data.as_longlongs, n, x)
+            if p < n and cs.data.as_longlongs[p] == x:
+                continue
+            _insert_at(cs, p, x)
+        return 0
+    if not _ascending(cs) or not _ascending(ocs):
+        _pure._union_into(cloud, r, cs, ocs)
+        return 0
+    out = carray.clone(_Q_TEMPLATE, n + m, False)
+    a, b, o = cs.data.as_longlongs, ocs.data.as_longlongs, out.data.as_longlongs
+    while i < n and j < m:
+        if a[i] < b[j]:
+            o[k] = a[i]
+            i += 1
+        elif b[j] < a[i]:
+            o[k] = b[j]
+            j += 1
+        else:
+            o[k] = a[i]
+            i += 1
+            j += 1
+        k += 1
+    while i < n:
+        o[k] = a[i]
+        i += 1
+        k += 1
+    while j < m:
+        o[k] = b[j]
+        j += 1
+        k += 1
+    carray.resize(out, k)
+    PyDict_SetItem(cloud, r, out)
+    return 0
 
 
-cdef bint _ctx_join_clean(dict vv, set cloud, dict o_vv, set o_cloud) except -1:
-    """Read-only first phase of ``ctx_join_into``: whether every value of ``o_vv`` and
-    ``o_cloud`` the join compares is clean -- exact ``str`` replicas, 64-bit counters,
-    clean vector entries for them. (The receiving cloud's dots are compared only by the
-    pass over it, which checks them itself.) Otherwise the pure twin runs the call."""
+cdef bint _ctx_join_clean(dict vv, dict cloud, dict o_vv, dict o_cloud) except -1:
+    """Read-only first phase of ``ctx_join_into``: whether every value the join meets
+    is clean -- exact ``str`` replicas, 64-bit counters, ``array('q')`` entries on
+    both sides for the replicas ``o`` names. Otherwise the pure twin runs the call."""
     cdef Py_ssize_t pos = 0
     cdef PyObject *k
     cdef PyObject *v
-    cdef long long n, have, c
-    cdef object d
+    cdef long long n, have
     if o_vv is vv or o_cloud is cloud:
         return False  # aliased: the pure twin's loops define what happens
     while PyDict_Next(o_vv, &pos, &k, &v):
         if not PyUnicode_CheckExact(k) or not _as_count(v, &n):
             return False
-        if _vv_get(vv, <object>k, &have) != 1:
+        if _vv_get(vv, <object>k, &have) != 1 or _entry(cloud, <object>k) is _NOT_Q:
             return False
-        if n < 0 or have < 0:
-            return False  # keeps ``n - have`` within 64 bits
-    for d in o_cloud:
-        if not _clean_dot(d, vv, &c, &have):
+    pos = 0
+    while PyDict_Next(o_cloud, &pos, &k, &v):
+        if not PyUnicode_CheckExact(k) or not _is_q(<object>v):
+            return False
+        if _vv_get(vv, <object>k, &have) != 1 or _entry(cloud, <object>k) is _NOT_Q:
             return False
     return True
 
 
-cdef int _drop_covered_c(set cloud, dict wide) except -1:
-    """``_pure._drop_covered``: one pass collecting the cloud's dots ``(r, c)`` with
-    ``c <= wide.get(r, 0)``, then their removal. At the first dot that is not clean,
-    before anything changed, the pure twin does the whole step instead."""
-    cdef list drop = []
-    cdef long long c, top
-    cdef object d
-    for d in cloud:
-        if not _clean_cloud_dot(d):
-            _pure._drop_covered(cloud, wide)
-            return 0
-        _vv_get(wide, <object>PyTuple_GET_ITEM(d, 0), &top)
-        _as_count(PyTuple_GET_ITEM(d, 1), &c)
-        if c <= top:
-            PyList_Append(drop, d)
-    for d in drop:
-        PySet_Discard(cloud, d)
-    return 0
-
-
 def ctx_join_into(vv, cloud, o_vv, o_cloud):
     """``(vv, cloud) := (vv, cloud) ∪ (o_vv, o_cloud)``, compact, in place: the pure
-    twin's incremental steps -- the same dict and set operations in the same order --
-    as C loops, once every value they compare has proved clean."""
+    twin's incremental steps -- the same dict operations in the same order, the same
+    binary searches -- as C loops, once every value they meet has proved clean."""
     if (
         type(vv) is not dict
-        or type(cloud) is not set
+        or type(cloud) is not dict
         or type(o_vv) is not dict
-        or type(o_cloud) is not set
+        or type(o_cloud) is not dict
         or not _ctx_join_clean(vv, cloud, o_vv, o_cloud)
     ):
         return _pure.ctx_join_into(vv, cloud, o_vv, o_cloud)
     cdef dict a_vv = <dict>vv
-    cdef set a_cloud = <set>cloud
-    cdef list grown = []
-    cdef Py_ssize_t pos = 0, i, ng
+    cdef dict a_cloud = <dict>cloud
+    cdef list touched = []
+    cdef Py_ssize_t pos = 0, i
     cdef PyObject *k
     cdef PyObject *v
-    cdef long long n, have, c
-    cdef dict wide
-    cdef object r, d
+    cdef long long n, have
+    cdef object e
     while PyDict_Next(o_vv, &pos, &k, &v):
         _as_count(v, &n)
         _vv_get(a_vv, <object>k, &have)
         if n > have:
             PyDict_SetItem(a_vv, <object>k, <object>v)
-            PyList_Append(grown, (<object>k, have, n))
-    ng = PyList_GET_SIZE(grown)
-    if PySet_GET_SIZE(a_cloud) and ng:
-        wide = {}
-        for i in range(ng):
-            r, have, n = <tuple>PyList_GET_ITEM(grown, i)
-            if n - have - 1 <= PySet_GET_SIZE(a_cloud):
-                c = have + 1
-                while c < n:  # have + 2 .. n, with no step past n (n may be 2**63 - 1)
-                    c += 1
-                    PySet_Discard(a_cloud, (r, c))
-            else:
-                PyDict_SetItem(wide, r, n)
-        if PyDict_GET_SIZE(wide):
-            _drop_covered_c(a_cloud, wide)
-        for i in range(ng):
-            r, have, n = <tuple>PyList_GET_ITEM(grown, i)
-            _fold_run_c(a_vv, a_cloud, r, n)
-    for d in <set>o_cloud:
-        _as_count(PyTuple_GET_ITEM(d, 1), &c)
-        _vv_get(a_vv, <object>PyTuple_GET_ITEM(d, 0), &have)
-        if c <= have:
-            continue
-        if c == have + 1:
-            _fold_run_c(a_vv, a_cloud, <object>PyTuple_GET_ITEM(d, 0), c)
+            if PyDict_GetItemWithError(a_cloud, <object>k) != NULL:
+                PyList_Append(touched, <object>k)
+    pos = 0
+    while PyDict_Next(o_cloud, &pos, &k, &v):
+        e = _entry(a_cloud, <object>k)
+        if e is None:
+            PyDict_SetItem(a_cloud, <object>k, carray.copy(<carray.array>v))
         else:
-            PySet_Add(a_cloud, d)
+            _union_into_c(a_cloud, <object>k, <carray.array>e, <carray.array>v)
+        PyList_Append(touched, <object>k)
+    for i in range(PyList_GET_SIZE(touched)):
+        _settle_c(a_vv, a_cloud, <object>PyList_GET_ITEM(touched, i))
     return None
+
+
+cdef inline int _holds_c(carray.array cs, long long c) noexcept:
+    cdef Py_ssize_t n = Py_SIZE(cs)
+    cdef Py_ssize_t k = _bisect_left(cs.data.as_longlongs, n, c)
+    return k < n and cs.data.as_longlongs[k] == c
+
+
+cdef int _ctx_leq_c(dict vv, dict cloud, dict o_vv, dict o_cloud) except -1:
+    """``_pure.ctx_leq`` on clean input: 1 or 0; UNCLEAN at the first value that is
+    not (nothing is changed: the caller reruns the pure twin)."""
+    cdef Py_ssize_t pos = 0, k, j, rest, m, i
+    cdef PyObject *r
+    cdef PyObject *v
+    cdef long long n, have
+    cdef carray.array cs, ocs
+    cdef object e
+    cdef long long *a
+    cdef long long *b
+    while PyDict_Next(vv, &pos, &r, &v):
+        if not _as_count(v, &n) or _vv_get(o_vv, <object>r, &have) != 1:
+            return UNCLEAN
+        if n <= have:
+            continue
+        e = _entry(o_cloud, <object>r)
+        if e is _NOT_Q or have < 0:
+            return UNCLEAN
+        if e is None or n - have > Py_SIZE(<carray.array>e):
+            return 0
+        ocs = <carray.array>e
+        m = Py_SIZE(ocs)
+        k = _bisect_left(ocs.data.as_longlongs, m, have + 1)
+        j = k + <Py_ssize_t>(n - have) - 1
+        if j >= m or ocs.data.as_longlongs[k] != have + 1 or ocs.data.as_longlongs[j] != n:
+            return 0
+    pos = 0
+    while PyDict_Next(cloud, &pos, &r, &v):
+        if not _is_q(<object>v) or _vv_get(o_vv, <object>r, &have) != 1:
+            return UNCLEAN
+        cs = <carray.array>v
+        k = _bisect_right(cs.data.as_longlongs, Py_SIZE(cs), have)
+        rest = Py_SIZE(cs) - k
+        if not rest:
+            continue
+        e = _entry(o_cloud, <object>r)
+        if e is _NOT_Q:
+            return UNCLEAN
+        if e is None or rest > Py_SIZE(<carray.array>e):
+            return 0
+        ocs = <carray.array>e
+        m = Py_SIZE(ocs)
+        if _pure.SPARSE * rest <= m:
+            for i in range(k, Py_SIZE(cs)):
+                if not _holds_c(ocs, cs.data.as_longlongs[i]):
+                    return 0
+            continue
+        if not _ascending(cs) or not _ascending(ocs):
+            return UNCLEAN
+        # Subset by one merge walk over both ascending arrays.
+        a, b = cs.data.as_longlongs, ocs.data.as_longlongs
+        j = 0
+        for i in range(k, Py_SIZE(cs)):
+            while j < m and b[j] < a[i]:
+                j += 1
+            if j == m or b[j] != a[i]:
+                return 0
+    return 1
 
 
 def ctx_leq(vv, cloud, o_vv, o_cloud):
     """Set inclusion of causal contexts (both compact)."""
+    cdef int out
     if (
         type(vv) is not dict
-        or type(cloud) is not set
+        or type(cloud) is not dict
         or type(o_vv) is not dict
-        or type(o_cloud) is not set
+        or type(o_cloud) is not dict
     ):
         return _pure.ctx_leq(vv, cloud, o_vv, o_cloud)
-    cdef Py_ssize_t pos = 0
-    cdef PyObject *k
-    cdef PyObject *v
-    cdef long long n, have, c, ncloud = PySet_GET_SIZE(o_cloud)
-    cdef object r, dot
-    cdef bint leq = PyDict_GET_SIZE(vv) <= PyDict_GET_SIZE(o_vv)
-    if leq:
-        while PyDict_Next(vv, &pos, &k, &v):
-            if not _as_count(v, &n) or _vv_get(o_vv, <object>k, &have) != 1:
-                return _pure.ctx_leq(vv, cloud, o_vv, o_cloud)
-            if n > have:
-                leq = False
-                break
-    if not leq:
-        pos = 0
-        while PyDict_Next(vv, &pos, &k, &v):
-            if not _as_count(v, &n) or _vv_get(o_vv, <object>k, &have) != 1:
-                return _pure.ctx_leq(vv, cloud, o_vv, o_cloud)
-            if n - have > ncloud:
-                return False
-            r = <object>k
-            c = have + 1
-            while c <= n:
-                if not PySet_Contains(o_cloud, (r, c)):
-                    return False
-                c += 1
-    for dot in <set>cloud:
-        if not PyTuple_CheckExact(<PyObject *>dot) or PyTuple_GET_SIZE(dot) != 2:
-            return _pure.ctx_leq(vv, cloud, o_vv, o_cloud)
-        if not _as_count(PyTuple_GET_ITEM(dot, 1), &c):
-            return _pure.ctx_leq(vv, cloud, o_vv, o_cloud)
-        if _vv_get(o_vv, <object>PyTuple_GET_ITEM(dot, 0), &have) != 1:
-            return _pure.ctx_leq(vv, cloud, o_vv, o_cloud)
-        if not (c <= have or PySet_Contains(o_cloud, dot)):
-            return False
-    return True
+    out = _ctx_leq_c(vv, cloud, o_vv, o_cloud)
+    if out == UNCLEAN:
+        return _pure.ctx_leq(vv, cloud, o_vv, o_cloud)
+    return out == 1
 
 
 # -- dot stores ----------------------------------------------------------------------
@@ -781,8 +884,8 @@ cdef inline bint _args_clean(a, a_vv, a_cloud, b, b_vv, b_cloud):
         and type(b) is dict
         and type(a_vv) is dict
         and type(b_vv) is dict
-        and type(a_cloud) is set
-        and type(b_cloud) is set
+        and type(a_cloud) is dict
+        and type(b_cloud) is dict
     )
 
 
@@ -790,18 +893,23 @@ cdef object _FALLBACK = object()   # an impl's answer: "hand the call to the pur
 
 
 cdef struct _Ctx:
-    # A causal context being read, with a one-entry cache of the last replica looked up.
+    # A causal context being read, with a one-entry cache of the last replica looked
+    # up: its vector entry and its cloud counters (NULL / 0 when it has none).
     PyObject *vv
     PyObject *cloud
     Py_ssize_t rid
     long long have
+    long long *cs
+    Py_ssize_t ncs
 
 
-cdef inline void _ctx_init(_Ctx *x, dict vv, set cloud) noexcept:
+cdef inline void _ctx_init(_Ctx *x, dict vv, dict cloud) noexcept:
     x.vv = <PyObject *>vv
     x.cloud = <PyObject *>cloud
     x.rid = -1
     x.have = 0
+    x.cs = NULL
+    x.ncs = 0
 
 
 cdef inline bint _unpack(PyObject *d, Py_ssize_t *rid, long long *c) noexcept:
@@ -817,24 +925,34 @@ cdef inline bint _unpack(PyObject *d, Py_ssize_t *rid, long long *c) noexcept:
 
 
 cdef inline int _seen_p(PyObject *d, _Ctx *x) except -1:
-    """Whether the context holds the packed dot ``d``: 1 or 0, UNCLEAN when ``d`` or
-    the vector entry it meets is not the clean representation."""
-    cdef Py_ssize_t rid
+    """Whether the context holds the packed dot ``d``: 1 or 0, UNCLEAN when ``d``, the
+    vector entry or the cloud entry it meets is not the clean representation."""
+    cdef Py_ssize_t rid, k
     cdef long long c, have
+    cdef object e, r
     if not _unpack(d, &rid, &c):
         return UNCLEAN
     if rid != x.rid:
-        if _vv_get(<dict>x.vv, <object>PyList_GET_ITEM(_REPLICAS, rid), &have) != 1:
+        r = <object>PyList_GET_ITEM(_REPLICAS, rid)
+        if _vv_get(<dict>x.vv, r, &have) != 1:
+            return UNCLEAN
+        e = _entry(<dict>x.cloud, r)
+        if e is _NOT_Q:
             return UNCLEAN
         x.rid = rid
         x.have = have
+        if e is not None:
+            x.cs = (<carray.array>e).data.as_longlongs
+            x.ncs = Py_SIZE(e)
+        else:
+            x.cs = NULL
+            x.ncs = 0
     if c <= x.have:
         return 1
-    if PySet_GET_SIZE(<object>x.cloud) == 0:
+    if x.ncs == 0:
         return 0
-    return 1 if PySet_Contains(
-        <object>x.cloud, (<object>PyList_GET_ITEM(_REPLICAS, rid), c)
-    ) else 0
+    k = _bisect_left(x.cs, x.ncs, c)
+    return 1 if k < x.ncs and x.cs[k] == c else 0
 
 
 cdef inline bint _is_many(object v) noexcept:
@@ -974,7 +1092,7 @@ cdef object _join_v(object v, object o, _Ctx *a, _Ctx *b):
     return _normal(kept)
 
 
-cdef object _dotstore_join(dict a, dict a_vv, set a_cloud, dict b, dict b_vv, set b_cloud):
+cdef object _dotstore_join(dict a, dict a_vv, dict a_cloud, dict b, dict b_vv, dict b_cloud):
     cdef _Ctx xa, xb
     cdef dict out = {}
     cdef Py_ssize_t pos = 0
@@ -1030,7 +1148,7 @@ def dotstore_join(a, a_vv, a_cloud, b, b_vv, b_cloud):
 
 
 cdef object _dotstore_join_into(
-    dict a, dict a_vv, set a_cloud, dict b, dict b_vv, set b_cloud
+    dict a, dict a_vv, dict a_cloud, dict b, dict b_vv, dict b_cloud
 ):
     # Phase 1 (reads only): which keys change, and to what. Keys whose dots stay as
     # they are -- the common case between replicas that have synced -- cost a lookup
@@ -1133,8 +1251,8 @@ def dotfun_join(a, a_vv, a_cloud, b, b_vv, b_cloud):
     cdef PyObject *v
     cdef PyObject *o
     cdef int s
-    _ctx_init(&xa, <dict>a_vv, <set>a_cloud)
-    _ctx_init(&xb, <dict>b_vv, <set>b_cloud)
+    _ctx_init(&xa, <dict>a_vv, <dict>a_cloud)
+    _ctx_init(&xb, <dict>b_vv, <dict>b_cloud)
     # Every key is checked clean (an exact packed int naming a known replica) before
     # it is looked up in the other store: no user code runs on the fast path.
     while PyDict_Next(a, &pos, &k, &v):
@@ -1170,7 +1288,7 @@ cdef inline bint _same_plain_atom(PyObject *x, PyObject *y) except -1:
     return False
 
 
-cdef object _decode_dots(list raws, dict vv, set cloud, set seen):
+cdef object _decode_dots(list raws, dict vv, dict cloud, set seen):
     """One element's dot list, validated, as a list of ``(replica, counter)``; or
     _FALLBACK at the first irregularity (malformed, duplicate, outside the context:
     the pure twin then raises)."""
@@ -1179,6 +1297,7 @@ cdef object _decode_dots(list raws, dict vv, set cloud, set seen):
     cdef PyObject *r
     cdef PyObject *c
     cdef long long cc, have
+    cdef object e
     for raw in raws:
         if type(raw) is not list or PyList_GET_SIZE(raw) != 2:
             return _FALLBACK
@@ -1193,8 +1312,10 @@ cdef object _decode_dots(list raws, dict vv, set cloud, set seen):
             return _FALLBACK
         if _vv_get(vv, <object>r, &have) != 1:
             return _FALLBACK
-        if cc > have and not (PySet_GET_SIZE(cloud) and PySet_Contains(cloud, d)):
-            return _FALLBACK
+        if cc > have:
+            e = _entry(cloud, <object>r)
+            if e is None or e is _NOT_Q or not _holds_c(<carray.array>e, cc):
+                return _FALLBACK
         PySet_Add(seen, d)
         PyList_Append(dots, d)
     return dots
@@ -1222,7 +1343,7 @@ cdef object _packed_dots(list dots, dict rids):
     return tuple(packed)
 
 
-cdef object _dotstore_decode(list state, dict vv, set cloud):
+cdef object _dotstore_decode(list state, dict vv, dict cloud):
     cdef list checked = []
     cdef dict out = {}
     cdef set seen = set()
@@ -1267,7 +1388,7 @@ def dotstore_decode(state, vv, cloud):
     """
     cdef object out = _FALLBACK
     cdef int gc_was_on
-    if type(state) is list and type(vv) is dict and type(cloud) is set:
+    if type(state) is list and type(vv) is dict and type(cloud) is dict:
         gc_was_on = PyGC_Disable()
         try:
             out = _dotstore_decode(state, vv, cloud)
@@ -1501,7 +1622,9 @@ cdef object _parse_orset(const unsigned char *data, Py_ssize_t size, bytes tag):
     cdef Py_ssize_t prev_size = 0, rn, prev_rn, tag_size = PyBytes_GET_SIZE(tag)
     cdef dict store = {}
     cdef dict vv = {}
-    cdef set cloud = set()
+    cdef dict cloud = {}
+    cdef set cloud_packed = set()
+    cdef list run = None
     cdef list dots = []
     cdef object element, dot, r
     cdef list several
@@ -1595,7 +1718,11 @@ cdef object _parse_orset(const unsigned char *data, Py_ssize_t size, bytes tag):
         have = 0 if got == NULL else <unsigned long long>(<object>got)
         if c <= have or c - have == 1:
             return _FALLBACK  # not compact
-        PySet_Add(cloud, (r, PyLong_FromUnsignedLongLong(c)))
+        PySet_Add(cloud_packed, dot)
+        if i == 0 or PyDict_GetItemWithError(cloud, r) == NULL:
+            run = []
+            PyDict_SetItem(cloud, r, run)
+        PyList_Append(run, PyLong_FromUnsignedLongLong(c))
     if cur.p != cur.end:
         return _FALLBACK  # trailing bytes
     # Every stored dot is in the context, and supports one element only.
@@ -1612,12 +1739,14 @@ cdef object _parse_orset(const unsigned char *data, Py_ssize_t size, bytes tag):
             got = PyDict_GetItemWithError(vv, r)
             last_rid = rid
             last_have = 0 if got == NULL else <unsigned long long>(<object>got)
-        if <unsigned long long>cc > last_have and not PySet_Contains(cloud, (r, cc)):
+        if <unsigned long long>cc > last_have and not PySet_Contains(cloud_packed, dot):
             return _FALLBACK
     # Valid: intern the replica ids this process had not met (their provisional ids
     # are the ones they get, unless another thread interned ids meanwhile).
     if not reps.commit():
         return _FALLBACK
+    for r in list(cloud):
+        PyDict_SetItem(cloud, r, carray.array("q", <list>cloud[r]))
     return (store, vv, cloud)
 
 

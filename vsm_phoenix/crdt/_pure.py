@@ -8,7 +8,8 @@ identical function set in Cython; :mod:`vsm_phoenix.crdt._backend` picks one.
 Representations (shared by both backends):
 
 * a *version vector* is a ``dict[str, int]`` holding only positive counters;
-* a *dot cloud* is a ``set[tuple[str, int]]``;
+* a *dot cloud* is a ``dict`` of replica id to that replica's cloud counters, a
+  strictly ascending ``array('q')`` (a ``list`` once a counter passes 2**63 - 1);
 * a causal context is the pair ``(vv, cloud)``, kept *compact*: no cloud dot
   ``(r, c)`` has ``c <= vv.get(r, 0) + 1`` (such a dot is folded into ``vv``);
 * a *dot store* maps a key to the dots that support it (ORSet, ORMap keys), each dot
@@ -24,16 +25,19 @@ leave a half-applied state behind.
 from __future__ import annotations
 
 from array import array
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections.abc import Hashable
 from typing import Any, TypeAlias, TypeVar
 
 from vsm_phoenix.crdt._domain import atom_from_wire, atom_key, wire_count, wire_replica
 from vsm_phoenix.crdt._dots import (
+    QMAX,
     REPLICAS,
     RID_BITS,
     RID_MASK,
+    Cloud,
     Dots,
+    counters,
     dots_of,
     normal,
     pack,
@@ -249,127 +253,193 @@ def vc_compare_arrays(ai: Any, an: Counts, bi: Any, bn: Counts) -> int:
     return BEFORE if b_bigger else EQUAL
 
 
-def ctx_contains(vv: dict[str, int], cloud: set[Dot], r: str, c: int) -> bool:
+# -- causal contexts ------------------------------------------------------------------
+#
+# A causal context is ``(vv, cloud)``: ``vv`` a version vector (``dict[str, int]``,
+# positive counters) and ``cloud`` the dots outside it, *per replica*: ``cloud[r]`` is
+# the strictly ascending sequence of ``r``'s cloud counters -- an ``array('q')``, or a
+# ``list`` when its greatest counter does not fit in 64 bits (the normal form: a list
+# iff its last counter exceeds 2**63 - 1). No entry is empty. The context is *compact*
+# when every ``cloud[r][0] > vv.get(r, 0) + 1`` (a dot covered by or adjacent to the
+# vector is folded into it): equal sets of dots then have equal ``(vv, cloud)``.
+#
+# Membership is a binary search; adding a dot is a binary search and an insertion
+# (a ``memmove`` of the counters after it), folding a run into the vector deletes a
+# prefix. For arguments that are not in normal form the results are unspecified but
+# identical on both backends (the native twin follows the same steps, or hands the call
+# here).
+
+
+def _holds(cs: Any, c: int) -> bool:
+    """Whether the ascending sequence ``cs`` holds ``c`` (binary search)."""
+    k = bisect_left(cs, c)
+    return k < len(cs) and cs[k] == c
+
+
+def ctx_contains(vv: dict[str, int], cloud: Cloud, r: str, c: int) -> bool:
     """Whether the dot ``(r, c)`` is in the causal context ``(vv, cloud)``."""
-    return c <= vv.get(r, 0) or (r, c) in cloud
+    if c <= vv.get(r, 0):
+        return True
+    cs = cloud.get(r)
+    return cs is not None and _holds(cs, c)
 
 
-def ctx_compact(vv: dict[str, int], cloud: set[Dot]) -> None:
-    """Fold every cloud dot that extends the version vector contiguously into it, and
-    drop cloud dots the vector already covers. In place; restores compactness."""
-    if not cloud:
-        return
-    # Ascending (replica, counter) order: one pass absorbs every contiguous run.
-    for dot in sorted(cloud):
-        r, c = dot
-        have = vv.get(r, 0)
-        if c <= have:
-            cloud.discard(dot)
-        elif c == have + 1:
-            vv[r] = c
-            cloud.discard(dot)
-
-
-def _fold_run(vv: dict[str, int], cloud: set[Dot], r: str, c: int) -> None:
-    """Set ``vv[r] = c`` and fold the cloud dots ``(r, c+1), (r, c+2), ...`` that now
-    extend the vector contiguously (each folded dot leaves the cloud: amortised O(1))."""
-    if cloud:
-        nxt = (r, c + 1)
-        while nxt in cloud:
-            cloud.discard(nxt)
-            c += 1
-            nxt = (r, c + 1)
+def _fold_run(vv: dict[str, int], cloud: Cloud, r: str, c: int) -> None:
+    """Set ``vv[r]`` to ``c`` extended by the run ``c+1, c+2, ...`` at the front of
+    ``cloud[r]``, which leaves the cloud (a prefix deletion; each folded dot leaves
+    once: amortised O(1) per dot)."""
+    cs = cloud.get(r)
+    if cs is not None:
+        n = len(cs)
+        k = 0
+        while k < n and cs[k] == c + 1 + k:
+            k += 1
+        if k:
+            c = cs[k - 1]
+            if k == n:
+                del cloud[r]
+            else:
+                del cs[:k]
     vv[r] = c
 
 
-def ctx_add(vv: dict[str, int], cloud: set[Dot], r: str, c: int) -> None:
+def _settle(vv: dict[str, int], cloud: Cloud, r: str) -> None:
+    """Make replica ``r``'s part compact: drop the cloud counters the vector covers (a
+    prefix), then fold the run that extends it."""
+    cs = cloud.get(r)
+    if cs is None:
+        return
+    have = vv.get(r, 0)
+    k = bisect_right(cs, have)
+    if k == len(cs):
+        del cloud[r]
+        return
+    if k:
+        del cs[:k]
+    if cs[0] == have + 1:
+        _fold_run(vv, cloud, r, have)
+
+
+def ctx_compact(vv: dict[str, int], cloud: Cloud) -> None:
+    """Fold every cloud dot that extends the version vector contiguously into it, and
+    drop cloud dots the vector already covers. In place; restores compactness."""
+    for r in list(cloud):
+        _settle(vv, cloud, r)
+
+
+def ctx_add(vv: dict[str, int], cloud: Cloud, r: str, c: int) -> None:
     """Insert the dot ``(r, c)`` into the compact context ``(vv, cloud)``, keeping it
-    compact. Costs O(1) plus the dots it folds -- never a pass over the cloud."""
+    compact: a binary search and an insertion, or a fold when it extends the vector."""
     have = vv.get(r, 0)
     if c <= have:
         return
     if c == have + 1:
         _fold_run(vv, cloud, r, c)
-    else:
-        cloud.add((r, c))
+        return
+    cs = cloud.get(r)
+    if cs is None:
+        cloud[r] = counters([c])
+        return
+    k = bisect_left(cs, c)
+    if k < len(cs) and cs[k] == c:
+        return
+    if c > QMAX and type(cs) is not list:
+        cs = cloud[r] = list(cs)
+    cs.insert(k, c)
 
 
-def ctx_join_into(
-    vv: dict[str, int], cloud: set[Dot], o_vv: dict[str, int], o_cloud: set[Dot]
-) -> None:
+#: A delta's cloud entry is merged by one insertion per counter when
+#: ``SPARSE * len(delta entry) <= len(receiving entry)``, else by a sorted union.
+SPARSE = 8
+
+
+def _union_into(cloud: Cloud, r: str, cs: Any, ocs: Any) -> None:
+    """``cloud[r] := cs ∪ ocs`` (both strictly ascending)."""
+    if SPARSE * len(ocs) <= len(cs):
+        listed = type(cs) is list
+        for c in ocs:
+            k = bisect_left(cs, c)
+            if k < len(cs) and cs[k] == c:
+                continue
+            if c > QMAX and not listed:
+                cs = cloud[r] = list(cs)
+                listed = True
+            cs.insert(k, c)
+        return
+    cloud[r] = counters(sorted(set(cs).union(ocs)))
+
+
+def ctx_join_into(vv: dict[str, int], cloud: Cloud, o_vv: dict[str, int], o_cloud: Cloud) -> None:
     """``(vv, cloud) := (vv, cloud) ∪ (o_vv, o_cloud)``, compact, in place.
 
-    Both inputs must be compact. Incremental: only the replicas ``o`` names are
-    touched, so the cost is O(|o_vv| + |o_cloud|) plus, per replica whose vector entry
-    grows from ``m`` to ``n``, ``min(n - m, |cloud|)`` -- never a sort of the receiving
-    cloud (the plain ``vc_join_into`` + ``update`` + ``ctx_compact`` gives the same
-    state; a differential test checks it).
+    Incremental: only the replicas ``o`` names are touched. Per replica, a vector entry
+    is a comparison, a cloud entry of ``o`` is merged by binary-search insertions when
+    it is small against the receiving one (O(k log n) plus the moves) and by a sorted
+    union otherwise; then that replica's part is settled (a covered prefix dropped, a
+    run folded). A one-dot delta costs O(log n) whatever the size of the cloud.
     """
-    grown: list[tuple[str, int, int]] = []
+    touched: list[str] = []
     for r, n in o_vv.items():
         have = vv.get(r, 0)
         if n > have:
             vv[r] = n
-            grown.append((r, have, n))
-    if cloud and grown:
-        # Cloud dots the grown entries now cover leave the cloud: by probing the newly
-        # covered counters when there are few, by one pass over the cloud otherwise.
-        wide: dict[str, int] = {}
-        for r, have, n in grown:
-            if n - have - 1 <= len(cloud):
-                for c in range(have + 2, n + 1):
-                    cloud.discard((r, c))
-            else:
-                wide[r] = n
-        if wide:
-            _drop_covered(cloud, wide)
-        for r, _, n in grown:
-            _fold_run(vv, cloud, r, n)
-    for d in o_cloud:
-        r, c = d
-        have = vv.get(r, 0)
-        if c <= have:
-            continue
-        if c == have + 1:
-            _fold_run(vv, cloud, r, c)
+            if r in cloud:
+                touched.append(r)
+    for r, ocs in o_cloud.items():
+        cs = cloud.get(r)
+        if cs is None:
+            cloud[r] = ocs[:]
         else:
-            cloud.add(d)
+            _union_into(cloud, r, cs, ocs)
+        touched.append(r)
+    for r in touched:
+        _settle(vv, cloud, r)
 
 
-def _drop_covered(cloud: set[Dot], wide: dict[str, int]) -> None:
-    """Drop from ``cloud`` every dot ``(r, c)`` with ``c <= wide.get(r, 0)`` (one pass;
-    the native twin calls it when a dot of the cloud is not clean)."""
-    for d in [d for d in cloud if d[1] <= wide.get(d[0], 0)]:
-        cloud.discard(d)
-
-
-def ctx_leq(vv: dict[str, int], cloud: set[Dot], o_vv: dict[str, int], o_cloud: set[Dot]) -> bool:
+def ctx_leq(vv: dict[str, int], cloud: Cloud, o_vv: dict[str, int], o_cloud: Cloud) -> bool:
     """Set inclusion of causal contexts (both compact)."""
-    if not vc_leq(vv, o_vv):
-        # A compact context with a bigger vv entry may still be covered by o's cloud.
-        for r, n in vv.items():
-            have = o_vv.get(r, 0)
-            if n - have > len(o_cloud):
-                return False
-            for c in range(have + 1, n + 1):
-                if (r, c) not in o_cloud:
+    for r, n in vv.items():
+        have = o_vv.get(r, 0)
+        if n <= have:
+            continue
+        # A compact context with a bigger vector entry may still be covered by o's
+        # cloud: it must hold have+1 .. n, a run of n - have consecutive counters.
+        ocs = o_cloud.get(r)
+        if ocs is None or n - have > len(ocs):
+            return False
+        k = bisect_left(ocs, have + 1)
+        j = k + (n - have) - 1
+        if j >= len(ocs) or ocs[k] != have + 1 or ocs[j] != n:
+            return False
+    for r, cs in cloud.items():
+        have = o_vv.get(r, 0)
+        k = bisect_right(cs, have)
+        rest = len(cs) - k
+        if not rest:
+            continue
+        ocs = o_cloud.get(r)
+        if ocs is None or rest > len(ocs):
+            return False
+        if SPARSE * rest <= len(ocs):
+            for i in range(k, len(cs)):
+                if not _holds(ocs, cs[i]):
                     return False
-    for r, c in cloud:  # noqa: SIM110 - explicit loop: faster than all() here
-        if not (c <= o_vv.get(r, 0) or (r, c) in o_cloud):
+        elif set(cs[k:]).difference(ocs):
             return False
     return True
 
 
-def _seen(d: int, vv: dict[str, int], cloud: set[Dot]) -> bool:
+def _seen(d: int, vv: dict[str, int], cloud: Cloud) -> bool:
     """Whether the context ``(vv, cloud)`` holds the packed dot ``d``."""
     r = REPLICAS[d & RID_MASK]
     c = d >> RID_BITS
     if c <= vv.get(r, 0):
         return True
-    return (r, c) in cloud
+    cs = cloud.get(r)
+    return cs is not None and _holds(cs, c)
 
 
-def _unseen(v: Dots, vv: dict[str, int], cloud: set[Dot]) -> Dots | None:
+def _unseen(v: Dots, vv: dict[str, int], cloud: Cloud) -> Dots | None:
     """The dots of ``v`` the context ``(vv, cloud)`` has not seen, in normal form."""
     if type(v) is int:
         return None if _seen(v, vv, cloud) else v
@@ -383,9 +453,9 @@ def _join_values(
     v: Dots,
     o: Dots,
     a_vv: dict[str, int],
-    a_cloud: set[Dot],
+    a_cloud: Cloud,
     b_vv: dict[str, int],
-    b_cloud: set[Dot],
+    b_cloud: Cloud,
 ) -> Dots | None:
     """The per-key rule when both stores hold the key: a dot survives when both hold it,
     or when one holds it and the other's context has not seen it."""
@@ -400,10 +470,10 @@ def _join_values(
 def dotstore_join(
     a: dict[K, Dots],
     a_vv: dict[str, int],
-    a_cloud: set[Dot],
+    a_cloud: Cloud,
     b: dict[K, Dots],
     b_vv: dict[str, int],
-    b_cloud: set[Dot],
+    b_cloud: Cloud,
 ) -> dict[K, Dots]:
     """Join of two dot stores under their causal contexts (add-wins).
 
@@ -433,10 +503,10 @@ def dotstore_join(
 def dotstore_join_into(
     a: dict[K, Dots],
     a_vv: dict[str, int],
-    a_cloud: set[Dot],
+    a_cloud: Cloud,
     b: dict[K, Dots],
     b_vv: dict[str, int],
-    b_cloud: set[Dot],
+    b_cloud: Cloud,
 ) -> None:
     """``a := dotstore_join(a, a_vv, a_cloud, b, b_vv, b_cloud)``, in place (keys keep
     their order; new keys follow). On an exception ``a`` is unchanged."""
@@ -462,10 +532,10 @@ def dotstore_join_delta(
     a: dict[K, Dots],
     index: dict[str, dict[int, K]],
     a_vv: dict[str, int],
-    a_cloud: set[Dot],
+    a_cloud: Cloud,
     b: dict[K, Dots],
     b_vv: dict[str, int],
-    b_cloud: set[Dot],
+    b_cloud: Cloud,
 ) -> None:
     """``a := dotstore_join(a, a_vv, a_cloud, b, b_vv, b_cloud)`` in place, walking
     ``b`` rather than ``a``; ``index`` (``dotstore_index(a)``) is kept up to date.
@@ -478,24 +548,18 @@ def dotstore_join_delta(
     costs O(1) whatever the size of ``a``. On an exception ``a`` and ``index`` are
     unchanged (phase 1 reads only).
     """
-    cloud_by_r: dict[str, set[int]] = {}
-    for r, c in b_cloud:
-        cs = cloud_by_r.get(r)
-        if cs is None:
-            cs = cloud_by_r[r] = set()
-        cs.add(c)
     drops: list[tuple[K, str, int]] = []
-    for r in b_vv.keys() | cloud_by_r.keys():
+    for r in b_vv.keys() | b_cloud.keys():
         held = index.get(r)
         if not held:
             continue
         n = b_vv.get(r, 0)
-        extra = cloud_by_r.get(r, set())
+        extra = b_cloud.get(r, ())
         if n + len(extra) <= len(held):
             seen = [c for c in range(1, n + 1) if c in held]
             seen.extend(c for c in extra if c > n and c in held)
         else:
-            seen = [c for c in held if c <= n or c in extra]
+            seen = [c for c in held if c <= n or _holds(extra, c)]
         rid = lookup(r)  # interned: a dot of ``a`` names it
         for c in seen:
             key = held[c]
@@ -537,10 +601,10 @@ def dotstore_copy(entries: dict[K, Dots]) -> dict[K, Dots]:
 def dotfun_join(
     a: dict[int, V],
     a_vv: dict[str, int],
-    a_cloud: set[Dot],
+    a_cloud: Cloud,
     b: dict[int, V],
     b_vv: dict[str, int],
-    b_cloud: set[Dot],
+    b_cloud: Cloud,
 ) -> dict[int, V]:
     """Join of two dot functions (packed dot → value) under their causal contexts.
 
@@ -565,7 +629,7 @@ def dotfun_join(
     return out
 
 
-def dotstore_decode(state: Any, vv: dict[str, int], cloud: set[Dot]) -> dict[Any, Dots]:
+def dotstore_decode(state: Any, vv: dict[str, int], cloud: Cloud) -> dict[Any, Dots]:
     """Decode a dot store's wire layout ``[[element, [[replica, counter], ...]], ...]``
     and check it against the causal context ``(vv, cloud)``.
 
@@ -603,7 +667,7 @@ def dotstore_decode(state: Any, vv: dict[str, int], cloud: set[Dot]) -> dict[Any
 
 def dotstore_parse(
     data: object, max_size: int, tag: bytes
-) -> tuple[dict[Any, Dots], dict[str, int], set[Dot]] | None:
+) -> tuple[dict[Any, Dots], dict[str, int], Cloud] | None:
     """``(store, vv, cloud)`` of the canonical encoding of an ORSet-layout object, read
     straight from the bytes -- or None: "use the general decoder".
 

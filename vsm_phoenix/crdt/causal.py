@@ -6,13 +6,16 @@ contiguous with it. It is always kept compact -- no cloud dot is covered by or a
 to the vector -- so equal sets have equal state and equal bytes. It is a lattice (the
 join is set union) and the causal half of every dotted CRDT (ORSet, ORMap, MVRegister).
 
-The pair ``(vv, cloud)`` -- a ``dict`` of replica id to counter and a ``set`` of
-``(replica, counter)`` tuples -- is also what the dot-store kernels read, so it stays in
-that form. ``ctx_add`` and ``ctx_join_into`` touch only what the added dot or the other
-context names (plus the cloud dots a grown vector entry newly covers); the native twins
-run the same steps as C loops, which saves the interpreter's share: about 1.5-3.5x on
-delta-sized joins, little on joins that probe or scan a large cloud, where the time is
-the set's own hashing and memory traffic.
+Representation (what the kernels of :mod:`vsm_phoenix.crdt._pure` read): ``vv`` is a
+``dict`` of replica id to counter, and ``cloud`` a ``dict`` of replica id to that
+replica's cloud counters as a strictly ascending ``array('q')`` (a ``list`` only once a
+counter passes 2**63 - 1) -- 8 bytes per cloud dot, not a tuple and an ``int`` in a
+``set``. Membership is a binary search; ``add`` is a binary search and an insertion, or
+a fold of the run it completes (the folded prefix leaves the array); a join touches
+only the replicas the other context names, merging a small cloud entry by binary-search
+insertions (O(k log n) for k dots into n) and a large one by a sorted union (a C merge
+on the native backend). Folding is incremental: a vector entry that grows drops the
+prefix of the cloud it now covers and absorbs the run that continues it.
 """
 
 from __future__ import annotations
@@ -24,8 +27,9 @@ from typing import Any, Self
 from vsm_phoenix.crdt import _backend as K
 from vsm_phoenix.crdt._base import CRDT
 from vsm_phoenix.crdt._domain import check_count, check_replica, wire_count, wire_replica
+from vsm_phoenix.crdt._dots import Cloud, cloud_dots, cloud_of
 from vsm_phoenix.crdt.clocks import Dot, VectorClock
-from vsm_phoenix.errors import InvalidArgument, TypeMismatch
+from vsm_phoenix.errors import InvalidArgument, SizeOverflow, TypeMismatch
 
 __all__ = ["CausalContext"]
 
@@ -34,36 +38,27 @@ class CausalContext(CRDT):
     """A compact set of dots: version vector + dot cloud."""
 
     TAG = "cctx"
-    __slots__ = ("_top", "cloud", "vv")
+    __slots__ = ("cloud", "vv")
 
     vv: dict[str, int]
-    cloud: set[tuple[str, int]]
-    #: Per replica, the greatest counter ever held in the cloud (a cache: the context
-    #: only grows, so ``max(vv[r], _top[r])`` is the greatest counter of ``r`` without
-    #: a pass over the cloud). Not part of the state.
-    _top: dict[str, int]
+    cloud: Cloud
 
     def __init__(self, dots: Iterable[Dot | tuple[str, int]] = ()) -> None:
-        cloud: set[tuple[str, int]] = set()
-        for d in dots:
-            cloud.add(_check_dot(d))
         self.vv = {}
-        self.cloud = cloud
-        self._top = _tops(cloud)
+        self.cloud = cloud_of(_check_dot(d) for d in dots)
         K.ctx_compact(self.vv, self.cloud)
 
     @classmethod
-    def _raw(cls, vv: dict[str, int], cloud: set[tuple[str, int]]) -> Self:
+    def _raw(cls, vv: dict[str, int], cloud: Cloud) -> Self:
         obj = cls.__new__(cls)
         obj.vv = vv
         obj.cloud = cloud
-        obj._top = _tops(cloud)
         return obj
 
     @classmethod
-    def _of_dots(cls, dots: set[tuple[str, int]]) -> Self:
-        """The compact context of already-validated dots (takes ownership of ``dots``)."""
-        obj = cls._raw({}, dots)
+    def _of_dots(cls, dots: Iterable[tuple[str, int]]) -> Self:
+        """The compact context of already-validated dots."""
+        obj = cls._raw({}, cloud_of(dots))
         K.ctx_compact(obj.vv, obj.cloud)
         return obj
 
@@ -72,7 +67,7 @@ class CausalContext(CRDT):
         """The context holding every dot ``(r, 1..clock[r])``."""
         if not isinstance(clock, VectorClock):
             raise TypeMismatch(f"expected VectorClock, got {type(clock).__name__}")
-        return cls._raw(clock.value, set())
+        return cls._raw(clock.value, {})
 
     def contains(self, dot: Dot | tuple[str, int]) -> bool:
         """Whether ``dot`` has been seen."""
@@ -89,22 +84,23 @@ class CausalContext(CRDT):
     def max_counter(self, replica: str) -> int:
         """The highest counter of ``replica`` in the context (0 if none)."""
         check_replica(replica)
-        return max(self.vv.get(replica, 0), self._top.get(replica, 0))
+        cs = self.cloud.get(replica)
+        if cs is not None:
+            return cs[-1]  # compact: the cloud lies above the vector
+        return self.vv.get(replica, 0)
 
     def next_dot(self, replica: str) -> Dot:
         """The next fresh dot of ``replica`` (not yet in the context; not added)."""
         return Dot(replica, self.max_counter(replica) + 1)
 
     def add(self, dot: Dot | tuple[str, int]) -> None:
-        """Insert one dot, keeping the context compact: O(1) plus the cloud dots it
-        folds into the vector, whatever the size of the cloud."""
+        """Insert one dot, keeping the context compact: a binary search and an
+        insertion into that replica's cloud, or a fold of the run it completes."""
         r, c = _check_dot(dot)
-        self._add(r, c)
+        K.ctx_add(self.vv, self.cloud, r, c)
 
     def _add(self, r: str, c: int) -> None:
         """:meth:`add` of an already-validated dot."""
-        if c > self._top.get(r, 0):
-            self._top[r] = c
         K.ctx_add(self.vv, self.cloud, r, c)
 
     def compact(self) -> None:
@@ -116,33 +112,36 @@ class CausalContext(CRDT):
         for r, n in sorted(self.vv.items()):
             for c in range(1, n + 1):
                 yield Dot(r, c)
-        for r, c in sorted(self.cloud):
-            yield Dot(r, c)
+        for r in sorted(self.cloud):
+            for c in self.cloud[r]:
+                yield Dot(r, c)
 
     @property
     def value(self) -> tuple[dict[str, int], frozenset[Dot]]:
         """The compact form: ``(version vector, dot cloud)``."""
-        return dict(self.vv), frozenset(Dot(r, c) for r, c in self.cloud)
+        return dict(self.vv), frozenset(Dot(r, c) for r, c in cloud_dots(self.cloud))
+
+    @property
+    def cloud_size(self) -> int:
+        """How many dots the cloud holds (the dots outside the version vector)."""
+        return sum(len(cs) for cs in self.cloud.values())
 
     @property
     def size(self) -> int:
         """The number of dots, exactly (``len()`` cannot go past ``sys.maxsize``)."""
-        return sum(self.vv.values()) + len(self.cloud)
+        return sum(self.vv.values()) + self.cloud_size
 
     def __len__(self) -> int:
-        """The number of dots; ``OverflowError`` past ``sys.maxsize`` (use :attr:`size`)."""
+        """The number of dots; :class:`~vsm_phoenix.errors.SizeOverflow` (an
+        ``OverflowError``) past ``sys.maxsize``, where :attr:`size` is exact."""
         n = self.size
         if n > sys.maxsize:
-            raise OverflowError(f"the context holds {n} dots, more than len(); use .size")
+            raise SizeOverflow(f"the context holds {n} dots, more than len(); use .size")
         return n
 
     # -- CRDT plumbing ---------------------------------------------------------------
 
     def _join_into(self, other: Self) -> None:
-        top = self._top
-        for r, c in other._top.items():
-            if c > top.get(r, 0):
-                top[r] = c
         K.ctx_join_into(self.vv, self.cloud, other.vv, other.cloud)
 
     def _leq(self, other: Self) -> bool:
@@ -152,12 +151,11 @@ class CausalContext(CRDT):
         return self.vv == other.vv and self.cloud == other.cloud
 
     def copy(self) -> Self:
-        obj = self.__class__.__new__(self.__class__)
-        obj.vv, obj.cloud, obj._top = dict(self.vv), set(self.cloud), dict(self._top)
-        return obj
+        return self._raw(dict(self.vv), {r: cs[:] for r, cs in self.cloud.items()})
 
     def _encode_state(self) -> Any:
-        return [dict(self.vv), [[r, c] for r, c in sorted(self.cloud)]]
+        cloud = self.cloud
+        return [dict(self.vv), [[r, c] for r in sorted(cloud) for c in cloud[r]]]
 
     @classmethod
     def _from_state(cls, state: Any) -> Self:
@@ -167,13 +165,14 @@ class CausalContext(CRDT):
         if not isinstance(vv_raw, dict) or not isinstance(cloud_raw, list):
             raise ValueError("expected [map, array]")
         vv = {wire_replica(r): wire_count(n, "counter", positive=True) for r, n in vv_raw.items()}
-        cloud: set[tuple[str, int]] = set()
+        dots: list[tuple[str, int]] = []
         for item in cloud_raw:
             if not (isinstance(item, list) and len(item) == 2):
                 raise ValueError("a dot is [replica, counter]")
-            cloud.add((wire_replica(item[0]), wire_count(item[1], "counter", positive=True)))
-        # Non-compact layouts are refused by the canonical-layout check in CRDT.
-        obj = cls._raw(vv, cloud)
+            dots.append((wire_replica(item[0]), wire_count(item[1], "counter", positive=True)))
+        # Duplicate, unsorted or non-compact layouts re-encode differently and are
+        # refused by the canonical-layout check in CRDT.
+        obj = cls._raw(vv, cloud_of(dots))
         obj.compact()
         return obj
 
@@ -187,12 +186,3 @@ def _check_dot(d: object) -> tuple[str, int]:
     if c == 0:
         raise InvalidArgument("dot counters start at 1")
     return (r, c)
-
-
-def _tops(cloud: set[tuple[str, int]]) -> dict[str, int]:
-    """Per replica, the greatest counter in ``cloud``."""
-    top: dict[str, int] = {}
-    for r, c in cloud:
-        if c > top.get(r, 0):
-            top[r] = c
-    return top

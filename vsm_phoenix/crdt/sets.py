@@ -425,7 +425,7 @@ class ORSet(CRDT):
     def _delta_size(self) -> int:
         """What joining this state costs the indexed way, in dots (the vector entries
         count once: the join enumerates at most what the receiver holds of them)."""
-        return len(self._store) + len(self._ctx.cloud) + len(self._ctx.vv)
+        return len(self._store) + self._ctx.cloud_size + len(self._ctx.vv)
 
     def _join_into(self, other: Self) -> None:
         if not self._store and not self._ctx.vv and not self._ctx.cloud:
