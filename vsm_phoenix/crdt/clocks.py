@@ -215,6 +215,11 @@ class Timestamp(NamedTuple):
         return cls(wire_count(x[0], "physical_ms"), wire_count(x[1], "logical"), wire_replica(x[2]))
 
 
+_new_tuple = tuple.__new__
+#: Wall-clock readings up to this pass ``check_count`` without being looked at again.
+_WALL_MS_SURELY_VALID = 2**63 - 1
+
+
 class HLC:
     """A hybrid logical clock for one replica (sans-IO: the caller supplies wall time).
 
@@ -240,12 +245,15 @@ class HLC:
 
     def now(self, wall_ms: int) -> Timestamp:
         """A timestamp for a local event at wall time ``wall_ms``."""
-        check_count(wall_ms, "wall_ms")
+        if type(wall_ms) is not int or not 0 <= wall_ms <= _WALL_MS_SURELY_VALID:
+            check_count(wall_ms, "wall_ms")
         if wall_ms > self._l:
             self._l, self._c = wall_ms, 0
         else:
             self._c += 1
-        return self.last
+        # (what Timestamp(...) makes, without the named tuple's Python-level __new__:
+        # every message a node sends is stamped here)
+        return _new_tuple(Timestamp, (self._l, self._c, self.replica))
 
     def update(self, remote: Timestamp, wall_ms: int) -> Timestamp:
         """A timestamp for receiving ``remote`` at wall time ``wall_ms``."""

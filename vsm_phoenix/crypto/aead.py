@@ -242,6 +242,9 @@ class KeysetAead:
     def usage(self, key_id: int) -> int:
         """Invocations charged to ``key_id`` so far (including leased-but-unused ones
         from earlier incarnations)."""
+        with self._lock:
+            if key_id == self._hot_id:  # (counted on the fast path: keep it)
+                return self._hot_next
         with atomic(self._storage), self._lock:
             self._flush_hot()
             return self._count(key_id)
@@ -261,15 +264,42 @@ class KeysetAead:
         self._nonce_pos = pos + NONCE_SIZE
         return self._nonce_buf[pos : pos + NONCE_SIZE]
 
+    def _hot_room_locked(self) -> int:
+        """How many invocations the fast path may still count (caller holds ``_lock``):
+        ``0`` unless the primary is the cached one and not expired; otherwise what is
+        left of the persisted lease below the rotation threshold or the limit."""
+        if self._hot_id != self.keyset._primary or (
+            self._hot_expires is not None and self._clock() >= self._hot_expires
+        ):
+            return 0
+        return self._hot_limit - self._hot_next
+
+    def charge(self, uses: int) -> None:
+        """Count ``uses`` invocations of the sealing key without encrypting anything: a
+        sealer that counts a use per *message* charges the other messages of a frame
+        it seals as one (the seal counts the frame's own). Within the persisted lease
+        this is one addition; where the lease, the rotation threshold or the limit
+        ends it takes the slow path for one use, exactly as the next seal would (it
+        may write the next lease, rotate when ``auto_rotate`` is set, or raise
+        ``CapacityError`` with the uses before the limit counted), and goes on."""
+        if type(uses) is not int or uses < 0:
+            raise InvalidArgument("uses must be an int >= 0")
+        while uses:
+            with self._lock:
+                room = self._hot_room_locked()
+                if room > 0:  # the fast path's increments, added up
+                    step = min(room, uses)
+                    self._hot_next += step
+                    uses -= step
+                    continue
+            self._reserve()  # the slow path: a lease, a rotation, the limit
+            uses -= 1
+
     def _reserve(self) -> tuple[bytes, AESGCM, bytes]:
         """Charge one invocation to the sealing key; return its prefix, its cipher and a
         fresh nonce."""
         with self._lock:
-            if (
-                self._hot_id == self.keyset._primary
-                and self._hot_next < self._hot_limit
-                and (self._hot_expires is None or self._clock() < self._hot_expires)
-            ):
+            if self._hot_room_locked() > 0:
                 # Fast path: same primary, not expired, inside the persisted lease and
                 # below the rotation threshold -- counting is one increment, no storage.
                 self._hot_next += 1

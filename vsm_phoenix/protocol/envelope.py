@@ -51,9 +51,7 @@ from __future__ import annotations
 
 import importlib
 import zlib
-from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from itertools import repeat
 from typing import Any, Final
 
 import attrs
@@ -61,6 +59,8 @@ import attrs
 from vsm_phoenix import cbor
 from vsm_phoenix.crdt import Timestamp
 from vsm_phoenix.errors import DecodeError, InvalidArgument
+from vsm_phoenix.protocol import _fill
+from vsm_phoenix.protocol._fill_pure import MAX_ID_BYTES, MAX_NAME_CHARS, fields_ok
 
 _zstd: Any
 try:  # optional accelerator
@@ -90,8 +90,6 @@ COMPRESS_ZSTD: Final = 2
 DEFAULT_COMPRESS_THRESHOLD: Final = 1024
 DEFAULT_MAX_PAYLOAD: Final = 16 * 1024 * 1024
 DEFAULT_MAX_MESSAGE: Final = DEFAULT_MAX_PAYLOAD + 4096
-MAX_ID_BYTES: Final = 32
-MAX_NAME_CHARS: Final = 256
 
 HlcTuple = tuple[int, int, str]
 """Wire form of a hybrid-logical-clock timestamp: (physical_ms, logical, replica);
@@ -164,40 +162,14 @@ def _check_ts(value: object) -> Timestamp:
     return Timestamp(phys, logical, replica)
 
 
-_MAX_PHYSICAL: Final = 2**63 - 1
-_MAX_LOGICAL: Final = 2**32 - 1
-_OPTIONAL_BYTES: Final = (bytes, type(None))
-
-
 def _valid_common(inst: Envelope) -> bool:
     """The usual envelope -- exact builtin types, every field in range -- passes in one
-    expression; ``False`` sends the rest to the field-by-field checks (which give the
-    error message, and accept what they accept: subclasses of str, bytes, list)."""
-    ts = inst.timestamp
-    mid = inst.message_id
-    cid = inst.correlation_id
-    name = inst.recipient if inst.topic is None else inst.topic
-    return (
-        type(mid) is bytes and 0 < len(mid) <= MAX_ID_BYTES
-        and type(inst.type) is str and 0 < len(inst.type) <= MAX_NAME_CHARS
-        and type(inst.sender) is str and 0 < len(inst.sender) <= MAX_NAME_CHARS
-        and (inst.recipient is None) != (inst.topic is None)
-        and type(name) is str and 0 < len(name) <= MAX_NAME_CHARS
-        and (cid is None or (type(cid) is bytes and 0 < len(cid) <= MAX_ID_BYTES))
-        and type(ts) is Timestamp
-        and type(ts[0]) is int and 0 <= ts[0] <= _MAX_PHYSICAL
-        and type(ts[1]) is int and 0 <= ts[1] <= _MAX_LOGICAL
-        and type(ts[2]) is str and 0 < len(ts[2]) <= MAX_NAME_CHARS
-        and type(inst.hop_limit) is int and 0 <= inst.hop_limit <= 255
-        and type(inst.causal_context) in _OPTIONAL_BYTES
-        and type(inst.payload) is bytes
-    )
-
-
-def _validate_envelope(inst: Envelope, _attr: object, _value: object) -> None:
-    """attrs validator on the last field: the whole-object invariants."""
-    if not _valid_common(inst):
-        _check_fields(inst)
+    expression (:func:`vsm_phoenix.protocol._fill_pure.fields_ok`); ``False`` sends the
+    rest to the field-by-field checks (which give the error message, and accept what
+    they accept: subclasses of str, bytes, list)."""
+    return fields_ok(inst.message_id, inst.type, inst.sender, inst.recipient, inst.topic,
+                     inst.correlation_id, inst.timestamp, inst.hop_limit,
+                     inst.causal_context, inst.payload)
 
 
 def _check_fields(inst: Envelope) -> None:
@@ -232,13 +204,15 @@ def _ts_converter(value: Any) -> Any:
     return value
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, init=False)
 class Envelope:
     """One protocol message (see the module docstring for the wire layout).
 
     ``payload`` is always the *uncompressed* payload; compression is a property of the
     encoding, chosen in :meth:`wire_parts` and undone in :meth:`from_wire_parts`.
-    Construction validates every field and raises :class:`InvalidArgument` on misuse.
+    Construction validates every field and raises :class:`InvalidArgument` on misuse;
+    ``timestamp`` may be any ``(physical_ms, logical, replica)`` triple and is stored
+    as a :class:`~vsm_phoenix.crdt.Timestamp`.
     """
 
     message_id: bytes
@@ -247,10 +221,38 @@ class Envelope:
     recipient: str | None = None
     topic: str | None = None
     correlation_id: bytes | None = None
-    timestamp: Timestamp = attrs.field(converter=_ts_converter)
+    timestamp: Timestamp
     hop_limit: int = 8
     causal_context: bytes | None = None
-    payload: bytes = attrs.field(default=b"", validator=_validate_envelope)
+    payload: bytes = b""
+
+    def __init__(
+        self,
+        *,
+        message_id: bytes,
+        type: str,
+        sender: str,
+        recipient: str | None = None,
+        topic: str | None = None,
+        correlation_id: bytes | None = None,
+        timestamp: Any,
+        hop_limit: int = 8,
+        causal_context: bytes | None = None,
+        payload: bytes = b"",
+    ) -> None:
+        # The usual envelope (exact builtin types, every field in range) is checked and
+        # stored by one kernel call (:mod:`vsm_phoenix.protocol._fill`); anything else
+        # takes the converter and the field-by-field checks, which name what is wrong.
+        if _fill.envelope_init(_LAYOUT, self, message_id, type, sender, recipient, topic,
+                               correlation_id, timestamp, hop_limit, causal_context,
+                               payload):
+            return
+        values = (message_id, type, sender, recipient, topic, correlation_id,
+                  _ts_converter(timestamp), hop_limit, causal_context, payload)
+        for setter, value in zip(_SETTERS, values, strict=True):
+            setter(self, value)
+        if not _valid_common(self):
+            _check_fields(self)
 
     # -- the two halves a secure channel seals -------------------------------------
     def wire_parts(
@@ -382,17 +384,37 @@ class Envelope:
         return {"recipient": self.sender, "correlation_id": self.message_id, **changes}
 
 
-def _slot_setters() -> tuple[Callable[[Envelope, Any], None], ...]:
-    """The slots' own setters, in field order (a frozen class's ``__setattr__`` refuses;
-    these are what attrs' ``__init__`` reaches through ``object.__setattr__``, without
-    the name lookup)."""
-    return tuple(Envelope.__dict__[f.name].__set__ for f in attrs.fields(Envelope))
-
-
 _new = object.__new__
-_SETTERS: Final = _slot_setters()
-(_set_id, _set_type, _set_sender, _set_recipient, _set_topic, _set_cid, _set_ts, _set_hop,
- _set_cc, _set_payload) = _SETTERS
+_FIELDS: Final = tuple(f.name for f in attrs.fields(Envelope))
+#: The slots of an envelope in field order, for the fill kernels.
+_LAYOUT: Final = _fill.Layout(Envelope, _FIELDS)
+#: The slots' own setters, in field order (a frozen class's ``__setattr__`` refuses).
+_SETTERS: Final[tuple[Callable[[Envelope, Any], None], ...]] = tuple(
+    Envelope.__dict__[name].__set__ for name in _FIELDS)
+
+
+def _make(
+    message_id: bytes,
+    msg_type: str,
+    sender: str,
+    recipient: str | None,
+    topic: str | None,
+    correlation_id: bytes | None,
+    timestamp: Any,
+    hop_limit: int,
+    causal_context: bytes | None,
+    payload: bytes,
+) -> Envelope:
+    """``Envelope(...)`` with the fields given in field order: the same checks and
+    errors, without the keyword call (for hot producers such as
+    :class:`~vsm_phoenix.protocol.kit.Messenger`)."""
+    env: Envelope = _new(Envelope)
+    if _fill.envelope_init(_LAYOUT, env, message_id, msg_type, sender, recipient, topic,
+                           correlation_id, timestamp, hop_limit, causal_context, payload):
+        return env
+    return Envelope(message_id=message_id, type=msg_type, sender=sender, recipient=recipient,
+                    topic=topic, correlation_id=correlation_id, timestamp=timestamp,
+                    hop_limit=hop_limit, causal_context=causal_context, payload=payload)
 
 
 def _assemble(
@@ -409,31 +431,19 @@ def _assemble(
 ) -> Envelope:
     """An envelope from fields a decoder has *already* checked one by one (exact types,
     ranges, exactly one of recipient and topic): what the constructor's validation would
-    find, without running it again. Only for such decoders
-    (:mod:`vsm_phoenix.protocol.envelope_batch`); everyone else calls ``Envelope(...)``."""
-    env: Envelope = _new(Envelope)
-    _set_id(env, message_id)
-    _set_type(env, msg_type)
-    _set_sender(env, sender)
-    _set_recipient(env, recipient)
-    _set_topic(env, topic)
-    _set_cid(env, correlation_id)
-    _set_ts(env, timestamp)
-    _set_hop(env, hop_limit)
-    _set_cc(env, causal_context)
-    _set_payload(env, payload)
+    find, without running it again. Only for such decoders; everyone else calls
+    ``Envelope(...)``."""
+    env: Envelope = _fill.build(_LAYOUT, (message_id, msg_type, sender, recipient, topic,
+                                          correlation_id, timestamp, hop_limit,
+                                          causal_context, payload))
     return env
 
 
 def _assemble_columns(n: int, columns: Sequence[Iterable[Any]]) -> list[Envelope]:
     """``n`` envelopes from ten columns of fields in field order (``message_id`` ..
     ``payload``), each holding ``n`` values that a decoder has already checked, as
-    :func:`_assemble` requires. Every slot is filled column by column through C-level
-    iteration: no Python frame per envelope."""
-    envs: list[Envelope] = list(map(_new, repeat(Envelope, n)))
-    for setter, column in zip(_SETTERS, columns, strict=True):
-        deque(map(setter, envs, column), maxlen=0)
-    return envs
+    :func:`_assemble` requires (:mod:`vsm_phoenix.protocol.envelope_batch`)."""
+    return _fill.build_many(_LAYOUT, n, columns)
 
 
 def _decompress(method: int, body: bytes, size: int) -> bytes:

@@ -44,21 +44,25 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from itertools import repeat
-from operator import attrgetter
-from typing import Any, Final
+from typing import Final
 
 import cbor2
 
-from vsm_phoenix import cbor
 from vsm_phoenix.crdt import Timestamp
 from vsm_phoenix.errors import DecodeError, InvalidArgument
+from vsm_phoenix.protocol import _fill
+from vsm_phoenix.protocol._fill_pure import (
+    _ADDRESS,
+    BATCH_FORMAT,
+    MAX_ENVELOPES,
+    MAX_NAME_CHARS,
+    batch_value,
+)
 from vsm_phoenix.protocol.envelope import (
+    _LAYOUT,
     COMPRESS_NONE,
-    COMPRESS_ZSTD,
     DEFAULT_COMPRESS_THRESHOLD,
     DEFAULT_MAX_PAYLOAD,
-    MAX_ID_BYTES,
-    MAX_NAME_CHARS,
     Envelope,
     _assemble_columns,
     _decompress,
@@ -72,19 +76,8 @@ __all__ = [
     "encode_envelopes",
 ]
 
-BATCH_FORMAT: Final = 1
-MAX_ENVELOPES: Final = 65_536
 #: Default bound on the sum of the declared (uncompressed) payload sizes of one batch.
 DEFAULT_MAX_TOTAL: Final = 64 * 1024 * 1024
-_COLUMNS: Final = 12
-_BYTES: Final[frozenset[type]] = frozenset((bytes,))
-_STR: Final[frozenset[type]] = frozenset((str,))
-_INT: Final[frozenset[type]] = frozenset((int,))
-_OPT_BYTES: Final[frozenset[type]] = frozenset((bytes, type(None)))
-#: The per-envelope fields of a batch, in column order (sender and address excluded).
-_FIELDS: Final = attrgetter("message_id", "type", "correlation_id", "timestamp", "hop_limit",
-                            "causal_context", "payload")
-_ADDRESS: Final = attrgetter("sender", "recipient", "topic")
 
 
 def encode_envelopes(
@@ -105,58 +98,24 @@ def encode_envelopes(
         raise InvalidArgument(f"a batch holds 1..{MAX_ENVELOPES} envelopes")
     if (recipient is None) == (topic is None):
         raise InvalidArgument("give exactly one of recipient and topic")
+    data = _fill.encode_batch(_LAYOUT, envelopes, sender, recipient, topic,
+                              compress_threshold)
+    if data is not None:  # the usual batch: encoded in one kernel call
+        return data
     if set(map(type, envelopes)) != {Envelope}:
         raise InvalidArgument("a batch holds Envelope objects")
     if set(map(_ADDRESS, envelopes)) != {(sender, recipient, topic)}:
         raise InvalidArgument("every envelope of a batch has its sender and address")
-    # the columns, transposed by C-level iteration (a tuple encodes as an array)
-    ids, types, cids, stamps, hops, ccs, payloads = zip(*map(_FIELDS, envelopes), strict=True)
-    physical, logical, replicas = zip(*stamps, strict=True)
-    sizes = list(map(len, payloads))
-    methods: Sequence[int] = (COMPRESS_NONE,) * n
-    if max(sizes) >= compress_threshold:
-        methods, wire = [COMPRESS_NONE] * n, list(payloads)
-        for i, e in enumerate(envelopes):
-            if sizes[i] >= compress_threshold:
-                header, packed = e.wire_parts(compress_threshold=compress_threshold,
-                                              prefer_zstd=prefer_zstd)
-                methods[i], wire[i] = header["z"], packed
-        payloads = tuple(wire)
-    value = [BATCH_FORMAT, ids, types, cids, physical, logical, replicas, hops, ccs, methods,
-             sizes, payloads]
-    # No maps and no floats: cbor2's plain encoding (shortest heads, definite lengths)
-    # is the canonical one, which decode_envelopes checks.
+    methods, wire = [COMPRESS_NONE] * n, [e.payload for e in envelopes]
+    for i, e in enumerate(envelopes):
+        if len(e.payload) >= compress_threshold:
+            header, packed = e.wire_parts(compress_threshold=compress_threshold,
+                                          prefer_zstd=prefer_zstd)
+            methods[i], wire[i] = header["z"], packed
     try:
-        return bytes(cbor2.dumps(value))
+        return bytes(cbor2.dumps(batch_value(envelopes, wire, methods)))
     except Exception as exc:  # e.g. a name holding a lone surrogate (not UTF-8)
         raise InvalidArgument(f"envelopes not CBOR-encodable: {exc}") from None
-
-
-def _types(column: list[Any], allowed: frozenset[type], what: str) -> None:
-    if not allowed.issuperset(map(type, column)):
-        raise DecodeError(f"batch column {what} holds a value of the wrong type")
-
-
-def _names(column: list[Any], what: str) -> None:
-    _types(column, _STR, what)
-    lengths = list(map(len, column))
-    if min(lengths) < 1 or max(lengths) > MAX_NAME_CHARS:
-        raise DecodeError(f"batch column {what}: names are 1..{MAX_NAME_CHARS} characters")
-
-
-def _ids(column: list[Any], what: str, optional: bool) -> None:
-    _types(column, _OPT_BYTES if optional else _BYTES, what)
-    present = [x for x in column if x is not None] if optional else column
-    if present:
-        lengths = list(map(len, present))
-        if min(lengths) < 1 or max(lengths) > MAX_ID_BYTES:
-            raise DecodeError(f"batch column {what}: ids are 1..{MAX_ID_BYTES} bytes")
-
-
-def _uints(column: list[Any], what: str, limit: int) -> None:
-    _types(column, _INT, what)  # (type() is int: bools are refused)
-    if min(column) < 0 or max(column) > limit:
-        raise DecodeError(f"batch column {what}: integers are in 0..{limit}")
 
 
 def decode_envelopes(
@@ -181,29 +140,10 @@ def decode_envelopes(
                                   <= MAX_NAME_CHARS):
             raise DecodeError(f"the batch {name} must be a str of 1..{MAX_NAME_CHARS} "
                               "characters")
-    value = cbor.loads(data, wire=True)  # one parse, one canonical check, no tags
-    if type(value) is not list or len(value) != _COLUMNS:
-        raise DecodeError(f"an envelope batch is an array of {_COLUMNS} items")
-    if type(value[0]) is not int or value[0] != BATCH_FORMAT:
-        raise DecodeError("unsupported envelope batch format")
-    columns: list[list[Any]] = value[1:]
-    if not all(type(c) is list for c in columns):
-        raise DecodeError("every batch column is an array")
-    n = len(columns[0])
-    if not 1 <= n <= MAX_ENVELOPES or any(len(c) != n for c in columns):
-        raise DecodeError(f"batch columns hold the same number (1..{MAX_ENVELOPES}) of entries")
-    ids, types, cids, phys, logical, replicas, hops, ccs, methods, sizes, payloads = columns
-    _ids(ids, "ids", optional=False)
-    _names(types, "types")
-    _ids(cids, "correlation_ids", optional=True)
-    _uints(phys, "ts_physical", 2**63 - 1)
-    _uints(logical, "ts_logical", 2**32 - 1)
-    _names(replicas, "ts_replicas")
-    _uints(hops, "hop_limits", 255)
-    _types(ccs, _OPT_BYTES, "causal_contexts")
-    _uints(methods, "compression", COMPRESS_ZSTD)
-    _uints(sizes, "sizes", max_payload)
-    _types(payloads, _BYTES, "payloads")
+    # one parse with one canonical check, every column checked for its type and range
+    (ids, types, cids, phys, logical, replicas, hops, ccs, methods, sizes,
+     payloads) = _fill.parse_columns(data, max_payload)
+    n = len(ids)
     if sum(sizes) > max_total:
         raise DecodeError(f"batch payloads add up to more than {max_total} bytes")
     if any(methods):

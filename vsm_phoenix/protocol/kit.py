@@ -35,10 +35,13 @@ from typing import Any
 
 from vsm_phoenix.crdt import HLC, Timestamp
 from vsm_phoenix.errors import DecodeError
-from vsm_phoenix.protocol.envelope import Envelope, decode_cbor, encode_cbor
+from vsm_phoenix.protocol import _fill
+from vsm_phoenix.protocol.envelope import Envelope, _make, decode_cbor, encode_cbor
 from vsm_phoenix.protocol.node import RemoteProtocolError, Send
 
 __all__ = ["Messenger", "decode_payload", "encode_payload"]
+
+_SEND = _fill.Layout(Send, ("envelope",))
 
 
 def encode_payload(value: Any) -> bytes:
@@ -92,22 +95,16 @@ class Messenger:
     ) -> Envelope:
         """An envelope stamped now; ``payload`` is CBOR-encoded unless already bytes."""
         body = payload if isinstance(payload, bytes) else encode_payload(payload)
-        return Envelope(
-            message_id=self.new_id(),
-            type=msg_type,
-            sender=self.node_id,
-            recipient=recipient,
-            topic=topic,
-            correlation_id=correlation_id,
-            timestamp=self.clock.now(max(now, 0)),
-            hop_limit=hop_limit,
-            causal_context=causal_context,
-            payload=body,
-        )
+        return _make(self.new_id(), msg_type, self.node_id,
+                     recipient, topic, correlation_id,
+                     self.clock.now(now if now > 0 else 0), hop_limit, causal_context, body)
 
     def send(self, now: int, to: str, msg_type: str, payload: Any, **kw: Any) -> Send:
         """Shorthand: a :class:`Send` effect of a fresh envelope addressed to ``to``."""
-        return Send(self.envelope(now, msg_type, payload, recipient=to, **kw))
+        env = self.envelope(now, msg_type, payload, recipient=to, **kw)
+        # Send(env), without attrs' keyword __init__ (Send has no converter or validator)
+        send: Send = _fill.build(_SEND, (env,))
+        return send
 
     def accept(self, now: int, envelope: Envelope) -> Timestamp:
         """Check that ``envelope`` is for this node and merge its timestamp into the

@@ -539,9 +539,7 @@ class Endpoint:
         key_id = self.aead.keyset.primary_id
         room = self.config.key_usage_limit - self.aead.usage(key_id)
         allowed = max(1, min(n, room))  # room <= 0: the seal itself raises CapacityError
-        reserve = self.aead._reserve  # counts one invocation (no encryption happens)
-        for _ in range(allowed - 1):
-            reserve()
+        self.aead.charge(allowed - 1)  # one addition inside the key's lease
         return allowed
 
     def open_body(self, body: bytes) -> OpenedBatch:

@@ -69,6 +69,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable
+from itertools import repeat
 from typing import Any, Final
 
 import aio_pika
@@ -102,6 +103,7 @@ from vsm_phoenix.ext.amqp.endpoint import (
     classify,
 )
 from vsm_phoenix.ext.amqp.topology import unword
+from vsm_phoenix.protocol import _fill
 from vsm_phoenix.protocol.envelope import Envelope, decode_cbor, encode_cbor
 from vsm_phoenix.protocol.envelope_batch import decode_envelopes
 from vsm_phoenix.protocol.node import (
@@ -128,6 +130,7 @@ log = logging.getLogger("vsm_phoenix.ext.amqp")
 MAX_PENDING_CONTROL: Final = 10_000
 _NODE_PREFIX: Final = "node/"
 _BOOT_KEY: Final = "runner/boots"
+_RECEIVE: Final = _fill.Layout(Receive, ("now", "envelope"))
 
 
 class NodeFenced(VsmPhoenixError, RuntimeError):
@@ -509,12 +512,13 @@ class AmqpNode:
         else:
             envs = decode_envelopes(payload, sender=sender, recipient=recipient)
         self.stats["frames_received"] += len(envs) - 1
-        now = self.now()
         step = self.node.step
         effects = res.effects
-        for env in envs:
+        # Receive(now, env) for each, built column-wise (one clock reading; Receive has
+        # no converter or validator)
+        for event in _fill.build_many(_RECEIVE, len(envs), (repeat(self.now()), envs)):
             try:
-                out = step(Receive(now, env))
+                out = step(event)
                 if out:
                     effects += self._persist(out)
             except DecodeError as exc:
