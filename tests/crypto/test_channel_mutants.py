@@ -1,8 +1,9 @@
 """Secure-channel and replay-window tests written against the mutants of
 ``mutants/catalog.py`` (``make mutate MUTATE_ARGS='--area channel'``): each names the
 bug it catches -- sender identity by prefix, sequence leases at their boundary, a stale
-frame burning its sequence number, the exact freshness bound, the RFC 6479 ring at a
-slide, and the replay guard after a rolled-back or failed write.
+frame burning its sequence number, the exact freshness bound (also on the batch path,
+``open_many``, which computes its bounds once per batch), the RFC 6479 ring at a slide,
+and the replay guard after a rolled-back or failed write (also on its lease path).
 """
 
 from __future__ import annotations
@@ -164,3 +165,61 @@ def test_a_failed_write_leaves_the_guard_as_it_was() -> None:
     guard.check("alice", 5)
     guard.accept("alice", 5)
     assert guard.highest("alice") == 5
+
+
+# -- the batch path (open_many) and the guard's lease path ----------------------------------
+@pytest.mark.parametrize("mode", MODES)
+def test_a_batch_applies_the_age_bound_to_the_millisecond(mode: ChannelMode) -> None:
+    clock = Clock()
+    alice = channel("alice", mode, clock)
+    first = [alice.seal({"recipient": "bob"}, b"a%d" % i) for i in range(2)]
+    clock.now += 0.001
+    second = [alice.seal({"recipient": "bob"}, b"b%d" % i) for i in range(2)]
+    bob = channel("bob", mode, clock, max_age=10.0)
+    clock.now += 10.0  # ``second`` is exactly max_age old, ``first`` 1 ms more
+    results = bob.open_many([*first, *second])
+    for stale in results[:2]:
+        assert isinstance(stale, ReplayError) and stale.reason == "stale"
+    assert [r[1] for r in results[2:] if isinstance(r, tuple)] == [b"b0", b"b1"]
+    # the stale frames burnt no sequence: a receiver whose clock lags accepts them
+    clock.now -= 1.0
+    assert [r[1] for r in bob.open_many(first) if isinstance(r, tuple)] == [b"a0", b"a1"]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_batch_refuses_frames_from_the_future(mode: ChannelMode) -> None:
+    clock = Clock()
+    alice = channel("alice", mode, clock)
+    early = alice.seal({"recipient": "bob"}, b"early")
+    clock.now += 5.0
+    ahead = alice.seal({"recipient": "bob"}, b"ahead")
+    clock.now -= 5.0
+    bob = channel("bob", mode, clock, max_skew=2.0)
+    out = bob.open_many([ahead, early])
+    assert isinstance(out[0], ReplayError) and out[0].reason == "future"
+    assert isinstance(out[1], tuple) and out[1][1] == b"early"
+
+
+class SlowFailingStorage(FailingStorage):
+    """A failing store whose writes are commits (like SQLite's), so the guard leases
+    its records ahead instead of writing each one."""
+
+    cheap_writes = False
+
+
+def test_a_failed_lease_write_leaves_the_guard_as_it_was() -> None:
+    """On the lease path the record (with its new lease) is written before the window
+    in memory changes: when that write fails, nothing is recorded and the genuine
+    retry of the frame is accepted."""
+    storage = SlowFailingStorage()
+    guard = ReplayGuard(storage, size=64, lease=16)
+    guard.accept("alice", 4)
+    guard.accept("alice", 5)  # inside the lease: no write
+    storage.fail_next = True
+    with pytest.raises(OSError):
+        guard.accept("alice", 100)  # past the lease: a write, which fails
+    assert guard.highest("alice") == 5
+    guard.accept("alice", 100)
+    assert guard.highest("alice") == 100
+    with pytest.raises(ReplayError):
+        guard.accept("alice", 100)
