@@ -6,23 +6,10 @@
 
 from __future__ import annotations
 
-import os
-from types import ModuleType
-
+from vsm_phoenix._kernels import select
 from vsm_phoenix.crdt import _pure
 
-
-def _select() -> tuple[ModuleType, str]:
-    if os.environ.get("VSM_PHOENIX_PURE") == "1":
-        return _pure, "pure"
-    try:
-        from vsm_phoenix.crdt import _native
-    except ImportError:
-        return _pure, "pure"
-    return _native, "native"
-
-
-kernels, BACKEND = _select()
+kernels, BACKEND = select(_pure, "vsm_phoenix.crdt._native")
 
 vc_join_into = kernels.vc_join_into
 vc_leq = kernels.vc_leq

@@ -4,25 +4,13 @@ as for the CRDT kernels. ``BACKEND`` names the active one."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
-from types import ModuleType
 
+from vsm_phoenix._kernels import select
 from vsm_phoenix.crypto import _frames_pure
 from vsm_phoenix.crypto._frames_pure import Shape
 
-
-def _select() -> tuple[ModuleType, str]:
-    if os.environ.get("VSM_PHOENIX_PURE") == "1":
-        return _frames_pure, "pure"
-    try:
-        from vsm_phoenix.crypto import _frames_native
-    except ImportError:
-        return _frames_pure, "pure"
-    return _frames_native, "native"
-
-
-kernels, BACKEND = _select()
+kernels, BACKEND = select(_frames_pure, "vsm_phoenix.crypto._frames_native")
 
 match_header: Callable[
     [bytes, int, dict[bytes, Shape], tuple[int, ...]], tuple[Shape, int, int] | None

@@ -5,25 +5,13 @@ pure, as for the CRDT and frame kernels. ``BACKEND`` names the active one."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterable, Sequence
-from types import ModuleType
 from typing import Any
 
+from vsm_phoenix._kernels import select
 from vsm_phoenix.protocol import _fill_pure
 
-
-def _select() -> tuple[ModuleType, str]:
-    if os.environ.get("VSM_PHOENIX_PURE") == "1":
-        return _fill_pure, "pure"
-    try:
-        from vsm_phoenix.protocol import _fill_native
-    except ImportError:
-        return _fill_pure, "pure"
-    return _fill_native, "native"
-
-
-kernels, BACKEND = _select()
+kernels, BACKEND = select(_fill_pure, "vsm_phoenix.protocol._fill_native")
 
 Layout: Callable[[type, Sequence[str]], Any] = kernels.Layout
 build: Callable[[Any, Sequence[Any]], Any] = kernels.build
